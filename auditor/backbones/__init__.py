@@ -1,0 +1,1 @@
+"""Pretrained image backbones (Keras 3) and their weight loaders."""

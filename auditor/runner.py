@@ -1,0 +1,111 @@
+"""Run an audit: index → encode → checks → Report. A crashing check becomes an `error` result."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+
+from auditor import __version__
+from auditor.backbones.registry import Backbone, resolve_backbone
+from auditor.cache import Cache
+from auditor.checks import CHECKS
+from auditor.config import AuditConfig
+from auditor.context import AuditContext, scan_limits
+from auditor.dataset import DatasetIndex, load_dataset
+from auditor.encode import encode_dataset
+from auditor.errors import AuditorError, ConfigError
+from auditor.progress import Progress, SilentProgress
+from auditor.report import CheckResult, Finding, Report, Status
+
+
+def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = None,
+            embed: bool = True) -> AuditContext:
+    """Index and encode the dataset (hashes, scans, embeddings), using the cache."""
+    index = load_dataset(Path(dataset_dir), config)
+    cache = Cache(config.cache_dir if config.use_cache else None)
+    backbone = resolve_backbone(config.backbone, config.weights, config.offline, config.precision) if embed else None
+    encoded = encode_dataset(
+        index,
+        cache,
+        backbone,
+        scan_limits(config),
+        max_file_bytes=int(config.max_file_mb * 2**20),
+        batch_size=config.batch_size,
+        workers=config.workers,
+        progress=progress or SilentProgress(),
+    )
+    return AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache)
+
+
+def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[CheckResult]:
+    unknown = [c for c in (check_ids or []) if c not in CHECKS]
+    if unknown:
+        raise ConfigError(f"unknown check id(s): {', '.join(unknown)}", f"Known checks: {', '.join(CHECKS)}.")
+    results = []
+    for check_id, check in CHECKS.items():
+        if check_ids and check_id not in check_ids:
+            continue
+        try:
+            result = check(ctx)
+        except AuditorError:
+            raise
+        except Exception as exc:  # one broken check must not hide the others' results
+            last = traceback.extract_tb(exc.__traceback__)[-1]
+            result = CheckResult(
+                id=check_id,
+                status=Status.ERROR,
+                summary=f"check crashed: {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})",
+            )
+        result.findings = _merge_same_id(result.findings)
+        results.append(result)
+    return results
+
+
+def audit(dataset_dir: Path, config: AuditConfig, progress: Progress | None = None,
+          check_ids: list[str] | None = None) -> tuple[Report, AuditContext]:
+    started = time.perf_counter()
+    ctx = prepare(dataset_dir, config, progress)
+    encoded_at = time.perf_counter()
+    checks = run_checks(ctx, check_ids)
+    finished = time.perf_counter()
+    report = build_report(ctx, checks)
+    report.timings = {
+        "encode": encoded_at - started,
+        "checks": finished - encoded_at,
+        "total": finished - started,
+        **{k: v for k, v in ctx.encoded.stats.items() if k.endswith("_s")},
+    }
+    return report, ctx
+
+
+def build_report(ctx: AuditContext, checks: list[CheckResult]) -> Report:
+    backbone: Backbone | None = ctx.backbone
+    stats = ctx.encoded.stats
+    notes = list(ctx.index.notes)
+    if backbone is not None:
+        notes.insert(0, f"Backbone: {backbone.name} ({backbone.weights}). {backbone.note}")
+    notes.append(
+        f"Cache: {int(stats.get('embeddings_cached', 0))} embeddings reused, "
+        f"{int(stats.get('embeddings_computed', 0))} computed; {int(stats.get('scans_cached', 0))} of "
+        f"{int(stats.get('unique_images', 0))} image scans reused."
+    )
+    return Report(
+        tool_version=__version__,
+        dataset=ctx.index.summary(),
+        backbone=backbone.describe() if backbone else {"name": None, "note": "no embeddings computed"},
+        checks=checks,
+        notes=notes,
+    )
+
+
+def _merge_same_id(findings: list[Finding]) -> list[Finding]:
+    """The same content at several paths gives one finding listing every path (ids stay unique)."""
+    merged: dict[str, Finding] = {}
+    for finding in findings:
+        if finding.id in merged:
+            kept = merged[finding.id]
+            kept.paths.extend(p for p in finding.paths if p not in kept.paths)
+        else:
+            merged[finding.id] = finding
+    return list(merged.values())
