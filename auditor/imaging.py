@@ -91,8 +91,7 @@ def scan_bytes(data: bytes, limits: ScanLimits, embed_size: int | None = None) -
     try:
         rgb = _decode_rgb(image, scan)
     except Exception as exc:  # Pillow raises many types for damaged files; all mean "unusable"
-        kind = "truncated" if "truncat" in str(exc).lower() else "corrupt"
-        scan.problems.append(Problem(kind, "error", f"cannot decode: {_short(exc)}"))
+        scan.problems.append(Problem(_damage_kind(exc), "error", f"cannot decode: {_short(exc)}"))
         return scan, None
     scan.width, scan.height = rgb.size
     _shape_problems(scan, limits)
@@ -133,7 +132,7 @@ def _open(data: bytes, scan: ImageScan, limits: ScanLimits) -> Image.Image | Non
             scan.problems.append(Problem("not_an_image", "error", f"not an image file ({_sniff(data)})"))
             return None
         except Exception as exc:
-            scan.problems.append(Problem("corrupt", "error", f"cannot open: {_short(exc)}"))
+            scan.problems.append(Problem(_damage_kind(exc), "error", f"cannot open: {_short(exc)}"))
             return None
     scan.format = image.format
     scan.mode = image.mode
@@ -262,6 +261,10 @@ def _sniff(data: bytes) -> str:
         return "looks like text"
     except UnicodeDecodeError:
         return "unrecognised binary data"
+
+
+def _damage_kind(exc: BaseException) -> str:
+    return "truncated" if "truncat" in str(exc).lower() else "corrupt"
 
 
 def _short(exc: BaseException) -> str:
