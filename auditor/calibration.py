@@ -133,9 +133,8 @@ def calibrate(
     paths: dict[str, Path],
     scans: dict[str, ImageScan],
     embeddings: dict[str, np.ndarray] | None,
-    embed: Callable[[np.ndarray], np.ndarray] | None,
-    cached_vectors: Callable[[list[str]], dict[str, np.ndarray]],
-    store_vectors: Callable[[list[str], np.ndarray], None],
+    backbone: Any | None,
+    cache: Any,
     sample_images: int,
     max_phash: int,
     max_dhash: int,
@@ -143,39 +142,54 @@ def calibrate(
     input_size: int,
     seed: int = 0,
 ) -> Calibration:
-    """Transform a seeded sample of `shas`, find each copy again, and measure what else it matches."""
+    """Transform a seeded sample of `shas`, find each copy again, and measure what else it matches.
+
+    The copies' scans and embeddings are cached like real images' (keyed by source content + transform),
+    so a re-run over an unchanged dataset decodes and embeds nothing here either."""
     rng = np.random.default_rng(seed)
     eligible = [s for s in shas if embeddings is None or s in embeddings]
     chosen = sorted(rng.choice(len(eligible), size=min(sample_images, len(eligible)), replace=False)) if eligible else []
     sample = [eligible[i] for i in chosen]
-    queries: list[tuple[int, str, ImageScan, np.ndarray | None]] = []  # (source node, transform, scan, array)
+    keys = {sha: [f"{sha}|{name}|{CALIBRATION_VERSION}" for name in TRANSFORMS] for sha in sample}
+    all_keys = [k for sha in sample for k in keys[sha]]
+    cached_scans = cache.get_scans(all_keys)
+    vectors = cache.get_embeddings(backbone.cache_key, all_keys) if backbone is not None else {}
     node_of = {sha: i for i, sha in enumerate(shas)}
-    keys: list[str] = []
+    queries: list[tuple[int, str, ImageScan, str]] = []  # (source node, transform, scan, key)
+    to_embed: list[tuple[str, np.ndarray]] = []
+    new_scans: list[ImageScan] = []
     for sha in sample:
-        image = decode_for_embedding(paths[sha].read_bytes(), input_size)
-        if image is None:
-            continue
-        for name, transform in TRANSFORMS.items():
-            scan, array = scan_bytes(transform(image), limits, input_size if embeddings is not None else None)
+        complete = all(k in cached_scans and (backbone is None or k in vectors or not cached_scans[k].usable) for k in keys[sha])
+        image = None if complete else decode_for_embedding(paths[sha].read_bytes(), input_size)
+        for (name, transform), key in zip(TRANSFORMS.items(), keys[sha]):
+            if complete:
+                scan = cached_scans[key]
+            elif image is None:
+                break
+            else:
+                scan, array = scan_bytes(transform(image), limits, input_size if backbone is not None else None)
+                scan.sha256 = key
+                new_scans.append(scan)
+                if array is not None and backbone is not None and key not in vectors:
+                    to_embed.append((key, array))
             if scan.usable:
-                queries.append((node_of[sha], name, scan, array))
-                keys.append(f"{sha}|{name}|{CALIBRATION_VERSION}")
+                queries.append((node_of[sha], name, scan, key))
+    if new_scans:
+        cache.put_scans(new_scans)
+    for start in range(0, len(to_embed), 32):
+        part = to_embed[start : start + 32]
+        computed = backbone.embed(np.stack([array for _key, array in part]))
+        cache.put_embeddings(backbone.cache_key, [key for key, _array in part], computed)
+        vectors.update({key: v for (key, _array), v in zip(part, computed)})
 
     hash_found, negative_hash = _hash_evidence(shas, scans, queries, max_phash, max_dhash)
     cosine_to_source = np.zeros(0, dtype=np.float32)
     negative_cosines = np.zeros((len(queries), 0), dtype=np.float32)
-    if embeddings is not None and queries:
-        vectors = cached_vectors(keys)
-        missing = [i for i, key in enumerate(keys) if key not in vectors]
-        for start in range(0, len(missing), 32):
-            part = missing[start : start + 32]
-            computed = embed(np.stack([queries[i][3] for i in part]))
-            store_vectors([keys[i] for i in part], computed)
-            vectors.update({keys[i]: v for i, v in zip(part, computed)})
+    if backbone is not None and embeddings and queries:
         dataset_nodes = [i for i, sha in enumerate(shas) if sha in embeddings]
         row_of = {node: row for row, node in enumerate(dataset_nodes)}
         unit = normalise(np.stack([embeddings[shas[i]] for i in dataset_nodes]))
-        query_unit = normalise(np.stack([vectors[key] for key in keys]))
+        query_unit = normalise(np.stack([vectors[q[3]] for q in queries]))
         cosine_to_source = np.einsum("ij,ij->i", query_unit, unit[[row_of[q[0]] for q in queries]])
         sims, labels = knn(unit, 11, queries=query_unit)
         negative_cosines = np.full((len(queries), 10), -1.0, dtype=np.float32)
@@ -201,7 +215,7 @@ def _hash_evidence(shas, scans, queries, max_phash: int, max_dhash: int) -> tupl
     dhash = hex_to_codes([scans[s].dhash for s in shas])
     found = np.zeros(len(queries), dtype=bool)
     negatives = np.zeros(len(queries), dtype=int)
-    for qi, (source, _name, scan, _array) in enumerate(queries):
+    for qi, (source, _name, scan, _key) in enumerate(queries):
         best = np.zeros(len(shas), dtype=bool)
         for p_hex, d_hex in ((scan.phash, scan.dhash), (scan.phash_mirror, scan.dhash_mirror)):
             p_dist = np.unpackbits(np.bitwise_xor(phash, hex_to_codes([p_hex])), axis=1).sum(axis=1)
