@@ -272,30 +272,31 @@ def _is_dir(entry: os.DirEntry) -> bool:
 
 
 class _SafeWalker:
-    """Walks folders in sorted order, following folder links once: a link loop is reported, not followed."""
+    """Walks folders in sorted order, following folder links: a link back to one of the folder's own
+    ancestors (a loop) is reported, not followed. Only ancestors count: a real folder that a link
+    elsewhere also reaches (say train/dog -> ../val/cat) is still walked in its own place."""
 
     def __init__(self, root: Path, issues: list[WalkIssue]):
         self.root = root
         self.issues = issues
-        self._visited: set[tuple[int, int]] = set()
 
     def _rel(self, path: Path) -> str:
         return PurePosixPath(*path.relative_to(self.root).parts).as_posix()
 
     def files(self, top: Path):
-        stack = [top]
+        stack: list[tuple[Path, frozenset[tuple[int, int]]]] = [(top, frozenset())]
         while stack:
-            folder = stack.pop()
+            folder, ancestors = stack.pop()
             try:
                 info = folder.stat()
             except OSError as exc:
                 self.issues.append(WalkIssue(self._rel(folder), "unreadable_dir", f"cannot open folder: {exc.strerror or exc}"))
                 continue
             key = (info.st_dev, info.st_ino)
-            if key in self._visited:
-                self.issues.append(WalkIssue(self._rel(folder), "symlink_loop", "folder link points back to a folder already walked; not followed"))
+            if key in ancestors:
+                self.issues.append(WalkIssue(self._rel(folder), "symlink_loop", "folder link points back to a folder that contains it; not followed"))
                 continue
-            self._visited.add(key)
+            ancestors = ancestors | {key}
             try:
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
             except OSError as exc:
@@ -314,4 +315,4 @@ class _SafeWalker:
                 if _ignored_name(entry.name, is_dir=False):
                     continue
                 yield self._rel(path), path
-            stack.extend(reversed(subfolders))
+            stack.extend((sub, ancestors) for sub in reversed(subfolders))
