@@ -35,7 +35,11 @@ class Backbone:
     def model(self) -> Any:
         """The keras.Model, built on first use: a fully cached audit never pays for building it."""
         if self._model is None:
-            self._model = _build(self.name, self.weights_path, self.precision)
+            from auditor.backbones.keras_import import quiet_native_stderr
+
+            with quiet_native_stderr():
+                self._model = _build(self.name, self.weights_path, self.precision)
+                self._model.predict_on_batch(np.zeros((1, self.input_size, self.input_size, 3), "float32"))
         return self._model
 
     @property
