@@ -79,6 +79,8 @@ def encode_dataset(
     """Hash, scan and (if a backbone is given) embed every record, using and filling the cache."""
     progress = progress or SilentProgress()
     records = index.records
+    if backbone is not None:
+        backbone.batch_shape = batch_size
     stats: dict[str, float] = {}
 
     # 1. Read and hash every file (cheap, I/O bound): content hashes are the keys of everything else.

@@ -30,6 +30,7 @@ class Backbone:
     weights_path: Path | None  # None only for random weights
 
     _model: Any = None
+    batch_shape: int = 32  # short batches are padded to this many images
 
     @property
     def model(self) -> Any:
@@ -39,7 +40,7 @@ class Backbone:
 
             with quiet_native_stderr():
                 self._model = _build(self.name, self.weights_path, self.precision)
-                self._model.predict_on_batch(np.zeros((1, self.input_size, self.input_size, 3), "float32"))
+                self._model.predict_on_batch(np.zeros((self.batch_shape, self.input_size, self.input_size, 3), "float32"))
         return self._model
 
     @property
@@ -49,8 +50,12 @@ class Backbone:
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, S, S, 3) → float32 (N, dim)."""
+        count = len(batch)
+        if count < self.batch_shape:
+            # Pad a short (last) batch to the traced shape: retracing the graph costs more than the padding.
+            batch = np.concatenate([batch, np.zeros((self.batch_shape - count, *batch.shape[1:]), batch.dtype)])
         output = self.model.predict_on_batch(batch.astype("float32"))
-        return np.asarray(_to_numpy(output), dtype=np.float32)
+        return np.asarray(_to_numpy(output), dtype=np.float32)[:count]
 
     def describe(self) -> dict[str, Any]:
         return {
