@@ -137,6 +137,9 @@ def audit_command(
     validation_split: Optional[float] = ValSplitOpt,
     seed: Optional[int] = SeedOpt,
     split_style: SplitStyle = SplitStyleOpt,
+    source_depth: Optional[int] = typer.Option(
+        None, "--source-depth", min=0, max=64,
+        help="Each image's source is the first N folders below its class folder (for the shortcuts check)."),
     backbone: Backbone = BackboneOpt,
     weights: Optional[str] = WeightsOpt,
     offline: bool = OfflineOpt,
@@ -159,7 +162,7 @@ def audit_command(
 
         formats = _parse_formats(format)
         config = _config(manifest=manifest, layout=layout, validation_split=validation_split, seed=seed,
-                         split_style=split_style, backbone=backbone, weights=weights, offline=offline,
+                         split_style=split_style, source_depth=source_depth, backbone=backbone, weights=weights, offline=offline,
                          batch_size=batch_size, precision=precision, cache_dir=cache_dir, no_cache=no_cache,
                          workers=workers, min_cosine=min_cosine, max_phash_distance=max_phash_distance,
                          max_dhash_distance=max_dhash_distance, calibration_images=calibration_images)
@@ -229,7 +232,8 @@ def duplicates_command(
     """Only the duplicate checks: exact_duplicates, near_duplicates, leakage, label_conflicts."""
     args = dict(dataset_dir=dataset_dir, out=out, format="terminal,json", exit_zero=exit_zero,
                 checks="exact_duplicates,near_duplicates,leakage,label_conflicts", manifest=manifest, layout=layout,
-                validation_split=validation_split, seed=seed, split_style=split_style, backbone=backbone,
+                validation_split=validation_split, seed=seed, split_style=split_style, source_depth=None,
+                backbone=backbone,
                 weights=weights, offline=offline, batch_size=32, precision=Precision.auto, cache_dir=cache_dir,
                 no_cache=False, workers=2, min_cosine=min_cosine, max_phash_distance=None, max_dhash_distance=None,
                 calibration_images=None, quiet=quiet)

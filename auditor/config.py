@@ -20,6 +20,7 @@ SPLIT_STYLES = ("keras-dataset", "keras-generator")
 PRECISIONS = ("auto", "float32", "bfloat16")
 HELD_OUT_SPLIT_NAMES = ("val", "valid", "validation", "test")
 REFERENCE_SPLIT = "train"
+GATE_STATUSES = ("pass", "warn", "fail")  # what a check's outcome can be mapped to by the policy
 
 
 def default_cache_dir() -> Path:
@@ -42,6 +43,49 @@ class Policy:
     max_imbalance_ratio: float = 3.0  # warn when the largest train class / smallest exceeds this
     alpha: float = 0.01  # significance level for the label-distribution test
     min_cramers_v: float = 0.1  # … and the effect size that makes it material
+    # Split shift and shortcuts (tested at `alpha` above; each also needs its effect size to be material)
+    min_domain_auc: float = 0.6  # fail a held-out split when a classifier tells it from train with this ROC-AUC
+    min_drift_effect: float = 0.2  # warn on property drift of this Wasserstein distance, in units of train's spread
+    min_shortcut_lift: float = 0.2  # warn when file properties alone predict the label this well (0 = chance, 1 = perfect)
+    # Label issues, outliers, image quality: warn on any finding; fail only above these shares (100 = never)
+    label_issues_max_percent: float = 100.0  # fail above this share of a split's images probably mislabelled
+    outliers_max_percent: float = 100.0  # fail above this share of a split's images that are outliers
+    image_quality_max_percent: float = 100.0  # fail above this share of a split's images with a quality issue
+    # Per check id, the status each outcome is reported as, e.g. {"near_duplicates": {"warn": "fail"}}
+    statuses: dict[str, dict[str, str]] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """The reference fine-tune (`audit --finetune`, `auditor finetune`): every default is the reference
+    run's (frozen ImageNet base, Flatten, 2 × [Dense(1024, no bias, L2 0.003) → BN → ReLU → Dropout 0.5],
+    Dense(C, no bias) → BN → softmax, Adam 5e-6, categorical cross-entropy, class weights)."""
+
+    epochs: int = 100  # the most epochs; early stopping on val_loss usually ends sooner
+    patience: int = 10  # epochs without a lower val_loss before stopping (the best weights are restored)
+    learning_rate: float = 5e-6
+    batch_size: int = 32
+    dense_units: int = 1024
+    l2: float = 0.003
+    dropout: float = 0.5
+    class_weights: bool = True
+    augment: bool = False  # random flips and crops; needs the base in the loop (slow)
+    holdout_fraction: float = 0.2  # held-out share made (stratified, seeded) when the dataset has one split
+    seed: int | None = None  # None: the audit's --seed, else 0
+    counterfactual: bool = True  # retrain after the audit's fixes (gap_attribution)
+    bootstrap: int = 2000  # resamples for the confidence intervals
+    history: Path | None = None  # the user's own training log, compared with the reference run
+
+    def __post_init__(self) -> None:
+        _within("finetune.epochs", self.epochs, 1, 100_000)
+        _within("finetune.patience", self.patience, 0, 100_000)
+        _within("finetune.learning_rate", self.learning_rate, 0.0, 10.0, open_interval=True)
+        _within("finetune.batch_size", self.batch_size, 1, 65_536)
+        _within("finetune.dense_units", self.dense_units, 1, 65_536)
+        _within("finetune.l2", self.l2, 0.0, 100.0)
+        _within("finetune.dropout", self.dropout, 0.0, 0.99)
+        _within("finetune.holdout_fraction", self.holdout_fraction, 0.0, 1.0, open_interval=True)
+        _within("finetune.bootstrap", self.bootstrap, 100, 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -52,6 +96,7 @@ class AuditConfig:
     validation_split: float | None = None
     seed: int | None = None
     split_style: str = "keras-dataset"
+    source_depth: int = 0  # > 0: an image's source is the first N folders below its class folder (0 = none)
     # How to embed
     backbone: str = "auto"
     weights: str | None = None  # None = the backbone's default; "none" = random (tests only); else a path
@@ -72,6 +117,14 @@ class AuditConfig:
     min_cosine: float | None = None  # None = calibrated on the dataset itself
     calibration_images: int = 40
     max_group_size: int = 200
+    # Label issues, outliers, image quality
+    label_folds: int = 5  # cross-validation folds of the label probe
+    label_neighbours: int = 10  # k of the k-NN label agreement
+    outlier_neighbours: int = 5  # k of the k-NN isolation score
+    max_outlier_z: float = 3.5  # robust z-score of isolation above which an image is an outlier
+    max_quality_z: float = 3.5  # robust z-score beyond which an image property is unusual for the dataset
+    # The reference fine-tune and gap attribution: None = not requested (both checks are skipped)
+    finetune: FinetuneOptions | None = None
     # The gate
     policy: Policy = field(default_factory=Policy)
 
@@ -87,6 +140,12 @@ class AuditConfig:
                     "validation_split cannot be combined with a manifest",
                     "A manifest already says which split each image is in.",
                 )
+        _within("source_depth", self.source_depth, 0, 64)
+        if self.source_depth and self.manifest is not None:
+            raise ConfigError(
+                "source_depth cannot be combined with a manifest",
+                "Put each image's source in the manifest's source column instead.",
+            )
         _within("batch_size", self.batch_size, 1, 4096)
         _within("workers", self.workers, 1, 64)
         _within("max_pixels", self.max_pixels, 1, 10**10)
@@ -99,6 +158,11 @@ class AuditConfig:
             _within("min_cosine", self.min_cosine, 0.0, 1.0)
         _within("calibration_images", self.calibration_images, 0, 10_000)
         _within("max_group_size", self.max_group_size, 2, 10**6)
+        _within("label_folds", self.label_folds, 2, 50)
+        _within("label_neighbours", self.label_neighbours, 1, 1000)
+        _within("outlier_neighbours", self.outlier_neighbours, 1, 1000)
+        _within("max_outlier_z", self.max_outlier_z, 1.0, 100.0)
+        _within("max_quality_z", self.max_quality_z, 1.0, 100.0)
         p = self.policy
         _within("policy.leakage_max_percent", p.leakage_max_percent, 0.0, 100.0)
         _within("policy.label_conflicts_max", p.label_conflicts_max, 0, 10**9)
@@ -108,6 +172,16 @@ class AuditConfig:
         _within("policy.max_imbalance_ratio", p.max_imbalance_ratio, 1.0, 10**9)
         _within("policy.alpha", p.alpha, 0.0, 1.0, open_interval=True)
         _within("policy.min_cramers_v", p.min_cramers_v, 0.0, 1.0)
+        _within("policy.min_domain_auc", p.min_domain_auc, 0.5, 1.0)
+        _within("policy.min_drift_effect", p.min_drift_effect, 0.0, 100.0)
+        _within("policy.min_shortcut_lift", p.min_shortcut_lift, 0.0, 1.0)
+        _within("policy.label_issues_max_percent", p.label_issues_max_percent, 0.0, 100.0)
+        _within("policy.outliers_max_percent", p.outliers_max_percent, 0.0, 100.0)
+        _within("policy.image_quality_max_percent", p.image_quality_max_percent, 0.0, 100.0)
+        for check_id, mapping in p.statuses.items():
+            for outcome, status in mapping.items():
+                _one_of(f"policy.{check_id}.on_{outcome}", outcome, GATE_STATUSES)
+                _one_of(f"policy.{check_id}.on_{outcome}", status, GATE_STATUSES)
 
     def replace(self, **changes: Any) -> "AuditConfig":
         return dataclasses.replace(self, **changes)

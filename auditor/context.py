@@ -3,7 +3,7 @@ for every check that needs them (the duplicate graph, the calibration)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -30,6 +30,7 @@ class AuditContext:
     encoded: Encoded
     backbone: Backbone | None
     cache: Cache
+    _group_memo: dict = field(default_factory=dict, repr=False)
 
     @property
     def records(self) -> list[ImageRecord]:
@@ -66,13 +67,23 @@ class AuditContext:
         return self.backbone is not None and bool(self.encoded.embeddings)
 
     @cached_property
+    def calibration_shas(self) -> list[str]:
+        """The images calibration samples from: all, or those the index names (with --against, the existing
+        dataset's, so a gate run samples what the existing dataset's audit sampled and reuses its cached copies)."""
+        pool = getattr(self.index, "calibration_positions", None)
+        if pool is None:
+            return self.unique_shas
+        allowed = {self.encoded.record_sha[p] for p in pool}
+        return [s for s in self.unique_shas if s in allowed]
+
+    @cached_property
     def calibration(self) -> Calibration:
         """Near-duplicate detection measured on transformed copies of this dataset's own images."""
         config = self.config
         paths: dict[str, Path] = {sha: self.records[pos[0]].abspath for sha, pos in self.positions_by_sha.items()}
         backbone = self.backbone if self.has_embeddings else None
         result = calibrate(
-            shas=self.unique_shas,
+            shas=self.calibration_shas,
             paths=paths,
             scans=self.encoded.scans,
             embeddings=self.encoded.embeddings if backbone else None,
@@ -108,7 +119,15 @@ class AuditContext:
         )
 
     def record_groups(self, kinds: tuple[str, ...], include_byte_identical: bool = True) -> list[list[int]]:
-        """Groups of record positions connected by the given kinds of evidence (plus identical bytes)."""
+        """Groups of record positions connected by the given kinds of evidence (plus identical bytes).
+
+        Several checks ask for the same groups; they are computed once per (kinds, bytes) question."""
+        key = (tuple(sorted(kinds)), include_byte_identical)
+        if key not in self._group_memo:
+            self._group_memo[key] = self._record_groups(kinds, include_byte_identical)
+        return [list(g) for g in self._group_memo[key]]
+
+    def _record_groups(self, kinds: tuple[str, ...], include_byte_identical: bool) -> list[list[int]]:
         graph = self.duplicate_graph
         groups: list[list[int]] = []
         covered: set[str] = set()

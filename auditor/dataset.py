@@ -9,6 +9,7 @@ integrity check reports, and the walk goes on.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -99,6 +100,8 @@ def load_dataset(root: Path, config: AuditConfig) -> DatasetIndex:
         else:
             index = index_class_folders(root, split=REFERENCE_SPLIT)
             index.notes.append("One pool of class folders: audited as a single split (no leakage check possible).")
+        if config.source_depth:
+            assign_sources(index, config.source_depth, class_level=1 if layout == "splits" else 0)
     if not index.records:
         raise DatasetError(
             f"no images found in {root}",
@@ -130,6 +133,23 @@ def detect_layout(root: Path) -> str:
     """`splits` when a top-level folder is named like a split (train, val, …), else `classes`."""
     names = {n.lower() for n in _top_dirs(root)}
     return "splits" if names & {REFERENCE_SPLIT, *HELD_OUT_SPLIT_NAMES} else "classes"
+
+
+def assign_sources(index: DatasetIndex, depth: int, class_level: int) -> None:
+    """`--source-depth N`: an image's source is the first N folders below its class folder, joined with '/'.
+
+    `train/bees/siteA/cam1/x.jpg` has source `siteA` at depth 1 and `siteA/cam1` at depth 2 (fewer folders
+    than N: as many as there are). An image directly in its class folder has no source.
+    """
+    for position, record in enumerate(index.records):
+        folders = PurePosixPath(record.path).parts[class_level + 1:-1][:depth]
+        index.records[position] = dataclasses.replace(record, source="/".join(folders) or None)
+    sources = {r.source for r in index.records if r.source}
+    if sources:
+        index.notes.append(f"Source read from the first {depth} folder level(s) below the class folder: "
+                           f"{len(sources)} source(s).")
+    else:
+        index.notes.append(f"--source-depth {depth}: no image lies in a folder below its class folder; no source known.")
 
 
 def index_split_folders(root: Path) -> DatasetIndex:

@@ -12,7 +12,7 @@ from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,7 @@ class Encoded:
     scans: dict[str, ImageScan]
     embeddings: dict[str, np.ndarray]  # sha256 → raw float32 vector (only usable images)
     stats: dict[str, float] = field(default_factory=dict)
+    feature_maps: Any = None  # a FeatureMapStore when the fine-tune asked for the base's maps, else None
 
 
 def bounded_map(executor: Executor, fn: Callable[[T], R], items: Iterable[T], lookahead: int) -> Iterator[R]:
@@ -75,8 +76,12 @@ def encode_dataset(
     batch_size: int = 32,
     workers: int = 2,
     progress: Progress | None = None,
+    feature_maps: Any = None,
 ) -> Encoded:
-    """Hash, scan and (if a backbone is given) embed every record, using and filling the cache."""
+    """Hash, scan and (if a backbone is given) embed every record, using and filling the cache.
+
+    With a `FeatureMapStore` as `feature_maps`, the backbone's spatial maps are computed in the same
+    pass as the embeddings (one forward pass gives both) for every image the store lacks."""
     progress = progress or SilentProgress()
     records = index.records
     if backbone is not None:
@@ -111,9 +116,17 @@ def encode_dataset(
     need_embedding = {
         sha for sha in unique if backbone is not None and sha not in embeddings and (sha not in scans or scans[sha].usable)
     }
-    todo = [sha for sha in unique if sha in need_embedding or sha not in scans]
+    need_maps = {
+        sha for sha in unique
+        if feature_maps is not None and backbone is not None and sha not in feature_maps
+        and (sha not in scans or scans[sha].usable)
+    }
+    need_pixels = need_embedding | need_maps
+    todo = [sha for sha in unique if sha in need_pixels or sha not in scans]
     stats.update(unique_images=len(unique), scans_cached=len(unique) - len(need_scan),
                  embeddings_cached=len(embeddings), embeddings_computed=0)
+    if feature_maps is not None:
+        stats.update(feature_maps_cached=len(unique) - len(need_maps), feature_maps_computed=0)
 
     # 3. Decode what is missing, in threads, while the main thread runs the backbone on full batches.
     started = time.perf_counter()
@@ -124,7 +137,7 @@ def encode_dataset(
         data, problem = read_file(first_path[sha], max_file_bytes)
         if data is None or sha256_hex(data) != sha:
             return sha, None, None  # changed under us since hashing: leave it for the next run
-        scan, array = scan_bytes(data, limits, embed_size if sha in need_embedding else None)
+        scan, array = scan_bytes(data, limits, embed_size if sha in need_pixels else None)
         return sha, scan, array
 
     batch_shas: list[str] = []
@@ -138,15 +151,21 @@ def encode_dataset(
             new_scans.clear()
         if batch_arrays:
             tick = time.perf_counter()
-            vectors = backbone.embed(np.stack(batch_arrays))
+            if feature_maps is not None:
+                vectors, maps = backbone.embed_with_maps(np.stack(batch_arrays))
+                feature_maps.put(batch_shas, maps)
+                stats["feature_maps_computed"] += len(batch_shas)
+            else:
+                vectors = backbone.embed(np.stack(batch_arrays))
             inference_s += time.perf_counter() - tick
-            cache.put_embeddings(backbone.cache_key, batch_shas, vectors)
-            embeddings.update(zip(batch_shas, vectors))
-            stats["embeddings_computed"] += len(batch_shas)
+            fresh = [i for i, sha in enumerate(batch_shas) if sha in need_embedding]
+            cache.put_embeddings(backbone.cache_key, [batch_shas[i] for i in fresh], vectors[fresh])
+            embeddings.update((batch_shas[i], vectors[i]) for i in fresh)
+            stats["embeddings_computed"] += len(fresh)
             batch_shas.clear()
             batch_arrays.clear()
 
-    label = f"embedding ({backbone.name})" if need_embedding else "decoding images"
+    label = f"embedding ({backbone.name})" if need_pixels else "decoding images"
     with ThreadPoolExecutor(max_workers=workers) as pool, progress.stage(label, len(todo)) as task:
         for sha, scan, array in bounded_map(pool, decode_one, todo, lookahead=2 * batch_size):
             if scan is not None:
@@ -162,4 +181,5 @@ def encode_dataset(
         flush()
     stats["decode_embed_s"] = time.perf_counter() - started
     stats["inference_s"] = inference_s
-    return Encoded(record_sha=record_sha, read_problems=read_problems, scans=scans, embeddings=embeddings, stats=stats)
+    return Encoded(record_sha=record_sha, read_problems=read_problems, scans=scans, embeddings=embeddings, stats=stats,
+                   feature_maps=feature_maps)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from auditor import __version__
 from auditor.backbones.registry import Backbone, resolve_backbone
+from auditor.baseline import accept_findings, apply_statuses
 from auditor.cache import Cache
 from auditor.checks import CHECKS
 from auditor.config import AuditConfig
@@ -20,9 +21,15 @@ from auditor.report import CheckResult, Finding, Report, Status
 
 
 def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = None,
-            embed: bool = True) -> AuditContext:
-    """Index and encode the dataset (hashes, scans, embeddings), using the cache."""
-    index = load_dataset(Path(dataset_dir), config)
+            embed: bool = True, against: Path | None = None) -> AuditContext:
+    """Index and encode the dataset (hashes, scans, embeddings), using the cache.
+    With `against`, the dataset is audited as incoming images merged into that existing dataset."""
+    if against is not None:
+        from auditor.merge import load_merged
+
+        index = load_merged(Path(dataset_dir), Path(against), config)
+    else:
+        index = load_dataset(Path(dataset_dir), config)
     cache = Cache(config.cache_dir if config.use_cache else None)
     backbone = resolve_backbone(config.backbone, config.weights, config.offline, config.precision) if embed else None
     encoded = encode_dataset(
@@ -58,16 +65,27 @@ def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[Ch
                 summary=f"check crashed: {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})",
             )
         result.findings = _merge_same_id(result.findings)
+        apply_statuses(result, ctx.config.policy.statuses)
         results.append(result)
     return results
 
 
 def audit(dataset_dir: Path, config: AuditConfig, progress: Progress | None = None,
-          check_ids: list[str] | None = None) -> tuple[Report, AuditContext]:
+          check_ids: list[str] | None = None, against: Path | None = None,
+          baseline_ids: set[str] | None = None) -> tuple[Report, AuditContext]:
+    """The whole audit. `against`: audit dataset_dir as incoming images merged into that dataset.
+    `baseline_ids`: findings accepted already; only other findings can fail the gate."""
     started = time.perf_counter()
-    ctx = prepare(dataset_dir, config, progress)
+    ctx = prepare(dataset_dir, config, progress, against=against)
     encoded_at = time.perf_counter()
     checks = run_checks(ctx, check_ids)
+    if against is not None:
+        from auditor.merge import merge_check
+
+        merged = merge_check(ctx)
+        apply_statuses(merged, ctx.config.policy.statuses)
+        checks.append(merged)
+    _accept(checks, baseline_ids or set(), merging=against is not None)
     finished = time.perf_counter()
     report = build_report(ctx, checks)
     report.timings = {
@@ -97,6 +115,21 @@ def build_report(ctx: AuditContext, checks: list[CheckResult]) -> Report:
         checks=checks,
         notes=notes,
     )
+
+
+def _accept(checks: list[CheckResult], baseline_ids: set[str], merging: bool) -> None:
+    """Findings in the baseline, or (when merging) among existing images only, cannot fail the gate."""
+    from auditor.merge import is_existing_only
+
+    def reason_for(finding: Finding) -> str | None:
+        if finding.id in baseline_ids:
+            return "baseline"
+        if merging and is_existing_only(finding):
+            return "existing"
+        return None
+
+    if baseline_ids or merging:
+        accept_findings(checks, reason_for)
 
 
 def _merge_same_id(findings: list[Finding]) -> list[Finding]:

@@ -183,14 +183,17 @@ def _feature_map(images):
 
 
 def _build(weights, output: str) -> keras.Model:
-    """Build the network with ``output`` in {"pooled", "logits", "feature_map"}."""
+    """Build the network with ``output`` in {"pooled", "logits", "feature_map", "pooled_and_maps"}."""
     images = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), dtype="float32", name="images")
     x = _feature_map(images)
+    maps = x
     if output != "feature_map":
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if output == "logits":
         x = layers.Dropout(_DROPOUT, name="dropout")(x)
         x = layers.Dense(NUM_CLASSES, name=_layer_name("_fc"))(x)
+    if output == "pooled_and_maps":  # one pass gives the embedding and the fine-tune's input
+        x = [x, maps]
     model = keras.Model(images, x, name=f"efficientnet_lite0_{output}")
 
     if isinstance(weights, str) and weights == "default":
@@ -201,15 +204,19 @@ def _build(weights, output: str) -> keras.Model:
 
 
 def build_efficientnet_lite0(weights: str | Path | None = "default",
-                             include_top: bool = False) -> keras.Model:
+                             include_top: bool = False, feature_maps: bool = False) -> keras.Model:
     """EfficientNet-Lite0 taking (N, 224, 224, 3) float32 pixels in 0..255.
 
     ``include_top=False``: outputs (N, 1280) global-average-pooled features.
     ``include_top=True``: outputs (N, 1000) ImageNet logits (no softmax).
+    ``feature_maps=True`` (without top): outputs [(N, 1280) pooled, (N, 7, 7, 1280) maps], like
+    ``build_resnet50(feature_maps=True)``.
     ``weights``: "default" for the packaged ImageNet weights, a path to a
     PyTorch state dict of the same architecture, or None for random init.
     """
-    return _build(weights, "logits" if include_top else "pooled")
+    if feature_maps and include_top:
+        raise ValueError("feature_maps=True needs include_top=False")
+    return _build(weights, "logits" if include_top else "pooled_and_maps" if feature_maps else "pooled")
 
 
 def build_efficientnet_lite0_feature_maps(weights: str | Path | None = "default") -> keras.Model:

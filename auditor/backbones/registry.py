@@ -30,6 +30,7 @@ class Backbone:
     weights_path: Path | None  # None only for random weights
 
     _model: Any = None
+    _maps_model: Any = None  # [pooled, feature maps] in one pass; built only when the fine-tune asks
     batch_shape: int = 32  # short batches are padded to this many images
 
     @property
@@ -44,12 +45,39 @@ class Backbone:
         return self._model
 
     @property
+    def maps_model(self) -> Any:
+        """The keras.Model giving [pooled (N, dim), feature maps (N, H, W, C)] in one pass."""
+        if self._maps_model is None:
+            from auditor.backbones.keras_import import quiet_native_stderr
+
+            with quiet_native_stderr():
+                self._maps_model = _build(self.name, self.weights_path, self.precision, feature_maps=True)
+                self._maps_model.predict_on_batch(np.zeros((self.batch_shape, self.input_size, self.input_size, 3), "float32"))
+        return self._maps_model
+
+    @property
+    def feature_map_key(self) -> str:
+        """Cache key of the base's feature maps (the fine-tune's input)."""
+        return f"{self.cache_key}|maps"
+
+    def embed_with_maps(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (N, S, S, 3) → (float32 (N, dim) embeddings, float16 (N, H, W, C) feature maps)."""
+        count = len(batch)
+        if count < self.batch_shape:
+            batch = np.concatenate([batch, np.zeros((self.batch_shape - count, *batch.shape[1:]), batch.dtype)])
+        pooled, maps = self.maps_model.predict_on_batch(batch.astype("float32"))
+        return (np.asarray(_to_numpy(pooled), dtype=np.float32)[:count],
+                np.asarray(_to_numpy(maps), dtype=np.float32)[:count].astype(np.float16))
+
+    @property
     def cache_key(self) -> str:
         """Vectors from different weights, preprocessing or precision never share a cache entry."""
         return f"{self.name}|{self.weights}|{PREPROCESSING_ID}|{self.input_size}|{self.precision}"
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, S, S, 3) → float32 (N, dim)."""
+        if self._maps_model is not None and self._model is None:
+            return self.embed_with_maps(batch)[0]  # the maps model is loaded already: no second model
         count = len(batch)
         if count < self.batch_shape:
             # Pad a short (last) batch to the traced shape: retracing the graph costs more than the padding.
@@ -163,7 +191,7 @@ def _load(name: str, path: Path | None, how: str, precision: str, note: str) -> 
                     precision=precision, note=note, weights_path=path)
 
 
-def _build(name: str, path: Path | None, precision: str) -> Any:
+def _build(name: str, path: Path | None, precision: str, feature_maps: bool = False) -> Any:
     from auditor.backbones.keras_import import import_keras
 
     keras = import_keras()
@@ -175,12 +203,12 @@ def _build(name: str, path: Path | None, precision: str) -> Any:
         if name == "resnet50":
             from auditor.backbones.resnet50 import build_resnet50
 
-            return build_resnet50(path)
+            return build_resnet50(path, feature_maps=feature_maps)
         from auditor.backbones.efficientnet_lite0 import build_efficientnet_lite0
         from auditor.backbones.torch_pickle import WeightsFormatError
 
         try:
-            return build_efficientnet_lite0(weights=path)
+            return build_efficientnet_lite0(weights=path, feature_maps=feature_maps)
         except WeightsFormatError as exc:
             raise BackboneError(f"cannot read weights {path}: {exc}", "Pass an EfficientNet-Lite0 .pth file.") from None
     except BackboneError:

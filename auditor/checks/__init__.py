@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from auditor.checks import class_balance, duplicates, integrity, label_conflicts, leakage
+from auditor.checks import shortcuts, split_shift
 
 CHECKS: dict[str, Callable] = {
     "integrity": integrity.run,
@@ -13,4 +14,6 @@ CHECKS: dict[str, Callable] = {
     "leakage": leakage.run,
     "label_conflicts": label_conflicts.run,
     "class_balance": class_balance.run,
+    "split_shift": split_shift.run,
+    "shortcuts": shortcuts.run,
 }

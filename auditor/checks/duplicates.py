@@ -120,7 +120,7 @@ def run_near(ctx: AuditContext) -> CheckResult:
         + (f", or cosine ≥ {min_cosine:.3f}" if min_cosine is not None else "")
     )
     summary = (
-        f"{plural(len(groups), 'group')} of near-duplicates, {redundant} redundant images ({share} %) "
+        f"{plural(len(groups), 'group')} of near-duplicates, {plural(redundant, 'redundant image')} ({share} %) "
         f"at {threshold_text}{recall_text}{precision_text} (policy: warn above {limit} %)"
         if groups
         else f"no near-duplicates at {threshold_text}{recall_text}"

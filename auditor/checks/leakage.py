@@ -14,15 +14,17 @@ def leaking_groups(ctx: AuditContext) -> list[list[int]]:
 
 
 def leaked_positions(ctx: AuditContext) -> dict[str, set[int]]:
-    """For each held-out split, the positions of its images that have a duplicate in train."""
+    """For each held-out split, its images that have a duplicate in train (or, with no train split,
+    in any other split)."""
     leaked: dict[str, set[int]] = {s: set() for s in ctx.index.held_out_splits}
+    has_train = ctx.index.reference_split is not None
     for group in leaking_groups(ctx):
         splits = {ctx.records[p].split for p in group}
+        if has_train and REFERENCE_SPLIT not in splits:
+            continue  # e.g. val and test share an image: a leak between held-out splits, not into training
         for p in group:
-            split = ctx.records[p].split
-            reference = REFERENCE_SPLIT if ctx.index.reference_split else None
-            if split != REFERENCE_SPLIT and (reference in splits if reference else len(splits) > 1):
-                leaked[split].add(p)
+            if ctx.records[p].split != REFERENCE_SPLIT:
+                leaked[ctx.records[p].split].add(p)
     return leaked
 
 
