@@ -114,4 +114,31 @@ def build_graph(
             for (a, b), evidence in graph.edges.items():
                 if "cosine" not in evidence and a in row_of and b in row_of:
                     evidence["cosine"] = round(float(unit[row_of[a]] @ unit[row_of[b]]), 4)
+            _add_relative_evidence(graph, unit, have)
     return graph
+
+
+def _add_relative_evidence(graph: DuplicateGraph, unit: np.ndarray, nodes: list[int]) -> None:
+    """Rank and margin for every edge: a copy is usually its partner's nearest neighbour by a clear
+    margin, while two merely similar photos sit among other similar ones. Evidence only: the decision
+    stays with the calibrated thresholds, but a reader can weigh a borderline pair by it."""
+    from auditor.neighbors import knn
+
+    if not graph.edges or len(nodes) < 3:
+        return
+    sims, labels = knn(unit, 3)
+    row_of = {node: row for row, node in enumerate(nodes)}
+
+    def neighbours(row: int) -> list[tuple[int, float]]:
+        return [(int(l), float(s)) for l, s in zip(labels[row], sims[row]) if l >= 0 and l != row]
+
+    for (a, b), evidence in graph.edges.items():
+        if a not in row_of or b not in row_of:
+            continue
+        ra, rb = row_of[a], row_of[b]
+        na, nb = neighbours(ra), neighbours(rb)
+        a_top = bool(na) and na[0][0] == rb
+        b_top = bool(nb) and nb[0][0] == ra
+        evidence["mutual_nearest"] = a_top and b_top
+        if a_top and len(na) > 1:
+            evidence["margin_over_next"] = round(na[0][1] - na[1][1], 4)

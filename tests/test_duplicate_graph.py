@@ -193,3 +193,14 @@ def test_add_merges_kinds_and_keeps_first_evidence():
 def test_single_image_graph_is_empty(family):
     graph, _ = graph_of(family, ["a_png"])
     assert graph.edges == {} and graph.components(["hash", "pixels"]) == []
+
+
+def test_embedding_edges_carry_rank_and_margin(family, embeddings):
+    # b's nearest neighbour is c (0.95) and c's is b: mutual, with b's margin over its next (d, 0.7) = 0.25.
+    graph, at = graph_of(family, ["b", "c", "d", "a_png"], embeddings, min_cosine=0.9)
+    edge = named_edges(graph, at)[frozenset(("b", "c"))]
+    assert edge["mutual_nearest"] is True
+    assert edge["margin_over_next"] == pytest.approx(0.25, abs=1e-3)
+    # c–d (0.89) would be an edge at a lower threshold, but d is not c's nearest neighbour.
+    graph, at = graph_of(family, ["b", "c", "d", "a_png"], embeddings, min_cosine=0.85)
+    assert named_edges(graph, at)[frozenset(("c", "d"))]["mutual_nearest"] is False
