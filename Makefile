@@ -26,7 +26,11 @@ demo: $(STAMP)
 	  if [ $$rc -gt 1 ]; then exit $$rc; fi; \
 	  echo "demo: report written to reports/samples/report.json (audit exit code $$rc)"
 
+# The HTML report is tested in headless Chromium: install it once if missing (CI runs as root).
 test: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: could not install chromium; browser tests will skip"
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

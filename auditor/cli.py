@@ -14,10 +14,10 @@ from typing import Optional
 import typer
 
 from auditor.config import AuditConfig
-from auditor.errors import AuditorError
+from auditor.errors import AuditorError, ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
-FORMATS = ("terminal", "json")
+FORMATS = ("terminal", "json", "html", "markdown", "junit")
 
 app = typer.Typer(
     name="auditor",
@@ -69,12 +69,50 @@ NoCacheOpt = typer.Option(False, "--no-cache", help="Keep nothing between runs."
 WorkersOpt = typer.Option(2, "--workers", min=1, max=64, help="Decoding threads.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 
+# The reference fine-tune (defaults live in config.FinetuneOptions: the reference run's) -------------
+FinetuneOpt = typer.Option(False, "--finetune", help="Train the reference head on the frozen base and attribute the "
+                                                   "train/validation gap to data problems (checks reference_finetune, gap_attribution).")
+EpochsOpt = typer.Option(None, "--epochs", min=1, help="Fine-tune: most epochs (default 100; early stopping usually ends sooner).")
+PatienceOpt = typer.Option(None, "--patience", min=0, help="Fine-tune: epochs without a lower val_loss before stopping (default 10).")
+LearningRateOpt = typer.Option(None, "--learning-rate", help="Fine-tune: Adam learning rate (default 5e-6, the reference's).")
+TrainBatchOpt = typer.Option(None, "--train-batch-size", min=1, help="Fine-tune: images per training batch (default 32).")
+DenseUnitsOpt = typer.Option(None, "--dense-units", min=1, help="Fine-tune: units of each hidden Dense layer (default 1024).")
+L2Opt = typer.Option(None, "--l2", help="Fine-tune: L2 factor on the hidden Dense kernels (default 0.003).")
+DropoutOpt = typer.Option(None, "--dropout", help="Fine-tune: dropout rate after each hidden layer (default 0.5).")
+ClassWeightsOpt = typer.Option(None, "--class-weights/--no-class-weights", help="Fine-tune: balanced class weights (default on).")
+AugmentOpt = typer.Option(None, "--augment/--no-augment", help="Fine-tune: random flips and crops; runs the base in the loop (slow; default off).")
+HoldoutOpt = typer.Option(None, "--holdout-fraction", help="Fine-tune: held-out share made when the dataset has one split (default 0.2).")
+FinetuneSeedOpt = typer.Option(None, "--finetune-seed", help="Fine-tune: seed (default --seed, else 0).")
+CounterfactualOpt = typer.Option(None, "--counterfactual/--no-counterfactual", help="Fine-tune: retrain after the audit's fixes (default on).")
+BootstrapOpt = typer.Option(None, "--bootstrap", help="Fine-tune: bootstrap resamples for the 95 % intervals (default 2000).")
+HistoryOpt = typer.Option(None, "--history", help="Your own training log (Keras fit output, CSVLogger file or JSON of "
+                                                  "History.history), compared with the reference run.")
 
-def _config(**values) -> AuditConfig:
-    """Build the frozen config from CLI values, dropping those the user left unset."""
-    cleaned = {}
+
+def _finetune_options(enabled: bool, **values):
+    """FinetuneOptions from the fine-tune flags, or None when the fine-tune is not requested."""
+    from auditor.config import FinetuneOptions
+    from auditor.errors import ConfigError
+
+    given = {k: v for k, v in values.items() if v is not None}
+    if not enabled:
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise ConfigError(f"{flags} only apply to the fine-tune", "Add --finetune, or use `auditor finetune DIR`.")
+        return None
+    if "history" in given:
+        given["history"] = Path(given["history"]).expanduser()
+    return FinetuneOptions(**given)
+
+
+def _config(_file: dict | None = None, _explicit: set[str] | None = None, **values) -> AuditConfig:
+    """Build the frozen config from CLI values, dropping those the user left unset.
+    `_file`: values from a settings file; a flag left at its default does not override them."""
+    cleaned = dict(_file or {})
     for key, value in values.items():
         if value is None:
+            continue
+        if _explicit is not None and key not in _explicit and key in cleaned:
             continue
         if isinstance(value, Enum):
             value = value.value
@@ -98,7 +136,7 @@ def _progress(quiet: bool):
     return RichProgress()
 
 
-def _write_reports(report, out: Path, formats: list[str]) -> list[Path]:
+def _write_reports(report, out: Path, formats: list[str], ctx=None) -> list[Path]:
     from auditor.atomic import atomic_write_text
     from auditor.formats.json_report import render_json
 
@@ -107,7 +145,35 @@ def _write_reports(report, out: Path, formats: list[str]) -> list[Path]:
         destination = out / "report.json"
         atomic_write_text(destination, render_json(report))
         written.append(destination)
+    if "markdown" in formats:
+        from auditor.formats.markdown import render_markdown
+
+        atomic_write_text(out / "report.md", render_markdown(report))
+        written.append(out / "report.md")
+    if "junit" in formats:
+        from auditor.formats.junit import render_junit
+
+        atomic_write_text(out / "report.junit.xml", render_junit(report))
+        written.append(out / "report.junit.xml")
+    if "html" in formats:
+        from auditor.formats.html import render_html
+        from auditor.visuals import Thumbnails, embedding_projection, property_samples, thumbnails_for
+
+        thumbnails = thumbnails_for(report, ctx) if ctx is not None else Thumbnails()
+        projection = embedding_projection(ctx) if ctx is not None else None
+        properties = property_samples(ctx) if ctx is not None else None
+        atomic_write_text(out / "report.html", render_html(report, thumbnails, projection, properties))
+        written.append(out / "report.html")
     return written
+
+
+def _explicit_flags(ctx: Optional[typer.Context]) -> Optional[set[str]]:
+    """Names of the options given on the command line (None: treat every value as given)."""
+    if ctx is None:
+        return None
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return {name for name, source in sources.items()
+            if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")}
 
 
 def _default_out(dataset_dir: Path, manifest: Optional[Path]) -> Path:
@@ -127,9 +193,21 @@ def _parse_formats(text: str) -> list[str]:
 
 @app.command("audit")
 def audit_command(
+    ctx: typer.Context,
     dataset_dir: Path = DatasetArg,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default reports/<dataset-name>/)."),
-    format: str = typer.Option("terminal,json", "--format", help="Comma list of: terminal, json."),
+    format: str = typer.Option("terminal,json", "--format",
+                               help="Comma list of: terminal, json, html, markdown, junit (files go to --out)."),
+    config_file: Optional[Path] = typer.Option(None, "--config",
+                                               help="Settings file (auditor.toml or pyproject.toml with \\[tool.auditor]); "
+                                                    "default: the nearest one at or above DIR."),
+    policy: Optional[list[str]] = typer.Option(None, "--policy",
+                                               help="Override one policy key, e.g. --policy leakage.max_percent=1 "
+                                                    "or --policy near_duplicates.on_warn=fail (repeatable)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Findings recorded in this file are accepted; only new ones can fail."),
+    update_baseline: bool = typer.Option(False, "--update-baseline", help="Write every current finding to the --baseline file."),
+    against: Optional[Path] = typer.Option(None, "--against",
+                                           help="Audit DIR as incoming images merged into this existing dataset (folder or manifest)."),
     exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when a check fails (errors still exit 2)."),
     checks: Optional[str] = typer.Option(None, "--checks", help="Comma list of check ids to run (default: all)."),
     manifest: Optional[Path] = ManifestOpt,
@@ -153,6 +231,21 @@ def audit_command(
     max_dhash_distance: Optional[int] = typer.Option(None, "--max-dhash-distance", help="Hash tier: dHash Hamming distance (default 10)."),
     calibration_images: Optional[int] = typer.Option(None, "--calibration-images", help="Images transformed to measure recall and precision (default 40)."),
     quiet: bool = QuietOpt,
+    finetune: bool = FinetuneOpt,
+    epochs: Optional[int] = EpochsOpt,
+    patience: Optional[int] = PatienceOpt,
+    learning_rate: Optional[float] = LearningRateOpt,
+    train_batch_size: Optional[int] = TrainBatchOpt,
+    dense_units: Optional[int] = DenseUnitsOpt,
+    l2: Optional[float] = L2Opt,
+    dropout: Optional[float] = DropoutOpt,
+    class_weights: Optional[bool] = ClassWeightsOpt,
+    augment: Optional[bool] = AugmentOpt,
+    holdout_fraction: Optional[float] = HoldoutOpt,
+    finetune_seed: Optional[int] = FinetuneSeedOpt,
+    counterfactual: Optional[bool] = CounterfactualOpt,
+    bootstrap: Optional[int] = BootstrapOpt,
+    history: Optional[Path] = HistoryOpt,
 ) -> None:
     """Run the whole audit: terminal report on stdout, JSON report in --out."""
 
@@ -160,17 +253,41 @@ def audit_command(
         from auditor.formats.terminal import build_renderable
         from auditor.runner import audit
 
+        from auditor.policy_file import load_settings
+
         formats = _parse_formats(format)
-        config = _config(manifest=manifest, layout=layout, validation_split=validation_split, seed=seed,
+        settings = load_settings(dataset_dir, config_file, policy)
+        config = _config(_file=settings.values, _explicit=_explicit_flags(ctx), manifest=manifest, layout=layout, validation_split=validation_split, seed=seed,
                          split_style=split_style, source_depth=source_depth, backbone=backbone, weights=weights, offline=offline,
                          batch_size=batch_size, precision=precision, cache_dir=cache_dir, no_cache=no_cache,
                          workers=workers, min_cosine=min_cosine, max_phash_distance=max_phash_distance,
-                         max_dhash_distance=max_dhash_distance, calibration_images=calibration_images)
+                         max_dhash_distance=max_dhash_distance, calibration_images=calibration_images,
+                         finetune=_finetune_options(
+                             finetune, epochs=epochs, patience=patience, learning_rate=learning_rate,
+                             batch_size=train_batch_size, dense_units=dense_units, l2=l2, dropout=dropout,
+                             class_weights=class_weights, augment=augment, holdout_fraction=holdout_fraction,
+                             seed=finetune_seed, counterfactual=counterfactual, bootstrap=bootstrap, history=history))
         check_ids = [c.strip() for c in checks.split(",") if c.strip()] if checks else None
-        report, _ctx = audit(dataset_dir, config, _progress(quiet), check_ids)
+        baseline_path = baseline or settings.baseline
+        if update_baseline and baseline_path is None:
+            raise ConfigError("--update-baseline needs a file", "Pass --baseline FILE (or set baseline in [tool.auditor]).")
+        baseline_ids = None
+        if baseline_path is not None and not update_baseline:
+            from auditor.baseline import load_baseline
+
+            baseline_ids = load_baseline(baseline_path)
+        report, audit_ctx = audit(dataset_dir, config, _progress(quiet), check_ids, against=against,
+                                  baseline_ids=baseline_ids)
+        if update_baseline:
+            from auditor.baseline import accept_findings, write_baseline
+
+            write_baseline(report, baseline_path)
+            recorded = {f.id for c in report.checks for f in c.findings}
+            accept_findings(report.checks, lambda f: "baseline" if f.id in recorded else None)
+            _stderr(f"baseline written to {baseline_path} ({len(recorded)} findings)")
         if "terminal" in formats:
             _stdout_console().print(build_renderable(report))
-        for path in _write_reports(report, out or _default_out(dataset_dir, manifest), formats):
+        for path in _write_reports(report, out or _default_out(dataset_dir, manifest), formats, audit_ctx):
             _stderr(f"report written to {path}")
         if report.failed and not exit_zero:
             return EXIT_FAILED
@@ -230,13 +347,74 @@ def duplicates_command(
     quiet: bool = QuietOpt,
 ) -> None:
     """Only the duplicate checks: exact_duplicates, near_duplicates, leakage, label_conflicts."""
-    args = dict(dataset_dir=dataset_dir, out=out, format="terminal,json", exit_zero=exit_zero,
+    args = dict(ctx=None, config_file=None, policy=None, baseline=None, update_baseline=False, against=None,
+                dataset_dir=dataset_dir, out=out, format="terminal,json", exit_zero=exit_zero,
                 checks="exact_duplicates,near_duplicates,leakage,label_conflicts", manifest=manifest, layout=layout,
                 validation_split=validation_split, seed=seed, split_style=split_style, source_depth=None,
                 backbone=backbone,
                 weights=weights, offline=offline, batch_size=32, precision=Precision.auto, cache_dir=cache_dir,
                 no_cache=False, workers=2, min_cosine=min_cosine, max_phash_distance=None, max_dhash_distance=None,
-                calibration_images=None, quiet=quiet)
+                calibration_images=None, quiet=quiet, **_NO_FINETUNE)
+    audit_command(**args)
+
+
+_NO_FINETUNE = dict(finetune=False, epochs=None, patience=None, learning_rate=None, train_batch_size=None,
+                    dense_units=None, l2=None, dropout=None, class_weights=None, augment=None, holdout_fraction=None,
+                    finetune_seed=None, counterfactual=None, bootstrap=None, history=None)
+
+
+@app.command("finetune")
+def finetune_command(
+    dataset_dir: Path = DatasetArg,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default reports/<dataset-name>/)."),
+    format: str = typer.Option("terminal,json", "--format", help="Comma list of report formats."),
+    exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when a check fails."),
+    manifest: Optional[Path] = ManifestOpt,
+    layout: Layout = LayoutOpt,
+    validation_split: Optional[float] = ValSplitOpt,
+    seed: Optional[int] = SeedOpt,
+    split_style: SplitStyle = SplitStyleOpt,
+    backbone: Backbone = BackboneOpt,
+    weights: Optional[str] = WeightsOpt,
+    offline: bool = OfflineOpt,
+    batch_size: int = BatchOpt,
+    precision: Precision = PrecisionOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+    no_cache: bool = NoCacheOpt,
+    workers: int = WorkersOpt,
+    min_cosine: Optional[float] = typer.Option(None, "--min-cosine", help="Embedding-tier threshold (default: calibrated)."),
+    calibration_images: Optional[int] = typer.Option(None, "--calibration-images", help="Images transformed to measure recall and precision (default 40)."),
+    quiet: bool = QuietOpt,
+    epochs: Optional[int] = EpochsOpt,
+    patience: Optional[int] = PatienceOpt,
+    learning_rate: Optional[float] = LearningRateOpt,
+    train_batch_size: Optional[int] = TrainBatchOpt,
+    dense_units: Optional[int] = DenseUnitsOpt,
+    l2: Optional[float] = L2Opt,
+    dropout: Optional[float] = DropoutOpt,
+    class_weights: Optional[bool] = ClassWeightsOpt,
+    augment: Optional[bool] = AugmentOpt,
+    holdout_fraction: Optional[float] = HoldoutOpt,
+    finetune_seed: Optional[int] = FinetuneSeedOpt,
+    counterfactual: Optional[bool] = CounterfactualOpt,
+    bootstrap: Optional[int] = BootstrapOpt,
+    history: Optional[Path] = HistoryOpt,
+) -> None:
+    """The reference fine-tune and the gap attribution only (with the leakage, conflict and shift evidence they read)."""
+    from auditor.checks import CHECKS
+
+    wanted = [c for c in ("leakage", "label_conflicts", "split_shift", "reference_finetune", "gap_attribution")
+              if c in CHECKS]
+    args = dict(ctx=None, config_file=None, policy=None, baseline=None, update_baseline=False, against=None,
+                dataset_dir=dataset_dir, out=out, format=format, exit_zero=exit_zero, checks=",".join(wanted),
+                manifest=manifest, layout=layout, validation_split=validation_split, seed=seed,
+                split_style=split_style, source_depth=None, backbone=backbone, weights=weights, offline=offline,
+                batch_size=batch_size, precision=precision, cache_dir=cache_dir, no_cache=no_cache, workers=workers,
+                min_cosine=min_cosine, max_phash_distance=None, max_dhash_distance=None,
+                calibration_images=calibration_images, quiet=quiet, finetune=True, epochs=epochs, patience=patience, learning_rate=learning_rate,
+                train_batch_size=train_batch_size, dense_units=dense_units, l2=l2, dropout=dropout,
+                class_weights=class_weights, augment=augment, holdout_fraction=holdout_fraction,
+                finetune_seed=finetune_seed, counterfactual=counterfactual, bootstrap=bootstrap, history=history)
     audit_command(**args)
 
 

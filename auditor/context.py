@@ -31,6 +31,7 @@ class AuditContext:
     backbone: Backbone | None
     cache: Cache
     _group_memo: dict = field(default_factory=dict, repr=False)
+    check_seconds: dict = field(default_factory=dict, repr=False)  # check id → seconds it took
 
     @property
     def records(self) -> list[ImageRecord]:

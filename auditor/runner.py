@@ -32,6 +32,12 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
         index = load_dataset(Path(dataset_dir), config)
     cache = Cache(config.cache_dir if config.use_cache else None)
     backbone = resolve_backbone(config.backbone, config.weights, config.offline, config.precision) if embed else None
+    feature_maps = None
+    if config.finetune is not None and backbone is not None:
+        # The fine-tune's frozen base: its maps are computed in the embedding pass and cached beside it.
+        from auditor.feature_maps import FeatureMapStore
+
+        feature_maps = FeatureMapStore(config.cache_dir if config.use_cache else None, backbone.feature_map_key)
     encoded = encode_dataset(
         index,
         cache,
@@ -41,6 +47,7 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
         batch_size=config.batch_size,
         workers=config.workers,
         progress=progress or SilentProgress(),
+        feature_maps=feature_maps,
     )
     return AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache)
 
@@ -53,6 +60,7 @@ def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[Ch
     for check_id, check in CHECKS.items():
         if check_ids and check_id not in check_ids:
             continue
+        started = time.perf_counter()
         try:
             result = check(ctx)
         except AuditorError:
@@ -64,6 +72,7 @@ def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[Ch
                 status=Status.ERROR,
                 summary=f"check crashed: {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})",
             )
+        ctx.check_seconds[check_id] = time.perf_counter() - started
         result.findings = _merge_same_id(result.findings)
         apply_statuses(result, ctx.config.policy.statuses)
         results.append(result)
@@ -93,6 +102,7 @@ def audit(dataset_dir: Path, config: AuditConfig, progress: Progress | None = No
         "checks": finished - encoded_at,
         "total": finished - started,
         **{k: v for k, v in ctx.encoded.stats.items() if k.endswith("_s")},
+        **{f"check:{k}": v for k, v in ctx.check_seconds.items()},
     }
     return report, ctx
 
@@ -108,6 +118,9 @@ def build_report(ctx: AuditContext, checks: list[CheckResult]) -> Report:
         f"{int(stats.get('embeddings_computed', 0))} computed; {int(stats.get('scans_cached', 0))} of "
         f"{int(stats.get('unique_images', 0))} image scans reused."
     )
+    if ctx.encoded.feature_maps is not None:
+        notes.append(f"Feature maps (fine-tune): {int(stats.get('feature_maps_cached', 0))} reused, "
+                     f"{int(stats.get('feature_maps_computed', 0))} computed.")
     return Report(
         tool_version=__version__,
         dataset=ctx.index.summary(),

@@ -1,0 +1,92 @@
+"""Time of a CI gate run that adds 1 % new images to an already-audited dataset, as a ratio to the
+first full audit of that dataset (target ≤ 0.1).
+
+    python bench/bench_gate.py [--dataset ../shared/datasets/cats_and_dogs_filtered] [--existing 1000]
+                               [--incoming-percent 1] [--backbone efficientnet-lite0]
+
+1. `audit EXISTING` on an empty cache (the first full audit; it fills the cache).
+2. `audit DATASET --manifest incoming.csv --against existing.csv` (the gate: 1 % new images).
+Both run as subprocesses like CI would; the ratio is given for wall time (process start, imports and
+model load included) and for the audit's own `timings_s.total`. Compare ratios, not seconds: the
+machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from auditor.config import AuditConfig  # noqa: E402
+from auditor.dataset import load_dataset  # noqa: E402
+
+
+def write_manifest(records, destination: Path) -> None:
+    with destination.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "split"])
+        for r in records:
+            writer.writerow([str(r.abspath), r.label, r.split])
+
+
+def run(arguments: list[str], out: Path) -> tuple[float, dict, int]:
+    command = [sys.executable, "-m", "auditor", "audit", *arguments, "--out", str(out), "--format", "json", "-q"]
+    started = time.perf_counter()
+    completed = subprocess.run(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    wall = time.perf_counter() - started
+    if completed.returncode > 1:
+        raise SystemExit(f"audit failed with exit code {completed.returncode}: {' '.join(command)}")
+    return wall, json.loads((out / "report.json").read_text()), completed.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=Path, default=REPO.parent / "shared" / "datasets" / "cats_and_dogs_filtered")
+    parser.add_argument("--existing", type=int, default=1000, help="images in the already-audited dataset")
+    parser.add_argument("--incoming-percent", type=float, default=1.0)
+    parser.add_argument("--backbone", default="efficientnet-lite0")
+    args = parser.parse_args()
+
+    records = sorted(load_dataset(args.dataset, AuditConfig()).records, key=lambda r: r.path)
+    incoming_n = max(1, round(args.existing * args.incoming_percent / 100))
+    if args.existing + incoming_n > len(records):
+        raise SystemExit(f"the dataset has only {len(records)} images")
+    step = len(records) / (args.existing + incoming_n)  # spread both over splits and classes, deterministically
+    chosen = [records[int(i * step)] for i in range(args.existing + incoming_n)]
+    incoming = chosen[:: max(1, len(chosen) // incoming_n)][:incoming_n]
+    existing = [r for r in chosen if r not in incoming]
+    work = Path(tempfile.mkdtemp(prefix="auditor-bench-gate-"))
+    write_manifest(existing, work / "existing.csv")
+    write_manifest(incoming, work / "incoming.csv")
+    common = ["--offline", "--backbone", args.backbone, "--cache-dir", str(work / "cache")]
+    print(f"dataset {args.dataset}: {len(existing)} existing + {len(incoming)} incoming images; work dir {work}")
+
+    first_wall, first, _ = run([str(args.dataset), "--manifest", str(work / "existing.csv"), *common, "--exit-zero"],
+                               work / "out-first")
+    gate_wall, gate, gate_rc = run([str(args.dataset), "--manifest", str(work / "incoming.csv"),
+                                    "--against", str(work / "existing.csv"), *common], work / "out-gate")
+    merge = next(c for c in gate["checks"] if c["id"] == "merge")["metrics"]
+    rows = [
+        ("first full audit", first_wall, first["timings_s"]["total"]),
+        (f"gate: +{len(incoming)} images --against", gate_wall, gate["timings_s"]["total"]),
+    ]
+    print(f"\n{'run':<36} {'wall s':>8} {'audit s':>8}")
+    for name, wall, total in rows:
+        print(f"{name:<36} {wall:8.1f} {total:8.1f}")
+    print(f"\nratio gate / first: wall {gate_wall / first_wall:.3f}, audit {gate['timings_s']['total'] / first['timings_s']['total']:.3f}"
+          f" (target ≤ 0.1); gate exit code {gate_rc}; embeddings computed by the gate: {merge['embeddings_computed']}")
+    print("gate stage timings:", json.dumps(gate["timings_s"]))
+    print("first stage timings:", json.dumps(first["timings_s"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The CI gate end to end, on real photos with the real offline backbone:
+
+a clean merge passes (exit 0); a merge that brings a leak fails (exit 1) with the leak in JSON, Markdown
+and JUnit; the baselined leak passes, also after renaming; a bad config exits 2 naming the key.
+Existing images come from the cache: a merge embeds only the incoming images.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.e2e.cli_helpers import check, run_cli
+
+pytestmark = pytest.mark.slow
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+PHOTOS = SHARED / "hymenoptera_data"
+LEAK_NAME = "<img src=x onerror=alert(1)>.jpg"
+
+
+def _take(split: str, label: str, start: int, count: int) -> list[Path]:
+    return sorted((PHOTOS / split / label).glob("*.jpg"))[start : start + count]
+
+
+def _copy(files: list[Path], destination: Path) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copyfile(f, destination / f.name)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    if not PHOTOS.is_dir():
+        pytest.skip(f"real photos not found at {PHOTOS}")
+    root = tmp_path_factory.mktemp("gate")
+    existing, clean, leaky = root / "existing", root / "clean", root / "leaky"
+    for label in ("ants", "bees"):
+        _copy(_take("train", label, 0, 12), existing / "train" / label)
+        _copy(_take("val", label, 0, 4), existing / "val" / label)
+        _copy(_take("train", label, 12, 2), clean / "train" / label)
+        _copy(_take("val", label, 4, 1), clean / "val" / label)
+    shutil.copytree(clean, leaky)
+    # The leak: an existing training photo, re-encoded, filed as incoming validation data under a hostile name.
+    source = _take("train", "ants", 0, 1)[0]
+    buffer = io.BytesIO()
+    Image.open(source).convert("RGB").save(buffer, format="JPEG", quality=85)
+    (leaky / "val" / "ants" / LEAK_NAME).write_bytes(buffer.getvalue())
+    cache = root / "cache"
+    common = ("--offline", "--backbone", "efficientnet-lite0", "--cache-dir", str(cache), "--calibration-images", "5",
+              "-q", "--format", "json,markdown,junit,html")
+    first = run_cli("audit", existing, *common, "--exit-zero", out=root / "out-existing")
+    assert first.exit_code == 0, first.stderr
+    return {"root": root, "existing": existing, "clean": clean, "leaky": leaky, "common": common,
+            "first": first}
+
+
+def _leak_findings(report: dict) -> list[dict]:
+    return [f for f in check(report, "leakage")["findings"] if "accepted" not in f["evidence"]]
+
+
+def test_a_clean_merge_passes_and_embeds_only_the_incoming_images(world):
+    out = world["root"] / "out-clean"
+    result = run_cli("audit", world["clean"], "--against", world["existing"], *world["common"], out=out)
+    assert result.exit_code == 0, (result.stdout[-3000:], result.stderr)
+    merge = check(result.report, "merge")
+    assert merge["metrics"]["incoming_images"] == 6 and merge["metrics"]["existing_images"] == 32
+    assert merge["metrics"]["embeddings_computed"] == 6  # existing images and calibration copies: cache
+    assert merge["metrics"]["incoming_held_out_leaking_into_existing_train"] == 0
+    assert _leak_findings(result.report) == []
+    assert "audit PASSED" in (out / "report.md").read_text()
+
+
+def test_a_merge_that_brings_a_leak_fails_with_the_leak_in_every_format(world):
+    out = world["root"] / "out-leaky"
+    result = run_cli("audit", world["leaky"], "--against", world["existing"], *world["common"], out=out)
+    assert result.exit_code == 1, (result.stdout[-3000:], result.stderr)
+    leaks = _leak_findings(result.report)
+    assert len(leaks) == 1
+    leaked_path = f"incoming/val/ants/{LEAK_NAME}"
+    assert leaked_path in leaks[0]["paths"]
+    assert any(p.startswith("existing/train/ants/") for p in leaks[0]["paths"])
+    assert check(result.report, "leakage")["status"] == "fail"
+    merge = check(result.report, "merge")["metrics"]
+    assert merge["incoming_held_out_leaking_into_existing_train"] == 1
+    assert merge["incoming_duplicating_existing"] == 1
+    markdown = (out / "report.md").read_text()
+    assert "audit FAILED" in markdown and "| `leakage` | ❌ fail |" in markdown and leaks[0]["id"] in markdown
+    assert "<img src=x" not in markdown
+    suite = ET.parse(out / "report.junit.xml").getroot().find("testsuite")
+    failure = next(c for c in suite.findall("testcase") if c.get("name") == "leakage").find("failure")
+    assert failure is not None and leaks[0]["id"] in failure.text and LEAK_NAME in failure.text
+    html = (out / "report.html").read_text()
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;.jpg" in html
+    assert 'class="thumb"' in html
+    world["leak_id"] = leaks[0]["id"]
+
+
+def test_a_baselined_leak_passes_even_after_renaming(world):
+    baseline = world["root"] / "auditor-baseline.json"
+    written = run_cli("audit", world["leaky"], "--against", world["existing"], *world["common"],
+                      "--baseline", baseline, "--update-baseline", out=world["root"] / "out-update")
+    assert written.exit_code == 0, written.stderr
+    ids = {e["id"] for e in json.loads(baseline.read_text())["findings"]}
+    assert any(i.startswith("leakage:group:") for i in ids)
+    renamed = world["root"] / "leaky-renamed"
+    shutil.copytree(world["leaky"], renamed)
+    (renamed / "val" / "ants" / LEAK_NAME).rename(renamed / "val" / "ants" / "zz_renamed.jpg")
+    result = run_cli("audit", renamed, "--against", world["existing"], *world["common"], "--baseline", baseline,
+                     out=world["root"] / "out-baselined")
+    assert result.exit_code == 0, (result.stdout[-3000:], result.stderr)
+    leakage = check(result.report, "leakage")
+    assert leakage["status"] == "pass" and leakage["metrics"]["gate"]["accepted"] >= 1
+    assert leakage["metrics"]["gate"]["new"] == 0
+    # …but a stricter policy for a *new* problem still fails: near-duplicates made blocking, no baseline.
+    strict = run_cli("audit", renamed, "--against", world["existing"], *world["common"],
+                     "--policy", "near_duplicates.on_warn=fail", out=world["root"] / "out-strict")
+    assert strict.exit_code == 1
+    assert check(strict.report, "near_duplicates")["status"] == "fail"
+
+
+def test_a_bad_config_exits_2_naming_the_key(world, tmp_path):
+    dataset = tmp_path / "data"
+    shutil.copytree(world["clean"], dataset)
+    (dataset / "auditor.toml").write_text("[policy.leakage]\nmax_precent = 0\n")
+    result = run_cli("audit", dataset, "--against", world["existing"], *world["common"], out=tmp_path / "out")
+    assert result.exit_code == 2
+    assert "policy.leakage.max_precent" in result.stderr and "Tip:" in result.stderr
+    assert "Traceback" not in result.stderr
+    bad_value = tmp_path / "bad.toml"
+    bad_value.write_text("[policy.leakage]\nmax_percent = 150\n")
+    result = run_cli("audit", dataset, "--config", bad_value, *world["common"], out=tmp_path / "out")
+    assert result.exit_code == 2 and "policy.leakage.max_percent must be in [0.0, 100.0]" in result.stderr
