@@ -102,6 +102,9 @@ def _finetune_options(enabled: bool, **values):
         return None
     if "history" in given:
         given["history"] = Path(given["history"]).expanduser()
+        if not given["history"].is_file():  # say so now, not after the embedding and the training
+            raise ConfigError(f"history file {str(given['history'])!r} does not exist",
+                              "Pass the log Keras printed during fit, a CSVLogger file or a JSON dump of History.history.")
     return FinetuneOptions(**given)
 
 
