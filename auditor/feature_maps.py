@@ -19,8 +19,8 @@ when older than a day).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import tempfile
 import time
 import uuid
@@ -29,7 +29,7 @@ from typing import Iterable
 
 import numpy as np
 
-from auditor.atomic import atomic_write_text
+from auditor.atomic import atomic_write_bytes, atomic_write_text
 
 STORE_VERSION = "fmap-f16-v1"
 _STALE_TMP_S = 24 * 3600
@@ -134,16 +134,9 @@ class FeatureMapStore:
             raise ValueError(f"feature maps of shape {shape} do not match the store's {self.shape}")
         name = f"chunk-{uuid.uuid4().hex}"
         npy = self.folder / f"{name}.npy"
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, maps, allow_pickle=False)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, npy)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        np.save(buffer, maps, allow_pickle=False)
+        atomic_write_bytes(npy, buffer.getvalue())
         atomic_write_text(self.folder / f"{name}.json", json.dumps({"shas": shas, "shape": list(shape)}))
         for row, sha in enumerate(shas):
             self._where[sha] = (npy.name, row)
