@@ -1,0 +1,218 @@
+"""`image_quality`: images too dark, too bright, blurry, nearly empty, greyscale stored as RGB, or of an
+odd size or shape for this dataset.
+
+Everything is read from the properties the encode phase computed while hashing (one decode per file,
+on a ≤256-px thumbnail; see `auditor.imaging.image_properties`), so no file is opened again.
+Each property is compared with the dataset's own distribution by a robust z-score (median and MAD, on
+a scale where the property is roughly symmetric), so a dataset of night photos or of product shots on
+white does not flag itself. Brightness and information content also need an absolute guard, so a
+moderately dark photo in a uniformly bright dataset is not called "too dark".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from auditor.checks.common import percent, plural
+from auditor.checks.outliers import robust_z
+from auditor.context import AuditContext
+from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+
+CHECK_ID = "image_quality"
+THREE_CHANNEL_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+MAX_GREYSCALE_SHARE = 0.5  # above this, greyscale is the dataset's norm, not an issue
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One issue: a per-image quantity, on a scale where it is roughly symmetric, and its direction."""
+
+    kind: str
+    description: str
+    quantity: Callable[[dict], float]  # from the image's properties (plus width/height)
+    value: Callable[[dict], float]  # the human-readable value in the message
+    value_name: str
+    direction: int  # -1: too low is the issue; +1: too high; 0: both sides
+    min_scale: float  # floor on the robust scale, so a near-constant property does not flag noise
+    guard: Callable[[dict, float], bool]  # absolute condition that must also hold (value, dataset median)
+    guard_text: str
+    severity: Severity
+
+
+def _log_side(p: dict) -> float:
+    return 0.5 * float(np.log(max(1, p["width"]) * max(1, p["height"])))
+
+
+def _elongation(p: dict) -> float:
+    return max(p["width"], p["height"]) / max(1, min(p["width"], p["height"]))
+
+
+def _highlights(p: dict) -> float:
+    """Mean + 2 SD of the grey level (≈ its 98th percentile): how bright the brightest parts are. A dark
+    background with a lit subject keeps bright highlights; an under-exposed frame does not."""
+    return float(np.clip(p["brightness"] + 2.0 * p["contrast"], 0.0, 255.0))
+
+
+def _shadows(p: dict) -> float:
+    """Mean − 2 SD of the grey level (≈ its 2nd percentile): how dark the darkest parts are."""
+    return float(np.clip(p["brightness"] - 2.0 * p["contrast"], 0.0, 255.0))
+
+
+def _relative_sharpness(p: dict) -> float:
+    """Laplacian variance over grey-level variance: edge energy independent of brightness and contrast."""
+    return (p["sharpness"] + 1.0) / (p["contrast"] ** 2 + 1.0)
+
+
+RULES = (
+    Rule("dark", "too dark", lambda p: np.log1p(_highlights(p)), _highlights,
+         "highlights (mean + 2 SD of grey level)", -1, 0.1, lambda p, _m: _highlights(p) < 64,
+         "even the highlights are below 64 of 255", Severity.WARNING),
+    Rule("bright", "too bright", lambda p: np.log(256.0 - _shadows(p)), _shadows,
+         "shadows (mean − 2 SD of grey level)", -1, 0.1, lambda p, _m: _shadows(p) > 192,
+         "even the shadows are above 192 of 255", Severity.WARNING),
+    Rule("blurry", "blurry", lambda p: np.log(_relative_sharpness(p)), _relative_sharpness,
+         "Laplacian variance / grey variance", -1, 0.1, lambda p, _m: True, "none (relative only)", Severity.WARNING),
+    Rule("low_information", "almost no information", lambda p: p["entropy"], lambda p: p["entropy"],
+         "grey-level entropy (bits)", -1, 0.1, lambda p, _m: p["entropy"] < 4.0,
+         "entropy below 4 bits (fewer than 16 effective grey levels)", Severity.WARNING),
+    Rule("odd_size", "an odd size", _log_side, lambda p: float(np.sqrt(p["width"] * p["height"])),
+         "side of a square of the same area (px)", 0, 0.1,
+         lambda p, m: max(np.exp(_log_side(p)) / m, m / np.exp(_log_side(p))) >= 2.0,
+         "side at least 2× larger or smaller than the dataset median", Severity.INFO),
+    Rule("odd_aspect_ratio", "an odd aspect ratio", lambda p: np.log(_elongation(p)), _elongation,
+         "aspect ratio (long side / short side)", +1, 0.1, lambda p, m: _elongation(p) / m >= 1.5,
+         "at least 1.5× more elongated than the dataset median", Severity.INFO),
+)
+
+
+def image_table(ctx: AuditContext) -> tuple[list[str], list[dict]]:
+    """Usable unique contents with the properties the rules read."""
+    shas, rows = [], []
+    for sha in ctx.unique_shas:
+        scan = ctx.encoded.scans[sha]
+        props = scan.properties
+        if not props or scan.width is None or scan.height is None or "brightness" not in props:
+            continue
+        shas.append(sha)
+        rows.append({**props, "width": scan.width, "height": scan.height, "mode": scan.mode})
+    return shas, rows
+
+
+def evaluate_rules(rows: list[dict], max_z: float) -> tuple[list[tuple[int, str, dict]], dict[str, dict]]:
+    """(issues, distribution): issues are (row, kind, evidence); distribution gives each rule's median and scale."""
+    issues: list[tuple[int, str, dict]] = []
+    distribution: dict[str, dict] = {}
+    if not rows:
+        return issues, distribution
+    for rule in RULES:
+        quantity = np.array([rule.quantity(r) for r in rows], dtype=float)
+        values = np.array([rule.value(r) for r in rows], dtype=float)
+        z, _median, scale = robust_z(quantity, rule.min_scale)
+        median_value = float(np.median(values))
+        distribution[rule.kind] = {"median": round(median_value, 4), "robust_scale": round(scale, 4)}
+        for i, row in enumerate(rows):
+            beyond = z[i] < -max_z if rule.direction < 0 else z[i] > max_z if rule.direction > 0 else abs(z[i]) > max_z
+            if beyond and rule.guard(row, median_value):
+                issues.append((i, rule.kind, {
+                    "score": round(abs(float(z[i])), 3),
+                    "score_name": f"|robust z| of {rule.value_name}",
+                    "robust_z": round(float(z[i]), 3),
+                    "max_z": max_z,
+                    "value": round(float(values[i]), 4),
+                    "value_name": rule.value_name,
+                    "dataset_median": round(median_value, 4),
+                    "absolute_condition": rule.guard_text,
+                }))
+    greyscale = [bool(r.get("greyscale_as_rgb")) for r in rows]
+    share = sum(greyscale) / len(rows)
+    distribution["greyscale"] = {"share": round(share, 4), "max_share_to_flag": MAX_GREYSCALE_SHARE}
+    if share <= MAX_GREYSCALE_SHARE:
+        colour = np.log1p(np.array([float(r.get("colourfulness") or 0.0) for r in rows]))
+        z, _median, _scale = robust_z(colour, 0.1)
+        for i, row in enumerate(rows):
+            if greyscale[i] and row.get("mode") in THREE_CHANNEL_MODES:
+                issues.append((i, "greyscale_as_rgb", {
+                    "score": round(abs(float(z[i])), 3),
+                    "score_name": "|robust z| of log colourfulness",
+                    "robust_z": round(float(z[i]), 3),
+                    "value": round(float(row.get("colourfulness") or 0.0), 4),
+                    "value_name": "colourfulness",
+                    "mode": row.get("mode"),
+                    "dataset_greyscale_share": round(share, 4),
+                }))
+    return issues, distribution
+
+
+DESCRIPTIONS = {rule.kind: rule.description for rule in RULES} | {"greyscale_as_rgb": "greyscale stored as colour"}
+SEVERITIES = {rule.kind: rule.severity for rule in RULES} | {"greyscale_as_rgb": Severity.WARNING}
+
+
+def run(ctx: AuditContext) -> CheckResult:
+    shas, rows = image_table(ctx)
+    if not rows:
+        return CheckResult(id=CHECK_ID, status=Status.SKIPPED, summary="skipped: no decodable images")
+    config, policy = ctx.config, ctx.config.policy
+    issues, distribution = evaluate_rules(rows, config.max_quality_z)
+    findings: list[tuple[tuple, Finding]] = []
+    kinds_of: dict[str, set[str]] = {}
+    for i, kind, evidence in issues:
+        sha = shas[i]
+        positions = ctx.positions_by_sha[sha]
+        paths = [ctx.records[p].path for p in positions]
+        severity = SEVERITIES[kind]
+        if severity != Severity.INFO:
+            kinds_of.setdefault(sha, set()).add(kind)
+        detail = (f"{evidence['value_name']} {evidence['value']:g}, dataset median {evidence['dataset_median']:g}, "
+                  f"robust z {evidence['robust_z']:.1f}") if kind != "greyscale_as_rgb" else \
+            f"stored as {evidence['mode']}, all three channels equal; {100 * evidence['dataset_greyscale_share']:.1f} % of the dataset is greyscale"
+        findings.append(((0 if severity != Severity.INFO else 1, -evidence["score"], paths[0]), Finding(
+            id=stable_finding_id(CHECK_ID, kind, [sha]),
+            severity=severity,
+            message=f"{DESCRIPTIONS[kind]} ({detail}): " + ", ".join(paths[:3])
+            + (f" and {len(paths) - 3} more" if len(paths) > 3 else ""),
+            paths=paths,
+            evidence={"kind": kind, **evidence, "labels": sorted({ctx.records[p].label for p in positions}),
+                      "splits": sorted({ctx.records[p].split for p in positions})},
+        )))
+    findings.sort(key=lambda item: item[0])
+    per_split: dict[str, dict] = {}
+    sha_kinds_all: dict[str, set[str]] = {}
+    for i, kind, _evidence in issues:
+        sha_kinds_all.setdefault(shas[i], set()).add(kind)
+    for split in ctx.index.splits:
+        counts: dict[str, int] = {}
+        images = affected = warned_images = 0
+        for sha in shas:
+            n = sum(1 for p in ctx.positions_by_sha[sha] if ctx.records[p].split == split)
+            images += n
+            affected += n if sha in sha_kinds_all else 0
+            warned_images += n if sha in kinds_of else 0
+            for kind in sha_kinds_all.get(sha, ()):
+                counts[kind] = counts.get(kind, 0) + n
+        per_split[split] = {"images": images, "with_issue": affected, "with_warning": warned_images,
+                            "percent_with_warning": percent(warned_images, images), "per_kind": dict(sorted(counts.items()))}
+    limit = policy.image_quality_max_percent
+    failing = [s for s, m in per_split.items() if m["images"] and m["percent_with_warning"] > limit]
+    warned = any(f.severity != Severity.INFO for _key, f in findings)
+    status = Status.FAIL if failing else Status.WARN if warned else Status.PASS
+    total_kinds: dict[str, int] = {}
+    for m in per_split.values():
+        for kind, n in m["per_kind"].items():
+            total_kinds[kind] = total_kinds.get(kind, 0) + n
+    total = sum(m["images"] for m in per_split.values())
+    affected = sum(m["with_issue"] for m in per_split.values())
+    if total_kinds:
+        breakdown = ", ".join(f"{n} {DESCRIPTIONS[k]}" for k, n in sorted(total_kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+        head = f"{plural(affected, 'image')} of {total} ({percent(affected, total)} %) flagged: {breakdown}"
+    else:
+        head = f"no quality issue in {total} images"
+    policy_text = "never fail" if limit >= 100 else f"fail above {limit:g} % of a split"
+    summary = head + (f" (robust z beyond {config.max_quality_z:g}; policy: warn on dark, bright, blurry, empty or "
+                      f"greyscale images, odd size/shape is info only, {policy_text})")
+    metrics = {"max_z": config.max_quality_z, "images": total, "with_issue": affected, "per_kind": total_kinds,
+               "distribution": distribution, "per_split": per_split}
+    return CheckResult(id=CHECK_ID, status=status, summary=summary, metrics=metrics,
+                       findings=[finding for _key, finding in findings])

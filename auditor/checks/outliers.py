@@ -1,0 +1,246 @@
+"""`outliers`: images far from everything else in embedding space — a placeholder "image not found"
+picture, a blank frame, a screenshot among photos.
+
+The score is the mean cosine distance to an image's k nearest other images (FAISS), on a log scale,
+turned into a robust z-score (median and MAD of the dataset's own scores), so the cut-off adapts to
+how spread out a dataset is instead of being a fixed distance. The same score within the image's own
+class is reported as evidence and used to list the most isolated images of every split and class.
+Held-out images far from every training image are measured too (for `split_shift`'s evidence).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from auditor.checks.common import percent, plural
+from auditor.config import REFERENCE_SPLIT
+from auditor.context import AuditContext
+from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+
+CHECK_ID = "outliers"
+MAD_TO_SIGMA = 1.4826  # MAD × this estimates σ for normal data
+MIN_LOG_DISTANCE_SCALE = 0.05  # a dataset of near-identical images must not turn tiny differences into outliers
+MIN_CLASS_IMAGES = 5  # class-relative scores need this many images in the class
+MOST_ISOLATED_PER_GROUP = 3
+MIN_OUTLIER_Z = 3.5  # Iglewicz & Hoaglin's cut-off for modified z-scores
+FAMILY_ALPHA = 0.05  # chance that the most isolated of n clean images is flagged, if log distances were normal
+
+
+def outlier_cutoff(images: int, configured: float | None) -> tuple[float, str]:
+    """The z above which an image is an outlier, and where that number comes from. Without a configured
+    value it grows with the dataset: the (1 − α/n) normal quantile (Bonferroni), at least 3.5, so a clean
+    dataset of any size is flagged by chance in at most about α of audits."""
+    if configured is not None:
+        return float(configured), "max_outlier_z, set in the configuration"
+    from scipy.stats import norm
+
+    bonferroni = float(norm.isf(FAMILY_ALPHA / max(1, images)))
+    if bonferroni > MIN_OUTLIER_Z:
+        return round(bonferroni, 3), f"Bonferroni for {images} images at α = {FAMILY_ALPHA:g}"
+    return MIN_OUTLIER_Z, f"the usual 3.5 for modified z-scores (Bonferroni for {images} images gives {bonferroni:.2f})"
+
+
+def robust_z(values: np.ndarray, min_scale: float = 1e-9) -> tuple[np.ndarray, float, float]:
+    """(z, median, scale): z = (x − median) / max(1.4826·MAD, min_scale). Robust to the outliers it is
+    meant to find (Iglewicz & Hoaglin's modified z-score; |z| > 3.5 is their usual cut-off)."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return values.copy(), float("nan"), float("nan")
+    median = float(np.median(values))
+    scale = max(MAD_TO_SIGMA * float(np.median(np.abs(values - median))), min_scale)
+    return (values - median) / scale, median, scale
+
+
+def drop_self(sims: np.ndarray, neighbours: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """From a self-query of k + 1 neighbours, the first k that are not the query itself (nor missing, -1).
+    The query is usually first, but not always: identical vectors tie, and approximate search may miss it."""
+    rows = np.arange(len(neighbours))[:, None]
+    unwanted = (neighbours == rows) | (neighbours < 0)
+    order = np.argsort(unwanted, axis=1, kind="stable")  # wanted columns first, in their original order
+    return np.take_along_axis(sims, order, axis=1)[:, :k], np.take_along_axis(neighbours, order, axis=1)[:, :k]
+
+
+def knn_distances(unit_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each vector: mean cosine distance to its k nearest *other* vectors, the nearest one's index
+    and its cosine similarity."""
+    from auditor.neighbors import knn
+
+    n = len(unit_vectors)
+    k = min(k, n - 1)
+    if k < 1:
+        return np.full(n, np.nan), np.full(n, -1), np.full(n, np.nan)
+    sims, neighbours = knn(unit_vectors, k + 1)
+    sims, neighbours = drop_self(sims, neighbours, k)
+    mean_distance = np.nanmean(np.where(neighbours >= 0, 1.0 - sims, np.nan), axis=1)
+    nearest, nearest_sim = neighbours[:, 0], sims[:, 0].astype(float)
+    return np.clip(mean_distance, 1e-6, None), nearest, nearest_sim
+
+
+def isolation_scores(unit_vectors: np.ndarray, k: int) -> dict[str, np.ndarray | float]:
+    """kNN distance, its robust z-score on a log scale, and each image's nearest neighbour."""
+    distance, nearest, nearest_sim = knn_distances(unit_vectors, k)
+    z, median, scale = robust_z(np.log(distance), MIN_LOG_DISTANCE_SCALE)
+    return {"distance": distance, "z": z, "nearest": nearest, "nearest_similarity": nearest_sim,
+            "median_distance": float(np.exp(median)) if np.isfinite(median) else float("nan"), "log_scale": scale}
+
+
+def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None) -> dict[str, dict]:
+    """For each held-out split: its images whose nearest training image is farther than training images
+    usually are from each other (robust z of the log distance to the nearest train image, measured
+    against train's own nearest-neighbour distances, above `max_z`). For `split_shift`'s evidence."""
+    from auditor.neighbors import knn
+
+    if not ctx.has_embeddings or ctx.index.reference_split is None:
+        return {}
+    by_split: dict[str, list[str]] = {}
+    for sha, positions in ctx.positions_by_sha.items():
+        if sha in ctx.encoded.embeddings:
+            for split in {ctx.records[p].split for p in positions}:
+                by_split.setdefault(split, []).append(sha)
+    train = by_split.get(REFERENCE_SPLIT, [])
+    if len(train) < 3:
+        return {}
+    train_vectors = ctx.unit_embeddings(train)
+    train_distance, _nearest, _sims = knn_distances(train_vectors, 1)
+    _z, median, scale = robust_z(np.log(train_distance), MIN_LOG_DISTANCE_SCALE)
+    result = {}
+    for split in ctx.index.held_out_splits:
+        shas = by_split.get(split, [])
+        if not shas:
+            continue
+        sims, ids = knn(train_vectors, 1, queries=ctx.unit_embeddings(shas))
+        distance = np.clip(1.0 - sims[:, 0], 1e-6, None)
+        z = (np.log(distance) - median) / scale
+        cutoff = max_z if max_z is not None else outlier_cutoff(len(shas), ctx.config.max_outlier_z)[0]
+        far = [i for i in np.argsort(-z, kind="stable") if z[i] > cutoff]
+        images = sum(len([p for p in ctx.positions_by_sha[s] if ctx.records[p].split == split]) for s in shas)
+        far_images = sum(len([p for p in ctx.positions_by_sha[shas[i]] if ctx.records[p].split == split]) for i in far)
+        result[split] = {
+            "images": images,
+            "far_from_train": far_images,
+            "percent": percent(far_images, images),
+            "train_median_nearest_distance": round(float(np.exp(median)), 4),
+            "max_z": cutoff,
+            "examples": [
+                {"path": _first_path(ctx, shas[i], split), "nearest_train": _first_path(ctx, train[int(ids[i, 0])]),
+                 "cosine": round(float(sims[i, 0]), 4), "robust_z": round(float(z[i]), 2)}
+                for i in far[:10]
+            ],
+        }
+    return result
+
+
+def _first_path(ctx: AuditContext, sha: str, split: str | None = None) -> str:
+    positions = ctx.positions_by_sha[sha]
+    preferred = [p for p in positions if split is None or ctx.records[p].split == split] or positions
+    return ctx.records[preferred[0]].path
+
+
+def run(ctx: AuditContext) -> CheckResult:
+    if not ctx.has_embeddings:
+        return CheckResult(id=CHECK_ID, status=Status.SKIPPED, summary="skipped: no embeddings (run with a backbone)")
+    config, policy = ctx.config, ctx.config.policy
+    shas = [s for s in ctx.unique_shas if s in ctx.encoded.embeddings]
+    if len(shas) < 3:
+        return CheckResult(id=CHECK_ID, status=Status.SKIPPED, summary="skipped: fewer than 3 images with embeddings")
+    vectors = ctx.unit_embeddings(shas)
+    k = min(config.outlier_neighbours, len(shas) - 1)
+    scores = isolation_scores(vectors, k)
+    row_of = {sha: i for i, sha in enumerate(shas)}
+
+    # The same score inside each class (a content filed under two labels is scored in both).
+    class_distance: dict[tuple[int, str], float] = {}
+    class_z: dict[tuple[int, str], float] = {}
+    members_of: dict[str, list[int]] = {}
+    for sha in shas:
+        for label in sorted({ctx.records[p].label for p in ctx.positions_by_sha[sha]}):
+            members_of.setdefault(label, []).append(row_of[sha])
+    for label, rows in members_of.items():
+        if len(rows) < MIN_CLASS_IMAGES:
+            continue
+        distance, _nearest, _sims = knn_distances(vectors[rows], min(k, len(rows) - 1))
+        z, _median, _scale = robust_z(np.log(distance), MIN_LOG_DISTANCE_SCALE)
+        for row, d, zz in zip(rows, distance, z):
+            class_distance[(row, label)], class_z[(row, label)] = float(d), float(zz)
+
+    max_z, cutoff_source = outlier_cutoff(len(shas), config.max_outlier_z)
+    flagged_rows = [int(i) for i in np.argsort(-scores["z"], kind="stable") if scores["z"][i] > max_z]
+    findings = []
+    for i in flagged_rows:
+        sha = shas[i]
+        positions = ctx.positions_by_sha[sha]
+        paths = [ctx.records[p].path for p in positions]
+        labels = sorted({ctx.records[p].label for p in positions})
+        nearest = int(scores["nearest"][i])
+        findings.append(Finding(
+            id=stable_finding_id(CHECK_ID, "isolated", [sha]),
+            severity=Severity.WARNING,
+            message=(f"far from every other image (mean cosine distance to its {k} nearest {scores['distance'][i]:.2f}, "
+                     f"dataset median {scores['median_distance']:.2f}, robust z {scores['z'][i]:.1f}): "
+                     + ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")),
+            paths=paths,
+            evidence={
+                "score": round(float(scores["z"][i]), 3),
+                "score_name": f"robust z-score of the log mean cosine distance to the {k} nearest images",
+                "max_z": max_z,
+                "max_z_source": cutoff_source,
+                "knn_distance": round(float(scores["distance"][i]), 4),
+                "median_knn_distance": round(float(scores["median_distance"]), 4),
+                "nearest": {"path": _first_path(ctx, shas[nearest]), "cosine": round(float(scores["nearest_similarity"][i]), 4)},
+                "class_relative": {label: {"knn_distance": round(class_distance[(i, label)], 4),
+                                           "robust_z": round(class_z[(i, label)], 3)}
+                                   for label in labels if (i, label) in class_z},
+                "labels": labels,
+                "splits": sorted({ctx.records[p].split for p in positions}),
+            },
+        ))
+
+    # Per split: counts, and the most isolated images of every class (flagged or not) for a person to look at.
+    per_split: dict[str, dict] = {}
+    flagged_set = set(flagged_rows)
+    for split in ctx.index.splits:
+        groups: dict[str, list[int]] = {}
+        images = outliers = 0
+        for sha in shas:
+            in_split = [p for p in ctx.positions_by_sha[sha] if ctx.records[p].split == split]
+            images += len(in_split)
+            outliers += len(in_split) if row_of[sha] in flagged_set else 0
+            for label in sorted({ctx.records[p].label for p in in_split}):
+                groups.setdefault(label, []).append(row_of[sha])
+        most_isolated = {}
+        for label, rows in sorted(groups.items()):
+            rows = sorted(rows, key=lambda r: -scores["z"][r])[:MOST_ISOLATED_PER_GROUP]
+            most_isolated[label] = [
+                {"path": _first_path(ctx, shas[r], split), "robust_z": round(float(scores["z"][r]), 2),
+                 "knn_distance": round(float(scores["distance"][r]), 4),
+                 "class_robust_z": round(class_z[(r, label)], 2) if (r, label) in class_z else None}
+                for r in rows
+            ]
+        per_split[split] = {"images": images, "outliers": outliers, "percent": percent(outliers, images),
+                            "most_isolated": most_isolated}
+    far = held_out_far_from_train(ctx)
+    limit = policy.outliers_max_percent
+    failing = [s for s, m in per_split.items() if m["images"] and m["percent"] > limit]
+    status = Status.FAIL if failing else Status.WARN if findings else Status.PASS
+    total_images = sum(m["images"] for m in per_split.values())
+    total_outliers = sum(m["outliers"] for m in per_split.values())
+    top = int(np.argmax(scores["z"]))
+    parts = [
+        f"{plural(total_outliers, 'image')} of {total_images} {'is' if total_outliers == 1 else 'are'} far from all "
+        f"others (robust z of kNN distance > {max_z:.2f})",
+        f"most isolated: {_first_path(ctx, shas[top])} (z {scores['z'][top]:.1f})",
+    ]
+    for split, m in far.items():
+        parts.append(f"{m['far_from_train']} {split} images far from every train image")
+    policy_text = "never fail" if limit >= 100 else f"fail above {limit:g} % of a split"
+    summary = "; ".join(parts) + f" (policy: warn on any, {policy_text})"
+    metrics = {
+        "k": k,
+        "max_z": max_z,
+        "max_z_source": cutoff_source,
+        "median_knn_distance": round(float(scores["median_distance"]), 4),
+        "outliers": total_outliers,
+        "per_split": per_split,
+        "held_out_far_from_train": far,
+    }
+    return CheckResult(id=CHECK_ID, status=status, summary=summary, metrics=metrics, findings=findings)
