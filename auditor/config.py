@@ -46,8 +46,9 @@ class Policy:
     # Split shift and shortcuts (tested at `alpha` above; each also needs its effect size to be material)
     min_domain_auc: float = 0.6  # fail a held-out split when a classifier tells it from train with this ROC-AUC
     min_drift_effect: float = 0.2  # warn on property drift of this Wasserstein distance, in units of train's spread
-    min_shortcut_lift: float = 0.2  # warn when file properties alone predict the label this well (0 = chance, 1 = perfect)
-    # Label issues, outliers, image quality: warn on any finding; fail only above these shares (100 = never)
+    min_shortcut_lift: float = 0.3  # warn when file properties alone predict the label this well (0 = chance, 1 = perfect)
+    # Label issues, outliers, image quality warn on their findings (label_issues: strong evidence only;
+    # image_quality: not odd size/shape); they fail only above these shares (100 = never)
     label_issues_max_percent: float = 100.0  # fail above this share of a split's images probably mislabelled
     outliers_max_percent: float = 100.0  # fail above this share of a split's images that are outliers
     image_quality_max_percent: float = 100.0  # fail above this share of a split's images with a quality issue
@@ -121,7 +122,9 @@ class AuditConfig:
     label_folds: int = 5  # cross-validation folds of the label probe
     label_neighbours: int = 10  # k of the k-NN label agreement
     outlier_neighbours: int = 5  # k of the k-NN isolation score
-    max_outlier_z: float = 3.5  # robust z-score of isolation above which an image is an outlier
+    # Robust z-score of isolation above which an image is an outlier; None = from the dataset size:
+    # what the most isolated of n clean images exceeds with 5 % probability (Bonferroni), at least 3.5
+    max_outlier_z: float | None = None
     max_quality_z: float = 3.5  # robust z-score beyond which an image property is unusual for the dataset
     # The reference fine-tune and gap attribution: None = not requested (both checks are skipped)
     finetune: FinetuneOptions | None = None
@@ -161,7 +164,8 @@ class AuditConfig:
         _within("label_folds", self.label_folds, 2, 50)
         _within("label_neighbours", self.label_neighbours, 1, 1000)
         _within("outlier_neighbours", self.outlier_neighbours, 1, 1000)
-        _within("max_outlier_z", self.max_outlier_z, 1.0, 100.0)
+        if self.max_outlier_z is not None:
+            _within("max_outlier_z", self.max_outlier_z, 1.0, 100.0)
         _within("max_quality_z", self.max_quality_z, 1.0, 100.0)
         p = self.policy
         _within("policy.leakage_max_percent", p.leakage_max_percent, 0.0, 100.0)
