@@ -32,6 +32,8 @@ class AuditContext:
     cache: Cache
     _group_memo: dict = field(default_factory=dict, repr=False)
     check_seconds: dict = field(default_factory=dict, repr=False)  # check id → seconds it took
+    # Published by split_shift for gap_attribution: {held-out split: {sha256: P(held-out | image)}}.
+    split_shift_scores: dict | None = field(default=None, repr=False)
 
     @property
     def records(self) -> list[ImageRecord]:

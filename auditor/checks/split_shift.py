@@ -585,6 +585,9 @@ def _run(ctx: AuditContext) -> CheckResult:
 
         # The held-out images that look least like train.
         ranked = _least_like_train(ctx, tests, held_shas)
+        if ctx.split_shift_scores is None:
+            ctx.split_shift_scores = {}
+        ctx.split_shift_scores[split] = dict(ranked)  # for gap_attribution's accuracy-by-shift quintiles
         top = ranked[:LEAST_LIKE_SHOWN]
         paths = [ctx.records[held[sha]].path for sha, _ in top]
         flagged = shifted or bool(shifted_classes)

@@ -100,6 +100,10 @@ def test_gap_attribution_json(runs):
     cf = m["counterfactual"]
     assert cf["ran"] and cf["dropped"]["val_leaking"] == 4 and cf["val_images"] == 16
     assert m["verdict"].startswith("Train accuracy") and "Leakage: 4 of 20" in m["verdict"]
+    # split_shift publishes its per-image domain scores, so accuracy by shift quintile is available.
+    shift = m["shift"]
+    assert shift["available"] is True, shift
+    assert shift["images_scored"] == 16 and len(shift["by_quintile"]) == 5
 
 
 def test_second_run_reuses_every_feature_map_and_skips_the_counterfactual_when_asked(runs):
