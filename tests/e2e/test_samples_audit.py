@@ -107,3 +107,11 @@ def test_json_report_follows_schema_version_1(demo):
             assert all(not p.startswith("/") for p in f["paths"])
     all_ids = [f["id"] for c in report["checks"] for f in c["findings"]]
     assert len(all_ids) == len(set(all_ids))
+
+
+@pytest.mark.parametrize("check_id", ["split_shift", "shortcuts", "label_issues", "outliers", "image_quality"])
+def test_no_other_check_flags_anything_in_the_demo(demo, check_id):
+    """The demo's other problems are none: its val split is a random draw from the same photos."""
+    result = check(demo[0].report, check_id)
+    assert result["status"] == "pass", result["summary"]
+    assert [f["message"] for f in result["findings"] if f["severity"] != "info"] == []
