@@ -21,6 +21,8 @@ from auditor.imaging import SCAN_VERSION, ImageScan
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scans (sha256 TEXT NOT NULL, version INTEGER NOT NULL, data TEXT NOT NULL,
                                   PRIMARY KEY (sha256, version));
+CREATE TABLE IF NOT EXISTS check_results (key TEXT NOT NULL, check_id TEXT NOT NULL, data TEXT NOT NULL,
+                                          PRIMARY KEY (key, check_id));
 CREATE TABLE IF NOT EXISTS embeddings (sha256 TEXT NOT NULL, model TEXT NOT NULL, dim INTEGER NOT NULL,
                                        vector BLOB NOT NULL, PRIMARY KEY (sha256, model));
 """
@@ -83,6 +85,17 @@ class Cache:
         rows = [(sha, model, int(v.size), v.tobytes()) for sha, v in zip(hashes, vectors)]
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+
+    # Check results ---------------------------------------------------------------------------
+    def get_check_result(self, key: str, check_id: str) -> dict | None:
+        row = self._db.execute(
+            "SELECT data FROM check_results WHERE key = ? AND check_id = ?", (key, check_id)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_check_result(self, key: str, check_id: str, data: dict) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO check_results VALUES (?, ?, ?)", (key, check_id, json.dumps(data)))
 
     def count_embeddings(self, model: str) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])

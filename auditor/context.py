@@ -32,6 +32,7 @@ class AuditContext:
     cache: Cache
     _group_memo: dict = field(default_factory=dict, repr=False)
     check_seconds: dict = field(default_factory=dict, repr=False)  # check id → seconds it took
+    reused_checks: list = field(default_factory=list, repr=False)  # check ids served from the result cache
     # Published by split_shift for gap_attribution: {held-out split: {sha256: P(held-out | image)}}.
     split_shift_scores: dict | None = field(default=None, repr=False)
 

@@ -45,6 +45,11 @@ class Finding:
     paths: list[str]
     evidence: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Finding":
+        return cls(id=data["id"], severity=Severity(data["severity"]), message=data["message"],
+                   paths=list(data["paths"]), evidence=data.get("evidence", {}))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -62,6 +67,11 @@ class CheckResult:
     summary: str
     metrics: dict[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CheckResult":
+        return cls(id=data["id"], status=Status(data["status"]), summary=data["summary"],
+                   metrics=data.get("metrics", {}), findings=[Finding.from_dict(f) for f in data.get("findings", [])])
 
     def to_dict(self) -> dict[str, Any]:
         return {

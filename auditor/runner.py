@@ -56,11 +56,23 @@ def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[Ch
     unknown = [c for c in (check_ids or []) if c not in CHECKS]
     if unknown:
         raise ConfigError(f"unknown check id(s): {', '.join(unknown)}", f"Known checks: {', '.join(CHECKS)}.")
+    from auditor import result_cache
+    from auditor.formats.json_report import plain
+
+    key = result_cache.inputs_key(ctx) if result_cache.usable(ctx) else None
     results = []
     for check_id, check in CHECKS.items():
         if check_ids and check_id not in check_ids:
             continue
         started = time.perf_counter()
+        cached = ctx.cache.get_check_result(key, check_id) if key else None
+        if cached is not None:
+            result = CheckResult.from_dict(cached)
+            ctx.reused_checks.append(check_id)
+            ctx.check_seconds[check_id] = time.perf_counter() - started
+            apply_statuses(result, ctx.config.policy.statuses)
+            results.append(result)
+            continue
         try:
             result = check(ctx)
         except AuditorError:
@@ -74,6 +86,8 @@ def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[Ch
             )
         ctx.check_seconds[check_id] = time.perf_counter() - started
         result.findings = _merge_same_id(result.findings)
+        if key and result.status != Status.ERROR:
+            ctx.cache.put_check_result(key, check_id, plain(result.to_dict()))
         apply_statuses(result, ctx.config.policy.statuses)
         results.append(result)
     return results
@@ -116,7 +130,9 @@ def build_report(ctx: AuditContext, checks: list[CheckResult]) -> Report:
     notes.append(
         f"Cache: {int(stats.get('embeddings_cached', 0))} embeddings reused, "
         f"{int(stats.get('embeddings_computed', 0))} computed; {int(stats.get('scans_cached', 0))} of "
-        f"{int(stats.get('unique_images', 0))} image scans reused."
+        f"{int(stats.get('unique_images', 0))} image scans reused"
+        + (f"; {len(ctx.reused_checks)} check results reused (the dataset and settings are unchanged)."
+           if ctx.reused_checks else ".")
     )
     if ctx.encoded.feature_maps is not None:
         notes.append(f"Feature maps (fine-tune): {int(stats.get('feature_maps_cached', 0))} reused, "

@@ -9,12 +9,12 @@ from typing import Any
 from auditor.report import Report
 
 
-def _clean(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """JSON has no NaN or numpy types: turn them into null and plain numbers."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [plain(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
         value = value.item()
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
@@ -23,4 +23,4 @@ def _clean(value: Any) -> Any:
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(_clean(report.to_dict()), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(plain(report.to_dict()), indent=2, ensure_ascii=False) + "\n"

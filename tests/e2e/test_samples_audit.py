@@ -88,6 +88,7 @@ def test_second_run_reuses_every_embedding_and_gives_the_same_findings(demo):
     first, second = demo
     notes = " ".join(second.report["notes"])
     assert " 0 computed" in notes
+    assert "check results reused" in notes  # nothing changed, so no statistic is recomputed either
     ids = lambda report: sorted(f["id"] for c in report["checks"] for f in c["findings"])  # noqa: E731
     assert ids(first.report) == ids(second.report)
 
