@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from auditor.context import AuditContext
 from auditor.report import stable_finding_id
 
@@ -28,3 +30,18 @@ def plural(count: int, word: str, plural_word: str | None = None) -> str:
 def quoted_paths(ctx: AuditContext, positions: list[int], limit: int = 4) -> str:
     shown = ", ".join(ctx.records[p].path for p in positions[:limit])
     return shown + (f" and {len(positions) - limit} more" if len(positions) > limit else "")
+
+
+@contextmanager
+def one_blas_thread():
+    """Run many small matrix products on one BLAS thread: faster than threads fighting over busy cores
+    (measured: a PCA of 60 rows took 0.3 s with threads, 0.01 s without)."""
+    import scipy.linalg  # noqa: F401  (load every BLAS first: the limit applies to the libraries loaded)
+    import scipy.stats  # noqa: F401
+    import sklearn.decomposition  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

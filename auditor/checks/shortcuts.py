@@ -23,6 +23,7 @@ import numpy as np
 
 from auditor.checks.split_shift import holm, sequential_permutation_test
 from auditor.config import REFERENCE_SPLIT
+from auditor.checks.common import one_blas_thread
 from auditor.context import AuditContext
 from auditor.imaging import ImageScan
 from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
@@ -208,16 +209,7 @@ def property_model(labels: list[str], features: np.ndarray, alpha: float, seed: 
 
 
 def run(ctx: AuditContext) -> CheckResult:
-    import scipy.linalg  # noqa: F401  (load every BLAS first: the limit applies to the libraries loaded)
-    import scipy.stats  # noqa: F401
-    import sklearn.decomposition  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
-    import sklearn.model_selection  # noqa: F401
-    from threadpoolctl import threadpool_limits
-
-    # Many small matrix products: one BLAS thread is faster than threads fighting over busy cores
-    # (measured: a PCA of 60 rows took 0.3 s with threads, 0.01 s without).
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _run(ctx)
 
 
