@@ -22,9 +22,9 @@ install: $(STAMP)
 # The audit of the bundled samples exits 1 because its planted problems fail the policy;
 # that is the expected outcome of the demo, not an error of make.
 demo: $(STAMP)
-	$(BIN)/audit samples --offline --out reports/samples; rc=$$?; \
+	$(BIN)/audit samples --offline --out reports/samples --format terminal,json,html,markdown; rc=$$?; \
 	  if [ $$rc -gt 1 ]; then exit $$rc; fi; \
-	  echo "demo: report written to reports/samples/report.json (audit exit code $$rc)"
+	  echo "demo: reports/samples/report.{json,html,md} written (audit exit code $$rc: the planted problems fail the policy)"
 
 # The HTML report is tested in headless Chromium: install it once if missing (CI runs as root).
 test: $(STAMP)

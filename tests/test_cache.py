@@ -159,3 +159,4 @@ def test_unwritable_cache_dir_raises_auditor_error(tmp_path):
             Cache(locked / "cache")
     finally:
         locked.chmod(0o755)
+
