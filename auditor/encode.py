@@ -1,4 +1,7 @@
-"""The encode phase: read every file once, hash it, decode what the cache lacks, embed in batches.
+"""The encode phase: hash every file, decode what the cache lacks, embed in batches.
+
+Every file is read once to hash it; only contents the cache lacks are read a second time (usually
+from the OS page cache) to be decoded, so bytes are never held for the whole dataset at once.
 
 Work is keyed by file content (sha256), so identical files are decoded and embedded once, and a
 re-run over an unchanged dataset decodes and embeds nothing. Decoding runs in a thread pool ahead
