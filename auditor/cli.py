@@ -160,7 +160,7 @@ def _write_reports(report, out: Path, formats: list[str], ctx=None) -> list[Path
         written.append(out / "report.junit.xml")
     if "html" in formats:
         from auditor.formats.html import render_html
-        from auditor.visuals import Thumbnails, embedding_projection, property_samples, thumbnails_for
+        from auditor.formats.visuals import Thumbnails, embedding_projection, property_samples, thumbnails_for
 
         thumbnails = thumbnails_for(report, ctx) if ctx is not None else Thumbnails()
         projection = embedding_projection(ctx) if ctx is not None else None
@@ -256,7 +256,7 @@ def audit_command(
         from auditor.formats.terminal import build_renderable
         from auditor.runner import audit
 
-        from auditor.policy_file import load_settings
+        from auditor.gate.settings_file import load_settings
 
         formats = _parse_formats(format)
         settings = load_settings(dataset_dir, config_file, policy)
@@ -276,13 +276,13 @@ def audit_command(
             raise ConfigError("--update-baseline needs a file", "Pass --baseline FILE (or set baseline in [tool.auditor]).")
         baseline_ids = None
         if baseline_path is not None and not update_baseline:
-            from auditor.baseline import load_baseline
+            from auditor.gate.baseline import load_baseline
 
             baseline_ids = load_baseline(baseline_path)
         report, audit_ctx = audit(dataset_dir, config, _progress(quiet), check_ids, against=against,
                                   baseline_ids=baseline_ids)
         if update_baseline:
-            from auditor.baseline import accept_findings, write_baseline
+            from auditor.gate.baseline import accept_findings, write_baseline
 
             write_baseline(report, baseline_path)
             recorded = {f.id for c in report.checks for f in c.findings}
@@ -433,7 +433,7 @@ def manifest_command(
     """Write the resolved path,label,split table (for example the exact split Keras makes)."""
 
     def work() -> int:
-        from auditor.dataset import load_dataset, write_manifest
+        from auditor.index.dataset import load_dataset, write_manifest
 
         config = _config(layout=layout, validation_split=validation_split, seed=seed, split_style=split_style)
         index = load_dataset(dataset_dir, config)

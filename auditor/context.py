@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from auditor.backbones.registry import Backbone
-from auditor.cache import Cache
-from auditor.calibration import Calibration, calibrate, choose_min_cosine
+from auditor.encoding.cache import Cache
+from auditor.similarity.calibration import Calibration, calibrate, choose_min_cosine
 from auditor.config import AuditConfig
-from auditor.dataset import DatasetIndex, ImageRecord
-from auditor.duplicate_graph import DuplicateGraph, build_graph
-from auditor.encode import Encoded
-from auditor.imaging import ScanLimits
+from auditor.index.dataset import DatasetIndex, ImageRecord
+from auditor.similarity.duplicate_graph import DuplicateGraph, build_graph
+from auditor.encoding.encode import Encoded
+from auditor.encoding.imaging import ScanLimits
 
 
 def scan_limits(config: AuditConfig) -> ScanLimits:
@@ -162,6 +162,6 @@ class AuditContext:
         return pairs
 
     def unit_embeddings(self, shas: list[str]) -> np.ndarray:
-        from auditor.neighbors import normalise
+        from auditor.similarity.neighbours import normalise
 
         return normalise(np.stack([self.encoded.embeddings[s] for s in shas]))

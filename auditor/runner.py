@@ -8,13 +8,13 @@ from pathlib import Path
 
 from auditor import __version__
 from auditor.backbones.registry import Backbone, resolve_backbone
-from auditor.baseline import accept_findings, apply_statuses
-from auditor.cache import Cache
+from auditor.gate.baseline import accept_findings, apply_statuses
+from auditor.encoding.cache import Cache
 from auditor.checks import CHECKS
 from auditor.config import AuditConfig
 from auditor.context import AuditContext, scan_limits
-from auditor.dataset import DatasetIndex, load_dataset
-from auditor.encode import encode_dataset
+from auditor.index.dataset import DatasetIndex, load_dataset
+from auditor.encoding.encode import encode_dataset
 from auditor.errors import AuditorError, ConfigError
 from auditor.progress import Progress, SilentProgress
 from auditor.report import CheckResult, Finding, Report, Status
@@ -25,7 +25,7 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
     """Index and encode the dataset (hashes, scans, embeddings), using the cache.
     With `against`, the dataset is audited as incoming images merged into that existing dataset."""
     if against is not None:
-        from auditor.merge import load_merged
+        from auditor.gate.merge import load_merged
 
         index = load_merged(Path(dataset_dir), Path(against), config)
     else:
@@ -35,7 +35,7 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
     feature_maps = None
     if config.finetune is not None and backbone is not None:
         # The fine-tune's frozen base: its maps are computed in the embedding pass and cached beside it.
-        from auditor.feature_maps import FeatureMapStore
+        from auditor.encoding.feature_maps import FeatureMapStore
 
         feature_maps = FeatureMapStore(config.cache_dir if config.use_cache else None, backbone.feature_map_key)
     encoded = encode_dataset(
@@ -56,7 +56,7 @@ def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[Ch
     unknown = [c for c in (check_ids or []) if c not in CHECKS]
     if unknown:
         raise ConfigError(f"unknown check id(s): {', '.join(unknown)}", f"Known checks: {', '.join(CHECKS)}.")
-    from auditor import result_cache
+    from auditor.encoding import result_cache
     from auditor.formats.json_report import plain
 
     key = result_cache.inputs_key(ctx) if result_cache.usable(ctx) else None
@@ -103,7 +103,7 @@ def audit(dataset_dir: Path, config: AuditConfig, progress: Progress | None = No
     encoded_at = time.perf_counter()
     checks = run_checks(ctx, check_ids)
     if against is not None:
-        from auditor.merge import merge_check
+        from auditor.gate.merge import merge_check
 
         merged = merge_check(ctx)
         apply_statuses(merged, ctx.config.policy.statuses)
@@ -148,7 +148,7 @@ def build_report(ctx: AuditContext, checks: list[CheckResult]) -> Report:
 
 def _accept(checks: list[CheckResult], baseline_ids: set[str], merging: bool) -> None:
     """Findings in the baseline, or (when merging) among existing images only, cannot fail the gate."""
-    from auditor.merge import is_existing_only
+    from auditor.gate.merge import is_existing_only
 
     def reason_for(finding: Finding) -> str | None:
         if finding.id in baseline_ids:

@@ -251,7 +251,7 @@ def run(ctx: AuditContext) -> CheckResult:
         from auditor.checks.reference_finetune import NOT_REQUESTED
 
         return CheckResult(id=CHECK_ID, status=Status.SKIPPED, summary=NOT_REQUESTED)
-    from auditor.finetune import reference_run, train_on_positions
+    from auditor.finetune.head import reference_run, train_on_positions
 
     reference = reference_run(ctx)
     plan, head, options = reference.plan, reference.run, reference.options

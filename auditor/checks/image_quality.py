@@ -2,7 +2,7 @@
 odd size or shape for this dataset.
 
 Everything is read from the properties the encode phase computed while hashing (one decode per file,
-on a ≤256-px thumbnail; see `auditor.imaging.image_properties`), so no file is opened again.
+on a ≤256-px thumbnail; see `auditor.encoding.imaging.image_properties`), so no file is opened again.
 Each property is compared with the dataset's own distribution by a robust z-score (median and MAD, on
 a scale where the property is roughly symmetric), so a dataset of night photos or of product shots on
 white does not flag itself. Brightness and information content also need an absolute guard, so a

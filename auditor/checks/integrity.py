@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 
 from auditor.checks.common import percent, plural
 from auditor.context import AuditContext
-from auditor.imaging import FORMAT_EXTENSIONS
+from auditor.encoding.imaging import FORMAT_EXTENSIONS
 from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
 
 CHECK_ID = "integrity"

@@ -63,7 +63,7 @@ def drop_self(sims: np.ndarray, neighbours: np.ndarray, k: int) -> tuple[np.ndar
 def knn_distances(unit_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each vector: mean cosine distance to its k nearest *other* vectors, the nearest one's index
     and its cosine similarity."""
-    from auditor.neighbors import knn
+    from auditor.similarity.neighbours import knn
 
     n = len(unit_vectors)
     k = min(k, n - 1)
@@ -88,7 +88,7 @@ def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None) -> di
     """For each held-out split: its images whose nearest training image is farther than training images
     usually are from each other (robust z of the log distance to the nearest train image, measured
     against train's own nearest-neighbour distances, above `max_z`). For `split_shift`'s evidence."""
-    from auditor.neighbors import knn
+    from auditor.similarity.neighbours import knn
 
     if not ctx.has_embeddings or ctx.index.reference_split is None:
         return {}

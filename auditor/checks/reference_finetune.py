@@ -37,7 +37,7 @@ def user_history_metrics(ctx: AuditContext, reference) -> dict[str, Any] | None:
     options = ctx.config.finetune
     if options is None or options.history is None:
         return None
-    from auditor.history import read_history
+    from auditor.finetune.history import read_history
 
     history = read_history(options.history)
     parsed = history.to_dict()
@@ -64,7 +64,7 @@ def user_history_metrics(ctx: AuditContext, reference) -> dict[str, Any] | None:
 def run(ctx: AuditContext) -> CheckResult:
     if ctx.config.finetune is None:
         return CheckResult(id=CHECK_ID, status=Status.SKIPPED, summary=NOT_REQUESTED)
-    from auditor.finetune import reference_run
+    from auditor.finetune.head import reference_run
 
     reference = reference_run(ctx)
     plan, head, store = reference.plan, reference.run, ctx.encoded.feature_maps

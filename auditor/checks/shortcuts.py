@@ -25,7 +25,7 @@ from auditor.checks.split_shift import holm, sequential_permutation_test
 from auditor.config import REFERENCE_SPLIT
 from auditor.checks.common import one_blas_thread
 from auditor.context import AuditContext
-from auditor.imaging import ImageScan
+from auditor.encoding.imaging import ImageScan
 from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
 
 CHECK_ID = "shortcuts"

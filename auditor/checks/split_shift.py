@@ -37,7 +37,7 @@ import numpy as np
 from auditor.config import REFERENCE_SPLIT
 from auditor.checks.common import one_blas_thread
 from auditor.context import AuditContext
-from auditor.imaging import ImageScan
+from auditor.encoding.imaging import ImageScan
 from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
 
 CHECK_ID = "split_shift"

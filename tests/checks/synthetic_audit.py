@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from auditor.cache import Cache
+from auditor.encoding.cache import Cache
 from auditor.config import AuditConfig
 from auditor.context import AuditContext
-from auditor.dataset import DatasetIndex, ImageRecord
-from auditor.encode import Encoded
-from auditor.imaging import ImageScan
+from auditor.index.dataset import DatasetIndex, ImageRecord
+from auditor.encoding.encode import Encoded
+from auditor.encoding.imaging import ImageScan
 
 NORMAL_PROPERTIES = {"brightness": 120.0, "contrast": 50.0, "sharpness": 600.0, "colourfulness": 40.0,
                      "entropy": 7.3, "greyscale_as_rgb": False, "jpeg_quality": 90, "camera_model": None}

@@ -16,7 +16,7 @@ import pytest
 
 from auditor.checks import shortcuts as sc
 from auditor.config import AuditConfig
-from auditor.dataset import load_dataset
+from auditor.index.dataset import load_dataset
 from auditor.errors import ConfigError
 from tests.checks import shift_data
 

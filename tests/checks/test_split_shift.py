@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from auditor.checks import split_shift as ss
-from auditor.imaging import ImageScan
+from auditor.encoding.imaging import ImageScan
 from tests.checks import shift_data
 
 # ------------------------------------------------------------------------------------------------

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from auditor.cache import Cache
+from auditor.encoding.cache import Cache
 from auditor.config import FinetuneOptions
-from auditor.dataset import DatasetIndex
-from auditor.encode import encode_dataset
+from auditor.index.dataset import DatasetIndex
+from auditor.encoding.encode import encode_dataset
 from auditor.errors import ConfigError
-from auditor.feature_maps import FeatureMapStore
-from auditor.finetune import balanced_class_weights, stratified_holdout
-from tests.test_encode import LIMITS, MAX_BYTES, FakeBackbone, make_image, record
+from auditor.encoding.feature_maps import FeatureMapStore
+from auditor.finetune.head import balanced_class_weights, stratified_holdout
+from tests.encoding.test_encode import LIMITS, MAX_BYTES, FakeBackbone, make_image, record
 
 MAP_SHAPE = (2, 2, 3)
 
@@ -173,7 +173,7 @@ def test_finetune_options_defaults_are_the_reference_and_bounds_are_checked():
 
 @pytest.mark.slow
 def test_reference_head_architecture_on_efficientnet_lite0_maps():
-    from auditor.finetune import build_reference_head
+    from auditor.finetune.head import build_reference_head
 
     model = build_reference_head((7, 7, 1280), 2, FinetuneOptions())
     kinds = [type(layer).__name__ for layer in model.layers]
@@ -196,7 +196,7 @@ def _separable(count: int, seed: int):
 
 @pytest.mark.slow
 def test_head_learns_records_curves_and_is_reproducible():
-    from auditor.finetune import array_source, train_head
+    from auditor.finetune.head import array_source, train_head
 
     x, y = _separable(160, 0)
     options = FinetuneOptions(epochs=12, patience=3, learning_rate=3e-3, dense_units=32, batch_size=16)
@@ -212,7 +212,7 @@ def test_head_learns_records_curves_and_is_reproducible():
 
 @pytest.mark.slow
 def test_early_stopping_on_val_loss_restores_the_best_epoch():
-    from auditor.finetune import array_source, train_head
+    from auditor.finetune.head import array_source, train_head
 
     rng = np.random.default_rng(1)
     x = rng.normal(0, 1, (120, 2, 2, 8)).astype(np.float16)

@@ -8,7 +8,7 @@ import pytest
 
 from auditor.config import AuditConfig, Policy
 from auditor.errors import ConfigError
-from auditor.policy_file import find_config_file, load_settings, parse_settings
+from auditor.gate.settings_file import find_config_file, load_settings, parse_settings
 
 
 def test_per_check_tables_map_to_policy_fields_and_statuses():

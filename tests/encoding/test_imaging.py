@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from auditor.imaging import ScanLimits, estimate_jpeg_quality, scan_bytes
+from auditor.encoding.imaging import ScanLimits, estimate_jpeg_quality, scan_bytes
 
 LIMITS = ScanLimits()
 
@@ -241,7 +241,7 @@ def test_embed_array_shape_and_dtype():
 
 
 def test_scan_round_trips_through_json():
-    from auditor.imaging import ImageScan
+    from auditor.encoding.imaging import ImageScan
 
     scan, _ = scan_bytes(encode(smooth_image(12, (20, 20)), "PNG"), LIMITS)
     assert scan.problems  # tiny

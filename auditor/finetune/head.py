@@ -381,7 +381,7 @@ def augmented_source(ctx, positions: list[int], seed: int) -> Callable[[np.ndarr
     """Decode, augment and run the frozen base on each batch (slow: the base is in the loop)."""
     from PIL import Image
 
-    from auditor.imaging import decode_for_embedding
+    from auditor.encoding.imaging import decode_for_embedding
 
     backbone = ctx.backbone
     size = backbone.input_size

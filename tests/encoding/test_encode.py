@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import auditor.encode as encode_module
-from auditor.cache import Cache
-from auditor.dataset import DatasetIndex, ImageRecord
-from auditor.encode import bounded_map, encode_dataset, read_file
-from auditor.imaging import ScanLimits, scan_bytes
+import auditor.encoding.encode as encode_module
+from auditor.encoding.cache import Cache
+from auditor.index.dataset import DatasetIndex, ImageRecord
+from auditor.encoding.encode import bounded_map, encode_dataset, read_file
+from auditor.encoding.imaging import ScanLimits, scan_bytes
 
 LIMITS = ScanLimits()
 MAX_BYTES = 10 * 2**20

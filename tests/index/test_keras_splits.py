@@ -1,4 +1,4 @@
-"""Check auditor.keras_splits against Keras itself, on real JPEG files.
+"""Check auditor.index.keras_splits against Keras itself, on real JPEG files.
 
 Keras and TensorFlow are imported only inside these tests, never by the
 product code. The trees are built in ``tmp_path`` from JPEGs in
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.keras_splits import (
+from auditor.index.keras_splits import (
     DATASET_FORMATS,
     GENERATOR_FORMATS,
     KerasWouldRaiseError,
@@ -28,7 +28,7 @@ from auditor.keras_splits import (
     keras_generator_split,
 )
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 HYMENOPTERA = DATASETS / "hymenoptera_data"
 
 # (validation_split, seed) pairs. The main tree holds 32 dataset files, so
@@ -367,9 +367,9 @@ def test_constants_match_installed_keras(keras_mod):
 
 
 def test_module_does_not_import_keras_or_tensorflow():
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     code = (
-        "import sys, auditor.keras_splits; "
+        "import sys, auditor.index.keras_splits; "
         "bad = [m for m in ('keras', 'tensorflow') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from auditor.errors import ConfigError
-from auditor.history import parse_history, read_history
+from auditor.finetune.history import parse_history, read_history
 
 TF2_LOG = """\
 Found 2000 files belonging to 2 classes.

@@ -184,8 +184,7 @@ def index_class_folders(root: Path, split: str) -> DatasetIndex:
 
 def index_keras_split(root: Path, validation_split: float, seed: int | None, style: str) -> DatasetIndex:
     """Reproduce the exact training/validation split Keras makes for this folder of class folders."""
-    from auditor import keras_splits
-
+    from auditor.index import keras_splits
     try:
         if style == "keras-dataset":
             if seed is None:

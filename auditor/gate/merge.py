@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from auditor.config import REFERENCE_SPLIT, AuditConfig
-from auditor.dataset import DatasetIndex, WalkIssue, load_dataset
+from auditor.index.dataset import DatasetIndex, WalkIssue, load_dataset
 from auditor.report import CheckResult, Finding, Status
 
 INCOMING, EXISTING = "incoming", "existing"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from auditor import result_cache
+from auditor.encoding import result_cache
 from auditor.checks import CHECKS
 from auditor.runner import run_checks
 from tests.checks.synthetic_audit import synthetic_context

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from auditor.baseline import accept_findings, apply_statuses, load_baseline, write_baseline
+from auditor.gate.baseline import accept_findings, apply_statuses, load_baseline, write_baseline
 from auditor.errors import ConfigError
 from auditor.report import CheckResult, Finding, Report, Severity, Status
 

@@ -15,8 +15,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from auditor.imaging import ImageScan
-from auditor.neighbors import cosine_pairs, hamming_pairs, hex_to_codes, normalise
+from auditor.encoding.imaging import ImageScan
+from auditor.similarity.neighbours import cosine_pairs, hamming_pairs, hex_to_codes, normalise
 
 
 @dataclass
@@ -122,7 +122,7 @@ def _add_relative_evidence(graph: DuplicateGraph, unit: np.ndarray, nodes: list[
     """Rank and margin for every edge: a copy is usually its partner's nearest neighbour by a clear
     margin, while two merely similar photos sit among other similar ones. Evidence only: the decision
     stays with the calibrated thresholds, but a reader can weigh a borderline pair by it."""
-    from auditor.neighbors import knn
+    from auditor.similarity.neighbours import knn
 
     if not graph.edges or len(nodes) < 3:
         return

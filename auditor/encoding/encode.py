@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 import numpy as np
 
 from auditor.backbones.registry import Backbone
-from auditor.cache import Cache
-from auditor.dataset import DatasetIndex
-from auditor.imaging import ImageScan, Problem, ScanLimits, scan_bytes, sha256_hex
+from auditor.encoding.cache import Cache
+from auditor.index.dataset import DatasetIndex
+from auditor.encoding.imaging import ImageScan, Problem, ScanLimits, scan_bytes, sha256_hex
 from auditor.progress import Progress, SilentProgress
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ NOT_IN_KEY = {"cache_dir", "use_cache", "workers", "batch_size"}
 
 @lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # the whole auditor package, not just encoding/
     digest = hashlib.sha256()
     for path in sorted(p for p in package.rglob("*") if p.suffix in {".py", ".j2", ".html", ".css", ".js"}):
         digest.update(path.relative_to(package).as_posix().encode())

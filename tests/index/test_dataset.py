@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from auditor.config import AuditConfig
-from auditor.dataset import (
+from auditor.index.dataset import (
     DatasetIndex,
     ImageRecord,
     detect_layout,
@@ -350,8 +350,7 @@ def class_tree(root: Path, per_class: int = 5) -> Path:
 
 
 def test_validation_split_reproduces_keras_split(tmp_path):
-    from auditor import keras_splits
-
+    from auditor.index import keras_splits
     root = class_tree(tmp_path / "data")
     index = load_dataset(root, AuditConfig(validation_split=0.2, seed=1))
     assert index.layout == "classes+keras-dataset"

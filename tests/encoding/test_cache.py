@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import auditor.cache as cache_module
-from auditor.cache import Cache
+import auditor.encoding.cache as cache_module
+from auditor.encoding.cache import Cache
 from auditor.errors import AuditorError
-from auditor.imaging import ScanLimits, scan_bytes
+from auditor.encoding.imaging import ScanLimits, scan_bytes
 
 
 def real_scan(seed: int, size=(64, 48)):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from auditor.duplicate_graph import DuplicateGraph, build_graph, hash_distance_pairs
-from auditor.imaging import ScanLimits, scan_bytes
+from auditor.similarity.duplicate_graph import DuplicateGraph, build_graph, hash_distance_pairs
+from auditor.encoding.imaging import ScanLimits, scan_bytes
 
 MAX_PHASH, MAX_DHASH = 6, 10
 

@@ -6,8 +6,8 @@ import imagehash
 import numpy as np
 import pytest
 
-import auditor.neighbors as neighbors
-from auditor.neighbors import cosine_pairs, hamming_pairs, hex_to_codes, knn, normalise
+import auditor.similarity.neighbours as neighbors
+from auditor.similarity.neighbours import cosine_pairs, hamming_pairs, hex_to_codes, knn, normalise
 
 # Brute-force references ---------------------------------------------------------------------
 

@@ -19,8 +19,8 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from auditor.imaging import ImageScan, ScanLimits, decode_for_embedding, scan_bytes
-from auditor.neighbors import hex_to_codes, knn, normalise
+from auditor.encoding.imaging import ImageScan, ScanLimits, decode_for_embedding, scan_bytes
+from auditor.similarity.neighbours import hex_to_codes, knn, normalise
 
 CALIBRATION_VERSION = "v1"
 

@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from auditor.errors import AuditorError
-from auditor.imaging import SCAN_VERSION, ImageScan
+from auditor.encoding.imaging import SCAN_VERSION, ImageScan
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS scans (sha256 TEXT NOT NULL, version INTEGER NOT NULL, data TEXT NOT NULL,
