@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auditor.config import GATE_STATUSES, AuditConfig, Policy
+from auditor.config import GATE_STATUSES, AuditConfig, FinetuneOptions, Policy
 from auditor.errors import ConfigError
 
 CONFIG_FILE_NAMES = ("auditor.toml", "pyproject.toml")
@@ -103,6 +103,9 @@ def parse_settings(table: dict[str, Any], where: str = "settings", base_dir: Pat
             settings.values["policy"] = policy
         elif key == "baseline":
             settings.baseline = base_dir / _typed(where, key, value, "str")
+        elif key == "finetune":
+            settings.values["finetune"] = _parse_finetune(where, value, base_dir)
+            settings.origins["finetune"] = "finetune"
         elif key in config_fields:
             converted = _typed(where, key, value, str(config_fields[key].type))
             if isinstance(converted, Path) and not converted.is_absolute():
@@ -117,8 +120,10 @@ def parse_settings(table: dict[str, Any], where: str = "settings", base_dir: Pat
 
 def check_settings(settings: FileSettings) -> None:
     """Build the config once so bounds are checked now, and name the key as the file wrote it."""
+    from auditor.settings import merge_finetune
+
     try:
-        AuditConfig(**settings.values)
+        AuditConfig(**{**settings.values, "finetune": merge_finetune(settings.values.get("finetune"), None)})
     except ConfigError as exc:
         source = settings.source.name if settings.source else "settings"
         for config_key, file_key in sorted(settings.origins.items(), key=lambda kv: -len(kv[0])):
@@ -164,6 +169,24 @@ def _parse_policy(table: dict[str, Any], where: str, origins: dict[str, str]) ->
             values[target] = _typed(where, dotted, sub_value, str(policy_fields[target].type))
             origins[f"policy.{target}"] = dotted
     return values, statuses
+
+
+def _parse_finetune(where: str, value: Any, base_dir: Path) -> bool | dict[str, Any]:
+    """`finetune = true` (the reference run's defaults) or a `[finetune]` table of FinetuneOptions fields."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, dict):
+        raise _bad(where, "finetune", "must be true, false or a table of fine-tune options", value)
+    fields = {f.name: f for f in dataclasses.fields(FinetuneOptions)}
+    parsed: dict[str, Any] = {}
+    for key, sub_value in value.items():
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key 'finetune.{key}'", f"Fine-tune keys: {', '.join(fields)}.")
+        converted = _typed(where, f"finetune.{key}", sub_value, str(fields[key].type))
+        if isinstance(converted, Path) and not converted.is_absolute():
+            converted = base_dir / converted
+        parsed[key] = converted
+    return parsed
 
 
 def _require_check_id(where: str, check_id: str) -> None:
