@@ -13,7 +13,7 @@ from auditor.encoding.cache import Cache
 from auditor.checks import CHECKS
 from auditor.config import AuditConfig
 from auditor.context import AuditContext, scan_limits
-from auditor.index.dataset import DatasetIndex, load_dataset
+from auditor.index.dataset import load_dataset
 from auditor.encoding.encode import encode_dataset
 from auditor.errors import AuditorError, ConfigError
 from auditor.progress import Progress, SilentProgress

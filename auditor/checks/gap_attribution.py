@@ -29,6 +29,7 @@ import numpy as np
 from auditor.checks.common import plural
 from auditor.context import AuditContext
 from auditor.report import CheckResult, Status
+from auditor.stats import bootstrap_mean_ci, inflation_ci
 
 CHECK_ID = "gap_attribution"
 MATERIAL_POINTS = 1.0  # warn when one data problem moves validation accuracy by this many points or more
@@ -38,40 +39,6 @@ QUINTILES = 5
 # ---------------------------------------------------------------------------------------------
 # Statistics (pure functions: arrays in, numbers out)
 # ---------------------------------------------------------------------------------------------
-
-
-def bootstrap_mean_ci(values: np.ndarray, resamples: int, seed: int, level: float = 0.95) -> list[float] | None:
-    """Percentile bootstrap interval of the mean of 0/1 (or real) values; None when there are none."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for start in range(0, resamples, 500):  # bounded memory for large held-out sets
-        stop = min(resamples, start + 500)
-        means[start:stop] = values[rng.integers(0, values.size, (stop - start, values.size))].mean(axis=1)
-    tail = (1.0 - level) / 2.0
-    return [float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))]
-
-
-def inflation_ci(correct: np.ndarray, clean: np.ndarray, resamples: int, seed: int,
-                 level: float = 0.95) -> list[float] | None:
-    """Bootstrap interval of (accuracy on all) − (accuracy on the clean part), resampling held-out images."""
-    correct = np.asarray(correct, dtype=float)
-    clean = np.asarray(clean, dtype=bool)
-    if correct.size == 0 or not clean.any() or clean.all():
-        return None
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for start in range(0, resamples, 500):
-        idx = rng.integers(0, correct.size, (min(500, resamples - start), correct.size))
-        c, k = correct[idx], clean[idx]
-        kept = k.sum(axis=1)
-        ok = kept > 0
-        diffs.append((c.mean(axis=1) - (c * k).sum(axis=1) / np.maximum(kept, 1))[ok])
-    diffs = np.concatenate(diffs)
-    tail = (1.0 - level) / 2.0
-    return [float(np.quantile(diffs, tail)), float(np.quantile(diffs, 1.0 - tail))]
 
 
 def _mean(values: np.ndarray) -> float | None:

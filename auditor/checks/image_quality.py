@@ -17,9 +17,9 @@ from typing import Callable
 import numpy as np
 
 from auditor.checks.common import percent, plural
-from auditor.checks.outliers import robust_z
 from auditor.context import AuditContext
 from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+from auditor.stats import robust_z
 
 CHECK_ID = "image_quality"
 THREE_CHANNEL_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}

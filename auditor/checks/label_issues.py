@@ -234,7 +234,7 @@ def neighbour_label_agreement(unit_vectors: np.ndarray, content_row: np.ndarray,
     """For each unit: the share of the k nearest *other* contents that carry its label, and (for the units
     in `majority_for`, default all) the label most of them carry. `unit_vectors` are the unique contents'
     unit embeddings; `content_row[u]` is unit u's row among them."""
-    from auditor.checks.outliers import drop_self
+    from auditor.similarity.neighbours import drop_self
     from auditor.similarity.neighbours import knn
 
     n_units = len(unit_labels)

@@ -16,9 +16,10 @@ from auditor.checks.common import percent, plural
 from auditor.config import REFERENCE_SPLIT
 from auditor.context import AuditContext
 from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+from auditor.similarity.neighbours import drop_self
+from auditor.stats import robust_z
 
 CHECK_ID = "outliers"
-MAD_TO_SIGMA = 1.4826  # MAD × this estimates σ for normal data
 MIN_LOG_DISTANCE_SCALE = 0.05  # a dataset of near-identical images must not turn tiny differences into outliers
 MIN_CLASS_IMAGES = 5  # class-relative scores need this many images in the class
 MOST_ISOLATED_PER_GROUP = 3
@@ -38,26 +39,6 @@ def outlier_cutoff(images: int, configured: float | None) -> tuple[float, str]:
     if bonferroni > MIN_OUTLIER_Z:
         return round(bonferroni, 3), f"Bonferroni for {images} images at α = {FAMILY_ALPHA:g}"
     return MIN_OUTLIER_Z, f"the usual 3.5 for modified z-scores (Bonferroni for {images} images gives {bonferroni:.2f})"
-
-
-def robust_z(values: np.ndarray, min_scale: float = 1e-9) -> tuple[np.ndarray, float, float]:
-    """(z, median, scale): z = (x − median) / max(1.4826·MAD, min_scale). Robust to the outliers it is
-    meant to find (Iglewicz & Hoaglin's modified z-score; |z| > 3.5 is their usual cut-off)."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return values.copy(), float("nan"), float("nan")
-    median = float(np.median(values))
-    scale = max(MAD_TO_SIGMA * float(np.median(np.abs(values - median))), min_scale)
-    return (values - median) / scale, median, scale
-
-
-def drop_self(sims: np.ndarray, neighbours: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """From a self-query of k + 1 neighbours, the first k that are not the query itself (nor missing, -1).
-    The query is usually first, but not always: identical vectors tie, and approximate search may miss it."""
-    rows = np.arange(len(neighbours))[:, None]
-    unwanted = (neighbours == rows) | (neighbours < 0)
-    order = np.argsort(unwanted, axis=1, kind="stable")  # wanted columns first, in their original order
-    return np.take_along_axis(sims, order, axis=1)[:, :k], np.take_along_axis(neighbours, order, axis=1)[:, :k]
 
 
 def knn_distances(unit_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -21,12 +21,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from auditor.checks.split_shift import holm, sequential_permutation_test
 from auditor.config import REFERENCE_SPLIT
 from auditor.checks.common import one_blas_thread
 from auditor.context import AuditContext
 from auditor.encoding.imaging import ImageScan
 from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+from auditor.stats import holm, sequential_permutation_test
 
 CHECK_ID = "shortcuts"
 

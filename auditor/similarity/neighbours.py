@@ -81,3 +81,12 @@ def knn(unit_vectors: np.ndarray, k: int, queries: np.ndarray | None = None):
     index.add(x)
     sims, labels = index.search(q, k)
     return sims, labels
+
+
+def drop_self(sims: np.ndarray, neighbours: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """From a self-query of k + 1 neighbours, the first k that are not the query itself (nor missing, -1).
+    The query is usually first, but not always: identical vectors tie, and approximate search may miss it."""
+    rows = np.arange(len(neighbours))[:, None]
+    unwanted = (neighbours == rows) | (neighbours < 0)
+    order = np.argsort(unwanted, axis=1, kind="stable")  # wanted columns first, in their original order
+    return np.take_along_axis(sims, order, axis=1)[:, :k], np.take_along_axis(neighbours, order, axis=1)[:, :k]

@@ -19,20 +19,6 @@ from tests.checks.synthetic_audit import gaussian_classes, synthetic_context
 # Pure helpers
 
 
-def test_robust_z_uses_median_and_mad():
-    z, median, scale = ol.robust_z(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))
-    assert median == 3.0 and scale == pytest.approx(1.4826)
-    assert z[-1] == pytest.approx(97 / 1.4826)
-    assert z[2] == 0.0
-
-
-def test_robust_z_floors_the_scale_of_a_near_constant_quantity():
-    z, _median, scale = ol.robust_z(np.array([5.0] * 20 + [5.2]), min_scale=0.1)
-    assert scale == 0.1 and z[-1] == pytest.approx(2.0)
-    empty, median, _ = ol.robust_z(np.array([]))
-    assert empty.size == 0 and np.isnan(median)
-
-
 def test_cutoff_grows_with_the_dataset_and_respects_the_configuration():
     assert ol.outlier_cutoff(100, None)[0] == 3.5
     assert ol.outlier_cutoff(3000, None)[0] == pytest.approx(4.15, abs=0.01)
@@ -46,14 +32,6 @@ def test_knn_distances_skip_the_image_itself_even_among_identical_vectors():
     assert nearest[0] == 1 and nearest[1] == 0
     assert similarity[0] == pytest.approx(1.0, abs=1e-6)
     assert distance[2] == pytest.approx(1 - 0.7071, abs=1e-3)
-
-
-def test_drop_self_keeps_the_first_k_others_in_order():
-    neighbours = np.array([[0, 3, 2], [2, 1, 0], [1, -1, 2]])
-    sims = np.array([[1.0, 0.9, 0.8], [0.99, 0.98, 0.5], [0.7, np.nan, 1.0]])
-    kept_sims, kept = ol.drop_self(sims, neighbours, 2)
-    assert kept.tolist() == [[3, 2], [2, 0], [1, -1]]  # row 2: only one real neighbour besides itself
-    assert kept_sims[1].tolist() == [0.99, 0.5]
 
 
 def ol_unit(x: np.ndarray) -> np.ndarray:

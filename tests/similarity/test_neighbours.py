@@ -181,3 +181,11 @@ def test_approximate_knn_finds_partners(monkeypatch):
     for a, b in planted:
         assert labels[a, 0] == a and labels[a, 1] == b
         assert labels[b, 1] == a
+
+
+def test_drop_self_keeps_the_first_k_others_in_order():
+    neighbours = np.array([[0, 3, 2], [2, 1, 0], [1, -1, 2]])
+    sims = np.array([[1.0, 0.9, 0.8], [0.99, 0.98, 0.5], [0.7, np.nan, 1.0]])
+    kept_sims, kept = neighbors.drop_self(sims, neighbours, 2)
+    assert kept.tolist() == [[3, 2], [2, 0], [1, -1]]  # row 2: only one real neighbour besides itself
+    assert kept_sims[1].tolist() == [0.99, 0.5]
