@@ -1,4 +1,4 @@
-"""Unit tests for auditor/neighbors.py: FAISS searches checked against brute-force numpy."""
+"""Unit tests for auditor/neighbours.py: FAISS searches checked against brute-force numpy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import imagehash
 import numpy as np
 import pytest
 
-import auditor.similarity.neighbours as neighbors
+import auditor.similarity.neighbours as neighbours
 from auditor.similarity.neighbours import cosine_pairs, hamming_pairs, hex_to_codes, knn, normalise
 
 # Brute-force references ---------------------------------------------------------------------
@@ -186,6 +186,6 @@ def test_approximate_knn_finds_partners(monkeypatch):
 def test_drop_self_keeps_the_first_k_others_in_order():
     neighbours = np.array([[0, 3, 2], [2, 1, 0], [1, -1, 2]])
     sims = np.array([[1.0, 0.9, 0.8], [0.99, 0.98, 0.5], [0.7, np.nan, 1.0]])
-    kept_sims, kept = neighbors.drop_self(sims, neighbours, 2)
+    kept_sims, kept = neighbours.drop_self(sims, neighbours, 2)
     assert kept.tolist() == [[3, 2], [2, 0], [1, -1]]  # row 2: only one real neighbour besides itself
     assert kept_sims[1].tolist() == [0.99, 0.5]
