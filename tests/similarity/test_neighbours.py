@@ -160,7 +160,7 @@ def test_knn_k_larger_than_n_is_clipped():
 # The approximate path -----------------------------------------------------------------------
 
 def test_approximate_cosine_pairs_find_planted_pairs(monkeypatch):
-    monkeypatch.setattr(neighbors, "EXACT_LIMIT", 50)
+    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 50)
     rng = np.random.default_rng(11)
     unit, planted = planted_unit_vectors(rng, 600, 32, n_planted=15, noise=0.05)
     gram = unit @ unit.T
@@ -174,7 +174,7 @@ def test_approximate_cosine_pairs_find_planted_pairs(monkeypatch):
 
 
 def test_approximate_knn_finds_partners(monkeypatch):
-    monkeypatch.setattr(neighbors, "EXACT_LIMIT", 50)
+    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 50)
     rng = np.random.default_rng(12)
     unit, planted = planted_unit_vectors(rng, 600, 32, n_planted=15, noise=0.05)
     sims, labels = knn(unit, 4)
