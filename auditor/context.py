@@ -33,8 +33,6 @@ class AuditContext:
     _group_memo: dict = field(default_factory=dict, repr=False)
     check_seconds: dict = field(default_factory=dict, repr=False)  # check id → seconds it took
     reused_checks: list = field(default_factory=list, repr=False)  # check ids served from the result cache
-    # Published by split_shift for gap_attribution: {held-out split: {sha256: P(held-out | image)}}.
-    split_shift_scores: dict | None = field(default=None, repr=False)
 
     @property
     def records(self) -> list[ImageRecord]:
@@ -122,6 +120,13 @@ class AuditContext:
             min_cosine,
         )
 
+    @property
+    def duplicate_groups(self) -> list[list[int]]:
+        """Record positions that are copies of one image, by any evidence (exact or near), largest first."""
+        from auditor.similarity.duplicate_graph import ALL_KINDS
+
+        return self.record_groups(ALL_KINDS)
+
     def record_groups(self, kinds: tuple[str, ...], include_byte_identical: bool = True) -> list[list[int]]:
         """Groups of record positions connected by the given kinds of evidence (plus identical bytes).
 
@@ -160,6 +165,30 @@ class AuditContext:
             pairs.append({"a": self.records[self.positions_by_sha[graph.shas[a]][0]].path,
                           "b": self.records[self.positions_by_sha[graph.shas[b]][0]].path, **evidence})
         return pairs
+
+    # Shared intermediate results: computed on first use, by whichever check asks first ------------------
+
+    @cached_property
+    def domain_scores(self) -> dict[str, dict[str, float]]:
+        """{held-out split: {sha256: P(held-out | image)}} from the domain classifier (split_shift,
+        gap_attribution)."""
+        from auditor.analysis.domain import domain_scores
+
+        return domain_scores(self)
+
+    @cached_property
+    def label_analysis(self):
+        """The cross-validated label probe and confident learning (label_issues, gap_attribution)."""
+        from auditor.checks.label_issues import compute_label_analysis
+
+        return compute_label_analysis(self)
+
+    @cached_property
+    def reference_run(self):
+        """The reference fine-tune on the cached feature maps (reference_finetune, gap_attribution)."""
+        from auditor.finetune.head import train_reference
+
+        return train_reference(self)
 
     def unit_embeddings(self, shas: list[str]) -> np.ndarray:
         from auditor.similarity.neighbours import normalise

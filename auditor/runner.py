@@ -11,6 +11,7 @@ from auditor.backbones.registry import Backbone, resolve_backbone
 from auditor.gate.baseline import accept_findings, apply_statuses
 from auditor.encoding.cache import Cache
 from auditor.checks import CHECKS
+from auditor.checks.base import Check, Evidence
 from auditor.config import AuditConfig
 from auditor.context import AuditContext, scan_limits
 from auditor.index.dataset import load_dataset
@@ -53,44 +54,61 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
 
 
 def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[CheckResult]:
+    """Compute each check's evidence (or reuse it from the cache), then judge it by the policy."""
     unknown = [c for c in (check_ids or []) if c not in CHECKS]
     if unknown:
         raise ConfigError(f"unknown check id(s): {', '.join(unknown)}", f"Known checks: {', '.join(CHECKS)}.")
     from auditor.encoding import result_cache
-    from auditor.formats.json_report import plain
 
-    key = result_cache.inputs_key(ctx) if result_cache.usable(ctx) else None
+    base_key = result_cache.inputs_key(ctx) if ctx.config.use_cache else None
     results = []
-    for check_id, check in CHECKS.items():
-        if check_ids and check_id not in check_ids:
+    for check in CHECKS.values():
+        if check_ids and check.id not in check_ids:
             continue
         started = time.perf_counter()
-        cached = ctx.cache.get_check_result(key, check_id) if key else None
-        if cached is not None:
-            result = CheckResult.from_dict(cached)
-            ctx.reused_checks.append(check_id)
-            ctx.check_seconds[check_id] = time.perf_counter() - started
-            apply_statuses(result, ctx.config.policy.statuses)
-            results.append(result)
-            continue
-        try:
-            result = check(ctx)
-        except AuditorError:
-            raise
-        except Exception as exc:  # one broken check must not hide the others' results
-            last = traceback.extract_tb(exc.__traceback__)[-1]
-            result = CheckResult(
-                id=check_id,
-                status=Status.ERROR,
-                summary=f"check crashed: {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})",
-            )
-        ctx.check_seconds[check_id] = time.perf_counter() - started
-        result.findings = _merge_same_id(result.findings)
-        if key and result.status != Status.ERROR:
-            ctx.cache.put_check_result(key, check_id, plain(result.to_dict()))
+        result = _judged(ctx, check, _evidence(ctx, check, base_key))
+        ctx.check_seconds[check.id] = time.perf_counter() - started
         apply_statuses(result, ctx.config.policy.statuses)
         results.append(result)
     return results
+
+
+def _evidence(ctx: AuditContext, check: Check, base_key: str | None) -> Evidence | CheckResult:
+    """The check's evidence: from the cache when this code, these inputs and settings computed it before."""
+    from auditor.encoding import result_cache
+    from auditor.formats.json_report import plain
+
+    key = result_cache.evidence_key(base_key, check, ctx.config.policy) if base_key else None
+    cached = ctx.cache.get_check_result(key, check.id) if key else None
+    if cached is not None:
+        ctx.reused_checks.append(check.id)
+        return Evidence.from_dict(cached)
+    try:
+        evidence = check.compute(ctx)
+    except AuditorError:
+        raise
+    except Exception as exc:  # one broken check must not hide the others' results
+        return crashed(check.id, exc)
+    evidence.findings = _merge_same_id(evidence.findings)
+    if key:
+        ctx.cache.put_check_result(key, check.id, plain(evidence.to_dict()))
+    return evidence
+
+
+def _judged(ctx: AuditContext, check: Check, evidence: Evidence | CheckResult) -> CheckResult:
+    if isinstance(evidence, CheckResult):  # it crashed
+        return evidence
+    try:
+        return check.result(evidence, ctx.config.policy)
+    except Exception as exc:
+        return crashed(check.id, exc)
+
+
+def crashed(check_id: str, exc: Exception) -> CheckResult:
+    """A check that raised: an `error` result naming the exception and where it came from."""
+    last = traceback.extract_tb(exc.__traceback__)[-1]
+    return CheckResult(id=check_id, status=Status.ERROR,
+                       summary=f"check crashed: {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})")
 
 
 def audit(dataset_dir: Path, config: AuditConfig, progress: Progress | None = None,
@@ -105,7 +123,12 @@ def audit(dataset_dir: Path, config: AuditConfig, progress: Progress | None = No
     if against is not None:
         from auditor.gate.merge import merge_check
 
-        merged = merge_check(ctx)
+        try:
+            merged = merge_check(ctx)
+        except AuditorError:
+            raise
+        except Exception as exc:  # like any check: a crash is an `error` result, not the end of the run
+            merged = crashed("merge", exc)
         apply_statuses(merged, ctx.config.policy.statuses)
         checks.append(merged)
     _accept(checks, baseline_ids or set(), merging=against is not None)

@@ -25,6 +25,7 @@ import numpy as np
 
 from auditor.checks.common import percent, plural
 from auditor.context import AuditContext
+from auditor.checks.base import self_judged
 from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
 
 CHECK_ID = "label_issues"
@@ -268,15 +269,11 @@ def neighbour_label_agreement(unit_vectors: np.ndarray, content_row: np.ndarray,
 
 
 def analyse(ctx: AuditContext) -> LabelAnalysis:
-    """The label analysis of this context, computed once and kept on it."""
-    cached = getattr(ctx, "_label_analysis", None)
-    if cached is None:
-        cached = _analyse(ctx)
-        setattr(ctx, "_label_analysis", cached)
-    return cached
+    """The label analysis of this context (computed once, on the context: `ctx.label_analysis`)."""
+    return ctx.label_analysis
 
 
-def _analyse(ctx: AuditContext) -> LabelAnalysis:
+def compute_label_analysis(ctx: AuditContext) -> LabelAnalysis:
     config = ctx.config
     if not ctx.has_embeddings:
         return _skipped("no embeddings (run with a backbone)")
@@ -478,3 +475,6 @@ def run(ctx: AuditContext) -> CheckResult:
     }
     return CheckResult(id=CHECK_ID, status=status, summary=summary, metrics=metrics,
                        findings=[finding for _key, finding in findings])
+
+
+CHECK = self_judged("label_issues", run)

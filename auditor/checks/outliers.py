@@ -15,7 +15,9 @@ import numpy as np
 from auditor.checks.common import percent, plural
 from auditor.config import REFERENCE_SPLIT
 from auditor.context import AuditContext
-from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+from auditor.checks.base import Check, Evidence, Verdict, share_policy_text, share_status, skipped
+from auditor.config import Policy
+from auditor.report import Finding, Severity, stable_finding_id
 from auditor.similarity.neighbours import drop_self
 from auditor.stats import robust_z
 
@@ -117,13 +119,13 @@ def _first_path(ctx: AuditContext, sha: str, split: str | None = None) -> str:
     return ctx.records[preferred[0]].path
 
 
-def run(ctx: AuditContext) -> CheckResult:
+def compute(ctx: AuditContext) -> Evidence:
     if not ctx.has_embeddings:
-        return CheckResult(id=CHECK_ID, status=Status.SKIPPED, summary="skipped: no embeddings (run with a backbone)")
-    config, policy = ctx.config, ctx.config.policy
+        return skipped("skipped: no embeddings (run with a backbone)")
+    config = ctx.config
     shas = [s for s in ctx.unique_shas if s in ctx.encoded.embeddings]
     if len(shas) < 3:
-        return CheckResult(id=CHECK_ID, status=Status.SKIPPED, summary="skipped: fewer than 3 images with embeddings")
+        return skipped("skipped: fewer than 3 images with embeddings")
     vectors = ctx.unit_embeddings(shas)
     k = min(config.outlier_neighbours, len(shas) - 1)
     scores = isolation_scores(vectors, k)
@@ -200,9 +202,6 @@ def run(ctx: AuditContext) -> CheckResult:
         per_split[split] = {"images": images, "outliers": outliers, "percent": percent(outliers, images),
                             "most_isolated": most_isolated}
     far = held_out_far_from_train(ctx)
-    limit = policy.outliers_max_percent
-    failing = [s for s, m in per_split.items() if m["images"] and m["percent"] > limit]
-    status = Status.FAIL if failing else Status.WARN if findings else Status.PASS
     total_images = sum(m["images"] for m in per_split.values())
     total_outliers = sum(m["outliers"] for m in per_split.values())
     top = int(np.argmax(scores["z"]))
@@ -213,8 +212,7 @@ def run(ctx: AuditContext) -> CheckResult:
     ]
     for split, m in far.items():
         parts.append(f"{m['far_from_train']} {split} images far from every train image")
-    policy_text = "never fail" if limit >= 100 else f"fail above {limit:g} % of a split"
-    summary = "; ".join(parts) + f" (policy: warn on any, {policy_text})"
+    summary = "; ".join(parts)
     metrics = {
         "k": k,
         "max_z": max_z,
@@ -224,4 +222,13 @@ def run(ctx: AuditContext) -> CheckResult:
         "per_split": per_split,
         "held_out_far_from_train": far,
     }
-    return CheckResult(id=CHECK_ID, status=status, summary=summary, metrics=metrics, findings=findings)
+    return Evidence(summary=summary, metrics=metrics, findings=findings)
+
+
+def judge(evidence: Evidence, policy: Policy) -> Verdict:
+    """Warn on any outlier; fail only above the policy's share of a split (100 % by default: never)."""
+    status = share_status(evidence, policy.outliers_max_percent, "percent", warned=bool(evidence.findings))
+    return Verdict(status, policy=f"warn on any, {share_policy_text(policy.outliers_max_percent)}")
+
+
+CHECK = Check(CHECK_ID, compute, judge)

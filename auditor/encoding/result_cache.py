@@ -4,7 +4,8 @@ no check ("never compute twice" applies to statistics as much as to embeddings).
 The key hashes: auditor's own code (every source file and template, so an upgrade or a local edit
 recomputes), the configuration that affects results, the backbone's cache key, and every record's
 (path, split, label, source, content hash) plus the walk's findings. Checks are seeded, so the same
-key means the same result. Not used with --finetune: its checks hand live state to each other.
+key means the same evidence. The policy is not in the key — evidence is judged afterwards — except the
+policy values a check's computation itself reads (`Check.evidence_policy`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from auditor.context import AuditContext
 
 # Settings that change how fast, not what: they stay out of the key.
-NOT_IN_KEY = {"cache_dir", "use_cache", "workers", "batch_size"}
+NOT_IN_KEY = {"cache_dir", "use_cache", "workers", "batch_size", "policy"}
 
 
 @lru_cache(maxsize=1)
@@ -44,5 +45,16 @@ def inputs_key(ctx: AuditContext) -> str:
     return digest.hexdigest()
 
 
-def usable(ctx: AuditContext) -> bool:
-    return ctx.config.use_cache and getattr(ctx.config, "finetune", None) is None
+def evidence_key(inputs: str, check, policy) -> str:
+    """One check's key: the audit's inputs, the check's id, and the policy values its computation reads."""
+    import dataclasses as dc
+
+    from auditor.checks.base import ALL_POLICY
+
+    if check.evidence_policy == ALL_POLICY:
+        read = {f.name: getattr(policy, f.name) for f in dc.fields(policy)}
+    else:
+        read = {name: getattr(policy, name) for name in check.evidence_policy}
+    digest = hashlib.sha256(f"{inputs}\0{check.id}\0".encode())
+    digest.update(repr(sorted(read.items(), key=lambda kv: kv[0])).encode())
+    return digest.hexdigest()

@@ -340,21 +340,22 @@ def train_on_positions(ctx, train: list[int], val: list[int], classes: list[str]
 
 
 def reference_run(ctx) -> ReferenceRun:
-    """The reference fine-tune of this context, trained once and kept on it (both checks read it)."""
-    cached = getattr(ctx, "_reference_finetune", None)
-    if cached is None:
-        options, seed = options_of(ctx), seed_of(ctx)
-        if ctx.encoded.feature_maps is None or ctx.backbone is None:
-            raise RuntimeError("no feature maps were computed (the audit ran without --finetune)")
-        plan = plan_split(ctx, options, seed)
-        if len(plan.classes) < 2 or not plan.val or len(plan.train) < 2:
-            raise ValueError(f"cannot fine-tune: {len(plan.train)} training images, {len(plan.val)} held-out images, "
-                             f"{len(plan.classes)} classes (need 2 or more of each)")
-        run, train_labels, val_labels = train_on_positions(ctx, plan.train, plan.val, plan.classes, options, seed)
-        cached = ReferenceRun(plan=plan, run=run, options=options, seed=seed, train_labels=train_labels,
-                              val_labels=val_labels, feature_map_shape=tuple(ctx.encoded.feature_maps.shape))
-        setattr(ctx, "_reference_finetune", cached)
-    return cached
+    """The reference fine-tune of this context (trained once, on the context: `ctx.reference_run`)."""
+    return ctx.reference_run
+
+
+def train_reference(ctx) -> ReferenceRun:
+    """Train the reference head on the context's cached feature maps."""
+    options, seed = options_of(ctx), seed_of(ctx)
+    if ctx.encoded.feature_maps is None or ctx.backbone is None:
+        raise RuntimeError("no feature maps were computed (the audit ran without --finetune)")
+    plan = plan_split(ctx, options, seed)
+    if len(plan.classes) < 2 or not plan.val or len(plan.train) < 2:
+        raise ValueError(f"cannot fine-tune: {len(plan.train)} training images, {len(plan.val)} held-out images, "
+                         f"{len(plan.classes)} classes (need 2 or more of each)")
+    run, train_labels, val_labels = train_on_positions(ctx, plan.train, plan.val, plan.classes, options, seed)
+    return ReferenceRun(plan=plan, run=run, options=options, seed=seed, train_labels=train_labels,
+                        val_labels=val_labels, feature_map_shape=tuple(ctx.encoded.feature_maps.shape))
 
 
 # ---------------------------------------------------------------------------------------------

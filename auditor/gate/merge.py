@@ -88,11 +88,10 @@ def is_existing_only(finding: Finding) -> bool:
 
 def merge_check(ctx) -> CheckResult:
     """What the incoming images change: duplicates, leaks both ways, label conflicts, balance, shift."""
-    from auditor.checks.duplicates import ALL_KINDS
 
     index: MergedIndex = ctx.index
     records, origins = ctx.records, index.origins
-    groups = ctx.record_groups(ALL_KINDS)
+    groups = ctx.duplicate_groups
     cross = [g for g in groups if {origins[p] for p in g} == {INCOMING, EXISTING}]
     duplicates = sorted({p for g in cross for p in g if origins[p] == INCOMING})
     leaks_in, leaks_out = set(), set()

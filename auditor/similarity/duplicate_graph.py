@@ -18,6 +18,10 @@ import numpy as np
 from auditor.encoding.imaging import ImageScan
 from auditor.similarity.neighbours import cosine_pairs, hamming_pairs, hex_to_codes, normalise
 
+# Kinds of edge. Exact: the same decoded pixels; all: any evidence of a near-duplicate too.
+EXACT_KINDS = ("pixels",)
+ALL_KINDS = ("pixels", "hash", "embedding")
+
 
 @dataclass
 class DuplicateGraph:

@@ -53,9 +53,9 @@ def test_clean_samples_rarely_flag_anything():
     # Log kNN distances have a slightly heavier right tail than a normal, so the nominal 5 % family-wise
     # false-alarm rate is about 10-20 % in simulation (12 % at this size over 100 seeds); a false alarm
     # flags one or two images, never a crowd.
-    flagged = [len(ol.run(synthetic_context(_cluster_items(seed=seed))).findings) for seed in range(20)]
+    flagged = [len(ol.CHECK.run(synthetic_context(_cluster_items(seed=seed))).findings) for seed in range(20)]
     assert sum(n > 0 for n in flagged) <= 5 and max(flagged) <= 2
-    result = ol.run(synthetic_context(_cluster_items(seed=0)))
+    result = ol.CHECK.run(synthetic_context(_cluster_items(seed=0)))
     assert result.status == Status.PASS, result.summary
     most = result.metrics["per_split"]["train"]["most_isolated"]
     assert set(most) == {"ant", "bee"} and len(most["ant"]) == ol.MOST_ISOLATED_PER_GROUP
@@ -68,7 +68,7 @@ def test_an_image_far_from_everything_is_flagged_first_with_evidence():
     items.append({"path": "train/ant/placeholder.gif", "label": "ant", "vector": far})
     items.append({"path": "train/bee/placeholder_copy.gif", "label": "bee", "content": "train/ant/placeholder.gif",
                   "vector": far})
-    result = ol.run(synthetic_context(items))
+    result = ol.CHECK.run(synthetic_context(items))
     assert result.status == Status.WARN
     top = result.findings[0]
     assert sorted(top.paths) == ["train/ant/placeholder.gif", "train/bee/placeholder_copy.gif"]
@@ -80,7 +80,7 @@ def test_an_image_far_from_everything_is_flagged_first_with_evidence():
 
 def test_held_out_images_far_from_every_training_image_are_measured():
     items = [i for i in _cluster_items() if i["label"] == "ant" or i["split"] == "val"]
-    result = ol.run(synthetic_context(items))
+    result = ol.CHECK.run(synthetic_context(items))
     far = result.metrics["held_out_far_from_train"]["val"]
     bees_in_val = sum(1 for i in items if i["split"] == "val" and i["label"] == "bee")
     assert far["far_from_train"] == bees_in_val
@@ -89,7 +89,7 @@ def test_held_out_images_far_from_every_training_image_are_measured():
 
 
 def test_skips_without_embeddings():
-    assert ol.run(synthetic_context(_cluster_items(), with_embeddings=False)).status == Status.SKIPPED
+    assert ol.CHECK.run(synthetic_context(_cluster_items(), with_embeddings=False)).status == Status.SKIPPED
 
 
 # ------------------------------------------------------------------------------------------------
@@ -104,13 +104,14 @@ def planted(tmp_path_factory):
 @pytest.mark.slow
 def test_images_that_belong_to_no_class_are_the_most_isolated(planted):
     ctx = planted_photos.fresh_context(planted)
-    result = ol.run(ctx)
+    result = ol.CHECK.run(ctx)
     no_class = set(planted.no_class.values())
-    # The three planted images are the three most isolated of 246 (measured z: blank 3.6, GIF 2.7,
-    # screenshot 2.3; the next, a real bee photo, 2.3).
+    # The three planted images are among the four most isolated of 246 (measured z: blank 3.6, GIF 2.7,
+    # screenshot 2.3; a real bee photo also scores 2.3, so the order of the last two depends on the CPU's
+    # bfloat16 rounding).
     ranked = sorted(((entry["robust_z"], entry["path"]) for m in result.metrics["per_split"].values()
                      for rows in m["most_isolated"].values() for entry in rows), reverse=True)
-    assert {path for _z, path in ranked[:3]} == no_class
+    assert no_class <= {path for _z, path in ranked[:4]}
     flagged = {p for f in result.findings for p in f.paths}
     assert flagged <= no_class
     assert planted.no_class["blank"] in flagged

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from auditor.checks import split_shift as ss
+from auditor.config import Policy
 from auditor.encoding.imaging import ImageScan
 from tests.checks import shift_data
 
@@ -53,12 +54,17 @@ def test_property_drift_flags_what_moved_and_nothing_else():
     same = [_scan(i, int(rng.integers(400, 600)), float(rng.normal(110, 20))) for i in range(100)]
     moved = [_scan(i, int(rng.integers(900, 1300)), float(rng.normal(90, 20)), "PNG" if i % 2 else "JPEG")
              for i in range(100)]
-    quiet = ss.property_drift(reference, same, 0.01, 0.2, 0.1)
-    assert not any(r["drifts"] for r in quiet.values())
-    loud = ss.property_drift(reference, moved, 0.01, 0.2, 0.1)
-    drifting = {name for name, r in loud.items() if r["drifts"]}
+    policy = Policy(alpha=0.01, min_drift_effect=0.2, min_cramers_v=0.1)
+    quiet = ss.property_drift(reference, same)
+    assert not any(ss.drifts(r, policy) for r in quiet.values())
+    loud = ss.property_drift(reference, moved)
+    drifting = {name for name, r in loud.items() if ss.drifts(r, policy)}
     assert {"pixels", "width", "file_size", "brightness", "format"} <= drifting
-    assert not loud["contrast"]["drifts"] and not loud["aspect_ratio"]["drifts"]  # unchanged or immaterial
+    assert not ss.drifts(loud["contrast"], policy) and not ss.drifts(loud["aspect_ratio"], policy)  # unchanged or immaterial
+    assert drifting - {"brightness"} <= {n for n, r in loud.items() if ss.drifts(r, Policy(min_drift_effect=0.2, alpha=0.01,
+                                                                                            min_cramers_v=0.1))}
+    strict = Policy(alpha=0.01, min_drift_effect=50.0, min_cramers_v=0.99)  # the judge follows the policy
+    assert not any(ss.drifts(r, strict) for r in loud.values())
     assert loud["brightness"]["ratio"] == pytest.approx(90 / 110, abs=0.05)
     assert loud["format"]["category"] in {"PNG", "JPEG"} and loud["format"]["effect"] > 0.4
     sentence = ss.drift_sentence("val", "train", {n: loud[n] for n in drifting})
@@ -96,7 +102,7 @@ def audit_manifest(tmp_path_factory, pool):
 @pytest.mark.slow
 def test_planted_shift_fails_with_evidence(audit_manifest, pool):
     ctx = audit_manifest("planted", shift_data.planted_rows(pool))
-    result = ss.run(ctx)
+    result = ss.CHECK.run(ctx)
     val = result.metrics["per_split"]["val"]
     assert result.status.value == "fail", result.summary
     assert val["domain_classifier"]["auc"] >= 0.9
@@ -118,7 +124,7 @@ def test_planted_shift_fails_with_evidence(audit_manifest, pool):
 @pytest.mark.slow
 def test_shift_in_one_class_is_found_in_that_class(audit_manifest, pool):
     ctx = audit_manifest("bees_only", shift_data.planted_rows(pool, shifted_classes=("bees",)))
-    result = ss.run(ctx)
+    result = ss.CHECK.run(ctx)
     per_class = result.metrics["per_split"]["val"]["per_class"]
     assert per_class["bees"]["shifted"] and not per_class["ants"]["shifted"], per_class
     assert per_class["bees"]["p_value_holm"] < 0.01 and per_class["bees"]["domain_classifier"]["auc"] >= 0.9
@@ -131,7 +137,7 @@ def test_shift_in_one_class_is_found_in_that_class(audit_manifest, pool):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_random_resplits_of_the_same_photos_are_not_flagged(audit_manifest, pool, seed):
     ctx = audit_manifest(f"resplit{seed}", shift_data.random_split_rows(pool, seed))
-    result = ss.run(ctx)
+    result = ss.CHECK.run(ctx)
     val = result.metrics["per_split"]["val"]
     assert result.status.value == "pass", result.summary
     assert val["p_value"] >= 0.01 and val["domain_classifier"]["auc"] < 0.6

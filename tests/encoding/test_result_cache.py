@@ -35,3 +35,32 @@ def test_a_second_run_reuses_every_result_and_returns_the_same_report():
     assert again.reused_checks == ["class_balance", "outliers", "image_quality"]
     assert second == first
     assert set(again.reused_checks) <= set(CHECKS)
+
+
+def test_a_policy_change_rejudges_cached_evidence_without_recomputing_it():
+    from auditor.config import Policy
+
+    items = _items(label_of_last="a")  # 7 images of a, 5 of b: imbalance ratio 1.4
+    ctx = synthetic_context(items, with_embeddings=True, calibration_images=0)
+    before = {r.id: r for r in run_checks(ctx, ["class_balance", "image_quality"])}
+    assert before["class_balance"].status.value == "pass"
+    strict = synthetic_context(items, with_embeddings=True, calibration_images=0,
+                               policy=Policy(max_imbalance_ratio=1.2, image_quality_max_percent=0.0))
+    strict.cache = ctx.cache
+    after = {r.id: r for r in run_checks(strict, ["class_balance", "image_quality"])}
+    assert strict.reused_checks == ["class_balance", "image_quality"]  # nothing recomputed
+    assert after["class_balance"].status.value == "warn"  # … yet judged by the new policy
+    assert "warn above ratio 1.2" in after["class_balance"].summary
+    assert "fail above 0 % of a split" in after["image_quality"].summary
+
+
+def test_policy_values_a_computation_reads_are_part_of_its_key():
+    from auditor.config import Policy
+
+    ctx = synthetic_context(_items())
+    base = result_cache.inputs_key(ctx)
+    shift = CHECKS["split_shift"]
+    assert result_cache.evidence_key(base, shift, Policy(alpha=0.01)) != result_cache.evidence_key(base, shift, Policy(alpha=0.05))
+    assert result_cache.evidence_key(base, shift, Policy()) == result_cache.evidence_key(base, shift, Policy(min_domain_auc=0.9))
+    balance = CHECKS["class_balance"]
+    assert result_cache.evidence_key(base, balance, Policy()) == result_cache.evidence_key(base, balance, Policy(alpha=0.05))
