@@ -111,10 +111,13 @@ def test_json_with_bad_values_counts_them():
     assert history.malformed_lines == 1
 
 
-def test_garbage_never_raises():
-    for text in ("", "\x00\x01binary", "{not json", "epoch,\n,,,\n", "Epoch\n" * 5, "acc: acc: acc:"):
+def test_garbage_never_raises_and_yields_no_epochs():
+    for text in ("", "\x00\x01binary", "{not json", "epoch,\n,,,\n"):
         history = parse_history(text)
-        assert history.epochs == 0 or history.malformed_lines >= 0
+        assert history.epochs == 0 and history.loss == [] and history.val_acc == []
+    # Lines that look like a log but carry no numbers are counted, not silently dropped.
+    assert parse_history("Epoch\n" * 5).malformed_lines == 5
+    assert parse_history("acc: acc: acc:").malformed_lines == 1
 
 
 def test_read_history_missing_file_is_a_config_error(tmp_path):
