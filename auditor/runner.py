@@ -26,7 +26,7 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
     """Index and encode the dataset (hashes, scans, embeddings), using the cache.
     With `against`, the dataset is audited as incoming images merged into that existing dataset."""
     if against is not None:
-        from auditor.gate.merge import load_merged
+        from auditor.index.merged import load_merged
 
         index = load_merged(Path(dataset_dir), Path(against), config)
     else:

@@ -15,71 +15,16 @@ did, so its transformed copies are cached too. Only incoming images are decoded 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-
 import numpy as np
 
-from auditor.config import REFERENCE_SPLIT, AuditConfig
-from auditor.index.dataset import DatasetIndex, WalkIssue, load_dataset
+from auditor.analysis.domain import subsample
+from auditor.config import REFERENCE_SPLIT
+from auditor.index.merged import EXISTING, INCOMING, MergedIndex
 from auditor.report import CheckResult, Finding, Status
 
-INCOMING, EXISTING = "incoming", "existing"
 CHECK_ID = "merge"
 MIN_PER_SIDE_FOR_AUC = 10
-
-
-@dataclass
-class MergedIndex(DatasetIndex):
-    """The union of two datasets; `origins[i]` says whether record i is incoming or existing."""
-
-    origins: list[str] = field(default_factory=list)
-    roots: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def calibration_positions(self) -> list[int]:
-        return [i for i, origin in enumerate(self.origins) if origin == EXISTING]
-
-    def positions(self, origin: str) -> list[int]:
-        return [i for i, o in enumerate(self.origins) if o == origin]
-
-    def summary(self) -> dict:
-        base = super().summary()
-        base["against"] = {
-            "incoming_root": self.roots[INCOMING],
-            "existing_root": self.roots[EXISTING],
-            "incoming_images": self.origins.count(INCOMING),
-            "existing_images": self.origins.count(EXISTING),
-        }
-        return base
-
-
-def load_one(path: Path, config: AuditConfig) -> DatasetIndex:
-    """A dataset folder, or a manifest file (paths relative to the manifest's folder)."""
-    path = Path(path).expanduser()
-    if path.is_file():
-        return load_dataset(path.parent, replace(config, manifest=path, validation_split=None))
-    return load_dataset(path, replace(config, manifest=None))
-
-
-def load_merged(incoming_dir: Path, existing: Path, config: AuditConfig) -> MergedIndex:
-    """Index both datasets into one (existing first, so its records keep their order)."""
-    incoming_index = load_dataset(Path(incoming_dir).expanduser(), config)
-    existing_index = load_one(existing, config)
-    merged = MergedIndex(root=incoming_index.root, layout=f"{incoming_index.layout} against {existing_index.layout}",
-                         records=[], roots={INCOMING: str(incoming_index.root), EXISTING: str(existing_index.root)})
-    for origin, index in ((EXISTING, existing_index), (INCOMING, incoming_index)):
-        for record in index.records:
-            merged.records.append(replace(record, path=f"{origin}/{record.path}"))
-            merged.origins.append(origin)
-        merged.issues.extend(WalkIssue(f"{origin}/{i.path}", i.kind, i.message) for i in index.issues)
-        merged.notes.extend(f"{origin}: {note}" for note in index.notes)
-    merged.notes.append(
-        f"Merge audit: {merged.origins.count(INCOMING)} incoming images ({incoming_index.root}) against "
-        f"{merged.origins.count(EXISTING)} existing ({existing_index.root}); findings among existing images only "
-        "are accepted."
-    )
-    return merged
+MAX_PER_SIDE = 2000  # embeddings per side of the incoming/existing comparison (seeded subsample)
 
 
 def is_existing_only(finding: Finding) -> bool:
@@ -88,7 +33,6 @@ def is_existing_only(finding: Finding) -> bool:
 
 def merge_check(ctx) -> CheckResult:
     """What the incoming images change: duplicates, leaks both ways, label conflicts, balance, shift."""
-
     index: MergedIndex = ctx.index
     records, origins = ctx.records, index.origins
     groups = ctx.duplicate_groups
@@ -153,20 +97,21 @@ def _counts(ctx, positions: list[int]) -> dict:
 
 
 def _shift(ctx, usable: set[int]) -> dict:
-    """Per split: cosine distance between the incoming and existing centroids, and how well a linear
-    classifier tells incoming from existing embeddings (cross-validated ROC-AUC; 0.5 = indistinguishable)."""
+    """Per split: cosine distance between the incoming and existing centroids, and how well a classifier
+    tells incoming from existing embeddings (split_shift's domain classifier: cross-validated ROC-AUC,
+    0.5 = indistinguishable), on the audit's seed."""
+    from auditor.stats import domain_classifier_test
+
     index: MergedIndex = ctx.index
+    seed = ctx.config.seed or 0
+    rng = np.random.default_rng(seed)
     result: dict[str, dict] = {}
-    rng = np.random.default_rng(0)
     for split in ctx.index.splits:
         sides = {}
         for origin in (INCOMING, EXISTING):
             shas = list(dict.fromkeys(ctx.encoded.record_sha[p] for p in index.positions(origin)
                                       if p in usable and ctx.records[p].split == split))
-            shas = [s for s in shas if s in ctx.encoded.embeddings]
-            if len(shas) > 2000:
-                shas = [shas[i] for i in sorted(rng.choice(len(shas), 2000, replace=False))]
-            sides[origin] = shas
+            sides[origin] = subsample([s for s in shas if s in ctx.encoded.embeddings], MAX_PER_SIDE, rng)
         if not sides[INCOMING] or not sides[EXISTING]:
             continue
         a, b = ctx.unit_embeddings(sides[INCOMING]), ctx.unit_embeddings(sides[EXISTING])
@@ -175,19 +120,6 @@ def _shift(ctx, usable: set[int]) -> dict:
         entry = {"incoming": len(a), "existing": len(b), "centroid_cosine_distance": round(distance, 4),
                  "domain_auc": None}
         if min(len(a), len(b)) >= MIN_PER_SIDE_FOR_AUC:
-            entry["domain_auc"] = _domain_auc(a, b)
+            entry["domain_auc"] = round(float(domain_classifier_test(b, a, 0, seed).auc), 4)
         result[split] = entry
     return result
-
-
-def _domain_auc(a: np.ndarray, b: np.ndarray) -> float:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    x = np.concatenate([a, b])
-    y = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
-    folds = StratifiedKFold(n_splits=min(5, len(a), len(b)), shuffle=True, random_state=0)
-    scores = cross_val_predict(LogisticRegression(max_iter=1000, class_weight="balanced"), x, y, cv=folds,
-                               method="predict_proba")[:, 1]
-    return round(float(roc_auc_score(y, scores)), 4)
