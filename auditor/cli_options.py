@@ -35,6 +35,11 @@ class SplitStyleChoice(str, Enum):
     keras_generator = "keras-generator"
 
 
+class EngineChoice(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class PrecisionChoice(str, Enum):
     auto = "auto"
     float32 = "float32"
@@ -88,6 +93,9 @@ GROUPS: dict[str, dict[str, Opt]] = {
             None, "--cache-dir", help="Cache folder (default ~/.cache/auditor or $AUDITOR_CACHE_DIR).")),
         "no_cache": Opt(bool, typer.Option(False, "--no-cache", help="Keep nothing between runs.")),
         "workers": Opt(int, typer.Option(2, "--workers", min=1, max=64, help="Decoding threads.")),
+        "engine": Opt(EngineChoice, typer.Option(
+            EngineChoice.local, "--engine", help="Where decoding and embedding run: local threads, or ray "
+                                                 "(Ray Data; RAY_ADDRESS selects a cluster; pip install auditor[ray]).")),
     },
     "duplicates": {
         "min_cosine": Opt(Optional[float], typer.Option(

@@ -18,6 +18,7 @@ BACKBONES = ("auto", "resnet50", "efficientnet-lite0")
 LAYOUTS = ("auto", "splits", "classes")
 SPLIT_STYLES = ("keras-dataset", "keras-generator")
 PRECISIONS = ("auto", "float32", "bfloat16")
+ENGINES = ("local", "ray")
 HELD_OUT_SPLIT_NAMES = ("val", "valid", "validation", "test")
 REFERENCE_SPLIT = "train"
 GATE_STATUSES = ("pass", "warn", "fail")  # what a check's outcome can be mapped to by the policy
@@ -105,6 +106,7 @@ class AuditConfig:
     precision: str = "auto"
     offline: bool = False
     workers: int = 2
+    engine: str = "local"  # where the decode-and-embed map runs: local threads, or Ray Data (a cluster)
     cache_dir: Path = field(default_factory=default_cache_dir)
     use_cache: bool = True
     # Integrity limits
@@ -136,6 +138,7 @@ class AuditConfig:
         _one_of("layout", self.layout, LAYOUTS)
         _one_of("split_style", self.split_style, SPLIT_STYLES)
         _one_of("precision", self.precision, PRECISIONS)
+        _one_of("engine", self.engine, ENGINES)
         if self.validation_split is not None:
             _within("validation_split", self.validation_split, 0.0, 1.0, open_interval=True)
             if self.manifest is not None:

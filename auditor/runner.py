@@ -16,6 +16,7 @@ from auditor.config import AuditConfig
 from auditor.context import AuditContext, scan_limits
 from auditor.index.dataset import load_dataset
 from auditor.encoding.encode import encode_dataset
+from auditor.engines import resolve_engine
 from auditor.errors import AuditorError, ConfigError
 from auditor.progress import Progress, SilentProgress
 from auditor.report import CheckResult, Finding, Report, Status
@@ -49,6 +50,7 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
         workers=config.workers,
         progress=progress or SilentProgress(),
         feature_maps=feature_maps,
+        engine=resolve_engine(config.engine, config.workers),
     )
     return AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache)
 

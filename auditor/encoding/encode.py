@@ -1,32 +1,34 @@
-"""The encode phase: hash every file, decode what the cache lacks, embed in batches.
+"""The encode phase: hash every file, ask the cache, then decode and embed only what it lacks.
 
 Every file is read once to hash it; only contents the cache lacks are read a second time (usually
 from the OS page cache) to be decoded, so bytes are never held for the whole dataset at once.
 
 Work is keyed by file content (sha256), so identical files are decoded and embedded once, and a
-re-run over an unchanged dataset decodes and embeds nothing. Decoding runs in a thread pool ahead
-of inference (Pillow and the hashes release the GIL), so both cores stay busy while the backbone runs.
+re-run over an unchanged dataset decodes and embeds nothing. The decode-and-embed map runs on an
+engine (local threads by default); whatever it returns is stored here, batch by batch, so a killed
+run keeps everything finished so far.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any
 
 import numpy as np
 
 from auditor.backbones.registry import Backbone
 from auditor.encoding.cache import Cache
-from auditor.index.dataset import DatasetIndex
-from auditor.encoding.imaging import ImageScan, Problem, ScanLimits, scan_bytes, sha256_hex
+from auditor.encoding.imaging import ImageScan, Problem, ScanLimits, sha256_hex
+from auditor.encoding.reading import read_file
+from auditor.engines import DecodeJob, EncodedBatch
+from auditor.engines.local import LocalEngine, bounded_map
+from auditor.index.dataset import DatasetIndex, ImageRecord
 from auditor.progress import Progress, SilentProgress
 
-T = TypeVar("T")
-R = TypeVar("R")
+__all__ = ["Encoded", "encode_dataset", "bounded_map", "read_file"]
 
 
 @dataclass
@@ -41,33 +43,11 @@ class Encoded:
     feature_maps: Any = None  # a FeatureMapStore when the fine-tune asked for the base's maps, else None
 
 
-def bounded_map(executor: Executor, fn: Callable[[T], R], items: Iterable[T], lookahead: int) -> Iterator[R]:
-    """Like executor.map, in order, but never more than `lookahead` results in flight (bounded memory)."""
-    pending: deque = deque()
-    for item in items:
-        pending.append(executor.submit(fn, item))
-        if len(pending) >= lookahead:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
-def read_file(path: Path, max_bytes: int) -> tuple[bytes | None, Problem | None]:
-    """The file's bytes, or the reason it cannot be had. Never raises."""
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            return None, Problem("too_large_file", "error", f"{size / 2**20:.0f} MiB exceeds the {max_bytes / 2**20:.0f} MiB limit; not read")
-        with open(path, "rb") as handle:
-            return handle.read(max_bytes + 1), None
-    except FileNotFoundError:
-        return None, Problem("missing_file", "error", "file does not exist")
-    except IsADirectoryError:
-        return None, Problem("unreadable", "error", "is a directory, not a file")
-    except PermissionError:
-        return None, Problem("unreadable", "error", "permission denied")
-    except OSError as exc:
-        return None, Problem("unreadable", "error", f"cannot read: {exc.strerror or exc}")
+@dataclass
+class Hashed:
+    record_sha: list[str | None]
+    read_problems: dict[int, Problem]
+    first_path: dict[str, Path]  # content → the first readable file holding it
 
 
 def encode_dataset(
@@ -80,22 +60,46 @@ def encode_dataset(
     workers: int = 2,
     progress: Progress | None = None,
     feature_maps: Any = None,
+    engine: Any = None,
 ) -> Encoded:
     """Hash, scan and (if a backbone is given) embed every record, using and filling the cache.
 
     With a `FeatureMapStore` as `feature_maps`, the backbone's spatial maps are computed in the same
     pass as the embeddings (one forward pass gives both) for every image the store lacks."""
     progress = progress or SilentProgress()
-    records = index.records
     if backbone is not None:
         backbone.batch_shape = batch_size
     stats: dict[str, float] = {}
-
-    # 1. Read and hash every file (cheap, I/O bound): content hashes are the keys of everything else.
     started = time.perf_counter()
-    record_sha: list[str | None] = [None] * len(records)
-    read_problems: dict[int, Problem] = {}
-    first_path: dict[str, Path] = {}
+    hashed = hash_files(index.records, max_file_bytes, workers, progress)
+    stats["hash_s"] = time.perf_counter() - started
+
+    unique = list(hashed.first_path)
+    scans = cache.get_scans(unique)
+    embeddings = cache.get_embeddings(backbone.cache_key, unique) if backbone is not None else {}
+    jobs = plan_jobs(hashed.first_path, scans, embeddings, backbone, feature_maps)
+    stats.update(unique_images=len(unique), scans_cached=len(scans), embeddings_cached=len(embeddings),
+                 embeddings_computed=0, inference_s=0.0)
+    if feature_maps is not None:
+        stats.update(feature_maps_cached=len(unique) - sum(j.want_pixels and j.sha not in feature_maps for j in jobs),
+                     feature_maps_computed=0)
+
+    started = time.perf_counter()
+    engine = engine or LocalEngine(workers)
+    wanted = {job.sha for job in jobs if job.want_pixels and job.sha not in embeddings}
+    label = f"embedding ({backbone.name})" if any(job.want_pixels for job in jobs) else "decoding images"
+    with progress.stage(label, len(jobs)) as task:
+        for batch in engine.run(jobs, backbone, limits, max_file_bytes, batch_size, want_maps=feature_maps is not None):
+            store_batch(batch, cache, backbone, feature_maps, scans, embeddings, wanted, stats)
+            task.advance(len(batch.done))
+    stats["decode_embed_s"] = time.perf_counter() - started
+    return Encoded(record_sha=hashed.record_sha, read_problems=hashed.read_problems, scans=scans,
+                   embeddings=embeddings, stats=stats, feature_maps=feature_maps)
+
+
+def hash_files(records: list[ImageRecord], max_file_bytes: int, workers: int, progress: Progress) -> Hashed:
+    """Read and hash every file (cheap, I/O bound): content hashes are the keys of everything else."""
+    hashed = Hashed(record_sha=[None] * len(records), read_problems={}, first_path={})
 
     def hash_one(position: int) -> tuple[int, str | None, Problem | None]:
         data, problem = read_file(records[position].abspath, max_file_bytes)
@@ -103,86 +107,43 @@ def encode_dataset(
 
     with ThreadPoolExecutor(max_workers=workers) as pool, progress.stage("hashing files", len(records)) as task:
         for position, sha, problem in bounded_map(pool, hash_one, range(len(records)), lookahead=4 * workers):
-            record_sha[position] = sha
+            hashed.record_sha[position] = sha
             if problem is not None:
-                read_problems[position] = problem
-            elif sha not in first_path:
-                first_path[sha] = records[position].abspath
+                hashed.read_problems[position] = problem
+            elif sha not in hashed.first_path:
+                hashed.first_path[sha] = records[position].abspath
             task.advance()
-    stats["hash_s"] = time.perf_counter() - started
+    return hashed
 
-    # 2. Ask the cache what it already knows.
-    unique = list(first_path)
-    scans = cache.get_scans(unique)
-    embeddings = cache.get_embeddings(backbone.cache_key, unique) if backbone is not None else {}
-    need_scan = [sha for sha in unique if sha not in scans]
-    need_embedding = {
-        sha for sha in unique if backbone is not None and sha not in embeddings and (sha not in scans or scans[sha].usable)
-    }
-    need_maps = {
-        sha for sha in unique
-        if feature_maps is not None and backbone is not None and sha not in feature_maps
-        and (sha not in scans or scans[sha].usable)
-    }
-    need_pixels = need_embedding | need_maps
-    todo = [sha for sha in unique if sha in need_pixels or sha not in scans]
-    stats.update(unique_images=len(unique), scans_cached=len(unique) - len(need_scan),
-                 embeddings_cached=len(embeddings), embeddings_computed=0)
-    if feature_maps is not None:
-        stats.update(feature_maps_cached=len(unique) - len(need_maps), feature_maps_computed=0)
 
-    # 3. Decode what is missing, in threads, while the main thread runs the backbone on full batches.
-    started = time.perf_counter()
-    embed_size = backbone.input_size if backbone is not None else None
-    inference_s = 0.0
+def plan_jobs(first_path: dict[str, Path], scans: dict[str, ImageScan], embeddings: dict[str, np.ndarray],
+              backbone: Backbone | None, feature_maps: Any) -> list[DecodeJob]:
+    """One job per content the cache cannot fully answer: no scan yet, or (for a usable image) no
+    embedding or no feature maps. An image already known to be unusable is never decoded again."""
+    jobs = []
+    for sha, path in first_path.items():
+        maybe_usable = sha not in scans or scans[sha].usable
+        want_pixels = backbone is not None and maybe_usable and (
+            sha not in embeddings or (feature_maps is not None and sha not in feature_maps))
+        if want_pixels or sha not in scans:
+            jobs.append(DecodeJob(sha=sha, path=path, want_scan=sha not in scans, want_pixels=want_pixels))
+    return jobs
 
-    def decode_one(sha: str) -> tuple[str, ImageScan | None, np.ndarray | None]:
-        data, problem = read_file(first_path[sha], max_file_bytes)
-        if data is None or sha256_hex(data) != sha:
-            return sha, None, None  # changed under us since hashing: leave it for the next run
-        scan, array = scan_bytes(data, limits, embed_size if sha in need_pixels else None)
-        return sha, scan, array
 
-    batch_shas: list[str] = []
-    batch_arrays: list[np.ndarray] = []
-    new_scans: list[ImageScan] = []
-
-    def flush() -> None:
-        nonlocal inference_s
-        if new_scans:
-            cache.put_scans(new_scans)
-            new_scans.clear()
-        if batch_arrays:
-            tick = time.perf_counter()
-            if feature_maps is not None:
-                vectors, maps = backbone.embed_with_maps(np.stack(batch_arrays))
-                feature_maps.put(batch_shas, maps)
-                stats["feature_maps_computed"] += len(batch_shas)
-            else:
-                vectors = backbone.embed(np.stack(batch_arrays))
-            inference_s += time.perf_counter() - tick
-            fresh = [i for i, sha in enumerate(batch_shas) if sha in need_embedding]
-            cache.put_embeddings(backbone.cache_key, [batch_shas[i] for i in fresh], vectors[fresh])
-            embeddings.update((batch_shas[i], vectors[i]) for i in fresh)
-            stats["embeddings_computed"] += len(fresh)
-            batch_shas.clear()
-            batch_arrays.clear()
-
-    label = f"embedding ({backbone.name})" if need_pixels else "decoding images"
-    with ThreadPoolExecutor(max_workers=workers) as pool, progress.stage(label, len(todo)) as task:
-        for sha, scan, array in bounded_map(pool, decode_one, todo, lookahead=2 * batch_size):
-            if scan is not None:
-                if sha not in scans:
-                    new_scans.append(scan)
-                scans[sha] = scan
-            if array is not None:
-                batch_shas.append(sha)
-                batch_arrays.append(array)
-            if len(batch_arrays) >= batch_size or len(new_scans) >= 256:
-                flush()  # commit often: a killed run keeps everything finished so far
-            task.advance()
-        flush()
-    stats["decode_embed_s"] = time.perf_counter() - started
-    stats["inference_s"] = inference_s
-    return Encoded(record_sha=record_sha, read_problems=read_problems, scans=scans, embeddings=embeddings, stats=stats,
-                   feature_maps=feature_maps)
+def store_batch(batch: EncodedBatch, cache: Cache, backbone: Backbone | None, feature_maps: Any,
+                scans: dict[str, ImageScan], embeddings: dict[str, np.ndarray], wanted: set[str],
+                stats: dict[str, float]) -> None:
+    """Commit one batch to the cache (and the in-memory views): scans, embeddings, feature maps."""
+    if batch.scans:
+        cache.put_scans(batch.scans)
+        scans.update((scan.sha256, scan) for scan in batch.scans)
+    if batch.vectors is None or not batch.shas:
+        return
+    if batch.maps is not None and feature_maps is not None:
+        feature_maps.put(batch.shas, batch.maps)
+        stats["feature_maps_computed"] += len(batch.shas)
+    fresh = [i for i, sha in enumerate(batch.shas) if sha in wanted]
+    cache.put_embeddings(backbone.cache_key, [batch.shas[i] for i in fresh], batch.vectors[fresh])
+    embeddings.update((batch.shas[i], batch.vectors[i]) for i in fresh)
+    stats["embeddings_computed"] += len(fresh)
+    stats["inference_s"] += batch.inference_s

@@ -18,7 +18,7 @@ from pathlib import Path
 from auditor.context import AuditContext
 
 # Settings that change how fast, not what: they stay out of the key.
-NOT_IN_KEY = {"cache_dir", "use_cache", "workers", "batch_size", "policy"}
+NOT_IN_KEY = {"cache_dir", "use_cache", "workers", "batch_size", "engine", "policy"}
 
 
 @lru_cache(maxsize=1)

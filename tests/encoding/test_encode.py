@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import auditor.encoding.encode as encode_module
+import auditor.engines.local as local_engine
 from auditor.encoding.cache import Cache
 from auditor.index.dataset import DatasetIndex, ImageRecord
 from auditor.encoding.encode import bounded_map, encode_dataset, read_file
@@ -80,14 +80,14 @@ def dataset(tmp_path) -> DatasetIndex:
 def scan_calls(monkeypatch) -> list[str]:
     """Every sha256 that encode_dataset decodes."""
     calls: list[str] = []
-    real = encode_module.scan_bytes
+    real = local_engine.scan_bytes
 
     def counting(data, limits, embed_size=None):
         scan, array = real(data, limits, embed_size)
         calls.append(scan.sha256)
         return scan, array
 
-    monkeypatch.setattr(encode_module, "scan_bytes", counting)
+    monkeypatch.setattr(local_engine, "scan_bytes", counting)
     return calls
 
 
