@@ -40,6 +40,11 @@ class EngineChoice(str, Enum):
     ray = "ray"
 
 
+class ScheduleChoice(str, Enum):
+    fast = "fast"
+    reference = "reference"
+
+
 class PrecisionChoice(str, Enum):
     auto = "auto"
     float32 = "float32"
@@ -113,12 +118,15 @@ GROUPS: dict[str, dict[str, Opt]] = {
                                       "gap to data problems (checks reference_finetune, gap_attribution).")),
     },
     "finetune": {
+        "finetune_schedule": Opt(Optional[ScheduleChoice], typer.Option(
+            None, "--finetune-schedule", help="Fine-tune: fast (default; minutes on a laptop) or reference (the seed "
+                                              "run's Adam 5e-6, 100 epochs, patience 10: much slower).")),
         "epochs": Opt(Optional[int], typer.Option(
-            None, "--epochs", min=1, help="Fine-tune: most epochs (default 100; early stopping usually ends sooner).")),
+            None, "--epochs", min=1, help="Fine-tune: most epochs (fast schedule 20, reference 100; early stopping usually ends sooner).")),
         "patience": Opt(Optional[int], typer.Option(
-            None, "--patience", min=0, help="Fine-tune: epochs without a lower val_loss before stopping (default 10).")),
+            None, "--patience", min=0, help="Fine-tune: epochs without a lower val_loss before stopping (fast 3, reference 10).")),
         "learning_rate": Opt(Optional[float], typer.Option(
-            None, "--learning-rate", help="Fine-tune: Adam learning rate (default 5e-6, the reference's).")),
+            None, "--learning-rate", help="Fine-tune: Adam learning rate (fast 1e-4, reference 5e-6).")),
         "train_batch_size": Opt(Optional[int], typer.Option(
             None, "--train-batch-size", min=1, help="Fine-tune: images per training batch (default 32).")),
         "dense_units": Opt(Optional[int], typer.Option(

@@ -16,7 +16,7 @@ from auditor.config import AuditConfig, FinetuneOptions
 from auditor.errors import ConfigError
 
 # Command-line spellings that are not AuditConfig keys → how they map.
-FINETUNE_FLAG_NAMES = {"train_batch_size": "batch_size", "finetune_seed": "seed"}
+FINETUNE_FLAG_NAMES = {"train_batch_size": "batch_size", "finetune_seed": "seed", "finetune_schedule": "schedule"}
 FINETUNE_FIELDS = {f.name for f in dataclasses.fields(FinetuneOptions)}
 
 
@@ -62,7 +62,7 @@ def merge_finetune(from_file: Any, given: Any) -> FinetuneOptions | None:
         if not fields["history"].is_file():  # say so now, not after the embedding and the training
             raise ConfigError(f"history file {str(fields['history'])!r} does not exist",
                               "Pass the log Keras printed during fit, a CSVLogger file or a JSON dump of History.history.")
-    return FinetuneOptions(**fields)
+    return FinetuneOptions.with_schedule(**fields)
 
 
 def as_finetune_fields(value: Any, where: str) -> dict[str, Any] | None:

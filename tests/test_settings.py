@@ -44,6 +44,12 @@ def test_finetune_true_in_a_file_enables_the_defaults(tmp_path):
     assert resolve(tmp_path).config.finetune == FinetuneOptions()
 
 
+def test_finetune_schedule_from_the_file_with_a_given_field_over_it(tmp_path):
+    write_settings(tmp_path, '[finetune]\nschedule = "reference"\n')
+    options = resolve(tmp_path, {"finetune": {"epochs": 3}}).config.finetune
+    assert (options.schedule, options.learning_rate, options.patience, options.epochs) == ("reference", 5e-6, 10, 3)
+
+
 def test_finetune_table_merges_with_given_fields(tmp_path):
     write_settings(tmp_path, "[finetune]\nepochs = 5\npatience = 2\n")
     options = resolve(tmp_path, {"finetune": {"patience": 4}}).config.finetune

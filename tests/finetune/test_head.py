@@ -159,10 +159,16 @@ def test_balanced_class_weights():
     np.testing.assert_allclose(weights, [4 / 6, 2.0, 0.0])
 
 
-def test_finetune_options_defaults_are_the_reference_and_bounds_are_checked():
+def test_finetune_options_keep_the_reference_architecture_and_bounds_are_checked():
     options = FinetuneOptions()
-    assert (options.learning_rate, options.dense_units, options.l2, options.dropout, options.class_weights,
-            options.augment) == (5e-6, 1024, 0.003, 0.5, True, False)
+    assert (options.schedule, options.learning_rate, options.epochs, options.patience) == ("fast", 1e-4, 20, 3)
+    assert (options.dense_units, options.l2, options.dropout, options.class_weights, options.augment) == \
+        (1024, 0.003, 0.5, True, False)
+    reference = FinetuneOptions.with_schedule("reference")
+    assert (reference.learning_rate, reference.epochs, reference.patience) == (5e-6, 100, 10)
+    assert FinetuneOptions.with_schedule("reference", epochs=7).epochs == 7  # a given field wins over the schedule
+    with pytest.raises(ConfigError, match="finetune.schedule"):
+        FinetuneOptions.with_schedule("slow")
     with pytest.raises(ConfigError, match="finetune.dropout"):
         FinetuneOptions(dropout=1.5)
     with pytest.raises(ConfigError, match="finetune.learning_rate"):
