@@ -64,6 +64,11 @@ class AuditContext:
             grouped.setdefault(self.encoded.record_sha[i], []).append(i)
         return grouped
 
+    @cached_property
+    def node_of_sha(self) -> dict[str, int]:
+        """Content → its node in the duplicate graph (the position in unique_shas)."""
+        return {sha: i for i, sha in enumerate(self.unique_shas)}
+
     @property
     def has_embeddings(self) -> bool:
         return self.backbone is not None and bool(self.encoded.embeddings)
@@ -153,9 +158,8 @@ class AuditContext:
     def group_evidence(self, positions: list[int]) -> list[dict]:
         """Per-pair evidence inside a group, with paths, for the report."""
         graph = self.duplicate_graph
-        node_of = {sha: i for i, sha in enumerate(graph.shas)}
         shas = {self.encoded.record_sha[p] for p in positions}
-        nodes = sorted(node_of[s] for s in shas)
+        nodes = sorted(self.node_of_sha[s] for s in shas)
         pairs = []
         for sha in sorted(shas):
             same = self.positions_by_sha[sha]

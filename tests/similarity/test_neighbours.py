@@ -6,7 +6,7 @@ import imagehash
 import numpy as np
 import pytest
 
-import auditor.similarity.neighbours as neighbours
+import auditor.similarity.neighbours as neighbour_search
 from auditor.similarity.neighbours import cosine_pairs, hamming_pairs, hex_to_codes, knn, normalise
 
 # Brute-force references ---------------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_knn_k_larger_than_n_is_clipped():
 # The approximate path -----------------------------------------------------------------------
 
 def test_approximate_cosine_pairs_find_planted_pairs(monkeypatch):
-    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 50)
+    monkeypatch.setattr(neighbour_search, "EXACT_LIMIT", 50)
     rng = np.random.default_rng(11)
     unit, planted = planted_unit_vectors(rng, 600, 32, n_planted=15, noise=0.05)
     gram = unit @ unit.T
@@ -174,7 +174,7 @@ def test_approximate_cosine_pairs_find_planted_pairs(monkeypatch):
 
 
 def test_approximate_knn_finds_partners(monkeypatch):
-    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 50)
+    monkeypatch.setattr(neighbour_search, "EXACT_LIMIT", 50)
     rng = np.random.default_rng(12)
     unit, planted = planted_unit_vectors(rng, 600, 32, n_planted=15, noise=0.05)
     sims, labels = knn(unit, 4)
@@ -186,6 +186,6 @@ def test_approximate_knn_finds_partners(monkeypatch):
 def test_drop_self_keeps_the_first_k_others_in_order():
     neighbours = np.array([[0, 3, 2], [2, 1, 0], [1, -1, 2]])
     sims = np.array([[1.0, 0.9, 0.8], [0.99, 0.98, 0.5], [0.7, np.nan, 1.0]])
-    kept_sims, kept = neighbours.drop_self(sims, neighbours, 2)
+    kept_sims, kept = neighbour_search.drop_self(sims, neighbours, 2)
     assert kept.tolist() == [[3, 2], [2, 0], [1, -1]]  # row 2: only one real neighbour besides itself
     assert kept_sims[1].tolist() == [0.99, 0.5]
