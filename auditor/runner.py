@@ -63,16 +63,35 @@ def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[Ch
     from auditor.encoding import result_cache
 
     base_key = result_cache.inputs_key(ctx) if ctx.config.use_cache else None
+    merging = getattr(ctx.index, "origins", None) is not None
     results = []
-    for check in CHECKS.values():
-        if check_ids and check.id not in check_ids:
+    for check in _checks_to_run(merging):
+        if check_ids and check.id not in check_ids and check.id != "merge":
             continue
         started = time.perf_counter()
-        result = _judged(ctx, check, _evidence(ctx, check, base_key))
+        if merging and check.id in WHOLE_DATASET_TESTS:
+            result = CheckResult(id=check.id, status=Status.SKIPPED, summary=MERGE_SKIP)
+        else:
+            result = _judged(ctx, check, _evidence(ctx, check, base_key))
         ctx.check_seconds[check.id] = time.perf_counter() - started
         apply_statuses(result, ctx.config.policy.statuses)
         results.append(result)
     return results
+
+
+# In a merge audit these whole-dataset tests are not re-run over the union: the `merge` check compares the
+# incoming images with the existing ones instead (the existing dataset's own audit judged its distribution).
+WHOLE_DATASET_TESTS = ("split_shift", "shortcuts", "label_issues")
+MERGE_SKIP = ("merge audit: the incoming images are compared with the existing ones in `merge` (shift, property "
+              "drift, labels against their nearest existing images); the existing dataset's own audit tested the rest")
+
+
+def _checks_to_run(merging: bool) -> list[Check]:
+    if not merging:
+        return list(CHECKS.values())
+    from auditor.gate.merge import CHECK as MERGE_CHECK
+
+    return [*CHECKS.values(), MERGE_CHECK]
 
 
 def _evidence(ctx: AuditContext, check: Check, base_key: str | None) -> Evidence | CheckResult:
@@ -122,17 +141,6 @@ def audit(dataset_dir: Path, config: AuditConfig, progress: Progress | None = No
     ctx = prepare(dataset_dir, config, progress, against=against)
     encoded_at = time.perf_counter()
     checks = run_checks(ctx, check_ids)
-    if against is not None:
-        from auditor.gate.merge import merge_check
-
-        try:
-            merged = merge_check(ctx)
-        except AuditorError:
-            raise
-        except Exception as exc:  # like any check: a crash is an `error` result, not the end of the run
-            merged = crashed("merge", exc)
-        apply_statuses(merged, ctx.config.policy.statuses)
-        checks.append(merged)
     _accept(checks, baseline_ids or set(), merging=against is not None)
     finished = time.perf_counter()
     report = build_report(ctx, checks)
