@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from auditor.context import AuditContext
+from auditor.text import utf8_bytes
 
 # Settings that change how fast, not what: they stay out of the key.
 NOT_IN_KEY = {"cache_dir", "use_cache", "workers", "batch_size"}
@@ -36,9 +37,9 @@ def inputs_key(ctx: AuditContext) -> str:
     digest.update(repr(sorted(settings.items(), key=lambda kv: kv[0])).encode())
     digest.update(str(getattr(ctx.backbone, "cache_key", "no-backbone")).encode())
     for record, sha in zip(ctx.records, ctx.encoded.record_sha):
-        digest.update(f"{record.path}\0{record.split}\0{record.label}\0{record.source}\0{sha}\n".encode())
+        digest.update(utf8_bytes(f"{record.path}\0{record.split}\0{record.label}\0{record.source}\0{sha}\n"))
     for issue in ctx.index.issues:
-        digest.update(f"{issue.path}\0{issue.kind}\0{issue.message}\n".encode())
+        digest.update(utf8_bytes(f"{issue.path}\0{issue.kind}\0{issue.message}\n"))
     for position, problem in sorted(ctx.encoded.read_problems.items()):
         digest.update(f"{position}\0{problem.kind}\n".encode())
     return digest.hexdigest()

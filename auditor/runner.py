@@ -17,7 +17,7 @@ from auditor.dataset import DatasetIndex, load_dataset
 from auditor.encode import encode_dataset
 from auditor.errors import AuditorError, ConfigError
 from auditor.progress import Progress, SilentProgress
-from auditor.report import CheckResult, Finding, Report, Status
+from auditor.report import CheckResult, Finding, Report, Status, merge_same_id
 
 
 def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = None,
@@ -85,7 +85,7 @@ def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[Ch
                 summary=f"check crashed: {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})",
             )
         ctx.check_seconds[check_id] = time.perf_counter() - started
-        result.findings = _merge_same_id(result.findings)
+        result.findings = merge_same_id(result.findings)
         if key and result.status != Status.ERROR:
             ctx.cache.put_check_result(key, check_id, plain(result.to_dict()))
         apply_statuses(result, ctx.config.policy.statuses)
@@ -159,15 +159,3 @@ def _accept(checks: list[CheckResult], baseline_ids: set[str], merging: bool) ->
 
     if baseline_ids or merging:
         accept_findings(checks, reason_for)
-
-
-def _merge_same_id(findings: list[Finding]) -> list[Finding]:
-    """The same content at several paths gives one finding listing every path (ids stay unique)."""
-    merged: dict[str, Finding] = {}
-    for finding in findings:
-        if finding.id in merged:
-            kept = merged[finding.id]
-            kept.paths.extend(p for p in finding.paths if p not in kept.paths)
-        else:
-            merged[finding.id] = finding
-    return list(merged.values())
