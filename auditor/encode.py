@@ -10,9 +10,13 @@ of inference (Pillow and the hashes release the GIL), so both cores stay busy wh
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import time
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -52,22 +56,72 @@ def bounded_map(executor: Executor, fn: Callable[[T], R], items: Iterable[T], lo
         yield pending.popleft().result()
 
 
+# O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOCTTY: a terminal device must not become ours.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+_FILE_TYPES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
 def read_file(path: Path, max_bytes: int) -> tuple[bytes | None, Problem | None]:
-    """The file's bytes, or the reason it cannot be had. Never raises."""
+    """The file's bytes, or the reason it cannot be had. Never raises, never blocks.
+
+    Only regular files are read. The type is taken from the opened descriptor (fstat), not from the
+    name, so a file swapped for a FIFO or a device between listing and reading is still refused; the
+    open itself cannot block (O_NONBLOCK), and a device is never read (/dev/urandom has no end)."""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            return None, Problem("too_large_file", "error", f"{size / 2**20:.0f} MiB exceeds the {max_bytes / 2**20:.0f} MiB limit; not read")
-        with open(path, "rb") as handle:
-            return handle.read(max_bytes + 1), None
+        fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
         return None, Problem("missing_file", "error", "file does not exist")
-    except IsADirectoryError:
-        return None, Problem("unreadable", "error", "is a directory, not a file")
     except PermissionError:
         return None, Problem("unreadable", "error", "permission denied")
+    except OSError as exc:  # ENXIO: a socket, or a FIFO/device that refuses non-blocking opens
+        if exc.errno == errno.ENXIO:
+            return None, Problem("not_regular_file", "error", "not a regular file (a socket or device); not read")
+        return None, Problem("unreadable", "error", f"cannot open: {exc.strerror or exc}")
+    except ValueError:  # a NUL in the name (a manifest cell)
+        return None, Problem("unreadable", "error", "the name contains a NUL character")
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):  # the kind it always had (finding ids, and so baselines, keep it)
+            return None, Problem("unreadable", "error", "is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            what = next((name for test, name in _FILE_TYPES if test(info.st_mode)), "not a regular file")
+            return None, Problem("not_regular_file", "error", f"is {what}, not a regular file; not read")
+        if info.st_size > max_bytes:
+            return None, Problem("too_large_file", "error",
+                                 f"{info.st_size / 2**20:.0f} MiB exceeds the {max_bytes / 2**20:.0f} MiB limit; not read")
+        chunks, remaining = [], max_bytes + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:  # grew while being read
+            return None, Problem("too_large_file", "error", f"exceeds the {max_bytes / 2**20:.0f} MiB limit; not read")
+        return data, None
     except OSError as exc:
         return None, Problem("unreadable", "error", f"cannot read: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
+
+
+UNSTABLE = Problem("unstable_content", "error",
+                   "content changed (or the file vanished) between two reads: a file being written, or not a plain file; not audited")
+
+
+@contextmanager
+def _threads(workers: int):
+    """A thread pool that, when the caller stops early (Ctrl-C, an error), drops the queued work and does
+    not wait for it: reads never block, so the threads still running finish within moments."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="auditor-read")
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def encode_dataset(
@@ -101,7 +155,7 @@ def encode_dataset(
         data, problem = read_file(records[position].abspath, max_file_bytes)
         return position, (sha256_hex(data) if data is not None else None), problem
 
-    with ThreadPoolExecutor(max_workers=workers) as pool, progress.stage("hashing files", len(records)) as task:
+    with _threads(workers) as pool, progress.stage("hashing files", len(records)) as task:
         for position, sha, problem in bounded_map(pool, hash_one, range(len(records)), lookahead=4 * workers):
             record_sha[position] = sha
             if problem is not None:
@@ -136,10 +190,13 @@ def encode_dataset(
     embed_size = backbone.input_size if backbone is not None else None
     inference_s = 0.0
 
+    unstable: set[str] = set()
+
     def decode_one(sha: str) -> tuple[str, ImageScan | None, np.ndarray | None]:
         data, problem = read_file(first_path[sha], max_file_bytes)
         if data is None or sha256_hex(data) != sha:
-            return sha, None, None  # changed under us since hashing: leave it for the next run
+            unstable.add(sha)  # changed (or vanished) since it was hashed: reported, never silently dropped
+            return sha, None, None
         scan, array = scan_bytes(data, limits, embed_size if sha in need_pixels else None)
         return sha, scan, array
 
@@ -169,7 +226,7 @@ def encode_dataset(
             batch_arrays.clear()
 
     label = f"embedding ({backbone.name})" if need_pixels else "decoding images"
-    with ThreadPoolExecutor(max_workers=workers) as pool, progress.stage(label, len(todo)) as task:
+    with _threads(workers) as pool, progress.stage(label, len(todo)) as task:
         for sha, scan, array in bounded_map(pool, decode_one, todo, lookahead=2 * batch_size):
             if scan is not None:
                 if sha not in scans:
@@ -182,6 +239,10 @@ def encode_dataset(
                 flush()  # commit often: a killed run keeps everything finished so far
             task.advance()
         flush()
+    for position, sha in enumerate(record_sha):
+        if sha in unstable:
+            read_problems[position] = UNSTABLE
+            record_sha[position] = None
     stats["decode_embed_s"] = time.perf_counter() - started
     stats["inference_s"] = inference_s
     return Encoded(record_sha=record_sha, read_problems=read_problems, scans=scans, embeddings=embeddings, stats=stats,
