@@ -221,6 +221,8 @@ def audit_command(
     source_depth: Optional[int] = typer.Option(
         None, "--source-depth", min=0, max=64,
         help="Each image's source is the first N folders below its class folder (for the shortcuts check)."),
+    allow_outside_root: bool = typer.Option(False, "--allow-outside-root",
+                                            help="Also read links and manifest rows that lead outside DIR."),
     backbone: Backbone = BackboneOpt,
     weights: Optional[str] = WeightsOpt,
     offline: bool = OfflineOpt,
@@ -261,7 +263,8 @@ def audit_command(
         formats = _parse_formats(format)
         settings = load_settings(dataset_dir, config_file, policy)
         config = _config(_file=settings.values, _explicit=_explicit_flags(ctx), manifest=manifest, layout=layout, validation_split=validation_split, seed=seed,
-                         split_style=split_style, source_depth=source_depth, backbone=backbone, weights=weights, offline=offline,
+                         split_style=split_style, source_depth=source_depth, allow_outside_root=allow_outside_root or None,
+                         backbone=backbone, weights=weights, offline=offline,
                          batch_size=batch_size, precision=precision, cache_dir=cache_dir, no_cache=no_cache,
                          workers=workers, min_cosine=min_cosine, max_phash_distance=max_phash_distance,
                          max_dhash_distance=max_dhash_distance, calibration_images=calibration_images,
@@ -354,7 +357,7 @@ def duplicates_command(
                 dataset_dir=dataset_dir, out=out, format="terminal,json", exit_zero=exit_zero,
                 checks="exact_duplicates,near_duplicates,leakage,label_conflicts", manifest=manifest, layout=layout,
                 validation_split=validation_split, seed=seed, split_style=split_style, source_depth=None,
-                backbone=backbone,
+                allow_outside_root=False, backbone=backbone,
                 weights=weights, offline=offline, batch_size=32, precision=Precision.auto, cache_dir=cache_dir,
                 no_cache=False, workers=2, min_cosine=min_cosine, max_phash_distance=None, max_dhash_distance=None,
                 calibration_images=None, quiet=quiet, **_NO_FINETUNE)
@@ -411,7 +414,8 @@ def finetune_command(
     args = dict(ctx=None, config_file=None, policy=None, baseline=None, update_baseline=False, against=None,
                 dataset_dir=dataset_dir, out=out, format=format, exit_zero=exit_zero, checks=",".join(wanted),
                 manifest=manifest, layout=layout, validation_split=validation_split, seed=seed,
-                split_style=split_style, source_depth=None, backbone=backbone, weights=weights, offline=offline,
+                split_style=split_style, source_depth=None, allow_outside_root=False, backbone=backbone,
+                weights=weights, offline=offline,
                 batch_size=batch_size, precision=precision, cache_dir=cache_dir, no_cache=no_cache, workers=workers,
                 min_cosine=min_cosine, max_phash_distance=None, max_dhash_distance=None,
                 calibration_images=calibration_images, quiet=quiet, finetune=True, epochs=epochs, patience=patience, learning_rate=learning_rate,
@@ -437,9 +441,12 @@ def manifest_command(
 
         config = _config(layout=layout, validation_split=validation_split, seed=seed, split_style=split_style)
         index = load_dataset(dataset_dir, config)
-        write_manifest(index, output)
+        left_out = write_manifest(index, output)
         counts = ", ".join(f"{s} {info['images']}" for s, info in index.summary()["splits"].items())
-        _stderr(f"wrote {len(index.records)} rows ({counts}) to {output}")
+        _stderr(f"wrote {len(index.records) - len(left_out)} rows ({counts}) to {output}")
+        if left_out:
+            _stderr(f"warning: left out {len(left_out)} file(s) whose name is not UTF-8 (a CSV cannot hold it), "
+                    f"e.g. {left_out[0]}; rename them to list them")
         return EXIT_OK
 
     raise typer.Exit(_guarded(work))
@@ -452,7 +459,9 @@ def _stdout_console():
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+    from auditor.text import printable
+
+    print(printable(message), file=sys.stderr)  # messages quote paths: no control character reaches the terminal
 
 
 def _guarded(work) -> int:

@@ -98,6 +98,7 @@ class AuditConfig:
     seed: int | None = None
     split_style: str = "keras-dataset"
     source_depth: int = 0  # > 0: an image's source is the first N folders below its class folder (0 = none)
+    allow_outside_root: bool = False  # read links and manifest rows that lead outside the dataset folder
     # How to embed
     backbone: str = "auto"
     weights: str | None = None  # None = the backbone's default; "none" = random (tests only); else a path
