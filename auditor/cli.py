@@ -184,6 +184,22 @@ def _default_out(dataset_dir: Path, manifest: Optional[Path]) -> Path:
     return Path("reports") / name
 
 
+def _require_writable(config: AuditConfig, out: Optional[Path] = None, manifest_file: Optional[Path] = None,
+                      baseline_file: Optional[Path] = None) -> None:
+    """Check every place the command will write, before any work: a bad --out must not cost an audit."""
+    from auditor.atomic import require_writable_folder
+
+    if out is not None:
+        require_writable_folder(out, "report folder", "--out")
+    if config.use_cache and manifest_file is None:
+        require_writable_folder(config.cache_dir, "cache folder", "--cache-dir (or --no-cache)")
+    for path, flag in ((manifest_file, "--output"), (baseline_file, "--baseline")):
+        if path is not None:
+            if Path(path).is_dir():
+                raise ConfigError(f"{str(path)!r} is a folder; {flag} expects a file", f"Pass a file name with {flag}.")
+            require_writable_folder(Path(path).expanduser().parent, "folder", flag)
+
+
 def _parse_formats(text: str) -> list[str]:
     from auditor.errors import ConfigError
 
@@ -277,6 +293,9 @@ def audit_command(
         baseline_path = baseline or settings.baseline
         if update_baseline and baseline_path is None:
             raise ConfigError("--update-baseline needs a file", "Pass --baseline FILE (or set baseline in [tool.auditor]).")
+        writes_files = bool(set(formats) - {"terminal"})
+        _require_writable(config, out=(out or _default_out(dataset_dir, manifest)) if writes_files else None,
+                          baseline_file=baseline_path if update_baseline else None)
         baseline_ids = None
         if baseline_path is not None and not update_baseline:
             from auditor.baseline import load_baseline
@@ -323,6 +342,7 @@ def embed_command(
 
         config = _config(manifest=manifest, layout=layout, backbone=backbone, weights=weights, offline=offline,
                          batch_size=batch_size, precision=precision, cache_dir=cache_dir, workers=workers)
+        _require_writable(config)
         ctx = prepare(dataset_dir, config, _progress(quiet))
         stats = ctx.encoded.stats
         print(
@@ -440,6 +460,7 @@ def manifest_command(
         from auditor.dataset import load_dataset, write_manifest
 
         config = _config(layout=layout, validation_split=validation_split, seed=seed, split_style=split_style)
+        _require_writable(config, manifest_file=output)
         index = load_dataset(dataset_dir, config)
         left_out = write_manifest(index, output)
         counts = ", ".join(f"{s} {info['images']}" for s, info in index.summary()["splits"].items())

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auditor.config import GATE_STATUSES, AuditConfig, Policy
+from auditor.config import GATE_STATUSES, AuditConfig, FinetuneOptions, Policy
 from auditor.errors import ConfigError
 
 CONFIG_FILE_NAMES = ("auditor.toml", "pyproject.toml")
@@ -103,6 +103,9 @@ def parse_settings(table: dict[str, Any], where: str = "settings", base_dir: Pat
             settings.values["policy"] = policy
         elif key == "baseline":
             settings.baseline = base_dir / _typed(where, key, value, "str")
+        elif key == "finetune":
+            settings.values[key] = _finetune(where, value, base_dir)
+            settings.origins[key] = key
         elif key in config_fields:
             converted = _typed(where, key, value, str(config_fields[key].type))
             if isinstance(converted, Path) and not converted.is_absolute():
@@ -113,6 +116,27 @@ def parse_settings(table: dict[str, Any], where: str = "settings", base_dir: Pat
             raise ConfigError(f"{where}: unknown key {key!r}",
                               f"Known keys: policy, {', '.join(FILE_ONLY_KEYS)}, {', '.join(sorted(config_fields))}.")
     return settings
+
+
+def _finetune(where: str, value: Any, base_dir: Path) -> FinetuneOptions | None:
+    """`finetune = true` (the reference run's defaults), `false`, or a table of FinetuneOptions fields."""
+    if isinstance(value, bool):
+        return FinetuneOptions() if value else None
+    if not isinstance(value, dict):
+        raise _bad(where, "finetune", "must be true, false or a table ([tool.auditor.finetune])", value)
+    fields = {f.name: f for f in dataclasses.fields(FinetuneOptions)}
+    options = {}
+    for sub, sub_value in value.items():
+        if sub not in fields:
+            raise ConfigError(f"{where}: unknown key 'finetune.{sub}'", f"Keys of finetune: {', '.join(fields)}.")
+        converted = _typed(where, f"finetune.{sub}", sub_value, str(fields[sub].type))
+        if isinstance(converted, Path) and not converted.is_absolute():
+            converted = base_dir / converted
+        options[sub] = converted
+    try:
+        return FinetuneOptions(**options)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}", exc.tip) from None
 
 
 def check_settings(settings: FileSettings) -> None:
@@ -193,7 +217,9 @@ def _typed(where: str, key: str, value: Any, annotation: str) -> Any:
         if isinstance(value, str):
             return Path(value).expanduser() if "Path" in kinds else value
         raise _bad(where, key, "must be a string", value)
-    return value
+    # Any other annotation (a nested options object, a mapping) needs its own parser: never pass a value
+    # through unchecked, or a check crashes later on `true.seed`.
+    raise ConfigError(f"{where}: {key} cannot be set in a settings file", f"Remove {key} from {where.split()[0]}.")
 
 
 def _bad(where: str, key: str, expectation: str, value: Any) -> ConfigError:
