@@ -246,3 +246,17 @@ def test_scan_round_trips_through_json():
     scan, _ = scan_bytes(encode(smooth_image(12, (20, 20)), "PNG"), LIMITS)
     assert scan.problems  # tiny
     assert ImageScan.from_json(scan.to_json()) == scan
+
+
+@pytest.mark.parametrize("width, height", [(10_000, 9_200), (20_000, 10_000)])  # 92 MP; 200 MP (> 2× Pillow's)
+def test_max_pixels_above_pillows_own_limit_is_honoured_without_warnings(width, height):
+    import warnings
+
+    data = png_claiming_size(width, height)  # the header says so; the pixels are missing (so: truncated)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scan, _ = scan_bytes(data, ScanLimits(max_pixels=250_000_000))
+    assert "decompression_bomb" not in kinds(scan), scan.problems  # the user's limit is the one that counts
+    assert not [w for w in caught if "DecompressionBomb" in w.category.__name__]
+    scan, _ = scan_bytes(data, ScanLimits(max_pixels=90_000_000))
+    assert kinds(scan) == {"decompression_bomb"} and "exceeds the limit of 90 MP" in scan.problems[0].message
