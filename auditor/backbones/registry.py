@@ -6,8 +6,10 @@ Never random weights unless the user asks with `--weights none`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +72,15 @@ class Backbone:
                 np.asarray(_to_numpy(maps), dtype=np.float32)[:count].astype(np.float16))
 
     @property
+    def weights_id(self) -> str:
+        """The weights by content: `sha256:…` of the file, or `random`. Not by name or by how they were
+        found: two files called alike are two keys, one file found two ways is one key."""
+        return "random" if self.weights_path is None else f"sha256:{file_sha256(self.weights_path)[:32]}"
+
+    @property
     def cache_key(self) -> str:
         """Vectors from different weights, preprocessing or precision never share a cache entry."""
-        return f"{self.name}|{self.weights}|{PREPROCESSING_ID}|{self.input_size}|{self.precision}"
+        return f"{self.name}|{self.weights_id}|{PREPROCESSING_ID}|{self.input_size}|{self.precision}"
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, S, S, 3) → float32 (N, dim)."""
@@ -94,6 +102,26 @@ class Backbone:
             "precision": self.precision,
             "note": self.note,
         }
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a weights file, computed once per process for each (file, size, modification time)."""
+    path = Path(path)
+    try:
+        info = path.stat()
+        return _file_sha256(str(path.resolve()), info.st_size, info.st_mtime_ns)
+    except OSError as exc:
+        raise BackboneError(f"cannot read weights {str(path)!r}: {exc.strerror or exc}",
+                            "Check the path and permissions of the weights file.") from None
+
+
+@lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:
