@@ -35,3 +35,14 @@ def test_a_second_run_reuses_every_result_and_returns_the_same_report():
     assert again.reused_checks == ["class_balance", "outliers", "image_quality"]
     assert second == first
     assert set(again.reused_checks) <= set(CHECKS)
+
+
+def test_the_key_follows_the_versions_of_the_libraries_that_compute_results(monkeypatch):
+    base = result_cache.inputs_key(synthetic_context(_items()))
+    names = dict(result_cache.library_versions())
+    assert {"numpy", "scipy", "scikit-learn", "pillow"} <= set(names) and names["numpy"] != "absent"
+    assert any(name.startswith("faiss") and version != "absent" for name, version in names.items())
+    for library in ("numpy", "scikit-learn", "scipy", "faiss-cpu"):
+        bumped = tuple((n, v + ".post1" if n == library else v) for n, v in names.items())
+        monkeypatch.setattr(result_cache, "library_versions", lambda bumped=bumped: bumped)
+        assert result_cache.inputs_key(synthetic_context(_items())) != base, library
