@@ -73,17 +73,7 @@ def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[Ch
             apply_statuses(result, ctx.config.policy.statuses)
             results.append(result)
             continue
-        try:
-            result = check(ctx)
-        except AuditorError:
-            raise
-        except Exception as exc:  # one broken check must not hide the others' results
-            last = traceback.extract_tb(exc.__traceback__)[-1]
-            result = CheckResult(
-                id=check_id,
-                status=Status.ERROR,
-                summary=f"check crashed: {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})",
-            )
+        result = run_guarded(check_id, check, ctx)
         ctx.check_seconds[check_id] = time.perf_counter() - started
         result.findings = merge_same_id(result.findings)
         if key and result.status != Status.ERROR:
@@ -91,6 +81,21 @@ def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[Ch
         apply_statuses(result, ctx.config.policy.statuses)
         results.append(result)
     return results
+
+
+def run_guarded(check_id: str, check, ctx: AuditContext) -> CheckResult:
+    """Run one check; a crash becomes its `error` result, so one broken check cannot hide the others'."""
+    try:
+        return check(ctx)
+    except AuditorError:
+        raise
+    except Exception as exc:
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        return CheckResult(
+            id=check_id,
+            status=Status.ERROR,
+            summary=f"check crashed: {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})",
+        )
 
 
 def audit(dataset_dir: Path, config: AuditConfig, progress: Progress | None = None,
@@ -103,9 +108,9 @@ def audit(dataset_dir: Path, config: AuditConfig, progress: Progress | None = No
     encoded_at = time.perf_counter()
     checks = run_checks(ctx, check_ids)
     if against is not None:
-        from auditor.merge import merge_check
+        from auditor.merge import CHECK_ID, merge_check
 
-        merged = merge_check(ctx)
+        merged = run_guarded(CHECK_ID, merge_check, ctx)  # inside the crash guard like every other check
         apply_statuses(merged, ctx.config.policy.statuses)
         checks.append(merged)
     _accept(checks, baseline_ids or set(), merging=against is not None)

@@ -46,3 +46,4 @@ def test_the_key_follows_the_versions_of_the_libraries_that_compute_results(monk
         bumped = tuple((n, v + ".post1" if n == library else v) for n, v in names.items())
         monkeypatch.setattr(result_cache, "library_versions", lambda bumped=bumped: bumped)
         assert result_cache.inputs_key(synthetic_context(_items())) != base, library
+
