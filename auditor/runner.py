@@ -31,7 +31,8 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
     else:
         index = load_dataset(Path(dataset_dir), config)
     cache = Cache(config.cache_dir if config.use_cache else None)
-    backbone = resolve_backbone(config.backbone, config.weights, config.offline, config.precision) if embed else None
+    backbone = (resolve_backbone(config.backbone, config.weights, config.offline, config.precision,
+                                 cache_dir=config.cache_dir if config.use_cache else None) if embed else None)
     feature_maps = None
     if config.finetune is not None and backbone is not None:
         # The fine-tune's frozen base: its maps are computed in the embedding pass and cached beside it.
