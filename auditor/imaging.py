@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,6 +22,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # twice that) would refuse images the user allowed, and turning its warning into an error needs
 # warnings.catch_warnings, which is not thread-safe in the decode threads.
 Image.MAX_IMAGE_PIXELS = None
+# A damaged file is reported as a finding; Pillow's own log lines and warnings about it ("Corrupt EXIF
+# data", "More samples per pixel than can be decoded") would only be noise on stderr. Set once, at import
+# (a filter installed per call would need catch_warnings, which threads cannot share).
+logging.getLogger("PIL").addHandler(logging.NullHandler())
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 # Bump when anything this module computes changes, so cached scans are recomputed.
 SCAN_VERSION = 2
@@ -90,6 +97,14 @@ def scan_bytes(data: bytes, limits: ScanLimits, embed_size: int | None = None) -
     if not data:
         scan.problems.append(Problem("zero_byte", "error", "file is empty (0 bytes)"))
         return scan, None
+    try:
+        return _scan(data, scan, limits, embed_size)
+    except Exception as exc:  # a damaged file can make Pillow raise at any step (frame count, alpha, EXIF, …)
+        scan.problems.append(Problem(_damage_kind(exc), "error", f"cannot decode: {_short(exc)}"))
+        return scan, None
+
+
+def _scan(data: bytes, scan: ImageScan, limits: ScanLimits, embed_size: int | None) -> tuple[ImageScan, np.ndarray | None]:
     image = _open(data, scan, limits)
     if image is None:
         return scan, None
@@ -139,7 +154,6 @@ def _open(data: bytes, scan: ImageScan, limits: ScanLimits) -> Image.Image | Non
     scan.format = image.format
     scan.mode = image.mode
     scan.width, scan.height = image.size
-    scan.frames = int(getattr(image, "n_frames", 1) or 1)
     if image.size[0] * image.size[1] > limits.max_pixels:
         scan.problems.append(
             Problem(
@@ -150,6 +164,7 @@ def _open(data: bytes, scan: ImageScan, limits: ScanLimits) -> Image.Image | Non
             )
         )
         return None
+    scan.frames = int(getattr(image, "n_frames", 1) or 1)  # after the size check: a TIFF seeks every frame
     if image.mode in UNUSUAL_MODES:
         scan.problems.append(Problem("unusual_mode", "warning", f"colour mode {image.mode} ({UNUSUAL_MODES[image.mode]})"))
     elif image.mode == "P" and "transparency" in image.info:
