@@ -289,19 +289,34 @@ def test_devices_and_sockets_are_never_read(tmp_path):
 
 
 def test_a_fifo_in_a_class_folder_is_a_finding_and_the_encode_ends(tmp_path):
+    """In a child process with a deadline: a regression (a worker thread blocked in open()) would
+    otherwise keep even the test process from exiting."""
+    import subprocess
+    import sys
+
     root = tmp_path / "data"
     make_image(root / "cat" / "a.png", 1)
     os.mkfifo(root / "cat" / "fifo.png")
-    index = DatasetIndex(root=root, layout="classes", records=[record(root, "cat/a.png"), record(root, "cat/fifo.png")])
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from auditor.cache import Cache\n"
+        "from auditor.dataset import DatasetIndex, ImageRecord\n"
+        "from auditor.encode import encode_dataset\n"
+        "from auditor.imaging import ScanLimits\n"
+        "root = Path(sys.argv[1])\n"
+        "records = [ImageRecord(p, root / p, split='train', label='cat') for p in ('cat/a.png', 'cat/fifo.png')]\n"
+        "encoded = encode_dataset(DatasetIndex(root, 'classes', records), Cache(None), None, ScanLimits(), 2**20)\n"
+        "print(encoded.read_problems[1].kind, encoded.record_sha[1])\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
     try:
-        hung, encoded = _without_hanging(lambda: run(index, Cache(None)))  # SQLite: made in the thread using it
-        assert not hung, "encoding a dataset with a FIFO hung"
-        assert encoded.read_problems[1].kind == "not_regular_file" and encoded.record_sha[1] is None
-    finally:
-        try:
-            os.close(os.open(root / "cat" / "fifo.png", os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:
-            pass
+        done = subprocess.run([sys.executable, "-c", script, str(root)], capture_output=True, text=True, timeout=60,
+                              env=env, cwd=repo)
+    except subprocess.TimeoutExpired:
+        pytest.fail("encoding a dataset with a FIFO hung")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["not_regular_file", "None"]
 
 
 def test_content_that_changes_between_reads_is_a_finding(open_cache, dataset, monkeypatch):
