@@ -21,7 +21,8 @@ EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 FINETUNE_ONLY_CHECKS = ("leakage", "label_conflicts", "split_shift", "reference_finetune", "gap_attribution")
 DUPLICATE_CHECKS = ("exact_duplicates", "near_duplicates", "leakage", "label_conflicts")
 # Flags that name AuditConfig keys as they are; the others are translated in `config_values`.
-CONFIG_KEYS = (*GROUPS["dataset"], *GROUPS["sources"], *GROUPS["embedding"], *GROUPS["duplicates"])
+CONFIG_KEYS = (*GROUPS["dataset"], *GROUPS["outside_root"], *GROUPS["sources"], *GROUPS["embedding"],
+               *GROUPS["duplicates"])
 
 app = typer.Typer(
     name="auditor",
@@ -31,7 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-AUDIT_GROUPS = ("dataset", "sources", "settings", "embedding", "duplicates", "finetune_switch", "finetune", "report", "gate")
+AUDIT_GROUPS = ("dataset", "outside_root", "sources", "settings", "embedding", "duplicates", "finetune_switch", "finetune", "report", "gate")
 
 
 @app.command("audit")
@@ -42,21 +43,21 @@ def audit_command(flags: Flags) -> int:
 
 
 @app.command("duplicates")
-@takes("dataset", "settings", "embedding", "duplicates", "report", "gate")
+@takes("dataset", "outside_root", "settings", "embedding", "duplicates", "report", "gate")
 def duplicates_command(flags: Flags) -> int:
     """Only the duplicate checks: exact_duplicates, near_duplicates, leakage, label_conflicts."""
     return _guarded(lambda: _audit(flags, fixed_checks=DUPLICATE_CHECKS))
 
 
 @app.command("finetune")
-@takes("dataset", "settings", "embedding", "duplicates", "finetune", "report", "gate")
+@takes("dataset", "outside_root", "settings", "embedding", "duplicates", "finetune", "report", "gate")
 def finetune_command(flags: Flags) -> int:
     """The reference fine-tune and the gap attribution only (with the leakage, conflict and shift evidence they read)."""
     return _guarded(lambda: _audit(flags, fixed_checks=FINETUNE_ONLY_CHECKS, finetune=True))
 
 
 @app.command("embed")
-@takes("dataset", "settings", "embedding", "quiet")
+@takes("dataset", "outside_root", "settings", "embedding", "quiet")
 def embed_command(flags: Flags) -> int:
     """Hash, scan and embed every image into the cache (warms it for later audits)."""
 
@@ -64,6 +65,7 @@ def embed_command(flags: Flags) -> int:
         from auditor.runner import prepare
 
         config = _settings(flags).config
+        _require_writable(config)
         ctx = prepare(flags.dataset_dir, config, _progress(flags.quiet))
         stats = ctx.encoded.stats
         print(
@@ -77,7 +79,7 @@ def embed_command(flags: Flags) -> int:
 
 
 @app.command("manifest")
-@takes("dataset", "settings",
+@takes("dataset", "outside_root", "settings",
        extra={"output": Opt(Path, typer.Option(..., "--output", "-o", help="Where to write the CSV."))})
 def manifest_command(flags: Flags) -> int:
     """Write the resolved path,label,split table (for example the exact split Keras makes)."""
@@ -85,10 +87,15 @@ def manifest_command(flags: Flags) -> int:
     def work() -> int:
         from auditor.index.dataset import load_dataset, write_manifest
 
-        index = load_dataset(flags.dataset_dir, _settings(flags).config)
-        write_manifest(index, flags.output)
+        config = _settings(flags).config
+        _require_writable(config, manifest_file=flags.output)
+        index = load_dataset(flags.dataset_dir, config)
+        left_out = write_manifest(index, flags.output)
         counts = ", ".join(f"{s} {info['images']}" for s, info in index.summary()["splits"].items())
-        _stderr(f"wrote {len(index.records)} rows ({counts}) to {flags.output}")
+        _stderr(f"wrote {len(index.records) - len(left_out)} rows ({counts}) to {flags.output}")
+        if left_out:
+            _stderr(f"warning: left out {len(left_out)} file(s) whose name is not UTF-8 (a CSV cannot hold it), "
+                    f"e.g. {left_out[0]}; rename them to list them")
         return EXIT_OK
 
     return _guarded(work)
@@ -110,6 +117,7 @@ def _audit(flags: Flags, fixed_checks: tuple[str, ...] | None = None, finetune: 
     update_baseline = flags.values.get("update_baseline", False)
     if update_baseline and baseline_path is None:
         raise ConfigError("--update-baseline needs a file", "Pass --baseline FILE (or set baseline in [tool.auditor]).")
+    _require_writable(config, baseline_file=baseline_path if update_baseline else None)
     out = prepare_output_dir(flags.out or _default_out(flags.dataset_dir, config.manifest))
     baseline_ids = None
     if baseline_path is not None and not update_baseline:
@@ -184,6 +192,19 @@ def _file_enables_finetune(flags: Flags) -> bool:
     return bare.config.finetune is not None
 
 
+def _require_writable(config, manifest_file: Path | None = None, baseline_file: Path | None = None) -> None:
+    """Check every place the command will write, before any work: a bad path must not cost an audit."""
+    from auditor.atomic import require_writable_folder
+
+    if config.use_cache and manifest_file is None:
+        require_writable_folder(config.cache_dir, "cache folder", "--cache-dir (or --no-cache)")
+    for path, flag in ((manifest_file, "--output"), (baseline_file, "--baseline")):
+        if path is not None:
+            if Path(path).is_dir():
+                raise ConfigError(f"{str(path)!r} is a folder; {flag} expects a file", f"Pass a file name with {flag}.")
+            require_writable_folder(Path(path).expanduser().parent, "folder", flag)
+
+
 def _default_out(dataset_dir: Path, manifest: Path | None) -> Path:
     name = (manifest.stem if manifest else Path(dataset_dir).expanduser().resolve().name) or "dataset"
     return Path("reports") / name
@@ -211,7 +232,9 @@ def _stdout_console():
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+    from auditor.text import printable
+
+    print(printable(message), file=sys.stderr)  # messages quote paths: no control character reaches the terminal
 
 
 def _guarded(work: Callable[[], int]) -> int:

@@ -71,6 +71,10 @@ GROUPS: dict[str, dict[str, Opt]] = {
             SplitStyleChoice.keras_dataset, "--split-style",
             help="keras-dataset: image_dataset_from_directory; keras-generator: ImageDataGenerator.")),
     },
+    "outside_root": {
+        "allow_outside_root": Opt(bool, typer.Option(
+            False, "--allow-outside-root", help="Also read links and manifest rows that lead outside DIR.")),
+    },
     "sources": {
         "source_depth": Opt(Optional[int], typer.Option(
             None, "--source-depth", min=0, max=64,

@@ -116,6 +116,7 @@ class AuditConfig:
     seed: int | None = None
     split_style: str = "keras-dataset"
     source_depth: int = 0  # > 0: an image's source is the first N folders below its class folder (0 = none)
+    allow_outside_root: bool = False  # read links and manifest rows that lead outside the dataset folder
     # How to embed
     backbone: str = "auto"
     weights: str | None = None  # None = the backbone's default; "none" = random (tests only); else a path
@@ -156,6 +157,9 @@ class AuditConfig:
         _one_of("split_style", self.split_style, SPLIT_STYLES)
         _one_of("precision", self.precision, PRECISIONS)
         _one_of("engine", self.engine, ENGINES)
+        if self.finetune is not None and not isinstance(self.finetune, FinetuneOptions):
+            raise ConfigError(f"finetune must be FinetuneOptions or None; got {self.finetune!r}",
+                              "Use finetune = true or a [finetune] table in a settings file, or --finetune.")
         if self.validation_split is not None:
             _within("validation_split", self.validation_split, 0.0, 1.0, open_interval=True)
             if self.manifest is not None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from auditor.text import utf8_bytes
+
 SCHEMA_VERSION = 1
 
 
@@ -32,9 +34,21 @@ def stable_finding_id(check_id: str, kind: str, content_hashes: list[str]) -> st
     digest = hashlib.sha256()
     digest.update(f"{check_id}\0{kind}\0".encode())
     for content_hash in sorted(set(content_hashes)):
-        digest.update(content_hash.encode())
+        digest.update(utf8_bytes(content_hash))  # a path that is not UTF-8 hashes as its bytes
         digest.update(b"\0")
     return f"{check_id}:{kind}:{digest.hexdigest()[:16]}"
+
+
+def merge_same_id(findings: list["Finding"]) -> list["Finding"]:
+    """The same content at several paths gives one finding listing every path (ids stay unique)."""
+    merged: dict[str, Finding] = {}
+    for finding in findings:
+        if finding.id in merged:
+            kept = merged[finding.id]
+            kept.paths.extend(p for p in finding.paths if p not in kept.paths)
+        else:
+            merged[finding.id] = finding
+    return list(merged.values())
 
 
 @dataclass

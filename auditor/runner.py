@@ -19,7 +19,7 @@ from auditor.encoding.encode import encode_dataset
 from auditor.engines import resolve_engine
 from auditor.errors import AuditorError, ConfigError
 from auditor.progress import Progress, SilentProgress
-from auditor.report import CheckResult, Finding, Report, Status
+from auditor.report import CheckResult, Finding, Report, Status, merge_same_id
 
 
 def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = None,
@@ -33,7 +33,8 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
     else:
         index = load_dataset(Path(dataset_dir), config)
     cache = Cache(config.cache_dir if config.use_cache else None)
-    backbone = resolve_backbone(config.backbone, config.weights, config.offline, config.precision) if embed else None
+    backbone = (resolve_backbone(config.backbone, config.weights, config.offline, config.precision,
+                                 cache_dir=config.cache_dir if config.use_cache else None) if embed else None)
     feature_maps = None
     if config.finetune is not None and backbone is not None:
         # The fine-tune's frozen base: its maps are computed in the embedding pass and cached beside it.
@@ -110,7 +111,7 @@ def _evidence(ctx: AuditContext, check: Check, base_key: str | None) -> Evidence
         raise
     except Exception as exc:  # one broken check must not hide the others' results
         return crashed(check.id, exc)
-    evidence.findings = _merge_same_id(evidence.findings)
+    evidence.findings = merge_same_id(evidence.findings)
     if key:
         ctx.cache.put_check_result(key, check.id, plain(evidence.to_dict()))
     return evidence
@@ -192,15 +193,3 @@ def _accept(checks: list[CheckResult], baseline_ids: set[str], merging: bool) ->
 
     if baseline_ids or merging:
         accept_findings(checks, reason_for)
-
-
-def _merge_same_id(findings: list[Finding]) -> list[Finding]:
-    """The same content at several paths gives one finding listing every path (ids stay unique)."""
-    merged: dict[str, Finding] = {}
-    for finding in findings:
-        if finding.id in merged:
-            kept = merged[finding.id]
-            kept.paths.extend(p for p in finding.paths if p not in kept.paths)
-        else:
-            merged[finding.id] = finding
-    return list(merged.values())

@@ -6,8 +6,10 @@ Never random weights unless the user asks with `--weights none`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +72,15 @@ class Backbone:
                 np.asarray(_to_numpy(maps), dtype=np.float32)[:count].astype(np.float16))
 
     @property
+    def weights_id(self) -> str:
+        """The weights by content: `sha256:…` of the file, or `random`. Not by name or by how they were
+        found: two files called alike are two keys, one file found two ways is one key."""
+        return "random" if self.weights_path is None else f"sha256:{file_sha256(self.weights_path)[:32]}"
+
+    @property
     def cache_key(self) -> str:
         """Vectors from different weights, preprocessing or precision never share a cache entry."""
-        return f"{self.name}|{self.weights}|{PREPROCESSING_ID}|{self.input_size}|{self.precision}"
+        return f"{self.name}|{self.weights_id}|{PREPROCESSING_ID}|{self.input_size}|{self.precision}"
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, S, S, 3) → float32 (N, dim)."""
@@ -96,14 +104,36 @@ class Backbone:
         }
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a weights file, computed once per process for each (file, size, modification time)."""
+    path = Path(path)
+    try:
+        info = path.stat()
+        return _file_sha256(str(path.resolve()), info.st_size, info.st_mtime_ns)
+    except OSError as exc:
+        raise BackboneError(f"cannot read weights {str(path)!r}: {exc.strerror or exc}",
+                            "Check the path and permissions of the weights file.") from None
+
+
+@lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _to_numpy(tensor: Any) -> np.ndarray:
     import keras
 
     return keras.ops.convert_to_numpy(tensor)
 
 
-def resolve_backbone(choice: str, weights: str | None, offline: bool, precision: str) -> Backbone:
-    """Pick the backbone the user asked for (or the best available for `auto`) and load it."""
+def resolve_backbone(choice: str, weights: str | None, offline: bool, precision: str,
+                     cache_dir: Path | None = None) -> Backbone:
+    """Pick the backbone the user asked for (or the best available for `auto`) and load it.
+    `cache_dir`: where a failed ResNet50 download is remembered, so `auto` does not retry it every run."""
     precision = _resolve_precision(precision)
     if weights is not None and weights.lower() == "none":
         name = "efficientnet-lite0" if choice == "auto" else choice
@@ -115,7 +145,7 @@ def resolve_backbone(choice: str, weights: str | None, offline: bool, precision:
         return _load("resnet50", path, how, precision, "ResNet50 with ImageNet weights")
     if weights is not None:  # auto with a .pth file: the offline backbone's format
         return _load_efficientnet(weights, precision, "EfficientNet-Lite0 (weights file given with --weights)")
-    path, how = _resnet50_weights(None, offline, required=False)
+    path, how = _resnet50_weights(None, offline, required=False, cache_dir=cache_dir)
     if path is not None:
         return _load("resnet50", path, how, precision, f"ResNet50 with ImageNet weights ({how})")
     return _load_efficientnet(
@@ -126,7 +156,12 @@ def resolve_backbone(choice: str, weights: str | None, offline: bool, precision:
     )
 
 
-def _resnet50_weights(weights: str | None, offline: bool, required: bool) -> tuple[Path | None, str]:
+DOWNLOAD_RETRY_AFTER_S = 3600.0  # `auto` does not retry a failed download within this time
+DOWNLOAD_MEMO = "download-failures.json"
+
+
+def _resnet50_weights(weights: str | None, offline: bool, required: bool,
+                      cache_dir: Path | None = None) -> tuple[Path | None, str]:
     from auditor.backbones import resnet50
 
     if weights is not None:
@@ -137,13 +172,19 @@ def _resnet50_weights(weights: str | None, offline: bool, required: bool) -> tup
     cached = resnet50.cached_weights()
     if cached is not None:
         return cached, "cached by Keras"
+    remembered = None if required else _recent_download_failure(cache_dir)
     if offline:
         reason = f"not in {resnet50.keras_models_dir()} and --offline forbids downloading"
+    elif remembered:
+        reason = remembered
     else:
         try:
-            return resnet50.download_weights(), "downloaded by Keras"
+            path = resnet50.download_weights()
+            _remember_download_failure(cache_dir, None)
+            return path, "downloaded by Keras"
         except Exception as exc:  # any network or file error means: not available here
             reason = f"not cached and the download failed: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}"
+            _remember_download_failure(cache_dir, reason)
     if required:
         raise BackboneError(
             f"ResNet50 ImageNet weights are unavailable: {reason}",
@@ -151,6 +192,46 @@ def _resnet50_weights(weights: str | None, offline: bool, required: bool) -> tup
             "or use --backbone efficientnet-lite0 (works offline).",
         )
     return None, reason
+
+
+def _recent_download_failure(cache_dir: Path | None) -> str | None:
+    """Why the last download failed, if it failed less than DOWNLOAD_RETRY_AFTER_S ago (else None)."""
+    import json
+    import time
+
+    if cache_dir is None:
+        return None
+    memo = Path(cache_dir) / DOWNLOAD_MEMO
+    try:
+        entry = json.loads(memo.read_text(encoding="utf-8"))["resnet50"]
+        age = time.time() - float(entry["failed_at"])
+        reason = str(entry["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not 0 <= age < DOWNLOAD_RETRY_AFTER_S:
+        return None
+    return (f"{reason} ({age / 60:.0f} min ago; not retried for {DOWNLOAD_RETRY_AFTER_S / 3600:.0f} h "
+            f"after a failure, delete {memo} to retry now)")
+
+
+def _remember_download_failure(cache_dir: Path | None, reason: str | None) -> None:
+    """Record (or, with None, forget) a failed download in the cache folder. Never fails the audit."""
+    import json
+    import time
+
+    from auditor.atomic import atomic_write_text
+    from auditor.errors import AuditorError
+
+    if cache_dir is None:
+        return
+    memo = Path(cache_dir) / DOWNLOAD_MEMO
+    try:
+        if reason is None:
+            memo.unlink(missing_ok=True)
+        else:
+            atomic_write_text(memo, json.dumps({"resnet50": {"failed_at": time.time(), "reason": reason}}))
+    except (OSError, AuditorError):
+        pass
 
 
 def packaged_efficientnet_weights() -> Path:

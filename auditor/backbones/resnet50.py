@@ -25,20 +25,71 @@ def cached_weights() -> Path | None:
     return path if path.is_file() and path.stat().st_size > 0 else None
 
 
-def download_weights(timeout_s: float = 60.0) -> Path:
-    """Keras' own download of the ImageNet weights into its cache. Raises on any failure."""
+CONNECT_TIMEOUT_S = 5.0  # name lookup + TCP connection, together
+STALL_TIMEOUT_S = 20.0  # the longest wait for any one read once connected
+
+
+def download_weights(connect_timeout_s: float = CONNECT_TIMEOUT_S, stall_timeout_s: float = STALL_TIMEOUT_S) -> Path:
+    """Keras' own download of the ImageNet weights into its cache. Raises on any failure, within bounds.
+
+    A network that drops packets instead of refusing them would otherwise hang: the name lookup ignores
+    socket timeouts, so it and the connection are tried first in a daemon thread with a deadline, and
+    every later read may stall at most `stall_timeout_s`. Keras' progress goes to stderr, not into the
+    report on stdout; TensorFlow's start-up lines are silenced (keras_import)."""
+    import contextlib
     import socket
+    import sys
 
-    import keras
+    from auditor.backbones.keras_import import import_keras
 
+    host, port = _download_endpoint()
+    check_reachable(host, port, connect_timeout_s)
+    keras = import_keras()
     previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout_s)  # a silent network should fail, not hang the audit
+    socket.setdefaulttimeout(stall_timeout_s)
     try:
-        return Path(
-            keras.utils.get_file(WEIGHTS_FILE, WEIGHTS_URL, cache_subdir="models", file_hash=WEIGHTS_MD5)
-        )
+        with contextlib.redirect_stdout(sys.stderr):
+            return Path(
+                keras.utils.get_file(WEIGHTS_FILE, WEIGHTS_URL, cache_subdir="models", file_hash=WEIGHTS_MD5)
+            )
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def _download_endpoint() -> tuple[str, int]:
+    """Where the download connects first: the HTTPS proxy urllib would use, else the weights' host."""
+    from urllib.parse import urlparse
+    from urllib.request import getproxies, proxy_bypass
+
+    target = urlparse(WEIGHTS_URL)
+    proxy = getproxies().get("https")
+    if proxy and not proxy_bypass(target.hostname or ""):
+        parsed = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        return parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80)
+    return target.hostname or "", target.port or 443
+
+
+def check_reachable(host: str, port: int, timeout_s: float) -> None:
+    """Raise unless `host` resolves and accepts a connection within `timeout_s` seconds in all."""
+    import socket
+    import threading
+
+    outcome: dict[str, BaseException | bool] = {}
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            outcome["ok"] = True
+        except OSError as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=probe, name="auditor-download-probe", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    if "ok" not in outcome:  # still looking up or connecting: the daemon thread is simply abandoned
+        raise TimeoutError(f"no answer from {host}:{port} within {timeout_s:.0f} s")
 
 
 def build_resnet50(weights: Path | None, feature_maps: bool = False):

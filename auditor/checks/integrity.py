@@ -10,7 +10,7 @@ from auditor.context import AuditContext
 from auditor.encoding.imaging import FORMAT_EXTENSIONS
 from auditor.checks.base import Check, Evidence, Verdict
 from auditor.config import Policy
-from auditor.report import Finding, Severity, Status, stable_finding_id
+from auditor.report import Finding, Severity, Status, merge_same_id, stable_finding_id
 
 CHECK_ID = "integrity"
 WALK_SEVERITY = {
@@ -21,6 +21,12 @@ WALK_SEVERITY = {
     "loose_file": Severity.INFO,
     "manifest_row": Severity.ERROR,
     "ignored_by_keras": Severity.INFO,
+    "link_outside_root": Severity.WARNING,
+    "path_outside_root": Severity.ERROR,
+    "duplicate_manifest_row": Severity.ERROR,
+    "empty_class_folder": Severity.WARNING,
+    "control_characters_in_name": Severity.WARNING,
+    "non_utf8_name": Severity.WARNING,
 }
 
 
@@ -58,6 +64,13 @@ def compute(ctx: AuditContext) -> Evidence:
                 )
                 findings.append(_finding("extension_mismatch", Severity.WARNING, record.path, message, [sha, record.path]))
 
+    for position, record in enumerate(ctx.records):  # a last guard: no file is ever dropped without a word
+        sha = ctx.encoded.record_sha[position]
+        if sha is not None and position not in ctx.encoded.read_problems and sha not in ctx.encoded.scans:
+            findings.append(_finding("not_scanned", Severity.ERROR, record.path, "could not be scanned; not audited",
+                                     [record.path]))
+    # Merged here, before counting, so the summary, metrics and listed findings agree.
+    findings = merge_same_id(findings)
     kinds = Counter(f.evidence["kind"] for f in findings)
     unusable = len(ctx.records) - len(ctx.usable_positions)
     counted = [f for f in findings if f.severity != Severity.INFO]

@@ -12,7 +12,6 @@ run keeps everything finished so far.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from auditor.encoding.cache import Cache
 from auditor.encoding.imaging import ImageScan, Problem, ScanLimits, sha256_hex
 from auditor.encoding.reading import read_file
 from auditor.engines import DecodeJob, EncodedBatch
-from auditor.engines.local import LocalEngine, bounded_map
+from auditor.engines.local import LocalEngine, bounded_map, interruptible_threads
 from auditor.index.dataset import DatasetIndex, ImageRecord
 from auditor.progress import Progress, SilentProgress
 
@@ -88,13 +87,30 @@ def encode_dataset(
     engine = engine or LocalEngine(workers)
     wanted = {job.sha for job in jobs if job.want_pixels and job.sha not in embeddings}
     label = f"embedding ({backbone.name})" if any(job.want_pixels for job in jobs) else "decoding images"
+    unstable: set[str] = set()
     with progress.stage(label, len(jobs)) as task:
         for batch in engine.run(jobs, backbone, limits, max_file_bytes, batch_size, want_maps=feature_maps is not None):
             store_batch(batch, cache, backbone, feature_maps, scans, embeddings, wanted, stats)
+            unstable.update(batch.unstable)
             task.advance(len(batch.done))
+    mark_unstable(hashed, unstable)
     stats["decode_embed_s"] = time.perf_counter() - started
     return Encoded(record_sha=hashed.record_sha, read_problems=hashed.read_problems, scans=scans,
                    embeddings=embeddings, stats=stats, feature_maps=feature_maps)
+
+
+UNSTABLE = Problem("unstable_content", "error",
+                   "content changed (or the file vanished) between two reads: a file being written, or not a plain file; "
+                   "not audited")
+
+
+def mark_unstable(hashed: Hashed, unstable: set[str]) -> None:
+    """Files whose content changed between the hashing read and the decoding read are reported, never
+    silently dropped (e.g. a link to /dev/urandom, or a file being written)."""
+    for position, sha in enumerate(hashed.record_sha):
+        if sha in unstable:
+            hashed.read_problems[position] = UNSTABLE
+            hashed.record_sha[position] = None
 
 
 def hash_files(records: list[ImageRecord], max_file_bytes: int, workers: int, progress: Progress) -> Hashed:
@@ -105,7 +121,7 @@ def hash_files(records: list[ImageRecord], max_file_bytes: int, workers: int, pr
         data, problem = read_file(records[position].abspath, max_file_bytes)
         return position, (sha256_hex(data) if data is not None else None), problem
 
-    with ThreadPoolExecutor(max_workers=workers) as pool, progress.stage("hashing files", len(records)) as task:
+    with interruptible_threads(workers) as pool, progress.stage("hashing files", len(records)) as task:
         for position, sha, problem in bounded_map(pool, hash_one, range(len(records)), lookahead=4 * workers):
             hashed.record_sha[position] = sha
             if problem is not None:

@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+# The pixel limit is auditor's own `max_pixels` (default 100 MP), checked on every image right after its
+# header is read and before any pixel is decoded. Pillow's global limit (89.5 MP: a warning, an error at
+# twice that) would refuse images the user allowed, and turning its warning into an error needs
+# warnings.catch_warnings, which is not thread-safe in the decode threads.
+Image.MAX_IMAGE_PIXELS = None
+# A damaged file is reported as a finding; Pillow's own log lines and warnings about it ("Corrupt EXIF
+# data", "More samples per pixel than can be decoded") would only be noise on stderr. Set once, at import
+# (a filter installed per call would need catch_warnings, which threads cannot share).
+logging.getLogger("PIL").addHandler(logging.NullHandler())
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 # Bump when anything this module computes changes, so cached scans are recomputed.
 SCAN_VERSION = 2
@@ -85,6 +97,14 @@ def scan_bytes(data: bytes, limits: ScanLimits, embed_size: int | None = None) -
     if not data:
         scan.problems.append(Problem("zero_byte", "error", "file is empty (0 bytes)"))
         return scan, None
+    try:
+        return _scan(data, scan, limits, embed_size)
+    except Exception as exc:  # a damaged file can make Pillow raise at any step (frame count, alpha, EXIF, …)
+        scan.problems.append(Problem(_damage_kind(exc), "error", f"cannot decode: {_short(exc)}"))
+        return scan, None
+
+
+def _scan(data: bytes, scan: ImageScan, limits: ScanLimits, embed_size: int | None) -> tuple[ImageScan, np.ndarray | None]:
     image = _open(data, scan, limits)
     if image is None:
         return scan, None
@@ -120,23 +140,20 @@ def decode_for_embedding(data: bytes, size: int) -> Image.Image | None:
 
 
 def _open(data: bytes, scan: ImageScan, limits: ScanLimits) -> Image.Image | None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            scan.problems.append(Problem("decompression_bomb", "error", f"refused to decode: {_short(exc)}"))
-            return None
-        except UnidentifiedImageError:
-            scan.problems.append(Problem("not_an_image", "error", f"not an image file ({_sniff(data)})"))
-            return None
-        except Exception as exc:
-            scan.problems.append(Problem(_damage_kind(exc), "error", f"cannot open: {_short(exc)}"))
-            return None
+    try:
+        image = Image.open(io.BytesIO(data))  # reads the header only: the size check below precedes any decoding
+    except Image.DecompressionBombError as exc:  # only if someone restored Pillow's own limit
+        scan.problems.append(Problem("decompression_bomb", "error", f"refused to decode: {_short(exc)}"))
+        return None
+    except UnidentifiedImageError:
+        scan.problems.append(Problem("not_an_image", "error", f"not an image file ({_sniff(data)})"))
+        return None
+    except Exception as exc:
+        scan.problems.append(Problem(_damage_kind(exc), "error", f"cannot open: {_short(exc)}"))
+        return None
     scan.format = image.format
     scan.mode = image.mode
     scan.width, scan.height = image.size
-    scan.frames = int(getattr(image, "n_frames", 1) or 1)
     if image.size[0] * image.size[1] > limits.max_pixels:
         scan.problems.append(
             Problem(
@@ -147,6 +164,7 @@ def _open(data: bytes, scan: ImageScan, limits: ScanLimits) -> Image.Image | Non
             )
         )
         return None
+    scan.frames = int(getattr(image, "n_frames", 1) or 1)  # after the size check: a TIFF seeks every frame
     if image.mode in UNUSUAL_MODES:
         scan.problems.append(Problem("unusual_mode", "warning", f"colour mode {image.mode} ({UNUSUAL_MODES[image.mode]})"))
     elif image.mode == "P" and "transparency" in image.info:

@@ -2,7 +2,8 @@
 no check ("never compute twice" applies to statistics as much as to embeddings).
 
 The key hashes: auditor's own code (every source file and template, so an upgrade or a local edit
-recomputes), the configuration that affects results, the backbone's cache key, and every record's
+recomputes), the versions of the libraries that compute results (numpy, SciPy, scikit-learn, FAISS,
+Pillow, …: a new release may change a statistic), the configuration that affects results, the backbone's cache key, and every record's
 (path, split, label, source, content hash) plus the walk's findings. Checks are seeded, so the same
 key means the same evidence. The policy is not in the key — evidence is judged afterwards — except the
 policy values a check's computation itself reads (`Check.evidence_policy`).
@@ -16,9 +17,27 @@ from functools import lru_cache
 from pathlib import Path
 
 from auditor.context import AuditContext
+from auditor.text import utf8_bytes
 
 # Settings that change how fast, not what: they stay out of the key.
 NOT_IN_KEY = {"cache_dir", "use_cache", "workers", "batch_size", "engine", "policy"}
+# Distributions whose release can change a check's numbers (those not installed count as absent).
+RESULT_LIBRARIES = ("numpy", "scipy", "scikit-learn", "faiss-cpu", "faiss-gpu", "faiss", "pillow", "imagehash",
+                    "keras", "tensorflow", "tensorflow-cpu", "jax", "torch")
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> tuple[tuple[str, str], ...]:
+    """(distribution, version) of each result library, read from package metadata (nothing is imported)."""
+    from importlib import metadata
+
+    versions = []
+    for name in RESULT_LIBRARIES:
+        try:
+            versions.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            versions.append((name, "absent"))
+    return tuple(versions)
 
 
 @lru_cache(maxsize=1)
@@ -33,13 +52,14 @@ def code_fingerprint() -> str:
 
 def inputs_key(ctx: AuditContext) -> str:
     digest = hashlib.sha256(code_fingerprint().encode())
+    digest.update(repr(library_versions()).encode())
     settings = {f.name: getattr(ctx.config, f.name) for f in dataclasses.fields(ctx.config) if f.name not in NOT_IN_KEY}
     digest.update(repr(sorted(settings.items(), key=lambda kv: kv[0])).encode())
     digest.update(str(getattr(ctx.backbone, "cache_key", "no-backbone")).encode())
     for record, sha in zip(ctx.records, ctx.encoded.record_sha):
-        digest.update(f"{record.path}\0{record.split}\0{record.label}\0{record.source}\0{sha}\n".encode())
+        digest.update(utf8_bytes(f"{record.path}\0{record.split}\0{record.label}\0{record.source}\0{sha}\n"))
     for issue in ctx.index.issues:
-        digest.update(f"{issue.path}\0{issue.kind}\0{issue.message}\n".encode())
+        digest.update(utf8_bytes(f"{issue.path}\0{issue.kind}\0{issue.message}\n"))
     for position, problem in sorted(ctx.encoded.read_problems.items()):
         digest.update(f"{position}\0{problem.kind}\n".encode())
     return digest.hexdigest()

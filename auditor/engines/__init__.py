@@ -31,6 +31,7 @@ class DecodeJob:
 class EncodedBatch:
     scans: list[ImageScan] = field(default_factory=list)  # new scans (jobs that wanted one)
     done: list[str] = field(default_factory=list)  # every job sha this batch settles (scanned, embedded or skipped)
+    unstable: list[str] = field(default_factory=list)  # jobs whose file changed or vanished since it was hashed
     shas: list[str] = field(default_factory=list)  # embedded contents, aligned with vectors (and maps)
     vectors: np.ndarray | None = None  # float32 (N, dim)
     maps: np.ndarray | None = None  # float16 (N, H, W, C), only when asked for

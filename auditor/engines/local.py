@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
@@ -31,10 +32,23 @@ def bounded_map(executor: Executor, fn: Callable[[T], R], items: Iterable[T], lo
         yield pending.popleft().result()
 
 
+@contextmanager
+def interruptible_threads(workers: int, name: str = "auditor-read"):
+    """A thread pool that, when the caller stops early (Ctrl-C, an error), drops the queued work and does
+    not wait for it: reads never block, so the threads still running finish within moments."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def decode_job(job: DecodeJob, limits: ScanLimits, max_file_bytes: int,
                embed_size: int | None) -> tuple[DecodeJob, ImageScan | None, np.ndarray | None]:
     """Read and decode one content: its scan and, when wanted, its pixels at the backbone's size.
-    (None, None) when the file changed since it was hashed: it is left for the next run."""
+    (None, None) when the file changed or vanished since it was hashed: the caller reports it."""
     data, _problem = read_file(job.path, max_file_bytes)
     if data is None or sha256_hex(data) != job.sha:
         return job, None, None
@@ -51,12 +65,14 @@ class LocalEngine:
         embed_size = backbone.input_size if backbone is not None else None
         batch = EncodedBatch()
         arrays: list[np.ndarray] = []
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+        with interruptible_threads(self.workers) as pool:
             decoded = bounded_map(pool, lambda job: decode_job(job, limits, max_file_bytes, embed_size), jobs,
                                   lookahead=2 * batch_size)
             for job, scan, array in decoded:
                 batch.done.append(job.sha)
-                if scan is not None and job.want_scan:
+                if scan is None:
+                    batch.unstable.append(job.sha)
+                elif job.want_scan:
                     batch.scans.append(scan)
                 if array is not None:
                     batch.shas.append(job.sha)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from auditor.report import CheckResult, Finding, Report, Status
+from auditor.text import printable, printable_report, printable_tree
 
 FINDINGS_PER_CHECK = 100  # rows per check; the rest are counted, and all are in report.json
 MEMBERS_PER_FINDING = 6
@@ -50,7 +51,10 @@ def _environment():
 def render_html(report: Report, thumbnails=None, projection: dict | None = None,
                 properties: dict | None = None) -> str:
     """The whole report as one HTML document."""
-    images = dict(getattr(thumbnails, "images", {}) or {})
+    report = printable_report(report)  # autoescape stops markup; this stops control characters and bidi overrides
+    images = {printable(path): uri for path, uri in (getattr(thumbnails, "images", {}) or {}).items()}
+    projection = printable_tree(projection) if projection else projection
+    properties = printable_tree(properties) if properties else properties
     checks = [_check_view(check, images) for check in report.checks]
     shift_charts = _shift_charts(projection, properties)
     shift_home = SHIFT_CHECK if report.check(SHIFT_CHECK) is not None else None

@@ -1,12 +1,15 @@
-"""The JSON report (schema_version 1, documented in the README)."""
+"""The JSON report (schema_version 1, documented in the README).
+
+Names are kept exactly: JSON escapes control characters, and a name that is not UTF-8 is written with
+the surrogate escapes os.fsdecode gives it (`\\udcff`), see auditor.text.json_text."""
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from auditor.report import Report
+from auditor.text import json_text
 
 
 def plain(value: Any) -> Any:
@@ -23,4 +26,4 @@ def plain(value: Any) -> Any:
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(plain(report.to_dict()), indent=2, ensure_ascii=False) + "\n"
+    return json_text(plain(report.to_dict())) + "\n"

@@ -11,6 +11,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from auditor.report import CheckResult, Report, Status
+from auditor.text import printable_report
 
 # XML 1.0 cannot carry most control characters, even escaped; file names can contain them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -32,6 +33,7 @@ def _findings_text(check: CheckResult, limit: int) -> str:
 
 
 def render_junit(report: Report, findings_per_check: int = 50) -> str:
+    report = printable_report(report)  # control characters shown as escapes, not replaced or raw
     root_name = str(report.dataset.get("root", "dataset"))
     suite = ET.Element("testsuite", {
         "name": _clean(f"auditor {root_name}"),

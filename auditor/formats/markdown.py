@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from auditor.report import Report, Status
+from auditor.text import printable_report
 
 ICON = {Status.PASS: "✅", Status.WARN: "⚠️", Status.FAIL: "❌", Status.ERROR: "💥", Status.SKIPPED: "⏭️"}
 # Only characters that can start formatting mid-line (every line we write starts with our own text).
@@ -23,6 +24,7 @@ def escape_md(text: object) -> str:
 
 
 def render_markdown(report: Report, findings_per_check: int = 5) -> str:
+    report = printable_report(report)  # control characters and undecodable bytes shown as escapes
     verdict = "FAILED" if report.failed else "ERROR" if report.errored else "PASSED"
     icon = "❌" if report.failed else "💥" if report.errored else "✅"
     dataset = report.dataset

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from auditor.report import Report, Status
+from auditor.text import printable_report
 
 STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.ERROR: "bold magenta",
          Status.SKIPPED: "dim"}
@@ -18,6 +19,7 @@ SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "dim"}
 
 
 def build_renderable(report: Report, findings_per_check: int = 5) -> Group:
+    report = printable_report(report)  # no name reaches the terminal raw (escapes, CR, bidi overrides)
     dataset = report.dataset
     split_text = ", ".join(
         f"{name} {info['images']} images / {len(info['classes'])} classes" for name, info in dataset["splits"].items()

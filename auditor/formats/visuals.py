@@ -24,6 +24,7 @@ MAX_THUMBNAILS = 600
 MAX_PER_FINDING = 6
 MAX_POINTS = 4000
 MAX_PROPERTY_VALUES = 5000
+MAX_THUMBNAIL_SOURCE_BYTES = 256 * 2**20  # the default max_file_mb: larger files are not read for a thumbnail
 PROPERTIES = ("brightness", "contrast", "sharpness", "colourfulness", "entropy")
 
 
@@ -80,8 +81,13 @@ def make_thumbnails(report: Report, resolve: Callable[[str], Path | None], max_i
 def _thumbnail(path: Path, side: int) -> str | None:
     from PIL import Image, ImageOps
 
+    from auditor.encoding.reading import read_file
+
+    data, _ = read_file(path, MAX_THUMBNAIL_SOURCE_BYTES)  # never blocks on a FIFO, never reads a device
+    if data is None:
+        return None
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > 100_000_000:
                 return None
             image.draft("RGB", (side * 2, side * 2))  # JPEG: decode at reduced scale, much faster

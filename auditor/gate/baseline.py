@@ -22,6 +22,7 @@ from typing import Callable
 from auditor.atomic import atomic_write_text
 from auditor.errors import ConfigError
 from auditor.report import CheckResult, Finding, Report, Status
+from auditor.text import json_text
 
 BASELINE_SCHEMA_VERSION = 1
 ACCEPTED = "accepted"  # the evidence key that marks an accepted finding, with the reason as value
@@ -52,7 +53,7 @@ def render_baseline(report: Report) -> str:
                             "message": finding.message, "paths": list(finding.paths)})
     entries.sort(key=lambda e: e["id"])
     document = {"schema_version": BASELINE_SCHEMA_VERSION, "tool": "auditor", "findings": entries}
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json_text(document) + "\n"
 
 
 def write_baseline(report: Report, path: Path) -> None:

@@ -186,6 +186,10 @@ def _parse_finetune(where: str, value: Any, base_dir: Path) -> bool | dict[str, 
         if isinstance(converted, Path) and not converted.is_absolute():
             converted = base_dir / converted
         parsed[key] = converted
+    try:  # bounds now, naming the file; the options themselves are built when the settings are resolved
+        FinetuneOptions.with_schedule(**parsed)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}", exc.tip) from None
     return parsed
 
 
@@ -216,7 +220,9 @@ def _typed(where: str, key: str, value: Any, annotation: str) -> Any:
         if isinstance(value, str):
             return Path(value).expanduser() if "Path" in kinds else value
         raise _bad(where, key, "must be a string", value)
-    return value
+    # Any other annotation (a nested options object, a mapping) needs its own parser: never pass a value
+    # through unchecked, or a check crashes later on `true.seed`.
+    raise ConfigError(f"{where}: {key} cannot be set in a settings file", f"Remove {key} from {where.split()[0]}.")
 
 
 def _bad(where: str, key: str, expectation: str, value: Any) -> ConfigError:

@@ -241,3 +241,129 @@ def test_bounded_map_keeps_at_most_lookahead_items_in_flight():
         assert next(results) == 1
         assert pulled == 4
         assert list(results) == list(range(2, 100))
+
+
+# Hostile files: FIFOs, devices, sockets, content that changes between reads, Ctrl-C ----------------------
+
+def _without_hanging(fn, timeout_s: float = 10.0):
+    """Run fn in a daemon thread; fail (instead of hanging the suite) when it does not return in time."""
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.setdefault("value", fn()), daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return worker.is_alive(), result.get("value")
+
+
+def _unpack(outcome):
+    hung, value = outcome
+    return hung, (value if value is not None else (None, None))
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "fifo.jpg"
+    os.mkfifo(fifo)
+    try:
+        hung, (data, problem) = _unpack(_without_hanging(lambda: read_file(fifo, MAX_BYTES)))
+        assert not hung, "reading a FIFO blocked"
+        assert data is None and problem.kind == "not_regular_file" and "FIFO" in problem.message
+    finally:  # a regression leaves a reader blocked in open(): a writer releases it
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+
+
+def test_devices_and_sockets_are_never_read(tmp_path):
+    import socket
+
+    for device in ("/dev/urandom", "/dev/zero", "/dev/null"):
+        hung, (data, problem) = _unpack(_without_hanging(lambda: read_file(Path(device), MAX_BYTES)))
+        assert not hung and data is None and problem.kind == "not_regular_file", device
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(tmp_path / "sock.png"))
+        data, problem = read_file(tmp_path / "sock.png", MAX_BYTES)
+        assert data is None and problem.kind == "not_regular_file"
+    finally:
+        server.close()
+
+
+def test_a_fifo_in_a_class_folder_is_a_finding_and_the_encode_ends(tmp_path):
+    """In a child process with a deadline: a regression (a worker thread blocked in open()) would
+    otherwise keep even the test process from exiting."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "data"
+    make_image(root / "cat" / "a.png", 1)
+    os.mkfifo(root / "cat" / "fifo.png")
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from auditor.encoding.cache import Cache\n"
+        "from auditor.index.dataset import DatasetIndex, ImageRecord\n"
+        "from auditor.encoding.encode import encode_dataset\n"
+        "from auditor.encoding.imaging import ScanLimits\n"
+        "root = Path(sys.argv[1])\n"
+        "records = [ImageRecord(p, root / p, split='train', label='cat') for p in ('cat/a.png', 'cat/fifo.png')]\n"
+        "encoded = encode_dataset(DatasetIndex(root, 'classes', records), Cache(None), None, ScanLimits(), 2**20)\n"
+        "print(encoded.read_problems[1].kind, encoded.record_sha[1])\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    try:
+        done = subprocess.run([sys.executable, "-c", script, str(root)], capture_output=True, text=True, timeout=60,
+                              env=env, cwd=repo)
+    except subprocess.TimeoutExpired:
+        pytest.fail("encoding a dataset with a FIFO hung")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["not_regular_file", "None"]
+
+
+def test_content_that_changes_between_reads_is_a_finding(open_cache, dataset, monkeypatch):
+    """The second read (for decoding) returns other bytes than the first (for hashing): as a file being
+    written does, or a device reached through --allow-outside-root."""
+    import auditor.engines.local as engine_module
+
+    real = engine_module.read_file
+    reads: dict[Path, int] = {}
+
+    def changing(path, max_bytes):
+        data, problem = real(path, max_bytes)
+        reads[path] = reads.get(path, 0) + 1
+        if path.name == "b.png" and data is not None and reads[path] > 1:
+            return data + b"more", None
+        return data, problem
+
+    import auditor.encoding.encode as encode_module
+
+    monkeypatch.setattr(encode_module, "read_file", changing)  # the hashing read
+    monkeypatch.setattr(engine_module, "read_file", changing)  # the decoding read
+    encoded = run(dataset, open_cache(None))
+    changed = position(dataset, "dog/b.png")
+    assert encoded.read_problems[changed].kind == "unstable_content"
+    assert encoded.record_sha[changed] is None  # counted as unusable, with the reason
+    for i, sha in enumerate(encoded.record_sha):
+        assert (sha is None) == (i in encoded.read_problems)
+
+
+def test_an_interrupt_cancels_the_queued_reads():
+    started: list[int] = []
+    release = threading.Event()
+
+    def slow(x: int) -> int:
+        started.append(x)
+        release.wait(5)
+        return x
+
+    begun = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with local_engine.interruptible_threads(2) as pool:
+                for x in range(50):
+                    pool.submit(slow, x)
+                raise KeyboardInterrupt  # as Ctrl-C does in the main thread while the workers are busy
+        assert time.perf_counter() - begun < 2, "the interrupt waited for queued work"
+    finally:
+        release.set()
+    time.sleep(0.3)
+    assert len(started) <= 2, "queued reads ran after the interrupt"

@@ -246,3 +246,43 @@ def test_scan_round_trips_through_json():
     scan, _ = scan_bytes(encode(smooth_image(12, (20, 20)), "PNG"), LIMITS)
     assert scan.problems  # tiny
     assert ImageScan.from_json(scan.to_json()) == scan
+
+
+@pytest.mark.parametrize("width, height", [(10_000, 9_200), (20_000, 10_000)])  # 92 MP; 200 MP (> 2× Pillow's)
+def test_max_pixels_above_pillows_own_limit_is_honoured_without_warnings(width, height):
+    import warnings
+
+    data = png_claiming_size(width, height)  # the header says so; the pixels are missing (so: truncated)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scan, _ = scan_bytes(data, ScanLimits(max_pixels=250_000_000))
+    assert "decompression_bomb" not in kinds(scan), scan.problems  # the user's limit is the one that counts
+    assert not [w for w in caught if "DecompressionBomb" in w.category.__name__]
+    scan, _ = scan_bytes(data, ScanLimits(max_pixels=90_000_000))
+    assert kinds(scan) == {"decompression_bomb"} and "exceeds the limit of 90 MP" in scan.problems[0].message
+
+
+def _two_page_tiff_whose_second_page_has_no_width() -> bytes:
+    first, second = smooth_image(1, (40, 30)), smooth_image(2, (40, 30))
+    data = bytearray(encode_all(first, [second], "TIFF"))
+    entries = [i for i in range(len(data) - 3) if data[i:i + 2] == b"\x00\x01" and data[i + 2:i + 4] in (b"\x03\x00", b"\x04\x00")]
+    assert len(entries) >= 2
+    data[entries[1]:entries[1] + 2] = b"\x00\x80"  # tag 256 (ImageWidth) of page 2 becomes an unknown tag
+    return bytes(data)
+
+
+def encode_all(image, more, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, save_all=True, append_images=more)
+    return buffer.getvalue()
+
+
+def test_damage_pillow_finds_late_is_a_finding_not_an_exception():
+    """Found by the property tests: counting the frames of a damaged TIFF, or reading the alpha channel of
+    a truncated RGBA PNG, raised out of scan_bytes and ended the whole audit."""
+    scan, array = scan_bytes(_two_page_tiff_whose_second_page_has_no_width(), LIMITS, embed_size=16)
+    assert not scan.usable and array is None and kinds(scan) & {"corrupt", "truncated"}
+    rgba = Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64, 4), dtype=np.uint8), "RGBA")
+    whole = encode(rgba, "PNG")
+    scan, array = scan_bytes(whole[: len(whole) // 2], LIMITS, embed_size=16)
+    assert not scan.usable and array is None and kinds(scan) & {"corrupt", "truncated"}

@@ -64,3 +64,15 @@ def test_policy_values_a_computation_reads_are_part_of_its_key():
     assert result_cache.evidence_key(base, shift, Policy()) == result_cache.evidence_key(base, shift, Policy(min_domain_auc=0.9))
     balance = CHECKS["class_balance"]
     assert result_cache.evidence_key(base, balance, Policy()) == result_cache.evidence_key(base, balance, Policy(alpha=0.05))
+
+
+def test_the_key_follows_the_versions_of_the_libraries_that_compute_results(monkeypatch):
+    base = result_cache.inputs_key(synthetic_context(_items()))
+    names = dict(result_cache.library_versions())
+    assert {"numpy", "scipy", "scikit-learn", "pillow"} <= set(names) and names["numpy"] != "absent"
+    assert any(name.startswith("faiss") and version != "absent" for name, version in names.items())
+    for library in ("numpy", "scikit-learn", "scipy", "faiss-cpu"):
+        bumped = tuple((n, v + ".post1" if n == library else v) for n, v in names.items())
+        monkeypatch.setattr(result_cache, "library_versions", lambda bumped=bumped: bumped)
+        assert result_cache.inputs_key(synthetic_context(_items())) != base, library
+

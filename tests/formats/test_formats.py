@@ -135,3 +135,34 @@ def test_a_100k_image_report_stays_under_25_mb(sample):
     assert time.perf_counter() - started < 30
     assert f"… and {20_000 - FINDINGS_PER_CHECK} more findings in report.json" in html
     assert "59400 images not shown (cap)" in html
+
+
+def test_every_format_shows_hostile_names_escaped_and_json_keeps_them_exact():
+    import json
+    import os
+    import re
+
+    from auditor.formats.json_report import render_json
+    from auditor.formats.terminal import render_terminal
+
+    name = os.fsdecode(b"val/\x1b]0;owned\x07/bad\xff\x1b[2J\r\n\xe2\x80\xae.jpg")
+    finding = Finding("integrity:control_characters_in_name:1", Severity.WARNING, f"{name}: odd name", [name],
+                      evidence={"kind": "control_characters_in_name", "members": [{"path": name, "split": "val\x1b[31m",
+                                                                                 "label": "\x1b]0;x\x07"}]})
+    check = CheckResult("integrity", Status.FAIL, f"1 finding ({name})", metrics={"per_class": {"\x1b[31m": 1}},
+                        findings=[finding])
+    report = Report("0", {"root": os.fsdecode(b"/data/\xfe\x1b[H"), "layout": "splits",
+                          "splits": {"val\x1b[31m": {"images": 1, "classes": {"\x1b]0;x\x07": 1}}}},
+                    {"name": None, "note": "n\x1b[0m"}, [check], notes=[f"note about {name}"])
+    raw_control = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\ud800-\udfff]")
+    outputs = {"terminal": render_terminal(report, width=400), "markdown": render_markdown(report),
+               "junit": render_junit(report), "html": render_html(report)}
+    for fmt, text in outputs.items():
+        text.encode("utf-8")
+        assert not raw_control.search(text), (fmt, raw_control.findall(text)[:5])
+        shown = re.sub(r"\\(.)", r"\1", text) if fmt == "markdown" else text  # as Markdown displays it
+        assert "\\x1b[2J" in shown and "bad\\xff" in shown, fmt
+    ET.fromstring(outputs["junit"])
+    document = render_json(report)
+    assert not raw_control.search(document)
+    assert json.loads(document)["checks"][0]["findings"][0]["paths"] == [name]  # exact, for tools

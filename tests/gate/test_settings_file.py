@@ -96,3 +96,43 @@ def test_invalid_toml_and_missing_file_are_clear_errors(tmp_path):
 def test_paths_in_the_file_are_relative_to_it(tmp_path):
     (tmp_path / "auditor.toml").write_text('cache_dir = "cache"\n')
     assert load_settings(tmp_path).values["cache_dir"] == tmp_path / "cache"
+
+
+def _wrong_type_for(annotation: str):
+    kinds = {part.strip() for part in annotation.split("|")} - {"None"}
+    if kinds & {"int", "float", "bool"}:
+        return "a word"
+    return 5  # strings, paths, tables: a number is never right
+
+
+def test_every_setting_of_the_wrong_type_is_refused_naming_the_key():
+    import dataclasses
+
+    from auditor.config import AuditConfig as Config
+    from auditor.gate.settings_file import NOT_FROM_FILE
+
+    for field in dataclasses.fields(Config):
+        if field.name in NOT_FROM_FILE:
+            continue
+        with pytest.raises(ConfigError) as error:
+            parse_settings({field.name: _wrong_type_for(str(field.type))}, "auditor.toml")
+        assert error.value.message.startswith(f"auditor.toml: {field.name} "), (field.name, error.value.message)
+
+
+def test_finetune_in_a_file_is_a_switch_or_a_table_of_its_options(tmp_path):
+    from auditor.config import FinetuneOptions
+
+    from auditor.settings import merge_finetune
+
+    assert merge_finetune(parse_settings({"finetune": True}).values["finetune"], None) == FinetuneOptions()
+    assert merge_finetune(parse_settings({"finetune": False}).values["finetune"], None) is None
+    options = parse_settings({"finetune": {"epochs": 3, "history": "fit.log"}}, base_dir=tmp_path).values["finetune"]
+    assert options["epochs"] == 3 and options["history"] == tmp_path / "fit.log"
+    with pytest.raises(ConfigError, match="finetune must be"):
+        AuditConfig(finetune=True)  # the config itself refuses a bare switch: FinetuneOptions or None
+    for table, needle in (({"finetune": {"epochs": "3"}}, "finetune.epochs must be a whole number"),
+                          ({"finetune": {"epohcs": 3}}, "'finetune.epohcs'"),
+                          ({"finetune": {"dropout": 2.0}}, "finetune.dropout must be in"),
+                          ({"finetune": "yes"}, "finetune must be true, false or a table")):
+        with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("(", r"\(")):
+            parse_settings(table, "auditor.toml")

@@ -252,7 +252,7 @@ def test_manifest_is_read(tmp_path):
         tmp_path / "list.csv",
         "\ufeffPath, Label ,SPLIT,source\nimgs/a.png,cat,train,camera1\nimgs/b.png,dog,val,\n/abs/c.png,dog,test,web\n",
     )
-    index = load_dataset(tmp_path, AuditConfig(manifest=manifest))
+    index = load_dataset(tmp_path, AuditConfig(manifest=manifest, allow_outside_root=True))
     assert index.layout == "manifest"
     assert index.issues == []
     assert index.records == [
@@ -260,6 +260,10 @@ def test_manifest_is_read(tmp_path):
         ImageRecord("imgs/b.png", tmp_path / "imgs" / "b.png", split="val", label="dog", source=None),
         ImageRecord("/abs/c.png", Path("/abs/c.png"), split="test", label="dog", source="web"),
     ]
+    # Without --allow-outside-root the absolute path outside the dataset folder is refused, by line.
+    refused = load_dataset(tmp_path, AuditConfig(manifest=manifest))
+    assert [(i.path, i.kind) for i in refused.issues] == [("list.csv:4", "path_outside_root")]
+    assert [r.path for r in refused.records] == ["imgs/a.png", "imgs/b.png"]
 
 
 def test_manifest_columns_can_come_in_any_order(tmp_path):
@@ -300,9 +304,9 @@ def test_bad_manifest_rows_are_issues_and_the_rest_loads(tmp_path):
         ("m.csv:3", "manifest_row"),
         ("m.csv:4", "manifest_row"),
         ("m.csv:5", "manifest_row"),
-        ("good1.png", "manifest_row"),
+        ("m.csv:6", "duplicate_manifest_row"),
     ]
-    assert "line 6" in index.issues[-1].message
+    assert "good1.png" in index.issues[-1].message and "first at line 2" in index.issues[-1].message
 
 
 def test_non_utf8_manifest_is_a_dataset_error(tmp_path):
@@ -381,3 +385,140 @@ def test_validation_split_on_split_folders_is_a_dataset_error(tmp_path):
     root = split_tree(tmp_path / "data")
     with pytest.raises(DatasetError, match="already has split folders"):
         load_dataset(root, AuditConfig(validation_split=0.2, seed=1))
+
+
+# Hostile layouts: links that leave the root or loop, empty class folders, odd names, split case ----------
+
+def test_links_leaving_the_root_are_reported_not_followed(tmp_path):
+    outside = tmp_path / "elsewhere"
+    for i in range(3):
+        make_image(outside / f"o{i}.png", 20 + i)
+    root = split_tree(tmp_path / "data")
+    os.symlink(outside, root / "train" / "cat" / "folder_out")  # a folder link out of the root
+    os.symlink(outside / "o0.png", root / "train" / "dog" / "file_out.png")  # a file link out
+    os.symlink("/dev/urandom", root / "val" / "cat" / "random.png")
+    os.symlink("../../val/cat/c3.png", root / "train" / "dog" / "inside.png")  # stays inside: followed
+    index = load_dataset(root, AuditConfig())
+    assert issues_by_path(index) == {"train/cat/folder_out": "link_outside_root",
+                                     "train/dog/file_out.png": "link_outside_root",
+                                     "val/cat/random.png": "link_outside_root"}
+    assert all(os.path.realpath(r.abspath).startswith(os.path.realpath(root) + os.sep) for r in index.records)
+    assert ("train/dog/inside.png", "train", "dog") in triples(index)
+    allowed = load_dataset(root, AuditConfig(allow_outside_root=True))
+    assert {"train/cat/folder_out/o1.png", "train/dog/file_out.png", "val/cat/random.png"} <= {r.path for r in allowed.records}
+
+
+def test_a_link_to_the_dataset_root_or_a_split_is_a_loop_and_leaks_nothing(tmp_path):
+    root = split_tree(tmp_path / "data")
+    os.symlink(root, root / "train" / "cat" / "to_root")
+    os.symlink("../..", root / "val" / "dog" / "up")  # relative, to the root too
+    os.symlink(root / "train", root / "train" / "dog" / "to_split")
+    index = load_dataset(root, AuditConfig())
+    assert issues_by_path(index) == {"train/cat/to_root": "symlink_loop", "val/dog/up": "symlink_loop",
+                                     "train/dog/to_split": "symlink_loop"}
+    assert "dataset root" in next(i.message for i in index.issues if i.path == "train/cat/to_root")
+    assert len(index.records) == 5  # no val image was walked into train
+
+
+def test_a_top_level_split_link_out_of_the_root_is_refused(tmp_path):
+    root = split_tree(tmp_path / "data")
+    make_image(tmp_path / "other" / "cat" / "x.png", 9)
+    os.symlink(tmp_path / "other", root / "test")
+    index = load_dataset(root, AuditConfig())
+    assert issues_by_path(index) == {"test": "link_outside_root"}
+    assert index.splits == ["train", "val"]
+
+
+def test_empty_class_folders_are_reported_in_every_layout(tmp_path):
+    root = split_tree(tmp_path / "data")
+    (root / "train" / "bird").mkdir()
+    (root / "val" / "fish").mkdir()
+    (root / "val" / "fish" / "Thumbs.db").write_bytes(b"junk")  # ignored files do not make it non-empty
+    assert issues_by_path(load_dataset(root, AuditConfig())) == {"train/bird": "empty_class_folder",
+                                                                 "val/fish": "empty_class_folder"}
+    pool = tmp_path / "pool"
+    for i in range(5):
+        make_image(pool / "cat" / f"c{i}.png", i)
+        make_image(pool / "dog" / f"d{i}.png", 10 + i)
+    (pool / "bird").mkdir()
+    assert issues_by_path(load_dataset(pool, AuditConfig())) == {"bird": "empty_class_folder"}
+    keras_like = load_dataset(pool, AuditConfig(validation_split=0.2, seed=1))
+    assert issues_by_path(keras_like) == {"bird": "empty_class_folder"}
+    assert "Keras" in keras_like.issues[0].message
+
+
+def test_split_names_are_case_insensitive(tmp_path):
+    root = tmp_path / "data"
+    make_image(root / "Train" / "cat" / "a.png", 1)
+    make_image(root / "Train" / "dog" / "b.png", 2)
+    make_image(root / "VAL" / "cat" / "c.png", 3)
+    index = load_dataset(root, AuditConfig())
+    assert index.layout == "splits"
+    assert index.splits == ["train", "val"] and index.reference_split == "train" and index.held_out_splits == ["val"]
+    assert ("Train/cat/a.png", "train", "cat") in triples(index)  # the path keeps the folder's own spelling
+    manifest = write_csv(tmp_path / "m.csv", "path,label,split\nTrain/cat/a.png,cat,TRAIN\nVAL/cat/c.png,cat,Val\n")
+    assert {r.split for r in read_manifest(root, manifest).records} == {"train", "val"}
+
+
+def test_names_with_control_characters_or_undecodable_bytes_are_findings(tmp_path):
+    root = split_tree(tmp_path / "data")
+    odd_folder = root / "val" / "cat" / "\x1b]0;owned\x07"
+    make_image(odd_folder / "a.png", 7)
+    make_image(odd_folder / "b.png", 8)  # one finding for the folder, not one per file inside
+    make_image(root / "train" / "cat" / "clear\x1b[2J.png", 9)
+    make_image(Path(os.fsdecode(os.fsencode(root / "train" / "dog") + b"/bad\xffname.png")), 10)
+    index = load_dataset(root, AuditConfig())
+    assert issues_by_path(index) == {
+        "val/cat/\x1b]0;owned\x07": "control_characters_in_name",
+        "train/cat/clear\x1b[2J.png": "control_characters_in_name",
+        os.fsdecode(b"train/dog/bad\xffname.png"): "non_utf8_name",
+    }
+    assert len(index.records) == 9  # still audited
+
+
+def test_manifest_rows_leaving_the_root_are_refused_unless_allowed(tmp_path):
+    root = tmp_path / "data"
+    make_image(root / "in.png", 1)
+    make_image(tmp_path / "secret.png", 2)
+    os.symlink(tmp_path, root / "up")
+    manifest = write_csv(root / "m.csv", "path,label,split\n"
+                                         "in.png,cat,train\n"
+                                         f"{tmp_path / 'secret.png'},cat,train\n"
+                                         "../secret.png,cat,val\n"
+                                         "up/secret.png,cat,val\n"
+                                         f"{root / 'in.png'},cat,val\n")  # absolute but inside: same file as line 2
+    index = read_manifest(root, manifest)
+    assert [(i.path, i.kind) for i in index.issues] == [("m.csv:3", "path_outside_root"), ("m.csv:4", "path_outside_root"),
+                                                        ("m.csv:5", "path_outside_root"), ("m.csv:6", "duplicate_manifest_row")]
+    assert [r.path for r in index.records] == ["in.png"]
+    reasons = [i.message for i in index.issues[:3]]
+    assert "absolute" in reasons[0] and "'..'" in reasons[1] and "link" in reasons[2]
+    assert all("--allow-outside-root" in m for m in reasons)
+    allowed = read_manifest(root, manifest, allow_outside_root=True)
+    assert [r.path for r in allowed.records] == ["in.png", str(tmp_path / "secret.png"), "up/secret.png"]
+    assert [(i.path, i.kind) for i in allowed.issues] == [("m.csv:4", "duplicate_manifest_row"),  # = line 3
+                                                          ("m.csv:6", "duplicate_manifest_row")]
+
+
+def test_every_repeat_of_a_manifest_row_is_named(tmp_path):
+    lines = ["path,label,split"] + [f"img{i}.png,cat,train" for i in range(24)] + ["img3.png,cat,train"] * 3
+    manifest = write_csv(tmp_path / "m.csv", "\n".join(lines) + "\n")
+    index = read_manifest(tmp_path, manifest)
+    assert [(i.path, i.kind) for i in index.issues] == [(f"m.csv:{n}", "duplicate_manifest_row") for n in (26, 27, 28)]
+    assert all("first at line 5" in i.message for i in index.issues)
+    assert len(index.records) == 24
+
+
+def test_manifest_line_numbers_count_physical_lines(tmp_path):
+    manifest = write_csv(tmp_path / "m.csv", 'path,label,split\n"a\nb.png",cat,train\nshort\n')
+    index = read_manifest(tmp_path, manifest)
+    assert [(i.path, i.kind) for i in index.issues] == [("m.csv:4", "manifest_row")]
+
+
+def test_write_manifest_leaves_out_names_a_csv_cannot_hold(tmp_path):
+    bad = os.fsdecode(b"train/cat/bad\xff.png")
+    records = [ImageRecord("train/cat/ok.png", tmp_path / "a", split="train", label="cat"),
+               ImageRecord(bad, tmp_path / "b", split="train", label="cat")]
+    destination = tmp_path / "m.csv"
+    assert write_manifest(DatasetIndex(root=tmp_path, layout="splits", records=records), destination) == [bad]
+    assert destination.read_text(encoding="utf-8").splitlines() == ["path,label,split", "train/cat/ok.png,cat,train"]
