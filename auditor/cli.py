@@ -445,6 +445,81 @@ def manifest_command(
     raise typer.Exit(_guarded(work))
 
 
+@app.command("split")
+def split_command(
+    ctx: typer.Context,
+    dataset_dir: Path = DatasetArg,
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the CSV (path,label,split,group,reason)."),
+    fractions: Optional[str] = typer.Option(None, "--fractions",
+                                            help="New splits and their shares, e.g. train=0.8,val=0.2 or "
+                                                 "train=0.7,val=0.2,test=0.1 (default: --keep-existing when the "
+                                                 "dataset has splits, else train=0.8,val=0.2)."),
+    keep_existing: bool = typer.Option(False, "--keep-existing",
+                                       help="Keep today's splits; move as few images as possible to remove every leak."),
+    group_by: Optional[str] = typer.Option(None, "--group-by",
+                                           help="Also keep together images sharing this: 'source' or a manifest column."),
+    dedupe: bool = typer.Option(False, "--dedupe", help="Keep one image per duplicate group (in train); exclude the copies."),
+    drop_suspect_labels: bool = typer.Option(False, "--drop-suspect-labels",
+                                             help="Exclude images label_issues flags with strong evidence."),
+    materialize: Optional[Path] = typer.Option(None, "--materialize",
+                                               help="Lay the split out as DEST/<split>/<class>/… (hard links; copies "
+                                                    "where links are impossible). DEST must be new or empty."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a DEST an earlier --materialize wrote."),
+    copy: bool = typer.Option(False, "--copy", help="Copy files into DEST instead of hard-linking them."),
+    format: str = typer.Option("terminal", "--format",
+                               help="Comma list of: terminal, json, markdown, html (files beside the CSV, same name)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="Settings file (default: the nearest one at or above DIR)."),
+    manifest: Optional[Path] = ManifestOpt,
+    layout: Layout = LayoutOpt,
+    validation_split: Optional[float] = ValSplitOpt,
+    seed: Optional[int] = SeedOpt,
+    split_style: SplitStyle = SplitStyleOpt,
+    source_depth: Optional[int] = typer.Option(None, "--source-depth", min=0, max=64,
+                                               help="Each image's source is the first N folders below its class folder."),
+    backbone: Backbone = BackboneOpt,
+    weights: Optional[str] = WeightsOpt,
+    offline: bool = OfflineOpt,
+    batch_size: int = BatchOpt,
+    precision: Precision = PrecisionOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+    no_cache: bool = NoCacheOpt,
+    workers: int = WorkersOpt,
+    min_cosine: Optional[float] = typer.Option(None, "--min-cosine", help="Embedding-tier threshold (default: calibrated)."),
+    max_phash_distance: Optional[int] = typer.Option(None, "--max-phash-distance", help="Hash tier: pHash distance (default 6)."),
+    max_dhash_distance: Optional[int] = typer.Option(None, "--max-dhash-distance", help="Hash tier: dHash distance (default 10)."),
+    calibration_images: Optional[int] = typer.Option(None, "--calibration-images", help="Images transformed to calibrate (default 40)."),
+    quiet: bool = QuietOpt,
+) -> None:
+    """Write a leak-free split: every duplicate group in one split, stratified by class, conflicts and broken
+    files excluded with a reason (nothing in DIR is changed)."""
+
+    def work() -> int:
+        from auditor.fix.command import SplitOptions, run_split
+        from auditor.fix.items import parse_fractions
+        from auditor.policy_file import load_settings
+
+        options = SplitOptions(
+            output=output, fractions=parse_fractions(fractions) if fractions else None, keep_existing=keep_existing,
+            seed=seed, group_by=group_by, dedupe=dedupe, drop_suspect_labels=drop_suspect_labels,
+            materialize=materialize, overwrite=overwrite, copy=copy,
+            formats=tuple(f.strip().lower() for f in format.split(",") if f.strip()))
+        settings = load_settings(dataset_dir, config_file, None)
+        config = _config(_file=settings.values, _explicit=_explicit_flags(ctx), manifest=manifest, layout=layout,
+                         validation_split=validation_split, seed=seed, split_style=split_style,
+                         source_depth=source_depth, backbone=backbone, weights=weights, offline=offline,
+                         batch_size=batch_size, precision=precision, cache_dir=cache_dir, no_cache=no_cache,
+                         workers=workers, min_cosine=min_cosine, max_phash_distance=max_phash_distance,
+                         max_dhash_distance=max_dhash_distance, calibration_images=calibration_images)
+        outcome = run_split(dataset_dir, config, options, _progress(quiet))
+        if outcome.text:
+            sys.stdout.write(outcome.text)
+        for path in outcome.written:
+            _stderr(f"written: {path}")
+        return outcome.exit_code
+
+    raise typer.Exit(_guarded(work))
+
+
 def _stdout_console():
     from rich.console import Console
 
