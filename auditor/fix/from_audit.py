@@ -149,3 +149,39 @@ def _pixels(ctx, position: int) -> float:
     if scan is None or not scan.width or not scan.height:
         return 0.0
     return float(scan.width * scan.height)
+
+
+def plan_from_audit(ctx, request, group_by: str | None = None, drop_suspect_labels: bool = False):
+    """The re-split of an audited dataset: (SplitPlan, notes). The first len(ctx.records) items are the records,
+    in order, so a kept item's index is its record position (see positions_by_split)."""
+    import dataclasses
+
+    from auditor.fix.plan import plan_split
+
+    items, notes = items_from_audit(ctx, group_by, drop_suspect_labels)
+    request = dataclasses.replace(request, notes=tuple(request.notes) + tuple(notes))
+    return plan_split(items, request), notes
+
+
+def positions_by_split(plan, record_count: int) -> dict[str, list[int]]:
+    """Record positions per split of the plan (excluded records and walk-only files are in none)."""
+    result: dict[str, list[int]] = {s: [] for s in plan.splits}
+    for position, placement in enumerate(plan.placements[:record_count]):
+        if placement.split is not None:
+            result[placement.split].append(position)
+    return result
+
+
+def counterfactual_split(ctx, seed: int, made_holdout: float | None = None) -> tuple[dict[str, list[int]], dict]:
+    """The split `gap_attribution`'s counterfactual should train and validate on: exactly what
+    `auditor split --keep-existing --dedupe --seed SEED` writes for this dataset (or, when the fine-tune made its
+    own held-out split, `--fractions train=1-h,val=h`). Leaking held-out copies are excluded as duplicates of
+    their train copy (none moves), conflicts are excluded, one copy per group is kept.
+
+    Returns (record positions per split, the split statistics)."""
+    from auditor.fix.items import SplitRequest
+    from auditor.fix.stats import split_statistics
+
+    fractions = None if made_holdout is None else {"train": 1.0 - made_holdout, "val": made_holdout}
+    plan, _notes = plan_from_audit(ctx, SplitRequest(fractions=fractions, seed=seed, dedupe=True))
+    return positions_by_split(plan, len(ctx.records)), split_statistics(plan)
