@@ -109,6 +109,7 @@ def run_split(dataset_dir: Path, config, options: SplitOptions, progress=None, c
     stats = split_statistics(plan)
     stats["dataset"] = str(dataset_dir)
     stats["csv"] = str(options.output)
+    stats["duplicate_decision"] = duplicate_decision(ctx)
     rows = write_split_csv(plan, options.output)
     written = [Path(options.output)]
     if options.materialize is not None:
@@ -124,6 +125,19 @@ def run_split(dataset_dir: Path, config, options: SplitOptions, progress=None, c
         written.append(path)
     text = render_text(stats) if "terminal" in options.formats else ""
     return SplitOutcome(stats=stats, exit_code=exit_code, text=text, written=written)
+
+
+def duplicate_decision(ctx) -> dict:
+    """The thresholds the duplicate groups were found at: re-audit the written split with the same ones
+    (`--min-cosine`), since a threshold calibrated afresh on other images can differ."""
+    config = ctx.config
+    decision = {"max_phash_distance": config.max_phash_distance, "max_dhash_distance": config.max_dhash_distance,
+                "min_cosine": None}
+    if ctx.has_embeddings:
+        calibration = ctx.calibration
+        decision["min_cosine"] = round(float(calibration.min_cosine), 4) if calibration.min_cosine is not None else None
+        decision["min_cosine_source"] = calibration.threshold_source
+    return decision
 
 
 def _materialize(ctx, plan, options: SplitOptions) -> dict:

@@ -137,6 +137,11 @@ def render_text(stats: dict) -> str:
         lines += [f"  note: {n}" for n in materialized["notes"]]
     if stats["notes"]:
         lines += [f"note: {n}" for n in stats["notes"]]
+    decision = stats.get("duplicate_decision")
+    if decision and decision.get("min_cosine") is not None:
+        lines.append(f"duplicates decided at cosine ≥ {decision['min_cosine']:g} or pHash ≤ "
+                     f"{decision['max_phash_distance']} and dHash ≤ {decision['max_dhash_distance']}: re-audit the split "
+                     f"with --min-cosine {decision['min_cosine']:g} to judge it by the same rule")
     if stats["warnings"]:
         lines += ["", "warnings:"] + [f"  - {w}" for w in stats["warnings"][:MAX_WARNINGS]]
         if len(stats["warnings"]) > MAX_WARNINGS:

@@ -111,12 +111,15 @@ def test_keep_existing_moves_the_fewest_images_and_keeps_sizes_close():
     assert all(placed[f"{s}/a/s{k}.jpg"].split == s for s, n in (("train", 20), ("val", 5)) for k in range(n))
 
 
-def test_keep_existing_resolves_random_leaks_with_minimal_moves():
+@pytest.mark.parametrize("sources", [False, True])
+def test_keep_existing_resolves_random_leaks_with_minimal_moves(sources):
     rng = np.random.default_rng(11)
-    items = random_items(rng, min_class=50, max_class=200, group_share=0.3)
+    items = random_items(rng, min_class=50, max_class=200, group_share=0.3, sources=sources)
     plan = plan_split(items, SplitRequest(fractions=None))
     stats = split_statistics(plan)
     assert stats["after"]["leaks"]["groups_spanning_splits"] == 0
+    assert stats["after"].get("group_by_values_spanning_splits", 0) == 0
+    assert stats["before"].get("group_by_values_spanning_splits", 1) > 0
     units: dict[int, list[int]] = {}
     for i, u in enumerate(plan.unit_of):
         if u >= 0:
