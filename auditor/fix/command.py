@@ -80,8 +80,7 @@ def validate(dataset_dir: Path, options: SplitOptions) -> None:
 def run_split(dataset_dir: Path, config, options: SplitOptions, progress=None, ctx=None) -> SplitOutcome:
     """Plan and write the split. `ctx`: an audit context already prepared (tests, or a caller that audited)."""
     from auditor.atomic import atomic_write_text
-    from auditor.fix.from_audit import items_from_audit
-    from auditor.fix.plan import plan_split
+    from auditor.fix.verify import verified_plan
     from auditor.fix.render import render_html, render_json, render_markdown, render_text
     from auditor.fix.split_csv import write_split_csv
     from auditor.fix.stats import split_statistics
@@ -91,7 +90,7 @@ def run_split(dataset_dir: Path, config, options: SplitOptions, progress=None, c
         from auditor.runner import prepare
 
         ctx = prepare(Path(dataset_dir), config, progress)
-    items, notes = items_from_audit(ctx, options.group_by, options.drop_suspect_labels)
+    notes: list[str] = []
     fractions = options.fractions
     keep_existing = options.keep_existing
     if not keep_existing and fractions is None:
@@ -105,11 +104,18 @@ def run_split(dataset_dir: Path, config, options: SplitOptions, progress=None, c
     seed = options.seed if options.seed is not None else (config.seed if config.seed is not None else 0)
     request = SplitRequest(fractions=None if keep_existing else fractions, seed=seed, dedupe=options.dedupe,
                            notes=tuple(notes))
-    plan = plan_split(items, request)
+    plan, _notes, verification = verified_plan(ctx, request, options.group_by, options.drop_suspect_labels)
     stats = split_statistics(plan)
+    stats["duplicate_decision"] = duplicate_decision(ctx)
+    stats["verification"] = verification
+    if not verification["clean"]:
+        last = verification["rounds"][-1]
+        stats["warnings"].insert(0, f"an audit of this split (its own calibration: cosine ≥ {last['min_cosine']}) still "
+                                    f"links {last['images_in_them']} images across splits or labels after "
+                                    f"{len(verification['rounds'])} rounds; re-audit it with --min-cosine "
+                                    f"{stats['duplicate_decision']['min_cosine']} to judge it by the rule it was made with")
     stats["dataset"] = str(dataset_dir)
     stats["csv"] = str(options.output)
-    stats["duplicate_decision"] = duplicate_decision(ctx)
     rows = write_split_csv(plan, options.output)
     written = [Path(options.output)]
     if options.materialize is not None:

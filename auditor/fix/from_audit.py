@@ -21,13 +21,15 @@ from auditor.fix.items import BROKEN, NOT_INDEXED, SUSPECT_LABEL, Exclusion, Ite
 FILE_ISSUES = ("unlabelled_file", "loose_file", "ignored_by_keras", "broken_link")
 
 
-def items_from_audit(ctx, group_by: str | None = None, drop_suspect_labels: bool = False) -> tuple[list[Item], list[str]]:
-    """Items for every input file, and notes for the output (what was grouped by, what could not be judged)."""
+def items_from_audit(ctx, group_by: str | None = None, drop_suspect_labels: bool = False,
+                     extra_groups: list[list[int]] | None = None) -> tuple[list[Item], list[str]]:
+    """Items for every input file, and notes for the output (what was grouped by, what could not be judged).
+    `extra_groups`: more groups of record positions to keep together (fix.verify adds what a re-audit links)."""
     from auditor.checks.duplicates import ALL_KINDS
 
     records = ctx.records
     notes: list[str] = []
-    group_of = _duplicate_group_ids(ctx.record_groups(ALL_KINDS), len(records))
+    group_of = _duplicate_group_ids(ctx.record_groups(ALL_KINDS) + list(extra_groups or []), len(records))
     together = _group_keys(ctx, group_by, notes) if group_by else [()] * len(records)
     suspects = _suspect_labels(ctx, notes) if drop_suspect_labels else {}
     items: list[Item] = []
@@ -152,15 +154,12 @@ def _pixels(ctx, position: int) -> float:
 
 
 def plan_from_audit(ctx, request, group_by: str | None = None, drop_suspect_labels: bool = False):
-    """The re-split of an audited dataset: (SplitPlan, notes). The first len(ctx.records) items are the records,
-    in order, so a kept item's index is its record position (see positions_by_split)."""
-    import dataclasses
+    """The re-split of an audited dataset, verified against what an audit of it would decide (fix.verify):
+    (SplitPlan, notes, verification). The first len(ctx.records) items are the records, in order, so a kept
+    item's index is its record position (see positions_by_split)."""
+    from auditor.fix.verify import verified_plan
 
-    from auditor.fix.plan import plan_split
-
-    items, notes = items_from_audit(ctx, group_by, drop_suspect_labels)
-    request = dataclasses.replace(request, notes=tuple(request.notes) + tuple(notes))
-    return plan_split(items, request), notes
+    return verified_plan(ctx, request, group_by, drop_suspect_labels)
 
 
 def positions_by_split(plan, record_count: int) -> dict[str, list[int]]:
@@ -183,5 +182,7 @@ def counterfactual_split(ctx, seed: int, made_holdout: float | None = None) -> t
     from auditor.fix.stats import split_statistics
 
     fractions = None if made_holdout is None else {"train": 1.0 - made_holdout, "val": made_holdout}
-    plan, _notes = plan_from_audit(ctx, SplitRequest(fractions=fractions, seed=seed, dedupe=True))
-    return positions_by_split(plan, len(ctx.records)), split_statistics(plan)
+    plan, _notes, verification = plan_from_audit(ctx, SplitRequest(fractions=fractions, seed=seed, dedupe=True))
+    stats = split_statistics(plan)
+    stats["verification"] = verification
+    return positions_by_split(plan, len(ctx.records)), stats

@@ -107,6 +107,22 @@ def _file_name(path: str, taken: set[str]) -> str:
     return f"{stem[:MAX_NAME_BYTES - 20]}~{_digest(path)}{suffix[:10]}"
 
 
+def layout(entries: list[Entry]) -> tuple[list[tuple[Entry, str]], dict[str, str], dict[str, str]]:
+    """Where each entry goes, relative to DEST (`<split>/<class>/<file>`, safe names), and the split and class
+    folder names. Pure: materialize writes exactly this, and verify audits exactly this."""
+    split_folders = _distinct([e.split for e in entries])
+    class_folders = _distinct([e.label for e in entries])
+    taken: dict[tuple[str, str], set[str]] = {}
+    placed = []
+    for entry in sorted(entries, key=lambda e: (e.split, e.label, e.path)):
+        folder = (split_folders[entry.split], class_folders[entry.label])
+        names = taken.setdefault(folder, set())
+        name = _file_name(entry.path, names)
+        names.add(name.casefold())
+        placed.append((entry, f"{folder[0]}/{folder[1]}/{name}"))
+    return placed, split_folders, class_folders
+
+
 def check_destination(destination: Path, dataset_root: Path, sources: list[Path], overwrite: bool) -> list[str]:
     """Refuse a DEST that could touch the dataset, or hold files we did not write; returns the files an earlier
     run wrote that `overwrite` will remove."""
@@ -176,22 +192,15 @@ def materialize(entries: list[Entry], dataset_root: Path, destination: Path, ove
     sources = [e.source for e in entries]
     stale = check_destination(destination, dataset_root, sources, overwrite)
     dest = Path(destination).expanduser().resolve()
-    split_folders = _distinct([e.split for e in entries])
-    class_folders = _distinct([e.label for e in entries])
+    placed, split_folders, class_folders = layout(entries)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     files: list[str] = []
     linked = copied = 0
     try:
-        taken: dict[tuple[str, str], set[str]] = {}
-        for entry in sorted(entries, key=lambda e: (e.split, e.label, e.path)):
-            folder = (split_folders[entry.split], class_folders[entry.label])
-            names = taken.setdefault(folder, set())
-            name = _file_name(entry.path, names)
-            names.add(name.casefold())
-            relative = f"{folder[0]}/{folder[1]}/{name}"
-            target = staging / folder[0] / folder[1] / name
+        for entry, relative in placed:
+            target = staging / relative
             if not target.resolve().is_relative_to(staging.resolve()):  # safe_name makes this impossible; belt and braces
                 raise MaterializeError(f"refusing to write {relative!r} outside {str(destination)!r}")
             target.parent.mkdir(parents=True, exist_ok=True)

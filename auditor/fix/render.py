@@ -137,6 +137,14 @@ def render_text(stats: dict) -> str:
         lines += [f"  note: {n}" for n in materialized["notes"]]
     if stats["notes"]:
         lines += [f"note: {n}" for n in stats["notes"]]
+    verification = stats.get("verification") or {}
+    if verification.get("checked"):
+        rounds = verification["rounds"]
+        added = sum(r["groups_found"] for r in rounds)
+        lines.append(f"checked as an audit of the written split decides (its own calibration: cosine ≥ "
+                     f"{rounds[-1]['min_cosine']}): " + ("no leak, no conflict" if verification["clean"] else "NOT clean")
+                     + (f" after adding {added} group{'s' if added != 1 else ''} it links ({len(rounds)} rounds)"
+                        if added else ""))
     decision = stats.get("duplicate_decision")
     if decision and decision.get("min_cosine") is not None:
         lines.append(f"duplicates decided at cosine ≥ {decision['min_cosine']:g} or pHash ≤ "

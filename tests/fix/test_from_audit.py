@@ -62,7 +62,9 @@ def test_items_carry_the_audit_groups_and_exclusions():
     assert by_path["train/b/broken.jpg"].excluded.text() == "broken: cannot open: Truncated File Read"
     assert by_path["train/readme.txt"].excluded.kind == "not_indexed" and by_path["train/readme.txt"].label == ""
     assert len(result) == len(items) + 1 and not notes
-    plan, _ = plan_from_audit(ctx, SplitRequest(fractions=None))
+    plan, _, verification = plan_from_audit(ctx, SplitRequest(fractions=None))
+    assert verification == {"checked": False, "clean": True,
+                            "reason": "thresholds fixed (hash tier only, or --min-cosine given)"}
     placed = {item.path: p for item, p in plan.rows()}
     # One copy in train, two in val: the fewest moves take the train copy to val.
     assert {placed[p].split for p in ("val/a/exact.jpg", "val/a/near.jpg", first_a["path"])} == {"val"}
@@ -88,7 +90,7 @@ def test_group_by_source_and_by_a_manifest_column(tmp_path):
     assert "grouped by patient" in notes[0]
     with pytest.raises(ConfigError, match="no such column"):
         items_from_audit(ctx, group_by="hospital")
-    plan, _ = plan_from_audit(ctx, SplitRequest(fractions={"train": 0.5, "val": 0.5}), group_by="patient")
+    plan, _, _ = plan_from_audit(ctx, SplitRequest(fractions={"train": 0.5, "val": 0.5}), group_by="patient")
     for patient in ("p0", "p1", "p2", "p3"):
         members = [p.split for item, p in plan.rows() if item.together == (f"patient={patient}",)]
         assert len(set(members)) == 1
@@ -125,7 +127,59 @@ def test_counterfactual_split_is_the_keep_existing_dedupe_split():
     train_copy = next(k for k, i in enumerate(items) if i["path"] == first_a["path"])
     assert train_copy in positions["train"] and leak not in positions["val"] and leak not in positions["train"]
     assert stats["excluded"]["by_kind"] == {"duplicate": 1} and stats["moved"]["total"] == 0
-    plan, _ = plan_from_audit(ctx, SplitRequest(fractions=None, dedupe=True))
+    plan, _, _ = plan_from_audit(ctx, SplitRequest(fractions=None, dedupe=True))
     assert positions == positions_by_split(plan, len(ctx.records))
     made, _ = counterfactual_split(ctx, seed=0, made_holdout=0.25)
     assert sorted(made) == ["train", "val"] and abs(len(made["val"]) - 0.25 * (len(items) - 1)) <= 1
+
+
+def test_verification_adds_what_a_recalibrated_audit_of_the_split_links():
+    """The whole dataset was decided at cosine 0.99 (as if calibrated high); an audit of the written split
+    calibrates afresh (here: the 0.95 default, no calibration sample) and links a pair at cosine 0.97 that the
+    plan had put in two splits. The verified plan keeps the pair together."""
+    from auditor.fix.verify import verified_plan
+
+    items = dataset(20)
+    base = np.asarray(items[1]["vector"], dtype=float)
+    base /= np.linalg.norm(base)
+    noise = np.random.default_rng(4).normal(size=base.shape)
+    noise -= noise.dot(base) * base
+    noise /= np.linalg.norm(noise)
+    twin = 0.97 * base + np.sqrt(1 - 0.97**2) * noise  # cosine 0.97 with items[1]
+    items.append({"path": f"val/{items[1]['label']}/twin.jpg", "label": items[1]["label"], "split": "val",
+                  "vector": twin})
+    ctx = audited(items)
+    ctx.config = ctx.config.replace(min_cosine=None)
+    ctx.calibration.min_cosine = 0.99
+    plan, _, verification = verified_plan(ctx, SplitRequest(fractions=None))
+    assert verification["checked"] and verification["clean"]
+    assert [r["groups_found"] for r in verification["rounds"]] == [1, 0]
+    assert verification["rounds"][0]["min_cosine"] == 0.95
+    placed = {item.path: p.split for item, p in plan.rows()}
+    assert placed[items[1]["path"]] == placed[items[-1]["path"]]
+
+
+def test_the_split_context_walks_like_an_audit_of_the_materialized_folder(tmp_path):
+    """Same records, same order, as load_dataset over the folder materialize writes."""
+    from auditor.config import AuditConfig
+    from auditor.dataset import load_dataset
+    from auditor.fix.materialize import Entry, materialize
+    from auditor.fix.verify import split_context
+
+    items = dataset(12)
+    for k, item in enumerate(items):
+        item["path"] = f"{item['split']}/{item['label']}/{'Z' if k % 3 else 'a'}{k}.jpg"
+    items.append({**items[0], "path": "val/b/" + items[0]["path"].split("/")[-1]})  # a name taken twice in one folder
+    ctx = audited(items)
+    for k, record in enumerate(ctx.records):
+        (tmp_path / "data" / record.path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / record.path).write_bytes(f"image {k}".encode())
+    ctx.index.records[:] = [r.__class__(r.path, tmp_path / "data" / r.path, r.split, r.label) for r in ctx.records]
+    plan, _, _ = plan_from_audit(ctx, SplitRequest(fractions={"train": 0.6, "val": 0.4}, seed=2))
+    split_ctx, origin = split_context(ctx, plan)
+    entries = [Entry(ctx.records[p].abspath, ctx.records[p].path, split, ctx.records[p].label)
+               for split, positions in positions_by_split(plan, len(ctx.records)).items() for p in positions]
+    materialize(entries, tmp_path / "data", tmp_path / "dest")
+    walked = load_dataset(tmp_path / "dest", AuditConfig())
+    assert [(r.path, r.split, r.label) for r in split_ctx.records] == [(r.path, r.split, r.label) for r in walked.records]
+    assert [ctx.records[p].abspath.read_bytes() for p in origin] == [r.abspath.read_bytes() for r in walked.records]
