@@ -131,6 +131,7 @@ def main() -> None:
         if "targets" in stats:
             print(f"  targets: worst class {stats['targets']['worst_class_error_points']} points, "
                   f"worst size {stats['targets']['worst_size_error_points']} points")
+        print(f"  verification: {stats.get('verification')}")
         print(f"  re-audit: leakage {again['leakage']} ({again['leakage_summary']}), label_conflicts "
               f"{again['label_conflicts']}; min_cosine split {stats['duplicate_decision']['min_cosine']} vs "
               f"re-audit {again['min_cosine']}")

@@ -4,6 +4,9 @@
 cheap), turns the audit into Items, plans the split, writes the CSV (+ JSON / Markdown / HTML beside it,
 same stem), optionally materializes it, and returns the statistics, the terminal text and an exit code.
 Nothing is written into the dataset: the CSV, the reports and DEST may not lie inside it.
+
+Exit code 0; 1 when the split is written but an audit of it may still find a leak (the verification did not
+settle, fix.verify); usage and dataset errors are raised as AuditorError (the CLI's exit code 2).
 """
 
 from __future__ import annotations
@@ -80,10 +83,10 @@ def validate(dataset_dir: Path, options: SplitOptions) -> None:
 def run_split(dataset_dir: Path, config, options: SplitOptions, progress=None, ctx=None) -> SplitOutcome:
     """Plan and write the split. `ctx`: an audit context already prepared (tests, or a caller that audited)."""
     from auditor.atomic import atomic_write_text
-    from auditor.fix.verify import verified_plan
     from auditor.fix.render import render_html, render_json, render_markdown, render_text
     from auditor.fix.split_csv import write_split_csv
     from auditor.fix.stats import split_statistics
+    from auditor.fix.verify import verified_plan
 
     validate(dataset_dir, options)
     if ctx is None:
@@ -120,7 +123,7 @@ def run_split(dataset_dir: Path, config, options: SplitOptions, progress=None, c
     written = [Path(options.output)]
     if options.materialize is not None:
         stats["materialized"] = _materialize(ctx, plan, options)
-    exit_code = EXIT_OK
+    exit_code = EXIT_OK if verification["clean"] else EXIT_FAILED  # written, but a re-audit may find a leak
     after = stats["after"]
     if after["leaks"]["groups_spanning_splits"] or after["conflicts"]["groups"]:  # impossible by construction
         stats["warnings"].insert(0, "internal error: the written split still has a leak or a conflict; please report it")

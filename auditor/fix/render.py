@@ -102,6 +102,24 @@ def target_lines(stats: dict) -> list[str]:
     ]
 
 
+def decision_lines(stats: dict) -> list[str]:
+    """How the duplicates were decided, and whether an audit of the written split agrees."""
+    lines = []
+    decision = stats.get("duplicate_decision")
+    if decision and decision.get("min_cosine") is not None:
+        lines.append(f"duplicates decided at cosine ≥ {decision['min_cosine']:g}, or pHash ≤ "
+                     f"{decision['max_phash_distance']} and dHash ≤ {decision['max_dhash_distance']}")
+    verification = stats.get("verification") or {}
+    if verification.get("checked"):
+        rounds = verification["rounds"]
+        added = sum(r["groups_found"] for r in rounds)
+        lines.append("checked as an audit of the written split decides (its own calibration: cosine ≥ "
+                     f"{rounds[-1]['min_cosine']}): " + ("no leak, no conflict" if verification["clean"] else "NOT clean")
+                     + (f", after keeping together {added} more group{'s' if added != 1 else ''} it links"
+                        if added else ""))
+    return lines
+
+
 def _excluded_text(stats: dict) -> str:
     kinds = stats["excluded"]["by_kind"]
     return " · ".join(f"{k} {n}" for k, n in kinds.items()) if kinds else "none"
@@ -137,19 +155,7 @@ def render_text(stats: dict) -> str:
         lines += [f"  note: {n}" for n in materialized["notes"]]
     if stats["notes"]:
         lines += [f"note: {n}" for n in stats["notes"]]
-    verification = stats.get("verification") or {}
-    if verification.get("checked"):
-        rounds = verification["rounds"]
-        added = sum(r["groups_found"] for r in rounds)
-        lines.append(f"checked as an audit of the written split decides (its own calibration: cosine ≥ "
-                     f"{rounds[-1]['min_cosine']}): " + ("no leak, no conflict" if verification["clean"] else "NOT clean")
-                     + (f" after adding {added} group{'s' if added != 1 else ''} it links ({len(rounds)} rounds)"
-                        if added else ""))
-    decision = stats.get("duplicate_decision")
-    if decision and decision.get("min_cosine") is not None:
-        lines.append(f"duplicates decided at cosine ≥ {decision['min_cosine']:g} or pHash ≤ "
-                     f"{decision['max_phash_distance']} and dHash ≤ {decision['max_dhash_distance']}: re-audit the split "
-                     f"with --min-cosine {decision['min_cosine']:g} to judge it by the same rule")
+    lines += decision_lines(stats)
     if stats["warnings"]:
         lines += ["", "warnings:"] + [f"  - {w}" for w in stats["warnings"][:MAX_WARNINGS]]
         if len(stats["warnings"]) > MAX_WARNINGS:
@@ -182,7 +188,7 @@ def render_markdown(stats: dict) -> str:
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table]
     if hidden:
         lines.append(f"\n+{hidden} more classes in the JSON")
-    lines += [""] + [f"- {cell(t)}" for t in target_lines(stats)]
+    lines += [""] + [f"- {cell(t)}" for t in target_lines(stats) + decision_lines(stats)]
     if stats["warnings"]:
         lines += ["", "**Warnings**", ""] + [f"- {cell(w)}" for w in stats["warnings"][:MAX_WARNINGS]]
     return "\n".join(lines).rstrip() + "\n"
@@ -216,6 +222,7 @@ code { background: #f6f8fa; padding: 0 3px; }
 {% endfor %}</table>
 {% if hidden %}<p class="muted">+{{ hidden }} more classes in the JSON.</p>{% endif %}
 {% for line in targets %}<p>{{ line }}</p>{% endfor %}
+{% for line in decision %}<p>{{ line }}</p>{% endfor %}
 {% if stats.materialized %}<p>Materialized: {{ stats.materialized.files }} files in <code>{{ stats.materialized.destination }}</code>
 ({{ stats.materialized.hard_links }} hard links, {{ stats.materialized.copies }} copies).</p>
 {% for n in stats.materialized.notes %}<p class="muted">{{ n }}</p>{% endfor %}{% endif %}
@@ -245,5 +252,5 @@ def render_html(stats: dict, rows: list | None = None) -> str:
     return env.from_string(_PAGE).render(
         stats={"materialized": None, "dataset": "", "csv": "", **stats}, mode=_mode_text(stats),
         summary=summary_rows(stats), excluded=_excluded_text(stats), moved=_moved_text(stats), header=header,
-        table=table, hidden=hidden, targets=target_lines(stats), excluded_rows=excluded[:MAX_EXCLUDED_ROWS],
+        table=table, hidden=hidden, targets=target_lines(stats), decision=decision_lines(stats), excluded_rows=excluded[:MAX_EXCLUDED_ROWS],
         excluded_hidden=max(0, len(excluded) - MAX_EXCLUDED_ROWS))

@@ -54,3 +54,16 @@ def test_markdown_and_terminal_show_before_and_after_without_injection():
     assert "\x1b" not in text and "?[2J?[31mred" in text
     assert "val 1 of 3 (33.33 %) · 1 group spans splits  →  val 0 of" in text
     assert "excluded: broken 1" in text and "per-class share of every split within ±2 points" in text
+
+
+def test_the_duplicate_decision_and_its_verification_are_stated():
+    plan, stats = hostile_plan()
+    stats["duplicate_decision"] = {"max_phash_distance": 6, "max_dhash_distance": 10, "min_cosine": 0.98}
+    stats["verification"] = {"checked": True, "clean": True, "rounds": [
+        {"round": 1, "min_cosine": 0.9495, "groups_found": 1, "images_in_them": 2},
+        {"round": 2, "min_cosine": 0.9495, "groups_found": 0, "images_in_them": 0}]}
+    expected = ("checked as an audit of the written split decides (its own calibration: cosine ≥ 0.9495): no leak, "
+                "no conflict, after keeping together 1 more group it links")
+    for rendered in (render_text(stats), render_html(stats, split_rows(plan))):
+        assert expected in rendered and "duplicates decided at cosine ≥ 0.98, or pHash ≤ 6 and dHash ≤ 10" in rendered
+    assert "no leak, no conflict" in render_markdown(stats)
