@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from auditor.backbones.registry import Backbone
-from auditor.cache import Cache
-from auditor.calibration import Calibration, calibrate, choose_min_cosine
+from auditor.encoding.cache import Cache
+from auditor.similarity.calibration import Calibration, calibrate, choose_min_cosine
 from auditor.config import AuditConfig
-from auditor.dataset import DatasetIndex, ImageRecord
-from auditor.duplicate_graph import DuplicateGraph, build_graph
-from auditor.encode import Encoded
-from auditor.imaging import ScanLimits
+from auditor.index.dataset import DatasetIndex, ImageRecord
+from auditor.similarity.duplicate_graph import DuplicateGraph, build_graph
+from auditor.encoding.encode import Encoded
+from auditor.encoding.imaging import ScanLimits
 
 
 def scan_limits(config: AuditConfig) -> ScanLimits:
@@ -33,8 +33,6 @@ class AuditContext:
     _group_memo: dict = field(default_factory=dict, repr=False)
     check_seconds: dict = field(default_factory=dict, repr=False)  # check id → seconds it took
     reused_checks: list = field(default_factory=list, repr=False)  # check ids served from the result cache
-    # Published by split_shift for gap_attribution: {held-out split: {sha256: P(held-out | image)}}.
-    split_shift_scores: dict | None = field(default=None, repr=False)
 
     @property
     def records(self) -> list[ImageRecord]:
@@ -65,6 +63,11 @@ class AuditContext:
         for i in self.usable_positions:
             grouped.setdefault(self.encoded.record_sha[i], []).append(i)
         return grouped
+
+    @cached_property
+    def node_of_sha(self) -> dict[str, int]:
+        """Content → its node in the duplicate graph (the position in unique_shas)."""
+        return {sha: i for i, sha in enumerate(self.unique_shas)}
 
     @property
     def has_embeddings(self) -> bool:
@@ -122,6 +125,13 @@ class AuditContext:
             min_cosine,
         )
 
+    @property
+    def duplicate_groups(self) -> list[list[int]]:
+        """Record positions that are copies of one image, by any evidence (exact or near), largest first."""
+        from auditor.similarity.duplicate_graph import ALL_KINDS
+
+        return self.record_groups(ALL_KINDS)
+
     def record_groups(self, kinds: tuple[str, ...], include_byte_identical: bool = True) -> list[list[int]]:
         """Groups of record positions connected by the given kinds of evidence (plus identical bytes).
 
@@ -148,9 +158,8 @@ class AuditContext:
     def group_evidence(self, positions: list[int]) -> list[dict]:
         """Per-pair evidence inside a group, with paths, for the report."""
         graph = self.duplicate_graph
-        node_of = {sha: i for i, sha in enumerate(graph.shas)}
         shas = {self.encoded.record_sha[p] for p in positions}
-        nodes = sorted(node_of[s] for s in shas)
+        nodes = sorted(self.node_of_sha[s] for s in shas)
         pairs = []
         for sha in sorted(shas):
             same = self.positions_by_sha[sha]
@@ -161,7 +170,31 @@ class AuditContext:
                           "b": self.records[self.positions_by_sha[graph.shas[b]][0]].path, **evidence})
         return pairs
 
+    # Shared intermediate results: computed on first use, by whichever check asks first ------------------
+
+    @cached_property
+    def domain_scores(self) -> dict[str, dict[str, float]]:
+        """{held-out split: {sha256: P(held-out | image)}} from the domain classifier (split_shift,
+        gap_attribution)."""
+        from auditor.analysis.domain import domain_scores
+
+        return domain_scores(self)
+
+    @cached_property
+    def label_analysis(self):
+        """The cross-validated label probe and confident learning (label_issues, gap_attribution)."""
+        from auditor.checks.label_issues import compute_label_analysis
+
+        return compute_label_analysis(self)
+
+    @cached_property
+    def reference_run(self):
+        """The reference fine-tune on the cached feature maps (reference_finetune, gap_attribution)."""
+        from auditor.finetune.head import train_reference
+
+        return train_reference(self)
+
     def unit_embeddings(self, shas: list[str]) -> np.ndarray:
-        from auditor.neighbors import normalise
+        from auditor.similarity.neighbours import normalise
 
         return normalise(np.stack([self.encoded.embeddings[s] for s in shas]))

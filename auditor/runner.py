@@ -8,13 +8,15 @@ from pathlib import Path
 
 from auditor import __version__
 from auditor.backbones.registry import Backbone, resolve_backbone
-from auditor.baseline import accept_findings, apply_statuses
-from auditor.cache import Cache
+from auditor.gate.baseline import accept_findings, apply_statuses
+from auditor.encoding.cache import Cache
 from auditor.checks import CHECKS
+from auditor.checks.base import Check, Evidence
 from auditor.config import AuditConfig
 from auditor.context import AuditContext, scan_limits
-from auditor.dataset import DatasetIndex, load_dataset
-from auditor.encode import encode_dataset
+from auditor.index.dataset import load_dataset
+from auditor.encoding.encode import encode_dataset
+from auditor.engines import resolve_engine
 from auditor.errors import AuditorError, ConfigError
 from auditor.progress import Progress, SilentProgress
 from auditor.report import CheckResult, Finding, Report, Status
@@ -25,7 +27,7 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
     """Index and encode the dataset (hashes, scans, embeddings), using the cache.
     With `against`, the dataset is audited as incoming images merged into that existing dataset."""
     if against is not None:
-        from auditor.merge import load_merged
+        from auditor.index.merged import load_merged
 
         index = load_merged(Path(dataset_dir), Path(against), config)
     else:
@@ -35,7 +37,7 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
     feature_maps = None
     if config.finetune is not None and backbone is not None:
         # The fine-tune's frozen base: its maps are computed in the embedding pass and cached beside it.
-        from auditor.feature_maps import FeatureMapStore
+        from auditor.encoding.feature_maps import FeatureMapStore
 
         feature_maps = FeatureMapStore(config.cache_dir if config.use_cache else None, backbone.feature_map_key)
     encoded = encode_dataset(
@@ -48,49 +50,86 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
         workers=config.workers,
         progress=progress or SilentProgress(),
         feature_maps=feature_maps,
+        engine=resolve_engine(config.engine, config.workers),
     )
     return AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache)
 
 
 def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[CheckResult]:
+    """Compute each check's evidence (or reuse it from the cache), then judge it by the policy."""
     unknown = [c for c in (check_ids or []) if c not in CHECKS]
     if unknown:
         raise ConfigError(f"unknown check id(s): {', '.join(unknown)}", f"Known checks: {', '.join(CHECKS)}.")
-    from auditor import result_cache
-    from auditor.formats.json_report import plain
+    from auditor.encoding import result_cache
 
-    key = result_cache.inputs_key(ctx) if result_cache.usable(ctx) else None
+    base_key = result_cache.inputs_key(ctx) if ctx.config.use_cache else None
+    merging = getattr(ctx.index, "origins", None) is not None
     results = []
-    for check_id, check in CHECKS.items():
-        if check_ids and check_id not in check_ids:
+    for check in _checks_to_run(merging):
+        if check_ids and check.id not in check_ids and check.id != "merge":
             continue
         started = time.perf_counter()
-        cached = ctx.cache.get_check_result(key, check_id) if key else None
-        if cached is not None:
-            result = CheckResult.from_dict(cached)
-            ctx.reused_checks.append(check_id)
-            ctx.check_seconds[check_id] = time.perf_counter() - started
-            apply_statuses(result, ctx.config.policy.statuses)
-            results.append(result)
-            continue
-        try:
-            result = check(ctx)
-        except AuditorError:
-            raise
-        except Exception as exc:  # one broken check must not hide the others' results
-            last = traceback.extract_tb(exc.__traceback__)[-1]
-            result = CheckResult(
-                id=check_id,
-                status=Status.ERROR,
-                summary=f"check crashed: {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})",
-            )
-        ctx.check_seconds[check_id] = time.perf_counter() - started
-        result.findings = _merge_same_id(result.findings)
-        if key and result.status != Status.ERROR:
-            ctx.cache.put_check_result(key, check_id, plain(result.to_dict()))
+        if merging and check.id in WHOLE_DATASET_TESTS:
+            result = CheckResult(id=check.id, status=Status.SKIPPED, summary=MERGE_SKIP)
+        else:
+            result = _judged(ctx, check, _evidence(ctx, check, base_key))
+        ctx.check_seconds[check.id] = time.perf_counter() - started
         apply_statuses(result, ctx.config.policy.statuses)
         results.append(result)
     return results
+
+
+# In a merge audit these whole-dataset tests are not re-run over the union: the `merge` check compares the
+# incoming images with the existing ones instead (the existing dataset's own audit judged its distribution).
+WHOLE_DATASET_TESTS = ("split_shift", "shortcuts", "label_issues")
+MERGE_SKIP = ("merge audit: the incoming images are compared with the existing ones in `merge` (shift, property "
+              "drift, labels against their nearest existing images); the existing dataset's own audit tested the rest")
+
+
+def _checks_to_run(merging: bool) -> list[Check]:
+    if not merging:
+        return list(CHECKS.values())
+    from auditor.gate.merge import CHECK as MERGE_CHECK
+
+    return [*CHECKS.values(), MERGE_CHECK]
+
+
+def _evidence(ctx: AuditContext, check: Check, base_key: str | None) -> Evidence | CheckResult:
+    """The check's evidence: from the cache when this code, these inputs and settings computed it before."""
+    from auditor.encoding import result_cache
+    from auditor.formats.json_report import plain
+
+    key = result_cache.evidence_key(base_key, check, ctx.config.policy) if base_key else None
+    cached = ctx.cache.get_check_result(key, check.id) if key else None
+    if cached is not None:
+        ctx.reused_checks.append(check.id)
+        return Evidence.from_dict(cached)
+    try:
+        evidence = check.compute(ctx)
+    except AuditorError:
+        raise
+    except Exception as exc:  # one broken check must not hide the others' results
+        return crashed(check.id, exc)
+    evidence.findings = _merge_same_id(evidence.findings)
+    if key:
+        ctx.cache.put_check_result(key, check.id, plain(evidence.to_dict()))
+    return evidence
+
+
+def _judged(ctx: AuditContext, check: Check, evidence: Evidence | CheckResult) -> CheckResult:
+    if isinstance(evidence, CheckResult):  # it crashed
+        return evidence
+    try:
+        return check.result(evidence, ctx.config.policy)
+    except Exception as exc:
+        return crashed(check.id, exc)
+
+
+def crashed(check_id: str, exc: Exception) -> CheckResult:
+    """A check that raised: an `error` result naming the exception and where it came from."""
+    last = traceback.extract_tb(exc.__traceback__)[-1]
+    return CheckResult(id=check_id, status=Status.ERROR,
+                       summary=f"check crashed: {type(exc).__name__}: {exc} ({Path(last.filename).name}:{last.lineno})")
 
 
 def audit(dataset_dir: Path, config: AuditConfig, progress: Progress | None = None,
@@ -102,12 +141,6 @@ def audit(dataset_dir: Path, config: AuditConfig, progress: Progress | None = No
     ctx = prepare(dataset_dir, config, progress, against=against)
     encoded_at = time.perf_counter()
     checks = run_checks(ctx, check_ids)
-    if against is not None:
-        from auditor.merge import merge_check
-
-        merged = merge_check(ctx)
-        apply_statuses(merged, ctx.config.policy.statuses)
-        checks.append(merged)
     _accept(checks, baseline_ids or set(), merging=against is not None)
     finished = time.perf_counter()
     report = build_report(ctx, checks)
@@ -148,7 +181,7 @@ def build_report(ctx: AuditContext, checks: list[CheckResult]) -> Report:
 
 def _accept(checks: list[CheckResult], baseline_ids: set[str], merging: bool) -> None:
     """Findings in the baseline, or (when merging) among existing images only, cannot fail the gate."""
-    from auditor.merge import is_existing_only
+    from auditor.gate.merge import is_existing_only
 
     def reason_for(finding: Finding) -> str | None:
         if finding.id in baseline_ids:

@@ -27,10 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from auditor.backbones.registry import resolve_backbone  # noqa: E402
-from auditor.dataset import load_dataset  # noqa: E402
+from auditor.index.dataset import load_dataset  # noqa: E402
 from auditor.config import AuditConfig  # noqa: E402
-from auditor.duplicate_graph import build_graph  # noqa: E402
-from auditor.imaging import ScanLimits, scan_bytes, sha256_hex  # noqa: E402
+from auditor.similarity.duplicate_graph import build_graph  # noqa: E402
+from auditor.encoding.imaging import ScanLimits, scan_bytes, sha256_hex  # noqa: E402
 
 
 def rate(count: int, seconds: float) -> float:
@@ -118,7 +118,7 @@ def main() -> None:
     calibration = report["checks"][2]["metrics"]["detection_quality"]["queries"]
 
     # Search: the duplicate graph (FAISS Hamming + cosine range search) on this run's vectors.
-    from auditor.cache import Cache
+    from auditor.encoding.cache import Cache
 
     c = Cache(cache)
     shas = sorted({sha256_hex(b) for b in blobs})

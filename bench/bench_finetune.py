@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from auditor.config import AuditConfig, FinetuneOptions  # noqa: E402
-from auditor.finetune import array_source, reference_run, train_head  # noqa: E402
+from auditor.finetune.head import array_source, reference_run, train_head  # noqa: E402
 from auditor.runner import prepare  # noqa: E402
 
 

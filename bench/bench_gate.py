@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from auditor.config import AuditConfig  # noqa: E402
-from auditor.dataset import load_dataset  # noqa: E402
+from auditor.index.dataset import load_dataset  # noqa: E402
 
 
 def write_manifest(records, destination: Path) -> None:

@@ -38,12 +38,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from auditor.backbones.registry import resolve_backbone  # noqa: E402
-from auditor.cache import Cache  # noqa: E402
+from auditor.encoding.cache import Cache  # noqa: E402
 from auditor.checks import label_issues as li  # noqa: E402
 from auditor.config import AuditConfig  # noqa: E402
 from auditor.context import AuditContext, scan_limits  # noqa: E402
-from auditor.dataset import DatasetIndex, ImageRecord, load_dataset  # noqa: E402
-from auditor.encode import encode_dataset  # noqa: E402
+from auditor.index.dataset import DatasetIndex, ImageRecord, load_dataset  # noqa: E402
+from auditor.encoding.encode import encode_dataset  # noqa: E402
 
 
 def combined_index(shared: Path, names: list[str], config: AuditConfig) -> DatasetIndex:

@@ -34,12 +34,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from auditor.cache import Cache  # noqa: E402
+from auditor.encoding.cache import Cache  # noqa: E402
 from auditor.checks import shortcuts, split_shift  # noqa: E402
 from auditor.config import AuditConfig  # noqa: E402
 from auditor.context import AuditContext, scan_limits  # noqa: E402
-from auditor.dataset import DatasetIndex, ImageRecord  # noqa: E402
-from auditor.encode import Encoded, encode_dataset  # noqa: E402
+from auditor.index.dataset import DatasetIndex, ImageRecord  # noqa: E402
+from auditor.encoding.encode import Encoded, encode_dataset  # noqa: E402
 from auditor.runner import prepare  # noqa: E402
 
 

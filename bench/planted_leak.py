@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from auditor.checks import gap_attribution  # noqa: E402
 from auditor.config import AuditConfig, FinetuneOptions  # noqa: E402
-from auditor.finetune import reference_run  # noqa: E402
+from auditor.finetune.head import reference_run  # noqa: E402
 from auditor.runner import prepare  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}

@@ -1,27 +1,26 @@
-"""The checks, registered explicitly: id → function(AuditContext) → CheckResult. Order is report order."""
+"""The checks, registered explicitly: id → Check(compute, judge). Order is report order only: checks share
+intermediate results through the context's lazily computed values, so any order computes the same."""
 
 from __future__ import annotations
-
-from typing import Callable
 
 from auditor.checks import class_balance, duplicates, integrity, label_conflicts, leakage
 from auditor.checks import shortcuts, split_shift
 from auditor.checks import gap_attribution, reference_finetune
 from auditor.checks import image_quality, label_issues, outliers
+from auditor.checks.base import Check
 
-CHECKS: dict[str, Callable] = {
-    "integrity": integrity.run,
-    "exact_duplicates": duplicates.run_exact,
-    "near_duplicates": duplicates.run_near,
-    "leakage": leakage.run,
-    "label_conflicts": label_conflicts.run,
-    "class_balance": class_balance.run,
-    "split_shift": split_shift.run,
-    "shortcuts": shortcuts.run,
-    "label_issues": label_issues.run,
-    "outliers": outliers.run,
-    "image_quality": image_quality.run,
-    # Only with --finetune (skipped otherwise); last, so gap_attribution can read the other checks' evidence.
-    "reference_finetune": reference_finetune.run,
-    "gap_attribution": gap_attribution.run,
-}
+CHECKS: dict[str, Check] = {check.id: check for check in (
+    integrity.CHECK,
+    duplicates.EXACT_CHECK,
+    duplicates.NEAR_CHECK,
+    leakage.CHECK,
+    label_conflicts.CHECK,
+    class_balance.CHECK,
+    split_shift.CHECK,
+    shortcuts.CHECK,
+    label_issues.CHECK,
+    outliers.CHECK,
+    image_quality.CHECK,
+    reference_finetune.CHECK,  # these two only with --finetune (skipped otherwise)
+    gap_attribution.CHECK,
+)}

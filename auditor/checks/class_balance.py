@@ -3,12 +3,13 @@ split's label distribution differs from train's (chi-square test, Cramér's V)."
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from auditor.config import REFERENCE_SPLIT
 from auditor.context import AuditContext
-from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+from auditor.checks.base import Check, Evidence, Verdict
+from auditor.config import Policy
+from auditor.report import Finding, Severity, Status, stable_finding_id
 
 
 def count_table(ctx: AuditContext) -> tuple[list[str], list[str], np.ndarray]:
@@ -39,10 +40,8 @@ def distribution_test(reference: np.ndarray, held_out: np.ndarray) -> dict:
     }
 
 
-def run(ctx: AuditContext) -> CheckResult:
+def compute(ctx: AuditContext) -> Evidence:
     splits, classes, counts = count_table(ctx)
-    policy = ctx.config.policy
-    findings: list[Finding] = []
     per_split = {}
     for s, split in enumerate(splits):
         present = counts[s][counts[s] > 0]
@@ -53,60 +52,12 @@ def run(ctx: AuditContext) -> CheckResult:
             "imbalance_ratio": round(ratio, 3) if ratio is not None else None,
             "missing_classes": [c for k, c in enumerate(classes) if counts[s, k] == 0],
         }
-    fail = warn = False
     reference = REFERENCE_SPLIT if REFERENCE_SPLIT in splits else splits[0]
     r = splits.index(reference)
+    tests = {split: distribution_test(counts[r], counts[s]) for s, split in enumerate(splits) if split != reference}
+    findings = [missing_finding(split, c, missing_from_train=split == reference)
+                for split in splits for c in per_split[split]["missing_classes"]]
     ratio = per_split[reference]["imbalance_ratio"]
-    if ratio is not None and ratio > policy.max_imbalance_ratio:
-        warn = True
-        largest = classes[int(np.argmax(np.where(counts[r] > 0, counts[r], -1)))]
-        for k, c in enumerate(classes):
-            if 0 < counts[r, k] and counts[r].max() / counts[r, k] > policy.max_imbalance_ratio:
-                findings.append(
-                    Finding(
-                        id=stable_finding_id("class_balance", "under_represented", [reference, c]),
-                        severity=Severity.WARNING,
-                        message=f"class {c!r} has {counts[r, k]} {reference} images, "
-                        f"{counts[r].max() / counts[r, k]:.1f}× fewer than {largest!r} ({counts[r].max()})",
-                        paths=[],
-                        evidence={"split": reference, "class": c, "images": int(counts[r, k]),
-                                  "largest_class": largest, "largest_images": int(counts[r].max())},
-                    )
-                )
-    for s, split in enumerate(splits):
-        for c in per_split[split]["missing_classes"]:
-            missing_from_train = split == reference
-            fail |= missing_from_train and len(splits) > 1
-            warn = True
-            findings.append(
-                Finding(
-                    id=stable_finding_id("class_balance", "missing_class", [split, c]),
-                    severity=Severity.ERROR if missing_from_train else Severity.WARNING,
-                    message=f"class {c!r} has no images in {split}"
-                    + (": the model cannot learn it" if missing_from_train else ": its accuracy cannot be measured there"),
-                    paths=[],
-                    evidence={"split": split, "class": c},
-                )
-            )
-    tests = {}
-    for s, split in enumerate(splits):
-        if split == reference:
-            continue
-        result = distribution_test(counts[r], counts[s])
-        tests[split] = result
-        if result["p_value"] is not None and result["p_value"] < policy.alpha and result["cramers_v"] >= policy.min_cramers_v:
-            warn = True
-            findings.append(
-                Finding(
-                    id=stable_finding_id("class_balance", "distribution_differs", [split]),
-                    severity=Severity.WARNING,
-                    message=f"the label distribution of {split} differs from {reference}'s "
-                    f"(chi-square p = {result['p_value']:.2g}, Cramér's V = {result['cramers_v']:.2f})",
-                    paths=[],
-                    evidence={"split": split, **result},
-                )
-            )
-    status = Status.FAIL if fail else Status.WARN if warn else Status.PASS
     parts = [f"{len(classes)} classes; {reference} imbalance ratio {ratio:.1f}" if ratio else f"{len(classes)} classes"]
     for split, result in tests.items():
         if result["p_value"] is not None:
@@ -114,14 +65,59 @@ def run(ctx: AuditContext) -> CheckResult:
     missing = sum(len(m["missing_classes"]) for m in per_split.values())
     if missing:
         parts.append(f"{missing} class/split combinations empty")
-    summary = "; ".join(parts) + f" (policy: warn above ratio {policy.max_imbalance_ratio:g})"
-    return CheckResult(
-        id="class_balance",
-        status=status,
-        summary=summary,
-        metrics={"classes": classes, "per_split": per_split, "reference_split": reference,
-                 "distribution_tests": tests},
+    return Evidence(
+        summary="; ".join(parts),
+        metrics={"classes": classes, "per_split": per_split, "reference_split": reference, "distribution_tests": tests},
         findings=findings,
     )
 
 
+def missing_finding(split: str, label: str, missing_from_train: bool) -> Finding:
+    return Finding(
+        id=stable_finding_id("class_balance", "missing_class", [split, label]),
+        severity=Severity.ERROR if missing_from_train else Severity.WARNING,
+        message=f"class {label!r} has no images in {split}"
+        + (": the model cannot learn it" if missing_from_train else ": its accuracy cannot be measured there"),
+        paths=[],
+        evidence={"split": split, "class": label},
+    )
+
+
+def judge(evidence: Evidence, policy: Policy) -> Verdict:
+    """Fail when a class has no training images; warn on a train imbalance above the policy's ratio, on a
+    class missing from a held-out split, and on a held-out label distribution that differs significantly
+    and materially from train's."""
+    metrics = evidence.metrics
+    reference, per_split = metrics["reference_split"], metrics["per_split"]
+    findings = list(evidence.findings)
+    counts = per_split[reference]["classes"]
+    largest = max(counts, key=counts.get) if counts else None  # the first of the largest classes
+    for label, n in counts.items():
+        if 0 < n and counts[largest] / n > policy.max_imbalance_ratio:
+            findings.append(Finding(
+                id=stable_finding_id("class_balance", "under_represented", [reference, label]),
+                severity=Severity.WARNING,
+                message=f"class {label!r} has {n} {reference} images, {counts[largest] / n:.1f}× fewer than "
+                f"{largest!r} ({counts[largest]})",
+                paths=[],
+                evidence={"split": reference, "class": label, "images": n, "largest_class": largest,
+                          "largest_images": counts[largest]},
+            ))
+    for split, result in metrics["distribution_tests"].items():
+        if result["p_value"] is not None and result["p_value"] < policy.alpha and result["cramers_v"] >= policy.min_cramers_v:
+            findings.append(Finding(
+                id=stable_finding_id("class_balance", "distribution_differs", [split]),
+                severity=Severity.WARNING,
+                message=f"the label distribution of {split} differs from {reference}'s "
+                f"(chi-square p = {result['p_value']:.2g}, Cramér's V = {result['cramers_v']:.2f})",
+                paths=[],
+                evidence={"split": split, **result},
+            ))
+    fail = len(per_split) > 1 and bool(per_split[reference]["missing_classes"])
+    status = Status.FAIL if fail else Status.WARN if findings else Status.PASS
+    rank = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+    findings.sort(key=lambda f: rank[f.severity])
+    return Verdict(status, policy=f"warn above ratio {policy.max_imbalance_ratio:g}", findings=findings)
+
+
+CHECK = Check("class_balance", compute, judge)

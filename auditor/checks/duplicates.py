@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from auditor.checks.common import group_id, members, percent, plural, quoted_paths
 from auditor.context import AuditContext
+from auditor.similarity.duplicate_graph import ALL_KINDS, EXACT_KINDS
+from auditor.checks.base import Check, Evidence, Verdict, self_judged
+from auditor.config import Policy
 from auditor.report import CheckResult, Finding, Severity, Status
 
-EXACT_KINDS = ("pixels",)
-ALL_KINDS = ("pixels", "hash", "embedding")
 
 
 def _redundant(groups: list[list[int]]) -> int:
     return sum(len(g) - 1 for g in groups)
 
 
-def run_exact(ctx: AuditContext) -> CheckResult:
+def compute_exact(ctx: AuditContext) -> Evidence:
     groups = ctx.record_groups(EXACT_KINDS)
     findings = []
     for group in groups:
@@ -35,22 +36,24 @@ def run_exact(ctx: AuditContext) -> CheckResult:
     usable = len(ctx.usable_positions)
     redundant = _redundant(groups)
     share = percent(redundant, usable)
-    limit = ctx.config.policy.exact_duplicates_max_percent
-    status = Status.WARN if share > limit else Status.PASS
     summary = (
         f"{plural(len(groups), 'group')} of exact duplicates: {redundant} redundant "
-        f"{'copy' if redundant == 1 else 'copies'} ({share} % of images) (policy: warn above {limit} %)"
+        f"{'copy' if redundant == 1 else 'copies'} ({share} % of images)"
         if groups
         else "no two images are identical"
     )
-    return CheckResult(
-        id="exact_duplicates",
-        status=status,
+    return Evidence(
         summary=summary,
         metrics={"groups": len(groups), "images_in_groups": sum(map(len, groups)), "redundant_images": redundant,
                  "redundant_percent": share},
         findings=findings,
     )
+
+
+def judge_exact(evidence: Evidence, policy: Policy) -> Verdict:
+    limit = policy.exact_duplicates_max_percent
+    status = Status.WARN if evidence.metrics["redundant_percent"] > limit else Status.PASS
+    return Verdict(status, policy=f"warn above {limit} %" if evidence.metrics["groups"] else "")
 
 
 def near_groups(ctx: AuditContext) -> list[list[int]]:
@@ -158,3 +161,7 @@ def _strength(pairs: list[dict]) -> str:
     if any(p.get("mirrored") for p in pairs):
         parts.append("mirrored")
     return ", ".join(parts) or "near"
+
+
+EXACT_CHECK = Check("exact_duplicates", compute_exact, judge_exact)
+NEAR_CHECK = self_judged("near_duplicates", run_near)

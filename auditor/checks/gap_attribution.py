@@ -15,9 +15,8 @@ accuracy) and `acc_core` the accuracy on those that are not probable mislabels e
 imbalance are measured inside the remainder (accuracy by domain-score quintile, by class) and given as
 estimates, not added. A counterfactual retrain after the audit's fixes checks the whole story.
 
-Shift needs per-image domain-classifier scores from `split_shift`: read from `ctx.split_shift_scores`
-({split: {sha256: P(held-out | image)}}) or `auditor.checks.split_shift.domain_scores(ctx)` (same
-shape), whichever exists; otherwise that part is skipped with the reason.
+Shift uses the per-image domain-classifier scores behind `split_shift` (`ctx.domain_scores`); when they
+cannot be had, that part is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -28,7 +27,10 @@ import numpy as np
 
 from auditor.checks.common import plural
 from auditor.context import AuditContext
-from auditor.report import CheckResult, Status
+from auditor.checks.base import Check, Evidence, Verdict, skipped
+from auditor.config import Policy
+from auditor.report import Status
+from auditor.stats import bootstrap_mean_ci, inflation_ci
 
 CHECK_ID = "gap_attribution"
 MATERIAL_POINTS = 1.0  # warn when one data problem moves validation accuracy by this many points or more
@@ -38,40 +40,6 @@ QUINTILES = 5
 # ---------------------------------------------------------------------------------------------
 # Statistics (pure functions: arrays in, numbers out)
 # ---------------------------------------------------------------------------------------------
-
-
-def bootstrap_mean_ci(values: np.ndarray, resamples: int, seed: int, level: float = 0.95) -> list[float] | None:
-    """Percentile bootstrap interval of the mean of 0/1 (or real) values; None when there are none."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for start in range(0, resamples, 500):  # bounded memory for large held-out sets
-        stop = min(resamples, start + 500)
-        means[start:stop] = values[rng.integers(0, values.size, (stop - start, values.size))].mean(axis=1)
-    tail = (1.0 - level) / 2.0
-    return [float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))]
-
-
-def inflation_ci(correct: np.ndarray, clean: np.ndarray, resamples: int, seed: int,
-                 level: float = 0.95) -> list[float] | None:
-    """Bootstrap interval of (accuracy on all) − (accuracy on the clean part), resampling held-out images."""
-    correct = np.asarray(correct, dtype=float)
-    clean = np.asarray(clean, dtype=bool)
-    if correct.size == 0 or not clean.any() or clean.all():
-        return None
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for start in range(0, resamples, 500):
-        idx = rng.integers(0, correct.size, (min(500, resamples - start), correct.size))
-        c, k = correct[idx], clean[idx]
-        kept = k.sum(axis=1)
-        ok = kept > 0
-        diffs.append((c.mean(axis=1) - (c * k).sum(axis=1) / np.maximum(kept, 1))[ok])
-    diffs = np.concatenate(diffs)
-    tail = (1.0 - level) / 2.0
-    return [float(np.quantile(diffs, tail)), float(np.quantile(diffs, 1.0 - tail))]
 
 
 def _mean(values: np.ndarray) -> float | None:
@@ -155,11 +123,9 @@ def imbalance_points(per_class: dict[str, dict[str, Any]]) -> float:
 def duplicate_kinds(ctx: AuditContext, train: list[int], val: list[int]) -> dict[int, str]:
     """For each held-out position: "conflict" (a train duplicate with another label), "leaked" (a train
     duplicate with the same label) or "clean" (no train duplicate)."""
-    from auditor.checks.duplicates import ALL_KINDS
-
     train_set, val_set = set(train), set(val)
     kinds = {p: "clean" for p in val}
-    for group in ctx.record_groups(ALL_KINDS):
+    for group in ctx.duplicate_groups:
         train_labels = {ctx.records[p].label for p in group if p in train_set}
         if not train_labels:
             continue
@@ -186,24 +152,14 @@ def probable_mislabels(ctx: AuditContext, positions: list[int]) -> tuple[set[int
 
 
 def domain_scores(ctx: AuditContext, split: str) -> tuple[dict[str, float] | None, str | None]:
-    """Per-content P(held-out | image) from `split_shift`, or (None, why not)."""
-    scores = getattr(ctx, "split_shift_scores", None)
-    if scores is None:
-        try:
-            from auditor.checks import split_shift
-
-            getter = getattr(split_shift, "domain_scores", None)
-            scores = getter(ctx) if getter is not None else None
-        except ImportError:
-            scores = None
-        except Exception as exc:
-            return None, f"split_shift's domain scores failed: {type(exc).__name__}: {exc}"
-    if scores is None:
-        return None, ("no per-image domain-classifier scores: the split_shift check did not run or does not "
-                      "publish them (ctx.split_shift_scores or split_shift.domain_scores)")
-    if split not in scores or not scores[split]:
-        return None, f"split_shift has no domain scores for {split}"
-    return {str(k): float(v) for k, v in scores[split].items()}, None
+    """Per-content P(held-out | image) from the domain classifier, or (None, why not)."""
+    try:
+        scores = ctx.domain_scores
+    except Exception as exc:  # a failure of the shared computation must not sink this check
+        return None, f"the domain classifier failed: {type(exc).__name__}: {exc}"
+    if not scores.get(split):
+        return None, f"no domain-classifier scores for {split} (too few images with embeddings on either side)"
+    return scores[split], None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,12 +179,10 @@ def counterfactual_plan(ctx: AuditContext, train: list[int], val: list[int],
                         kinds: dict[int, str]) -> tuple[list[int], list[int], dict[str, int]]:
     """The audit's fixes: drop held-out images that leak, keep one image per duplicate group in train,
     drop every image of a group that carries two or more labels."""
-    from auditor.checks.duplicates import ALL_KINDS
-
     train_set = set(train)
     conflicting: set[int] = set()
     redundant: set[int] = set()
-    for group in ctx.record_groups(ALL_KINDS):
+    for group in ctx.duplicate_groups:
         if len({ctx.records[p].label for p in group}) > 1:
             conflicting.update(group)
             continue
@@ -246,14 +200,14 @@ def counterfactual_plan(ctx: AuditContext, train: list[int], val: list[int],
     return new_train, new_val, dropped
 
 
-def run(ctx: AuditContext) -> CheckResult:
+def compute(ctx: AuditContext) -> Evidence:
     if ctx.config.finetune is None:
         from auditor.checks.reference_finetune import NOT_REQUESTED
 
-        return CheckResult(id=CHECK_ID, status=Status.SKIPPED, summary=NOT_REQUESTED)
-    from auditor.finetune import reference_run, train_on_positions
+        return skipped(NOT_REQUESTED)
+    from auditor.finetune.head import train_on_positions
 
-    reference = reference_run(ctx)
+    reference = ctx.reference_run
     plan, head, options = reference.plan, reference.run, reference.options
     seed, resamples = reference.seed, options.bootstrap
     val, train = plan.val, plan.train
@@ -372,19 +326,22 @@ def run(ctx: AuditContext) -> CheckResult:
     }
     verdict = verdict_text(metrics, head, plan)
     metrics["verdict"] = verdict
-    material = [name for name in ("leakage", "label_conflicts", "probable_mislabels")
-                if abs(parts[name]) >= MATERIAL_POINTS]
-    status = Status.WARN if material else Status.PASS
-    summary = verdict + f" (warn when a data problem moves validation accuracy by {MATERIAL_POINTS:g} point or more)"
-    return CheckResult(id=CHECK_ID, status=status, summary=summary, metrics=metrics)
+    metrics["material_problems"] = [name for name in ("leakage", "label_conflicts", "probable_mislabels")
+                                    if abs(parts[name]) >= MATERIAL_POINTS]
+    return Evidence(summary=verdict, metrics=metrics)
+
+
+def judge(evidence: Evidence, policy: Policy) -> Verdict:
+    """Warn when one data problem moves validation accuracy by MATERIAL_POINTS or more."""
+    status = Status.WARN if evidence.metrics["material_problems"] else Status.PASS
+    return Verdict(status, policy=f"warn when a data problem moves validation accuracy by {MATERIAL_POINTS:g} point or more")
 
 
 def _train_dup_mask(ctx: AuditContext, train: list[int]) -> np.ndarray:
-    from auditor.checks.duplicates import ALL_KINDS
 
     in_group: set[int] = set()
     train_set = set(train)
-    for group in ctx.record_groups(ALL_KINDS):
+    for group in ctx.duplicate_groups:
         members = [p for p in group if p in train_set]
         if len(members) > 1:
             in_group.update(members)
@@ -510,3 +467,6 @@ def _fixes_text(dropped: dict[str, int]) -> str:
     if conflicting:
         texts.append(f"{conflicting} more images with conflicting labels dropped")
     return ", ".join(texts) or "none needed"
+
+
+CHECK = Check(CHECK_ID, compute, judge)

@@ -2,7 +2,7 @@
 odd size or shape for this dataset.
 
 Everything is read from the properties the encode phase computed while hashing (one decode per file,
-on a ≤256-px thumbnail; see `auditor.imaging.image_properties`), so no file is opened again.
+on a ≤256-px thumbnail; see `auditor.encoding.imaging.image_properties`), so no file is opened again.
 Each property is compared with the dataset's own distribution by a robust z-score (median and MAD, on
 a scale where the property is roughly symmetric), so a dataset of night photos or of product shots on
 white does not flag itself. Brightness and information content also need an absolute guard, so a
@@ -17,9 +17,11 @@ from typing import Callable
 import numpy as np
 
 from auditor.checks.common import percent, plural
-from auditor.checks.outliers import robust_z
 from auditor.context import AuditContext
-from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+from auditor.checks.base import Check, Evidence, Verdict, share_policy_text, share_status, skipped
+from auditor.config import Policy
+from auditor.report import Finding, Severity, stable_finding_id
+from auditor.stats import robust_z
 
 CHECK_ID = "image_quality"
 THREE_CHANNEL_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
@@ -150,11 +152,11 @@ DESCRIPTIONS = {rule.kind: rule.description for rule in RULES} | {"greyscale_as_
 SEVERITIES = {rule.kind: rule.severity for rule in RULES} | {"greyscale_as_rgb": Severity.WARNING}
 
 
-def run(ctx: AuditContext) -> CheckResult:
+def compute(ctx: AuditContext) -> Evidence:
     shas, rows = image_table(ctx)
     if not rows:
-        return CheckResult(id=CHECK_ID, status=Status.SKIPPED, summary="skipped: no decodable images")
-    config, policy = ctx.config, ctx.config.policy
+        return skipped("skipped: no decodable images")
+    config = ctx.config
     issues, distribution = evaluate_rules(rows, config.max_quality_z)
     findings: list[tuple[tuple, Finding]] = []
     kinds_of: dict[str, set[str]] = {}
@@ -194,10 +196,6 @@ def run(ctx: AuditContext) -> CheckResult:
                 counts[kind] = counts.get(kind, 0) + n
         per_split[split] = {"images": images, "with_issue": affected, "with_warning": warned_images,
                             "percent_with_warning": percent(warned_images, images), "per_kind": dict(sorted(counts.items()))}
-    limit = policy.image_quality_max_percent
-    failing = [s for s, m in per_split.items() if m["images"] and m["percent_with_warning"] > limit]
-    warned = any(f.severity != Severity.INFO for _key, f in findings)
-    status = Status.FAIL if failing else Status.WARN if warned else Status.PASS
     total_kinds: dict[str, int] = {}
     for m in per_split.values():
         for kind, n in m["per_kind"].items():
@@ -209,10 +207,20 @@ def run(ctx: AuditContext) -> CheckResult:
         head = f"{plural(affected, 'image')} of {total} ({percent(affected, total)} %) flagged: {breakdown}"
     else:
         head = f"no quality issue in {total} images"
-    policy_text = "never fail" if limit >= 100 else f"fail above {limit:g} % of a split"
-    summary = head + (f" (robust z beyond {config.max_quality_z:g}; policy: warn on dark, bright, blurry, empty or "
-                      f"greyscale images, odd size/shape is info only, {policy_text})")
+    summary = head + f" (robust z beyond {config.max_quality_z:g})"
     metrics = {"max_z": config.max_quality_z, "images": total, "with_issue": affected, "per_kind": total_kinds,
                "distribution": distribution, "per_split": per_split}
-    return CheckResult(id=CHECK_ID, status=status, summary=summary, metrics=metrics,
-                       findings=[finding for _key, finding in findings])
+    return Evidence(summary=summary, metrics=metrics, findings=[finding for _key, finding in findings])
+
+
+def judge(evidence: Evidence, policy: Policy) -> Verdict:
+    """Warn on dark, bright, blurry, empty or greyscale images (odd size or shape is info only); fail only
+    above the policy's share of a split (100 % by default: never)."""
+    limit = policy.image_quality_max_percent
+    warned = any(f.severity != Severity.INFO for f in evidence.findings)
+    status = share_status(evidence, limit, "percent_with_warning", warned)
+    return Verdict(status, policy="warn on dark, bright, blurry, empty or greyscale images, odd size/shape is info "
+                                  f"only, {share_policy_text(limit)}")
+
+
+CHECK = Check(CHECK_ID, compute, judge)

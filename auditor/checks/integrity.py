@@ -7,8 +7,10 @@ from pathlib import PurePosixPath
 
 from auditor.checks.common import percent, plural
 from auditor.context import AuditContext
-from auditor.imaging import FORMAT_EXTENSIONS
-from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+from auditor.encoding.imaging import FORMAT_EXTENSIONS
+from auditor.checks.base import Check, Evidence, Verdict
+from auditor.config import Policy
+from auditor.report import Finding, Severity, Status, stable_finding_id
 
 CHECK_ID = "integrity"
 WALK_SEVERITY = {
@@ -22,7 +24,7 @@ WALK_SEVERITY = {
 }
 
 
-def run(ctx: AuditContext) -> CheckResult:
+def compute(ctx: AuditContext) -> Evidence:
     findings: list[Finding] = []
     for issue in ctx.index.issues:
         findings.append(
@@ -59,23 +61,18 @@ def run(ctx: AuditContext) -> CheckResult:
     kinds = Counter(f.evidence["kind"] for f in findings)
     unusable = len(ctx.records) - len(ctx.usable_positions)
     counted = [f for f in findings if f.severity != Severity.INFO]
-    limit = ctx.config.policy.integrity_max_findings
-    status = Status.WARN if len(counted) > limit else Status.PASS
     if findings:
         top = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in kinds.most_common(4))
-        summary = (
-            f"{plural(unusable, 'file')} of {len(ctx.records)} cannot be used; {plural(len(findings), 'finding')} "
-            f"({top}) (policy: warn above {limit})"
-        )
+        summary = (f"{plural(unusable, 'file')} of {len(ctx.records)} cannot be used; "
+                   f"{plural(len(findings), 'finding')} ({top})")
     else:
         summary = f"all {len(ctx.records)} files decode as images; nothing odd found"
     severity_rank = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
     findings.sort(key=lambda f: (severity_rank[f.severity], f.paths[0]))
-    return CheckResult(
-        id=CHECK_ID,
-        status=status,
+    return Evidence(
         summary=summary,
         metrics={
+            "counted_findings": len(counted),
             "files": len(ctx.records),
             "usable_images": len(ctx.usable_positions),
             "unusable_files": unusable,
@@ -86,6 +83,13 @@ def run(ctx: AuditContext) -> CheckResult:
     )
 
 
+def judge(evidence: Evidence, policy: Policy) -> Verdict:
+    """Warn above the policy's number of findings (info findings, such as a README beside the splits, don't count)."""
+    limit = policy.integrity_max_findings
+    status = Status.WARN if evidence.metrics["counted_findings"] > limit else Status.PASS
+    return Verdict(status, policy=f"warn above {limit}" if evidence.findings else "")
+
+
 def _finding(kind: str, severity: Severity, path: str, message: str, id_parts: list[str], **evidence) -> Finding:
     return Finding(
         id=stable_finding_id(CHECK_ID, kind, id_parts),
@@ -94,3 +98,6 @@ def _finding(kind: str, severity: Severity, path: str, message: str, id_parts: l
         paths=[path],
         evidence={"kind": kind, **{k: v for k, v in evidence.items() if v is not None}},
     )
+
+
+CHECK = Check(CHECK_ID, compute, judge)

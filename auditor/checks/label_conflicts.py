@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from auditor.checks.common import group_id, members, plural, quoted_paths
-from auditor.checks.duplicates import ALL_KINDS
 from auditor.context import AuditContext
-from auditor.report import CheckResult, Finding, Severity, Status
+from auditor.checks.base import Check, Evidence, Verdict
+from auditor.config import Policy
+from auditor.report import Finding, Severity, Status
 
 
 def conflicting_groups(ctx: AuditContext) -> list[list[int]]:
-    return [g for g in ctx.record_groups(ALL_KINDS) if len({ctx.records[p].label for p in g}) > 1]
+    return [g for g in ctx.duplicate_groups if len({ctx.records[p].label for p in g}) > 1]
 
 
-def run(ctx: AuditContext) -> CheckResult:
+def compute(ctx: AuditContext) -> Evidence:
     groups = conflicting_groups(ctx)
     findings = []
     within = across = 0
@@ -32,19 +33,24 @@ def run(ctx: AuditContext) -> CheckResult:
                           "members": members(ctx, group), "pairs": ctx.group_evidence(group)},
             )
         )
-    limit = ctx.config.policy.label_conflicts_max
-    status = Status.FAIL if len(groups) > limit else Status.PASS
     summary = (
-        f"{plural(len(groups), 'image')} {'carries' if len(groups) == 1 else 'carry'} two or more labels ({within} within a split, {across} across splits) "
-        f"(policy: fail above {limit})"
+        f"{plural(len(groups), 'image')} {'carries' if len(groups) == 1 else 'carry'} two or more labels "
+        f"({within} within a split, {across} across splits)"
         if groups
         else "no image carries two labels"
     )
-    return CheckResult(
-        id="label_conflicts",
-        status=status,
+    return Evidence(
         summary=summary,
         metrics={"groups": len(groups), "within_split": within, "across_splits": across,
                  "images_involved": sum(map(len, groups))},
         findings=findings,
     )
+
+
+def judge(evidence: Evidence, policy: Policy) -> Verdict:
+    limit = policy.label_conflicts_max
+    status = Status.FAIL if evidence.metrics["groups"] > limit else Status.PASS
+    return Verdict(status, policy=f"fail above {limit}" if evidence.metrics["groups"] else "")
+
+
+CHECK = Check("label_conflicts", compute, judge)

@@ -25,6 +25,7 @@ import numpy as np
 
 from auditor.checks.common import percent, plural
 from auditor.context import AuditContext
+from auditor.checks.base import self_judged
 from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
 
 CHECK_ID = "label_issues"
@@ -234,8 +235,8 @@ def neighbour_label_agreement(unit_vectors: np.ndarray, content_row: np.ndarray,
     """For each unit: the share of the k nearest *other* contents that carry its label, and (for the units
     in `majority_for`, default all) the label most of them carry. `unit_vectors` are the unique contents'
     unit embeddings; `content_row[u]` is unit u's row among them."""
-    from auditor.checks.outliers import drop_self
-    from auditor.neighbors import knn
+    from auditor.similarity.neighbours import drop_self
+    from auditor.similarity.neighbours import knn
 
     n_units = len(unit_labels)
     k = min(k, len(unit_vectors) - 1)
@@ -268,15 +269,11 @@ def neighbour_label_agreement(unit_vectors: np.ndarray, content_row: np.ndarray,
 
 
 def analyse(ctx: AuditContext) -> LabelAnalysis:
-    """The label analysis of this context, computed once and kept on it."""
-    cached = getattr(ctx, "_label_analysis", None)
-    if cached is None:
-        cached = _analyse(ctx)
-        setattr(ctx, "_label_analysis", cached)
-    return cached
+    """The label analysis of this context (computed once, on the context: `ctx.label_analysis`)."""
+    return ctx.label_analysis
 
 
-def _analyse(ctx: AuditContext) -> LabelAnalysis:
+def compute_label_analysis(ctx: AuditContext) -> LabelAnalysis:
     config = ctx.config
     if not ctx.has_embeddings:
         return _skipped("no embeddings (run with a backbone)")
@@ -478,3 +475,6 @@ def run(ctx: AuditContext) -> CheckResult:
     }
     return CheckResult(id=CHECK_ID, status=status, summary=summary, metrics=metrics,
                        findings=[finding for _key, finding in findings])
+
+
+CHECK = self_judged("label_issues", run)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from auditor.checks.common import group_id, members, percent, plural, quoted_paths
-from auditor.checks.duplicates import ALL_KINDS
 from auditor.config import REFERENCE_SPLIT
 from auditor.context import AuditContext
-from auditor.report import CheckResult, Finding, Severity, Status
+from auditor.checks.base import Check, Evidence, Verdict, skipped
+from auditor.config import Policy
+from auditor.report import Finding, Severity, Status
 
 
 def leaking_groups(ctx: AuditContext) -> list[list[int]]:
-    return [g for g in ctx.record_groups(ALL_KINDS) if len({ctx.records[p].split for p in g}) > 1]
+    return [g for g in ctx.duplicate_groups if len({ctx.records[p].split for p in g}) > 1]
 
 
 def leaked_positions(ctx: AuditContext) -> dict[str, set[int]]:
@@ -28,14 +29,10 @@ def leaked_positions(ctx: AuditContext) -> dict[str, set[int]]:
     return leaked
 
 
-def run(ctx: AuditContext) -> CheckResult:
+def compute(ctx: AuditContext) -> Evidence:
     splits = ctx.index.splits
     if len(splits) < 2:
-        return CheckResult(
-            id="leakage",
-            status=Status.SKIPPED,
-            summary="one split only: nothing can leak (use --validation-split to reproduce a Keras split)",
-        )
+        return skipped("one split only: nothing can leak (use --validation-split to reproduce a Keras split)")
     groups = leaking_groups(ctx)
     leaked = leaked_positions(ctx)
     usable = set(ctx.usable_positions)
@@ -67,20 +64,29 @@ def run(ctx: AuditContext) -> CheckResult:
                 evidence={"members": members(ctx, group), "pairs": ctx.group_evidence(group)},
             )
         )
-    limit = ctx.config.policy.leakage_max_percent
-    failing = [s for s, m in per_split.items() if m["percent"] > limit]
-    if not ctx.index.reference_split:
-        failing = failing or (["(between splits)"] if groups and limit == 0 else [])
-    status = Status.FAIL if failing else Status.PASS
-    if per_split and ctx.index.reference_split:
-        parts = [f"{m['percent']} % of {s} images ({m['leaked']} of {m['images']}) have a duplicate in train" for s, m in per_split.items()]
-        summary = "; ".join(parts) + f" (policy: fail above {limit} %)"
+    has_train = bool(ctx.index.reference_split)
+    if per_split and has_train:
+        summary = "; ".join(f"{m['percent']} % of {s} images ({m['leaked']} of {m['images']}) have a duplicate in train"
+                            for s, m in per_split.items())
     else:
-        summary = f"{plural(len(groups), 'duplicate group')} span two or more splits (policy: fail above {limit} %)"
-    return CheckResult(
-        id="leakage",
-        status=status,
+        summary = f"{plural(len(groups), 'duplicate group')} span two or more splits"
+    return Evidence(
         summary=summary,
-        metrics={"groups": len(groups), "per_split": per_split, "worst_split": worst_split, "worst_percent": worst_share},
+        metrics={"groups": len(groups), "per_split": per_split, "worst_split": worst_split, "worst_percent": worst_share,
+                 "has_train": has_train},
         findings=findings,
     )
+
+
+def judge(evidence: Evidence, policy: Policy) -> Verdict:
+    """Fail when a held-out split's share with a train duplicate exceeds the policy (with no train split:
+    any group spanning splits fails a zero limit)."""
+    limit = policy.leakage_max_percent
+    metrics = evidence.metrics
+    failing = [s for s, m in metrics["per_split"].items() if m["percent"] > limit]
+    if not metrics["has_train"] and metrics["groups"] and limit == 0:
+        failing = failing or ["(between splits)"]
+    return Verdict(Status.FAIL if failing else Status.PASS, policy=f"fail above {limit} %")
+
+
+CHECK = Check("leakage", compute, judge)

@@ -15,10 +15,13 @@ import numpy as np
 from auditor.checks.common import percent, plural
 from auditor.config import REFERENCE_SPLIT
 from auditor.context import AuditContext
-from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+from auditor.checks.base import Check, Evidence, Verdict, share_policy_text, share_status, skipped
+from auditor.config import Policy
+from auditor.report import Finding, Severity, stable_finding_id
+from auditor.similarity.neighbours import drop_self
+from auditor.stats import robust_z
 
 CHECK_ID = "outliers"
-MAD_TO_SIGMA = 1.4826  # MAD × this estimates σ for normal data
 MIN_LOG_DISTANCE_SCALE = 0.05  # a dataset of near-identical images must not turn tiny differences into outliers
 MIN_CLASS_IMAGES = 5  # class-relative scores need this many images in the class
 MOST_ISOLATED_PER_GROUP = 3
@@ -40,30 +43,10 @@ def outlier_cutoff(images: int, configured: float | None) -> tuple[float, str]:
     return MIN_OUTLIER_Z, f"the usual 3.5 for modified z-scores (Bonferroni for {images} images gives {bonferroni:.2f})"
 
 
-def robust_z(values: np.ndarray, min_scale: float = 1e-9) -> tuple[np.ndarray, float, float]:
-    """(z, median, scale): z = (x − median) / max(1.4826·MAD, min_scale). Robust to the outliers it is
-    meant to find (Iglewicz & Hoaglin's modified z-score; |z| > 3.5 is their usual cut-off)."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return values.copy(), float("nan"), float("nan")
-    median = float(np.median(values))
-    scale = max(MAD_TO_SIGMA * float(np.median(np.abs(values - median))), min_scale)
-    return (values - median) / scale, median, scale
-
-
-def drop_self(sims: np.ndarray, neighbours: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """From a self-query of k + 1 neighbours, the first k that are not the query itself (nor missing, -1).
-    The query is usually first, but not always: identical vectors tie, and approximate search may miss it."""
-    rows = np.arange(len(neighbours))[:, None]
-    unwanted = (neighbours == rows) | (neighbours < 0)
-    order = np.argsort(unwanted, axis=1, kind="stable")  # wanted columns first, in their original order
-    return np.take_along_axis(sims, order, axis=1)[:, :k], np.take_along_axis(neighbours, order, axis=1)[:, :k]
-
-
 def knn_distances(unit_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each vector: mean cosine distance to its k nearest *other* vectors, the nearest one's index
     and its cosine similarity."""
-    from auditor.neighbors import knn
+    from auditor.similarity.neighbours import knn
 
     n = len(unit_vectors)
     k = min(k, n - 1)
@@ -88,7 +71,7 @@ def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None) -> di
     """For each held-out split: its images whose nearest training image is farther than training images
     usually are from each other (robust z of the log distance to the nearest train image, measured
     against train's own nearest-neighbour distances, above `max_z`). For `split_shift`'s evidence."""
-    from auditor.neighbors import knn
+    from auditor.similarity.neighbours import knn
 
     if not ctx.has_embeddings or ctx.index.reference_split is None:
         return {}
@@ -136,13 +119,13 @@ def _first_path(ctx: AuditContext, sha: str, split: str | None = None) -> str:
     return ctx.records[preferred[0]].path
 
 
-def run(ctx: AuditContext) -> CheckResult:
+def compute(ctx: AuditContext) -> Evidence:
     if not ctx.has_embeddings:
-        return CheckResult(id=CHECK_ID, status=Status.SKIPPED, summary="skipped: no embeddings (run with a backbone)")
-    config, policy = ctx.config, ctx.config.policy
+        return skipped("skipped: no embeddings (run with a backbone)")
+    config = ctx.config
     shas = [s for s in ctx.unique_shas if s in ctx.encoded.embeddings]
     if len(shas) < 3:
-        return CheckResult(id=CHECK_ID, status=Status.SKIPPED, summary="skipped: fewer than 3 images with embeddings")
+        return skipped("skipped: fewer than 3 images with embeddings")
     vectors = ctx.unit_embeddings(shas)
     k = min(config.outlier_neighbours, len(shas) - 1)
     scores = isolation_scores(vectors, k)
@@ -219,9 +202,6 @@ def run(ctx: AuditContext) -> CheckResult:
         per_split[split] = {"images": images, "outliers": outliers, "percent": percent(outliers, images),
                             "most_isolated": most_isolated}
     far = held_out_far_from_train(ctx)
-    limit = policy.outliers_max_percent
-    failing = [s for s, m in per_split.items() if m["images"] and m["percent"] > limit]
-    status = Status.FAIL if failing else Status.WARN if findings else Status.PASS
     total_images = sum(m["images"] for m in per_split.values())
     total_outliers = sum(m["outliers"] for m in per_split.values())
     top = int(np.argmax(scores["z"]))
@@ -232,8 +212,7 @@ def run(ctx: AuditContext) -> CheckResult:
     ]
     for split, m in far.items():
         parts.append(f"{m['far_from_train']} {split} images far from every train image")
-    policy_text = "never fail" if limit >= 100 else f"fail above {limit:g} % of a split"
-    summary = "; ".join(parts) + f" (policy: warn on any, {policy_text})"
+    summary = "; ".join(parts)
     metrics = {
         "k": k,
         "max_z": max_z,
@@ -243,4 +222,13 @@ def run(ctx: AuditContext) -> CheckResult:
         "per_split": per_split,
         "held_out_far_from_train": far,
     }
-    return CheckResult(id=CHECK_ID, status=status, summary=summary, metrics=metrics, findings=findings)
+    return Evidence(summary=summary, metrics=metrics, findings=findings)
+
+
+def judge(evidence: Evidence, policy: Policy) -> Verdict:
+    """Warn on any outlier; fail only above the policy's share of a split (100 % by default: never)."""
+    status = share_status(evidence, policy.outliers_max_percent, "percent", warned=bool(evidence.findings))
+    return Verdict(status, policy=f"warn on any, {share_policy_text(policy.outliers_max_percent)}")
+
+
+CHECK = Check(CHECK_ID, compute, judge)

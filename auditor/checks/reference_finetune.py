@@ -7,7 +7,9 @@ import dataclasses
 from typing import Any
 
 from auditor.context import AuditContext
-from auditor.report import CheckResult, Status
+from auditor.checks.base import Check, Evidence, Verdict, skipped
+from auditor.config import Policy
+from auditor.report import Status
 
 CHECK_ID = "reference_finetune"
 NOT_REQUESTED = "not requested: run `audit DIR --finetune` or `auditor finetune DIR`"
@@ -37,7 +39,7 @@ def user_history_metrics(ctx: AuditContext, reference) -> dict[str, Any] | None:
     options = ctx.config.finetune
     if options is None or options.history is None:
         return None
-    from auditor.history import read_history
+    from auditor.finetune.history import read_history
 
     history = read_history(options.history)
     parsed = history.to_dict()
@@ -61,12 +63,10 @@ def user_history_metrics(ctx: AuditContext, reference) -> dict[str, Any] | None:
     return parsed
 
 
-def run(ctx: AuditContext) -> CheckResult:
+def compute(ctx: AuditContext) -> Evidence:
     if ctx.config.finetune is None:
-        return CheckResult(id=CHECK_ID, status=Status.SKIPPED, summary=NOT_REQUESTED)
-    from auditor.finetune import reference_run
-
-    reference = reference_run(ctx)
+        return skipped(NOT_REQUESTED)
+    reference = ctx.reference_run
     plan, head, store = reference.plan, reference.run, ctx.encoded.feature_maps
     stats = ctx.encoded.stats
     metrics: dict[str, Any] = {
@@ -107,4 +107,12 @@ def run(ctx: AuditContext) -> CheckResult:
             summary += f"; your log ({user['source']}): {user['epochs']} epochs read"
         if user["malformed_lines"]:
             summary += f" ({user['malformed_lines']} malformed lines skipped)"
-    return CheckResult(id=CHECK_ID, status=Status.PASS, summary=summary, metrics=metrics)
+    return Evidence(summary=summary, metrics=metrics)
+
+
+def judge(evidence: Evidence, policy: Policy) -> Verdict:
+    """The reference run informs; the gap it measures is judged by gap_attribution."""
+    return Verdict(Status.PASS)
+
+
+CHECK = Check(CHECK_ID, compute, judge)

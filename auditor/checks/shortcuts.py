@@ -15,18 +15,20 @@ MAX_MODEL_ROWS rows; everything is read from the cached scans (no image is opene
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Any, Callable
 
 import numpy as np
 
-from auditor.checks.split_shift import holm, sequential_permutation_test
-from auditor.config import REFERENCE_SPLIT
+from auditor.config import REFERENCE_SPLIT, Policy
 from auditor.checks.common import one_blas_thread
 from auditor.context import AuditContext
-from auditor.imaging import ImageScan
-from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+from auditor.encoding.imaging import ImageScan
+from auditor.checks.base import Check, Evidence, Verdict, skipped
+from auditor.report import Finding, Severity, Status, stable_finding_id
+from auditor.stats import holm, sequential_permutation_test
 
 CHECK_ID = "shortcuts"
 
@@ -208,106 +210,51 @@ def property_model(labels: list[str], features: np.ndarray, alpha: float, seed: 
     }
 
 
-def run(ctx: AuditContext) -> CheckResult:
+def compute(ctx: AuditContext) -> Evidence:
     with one_blas_thread():
-        return _run(ctx)
+        return _compute(ctx)
 
 
-def _run(ctx: AuditContext) -> CheckResult:
+def _compute(ctx: AuditContext) -> Evidence:
     started = time.perf_counter()
-    policy = ctx.config.policy
-    alpha = policy.alpha
+    alpha = ctx.config.policy.alpha  # sets how many permutations resolve the model's p-value (Check.evidence_policy)
     seed = ctx.config.seed or 0
     with_source = any(ctx.records[p].source for p in ctx.usable_positions)
     rows, rows_from, dropped = _model_rows(ctx, seed)
     labels = [ctx.records[p].label for p in rows]
-    findings: list[Finding] = []
     metrics: dict[str, Any] = {"rows_from": rows_from, "classes_left_out": dropped, "source_known": with_source,
-                               "policy": {"alpha": alpha, "min_shortcut_lift": policy.min_shortcut_lift,
-                                          "min_cramers_v": policy.min_cramers_v},
                                "bounds": {"max_model_rows": MAX_MODEL_ROWS, "min_class_rows": MIN_CLASS_ROWS,
                                           "tree_depth": TREE_DEPTH, "max_categories": MAX_CATEGORIES,
                                           "quantile_bins": QUANTILE_BINS, "seed": seed}}
-    warn = False
-    sentences: list[str] = []
     if len(set(labels)) < 2:
         metrics["seconds"] = round(time.perf_counter() - started, 3)
-        return CheckResult(id=CHECK_ID, status=Status.SKIPPED, metrics=metrics,
-                           summary=f"needs at least two classes with {MIN_CLASS_ROWS}+ images in {rows_from}")
-
-    # Which properties carry signal, and how.
+        return skipped(f"needs at least two classes with {MIN_CLASS_ROWS}+ images in {rows_from}", **metrics)
+    # Which properties go with the label, and how.
     continuous, categorical = _columns(ctx, rows, with_source)
     per_property: dict[str, dict] = {}
-    sentences_by_property: dict[str, str] = {}
     for name, values in [*continuous.items(), *categorical.items()]:
         is_continuous = name in continuous
         test = association(labels, _binned(values) if is_continuous else values)
         if test is None:
             continue
-        sentences_by_property[name] = (continuous_sentence(name, labels, values) if is_continuous
-                                       else category_sentence(name, test))
         per_property[name] = {"p_value": test["p_value"], "cramers_v": test["cramers_v"],
-                              "how": sentences_by_property[name],
+                              "how": continuous_sentence(name, labels, values) if is_continuous
+                              else category_sentence(name, test),
                               "kind": "continuous (quantile-binned)" if is_continuous else "categorical"}
     adjusted = holm([r["p_value"] for r in per_property.values()]) if per_property else []
-    for (name, r), p in zip(per_property.items(), adjusted):
+    for r, p in zip(per_property.values(), adjusted):
         r["p_value_holm"] = float(f"{p:.4g}")
-        r["carries_signal"] = bool(p < alpha and r["cramers_v"] >= policy.min_cramers_v)
-    signal = sorted((n for n, r in per_property.items() if r["carries_signal"]),
-                    key=lambda n: -per_property[n]["cramers_v"])
     metrics["properties"] = per_property
-    metrics["properties_with_signal"] = signal
-
     # The model on all properties together.
-    model = property_model(labels, _feature_matrix(continuous, categorical), alpha, seed)
-    metrics["model"] = model
-    shortcut = model["p_value"] < alpha and model["lift"] >= policy.min_shortcut_lift
-    metrics["shortcut"] = shortcut
-    how = "; ".join(sentences_by_property[n] for n in signal[:3])
-    model_text = (f"file properties alone predict the label in {rows_from} with balanced accuracy "
-                  f"{model['balanced_accuracy']:.2f} (chance {model['chance']:.2f}, p = {model['p_value']:.2g})")
-    if shortcut:
-        warn = True
-        findings.append(Finding(
-            id=stable_finding_id(CHECK_ID, "label_from_properties", [rows_from]),
-            severity=Severity.WARNING,
-            message=f"{model_text}: a model can learn these instead of the content"
-            + (f" ({how})" if how else "")
-            + f" (policy: warn when p < {alpha:g} and lift over chance ≥ {policy.min_shortcut_lift:g}; "
-            f"lift {model['lift']:.2f})",
-            paths=[],
-            evidence={**model, "properties_with_signal": {n: per_property[n] for n in signal}},
-        ))
-        sentences.append(model_text + (f": {how}" if how else ""))
-    elif model["p_value"] < alpha:
-        sentences.append(f"file properties carry a weak signal about the label in {rows_from}: balanced accuracy "
-                         f"{model['balanced_accuracy']:.2f} (chance {model['chance']:.2f}, p = {model['p_value']:.2g}, "
-                         f"lift {model['lift']:.2f})" + (f"; {how}" if how else ""))
-    else:
-        sentences.append(f"file properties do not predict the label in {rows_from} beyond chance: balanced accuracy "
-                         f"{model['balanced_accuracy']:.2f} (chance {model['chance']:.2f}, p = {model['p_value']:.2g})"
-                         + (f"; {how}" if how else ""))
-
-    # Sources: the source × class table and each split's source composition.
+    metrics["model"] = property_model(labels, _feature_matrix(continuous, categorical), alpha, seed)
     if with_source:
-        source_metrics, source_findings, source_text = _sources(ctx, alpha, policy.min_cramers_v)
-        metrics["sources"] = source_metrics
-        findings.extend(source_findings)
-        warn |= bool(source_findings)
-        sentences.append(source_text)
-    else:
-        sentences.append("source unknown (give a manifest source column or --source-depth N)")
-
+        metrics["sources"] = _source_evidence(ctx)
     metrics["seconds"] = round(time.perf_counter() - started, 3)
-    summary = "; ".join(sentences) + (f" (policy: warn when p < {alpha:g} and lift over chance ≥ "
-                                      f"{policy.min_shortcut_lift:g}, or source/class Cramér's V ≥ "
-                                      f"{policy.min_cramers_v:g})")
-    return CheckResult(id=CHECK_ID, status=Status.WARN if warn else Status.PASS, summary=summary,
-                       metrics=metrics, findings=findings)
+    return Evidence(summary="", metrics=metrics)  # the judge words it: the sentences depend on the thresholds
 
 
-def _sources(ctx: AuditContext, alpha: float, min_cramers_v: float) -> tuple[dict, list[Finding], str]:
-    """Source × class (all splits, one row per content per split) and source composition per split."""
+def _source_evidence(ctx: AuditContext) -> dict[str, Any]:
+    """Source × class (all splits, one row per content per split), source composition per split, and the tests."""
     seen: dict[tuple[str, str, str], int] = {}
     for p in ctx.usable_positions:
         record = ctx.records[p]
@@ -316,8 +263,6 @@ def _sources(ctx: AuditContext, alpha: float, min_cramers_v: float) -> tuple[dic
     sources = [ctx.records[p].source or NONE for p in positions]
     labels = [ctx.records[p].label for p in positions]
     splits = [ctx.records[p].split for p in positions]
-    findings: list[Finding] = []
-    texts: list[str] = []
     table: dict[str, dict[str, int]] = {}
     for source, label in zip(sources, labels):
         table.setdefault(source, {}).setdefault(label, 0)
@@ -330,33 +275,97 @@ def _sources(ctx: AuditContext, alpha: float, min_cramers_v: float) -> tuple[dic
                                "split_composition": composition}
     test = association(labels, sources)
     if test is not None:
-        how = category_sentence("source", test)
-        metrics["source_vs_class"] = {"p_value": test["p_value"], "cramers_v": test["cramers_v"], "how": how}
-        texts.append(f"source and class: Cramér's V {test['cramers_v']:.2f} (p = {test['p_value']:.2g})")
-        if test["p_value"] < alpha and test["cramers_v"] >= min_cramers_v:
-            findings.append(Finding(
-                id=stable_finding_id(CHECK_ID, "source_predicts_class", ["source"]),
-                severity=Severity.WARNING,
-                message=f"the source goes with the class (Cramér's V {test['cramers_v']:.2f}, p = {test['p_value']:.2g}): "
-                f"{how}; a model can learn the source instead of the class",
-                paths=[],
-                evidence={k: v for k, v in metrics["source_vs_class"].items()},
-            ))
-    else:
-        texts.append(f"{len(set(sources))} source(s)")
+        metrics["source_vs_class"] = {"p_value": test["p_value"], "cramers_v": test["cramers_v"],
+                                      "how": category_sentence("source", test)}
     reference = composition.get(REFERENCE_SPLIT, {})
     split_tests: dict[str, dict] = {}
     for split in ctx.index.held_out_splits:
         held = composition.get(split, {})
         if not held or not reference:
             continue
-        unseen = sorted(set(held) - set(reference))
         pair = association([REFERENCE_SPLIT] * sum(reference.values()) + [split] * sum(held.values()),
                            [s for s, n in reference.items() for _ in range(n)] + [s for s, n in held.items() for _ in range(n)])
-        entry = {"sources": len(held), "unseen_in_train": unseen}
+        entry = {"sources": len(held), "unseen_in_train": sorted(set(held) - set(reference))}
         if pair is not None:
             entry.update(p_value=pair["p_value"], cramers_v=pair["cramers_v"])
         split_tests[split] = entry
+    metrics["split_tests"] = split_tests
+    return metrics
+
+
+def judge(evidence: Evidence, policy: Policy) -> Verdict:
+    """Warn when the properties predict the label (p < alpha, lift ≥ min_shortcut_lift), when the source goes
+    with the class, or when a held-out split's sources differ from train's (Cramér's V ≥ min_cramers_v)."""
+    metrics = copy.deepcopy(evidence.metrics)
+    alpha = policy.alpha
+    rows_from, per_property, model = metrics["rows_from"], metrics["properties"], metrics["model"]
+    for r in per_property.values():
+        r["carries_signal"] = bool(r["p_value_holm"] < alpha and r["cramers_v"] >= policy.min_cramers_v)
+    signal = sorted((n for n, r in per_property.items() if r["carries_signal"]), key=lambda n: -per_property[n]["cramers_v"])
+    metrics["properties_with_signal"] = signal
+    shortcut = model["p_value"] < alpha and model["lift"] >= policy.min_shortcut_lift
+    metrics["shortcut"] = shortcut
+    metrics["policy"] = {"alpha": alpha, "min_shortcut_lift": policy.min_shortcut_lift, "min_cramers_v": policy.min_cramers_v}
+    how = "; ".join(per_property[n]["how"] for n in signal[:3])
+    findings: list[Finding] = []
+    model_text = (f"file properties alone predict the label in {rows_from} with balanced accuracy "
+                  f"{model['balanced_accuracy']:.2f} (chance {model['chance']:.2f}, p = {model['p_value']:.2g})")
+    if shortcut:
+        findings.append(Finding(
+            id=stable_finding_id(CHECK_ID, "label_from_properties", [rows_from]),
+            severity=Severity.WARNING,
+            message=f"{model_text}: a model can learn these instead of the content" + (f" ({how})" if how else "")
+            + f" (policy: warn when p < {alpha:g} and lift over chance ≥ {policy.min_shortcut_lift:g}; "
+            f"lift {model['lift']:.2f})",
+            paths=[],
+            evidence={**model, "properties_with_signal": {n: per_property[n] for n in signal}},
+        ))
+        sentences = [model_text + (f": {how}" if how else "")]
+    elif model["p_value"] < alpha:
+        sentences = [f"file properties carry a weak signal about the label in {rows_from}: balanced accuracy "
+                     f"{model['balanced_accuracy']:.2f} (chance {model['chance']:.2f}, p = {model['p_value']:.2g}, "
+                     f"lift {model['lift']:.2f})" + (f"; {how}" if how else "")]
+    else:
+        sentences = [f"file properties do not predict the label in {rows_from} beyond chance: balanced accuracy "
+                     f"{model['balanced_accuracy']:.2f} (chance {model['chance']:.2f}, p = {model['p_value']:.2g})"
+                     + (f"; {how}" if how else "")]
+    if "sources" in metrics:
+        source_findings, source_text = _source_judgement(metrics["sources"], policy)
+        findings.extend(source_findings)
+        sentences.append(source_text)
+    else:
+        sentences.append("source unknown (give a manifest source column or --source-depth N)")
+    return Verdict(Status.WARN if findings else Status.PASS, summary="; ".join(sentences),
+                   policy=f"warn when p < {alpha:g} and lift over chance ≥ {policy.min_shortcut_lift:g}, or "
+                          f"source/class Cramér's V ≥ {policy.min_cramers_v:g}",
+                   findings=findings, metrics=metrics)
+
+
+def _source_judgement(metrics: dict[str, Any], policy: Policy) -> tuple[list[Finding], str]:
+    findings: list[Finding] = []
+    texts: list[str] = []
+
+    def material(test: dict) -> bool:
+        return test["p_value"] < policy.alpha and test["cramers_v"] >= policy.min_cramers_v
+
+    test = metrics.get("source_vs_class")
+    if test is not None:
+        texts.append(f"source and class: Cramér's V {test['cramers_v']:.2f} (p = {test['p_value']:.2g})")
+        if material(test):
+            findings.append(Finding(
+                id=stable_finding_id(CHECK_ID, "source_predicts_class", ["source"]),
+                severity=Severity.WARNING,
+                message=f"the source goes with the class (Cramér's V {test['cramers_v']:.2f}, p = {test['p_value']:.2g}): "
+                f"{test['how']}; a model can learn the source instead of the class",
+                paths=[],
+                evidence=dict(test),
+            ))
+    else:
+        texts.append(f"{len(metrics['sources'])} source(s)")
+    composition = metrics["split_composition"]
+    reference = composition.get(REFERENCE_SPLIT, {})
+    for split, entry in metrics["split_tests"].items():
+        held = composition[split]
         if len(held) == 1 and len(reference) > 1:
             only = next(iter(held))
             findings.append(Finding(
@@ -368,15 +377,18 @@ def _sources(ctx: AuditContext, alpha: float, min_cramers_v: float) -> tuple[dic
                 evidence={"split": split, "source": only, "reference_sources": sorted(reference)},
             ))
             texts.append(f"{split} drawn from {only!r} only")
-        elif pair is not None and pair["p_value"] < alpha and pair["cramers_v"] >= min_cramers_v:
+        elif "p_value" in entry and material(entry):
+            unseen = entry["unseen_in_train"]
             findings.append(Finding(
                 id=stable_finding_id(CHECK_ID, "source_mix_differs", [split]),
                 severity=Severity.WARNING,
-                message=f"{split}'s sources differ from {REFERENCE_SPLIT}'s (Cramér's V {pair['cramers_v']:.2f}, "
-                f"p = {pair['p_value']:.2g})" + (f"; not in {REFERENCE_SPLIT}: {', '.join(map(repr, unseen))}" if unseen else ""),
+                message=f"{split}'s sources differ from {REFERENCE_SPLIT}'s (Cramér's V {entry['cramers_v']:.2f}, "
+                f"p = {entry['p_value']:.2g})" + (f"; not in {REFERENCE_SPLIT}: {', '.join(map(repr, unseen))}" if unseen else ""),
                 paths=[],
                 evidence={"split": split, **entry, "composition": held, "reference_composition": reference},
             ))
-            texts.append(f"{split}'s source mix differs (V {pair['cramers_v']:.2f})")
-    metrics["split_tests"] = split_tests
-    return metrics, findings, "; ".join(texts)
+            texts.append(f"{split}'s source mix differs (V {entry['cramers_v']:.2f})")
+    return findings, "; ".join(texts)
+
+
+CHECK = Check(CHECK_ID, compute, judge, evidence_policy=("alpha",))

@@ -26,231 +26,39 @@ Besag–Clifford early stopping (the constants below, reported under metrics["bo
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-import warnings
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from auditor.config import REFERENCE_SPLIT
+from auditor.config import REFERENCE_SPLIT, Policy
 from auditor.checks.common import one_blas_thread
 from auditor.context import AuditContext
-from auditor.imaging import ImageScan
-from auditor.report import CheckResult, Finding, Severity, Status, stable_finding_id
+from auditor.encoding.imaging import ImageScan
+from auditor.analysis.domain import (MAX_IMAGES_PER_SPLIT, MIN_IMAGES_PER_SIDE, sample_pair, split_seed,
+                                     unique_by_split)
+from auditor.checks.base import Check, Evidence, Verdict, skipped
+from auditor.report import Finding, Severity, Status, stable_finding_id
+from auditor.stats import (CV_FOLDS, PCA_COMPONENTS, STOP_AFTER_EXCEEDANCES, DomainTest, bonferroni_min,
+                           domain_classifier_test, holm, mmd_test, permutations_for)
 
 CHECK_ID = "split_shift"
 
 # Bounds on the work, whatever the dataset size (reported under metrics["bounds"]).
-MAX_IMAGES_PER_SPLIT = 2000  # embeddings per side in the split-level tests (seeded subsample)
 MAX_IMAGES_PER_CLASS = 300  # … per side in each per-class test
 MAX_CLASSES_TESTED = 20  # per-class tests on the classes with the most images in both splits
-MIN_IMAGES_PER_SIDE = 10  # fewer images than this on either side: the test is not run
-PCA_COMPONENTS = 32  # at most; also at most a fifth of the images, so small tests are not overfit
-LOGREG_C = 0.5  # inverse L2 strength of the domain classifier, on whitened PCA components
-CV_FOLDS = 5
 MAX_SPLIT_CLASSIFIER_PERMUTATIONS = 999
 CLASS_CLASSIFIER_PERMUTATIONS = 49  # per shifted class: supporting evidence (the MMD p-value decides)
 MAX_CLASSES_WITH_CLASSIFIER_P = 5  # … for at most this many classes, the most shifted first
 MAX_MMD_PERMUTATIONS = 20_000
-STOP_AFTER_EXCEEDANCES = 10  # Besag–Clifford: stop permuting once this many permuted scores beat the observed one
+MIN_MMD_PERMUTATIONS = 999  # MMD permutations are cheap: never fewer, so its p-value is resolved finely
 LEAST_LIKE_SHOWN = 10  # held-out images listed as looking least like train
 
 
 # ------------------------------------------------------------------------------------------------
 # Statistical helpers (pure functions on arrays; unit-tested on their own)
-
-
-def holm(p_values: list[float] | np.ndarray) -> np.ndarray:
-    """Holm–Bonferroni adjusted p-values (family-wise error control), in the input order."""
-    p = np.asarray(p_values, dtype=float)
-    m = p.size
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(np.argsort(p, kind="stable")):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def bonferroni_min(*p_values: float | None) -> float | None:
-    """One p-value for 'any of these tests is significant': m × the smallest, at most 1."""
-    present = [p for p in p_values if p is not None]
-    return min(1.0, len(present) * min(present)) if present else None
-
-
-def permutations_for(alpha: float, tests: int, cap: int) -> int:
-    """n with smallest reachable p-value 1/(n+1) ≤ alpha / (4 × tests): after Bonferroni over two tests and a
-    correction over `tests`, p < alpha stays reachable with a 2× margin (at least 99, at most `cap`)."""
-    needed = math.ceil(4 * tests / alpha) - 1 if alpha > 0 else cap
-    return int(min(cap, max(99, needed)))
-
-
-def rbf_kernel_median(z: np.ndarray) -> tuple[np.ndarray, float]:
-    """RBF kernel matrix (float32) with the median-heuristic bandwidth: sigma² = median pairwise squared distance / 2."""
-    z = np.asarray(z, dtype=np.float32)
-    squared = np.einsum("ij,ij->i", z, z)
-    distances = squared[:, None] + squared[None, :] - 2.0 * (z @ z.T)
-    np.maximum(distances, 0.0, out=distances)
-    upper = distances[np.triu_indices(len(z), k=1)]
-    median = float(np.median(upper)) if upper.size else 0.0
-    if median <= 0:
-        median = float(upper[upper > 0].mean()) if np.any(upper > 0) else 1.0
-    distances *= -1.0 / median  # exp(-d² / (2 sigma²)) with 2 sigma² = median d²
-    np.exp(distances, out=distances)
-    return distances, math.sqrt(median / 2.0)
-
-
-def mmd_test(x: np.ndarray, y: np.ndarray, n_permutations: int, seed: int, batch: int = 128,
-             groups: np.ndarray | None = None) -> dict[str, Any]:
-    """Unbiased MMD² between samples x and y (RBF, median heuristic) with a permutation p-value.
-
-    `groups` (one integer per row of x then y, e.g. the class) restricts the permutations to rows of
-    the same group, as scikit-learn's permutation_test_score(groups=…) does. Each permutation costs one
-    kernel-matrix product with a batch of assignment vectors, so thousands of permutations take well
-    under a second at a few hundred images per side.
-    """
-    m, n = len(x), len(y)
-    kernel, bandwidth = rbf_kernel_median(np.vstack([x, y]))
-    np.fill_diagonal(kernel, 0.0)
-    row_sums = kernel.sum(axis=1, dtype=np.float64)
-    total = float(row_sums.sum())
-
-    def statistics(assign: np.ndarray) -> np.ndarray:
-        """assign: (m+n, P) 0/1 float32, m ones per column (the x sample) → MMD² per column."""
-        within_x = np.einsum("ip,ip->p", assign, kernel @ assign, dtype=np.float64)
-        x_to_all = row_sums @ assign
-        between = x_to_all - within_x
-        within_y = total - 2.0 * x_to_all + within_x
-        return within_x / (m * (m - 1)) + within_y / (n * (n - 1)) - 2.0 * between / (m * n)
-
-    observed_assign = np.zeros((m + n, 1), dtype=np.float32)
-    observed_assign[:m] = 1.0
-    observed = float(statistics(observed_assign)[0])
-    # Rows sorted by group, shuffled inside it: in each group, the first (its count of x rows) become x.
-    groups = np.zeros(m + n, dtype=int) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
-    sorted_groups = np.sort(groups)
-    group_start = np.searchsorted(sorted_groups, np.arange(groups.max() + 1))
-    x_per_group = np.bincount(groups[:m], minlength=groups.max() + 1)
-    is_x_in_order = ((np.arange(m + n) - group_start[sorted_groups]) < x_per_group[sorted_groups]).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    exceed = done = 0
-    while done < n_permutations:
-        size = min(batch, n_permutations - done)
-        order = np.argsort(rng.random((m + n, size)) + groups[:, None], axis=0)
-        assign = np.zeros((m + n, size), dtype=np.float32)
-        np.put_along_axis(assign, order, np.repeat(is_x_in_order[:, None], size, axis=1), axis=0)
-        exceed += int(np.sum(statistics(assign) >= observed - 1e-12))
-        done += size
-    return {
-        "mmd2": round(observed, 6),
-        "p_value": float(f"{(exceed + 1) / (done + 1):.4g}"),
-        "bandwidth": round(bandwidth, 4),
-        "permutations": done,
-    }
-
-
-def sequential_permutation_test(estimator, features: np.ndarray, labels: np.ndarray, cv, scoring: str,
-                                max_permutations: int, seed: int, stop_after: int = STOP_AFTER_EXCEEDANCES,
-                                groups: np.ndarray | None = None) -> tuple[float, float, int]:
-    """(observed score, p-value, permutations run) with scikit-learn's permutation_test_score, in chunks.
-
-    Besag–Clifford sequential stopping: once `stop_after` permuted scores reach the observed one the
-    p-value is clearly large (p = stop_after / permutations so far) and permuting stops, so an
-    unshifted split costs a few dozen refits; a shifted one runs all `max_permutations`.
-    """
-    import sklearn
-    from sklearn.model_selection import permutation_test_score
-    from threadpoolctl import threadpool_limits
-
-    done = exceed = 0
-    observed = float("nan")
-    chunk, chunk_index = 19, 0
-    # Thousands of tiny fits: one BLAS thread each is several times faster than threads fighting for the
-    # cores, and the inputs were checked once already (finite floats, fixed parameters).
-    with threadpool_limits(limits=1, user_api="blas"), \
-            sklearn.config_context(assume_finite=True, skip_parameter_validation=True), warnings.catch_warnings():
-        # `groups` is meant for the permutations only: the folds stay stratified on the labels.
-        warnings.filterwarnings("ignore", message="The groups parameter is ignored by")
-        while done < max_permutations:
-            size = min(chunk, max_permutations - done)
-            observed, permuted, _ = permutation_test_score(
-                estimator, features, labels, groups=groups, cv=cv, scoring=scoring, n_permutations=size,
-                random_state=seed + 7919 * chunk_index, n_jobs=None,
-            )
-            for score in permuted:
-                done += 1
-                exceed += int(score >= observed)
-                if exceed >= stop_after:
-                    return float(observed), exceed / done, done
-            chunk, chunk_index = chunk * 3, chunk_index + 1
-    return float(observed), (exceed + 1) / (done + 1), done
-
-
-@dataclass
-class DomainTest:
-    auc: float | None
-    p_value: float | None
-    permutations: int
-    components: int
-    folds: int
-    held_out_scores: np.ndarray | None  # out-of-fold P(held-out | image) for the held-out rows
-    transform: Callable[[np.ndarray], np.ndarray] | None  # unit embeddings → the classifier's P(held-out)
-
-    def metrics(self, max_permutations: int) -> dict[str, Any]:
-        return {
-            "auc": None if self.auc is None else round(self.auc, 4),
-            "p_value": None if self.p_value is None else float(f"{self.p_value:.4g}"),
-            "permutations": self.permutations,
-            "max_permutations": max_permutations,
-            "cv_folds": self.folds,
-            "pca_components": self.components,
-            "C": LOGREG_C,
-        }
-
-
-def domain_classifier_test(reference: np.ndarray, held_out: np.ndarray, max_permutations: int, seed: int,
-                           want_scores: bool = False, groups: np.ndarray | None = None) -> DomainTest:
-    """Can a regularised logistic regression tell held-out rows from reference rows? CV ROC-AUC + permutation p
-    (`max_permutations=0`: the AUC only, p_value None; `groups`: permute only within groups, e.g. classes).
-
-    PCA is fitted on the pooled rows without the split labels, so it may sit outside the folds
-    without leaking them; whitening makes one C fit every embedding.
-    """
-    import sklearn
-    from sklearn.decomposition import PCA
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_val_score
-    from threadpoolctl import threadpool_limits
-
-    pooled = np.vstack([reference, held_out]).astype(np.float32)
-    labels = np.r_[np.zeros(len(reference), dtype=int), np.ones(len(held_out), dtype=int)]
-    components = int(max(2, min(PCA_COMPONENTS, len(pooled) // 5, pooled.shape[1])))
-    pca = PCA(n_components=components, whiten=True, random_state=seed).fit(pooled)
-    features = pca.transform(pooled)
-    folds = int(min(CV_FOLDS, len(reference), len(held_out)))
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    model = LogisticRegression(C=LOGREG_C, solver="liblinear", max_iter=2000)
-    if max_permutations > 0:
-        auc, p_value, permutations = sequential_permutation_test(
-            model, features, labels, cv, "roc_auc", max_permutations, seed, groups=groups
-        )
-    else:
-        with threadpool_limits(limits=1, user_api="blas"), \
-                sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            auc = float(np.mean(cross_val_score(model, features, labels, cv=cv, scoring="roc_auc")))
-        p_value, permutations = None, 0
-    scores = transform = None
-    if want_scores:
-        with threadpool_limits(limits=1, user_api="blas"):
-            scores = cross_val_predict(model, features, labels, cv=cv, method="predict_proba")[len(reference):, 1]
-            final = LogisticRegression(C=LOGREG_C, solver="liblinear", max_iter=2000).fit(features, labels)
-
-        def transform(unit: np.ndarray) -> np.ndarray:
-            return final.predict_proba(pca.transform(unit))[:, 1]
-
-    return DomainTest(auc, p_value, permutations, components, folds, scores, transform)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -380,9 +188,8 @@ def drift_sentence(split: str, reference: str, drifts: dict[str, dict], limit: i
     return "; ".join(parts)
 
 
-def property_drift(ref_scans: list[ImageScan], held_scans: list[ImageScan], alpha: float, min_effect: float,
-                   min_cramers_v: float) -> dict[str, dict]:
-    """Every property's test, Holm-adjusted over the properties; `drifts` marks the significant, material ones."""
+def property_drift(ref_scans: list[ImageScan], held_scans: list[ImageScan]) -> dict[str, dict]:
+    """Every property's test (p-value, effect size), Holm-adjusted over the properties."""
     results: dict[str, dict] = {}
     for name, (read, log_scale, _up, _down, min_scale) in CONTINUOUS_PROPERTIES.items():
         ref = [v for v in (read(s) for s in ref_scans) if v is not None]
@@ -396,232 +203,100 @@ def property_drift(ref_scans: list[ImageScan], held_scans: list[ImageScan], alph
             results[name] = outcome
     if results:
         adjusted = holm([r["p_value"] for r in results.values()])
-        for (name, r), p in zip(results.items(), adjusted):
-            threshold = min_cramers_v if r["test"] == "chi2" else min_effect
+        for r, p in zip(results.values(), adjusted):
             r["p_value_holm"] = float(f"{p:.4g}")
-            r["drifts"] = bool(p < alpha and r["effect"] >= threshold)
     return results
+
+
+def drifts(result: dict, policy: Policy) -> bool:
+    """A property drifts when its Holm-adjusted p-value is below alpha and its effect is material."""
+    threshold = policy.min_cramers_v if result["test"] == "chi2" else policy.min_drift_effect
+    return bool(result["p_value_holm"] < policy.alpha and result["effect"] >= threshold)
 
 
 # ------------------------------------------------------------------------------------------------
 # The check
 
 
-def _unique_by_split(ctx: AuditContext) -> dict[str, dict[str, int]]:
-    """split → {sha: first record position}: one row per content per split, so copies do not inflate the tests."""
-    grouped: dict[str, dict[str, int]] = {}
-    for p in ctx.usable_positions:
-        record = ctx.records[p]
-        grouped.setdefault(record.split, {}).setdefault(ctx.encoded.record_sha[p], p)
-    return grouped
-
-
-def _subsample(items: list, cap: int, rng: np.random.Generator) -> list:
-    if len(items) <= cap:
-        return list(items)
-    keep = np.sort(rng.choice(len(items), size=cap, replace=False))
-    return [items[i] for i in keep]
-
-
 def _p_text(p: float | None) -> str:
     return "n/a" if p is None else f"{p:.2g}"
 
 
-def _embedding_tests(ctx: AuditContext, ref_shas: list[str], held_shas: list[str], seed: int,
-                     classifier_permutations: int, mmd_permutations: int, want_scores: bool,
+def _embedding_tests(ctx: AuditContext, ref_shas: list[str], held_shas: list[str], seed: int, cap: int,
+                     classifier_permutations: int, mmd_permutations: int,
                      label_of: tuple[dict[str, str], dict[str, str]] | None = None) -> dict[str, Any]:
-    """Both tests on (subsamples of) two sets of contents; with `label_of` (per side: sha → class) the
+    """Both tests on (seeded subsamples of) two sets of contents; with `label_of` (per side: sha → class) the
     permutations stay within classes."""
-    rng = np.random.default_rng(seed)
-    cap = MAX_IMAGES_PER_SPLIT if want_scores else MAX_IMAGES_PER_CLASS
-    embedded = ctx.encoded.embeddings  # a content whose embedding is missing (changed while encoding) sits out
-    ref_shas, held_shas = [s for s in ref_shas if s in embedded], [s for s in held_shas if s in embedded]
-    ref_sample, held_sample = _subsample(ref_shas, cap, rng), _subsample(held_shas, cap, rng)
+    ref_sample, held_sample = sample_pair(ctx, ref_shas, held_shas, seed, cap)
     ref_vectors, held_vectors = ctx.unit_embeddings(ref_sample), ctx.unit_embeddings(held_sample)
     groups = None
     if label_of is not None:
         classes = [label_of[0][s] for s in ref_sample] + [label_of[1][s] for s in held_sample]
         groups = np.unique(classes, return_inverse=True)[1]
-    domain = domain_classifier_test(ref_vectors, held_vectors, classifier_permutations, seed, want_scores=want_scores,
-                                    groups=groups)
+    domain = domain_classifier_test(ref_vectors, held_vectors, classifier_permutations, seed, groups=groups)
     mmd = mmd_test(ref_vectors, held_vectors, mmd_permutations, seed, groups=groups)
-    return {"domain": domain, "mmd": mmd, "tested": [len(ref_sample), len(held_sample)], "held_sample": held_sample,
+    return {"domain": domain, "mmd": mmd, "tested": [len(ref_sample), len(held_sample)],
             "vectors": (ref_vectors, held_vectors)}
 
 
-def _least_like_train(ctx: AuditContext, tests: dict, held_shas: list[str]) -> list[tuple[str, float]]:
-    """(sha, score) of held-out contents, highest P(held-out) first: out-of-fold where sampled, else the final model."""
-    domain: DomainTest = tests["domain"]
-    scores = dict(zip(tests["held_sample"], (float(s) for s in domain.held_out_scores)))
-    rest = [s for s in held_shas if s not in scores and s in ctx.encoded.embeddings]
-    for start in range(0, len(rest), 4096):
-        chunk = rest[start:start + 4096]
-        scores.update(zip(chunk, (float(s) for s in domain.transform(ctx.unit_embeddings(chunk)))))
-    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+# ------------------------------------------------------------------------------------------------
+# Evidence: every test's numbers, whatever the thresholds
 
 
-def run(ctx: AuditContext) -> CheckResult:
+def compute(ctx: AuditContext) -> Evidence:
     with one_blas_thread():
-        return _run(ctx)
+        return _compute(ctx)
 
 
-def _run(ctx: AuditContext) -> CheckResult:
+def _compute(ctx: AuditContext) -> Evidence:
     started = time.perf_counter()
-    policy = ctx.config.policy
     splits = ctx.index.splits
     if REFERENCE_SPLIT not in splits or len(splits) < 2:
-        return CheckResult(id=CHECK_ID, status=Status.SKIPPED,
-                           summary=f"needs a '{REFERENCE_SPLIT}' split and a held-out split to compare; found "
-                           f"{', '.join(splits) or 'none'}")
-    seed = ctx.config.seed or 0
-    alpha = policy.alpha
-    by_split = _unique_by_split(ctx)
+        return skipped(f"needs a '{REFERENCE_SPLIT}' split and a held-out split to compare; found "
+                       f"{', '.join(splits) or 'none'}")
+    alpha = ctx.config.policy.alpha  # sets how many permutations resolve the p-values (Check.evidence_policy)
+    seed = split_seed(ctx)
+    by_split = unique_by_split(ctx)
     reference_shas = list(by_split.get(REFERENCE_SPLIT, {}))
     reference_scans = [ctx.encoded.scans[s] for s in reference_shas]
     split_permutations = permutations_for(alpha, 1, MAX_SPLIT_CLASSIFIER_PERMUTATIONS)
-    split_mmd_permutations = max(999, permutations_for(alpha, 1, MAX_MMD_PERMUTATIONS))
-    findings: list[Finding] = []
+    split_mmd_permutations = max(MIN_MMD_PERMUTATIONS, permutations_for(alpha, 1, MAX_MMD_PERMUTATIONS))
     per_split: dict[str, dict] = {}
-    sentences: list[str] = []
-    any_fail = any_warn = False
-    embeddings = ctx.has_embeddings
-
     for split in ctx.index.held_out_splits:
         held = by_split.get(split, {})
         held_shas = list(held)
         entry: dict[str, Any] = {"images": {REFERENCE_SPLIT: len(reference_shas), split: len(held_shas)}}
         per_split[split] = entry
-        drift = property_drift(reference_scans, [ctx.encoded.scans[s] for s in held_shas], alpha,
-                               policy.min_drift_effect, policy.min_cramers_v)
-        entry["property_drift"] = drift
-        drifting = {n: d for n, d in drift.items() if d.get("drifts")}
-        drift_text = drift_sentence(split, REFERENCE_SPLIT, drifting)
-        for name, d in sorted(drifting.items(), key=lambda item: -item[1]["effect"]):
-            any_warn = True
-            findings.append(Finding(
-                id=stable_finding_id(CHECK_ID, "property_drift", [split, name]),
-                severity=Severity.WARNING,
-                message=f"{drift_sentence(split, REFERENCE_SPLIT, {name: d})} "
-                + (f"(KS p = {_p_text(d['p_value_holm'])} after Holm; Wasserstein distance {d['effect']:.2f} × "
-                   f"{REFERENCE_SPLIT}'s spread{', on a log scale' if d['effect_scale'] == 'log' else ''}; policy: "
-                   f"warn from {policy.min_drift_effect:g})" if d["test"] == "ks"
-                   else f"(chi-square p = {_p_text(d['p_value_holm'])} after Holm; Cramér's V = {d['effect']:.2f}; "
-                   f"policy: warn from {policy.min_cramers_v:g})"),
-                paths=[],
-                evidence={"split": split, "property": name, **d},
-            ))
-
-        if not embeddings or min(len(reference_shas), len(held_shas)) < MIN_IMAGES_PER_SIDE:
-            reason = ("no embeddings" if not embeddings
+        entry["property_drift"] = property_drift(reference_scans, [ctx.encoded.scans[s] for s in held_shas])
+        if not ctx.has_embeddings or min(len(reference_shas), len(held_shas)) < MIN_IMAGES_PER_SIDE:
+            reason = ("no embeddings" if not ctx.has_embeddings
                       else f"fewer than {MIN_IMAGES_PER_SIDE} images in {REFERENCE_SPLIT} or {split}")
-            entry.update(domain_classifier=None, mmd=None, p_value=None, shifted=False, not_tested=reason)
-            sentences.append(f"{split} vs {REFERENCE_SPLIT}: embedding tests not run ({reason})"
-                             + (f"; {drift_text}" if drift_text else "; no property drift"))
+            entry.update(domain_classifier=None, mmd=None, p_value=None, not_tested=reason)
             continue
-
         label_of = ({s: ctx.records[p].label for s, p in by_split[REFERENCE_SPLIT].items()},
                     {s: ctx.records[p].label for s, p in held.items()})
-        tests = _embedding_tests(ctx, reference_shas, held_shas, seed, split_permutations, split_mmd_permutations,
-                                 want_scores=True, label_of=label_of)
+        tests = _embedding_tests(ctx, reference_shas, held_shas, seed, MAX_IMAGES_PER_SPLIT, split_permutations,
+                                 split_mmd_permutations, label_of=label_of)
         domain: DomainTest = tests["domain"]
-        mmd = tests["mmd"]
-        p_split = bonferroni_min(domain.p_value, mmd["p_value"])
-        significant = p_split is not None and p_split < alpha
-        material = domain.auc is not None and domain.auc >= policy.min_domain_auc
-        shifted = significant and material
-        any_fail |= shifted
         entry.update(
             tested={REFERENCE_SPLIT: tests["tested"][0], split: tests["tested"][1]},
             domain_classifier=domain.metrics(split_permutations),
-            mmd=mmd,
-            p_value=float(f"{p_split:.4g}"),
+            mmd=tests["mmd"],
+            p_value=float(f"{bonferroni_min(domain.p_value, tests['mmd']['p_value']):.4g}"),
             p_value_method="Bonferroni over the classifier and MMD tests (2 × the smaller); permutations within classes",
-            significant=significant,
-            material=material,
-            shifted=shifted,
         )
-        split_text = (f"domain classifier AUC {domain.auc:.2f} (p = {_p_text(domain.p_value)}), "
-                      f"MMD p = {_p_text(mmd['p_value'])}")
-        if shifted:
-            findings.append(Finding(
-                id=stable_finding_id(CHECK_ID, "split_shift", [split]),
-                severity=Severity.ERROR,
-                message=f"{split} looks different from {REFERENCE_SPLIT}: a classifier tells their images apart with "
-                f"ROC-AUC {domain.auc:.2f} (permutation p = {_p_text(domain.p_value)}; MMD p = {_p_text(mmd['p_value'])}; "
-                f"policy: fail when p < {alpha:g} and AUC ≥ {policy.min_domain_auc:g})",
-                paths=[],
-                evidence={"split": split, "auc": entry["domain_classifier"]["auc"], "p_value": entry["p_value"],
-                          "classifier_p_value": entry["domain_classifier"]["p_value"], "mmd_p_value": mmd["p_value"]},
-            ))
-
-        # Per class: same tests, Holm over the classes tested.
-        per_class, not_tested = _per_class(ctx, split, seed, alpha, policy.min_domain_auc)
-        entry["per_class"] = per_class
-        entry["classes_not_tested"] = not_tested
-        shifted_classes = [c for c, r in per_class.items() if r["shifted"]]
-        for c in shifted_classes:
-            r = per_class[c]
-            any_warn = True
-            findings.append(Finding(
-                id=stable_finding_id(CHECK_ID, "class_shift", [split, c]),
-                severity=Severity.WARNING,
-                message=f"class {c!r} in {split} looks different from {c!r} in {REFERENCE_SPLIT}: domain classifier "
-                f"AUC {r['domain_classifier']['auc']:.2f}, MMD p = {_p_text(r['mmd']['p_value'])} "
-                f"({_p_text(r['p_value_holm'])} after Holm over {len(per_class)} classes; policy: warn when p < {alpha:g} "
-                f"and AUC ≥ {policy.min_domain_auc:g})",
-                paths=[],
-                evidence={"split": split, "class": c, "auc": r["domain_classifier"]["auc"],
-                          "p_value_holm": r["p_value_holm"], "mmd_p_value": r["mmd"]["p_value"],
-                          "classifier_p_value": r["domain_classifier"]["p_value"]},
-            ))
-
-        # The held-out images that look least like train.
-        ranked = _least_like_train(ctx, tests, held_shas)
-        if ctx.split_shift_scores is None:
-            ctx.split_shift_scores = {}
-        ctx.split_shift_scores[split] = dict(ranked)  # for gap_attribution's accuracy-by-shift quintiles
-        top = ranked[:LEAST_LIKE_SHOWN]
-        paths = [ctx.records[held[sha]].path for sha, _ in top]
-        flagged = shifted or bool(shifted_classes)
-        findings.append(Finding(
-            id=stable_finding_id(CHECK_ID, "least_like_train", [split]),
-            severity=Severity.WARNING if flagged else Severity.INFO,
-            message=f"the {len(top)} {split} images that look least like {REFERENCE_SPLIT} "
-            f"(domain score {top[0][1]:.2f}–{top[-1][1]:.2f}; median {float(np.median([s for _, s in ranked])):.2f}): "
-            + ", ".join(f"{path} ({score:.2f})" for path, (_, score) in zip(paths[:4], top[:4]))
-            + (f" and {len(top) - 4} more" if len(top) > 4 else ""),
-            paths=paths,
-            evidence={"split": split, "scores": [{"path": path, "score": round(score, 4)}
-                                                 for path, (_, score) in zip(paths, top)],
-                      "images_scored": len(ranked),
-                      "score": f"P({split} | image) from the domain classifier, out-of-fold where sampled"},
-        ))
-        entry["least_like_train"] = [{"path": path, "score": round(score, 4)} for path, (_, score) in zip(paths, top)]
-
-        verdict = ("differs from" if shifted else "differs only slightly from" if significant
-                   else f"may differ from (not significant at {alpha:g})" if material else "looks like")
-        class_text = (f"{len(shifted_classes)} of {len(per_class)} classes shifted ({', '.join(map(repr, shifted_classes))})"
-                      if shifted_classes else f"no class shifted ({len(per_class)} tested)")
-        sentences.append(f"{split} {verdict} {REFERENCE_SPLIT}: {split_text}; {class_text}; "
-                         + (drift_text if drift_text else "no property drift"))
-
-    status = Status.FAIL if any_fail else Status.WARN if any_warn else Status.PASS
-    if not embeddings and status == Status.PASS:
-        status = Status.SKIPPED
-    kind_order = ["split_shift", "class_shift", "least_like_train", "property_drift"]
-    findings.sort(key=lambda f: ({Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}[f.severity],
-                                 kind_order.index(f.id.split(":")[1])))  # stable: effect order kept within a kind
-    summary = "; ".join(sentences) + (f" (policy: fail when p < {alpha:g} and AUC ≥ {policy.min_domain_auc:g}; "
-                                      f"warn on class shift or property drift)")
-    return CheckResult(
-        id=CHECK_ID,
-        status=status,
-        summary=summary,
+        entry["per_class"], entry["classes_not_tested"] = _per_class(ctx, split, seed, alpha)
+        ranked = sorted(ctx.domain_scores.get(split, {}).items(), key=lambda item: (-item[1], item[0]))
+        entry["least_like_train"] = [{"path": ctx.records[held[sha]].path, "score": round(score, 4)}
+                                     for sha, score in ranked[:LEAST_LIKE_SHOWN]]
+        entry["domain_score_median"] = round(float(np.median([s for _, s in ranked])), 4) if ranked else None
+        entry["images_scored"] = len(ranked)
+    return Evidence(
+        summary="",  # the judge words it: every sentence depends on the thresholds
         metrics={
             "reference_split": REFERENCE_SPLIT,
+            "has_embeddings": ctx.has_embeddings,
             "per_split": per_split,
-            "policy": {"alpha": alpha, "min_domain_auc": policy.min_domain_auc,
-                       "min_drift_effect": policy.min_drift_effect, "min_cramers_v": policy.min_cramers_v},
             "bounds": {
                 "max_images_per_split": MAX_IMAGES_PER_SPLIT, "max_images_per_class": MAX_IMAGES_PER_CLASS,
                 "max_classes_tested": MAX_CLASSES_TESTED, "min_images_per_side": MIN_IMAGES_PER_SIDE,
@@ -631,14 +306,14 @@ def _run(ctx: AuditContext) -> CheckResult:
                 "class_classifier_permutations": CLASS_CLASSIFIER_PERMUTATIONS,
                 "max_classes_with_classifier_p": MAX_CLASSES_WITH_CLASSIFIER_P,
                 "early_stop_after_exceedances": STOP_AFTER_EXCEEDANCES, "seed": seed,
+                "permutations_resolve_alpha": alpha,
             },
             "seconds": round(time.perf_counter() - started, 3),
         },
-        findings=findings,
     )
 
 
-def _per_class(ctx: AuditContext, split: str, seed: int, alpha: float, min_auc: float) -> tuple[dict, dict]:
+def _per_class(ctx: AuditContext, split: str, seed: int, alpha: float) -> tuple[dict, dict]:
     """Per-class tests for one held-out split: MMD p-values Holm-adjusted over the classes, classifier AUC as the effect."""
     ref_by_class: dict[str, dict[str, None]] = {}
     held_by_class: dict[str, dict[str, None]] = {}
@@ -659,12 +334,12 @@ def _per_class(ctx: AuditContext, split: str, seed: int, alpha: float, min_auc: 
     for _, label in eligible[MAX_CLASSES_TESTED:]:
         not_tested[label] = f"only the {MAX_CLASSES_TESTED} classes with the most images are tested"
     tested = sorted(label for _, label in eligible[:MAX_CLASSES_TESTED])
-    mmd_permutations = max(999, permutations_for(alpha, max(1, len(tested)), MAX_MMD_PERMUTATIONS))
+    mmd_permutations = max(MIN_MMD_PERMUTATIONS, permutations_for(alpha, max(1, len(tested)), MAX_MMD_PERMUTATIONS))
     results: dict[str, dict] = {}
     vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for k, label in enumerate(tested):
         tests = _embedding_tests(ctx, list(ref_by_class[label]), list(held_by_class[label]), seed + 1 + k,
-                                 0, mmd_permutations, want_scores=False)
+                                 MAX_IMAGES_PER_CLASS, 0, mmd_permutations)
         vectors[label] = tests["vectors"]
         results[label] = {
             "images": [len(ref_by_class[label]), len(held_by_class[label])],
@@ -675,12 +350,135 @@ def _per_class(ctx: AuditContext, split: str, seed: int, alpha: float, min_auc: 
             "p_value_method": "MMD permutation test",
         }
     adjusted = holm([r["p_value"] for r in results.values()]) if results else []
-    for (label, r), p in zip(results.items(), adjusted):
+    for r, p in zip(results.values(), adjusted):
         r["p_value_holm"] = float(f"{p:.4g}")
-        r["shifted"] = bool(p < alpha and r["domain_classifier"]["auc"] >= min_auc)
-    # The classifier's own permutation p-value, as supporting evidence, for the most shifted classes only.
-    shifted = sorted((c for c, r in results.items() if r["shifted"]), key=lambda c: -results[c]["domain_classifier"]["auc"])
-    for label in shifted[:MAX_CLASSES_WITH_CLASSIFIER_P]:
+    # The classifier's own permutation p-value, as supporting evidence, for the significant classes of largest AUC.
+    significant = sorted((c for c, r in results.items() if r["p_value_holm"] < alpha),
+                         key=lambda c: -results[c]["domain_classifier"]["auc"])
+    for label in significant[:MAX_CLASSES_WITH_CLASSIFIER_P]:
         domain = domain_classifier_test(*vectors[label], CLASS_CLASSIFIER_PERMUTATIONS, seed + 1 + tested.index(label))
         results[label]["domain_classifier"] = domain.metrics(CLASS_CLASSIFIER_PERMUTATIONS)
     return results, not_tested
+
+
+# ------------------------------------------------------------------------------------------------
+# The judgement: which split, class or property shifted under the policy
+
+
+def judge(evidence: Evidence, policy: Policy) -> Verdict:
+    """A split fails when its combined p-value is below alpha and its AUC at least min_domain_auc; a
+    shifted class or a drifting property warns."""
+    metrics = copy.deepcopy(evidence.metrics)
+    findings: list[Finding] = []
+    sentences: list[str] = []
+    any_fail = any_warn = False
+    alpha = policy.alpha
+    for split, entry in metrics["per_split"].items():
+        drifting = {}
+        for name, d in entry["property_drift"].items():
+            d["drifts"] = drifts(d, policy)
+            if d["drifts"]:
+                drifting[name] = d
+        drift_text = drift_sentence(split, REFERENCE_SPLIT, drifting)
+        for name, d in sorted(drifting.items(), key=lambda item: -item[1]["effect"]):
+            any_warn = True
+            findings.append(_drift_finding(split, name, d, policy))
+        if entry.get("not_tested"):
+            entry["shifted"] = False
+            sentences.append(f"{split} vs {REFERENCE_SPLIT}: embedding tests not run ({entry['not_tested']})"
+                             + (f"; {drift_text}" if drift_text else "; no property drift"))
+            continue
+        auc = entry["domain_classifier"]["auc"]
+        significant = entry["p_value"] is not None and entry["p_value"] < alpha
+        material = auc is not None and auc >= policy.min_domain_auc
+        entry.update(significant=significant, material=material, shifted=significant and material)
+        any_fail |= entry["shifted"]
+        if entry["shifted"]:
+            findings.append(_split_finding(split, entry, policy))
+        for r in entry["per_class"].values():
+            r["shifted"] = bool(r["p_value_holm"] < alpha and r["domain_classifier"]["auc"] >= policy.min_domain_auc)
+        shifted_classes = [c for c, r in entry["per_class"].items() if r["shifted"]]
+        for c in shifted_classes:
+            any_warn = True
+            findings.append(_class_finding(split, c, entry["per_class"][c], len(entry["per_class"]), policy))
+        if entry["least_like_train"]:
+            findings.append(_least_like_finding(split, entry, flagged=entry["shifted"] or bool(shifted_classes)))
+        verdict = ("differs from" if entry["shifted"] else "differs only slightly from" if significant
+                   else f"may differ from (not significant at {alpha:g})" if material else "looks like")
+        class_text = (f"{len(shifted_classes)} of {len(entry['per_class'])} classes shifted "
+                      f"({', '.join(map(repr, shifted_classes))})"
+                      if shifted_classes else f"no class shifted ({len(entry['per_class'])} tested)")
+        split_text = (f"domain classifier AUC {auc:.2f} (p = {_p_text(entry['domain_classifier']['p_value'])}), "
+                      f"MMD p = {_p_text(entry['mmd']['p_value'])}")
+        sentences.append(f"{split} {verdict} {REFERENCE_SPLIT}: {split_text}; {class_text}; "
+                         + (drift_text if drift_text else "no property drift"))
+    status = Status.FAIL if any_fail else Status.WARN if any_warn else Status.PASS
+    if not metrics["has_embeddings"] and status == Status.PASS:
+        status = Status.SKIPPED
+    kind_order = ["split_shift", "class_shift", "least_like_train", "property_drift"]
+    findings.sort(key=lambda f: ({Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}[f.severity],
+                                 kind_order.index(f.id.split(":")[1])))  # stable: effect order kept within a kind
+    metrics["policy"] = {"alpha": alpha, "min_domain_auc": policy.min_domain_auc,
+                         "min_drift_effect": policy.min_drift_effect, "min_cramers_v": policy.min_cramers_v}
+    return Verdict(status, summary="; ".join(sentences),
+                   policy=f"fail when p < {alpha:g} and AUC ≥ {policy.min_domain_auc:g}; warn on class shift or "
+                          "property drift",
+                   findings=findings, metrics=metrics)
+
+
+def _drift_finding(split: str, name: str, d: dict, policy: Policy) -> Finding:
+    detail = (f"(KS p = {_p_text(d['p_value_holm'])} after Holm; Wasserstein distance {d['effect']:.2f} × "
+              f"{REFERENCE_SPLIT}'s spread{', on a log scale' if d['effect_scale'] == 'log' else ''}; policy: "
+              f"warn from {policy.min_drift_effect:g})" if d["test"] == "ks"
+              else f"(chi-square p = {_p_text(d['p_value_holm'])} after Holm; Cramér's V = {d['effect']:.2f}; "
+              f"policy: warn from {policy.min_cramers_v:g})")
+    return Finding(id=stable_finding_id(CHECK_ID, "property_drift", [split, name]), severity=Severity.WARNING,
+                   message=f"{drift_sentence(split, REFERENCE_SPLIT, {name: d})} {detail}", paths=[],
+                   evidence={"split": split, "property": name, **d})
+
+
+def _split_finding(split: str, entry: dict, policy: Policy) -> Finding:
+    domain, mmd = entry["domain_classifier"], entry["mmd"]
+    return Finding(
+        id=stable_finding_id(CHECK_ID, "split_shift", [split]),
+        severity=Severity.ERROR,
+        message=f"{split} looks different from {REFERENCE_SPLIT}: a classifier tells their images apart with "
+        f"ROC-AUC {domain['auc']:.2f} (permutation p = {_p_text(domain['p_value'])}; MMD p = {_p_text(mmd['p_value'])}; "
+        f"policy: fail when p < {policy.alpha:g} and AUC ≥ {policy.min_domain_auc:g})",
+        paths=[],
+        evidence={"split": split, "auc": domain["auc"], "p_value": entry["p_value"],
+                  "classifier_p_value": domain["p_value"], "mmd_p_value": mmd["p_value"]},
+    )
+
+
+def _class_finding(split: str, label: str, r: dict, classes_tested: int, policy: Policy) -> Finding:
+    return Finding(
+        id=stable_finding_id(CHECK_ID, "class_shift", [split, label]),
+        severity=Severity.WARNING,
+        message=f"class {label!r} in {split} looks different from {label!r} in {REFERENCE_SPLIT}: domain classifier "
+        f"AUC {r['domain_classifier']['auc']:.2f}, MMD p = {_p_text(r['mmd']['p_value'])} "
+        f"({_p_text(r['p_value_holm'])} after Holm over {classes_tested} classes; policy: warn when p < "
+        f"{policy.alpha:g} and AUC ≥ {policy.min_domain_auc:g})",
+        paths=[],
+        evidence={"split": split, "class": label, "auc": r["domain_classifier"]["auc"],
+                  "p_value_holm": r["p_value_holm"], "mmd_p_value": r["mmd"]["p_value"],
+                  "classifier_p_value": r["domain_classifier"]["p_value"]},
+    )
+
+
+def _least_like_finding(split: str, entry: dict, flagged: bool) -> Finding:
+    top = entry["least_like_train"]
+    return Finding(
+        id=stable_finding_id(CHECK_ID, "least_like_train", [split]),
+        severity=Severity.WARNING if flagged else Severity.INFO,
+        message=f"the {len(top)} {split} images that look least like {REFERENCE_SPLIT} "
+        f"(domain score {top[0]['score']:.2f}–{top[-1]['score']:.2f}; median {entry['domain_score_median']:.2f}): "
+        + ", ".join(f"{t['path']} ({t['score']:.2f})" for t in top[:4])
+        + (f" and {len(top) - 4} more" if len(top) > 4 else ""),
+        paths=[t["path"] for t in top],
+        evidence={"split": split, "scores": top, "images_scored": entry["images_scored"],
+                  "score": f"P({split} | image) from the domain classifier, out-of-fold where sampled"},
+    )
+
+
+CHECK = Check(CHECK_ID, compute, judge, evidence_policy=("alpha",))

@@ -2,7 +2,7 @@
 duplicate decision (which images are copies) stays the audit's own:
 
 - every record is an Item (path, label, today's split); unusable files are excluded as `broken`;
-- duplicate groups come from `ctx.record_groups(ALL_KINDS)` (exact and near, at the audit's thresholds);
+- duplicate groups come from `ctx.duplicate_groups` (exact and near, at the audit's thresholds);
   groups that share a member are merged, so the re-split keeps together whatever the audit links;
 - `--group-by source` uses each record's source; `--group-by COLUMN` a column of the manifest;
 - `--drop-suspect-labels` excludes the images `label_issues` flags with strong evidence;
@@ -25,11 +25,9 @@ def items_from_audit(ctx, group_by: str | None = None, drop_suspect_labels: bool
                      extra_groups: list[list[int]] | None = None) -> tuple[list[Item], list[str]]:
     """Items for every input file, and notes for the output (what was grouped by, what could not be judged).
     `extra_groups`: more groups of record positions to keep together (fix.verify adds what a re-audit links)."""
-    from auditor.checks.duplicates import ALL_KINDS
-
     records = ctx.records
     notes: list[str] = []
-    group_of = _duplicate_group_ids(ctx.record_groups(ALL_KINDS) + list(extra_groups or []), len(records))
+    group_of = _duplicate_group_ids(ctx.duplicate_groups + list(extra_groups or []), len(records))
     together = _group_keys(ctx, group_by, notes) if group_by else [()] * len(records)
     suspects = _suspect_labels(ctx, notes) if drop_suspect_labels else {}
     items: list[Item] = []
@@ -113,9 +111,7 @@ def read_manifest_column(manifest: Path, column: str) -> dict[str, str]:
 
 def _suspect_labels(ctx, notes: list[str]) -> dict[int, str]:
     """Positions label_issues flags with strong evidence (probe and neighbours agree) → why."""
-    from auditor.checks import label_issues
-
-    analysis = label_issues.analyse(ctx)
+    analysis = ctx.label_analysis
     if analysis.skipped_reason:
         notes.append(f"--drop-suspect-labels: label_issues could not judge the labels ({analysis.skipped_reason}); "
                      "no image excluded for its label")

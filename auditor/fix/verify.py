@@ -23,8 +23,8 @@ MAX_ROUNDS = 4
 def split_context(ctx, plan):
     """(context of an audit of the written split, its record position → the original record position)."""
     from auditor.context import AuditContext
-    from auditor.dataset import DatasetIndex, ImageRecord
-    from auditor.encode import Encoded
+    from auditor.index.dataset import DatasetIndex, ImageRecord
+    from auditor.encoding.encode import Encoded
     from auditor.fix.materialize import Entry, layout
 
     record_count = len(ctx.records)
@@ -49,7 +49,6 @@ def split_context(ctx, plan):
 def verified_plan(ctx, request: SplitRequest, group_by: str | None = None, drop_suspect_labels: bool = False,
                   rounds: int = MAX_ROUNDS):
     """(plan, notes, verification): the plan an audit of the written split agrees with, when one is found."""
-    from auditor.checks.duplicates import ALL_KINDS
     from auditor.fix.from_audit import items_from_audit
     from auditor.fix.plan import plan_split
 
@@ -64,7 +63,7 @@ def verified_plan(ctx, request: SplitRequest, group_by: str | None = None, drop_
                                  "reason": "thresholds fixed (hash tier only, or --min-cosine given)"}
         audit_ctx, origin = split_context(ctx, plan)
         found = []
-        for group in audit_ctx.record_groups(ALL_KINDS):
+        for group in audit_ctx.duplicate_groups:
             members = [origin[p] for p in group]
             if len({plan.placements[m].split for m in members}) > 1 or len({items[m].label for m in members}) > 1:
                 found.append(members)

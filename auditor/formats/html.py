@@ -3,7 +3,7 @@ forbids every network request), built from jinja2 templates with auto-escaping o
 (file names, labels, messages) is always text.
 
 Pure: `render_html(report, thumbnails, projection, properties) -> str`. Thumbnails, the embedding
-projection and property samples are computed beforehand (auditor.visuals); charts are drawn here.
+projection and property samples are computed beforehand (auditor.formats.visuals); charts are drawn here.
 """
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from auditor.cache import Cache
+from auditor.encoding.cache import Cache
 from auditor.config import AuditConfig
 from auditor.context import AuditContext
-from auditor.dataset import DatasetIndex, ImageRecord
-from auditor.encode import Encoded
-from auditor.imaging import ImageScan
+from auditor.index.dataset import DatasetIndex, ImageRecord
+from auditor.encoding.encode import Encoded
+from auditor.encoding.imaging import ImageScan
 
 NORMAL_PROPERTIES = {"brightness": 120.0, "contrast": 50.0, "sharpness": 600.0, "colourfulness": 40.0,
                      "entropy": 7.3, "greyscale_as_rgb": False, "jpeg_quality": 90, "camera_model": None}
@@ -25,7 +25,8 @@ def sha_of(name: str) -> str:
 
 def synthetic_context(items: list[dict], with_embeddings: bool = True, **config) -> AuditContext:
     """items: dicts with path, label, split (default train), content (default path: same content = same
-    sha), vector (np.ndarray, when embedding), properties (overrides), width/height/mode."""
+    sha), hashes_of (another item's content: the same perceptual hashes, i.e. a near copy), vector
+    (np.ndarray, when embedding), properties (overrides), width/height/mode, problems (imaging Problems)."""
     records, record_sha, scans, embeddings = [], [], {}, {}
     for item in items:
         path = item["path"]
@@ -34,14 +35,21 @@ def synthetic_context(items: list[dict], with_embeddings: bool = True, **config)
                                    label=item["label"]))
         record_sha.append(sha)
         if sha not in scans:
+            # Hashes drawn from the content: different contents are ~32 bits apart, never near-duplicates,
+            # unless an item gives its own (e.g. a near copy: the same hashes as another content).
+            hashes = hashlib.sha256(item.get("hashes_of", item.get("content", path)).encode()).hexdigest()
             scans[sha] = ImageScan(sha256=sha, file_size=1000, format="JPEG", mode=item.get("mode", "RGB"),
                                    width=item.get("width", 500), height=item.get("height", 375),
-                                   properties={**NORMAL_PROPERTIES, **item.get("properties", {})})
+                                   pixel_hash=sha, phash=hashes[:16], dhash=hashes[16:32],
+                                   phash_mirror=hashes[32:48], dhash_mirror=hashes[48:64],
+                                   properties={**NORMAL_PROPERTIES, **item.get("properties", {})},
+                                   problems=list(item.get("problems", [])))
         if with_embeddings and "vector" in item:
             embeddings[sha] = np.asarray(item["vector"], dtype=np.float32)
     index = DatasetIndex(root=Path("/nonexistent"), layout="splits", records=records)
     encoded = Encoded(record_sha=record_sha, read_problems={}, scans=scans, embeddings=embeddings)
     backbone = object() if with_embeddings else None
+    config.setdefault("calibration_images", 0)
     return AuditContext(index=index, config=AuditConfig(**config), encoded=encoded, backbone=backbone,
                         cache=Cache(None))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from auditor.checks.gap_attribution import (accuracy_by_quintile, bootstrap_mean_ci, decompose, imbalance_points,
-                                            inflation_ci, shift_points)
+from auditor.checks.gap_attribution import accuracy_by_quintile, decompose, imbalance_points, shift_points
+from auditor.stats import bootstrap_mean_ci, inflation_ci
 
 
 def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_images():

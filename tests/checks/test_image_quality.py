@@ -56,7 +56,7 @@ def test_each_planted_problem_is_flagged_with_its_kind_and_nothing_else_is():
         items.append(item)
     # A dark backdrop with a lit subject (mean 30, highlights 120) is not "too dark".
     items.append({"path": "train/c/night_shot.jpg", "label": "c", "properties": {"brightness": 30.0, "contrast": 45.0}})
-    result = iq.run(synthetic_context(items, with_embeddings=False))
+    result = iq.CHECK.run(synthetic_context(items, with_embeddings=False))
     kinds_by_path: dict[str, set[str]] = {}
     for finding in result.findings:
         kinds_by_path.setdefault(finding.paths[0], set()).add(finding.evidence["kind"])
@@ -76,7 +76,7 @@ def test_each_planted_problem_is_flagged_with_its_kind_and_nothing_else_is():
 
 
 def test_a_clean_sample_passes():
-    result = iq.run(synthetic_context(_normal_items(seed=3), with_embeddings=False))
+    result = iq.CHECK.run(synthetic_context(_normal_items(seed=3), with_embeddings=False))
     assert result.status == Status.PASS and result.findings == []
     assert result.summary.startswith("no quality issue in 200 images")
 
@@ -84,7 +84,7 @@ def test_a_clean_sample_passes():
 def test_a_bright_dataset_does_not_flag_itself_and_a_dimmer_photo_is_not_too_dark():
     items = _normal_items(brightness=225.0, seed=1)
     items.append({"path": "train/c/dimmer.jpg", "label": "c", "properties": {"brightness": 90.0}})
-    result = iq.run(synthetic_context(items, with_embeddings=False))
+    result = iq.CHECK.run(synthetic_context(items, with_embeddings=False))
     assert not [f for f in result.findings if f.evidence["kind"] in ("bright", "dark")]
 
 
@@ -92,7 +92,7 @@ def test_greyscale_is_not_an_issue_in_a_greyscale_dataset():
     items = _normal_items(50)
     for item in items[:40]:
         item["properties"] = {**item["properties"], "greyscale_as_rgb": True, "colourfulness": 0.0}
-    result = iq.run(synthetic_context(items, with_embeddings=False))
+    result = iq.CHECK.run(synthetic_context(items, with_embeddings=False))
     assert not [f for f in result.findings if f.evidence["kind"] == "greyscale_as_rgb"]
     assert result.metrics["distribution"]["greyscale"]["share"] == 0.8
 
@@ -101,7 +101,7 @@ def test_a_true_greyscale_file_is_not_greyscale_stored_as_rgb():
     items = _normal_items(50)
     items.append({"path": "train/c/grey.png", "label": "c", "mode": "L",
                   "properties": {"greyscale_as_rgb": True, "colourfulness": 0.0}})
-    result = iq.run(synthetic_context(items, with_embeddings=False))
+    result = iq.CHECK.run(synthetic_context(items, with_embeddings=False))
     assert not [f for f in result.findings if f.evidence["kind"] == "greyscale_as_rgb"]
 
 
@@ -110,7 +110,7 @@ def test_policy_can_make_image_quality_fail():
 
     items = _normal_items(20)
     items.append({"path": "train/c/dark.jpg", "label": "c", "properties": PLANTED["dark"]["properties"]})
-    result = iq.run(synthetic_context(items, with_embeddings=False, policy=Policy(image_quality_max_percent=1.0)))
+    result = iq.CHECK.run(synthetic_context(items, with_embeddings=False, policy=Policy(image_quality_max_percent=1.0)))
     assert result.status == Status.FAIL
 
 
@@ -142,7 +142,7 @@ def test_degraded_copies_of_real_photos_are_flagged_from_the_scan_alone(real_pho
     from auditor.runner import prepare
 
     ctx = prepare(real_photos, AuditConfig(cache_dir=tmp_path / "cache"), embed=False)
-    result = iq.run(ctx)
+    result = iq.CHECK.run(ctx)
     kinds: dict[str, set[str]] = {}
     for f in result.findings:
         if f.severity == Severity.WARNING:
@@ -167,7 +167,7 @@ def planted(tmp_path_factory):
 
 @pytest.mark.slow
 def test_planted_degraded_and_no_class_images_are_flagged(planted):
-    result = iq.run(planted_photos.fresh_context(planted))
+    result = iq.CHECK.run(planted_photos.fresh_context(planted))
     kinds: dict[str, set[str]] = {}
     for f in result.findings:
         if f.severity == Severity.WARNING:

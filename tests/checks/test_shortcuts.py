@@ -16,7 +16,7 @@ import pytest
 
 from auditor.checks import shortcuts as sc
 from auditor.config import AuditConfig
-from auditor.dataset import load_dataset
+from auditor.index.dataset import load_dataset
 from auditor.errors import ConfigError
 from tests.checks import shift_data
 
@@ -139,7 +139,7 @@ def test_random_split_of_real_photos_has_no_shortcut(tmp_path, pool_dir, pool):
                                                 "bees": [(p, None) for p in bees[20:]]},
                                       "val": {"ants": [(p, None) for p in ants[:20]],
                                               "bees": [(p, None) for p in bees[:20]]}})
-    result = sc.run(_scan_only(root, tmp_path / "cache"))
+    result = sc.CHECK.run(_scan_only(root, tmp_path / "cache"))
     assert result.status.value == "pass", result.summary
     assert result.metrics["model"]["p_value"] >= 0.01
     assert not result.metrics["shortcut"] and not result.findings
@@ -163,7 +163,7 @@ def test_format_shortcut_is_found_and_explained(tmp_path, pool_dir, pool):
     root = _build(tmp_path / "data", {"train": {"ants": [(p, None) for p in ants[:30]],
                                                 "bees": [(p, None) for p in bees[:30]]}},
                   convert=_png_bees_jpeg_ants)
-    result = sc.run(_scan_only(root, tmp_path / "cache"))
+    result = sc.CHECK.run(_scan_only(root, tmp_path / "cache"))
     model = result.metrics["model"]
     assert result.status.value == "warn", result.summary
     assert model["balanced_accuracy"] >= 0.95 and model["p_value"] < 0.01 and model["lift"] >= 0.9
@@ -192,7 +192,7 @@ def _sourced(pool_dir: Path, pool: dict, seed: int, skewed: bool) -> dict:
 
 def test_source_tied_to_class_and_single_source_split_are_reported(tmp_path, pool_dir, pool):
     root = _build(tmp_path / "data", _sourced(pool_dir, pool, 0, skewed=True))
-    result = sc.run(_scan_only(root, tmp_path / "cache", source_depth=1))
+    result = sc.CHECK.run(_scan_only(root, tmp_path / "cache", source_depth=1))
     sources = result.metrics["sources"]
     assert result.status.value == "warn"
     assert sources["source_by_class"]["siteA"] == {"ants": 52, "bees": 28}
@@ -209,7 +209,7 @@ def test_source_tied_to_class_and_single_source_split_are_reported(tmp_path, poo
 
 def test_sources_assigned_at_random_raise_nothing(tmp_path, pool_dir, pool):
     root = _build(tmp_path / "data", _sourced(pool_dir, pool, 1, skewed=False))
-    result = sc.run(_scan_only(root, tmp_path / "cache", source_depth=1))
+    result = sc.CHECK.run(_scan_only(root, tmp_path / "cache", source_depth=1))
     assert result.metrics["source_known"]
     assert result.status.value == "pass", result.summary
     assert result.metrics["sources"]["source_vs_class"]["p_value"] >= 0.01

@@ -35,38 +35,6 @@ def _photo(path: Path, seed: int, size=(96, 80), fmt: str = "JPEG") -> Path:
     return path
 
 
-def test_missing_directory(tmp_path):
-    _assert_clean_error(run_cli("audit", tmp_path / "nope", "--cache-dir", tmp_path / "c"), "does not exist")
-
-
-def test_empty_directory(tmp_path):
-    (tmp_path / "empty").mkdir()
-    _assert_clean_error(run_cli("audit", tmp_path / "empty", "--cache-dir", tmp_path / "c"), "no images found")
-
-
-def test_a_file_instead_of_a_directory(tmp_path):
-    target = _photo(tmp_path / "one.jpg", 1)
-    _assert_clean_error(run_cli("audit", target, "--cache-dir", tmp_path / "c"), "not a directory")
-
-
-def test_manifest_without_required_columns(tmp_path):
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("file,class\na.jpg,cat\n")
-    _assert_clean_error(run_cli("audit", tmp_path, "--manifest", manifest, "--cache-dir", tmp_path / "c"), "lacks column")
-
-
-def test_bad_option_values_name_the_key(tmp_path):
-    _assert_clean_error(run_cli("audit", SAMPLES, "--min-cosine", "1.5", "--cache-dir", tmp_path / "c"), "min_cosine")
-    _assert_clean_error(run_cli("audit", SAMPLES, "--format", "pdf", "--cache-dir", tmp_path / "c"), "pdf")
-
-
-def test_validation_split_on_a_split_layout_is_refused(tmp_path):
-    _assert_clean_error(
-        run_cli("audit", SAMPLES, "--validation-split", "0.2", "--seed", "1", "--cache-dir", tmp_path / "c"),
-        "split folders",
-    )
-
-
 def test_resnet50_without_weights_offline_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     result = run_cli("audit", SAMPLES, "--backbone", "resnet50", "--offline", "--cache-dir", tmp_path / "c", "-q")

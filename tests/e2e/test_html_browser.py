@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from auditor.formats.html import render_html
-from auditor.visuals import make_thumbnails
+from auditor.formats.visuals import make_thumbnails
 from tests.formats.conftest import EVIL_NAME, build_report, projection_for, properties_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from auditor.dataset import WalkIssue
+from auditor.index.dataset import WalkIssue
 from auditor.errors import ConfigError
 from auditor.fix.from_audit import (_duplicate_group_ids, counterfactual_split, items_from_audit, plan_from_audit,
                                     positions_by_split)
 from auditor.fix.items import SplitRequest
-from auditor.imaging import Problem
+from auditor.encoding.imaging import Problem
 from tests.checks.synthetic_audit import gaussian_classes, synthetic_context
 
 
@@ -97,8 +97,6 @@ def test_group_by_source_and_by_a_manifest_column(tmp_path):
 
 
 def test_drop_suspect_labels_excludes_exactly_the_strong_label_issues():
-    from auditor.checks import label_issues
-
     vectors, true = gaussian_classes(60, 3, seed=2)
     items = []
     flipped = set()
@@ -109,7 +107,7 @@ def test_drop_suspect_labels_excludes_exactly_the_strong_label_issues():
         items.append({"path": f"train/{label}/{i}.jpg", "label": label, "vector": v})
     ctx = audited(items)
     result, notes = items_from_audit(ctx, drop_suspect_labels=True)
-    analysis = label_issues.analyse(ctx)
+    analysis = ctx.label_analysis
     strong = {p for u, s in enumerate(analysis.strong) if s for p in analysis.unit_positions[u]}
     excluded = {k for k, item in enumerate(result) if item.excluded is not None}
     assert excluded == strong and len(strong & flipped) >= 0.8 * len(strong) and strong
@@ -162,7 +160,7 @@ def test_verification_adds_what_a_recalibrated_audit_of_the_split_links():
 def test_the_split_context_walks_like_an_audit_of_the_materialized_folder(tmp_path):
     """Same records, same order, as load_dataset over the folder materialize writes."""
     from auditor.config import AuditConfig
-    from auditor.dataset import load_dataset
+    from auditor.index.dataset import load_dataset
     from auditor.fix.materialize import Entry, materialize
     from auditor.fix.verify import split_context
 

@@ -11,7 +11,7 @@ from auditor.formats.html import FINDINGS_PER_CHECK, render_html
 from auditor.formats.junit import render_junit
 from auditor.formats.markdown import escape_md, render_markdown
 from auditor.report import CheckResult, Finding, Report, Severity, Status
-from auditor.visuals import Thumbnails, make_thumbnails
+from auditor.formats.visuals import Thumbnails, make_thumbnails
 from tests.formats.conftest import EVIL_LABEL, EVIL_NAME, build_report, projection_for, properties_for
 
 

@@ -1,0 +1,106 @@
+"""The on-disk cache: scans and embeddings keyed by file content, never by path.
+
+One SQLite file outside the dataset (`~/.cache/auditor/cache.sqlite3` or --cache-dir). SQLite gives
+atomic commits, so a run killed mid-way leaves only whole entries and the next run reuses them.
+Embeddings are stored as raw float32 bytes (never pickle) under a key that names the backbone and
+its preprocessing, so changing either recomputes rather than mixing vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from auditor.errors import AuditorError
+from auditor.encoding.imaging import SCAN_VERSION, ImageScan
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS scans (sha256 TEXT NOT NULL, version INTEGER NOT NULL, data TEXT NOT NULL,
+                                  PRIMARY KEY (sha256, version));
+CREATE TABLE IF NOT EXISTS check_results (key TEXT NOT NULL, check_id TEXT NOT NULL, data TEXT NOT NULL,
+                                          PRIMARY KEY (key, check_id));
+CREATE TABLE IF NOT EXISTS embeddings (sha256 TEXT NOT NULL, model TEXT NOT NULL, dim INTEGER NOT NULL,
+                                       vector BLOB NOT NULL, PRIMARY KEY (sha256, model));
+"""
+
+
+class Cache:
+    """A thin, typed wrapper over the SQLite file. `Cache(None)` is an in-memory cache (--no-cache)."""
+
+    def __init__(self, directory: Path | None):
+        self.path = None if directory is None else Path(directory) / "cache.sqlite3"
+        try:
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path) if self.path else ":memory:", timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise AuditorError(
+                f"cannot open the cache at {self.path}: {exc}",
+                "Pass --cache-dir DIR with a writable folder, or --no-cache.",
+            ) from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    # Scans -----------------------------------------------------------------------------------
+    def get_scans(self, hashes: Iterable[str]) -> dict[str, ImageScan]:
+        found: dict[str, ImageScan] = {}
+        for chunk in _chunks(list(hashes), 900):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT sha256, data FROM scans WHERE version = ? AND sha256 IN ({marks})", (SCAN_VERSION, *chunk)
+            )
+            for sha, data in rows:
+                found[sha] = ImageScan.from_json(json.loads(data))
+        return found
+
+    def put_scans(self, scans: Iterable[ImageScan]) -> None:
+        rows = [(s.sha256, SCAN_VERSION, json.dumps(s.to_json())) for s in scans]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO scans VALUES (?, ?, ?)", rows)
+
+    # Embeddings ------------------------------------------------------------------------------
+    def get_embeddings(self, model: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for chunk in _chunks(list(hashes), 900):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT sha256, dim, vector FROM embeddings WHERE model = ? AND sha256 IN ({marks})", (model, *chunk)
+            )
+            for sha, dim, blob in rows:
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.size == dim:  # a damaged row is treated as missing and recomputed
+                    found[sha] = vector
+        return found
+
+    def put_embeddings(self, model: str, hashes: list[str], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        rows = [(sha, model, int(v.size), v.tobytes()) for sha, v in zip(hashes, vectors)]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+
+    # Check results ---------------------------------------------------------------------------
+    def get_check_result(self, key: str, check_id: str) -> dict | None:
+        row = self._db.execute(
+            "SELECT data FROM check_results WHERE key = ? AND check_id = ?", (key, check_id)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_check_result(self, key: str, check_id: str, data: dict) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO check_results VALUES (?, ?, ?)", (key, check_id, json.dumps(data)))
+
+    def count_embeddings(self, model: str) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

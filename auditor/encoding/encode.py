@@ -1,0 +1,149 @@
+"""The encode phase: hash every file, ask the cache, then decode and embed only what it lacks.
+
+Every file is read once to hash it; only contents the cache lacks are read a second time (usually
+from the OS page cache) to be decoded, so bytes are never held for the whole dataset at once.
+
+Work is keyed by file content (sha256), so identical files are decoded and embedded once, and a
+re-run over an unchanged dataset decodes and embeds nothing. The decode-and-embed map runs on an
+engine (local threads by default); whatever it returns is stored here, batch by batch, so a killed
+run keeps everything finished so far.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auditor.backbones.registry import Backbone
+from auditor.encoding.cache import Cache
+from auditor.encoding.imaging import ImageScan, Problem, ScanLimits, sha256_hex
+from auditor.encoding.reading import read_file
+from auditor.engines import DecodeJob, EncodedBatch
+from auditor.engines.local import LocalEngine, bounded_map
+from auditor.index.dataset import DatasetIndex, ImageRecord
+from auditor.progress import Progress, SilentProgress
+
+__all__ = ["Encoded", "encode_dataset", "bounded_map", "read_file"]
+
+
+@dataclass
+class Encoded:
+    """Everything the checks read about the images, aligned with `index.records`."""
+
+    record_sha: list[str | None]  # None: the file could not be read at all
+    read_problems: dict[int, Problem]  # record position → why it could not be read
+    scans: dict[str, ImageScan]
+    embeddings: dict[str, np.ndarray]  # sha256 → raw float32 vector (only usable images)
+    stats: dict[str, float] = field(default_factory=dict)
+    feature_maps: Any = None  # a FeatureMapStore when the fine-tune asked for the base's maps, else None
+
+
+@dataclass
+class Hashed:
+    record_sha: list[str | None]
+    read_problems: dict[int, Problem]
+    first_path: dict[str, Path]  # content → the first readable file holding it
+
+
+def encode_dataset(
+    index: DatasetIndex,
+    cache: Cache,
+    backbone: Backbone | None,
+    limits: ScanLimits,
+    max_file_bytes: int,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: Progress | None = None,
+    feature_maps: Any = None,
+    engine: Any = None,
+) -> Encoded:
+    """Hash, scan and (if a backbone is given) embed every record, using and filling the cache.
+
+    With a `FeatureMapStore` as `feature_maps`, the backbone's spatial maps are computed in the same
+    pass as the embeddings (one forward pass gives both) for every image the store lacks."""
+    progress = progress or SilentProgress()
+    if backbone is not None:
+        backbone.batch_shape = batch_size
+    stats: dict[str, float] = {}
+    started = time.perf_counter()
+    hashed = hash_files(index.records, max_file_bytes, workers, progress)
+    stats["hash_s"] = time.perf_counter() - started
+
+    unique = list(hashed.first_path)
+    scans = cache.get_scans(unique)
+    embeddings = cache.get_embeddings(backbone.cache_key, unique) if backbone is not None else {}
+    jobs = plan_jobs(hashed.first_path, scans, embeddings, backbone, feature_maps)
+    stats.update(unique_images=len(unique), scans_cached=len(scans), embeddings_cached=len(embeddings),
+                 embeddings_computed=0, inference_s=0.0)
+    if feature_maps is not None:
+        stats.update(feature_maps_cached=len(unique) - sum(j.want_pixels and j.sha not in feature_maps for j in jobs),
+                     feature_maps_computed=0)
+
+    started = time.perf_counter()
+    engine = engine or LocalEngine(workers)
+    wanted = {job.sha for job in jobs if job.want_pixels and job.sha not in embeddings}
+    label = f"embedding ({backbone.name})" if any(job.want_pixels for job in jobs) else "decoding images"
+    with progress.stage(label, len(jobs)) as task:
+        for batch in engine.run(jobs, backbone, limits, max_file_bytes, batch_size, want_maps=feature_maps is not None):
+            store_batch(batch, cache, backbone, feature_maps, scans, embeddings, wanted, stats)
+            task.advance(len(batch.done))
+    stats["decode_embed_s"] = time.perf_counter() - started
+    return Encoded(record_sha=hashed.record_sha, read_problems=hashed.read_problems, scans=scans,
+                   embeddings=embeddings, stats=stats, feature_maps=feature_maps)
+
+
+def hash_files(records: list[ImageRecord], max_file_bytes: int, workers: int, progress: Progress) -> Hashed:
+    """Read and hash every file (cheap, I/O bound): content hashes are the keys of everything else."""
+    hashed = Hashed(record_sha=[None] * len(records), read_problems={}, first_path={})
+
+    def hash_one(position: int) -> tuple[int, str | None, Problem | None]:
+        data, problem = read_file(records[position].abspath, max_file_bytes)
+        return position, (sha256_hex(data) if data is not None else None), problem
+
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress.stage("hashing files", len(records)) as task:
+        for position, sha, problem in bounded_map(pool, hash_one, range(len(records)), lookahead=4 * workers):
+            hashed.record_sha[position] = sha
+            if problem is not None:
+                hashed.read_problems[position] = problem
+            elif sha not in hashed.first_path:
+                hashed.first_path[sha] = records[position].abspath
+            task.advance()
+    return hashed
+
+
+def plan_jobs(first_path: dict[str, Path], scans: dict[str, ImageScan], embeddings: dict[str, np.ndarray],
+              backbone: Backbone | None, feature_maps: Any) -> list[DecodeJob]:
+    """One job per content the cache cannot fully answer: no scan yet, or (for a usable image) no
+    embedding or no feature maps. An image already known to be unusable is never decoded again."""
+    jobs = []
+    for sha, path in first_path.items():
+        maybe_usable = sha not in scans or scans[sha].usable
+        want_pixels = backbone is not None and maybe_usable and (
+            sha not in embeddings or (feature_maps is not None and sha not in feature_maps))
+        if want_pixels or sha not in scans:
+            jobs.append(DecodeJob(sha=sha, path=path, want_scan=sha not in scans, want_pixels=want_pixels))
+    return jobs
+
+
+def store_batch(batch: EncodedBatch, cache: Cache, backbone: Backbone | None, feature_maps: Any,
+                scans: dict[str, ImageScan], embeddings: dict[str, np.ndarray], wanted: set[str],
+                stats: dict[str, float]) -> None:
+    """Commit one batch to the cache (and the in-memory views): scans, embeddings, feature maps."""
+    if batch.scans:
+        cache.put_scans(batch.scans)
+        scans.update((scan.sha256, scan) for scan in batch.scans)
+    if batch.vectors is None or not batch.shas:
+        return
+    if batch.maps is not None and feature_maps is not None:
+        feature_maps.put(batch.shas, batch.maps)
+        stats["feature_maps_computed"] += len(batch.shas)
+    fresh = [i for i, sha in enumerate(batch.shas) if sha in wanted]
+    cache.put_embeddings(backbone.cache_key, [batch.shas[i] for i in fresh], batch.vectors[fresh])
+    embeddings.update((batch.shas[i], batch.vectors[i]) for i in fresh)
+    stats["embeddings_computed"] += len(fresh)
+    stats["inference_s"] += batch.inference_s

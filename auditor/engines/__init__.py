@@ -1,0 +1,48 @@
+"""Where the expensive map runs — read, decode, embed each image the cache lacks. The local engine uses
+threads for decoding and the main thread for the backbone; other engines (a Ray cluster) run the same
+map elsewhere. Either way the driver stores what comes back in the same content-keyed cache.
+
+An engine is any object with
+
+    run(jobs: list[DecodeJob], backbone, limits, max_file_bytes, batch_size, want_maps) -> Iterator[EncodedBatch]
+
+yielding every job exactly once (in any order), each batch at most `batch_size` embedded images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from auditor.encoding.imaging import ImageScan
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    sha: str  # the content hash read in the hashing pass; a file that no longer hashes to it is skipped
+    path: Path | str  # a local path (or, for engines that read remotely, a URL)
+    want_scan: bool  # the cache has no scan of this content
+    want_pixels: bool  # the cache lacks its embedding (or feature maps): decode at the backbone's size
+
+
+@dataclass
+class EncodedBatch:
+    scans: list[ImageScan] = field(default_factory=list)  # new scans (jobs that wanted one)
+    done: list[str] = field(default_factory=list)  # every job sha this batch settles (scanned, embedded or skipped)
+    shas: list[str] = field(default_factory=list)  # embedded contents, aligned with vectors (and maps)
+    vectors: np.ndarray | None = None  # float32 (N, dim)
+    maps: np.ndarray | None = None  # float16 (N, H, W, C), only when asked for
+    inference_s: float = 0.0
+
+
+def resolve_engine(name: str, workers: int):
+    """The engine a run asked for: "local" (threads) or "ray" (Ray Data, `pip install auditor[ray]`)."""
+    if name == "local":
+        from auditor.engines.local import LocalEngine
+
+        return LocalEngine(workers)
+    from auditor.errors import ConfigError
+
+    raise ConfigError(f"unknown engine {name!r}", "Use --engine local.")

@@ -1,0 +1,79 @@
+"""The local engine: decoding in a thread pool ahead of inference (Pillow and the hashes release the GIL),
+the backbone on the calling thread, full batches. Bounded memory: at most two batches of decoded
+images in flight."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, TypeVar
+
+import numpy as np
+
+from auditor.encoding.imaging import ImageScan, ScanLimits, scan_bytes, sha256_hex
+from auditor.encoding.reading import read_file
+from auditor.engines import DecodeJob, EncodedBatch
+
+T = TypeVar("T")
+R = TypeVar("R")
+SCANS_PER_BATCH = 256  # scans of images that need no embedding are handed back this many at a time
+
+
+def bounded_map(executor: Executor, fn: Callable[[T], R], items: Iterable[T], lookahead: int) -> Iterator[R]:
+    """Like executor.map, in order, but never more than `lookahead` results in flight (bounded memory)."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(executor.submit(fn, item))
+        if len(pending) >= lookahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def decode_job(job: DecodeJob, limits: ScanLimits, max_file_bytes: int,
+               embed_size: int | None) -> tuple[DecodeJob, ImageScan | None, np.ndarray | None]:
+    """Read and decode one content: its scan and, when wanted, its pixels at the backbone's size.
+    (None, None) when the file changed since it was hashed: it is left for the next run."""
+    data, _problem = read_file(job.path, max_file_bytes)
+    if data is None or sha256_hex(data) != job.sha:
+        return job, None, None
+    scan, array = scan_bytes(data, limits, embed_size if job.want_pixels else None)
+    return job, scan, array
+
+
+class LocalEngine:
+    def __init__(self, workers: int = 2):
+        self.workers = workers
+
+    def run(self, jobs: list[DecodeJob], backbone, limits: ScanLimits, max_file_bytes: int, batch_size: int,
+            want_maps: bool) -> Iterator[EncodedBatch]:
+        embed_size = backbone.input_size if backbone is not None else None
+        batch = EncodedBatch()
+        arrays: list[np.ndarray] = []
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            decoded = bounded_map(pool, lambda job: decode_job(job, limits, max_file_bytes, embed_size), jobs,
+                                  lookahead=2 * batch_size)
+            for job, scan, array in decoded:
+                batch.done.append(job.sha)
+                if scan is not None and job.want_scan:
+                    batch.scans.append(scan)
+                if array is not None:
+                    batch.shas.append(job.sha)
+                    arrays.append(array)
+                if len(arrays) >= batch_size or len(batch.scans) >= SCANS_PER_BATCH:
+                    yield _embedded(batch, arrays, backbone, want_maps)
+                    batch, arrays = EncodedBatch(), []
+        if batch.done:
+            yield _embedded(batch, arrays, backbone, want_maps)
+
+
+def _embedded(batch: EncodedBatch, arrays: list[np.ndarray], backbone, want_maps: bool) -> EncodedBatch:
+    if arrays:
+        started = time.perf_counter()
+        if want_maps:
+            batch.vectors, batch.maps = backbone.embed_with_maps(np.stack(arrays))
+        else:
+            batch.vectors = backbone.embed(np.stack(arrays))
+        batch.inference_s = time.perf_counter() - started
+    return batch

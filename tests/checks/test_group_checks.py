@@ -1,0 +1,97 @@
+"""exact_duplicates, leakage and label_conflicts on small in-memory audits with known copies.
+
+Copies are planted as identical contents (same bytes) or as near copies (the same perceptual hashes,
+other bytes); nothing else in these audits is similar, so the expected groups are known exactly."""
+
+from __future__ import annotations
+
+from auditor.checks import CHECKS
+from auditor.config import Policy
+from auditor.report import Severity, Status
+from tests.checks.synthetic_audit import synthetic_context
+
+
+def image(path: str, label: str, split: str = "train", **extra) -> dict:
+    return {"path": f"{split}/{label}/{path}", "label": label, "split": split, **extra}
+
+
+def run(check_id: str, items: list[dict], **config):
+    return CHECKS[check_id].run(synthetic_context(items, with_embeddings=False, **config))
+
+
+CLEAN = [image(f"{i}.jpg", label) for label in ("cat", "dog") for i in range(4)] + \
+        [image(f"v{i}.jpg", label, "val") for label in ("cat", "dog") for i in range(2)]
+
+
+def test_clean_data_passes_every_group_check():
+    for check_id in ("exact_duplicates", "leakage", "label_conflicts"):
+        result = run(check_id, CLEAN)
+        assert result.status == Status.PASS and not result.findings, (check_id, result.summary)
+
+
+def test_identical_bytes_are_one_exact_group_with_every_path():
+    items = CLEAN + [image("copy.jpg", "cat", content="train/cat/0.jpg"), image("copy2.jpg", "cat", content="train/cat/0.jpg")]
+    result = run("exact_duplicates", items)
+    assert result.status == Status.WARN  # default policy: warn above 0 %
+    [finding] = result.findings
+    assert sorted(finding.paths) == ["train/cat/0.jpg", "train/cat/copy.jpg", "train/cat/copy2.jpg"]
+    assert result.metrics["redundant_images"] == 2
+    assert result.metrics["redundant_percent"] == round(100 * 2 / len(items), 2)
+
+
+def test_exact_duplicates_policy_threshold():
+    items = CLEAN + [image("copy.jpg", "cat", content="train/cat/0.jpg")]
+    assert run("exact_duplicates", items, policy=Policy(exact_duplicates_max_percent=50.0)).status == Status.PASS
+
+
+def test_a_val_copy_of_a_train_image_leaks_and_fails():
+    items = CLEAN + [image("leak.jpg", "cat", "val", content="train/cat/1.jpg")]
+    result = run("leakage", items)
+    assert result.status == Status.FAIL
+    val = result.metrics["per_split"]["val"]
+    assert (val["images"], val["leaked"]) == (5, 1) and val["per_class"]["cat"]["leaked"] == 1
+    [finding] = result.findings
+    assert finding.severity == Severity.ERROR and sorted(finding.paths) == ["train/cat/1.jpg", "val/cat/leak.jpg"]
+    assert "fail above 0.0 %" in result.summary
+
+
+def test_a_near_copy_leaks_too():
+    items = CLEAN + [image("near.jpg", "dog", "val", hashes_of="train/dog/2.jpg")]
+    result = run("leakage", items)
+    assert result.status == Status.FAIL and result.metrics["per_split"]["val"]["leaked"] == 1
+    assert result.findings[0].evidence["pairs"][0]["kinds"] == ["hash"]
+
+
+def test_leakage_under_a_looser_policy_passes():
+    items = CLEAN + [image("leak.jpg", "cat", "val", content="train/cat/1.jpg")]
+    assert run("leakage", items, policy=Policy(leakage_max_percent=25.0)).status == Status.PASS  # 20 % leak
+
+
+def test_a_copy_shared_by_val_and_test_only_is_not_a_leak_into_training():
+    items = CLEAN + [image("a.jpg", "cat", "test"), image("b.jpg", "cat", "val", content="test/cat/a.jpg")]
+    result = run("leakage", items)
+    assert result.status == Status.PASS
+    assert result.metrics["per_split"]["val"]["leaked"] == 0 and result.metrics["groups"] == 1
+
+
+def test_one_split_only_skips_leakage():
+    items = [image(f"{i}.jpg", "cat") for i in range(3)]
+    assert run("leakage", items).status == Status.SKIPPED
+
+
+def test_one_image_under_two_labels_is_a_conflict_within_or_across_splits():
+    within = CLEAN + [image("same.jpg", "dog", content="train/cat/3.jpg")]
+    result = run("label_conflicts", within)
+    assert result.status == Status.FAIL
+    assert (result.metrics["within_split"], result.metrics["across_splits"]) == (1, 0)
+    assert result.findings[0].evidence["labels"] == ["cat", "dog"]
+    across = CLEAN + [image("other.jpg", "dog", "val", content="train/cat/3.jpg")]
+    result = run("label_conflicts", across)
+    assert (result.metrics["within_split"], result.metrics["across_splits"]) == (0, 1)
+    assert run("label_conflicts", across, policy=Policy(label_conflicts_max=1)).status == Status.PASS
+
+
+def test_finding_ids_follow_contents_not_paths():
+    first = run("leakage", CLEAN + [image("leak.jpg", "cat", "val", content="train/cat/1.jpg")])
+    renamed = run("leakage", CLEAN + [image("renamed.jpg", "cat", "val", content="train/cat/1.jpg")])
+    assert first.findings[0].id == renamed.findings[0].id

@@ -1,0 +1,38 @@
+"""Usage and dataset errors found before any image is decoded: one line, a tip, exit code 2 (fast)."""
+
+from __future__ import annotations
+
+from tests.e2e.cli_helpers import SAMPLES, run_cli
+from tests.e2e.test_cli_errors import _assert_clean_error, _photo
+
+
+def test_missing_directory(tmp_path):
+    _assert_clean_error(run_cli("audit", tmp_path / "nope", "--cache-dir", tmp_path / "c"), "does not exist")
+
+
+def test_empty_directory(tmp_path):
+    (tmp_path / "empty").mkdir()
+    _assert_clean_error(run_cli("audit", tmp_path / "empty", "--cache-dir", tmp_path / "c"), "no images found")
+
+
+def test_a_file_instead_of_a_directory(tmp_path):
+    target = _photo(tmp_path / "one.jpg", 1)
+    _assert_clean_error(run_cli("audit", target, "--cache-dir", tmp_path / "c"), "not a directory")
+
+
+def test_manifest_without_required_columns(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("file,class\na.jpg,cat\n")
+    _assert_clean_error(run_cli("audit", tmp_path, "--manifest", manifest, "--cache-dir", tmp_path / "c"), "lacks column")
+
+
+def test_bad_option_values_name_the_key(tmp_path):
+    _assert_clean_error(run_cli("audit", SAMPLES, "--min-cosine", "1.5", "--cache-dir", tmp_path / "c"), "min_cosine")
+    _assert_clean_error(run_cli("audit", SAMPLES, "--format", "pdf", "--cache-dir", tmp_path / "c"), "pdf")
+
+
+def test_validation_split_on_a_split_layout_is_refused(tmp_path):
+    _assert_clean_error(
+        run_cli("audit", SAMPLES, "--validation-split", "0.2", "--seed", "1", "--cache-dir", tmp_path / "c"),
+        "split folders",
+    )

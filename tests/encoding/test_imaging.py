@@ -1,0 +1,248 @@
+"""Unit tests for auditor/imaging.py: scan_bytes on real encoded images, good and broken."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import imagehash
+import numpy as np
+import pytest
+from PIL import Image, ImageFile, ImageOps
+
+from auditor.encoding.imaging import ScanLimits, estimate_jpeg_quality, scan_bytes
+
+LIMITS = ScanLimits()
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def smooth_image(seed: int, size: tuple[int, int] = (160, 120)) -> Image.Image:
+    """A photo-like RGB image: low-frequency random structure, different for every seed."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+    return coarse.resize(size, Image.Resampling.BICUBIC)
+
+
+def gradient_image(width: int = 128, height: int = 96) -> Image.Image:
+    """Asymmetric left-to-right and top-to-bottom: its mirror image hashes differently."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    array = np.stack([xx * 255 // width, yy * 255 // height, (xx * yy) % 256], axis=-1).astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny PNG whose IHDR claims width×height: cheap to make, huge if anyone decoded it."""
+    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
+    assert data[12:16] == b"IHDR"
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def kinds(scan) -> set[str]:
+    return {p.kind for p in scan.problems}
+
+
+def hash_distance(a: str, b: str) -> int:
+    return imagehash.hex_to_hash(a) - imagehash.hex_to_hash(b)
+
+
+# Broken files -------------------------------------------------------------------------------
+
+def test_zero_byte_file_is_an_error_not_an_exception():
+    scan, array = scan_bytes(b"", LIMITS, embed_size=224)
+    assert kinds(scan) == {"zero_byte"}
+    assert not scan.usable and array is None
+    assert scan.file_size == 0 and scan.sha256 == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_truncated_jpeg_is_reported_truncated():
+    data = encode(smooth_image(1), "JPEG", quality=90)
+    scan, array = scan_bytes(data[: len(data) // 2], LIMITS, embed_size=224)
+    assert "truncated" in kinds(scan)
+    assert not scan.usable and array is None
+    assert scan.format == "JPEG"  # the header was still readable
+    assert scan.phash is None and scan.pixel_hash is None
+
+
+@pytest.mark.parametrize(
+    "data, sniffed",
+    [
+        (np.random.default_rng(3).integers(0, 256, 2048, dtype=np.uint8).tobytes(), "unrecognised binary data"),
+        (b"label,path\ncat,a.jpg\n" * 10, "looks like text"),
+        (b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "looks like HTML"),
+    ],
+    ids=["random-bytes", "text", "html"],
+)
+def test_non_images_are_not_an_image(data, sniffed):
+    scan, array = scan_bytes(data, LIMITS, embed_size=224)
+    assert kinds(scan) == {"not_an_image"}
+    assert sniffed in scan.problems[0].message
+    assert not scan.usable and array is None
+
+
+@pytest.mark.parametrize("width, height", [(20_000, 20_000), (5_000, 5_000)])
+def test_decompression_bomb_is_refused_without_decoding(monkeypatch, width, height):
+    loads = []
+    original_load = ImageFile.ImageFile.load
+
+    def counting_load(self):
+        loads.append(self.size)
+        return original_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+    data = png_claiming_size(width, height)
+    assert len(data) < 200
+    scan, array = scan_bytes(data, ScanLimits(max_pixels=10_000_000), embed_size=224)
+    assert kinds(scan) == {"decompression_bomb"}
+    assert not scan.usable and array is None
+    assert loads == []  # refused from the header alone
+
+
+def test_image_just_under_the_pixel_limit_is_decoded():
+    image = smooth_image(2, (100, 100))
+    scan, _ = scan_bytes(encode(image, "PNG"), ScanLimits(max_pixels=10_000))
+    assert scan.usable and "decompression_bomb" not in kinds(scan)
+    scan, _ = scan_bytes(encode(image, "PNG"), ScanLimits(max_pixels=9_999))
+    assert "decompression_bomb" in kinds(scan)
+
+
+# Odd but usable images ----------------------------------------------------------------------
+
+def test_tiny_image_is_a_warning():
+    scan, array = scan_bytes(encode(smooth_image(4, (20, 24)), "PNG"), LIMITS, embed_size=64)
+    assert kinds(scan) == {"tiny"}
+    assert scan.usable and array.shape == (64, 64, 3)
+    big, _ = scan_bytes(encode(smooth_image(4, (40, 40)), "PNG"), LIMITS)
+    assert "tiny" not in kinds(big)
+
+
+def test_extreme_aspect_ratio_is_a_warning():
+    scan, _ = scan_bytes(encode(smooth_image(5, (900, 40)), "PNG"), LIMITS)
+    assert kinds(scan) == {"extreme_aspect_ratio"}
+    assert scan.usable and (scan.width, scan.height) == (900, 40)
+    normal, _ = scan_bytes(encode(smooth_image(5, (300, 40)), "PNG"), LIMITS)
+    assert "extreme_aspect_ratio" not in kinds(normal)
+
+
+def test_cmyk_jpeg_is_flagged_and_decoded_to_rgb():
+    scan, array = scan_bytes(encode(smooth_image(6).convert("CMYK"), "JPEG", quality=90), LIMITS, embed_size=32)
+    assert scan.mode == "CMYK" and scan.format == "JPEG"
+    assert "unusual_mode" in kinds(scan)
+    assert scan.usable and array.shape == (32, 32, 3)
+
+
+def test_16_bit_png_is_flagged_and_scaled_to_8_bit():
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # up to 65520
+    scan, array = scan_bytes(encode(Image.fromarray(ramp), "PNG"), LIMITS, embed_size=64)
+    assert scan.mode == "I;16"
+    assert "unusual_mode" in kinds(scan)
+    assert scan.usable
+    # Scaled, not clipped: a 16-bit ramp must still span the full 8-bit range.
+    assert array.min() == 0 and array.max() >= 250
+
+
+def test_palette_png_with_transparency_is_flagged_and_composited_on_white():
+    image = Image.new("P", (48, 48), 0)
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    image.paste(1, (0, 0, 24, 48))  # left half red (opaque), right half index 0 (transparent)
+    scan, array = scan_bytes(encode(image, "PNG", transparency=0), LIMITS, embed_size=48)
+    assert scan.mode == "P"
+    assert any(p.kind == "unusual_mode" and "transparency" in p.message for p in scan.problems)
+    assert scan.usable
+    assert tuple(array[24, 40]) == (255, 255, 255)  # transparent → white, not black
+    assert tuple(array[24, 5]) == (255, 0, 0)
+
+
+def test_exif_orientation_is_applied():
+    image = gradient_image(128, 96)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    data = encode(image, "JPEG", quality=95, exif=exif)
+    scan, _ = scan_bytes(data, LIMITS)
+    assert (scan.width, scan.height) == (96, 128)
+
+    # The same stored pixels, rotated by hand and saved losslessly, must hash identically.
+    stored = Image.open(io.BytesIO(data)).convert("RGB")
+    assert stored.size == (128, 96)
+    rotated, _ = scan_bytes(encode(stored.transpose(Image.Transpose.ROTATE_270), "PNG"), LIMITS)
+    assert scan.phash == rotated.phash
+    assert scan.pixel_hash == rotated.pixel_hash
+    unrotated, _ = scan_bytes(encode(stored, "PNG"), LIMITS)
+    assert scan.phash != unrotated.phash
+
+
+# Hashes -------------------------------------------------------------------------------------
+
+def test_identical_pixels_in_png_and_bmp_share_pixel_hash_not_sha():
+    image = smooth_image(7)
+    png, _ = scan_bytes(encode(image, "PNG"), LIMITS)
+    bmp, _ = scan_bytes(encode(image, "BMP"), LIMITS)
+    assert (png.format, bmp.format) == ("PNG", "BMP")
+    assert png.pixel_hash == bmp.pixel_hash
+    assert png.sha256 != bmp.sha256
+    changed = np.asarray(image).copy()
+    changed[0, 0, 0] ^= 1
+    other, _ = scan_bytes(encode(Image.fromarray(changed), "PNG"), LIMITS)
+    assert other.pixel_hash != png.pixel_hash  # one bit of one pixel is enough
+
+
+def test_resized_reencoded_copy_is_close_and_unrelated_image_is_far():
+    original = smooth_image(8, (320, 240))
+    scan, _ = scan_bytes(encode(original, "PNG"), LIMITS)
+    copy, _ = scan_bytes(encode(original.resize((200, 150), Image.Resampling.LANCZOS), "JPEG", quality=70), LIMITS)
+    unrelated, _ = scan_bytes(encode(smooth_image(9, (320, 240)), "PNG"), LIMITS)
+    assert scan.sha256 != copy.sha256 and scan.pixel_hash != copy.pixel_hash
+    assert hash_distance(scan.phash, copy.phash) <= 4
+    assert hash_distance(scan.dhash, copy.dhash) <= 8
+    assert hash_distance(scan.phash, unrelated.phash) >= 16
+
+
+def test_mirror_hashes_equal_hashes_of_the_mirrored_image():
+    image = gradient_image(128, 96)  # below the thumbnail size, so no resampling is involved
+    scan, _ = scan_bytes(encode(image, "PNG"), LIMITS)
+    mirror, _ = scan_bytes(encode(ImageOps.mirror(image), "PNG"), LIMITS)
+    assert scan.phash_mirror == mirror.phash
+    assert scan.dhash_mirror == mirror.dhash
+    assert mirror.phash_mirror == scan.phash
+    assert hash_distance(scan.phash, mirror.phash) >= 10  # the mirror is not simply the same hash
+
+
+@pytest.mark.parametrize("quality", [50, 75, 90])
+def test_jpeg_quality_is_estimated(quality):
+    data = encode(smooth_image(10), "JPEG", quality=quality)
+    scan, _ = scan_bytes(data, LIMITS)
+    assert abs(scan.properties["jpeg_quality"] - quality) <= 3
+    assert abs(estimate_jpeg_quality(Image.open(io.BytesIO(data))) - quality) <= 3
+
+
+def test_jpeg_quality_is_none_for_png():
+    scan, _ = scan_bytes(encode(smooth_image(10), "PNG"), LIMITS)
+    assert scan.properties["jpeg_quality"] is None
+
+
+def test_embed_array_shape_and_dtype():
+    image = smooth_image(11, (300, 100))
+    scan, array = scan_bytes(encode(image, "PNG"), LIMITS, embed_size=224)
+    assert scan.usable
+    assert array.shape == (224, 224, 3) and array.dtype == np.uint8
+    # Squashed, not cropped: the left edge of the array shows the left edge of the image.
+    left = np.asarray(image)[:, :3].mean(axis=(0, 1))
+    assert np.abs(array[:, :2].mean(axis=(0, 1)) - left).max() < 12
+    _, none = scan_bytes(encode(image, "PNG"), LIMITS)
+    assert none is None
+
+
+def test_scan_round_trips_through_json():
+    from auditor.encoding.imaging import ImageScan
+
+    scan, _ = scan_bytes(encode(smooth_image(12, (20, 20)), "PNG"), LIMITS)
+    assert scan.problems  # tiny
+    assert ImageScan.from_json(scan.to_json()) == scan

@@ -1,0 +1,191 @@
+"""Unit tests for auditor/neighbours.py: FAISS searches checked against brute-force numpy."""
+
+from __future__ import annotations
+
+import imagehash
+import numpy as np
+import pytest
+
+import auditor.similarity.neighbours as neighbour_search
+from auditor.similarity.neighbours import cosine_pairs, hamming_pairs, hex_to_codes, knn, normalise
+
+# Brute-force references ---------------------------------------------------------------------
+
+
+def brute_hamming(codes: np.ndarray, max_distance: int, queries: np.ndarray | None = None) -> set[tuple[int, int, int]]:
+    probe = codes if queries is None else queries
+    distances = np.unpackbits(probe[:, None, :] ^ codes[None, :, :], axis=2).sum(axis=2)
+    found = set()
+    for i, j in zip(*np.nonzero(distances <= max_distance)):
+        if queries is None and i >= j:
+            continue
+        found.add((int(i), int(j), int(distances[i, j])))
+    return found
+
+
+def as_set(pairs: np.ndarray) -> set[tuple[int, ...]]:
+    return {tuple(int(v) for v in row) for row in pairs}
+
+
+def clustered_codes(rng: np.random.Generator, n_bases: int = 30, per_base: int = 5) -> np.ndarray:
+    """Random 64-bit codes in small clusters, so every radius from 0 up has pairs to find."""
+    bases = rng.integers(0, 256, (n_bases, 8), dtype=np.uint8)
+    codes = []
+    for base in bases:
+        for _ in range(per_base):
+            bits = np.unpackbits(base)
+            flip = rng.choice(64, size=rng.integers(0, 9), replace=False)
+            bits[flip] ^= 1
+            codes.append(np.packbits(bits))
+    codes = np.array(codes, dtype=np.uint8)
+    codes[1] = codes[0]  # at least one exact pair
+    return codes
+
+
+def random_unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    return normalise(rng.normal(size=(n, dim)))
+
+
+# Hamming ------------------------------------------------------------------------------------
+
+def test_hex_to_codes_layout_and_distance_match_imagehash():
+    codes = hex_to_codes(["8000000000000001", "ffffffffffffffff"])
+    assert codes.dtype == np.uint8 and codes.shape == (2, 8)
+    assert codes[0].tolist() == [0x80, 0, 0, 0, 0, 0, 0, 1]
+    a, b = "c3a5f00f12345678", "c3a5f00f1234567f"
+    pair = hex_to_codes([a, b])
+    assert int(np.unpackbits(pair[0] ^ pair[1]).sum()) == imagehash.hex_to_hash(a) - imagehash.hex_to_hash(b)
+    assert hex_to_codes([]).shape == (0, 8)
+
+
+@pytest.mark.parametrize("radius", [0, 2, 5, 8, 20])
+def test_hamming_pairs_match_brute_force(radius):
+    codes = clustered_codes(np.random.default_rng(radius))
+    pairs = hamming_pairs(codes, radius)
+    assert pairs.shape[1] == 3
+    assert as_set(pairs) == brute_hamming(codes, radius)
+    assert len(as_set(pairs)) == len(pairs)  # no pair twice
+    assert (pairs[:, 0] < pairs[:, 1]).all()
+    assert len(pairs) > 0
+
+
+def test_hamming_radius_is_inclusive():
+    base = np.zeros(8, dtype=np.uint8)
+    other = base.copy()
+    other[0] = 0b0001_1111  # exactly 5 bits apart
+    codes = np.stack([base, other])
+    assert as_set(hamming_pairs(codes, 5)) == {(0, 1, 5)}
+    assert as_set(hamming_pairs(codes, 4)) == set()
+
+
+@pytest.mark.parametrize("radius", [0, 3, 8])
+def test_hamming_pairs_with_queries_match_brute_force(radius):
+    rng = np.random.default_rng(100 + radius)
+    codes = clustered_codes(rng)
+    # Queries: some copies of codes with a few flipped bits (like mirrored hashes), some unrelated.
+    queries = codes[rng.permutation(len(codes))[:60]].copy()
+    queries[:, 0] ^= rng.integers(0, 4, 60, dtype=np.uint8)
+    queries = np.concatenate([queries, rng.integers(0, 256, (20, 8), dtype=np.uint8)])
+    pairs = hamming_pairs(codes, radius, queries=queries)
+    expected = brute_hamming(codes, radius, queries=queries)
+    assert as_set(pairs) == expected
+    assert len(pairs) == len(expected) > 0
+    assert any(i >= j for i, j, _ in expected)  # with queries, (i, j) is not restricted to i < j
+
+
+# Cosine -------------------------------------------------------------------------------------
+
+def planted_unit_vectors(rng: np.random.Generator, n: int, dim: int, n_planted: int, noise: float) -> tuple[np.ndarray, set]:
+    x = rng.normal(size=(n, dim))
+    planted = set()
+    partners = rng.permutation(n)[: 2 * n_planted].reshape(n_planted, 2)
+    for a, b in partners:
+        x[b] = x[a] + noise * rng.normal(size=dim) * np.linalg.norm(x[a]) / np.sqrt(dim)
+        planted.add((int(min(a, b)), int(max(a, b))))
+    return normalise(x), planted
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.6, 0.9])
+def test_cosine_pairs_match_brute_force(threshold):
+    rng = np.random.default_rng(int(threshold * 10))
+    unit, _ = planted_unit_vectors(rng, 300, 8, n_planted=20, noise=0.3)
+    pairs, sims = cosine_pairs(unit, threshold)
+    gram = unit @ unit.T
+    found = as_set(pairs)
+    assert len(found) == len(pairs) > 0
+    assert (pairs[:, 0] < pairs[:, 1]).all()  # i < j, hence no self pairs
+    must = {(i, j) for i, j in zip(*np.nonzero(gram > threshold + 1e-5)) if i < j}
+    may = {(i, j) for i, j in zip(*np.nonzero(gram >= threshold - 1e-5)) if i < j}
+    assert must <= found <= may
+    np.testing.assert_allclose(sims, gram[pairs[:, 0], pairs[:, 1]], atol=1e-5)
+    assert sims.dtype == np.float32
+
+
+def test_cosine_pairs_of_fewer_than_two_vectors():
+    for n in (0, 1):
+        pairs, sims = cosine_pairs(np.ones((n, 4), np.float32) / 2, 0.5)
+        assert pairs.shape == (0, 2) and sims.shape == (0,)
+
+
+def test_identical_vectors_are_a_pair_not_a_self_pair():
+    unit = normalise(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+    pairs, sims = cosine_pairs(unit, 0.99)
+    assert as_set(pairs) == {(0, 1)}
+    np.testing.assert_allclose(sims, [1.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("with_queries", [False, True])
+def test_knn_matches_brute_force(with_queries):
+    rng = np.random.default_rng(7)
+    unit = random_unit(rng, 200, 12)
+    queries = random_unit(rng, 25, 12) if with_queries else None
+    sims, labels = knn(unit, 5, queries=queries)
+    q = unit if queries is None else queries
+    gram = q @ unit.T
+    expected = np.argsort(-gram, axis=1)[:, :5]
+    assert sims.shape == labels.shape == (len(q), 5)
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_allclose(sims, np.take_along_axis(gram, expected, axis=1), atol=1e-5)
+    if queries is None:
+        np.testing.assert_array_equal(labels[:, 0], np.arange(len(unit)))  # each vector is its own nearest
+
+
+def test_knn_k_larger_than_n_is_clipped():
+    unit = random_unit(np.random.default_rng(8), 3, 4)
+    sims, labels = knn(unit, 10)
+    assert labels.shape == (3, 3)
+    assert sorted(labels[0].tolist()) == [0, 1, 2]
+
+
+# The approximate path -----------------------------------------------------------------------
+
+def test_approximate_cosine_pairs_find_planted_pairs(monkeypatch):
+    monkeypatch.setattr(neighbour_search, "EXACT_LIMIT", 50)
+    rng = np.random.default_rng(11)
+    unit, planted = planted_unit_vectors(rng, 600, 32, n_planted=15, noise=0.05)
+    gram = unit @ unit.T
+    np.fill_diagonal(gram, -1)
+    assert {(i, j) for i, j in zip(*np.nonzero(gram >= 0.95)) if i < j} == planted  # only the planted are close
+    pairs, sims = cosine_pairs(unit, 0.95)
+    assert as_set(pairs) == planted
+    assert len(pairs) == len(planted)  # each pair once, though both ends find each other
+    assert (pairs[:, 0] < pairs[:, 1]).all()
+    np.testing.assert_allclose(sims, gram[pairs[:, 0], pairs[:, 1]], atol=1e-5)
+
+
+def test_approximate_knn_finds_partners(monkeypatch):
+    monkeypatch.setattr(neighbour_search, "EXACT_LIMIT", 50)
+    rng = np.random.default_rng(12)
+    unit, planted = planted_unit_vectors(rng, 600, 32, n_planted=15, noise=0.05)
+    sims, labels = knn(unit, 4)
+    for a, b in planted:
+        assert labels[a, 0] == a and labels[a, 1] == b
+        assert labels[b, 1] == a
+
+
+def test_drop_self_keeps_the_first_k_others_in_order():
+    neighbours = np.array([[0, 3, 2], [2, 1, 0], [1, -1, 2]])
+    sims = np.array([[1.0, 0.9, 0.8], [0.99, 0.98, 0.5], [0.7, np.nan, 1.0]])
+    kept_sims, kept = neighbour_search.drop_self(sims, neighbours, 2)
+    assert kept.tolist() == [[3, 2], [2, 0], [1, -1]]  # row 2: only one real neighbour besides itself
+    assert kept_sims[1].tolist() == [0.99, 0.5]

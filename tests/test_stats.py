@@ -1,0 +1,98 @@
+"""auditor.stats: multiple testing, permutation and two-sample tests, robust z, bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from auditor import stats
+
+
+def test_holm_adjusts_step_down_and_keeps_order():
+    adjusted = stats.holm([0.01, 0.04, 0.03])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06])
+    assert stats.holm([0.5]).tolist() == [0.5]
+    assert stats.holm([0.6, 0.9]).max() == 1.0
+
+
+def test_bonferroni_min_doubles_the_smaller_p_value():
+    assert stats.bonferroni_min(0.004, 0.3) == pytest.approx(0.008)
+    assert stats.bonferroni_min(0.8, 0.9) == 1.0
+    assert stats.bonferroni_min(None, 0.02) == pytest.approx(0.02)
+    assert stats.bonferroni_min(None, None) is None
+
+
+def test_permutations_make_significance_reachable_after_correction():
+    for alpha, tests in [(0.01, 1), (0.05, 1), (0.01, 4), (0.01, 20)]:
+        n = stats.permutations_for(alpha, tests, cap=100_000)
+        assert 2 / (n + 1) < alpha / tests  # Bonferroni over two tests of 'min p' = 1/(n+1)
+
+
+def test_rbf_kernel_uses_the_median_heuristic():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(30, 5)).astype(np.float32)
+    kernel, sigma = stats.rbf_kernel_median(z)
+    d2 = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    median = np.median(d2[np.triu_indices(30, 1)])
+    assert sigma == pytest.approx(np.sqrt(median / 2), rel=1e-4)
+    np.testing.assert_allclose(kernel, np.exp(-d2 / median), atol=1e-5)
+
+
+def test_mmd_detects_a_mean_shift_and_not_a_resample():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(60, 16)), rng.normal(size=(40, 16))
+    same = stats.mmd_test(x, y, 499, seed=0)
+    moved = stats.mmd_test(x, y + 0.6, 499, seed=0)
+    assert same["p_value"] > 0.05
+    assert moved["p_value"] == pytest.approx(1 / 500)
+    assert moved["mmd2"] > same["mmd2"]
+
+
+def test_mmd_p_values_are_calibrated_under_the_null():
+    """Rejection rate at 0.1 over 200 null draws stays near 0.1 (binomial 99.9 % bound ≈ 0.18)."""
+    rng = np.random.default_rng(2)
+    rejections = 0
+    for draw in range(200):
+        pooled = rng.normal(size=(40, 8))
+        rejections += stats.mmd_test(pooled[:25], pooled[25:], 99, seed=draw)["p_value"] < 0.1
+    assert rejections / 200 <= 0.18
+
+
+def test_mmd_permutations_within_groups_ignore_a_different_group_mix():
+    """Two well-separated classes, mixed 50/50 in x and 20/80 in y, same distribution within each class:
+    plain permutations call that a shift, permutations within classes do not."""
+    rng = np.random.default_rng(5)
+    centre = np.r_[np.full(8, 3.0), np.zeros(8)]
+    x = np.vstack([rng.normal(size=(30, 16)), rng.normal(size=(30, 16)) + centre])
+    y = np.vstack([rng.normal(size=(8, 16)), rng.normal(size=(32, 16)) + centre])
+    groups = np.r_[np.zeros(30), np.ones(30), np.zeros(8), np.ones(32)].astype(int)
+    assert stats.mmd_test(x, y, 499, seed=0)["p_value"] < 0.01
+    assert stats.mmd_test(x, y, 499, seed=0, groups=groups)["p_value"] > 0.05
+    # … and a real shift inside a class is still found
+    y_shifted = y + np.r_[np.zeros(8), np.full(8, 0.8)]
+    assert stats.mmd_test(x, y_shifted, 499, seed=0, groups=groups)["p_value"] < 0.01
+
+
+def test_domain_classifier_separates_shifted_gaussians_only():
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(80, 40))
+    same = stats.domain_classifier_test(reference, rng.normal(size=(40, 40)), 49, seed=0, want_scores=True)
+    moved = stats.domain_classifier_test(reference, rng.normal(size=(40, 40)) + 0.5, 49, seed=0, want_scores=True)
+    assert moved.auc > 0.9 and moved.p_value == pytest.approx(1 / 50)
+    assert same.p_value > 0.05 and same.auc < 0.65
+    assert same.permutations < 49  # stopped early: clearly not significant
+    assert moved.held_out_scores.shape == (40,) and moved.held_out_scores.mean() > same.held_out_scores.mean()
+
+
+def test_robust_z_uses_median_and_mad():
+    z, median, scale = stats.robust_z(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))
+    assert median == 3.0 and scale == pytest.approx(1.4826)
+    assert z[-1] == pytest.approx(97 / 1.4826)
+    assert z[2] == 0.0
+
+
+def test_robust_z_floors_the_scale_of_a_near_constant_quantity():
+    z, _median, scale = stats.robust_z(np.array([5.0] * 20 + [5.2]), min_scale=0.1)
+    assert scale == 0.1 and z[-1] == pytest.approx(2.0)
+    empty, median, _ = stats.robust_z(np.array([]))
+    assert empty.size == 0 and np.isnan(median)
