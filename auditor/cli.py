@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import typer
 
@@ -97,6 +97,53 @@ def manifest_command(flags: Flags) -> int:
             _stderr(f"warning: left out {len(left_out)} file(s) whose name is not UTF-8 (a CSV cannot hold it), "
                     f"e.g. {left_out[0]}; rename them to list them")
         return EXIT_OK
+
+    return _guarded(work)
+
+
+SPLIT_OPTIONS = {
+    "output": Opt(Path, typer.Option(..., "--output", "-o", help="Where to write the CSV (path,label,split,group,reason).")),
+    "fractions": Opt(Optional[str], typer.Option(
+        None, "--fractions", help="New splits and their shares, e.g. train=0.8,val=0.2 or train=0.7,val=0.2,test=0.1 "
+                                  "(default: --keep-existing when the dataset has splits, else train=0.8,val=0.2).")),
+    "keep_existing": Opt(bool, typer.Option(
+        False, "--keep-existing", help="Keep today's splits; move as few images as possible to remove every leak.")),
+    "group_by": Opt(Optional[str], typer.Option(
+        None, "--group-by", help="Also keep together images sharing this: 'source' or a manifest column.")),
+    "dedupe": Opt(bool, typer.Option(False, "--dedupe", help="Keep one image per duplicate group (in train); exclude the copies.")),
+    "drop_suspect_labels": Opt(bool, typer.Option(
+        False, "--drop-suspect-labels", help="Exclude images label_issues flags with strong evidence.")),
+    "materialize": Opt(Optional[Path], typer.Option(
+        None, "--materialize", help="Lay the split out as DEST/<split>/<class>/… (hard links; copies where links are "
+                                    "impossible). DEST must be new or empty.")),
+    "overwrite": Opt(bool, typer.Option(False, "--overwrite", help="Replace a DEST an earlier --materialize wrote.")),
+    "copy": Opt(bool, typer.Option(False, "--copy", help="Copy files into DEST instead of hard-linking them.")),
+    "split_format": Opt(str, typer.Option(
+        "terminal", "--format", help="Comma list of: terminal, json, markdown, html (files beside the CSV, same name).")),
+}
+
+
+@app.command("split")
+@takes("dataset", "sources", "settings", "embedding", "duplicates", "quiet", extra=SPLIT_OPTIONS)
+def split_command(flags: Flags) -> int:
+    """Write a leak-free split: every duplicate group in one split, stratified by class, conflicts and broken
+    files excluded with a reason (nothing in DIR is changed)."""
+
+    def work() -> int:
+        from auditor.fix.command import SplitOptions, run_split
+        from auditor.fix.items import parse_fractions
+
+        options = SplitOptions(
+            output=flags.output, fractions=parse_fractions(flags.fractions) if flags.fractions else None,
+            keep_existing=flags.keep_existing, seed=flags.seed, group_by=flags.group_by, dedupe=flags.dedupe,
+            drop_suspect_labels=flags.drop_suspect_labels, materialize=flags.materialize, overwrite=flags.overwrite,
+            copy=flags.copy, formats=tuple(f.strip().lower() for f in flags.split_format.split(",") if f.strip()))
+        outcome = run_split(flags.dataset_dir, _settings(flags).config, options, _progress(flags.quiet))
+        if outcome.text:
+            sys.stdout.write(outcome.text)
+        for path in outcome.written:
+            _stderr(f"written: {path}")
+        return outcome.exit_code
 
     return _guarded(work)
 
