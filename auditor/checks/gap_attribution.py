@@ -175,31 +175,6 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
-def counterfactual_plan(ctx: AuditContext, train: list[int], val: list[int],
-                        kinds: dict[int, str]) -> tuple[list[int], list[int], dict[str, int]]:
-    """The audit's fixes: drop held-out images that leak, keep one image per duplicate group in train,
-    drop every image of a group that carries two or more labels."""
-    train_set = set(train)
-    conflicting: set[int] = set()
-    redundant: set[int] = set()
-    for group in ctx.duplicate_groups:
-        if len({ctx.records[p].label for p in group}) > 1:
-            conflicting.update(group)
-            continue
-        in_train = [p for p in group if p in train_set]
-        redundant.update(in_train[1:])
-    new_train = [p for p in train if p not in conflicting and p not in redundant]
-    leaking = {p for p, k in kinds.items() if k != "clean"}
-    new_val = [p for p in val if p not in leaking and p not in conflicting]
-    dropped = {
-        "train_duplicates": len([p for p in train if p in redundant and p not in conflicting]),
-        "train_conflicting": len([p for p in train if p in conflicting]),
-        "val_leaking": len([p for p in val if p in leaking]),
-        "val_conflicting_without_train_duplicate": len([p for p in val if p in conflicting and p not in leaking]),
-    }
-    return new_train, new_val, dropped
-
-
 def compute(ctx: AuditContext) -> Evidence:
     if ctx.config.finetune is None:
         from auditor.checks.reference_finetune import NOT_REQUESTED
@@ -290,7 +265,7 @@ def compute(ctx: AuditContext) -> Evidence:
             imbalance["spearman_train_images_vs_accuracy"] = _r(rho) if rho == rho else None
 
     # Counterfactual: retrain after the fixes.
-    counterfactual = _counterfactual(ctx, reference, dup, train_on_positions)
+    counterfactual = _counterfactual(ctx, reference, train_on_positions)
 
     metrics: dict[str, Any] = {
         "train_accuracy": _r(head.train_accuracy),
@@ -362,15 +337,25 @@ def _per_class(ctx: AuditContext, plan, reference, correct: np.ndarray, clean: n
     return rows
 
 
-def _counterfactual(ctx: AuditContext, reference, dup: dict[int, str], train_on_positions) -> dict[str, Any]:
+def _counterfactual(ctx: AuditContext, reference, train_on_positions) -> dict[str, Any]:
+    """Retrain on the split `auditor split` writes for this dataset (--keep-existing --dedupe, or --fractions when
+    the fine-tune made its own held-out split): the accuracy after the fix is the accuracy on that split."""
+    from auditor.fix.from_audit import counterfactual_split
+
     plan, options = reference.plan, reference.options
-    new_train, new_val, dropped = counterfactual_plan(ctx, plan.train, plan.val, dup)
-    base = {"fixes": "dropped held-out images that leak, kept one image per duplicate group in train, dropped "
-                     "every image of a group with two or more labels", "dropped": dropped,
+    positions, split_stats = counterfactual_split(ctx, reference.seed,
+                                                  made_holdout=options.holdout_fraction if plan.made else None)
+    with_maps = set(plan.train) | set(plan.val)
+    new_train = [p for p in positions.get("train", []) if p in with_maps]
+    new_val = [p for p in positions.get("val" if plan.made else plan.val_split, []) if p in with_maps]
+    base = {"fixes": "the split `auditor split` writes: " + ("--fractions (the held-out split was made by auditor)"
+                                                             if plan.made else "--keep-existing --dedupe"),
+            "dropped": {"train": len(set(plan.train) - set(new_train)), "val": len(set(plan.val) - set(new_val))},
+            "excluded_by_kind": split_stats["excluded"]["by_kind"], "moved": split_stats["moved"]["total"],
             "train_images": len(new_train), "val_images": len(new_val)}
     if not options.counterfactual:
         return {**base, "ran": False, "reason": "turned off (--no-counterfactual)"}
-    if not any(dropped.values()):
+    if set(new_train) == set(plan.train) and set(new_val) == set(plan.val):
         head = reference.run
         return {**base, "ran": False, "reason": "nothing to fix: the reference run is the counterfactual",
                 "train_accuracy": _r(head.train_accuracy), "val_accuracy": _r(head.val_accuracy),
@@ -447,7 +432,7 @@ def verdict_text(metrics: dict[str, Any], head, plan) -> str:
         remaining = cf["gap_points"]
         tail = (f"which is ordinary over-fitting of a {_millions(cf['head_parameters'])}-parameter head on "
                 f"{cf['train_images']:,} images".replace(",", " ") if remaining > 0 else "no over-fitting left")
-        parts.append(f"After the fixes ({_fixes_text(cf['dropped'])}) the head reaches train {_pct(cf['train_accuracy'])}, "
+        parts.append(f"After the fixes ({_fixes_text(cf)}) the head reaches train {_pct(cf['train_accuracy'])}, "
                      f"validation {_pct(cf['val_accuracy'])}: a {remaining:.1f}-point gap, {tail}.")
     else:
         remainder = points["remainder"]
@@ -457,15 +442,13 @@ def verdict_text(metrics: dict[str, Any], head, plan) -> str:
     return " ".join(parts)
 
 
-def _fixes_text(dropped: dict[str, int]) -> str:
-    texts = []
-    if dropped.get("val_leaking"):
-        texts.append(f"{dropped['val_leaking']} leaking validation images dropped")
-    if dropped.get("train_duplicates"):
-        texts.append(f"{dropped['train_duplicates']} redundant train copies dropped")
-    conflicting = dropped.get("train_conflicting", 0) + dropped.get("val_conflicting_without_train_duplicate", 0)
-    if conflicting:
-        texts.append(f"{conflicting} more images with conflicting labels dropped")
+def _fixes_text(counterfactual: dict[str, Any]) -> str:
+    kinds = counterfactual.get("excluded_by_kind", {})
+    names = {"duplicate": "redundant or leaking copies", "label_conflict": "images with conflicting labels",
+             "broken": "broken files", "suspect_label": "probably mislabelled images", "not_indexed": "stray files"}
+    texts = [f"{n} {names.get(kind, kind)} left out" for kind, n in kinds.items() if n]
+    if counterfactual.get("moved"):
+        texts.append(f"{counterfactual['moved']} images moved")
     return ", ".join(texts) or "none needed"
 
 

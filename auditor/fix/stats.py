@@ -163,7 +163,7 @@ def _targets(plan: SplitPlan, kept: list[int]) -> dict:
 
 def _explain(plan: SplitPlan, kept: list[int], targets: dict) -> list[str]:
     """Why a missed target was missed: too few images to divide (rounding), groups too large, or neither."""
-    items, placements, request = plan.items, plan.placements, plan.request
+    items, request = plan.items, plan.request
     unit_sizes: dict[int, dict[str, int]] = {}
     for i in kept:
         classes = unit_sizes.setdefault(plan.unit_of[i], {})

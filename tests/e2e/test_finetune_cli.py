@@ -98,7 +98,8 @@ def test_gap_attribution_json(runs):
     points = m["decomposition"]["points"]
     assert sum(points.values()) == pytest.approx(m["gap_points"], abs=0.05)
     cf = m["counterfactual"]
-    assert cf["ran"] and cf["dropped"]["val_leaking"] == 4 and cf["val_images"] == 16
+    assert cf["ran"] and cf["dropped"]["val"] == 4 and cf["val_images"] == 16
+    assert cf["fixes"].endswith("--keep-existing --dedupe") and cf["excluded_by_kind"]["duplicate"] >= 3
     assert m["verdict"].startswith("Train accuracy") and "Leakage: 4 of 20" in m["verdict"]
     # split_shift publishes its per-image domain scores, so accuracy by shift quintile is available.
     shift = m["shift"]
