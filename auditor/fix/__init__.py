@@ -1,0 +1,1 @@
+"""`auditor split`: a leak-free, Keras-ready re-split of the audited dataset."""
