@@ -10,6 +10,8 @@ Held-out images far from every training image are measured too (for `split_shift
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from auditor.checks.common import percent, plural
@@ -119,21 +121,62 @@ def _first_path(ctx: AuditContext, sha: str, split: str | None = None) -> str:
     return ctx.records[preferred[0]].path
 
 
+@dataclass
+class Isolation:
+    """The isolation scores of every unique content with an embedding, dataset-wide and within each class."""
+
+    shas: list[str]
+    k: int
+    scores: dict  # isolation_scores(): distance, z, nearest, nearest_similarity, median_distance
+    class_distance: dict[tuple[int, str], float]  # (row, label) → kNN distance among that class
+    class_z: dict[tuple[int, str], float]
+
+    @property
+    def row_of(self) -> dict[str, int]:
+        return {sha: i for i, sha in enumerate(self.shas)}
+
+
 def compute(ctx: AuditContext) -> Evidence:
     if not ctx.has_embeddings:
         return skipped("skipped: no embeddings (run with a backbone)")
-    config = ctx.config
     shas = [s for s in ctx.unique_shas if s in ctx.encoded.embeddings]
     if len(shas) < 3:
         return skipped("skipped: fewer than 3 images with embeddings")
-    vectors = ctx.unit_embeddings(shas)
-    k = min(config.outlier_neighbours, len(shas) - 1)
-    scores = isolation_scores(vectors, k)
-    row_of = {sha: i for i, sha in enumerate(shas)}
+    isolation = score_isolation(ctx, shas)
+    max_z, cutoff_source = outlier_cutoff(len(shas), ctx.config.max_outlier_z)
+    z = isolation.scores["z"]
+    flagged_rows = [int(i) for i in np.argsort(-z, kind="stable") if z[i] > max_z]
+    findings = [_finding(ctx, isolation, i, max_z, cutoff_source) for i in flagged_rows]
+    per_split = _per_split(ctx, isolation, set(flagged_rows))
+    far = held_out_far_from_train(ctx)
+    total_images = sum(m["images"] for m in per_split.values())
+    total_outliers = sum(m["outliers"] for m in per_split.values())
+    top = int(np.argmax(z))
+    parts = [
+        f"{plural(total_outliers, 'image')} of {total_images} {'is' if total_outliers == 1 else 'are'} far from all "
+        f"others (robust z of kNN distance > {max_z:.2f})",
+        f"most isolated: {_first_path(ctx, shas[top])} (z {z[top]:.1f})",
+    ]
+    parts += [f"{m['far_from_train']} {split} images far from every train image" for split, m in far.items()]
+    metrics = {
+        "k": isolation.k,
+        "max_z": max_z,
+        "max_z_source": cutoff_source,
+        "median_knn_distance": round(float(isolation.scores["median_distance"]), 4),
+        "outliers": total_outliers,
+        "per_split": per_split,
+        "held_out_far_from_train": far,
+    }
+    return Evidence(summary="; ".join(parts), metrics=metrics, findings=findings)
 
-    # The same score inside each class (a content filed under two labels is scored in both).
-    class_distance: dict[tuple[int, str], float] = {}
-    class_z: dict[tuple[int, str], float] = {}
+
+def score_isolation(ctx: AuditContext, shas: list[str]) -> Isolation:
+    """Isolation over the whole dataset, and the same score inside each class (a content filed under two
+    labels is scored in both)."""
+    vectors = ctx.unit_embeddings(shas)
+    k = min(ctx.config.outlier_neighbours, len(shas) - 1)
+    isolation = Isolation(shas=shas, k=k, scores=isolation_scores(vectors, k), class_distance={}, class_z={})
+    row_of = isolation.row_of
     members_of: dict[str, list[int]] = {}
     for sha in shas:
         for label in sorted({ctx.records[p].label for p in ctx.positions_by_sha[sha]}):
@@ -144,85 +187,67 @@ def compute(ctx: AuditContext) -> Evidence:
         distance, _nearest, _sims = knn_distances(vectors[rows], min(k, len(rows) - 1))
         z, _median, _scale = robust_z(np.log(distance), MIN_LOG_DISTANCE_SCALE)
         for row, d, zz in zip(rows, distance, z):
-            class_distance[(row, label)], class_z[(row, label)] = float(d), float(zz)
+            isolation.class_distance[(row, label)], isolation.class_z[(row, label)] = float(d), float(zz)
+    return isolation
 
-    max_z, cutoff_source = outlier_cutoff(len(shas), config.max_outlier_z)
-    flagged_rows = [int(i) for i in np.argsort(-scores["z"], kind="stable") if scores["z"][i] > max_z]
-    findings = []
-    for i in flagged_rows:
-        sha = shas[i]
-        positions = ctx.positions_by_sha[sha]
-        paths = [ctx.records[p].path for p in positions]
-        labels = sorted({ctx.records[p].label for p in positions})
-        nearest = int(scores["nearest"][i])
-        findings.append(Finding(
-            id=stable_finding_id(CHECK_ID, "isolated", [sha]),
-            severity=Severity.WARNING,
-            message=(f"far from every other image (mean cosine distance to its {k} nearest {scores['distance'][i]:.2f}, "
-                     f"dataset median {scores['median_distance']:.2f}, robust z {scores['z'][i]:.1f}): "
-                     + ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")),
-            paths=paths,
-            evidence={
-                "score": round(float(scores["z"][i]), 3),
-                "score_name": f"robust z-score of the log mean cosine distance to the {k} nearest images",
-                "max_z": max_z,
-                "max_z_source": cutoff_source,
-                "knn_distance": round(float(scores["distance"][i]), 4),
-                "median_knn_distance": round(float(scores["median_distance"]), 4),
-                "nearest": {"path": _first_path(ctx, shas[nearest]), "cosine": round(float(scores["nearest_similarity"][i]), 4)},
-                "class_relative": {label: {"knn_distance": round(class_distance[(i, label)], 4),
-                                           "robust_z": round(class_z[(i, label)], 3)}
-                                   for label in labels if (i, label) in class_z},
-                "labels": labels,
-                "splits": sorted({ctx.records[p].split for p in positions}),
-            },
-        ))
 
-    # Per split: counts, and the most isolated images of every class (flagged or not) for a person to look at.
+def _finding(ctx: AuditContext, isolation: Isolation, i: int, max_z: float, cutoff_source: str) -> Finding:
+    scores, k = isolation.scores, isolation.k
+    sha = isolation.shas[i]
+    positions = ctx.positions_by_sha[sha]
+    paths = [ctx.records[p].path for p in positions]
+    labels = sorted({ctx.records[p].label for p in positions})
+    nearest = int(scores["nearest"][i])
+    return Finding(
+        id=stable_finding_id(CHECK_ID, "isolated", [sha]),
+        severity=Severity.WARNING,
+        message=(f"far from every other image (mean cosine distance to its {k} nearest {scores['distance'][i]:.2f}, "
+                 f"dataset median {scores['median_distance']:.2f}, robust z {scores['z'][i]:.1f}): "
+                 + ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")),
+        paths=paths,
+        evidence={
+            "score": round(float(scores["z"][i]), 3),
+            "score_name": f"robust z-score of the log mean cosine distance to the {k} nearest images",
+            "max_z": max_z,
+            "max_z_source": cutoff_source,
+            "knn_distance": round(float(scores["distance"][i]), 4),
+            "median_knn_distance": round(float(scores["median_distance"]), 4),
+            "nearest": {"path": _first_path(ctx, isolation.shas[nearest]),
+                        "cosine": round(float(scores["nearest_similarity"][i]), 4)},
+            "class_relative": {label: {"knn_distance": round(isolation.class_distance[(i, label)], 4),
+                                       "robust_z": round(isolation.class_z[(i, label)], 3)}
+                               for label in labels if (i, label) in isolation.class_z},
+            "labels": labels,
+            "splits": sorted({ctx.records[p].split for p in positions}),
+        },
+    )
+
+
+def _per_split(ctx: AuditContext, isolation: Isolation, flagged: set[int]) -> dict[str, dict]:
+    """Per split: counts, and the most isolated images of every class (flagged or not) for a person to look at."""
+    scores, class_z, row_of = isolation.scores, isolation.class_z, isolation.row_of
     per_split: dict[str, dict] = {}
-    flagged_set = set(flagged_rows)
     for split in ctx.index.splits:
         groups: dict[str, list[int]] = {}
         images = outliers = 0
-        for sha in shas:
+        for sha in isolation.shas:
             in_split = [p for p in ctx.positions_by_sha[sha] if ctx.records[p].split == split]
             images += len(in_split)
-            outliers += len(in_split) if row_of[sha] in flagged_set else 0
+            outliers += len(in_split) if row_of[sha] in flagged else 0
             for label in sorted({ctx.records[p].label for p in in_split}):
                 groups.setdefault(label, []).append(row_of[sha])
         most_isolated = {}
         for label, rows in sorted(groups.items()):
             rows = sorted(rows, key=lambda r: -scores["z"][r])[:MOST_ISOLATED_PER_GROUP]
             most_isolated[label] = [
-                {"path": _first_path(ctx, shas[r], split), "robust_z": round(float(scores["z"][r]), 2),
+                {"path": _first_path(ctx, isolation.shas[r], split), "robust_z": round(float(scores["z"][r]), 2),
                  "knn_distance": round(float(scores["distance"][r]), 4),
                  "class_robust_z": round(class_z[(r, label)], 2) if (r, label) in class_z else None}
                 for r in rows
             ]
         per_split[split] = {"images": images, "outliers": outliers, "percent": percent(outliers, images),
                             "most_isolated": most_isolated}
-    far = held_out_far_from_train(ctx)
-    total_images = sum(m["images"] for m in per_split.values())
-    total_outliers = sum(m["outliers"] for m in per_split.values())
-    top = int(np.argmax(scores["z"]))
-    parts = [
-        f"{plural(total_outliers, 'image')} of {total_images} {'is' if total_outliers == 1 else 'are'} far from all "
-        f"others (robust z of kNN distance > {max_z:.2f})",
-        f"most isolated: {_first_path(ctx, shas[top])} (z {scores['z'][top]:.1f})",
-    ]
-    for split, m in far.items():
-        parts.append(f"{m['far_from_train']} {split} images far from every train image")
-    summary = "; ".join(parts)
-    metrics = {
-        "k": k,
-        "max_z": max_z,
-        "max_z_source": cutoff_source,
-        "median_knn_distance": round(float(scores["median_distance"]), 4),
-        "outliers": total_outliers,
-        "per_split": per_split,
-        "held_out_far_from_train": far,
-    }
-    return Evidence(summary=summary, metrics=metrics, findings=findings)
+    return per_split
 
 
 def judge(evidence: Evidence, policy: Policy) -> Verdict:
