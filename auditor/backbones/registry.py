@@ -18,7 +18,7 @@ import numpy as np
 from auditor.errors import BackboneError
 
 # Part of every cache key: bump when resizing or colour handling before the model changes.
-PREPROCESSING_ID = "rgb-exif-squash-bilinear-v1"
+PREPROCESSING_ID = "rgb-exif-draft-squash-bilinear-v2"  # v2: large JPEGs DCT-scaled (draft) before the resize
 
 
 @dataclass

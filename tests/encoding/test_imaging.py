@@ -286,3 +286,33 @@ def test_damage_pillow_finds_late_is_a_finding_not_an_exception():
     whole = encode(rgba, "PNG")
     scan, array = scan_bytes(whole[: len(whole) // 2], LIMITS, embed_size=16)
     assert not scan.usable and array is None and kinds(scan) & {"corrupt", "truncated"}
+
+
+def test_a_large_jpeg_is_decoded_in_draft_mode_and_keeps_its_full_size():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import auditor.encoding.imaging as imaging
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).resize((1600, 1200), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=90)
+    decoded_sizes = []
+    real = imaging._decode_rgb
+
+    def spy(image, scan):
+        rgb = real(image, scan)
+        decoded_sizes.append(rgb.size)
+        return rgb
+
+    imaging._decode_rgb = spy
+    try:
+        scan, array = imaging.scan_bytes(buffer.getvalue(), imaging.ScanLimits(), 224)
+    finally:
+        imaging._decode_rgb = real
+    assert (scan.width, scan.height) == (1600, 1200)  # the file's size, not the reduced decode's
+    assert decoded_sizes == [(400, 300)]  # 1/4 scale: both sides still ≥ 256 (the thumbnail) and ≥ 224
+    assert array.shape == (224, 224, 3) and not scan.problems
