@@ -10,9 +10,12 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from auditor.finetune.history import History
 
 BACKBONES = ("auto", "resnet50", "efficientnet-lite0")
 LAYOUTS = ("auto", "splits", "classes")
@@ -76,7 +79,10 @@ class FinetuneOptions:
     seed: int | None = None  # None: the audit's --seed, else 0
     counterfactual: bool = True  # retrain after the audit's fixes (gap_attribution)
     bootstrap: int = 2000  # resamples for the confidence intervals
-    history: Path | None = None  # the user's own training log, compared with the reference run
+    # The user's own training log, compared with the reference run: a log file, or (from Python) the History
+    # that model.fit returned, parsed. The result cache key reads this field's repr, so a parsed History
+    # enters it by its values, never by object identity. Not hashed: a parsed History is a mutable dataclass.
+    history: Path | History | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         _within("finetune.epochs", self.epochs, 1, 100_000)

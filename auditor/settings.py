@@ -8,6 +8,7 @@ FinetuneOptions fields, or FinetuneOptions itself, and is merged field by field 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,11 @@ def merge_finetune(from_file: Any, given: Any) -> FinetuneOptions | None:
     if base is None and extra is None:
         return None
     fields = {**(base or {}), **(extra or {})}
-    if fields.get("history") is not None:
+    if fields.get("history") is not None and not isinstance(fields["history"], (str, os.PathLike)):
+        from auditor.finetune.history import history_from_keras
+
+        fields["history"] = history_from_keras(fields["history"])  # from Python: model.fit's History
+    elif fields.get("history") is not None:
         fields["history"] = Path(fields["history"]).expanduser()
         if not fields["history"].is_file():  # say so now, not after the embedding and the training
             raise ConfigError(f"history file {str(fields['history'])!r} does not exist",

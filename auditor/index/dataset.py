@@ -198,7 +198,10 @@ def index_keras_split(root: Path, validation_split: float, seed: int | None, sty
     except ValueError as exc:
         raise DatasetError(str(exc), "Check --validation-split and --seed.") from None
     index = DatasetIndex(root=root, layout=f"classes+{style}", records=[])
-    for a in assignments:
+    # The training subset's files, then the validation subset's, each in the order Keras lists them — the
+    # order auditor.audit_keras(train, val) reads the user's own objects in, so that both give the same
+    # records in the same order, hence the same seeded results (the generator lists val first per class).
+    for a in sorted(assignments, key=lambda a: a.split != "train"):
         split = REFERENCE_SPLIT if a.split == "train" else "val"
         index.records.append(ImageRecord(a.path, root / a.path, split=split, label=a.label))
     for relpath in ignored:
