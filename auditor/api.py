@@ -70,10 +70,11 @@ def audit(path: str | os.PathLike, *, config_file: str | os.PathLike | None = No
     """
     dataset_dir = _path(path, "path")
     run = _resolve(dataset_dir, settings, config_file, policy, history)
+    check_ids, bars = _check_ids(checks), choose_progress(progress)
+    existing = _path(against, "against") if against is not None else None
     from auditor.runner import audit as run_audit
 
-    report, ctx = run_audit(dataset_dir, run.config, choose_progress(progress), _check_ids(checks),
-                            against=_path(against, "against") if against is not None else None,
+    report, ctx = run_audit(dataset_dir, run.config, bars, check_ids, against=existing,
                             baseline_ids=_baseline_ids(baseline, run.baseline))
     return report.attach(ctx)
 
@@ -100,12 +101,13 @@ def audit_keras(train: Any, validation: Any = None, test: Any = None, *, config_
     from auditor.index.from_keras import index_from_keras
 
     index = index_from_keras({"train": train, "validation": validation, "test": test})
-    run = _resolve(index.root, settings, config_file, policy, history)
+    run = _resolve(index.root, settings, config_file, policy, history)  # the settings file found near the files
+    check_ids, bars = _check_ids(checks), choose_progress(progress)
     if run.config.source_depth:
         _assign_sources(index, run.config.source_depth)
     from auditor.runner import audit as run_audit
 
-    report, ctx = run_audit(index.root, run.config, choose_progress(progress), _check_ids(checks),
+    report, ctx = run_audit(index.root, run.config, bars, check_ids,
                             baseline_ids=_baseline_ids(baseline, run.baseline), index=index)
     return report.attach(ctx)
 
@@ -216,10 +218,17 @@ def _toml_value(key: str, value: Any) -> str:
 
 
 def _check_ids(checks: str | list[str] | None) -> list[str] | None:
+    """The check ids asked for, checked now rather than after the embedding."""
     if checks is None:
         return None
     items = checks.split(",") if isinstance(checks, str) else list(checks)
-    return [c.strip() for c in items if isinstance(c, str) and c.strip()] or None
+    ids = [c.strip() for c in items if isinstance(c, str) and c.strip()]
+    from auditor.checks import CHECKS
+
+    unknown = [c for c in ids if c not in CHECKS]
+    if unknown:
+        raise ConfigError(f"unknown check id(s): {', '.join(unknown)}", f"Known checks: {', '.join(CHECKS)}.")
+    return ids or None
 
 
 def _baseline_ids(baseline: Any, from_file: Path | None) -> set[str] | None:

@@ -182,11 +182,11 @@ def _absolute(path: Any, argument: str) -> Path:
 def _no_files(obj: Any, argument: str) -> DatasetError:
     kind = type(obj).__name__
     module = type(obj).__module__ or ""
-    if "Dataset" in kind or module.startswith(("tensorflow", "keras", "grain")):
+    if "Dataset" in kind or module.startswith(("tensorflow", "grain")):
         return DatasetError(
             f"{argument}: this {kind} carries no file paths (image_dataset_from_directory's file_paths is lost "
             "after .map, .unbatch, .batch, .shuffle, .cache, .prefetch and the like)", KEEP_FILES_TIP)
     return DatasetError(
-        f"{argument}: a {kind} is not a Keras dataset of image files",
+        f"{argument}: a {kind} is not a Keras dataset of image files (auditor audits files, not arrays in memory)",
         "Pass what image_dataset_from_directory or ImageDataGenerator.flow_from_directory/flow_from_dataframe "
         "returned, or audit a folder with auditor.audit(DIR).")
