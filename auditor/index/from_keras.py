@@ -64,7 +64,11 @@ def index_from_keras(splits: dict[str, Any]) -> DatasetIndex:
     if "train" not in given:
         raise DatasetError("audit_keras needs the training data", "Call auditor.audit_keras(train, validation, test).")
     files = {name: keras_files(obj, name) for name, obj in given.items()}
-    root = Path(os.path.commonpath([str(f.root) for f in files.values()]))
+    try:
+        root = Path(os.path.commonpath([str(f.root) for f in files.values()]))
+    except ValueError:  # Windows: folders on different drives have no common folder
+        raise DatasetError("the Keras objects' files share no common folder (different drives)",
+                           "Keep the splits' folders on one drive.") from None
     index = DatasetIndex(root=root, layout="keras-objects", records=[])
     for name, found in files.items():
         split = SPLIT_NAMES[name]

@@ -142,7 +142,8 @@ def test_flow_from_directory_equals_the_cli(runs):
     api = runs["api-generator"]
     assert_same_report(api, runs["cli-generator"])
     assert not any("check results reused" in n for n in api["notes"])
-    assert statuses(api) != {} and runs["cli-generator"]["dataset"]["splits"] != runs["cli-dataset"]["dataset"]["splits"]
+    # the two styles split the folder differently, so this is a second comparison, not the first one again
+    assert runs["cli-generator"]["dataset"]["splits"] != runs["cli-dataset"]["dataset"]["splits"]
 
 
 def test_audit_of_the_folder_equals_the_cli(runs):
