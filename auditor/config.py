@@ -79,9 +79,10 @@ class FinetuneOptions:
     seed: int | None = None  # None: the audit's --seed, else 0
     counterfactual: bool = True  # retrain after the audit's fixes (gap_attribution)
     bootstrap: int = 2000  # resamples for the confidence intervals
-    # The user's own training log, compared with the reference run: a log file, or (from Python) the History
-    # that model.fit returned, parsed. The result cache key reads this field's repr, so a parsed History
-    # enters it by its values, never by object identity. Not hashed: a parsed History is a mutable dataclass.
+    # The user's own training run, compared with the reference run: settings.resolve parses the log file (or,
+    # from Python, the History that model.fit returned) into a finetune.history.History. The result cache
+    # key reads this field's repr, so the run enters it by its values, never by file name or object
+    # identity. Not hashed: a History is a mutable dataclass.
     history: Path | History | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:

@@ -41,7 +41,7 @@ def user_history_metrics(ctx: AuditContext, reference) -> dict[str, Any] | None:
         return None
     from auditor.finetune.history import History, read_history
 
-    # A log file is read here; a History object (from the Python API) was parsed when the settings were resolved.
+    # Resolved settings hold the run parsed (settings.merge_finetune); a bare path still works.
     history = options.history if isinstance(options.history, History) else read_history(options.history)
     parsed = history.to_dict()
     last_acc, last_val = history.last("acc"), history.last("val_acc")

@@ -86,12 +86,17 @@ def test_the_result_cache_keys_a_history_by_its_values():
     hash(FinetuneOptions(history=a))  # the options stay hashable with a History inside
 
 
-def test_a_history_path_is_still_a_path(tmp_path):
+def test_a_log_file_is_parsed_when_the_settings_are_resolved_so_an_edit_changes_the_key(tmp_path):
+    """Keyed by its file name, an edited log would be answered from the cache with the old run's numbers."""
     from auditor.settings import merge_finetune
 
     log = tmp_path / "fit.log"
     log.write_text("Epoch 1/1\n1/1 - loss: 0.5 - acc: 0.7 - val_loss: 0.6 - val_acc: 0.6\n")
-    assert merge_finetune(None, {"history": str(log)}).history == log
+    first = merge_finetune(None, {"history": str(log)})
+    assert first.history.to_dict() == read_history(log).to_dict() and first.history.source == "fit.log"
+    log.write_text("Epoch 1/1\n1/1 - loss: 0.4 - acc: 0.8 - val_loss: 0.6 - val_acc: 0.6\n")
+    edited = merge_finetune(None, {"history": log})
+    assert edited.history.acc == [0.8] and repr(edited) != repr(first)
     assert isinstance(merge_finetune(None, {"history": {"loss": [0.5]}}).history, History)
     with pytest.raises(ConfigError, match="does not exist"):
         merge_finetune(None, {"history": Path(tmp_path / "missing.log")})
