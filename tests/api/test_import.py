@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,16 +53,16 @@ def test_unknown_name_is_an_attribute_error():
 
 
 def test_import_is_fast():
-    """Best of three `-X importtime` runs: the cumulative time of the auditor package and its API module."""
+    """Best of three fresh interpreters: `import auditor` and loading the API's names, timed in the interpreter
+    (`-X importtime` does not see modules loaded through importlib, as the lazy names are)."""
+    code = ("import time\n"
+            "started = time.perf_counter()\n"
+            "import auditor\n"
+            "auditor.audit, auditor.audit_keras, auditor.Report, auditor.AuditorError\n"
+            "print(time.perf_counter() - started)")
     times = []
     for _ in range(3):
-        result = fresh("import auditor; auditor.audit", "-X", "importtime")
+        result = fresh(code)
         assert result.returncode == 0, result.stderr[-2000:]
-        total = 0
-        for line in result.stderr.splitlines():
-            match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*(\S+)$", line)
-            if match and match.group(2) in ("auditor", "auditor.api"):
-                total += int(match.group(1))
-        assert total > 0, result.stderr[-2000:]
-        times.append(total / 1e6)
+        times.append(float(result.stdout.strip().splitlines()[0]))
     assert min(times) < MAX_IMPORT_S, times
