@@ -10,9 +10,12 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from auditor.finetune.history import History
 
 BACKBONES = ("auto", "resnet50", "efficientnet-lite0")
 LAYOUTS = ("auto", "splits", "classes")
@@ -87,7 +90,11 @@ class FinetuneOptions:
     seed: int | None = None  # None: the audit's --seed, else 0
     counterfactual: bool = True  # retrain after the audit's fixes (gap_attribution)
     bootstrap: int = 2000  # resamples for the confidence intervals
-    history: Path | None = None  # the user's own training log, compared with the reference run
+    # The user's own training run, compared with the reference run: settings.resolve parses the log file (or,
+    # from Python, the History that model.fit returned) into a finetune.history.History. The result cache
+    # key reads this field's repr, so the run enters it by its values, never by file name or object
+    # identity. Not hashed: a History is a mutable dataclass.
+    history: Path | History | None = field(default=None, hash=False)
 
     @classmethod
     def with_schedule(cls, schedule: str = "fast", **fields) -> "FinetuneOptions":

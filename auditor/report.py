@@ -1,13 +1,18 @@
 """The report data model: what checks return and what the renderers read.
 
-Plain dataclasses with a `to_dict` that is the JSON schema (schema_version 1).
+Plain dataclasses with a `to_dict` that is the JSON schema (schema_version 1). `Report` is also what the
+Python API returns (`auditor.audit`, `auditor.audit_keras`): it answers questions (`status`, `check`,
+`findings`), writes its files (`save`) and shows itself in a notebook (`_repr_html_`); the renderers it
+calls are imported only when used.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from auditor.text import utf8_bytes
@@ -97,6 +102,12 @@ class CheckResult:
         }
 
 
+# The overall status: the worst of the checks', in this order (a failing gate outranks a crashed check, as
+# in the command line's exit code: 1 before 2). Skipped checks count as passing.
+STATUS_ORDER = (Status.FAIL, Status.ERROR, Status.WARN)
+SAVE_FORMATS = ("json", "html")
+
+
 @dataclass
 class Report:
     tool_version: str
@@ -105,6 +116,10 @@ class Report:
     checks: list[CheckResult]
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # The audit's context (images, embeddings) when the report comes from an audit in this process: what the
+    # HTML's thumbnails, embedding map and histograms are drawn from. Never part of to_dict().
+    _context: Any = field(default=None, init=False, repr=False, compare=False)
+    _page: tuple[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def failed(self) -> bool:
@@ -114,8 +129,30 @@ class Report:
     def errored(self) -> bool:
         return any(c.status == Status.ERROR for c in self.checks)
 
+    @property
+    def status(self) -> Status:
+        """The worst check status: fail, then error, then warn; else pass."""
+        present = {c.status for c in self.checks}
+        return next((s for s in STATUS_ORDER if s in present), Status.PASS)
+
     def check(self, check_id: str) -> CheckResult | None:
         return next((c for c in self.checks if c.id == check_id), None)
+
+    def findings(self, check_id: str | None = None, severity: Severity | str | None = None) -> list[Finding]:
+        """Every finding, or those of one check and/or one severity (info, warning, error), in report order."""
+        from auditor.errors import ConfigError
+
+        if check_id is not None and self.check(check_id) is None:
+            raise ConfigError(f"no check {check_id!r} in this report", f"Its checks: {', '.join(c.id for c in self.checks)}.")
+        wanted = None
+        if severity is not None:
+            try:
+                wanted = Severity(severity.value if isinstance(severity, Severity) else str(severity).lower())
+            except ValueError:
+                raise ConfigError(f"unknown severity {severity!r}",
+                                  f"Use one of {', '.join(s.value for s in Severity)}.") from None
+        return [f for c in self.checks if check_id is None or c.id == check_id
+                for f in c.findings if wanted is None or f.severity == wanted]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,3 +164,47 @@ class Report:
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "checks": [c.to_dict() for c in self.checks],
         }
+
+    def attach(self, context: Any) -> "Report":
+        """Keep the audit's context, so save(…, "html") and the notebook view show thumbnails and charts."""
+        self._context = context
+        self._page = None
+        return self
+
+    def save(self, out_dir: str | Path, formats: str | list[str] | tuple[str, ...] = SAVE_FORMATS) -> list[Path]:
+        """Write the report files (json, html, markdown, junit) to `out_dir`, as `audit --out DIR --format …`
+        does; returns the paths written."""
+        from auditor.errors import ConfigError
+        from auditor.formats.write import parse_formats, prepare_output_dir, write_reports
+
+        chosen = parse_formats(formats)
+        if "terminal" in chosen:
+            raise ConfigError("'terminal' is not a file format", "print(report) shows the terminal report.")
+        return write_reports(self, prepare_output_dir(Path(out_dir)), chosen, self._context)
+
+    def html(self) -> str:
+        """The HTML report as one self-contained page (what save(…, "html") writes)."""
+        from auditor.formats.write import html_page
+
+        content = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+        if self._page is None or self._page[0] != content:  # thumbnails take a while: drawn once per content
+            self._page = (content, html_page(self, self._context))
+        return self._page[1]
+
+    def _repr_html_(self) -> str:
+        """A notebook shows the HTML report inline: the whole page in a sandboxed iframe (its own CSP kept)."""
+        from auditor.formats.html import notebook_frame
+
+        return notebook_frame(self.html(), self)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{n} {s.value}" for s in Status if (n := sum(c.status == s for c in self.checks)))
+        findings = sum(len(c.findings) for c in self.checks)
+        return (f"<auditor Report {self.status.value.upper()}: {len(self.checks)} checks ({counts}), "
+                f"{findings} finding{'s' if findings != 1 else ''}; {self.dataset.get('root', '?')}>")
+
+    def __str__(self) -> str:
+        """The terminal report, as plain text: print(report) shows what `audit DIR` prints."""
+        from auditor.formats.terminal import render_terminal
+
+        return render_terminal(self)

@@ -14,7 +14,7 @@ from auditor.checks import CHECKS
 from auditor.checks.base import Check, Evidence
 from auditor.config import AuditConfig
 from auditor.context import AuditContext, scan_limits
-from auditor.index.dataset import load_dataset
+from auditor.index.dataset import DatasetIndex, load_dataset
 from auditor.encoding.encode import encode_dataset
 from auditor.engines import resolve_engine
 from auditor.errors import AuditorError, ConfigError
@@ -23,10 +23,15 @@ from auditor.report import CheckResult, Finding, Report, Status, merge_same_id
 
 
 def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = None,
-            embed: bool = True, against: Path | None = None) -> AuditContext:
+            embed: bool = True, against: Path | None = None, index: DatasetIndex | None = None) -> AuditContext:
     """Index and encode the dataset (hashes, scans, embeddings), using the cache.
-    With `against`, the dataset is audited as incoming images merged into that existing dataset."""
-    if against is not None:
+    With `against`, the dataset is audited as incoming images merged into that existing dataset.
+    With `index`, that index is audited as it is (the Python API's Keras objects); nothing is walked."""
+    if index is not None:
+        if against is not None:
+            raise ConfigError("against cannot be combined with a ready-made index",
+                              "Audit the incoming images with auditor.audit(DIR, against=EXISTING).")
+    elif against is not None:
         from auditor.index.merged import load_merged
 
         index = load_merged(Path(dataset_dir), Path(against), config)
@@ -135,11 +140,12 @@ def crashed(check_id: str, exc: Exception) -> CheckResult:
 
 def audit(dataset_dir: Path, config: AuditConfig, progress: Progress | None = None,
           check_ids: list[str] | None = None, against: Path | None = None,
-          baseline_ids: set[str] | None = None) -> tuple[Report, AuditContext]:
+          baseline_ids: set[str] | None = None, index: DatasetIndex | None = None) -> tuple[Report, AuditContext]:
     """The whole audit. `against`: audit dataset_dir as incoming images merged into that dataset.
-    `baseline_ids`: findings accepted already; only other findings can fail the gate."""
+    `baseline_ids`: findings accepted already; only other findings can fail the gate.
+    `index`: audit this index instead of walking dataset_dir (see `prepare`)."""
     started = time.perf_counter()
-    ctx = prepare(dataset_dir, config, progress, against=against)
+    ctx = prepare(dataset_dir, config, progress, against=against, index=index)
     encoded_at = time.perf_counter()
     checks = run_checks(ctx, check_ids)
     _accept(checks, baseline_ids or set(), merging=against is not None)

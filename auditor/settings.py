@@ -8,6 +8,7 @@ FinetuneOptions fields, or FinetuneOptions itself, and is merged field by field 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,21 @@ def merge_finetune(from_file: Any, given: Any) -> FinetuneOptions | None:
     if base is None and extra is None:
         return None
     fields = {**(base or {}), **(extra or {})}
-    if fields.get("history") is not None:
-        fields["history"] = Path(fields["history"]).expanduser()
-        if not fields["history"].is_file():  # say so now, not after the embedding and the training
-            raise ConfigError(f"history file {str(fields['history'])!r} does not exist",
+    # The user's training run is parsed now, into the History the checks read: a missing file is said before
+    # the embedding and the training, and the result cache keys the run by its values (the config's repr),
+    # so an edited log or another History object is never answered from the cache with the old one.
+    if fields.get("history") is not None and not isinstance(fields["history"], (str, os.PathLike)):
+        from auditor.finetune.history import history_from_keras
+
+        fields["history"] = history_from_keras(fields["history"])  # from Python: model.fit's History
+    elif fields.get("history") is not None:
+        from auditor.finetune.history import read_history
+
+        path = Path(fields["history"]).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"history file {str(path)!r} does not exist",
                               "Pass the log Keras printed during fit, a CSVLogger file or a JSON dump of History.history.")
+        fields["history"] = read_history(path)
     return FinetuneOptions.with_schedule(**fields)
 
 

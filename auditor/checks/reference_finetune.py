@@ -39,9 +39,10 @@ def user_history_metrics(ctx: AuditContext, reference) -> dict[str, Any] | None:
     options = ctx.config.finetune
     if options is None or options.history is None:
         return None
-    from auditor.finetune.history import read_history
+    from auditor.finetune.history import History, read_history
 
-    history = read_history(options.history)
+    # Resolved settings hold the run parsed (settings.merge_finetune); a bare path still works.
+    history = options.history if isinstance(options.history, History) else read_history(options.history)
     parsed = history.to_dict()
     last_acc, last_val = history.last("acc"), history.last("val_acc")
     best_epoch = reference.run.best_epoch - 1

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,25 @@ def read_history(path: Path) -> History:
     return history
 
 
+def history_from_keras(value: Any) -> History:
+    """The `History` that `model.fit(...)` returns (or its `.history` dict of per-epoch lists), read the way
+    a JSON dump of it is read. Raises ConfigError when `value` is neither."""
+    if isinstance(value, History):
+        return value
+    mapping = value if isinstance(value, dict) else getattr(value, "history", None)
+    if isinstance(mapping, dict) and isinstance(mapping.get("history"), dict):  # {"history": {...}, "params": ...}
+        mapping = mapping["history"]
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"history must be a log file, the History that model.fit returns, or its .history dict; "
+                          f"got {type(value).__name__}",
+                          "Pass history=model.fit(...), history=h.history, or the path of a training log.")
+    history = _from_mapping(mapping, History(format="keras-history", source="History object"))
+    params = getattr(value, "params", None)
+    if isinstance(params, dict) and isinstance(params.get("epochs"), int) and not isinstance(params["epochs"], bool):
+        history.declared_epochs = params["epochs"]
+    return history
+
+
 def parse_history(text: str) -> History:
     """Detect the format (JSON, CSV, Keras text) and parse it."""
     stripped = text.lstrip("\ufeff \t\r\n")
@@ -110,7 +130,11 @@ def _parse_json(text: str) -> History | None:
         return None
     if isinstance(data.get("history"), dict):  # {"history": {...}, "params": ...}
         data = data["history"]
-    history = History(format="json")
+    return _from_mapping(data, History(format="json"))
+
+
+def _from_mapping(data: dict[str, Any], history: History) -> History:
+    """Columns of per-epoch values (`History.history`), however they were stored, into `history`."""
     columns: dict[str, list[float | None]] = {}
     for key, values in data.items():
         if isinstance(values, dict):  # pandas' DataFrame.to_json(): {"loss": {"0": …, "1": …}}
@@ -119,6 +143,10 @@ def _parse_json(text: str) -> History | None:
             except (TypeError, ValueError):
                 history.malformed_lines += 1
                 continue
+        if hasattr(values, "tolist") and not isinstance(values, (str, bytes)):  # a NumPy array
+            values = values.tolist()
+        if isinstance(values, tuple):
+            values = list(values)
         if not isinstance(values, list):
             history.ignored_lines += 1
             continue
@@ -257,7 +285,7 @@ def _finite(value: float | None) -> float | None:
 def _as_float(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
+    if isinstance(value, numbers.Real):  # also NumPy scalars (np.float32 is not a float)
         return float(value)
     if isinstance(value, str) and _NUMBER.match(value.strip()):
         return float(value.strip())

@@ -204,3 +204,31 @@ def _format_number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+# The notebook view (Report._repr_html_). Notebooks sanitise or sandbox their outputs differently (Jupyter
+# strips scripts from untrusted outputs, VS Code and Colab run outputs in their own frames), so the page goes
+# in whole, as the srcdoc of an iframe: its own Content-Security-Policy (no network) applies inside, and the
+# sandbox lets its one script run without the notebook's origin (no allow-same-origin, forms, popups or
+# navigation of the notebook). The line above the frame says the verdict where a viewer drops iframes.
+NOTEBOOK_FRAME_HEIGHT_PX = 720
+
+
+def notebook_frame(page: str, report: Report) -> str:
+    """A notebook cell's HTML for the report page `page`."""
+    from html import escape
+
+    counts = ", ".join(f"{n} {status.value}" for status in Status
+                       if (n := sum(c.status == status for c in report.checks)))
+    findings = sum(len(c.findings) for c in report.checks)
+    verdict = "FAILED" if report.failed else "ERROR" if report.errored else "PASSED"
+    colour = "#cf222e" if report.failed else "#8250df" if report.errored else "#1a7f37"
+    line = (f'<div style="font: 13px/1.4 system-ui, sans-serif; margin: 2px 0 6px">'
+            f'<b>auditor</b> <span style="color: {colour}; font-weight: 600">{verdict}</span> — '
+            f'{escape(str(report.dataset.get("root", "")))}: {len(report.checks)} checks ({escape(counts)}), '
+            f'{findings} finding{"s" if findings != 1 else ""}. '
+            f'<code>report.save("reports")</code> writes report.json and report.html.</div>')
+    frame = (f'<iframe srcdoc="{escape(page, quote=True)}" sandbox="allow-scripts" referrerpolicy="no-referrer" '
+             f'title="auditor report" style="width: 100%; height: {NOTEBOOK_FRAME_HEIGHT_PX}px; '
+             f'border: 1px solid #d0d7de; border-radius: 6px; resize: vertical"></iframe>')
+    return f'<div class="auditor-report">{line}{frame}</div>'

@@ -45,7 +45,7 @@ def write_reports(report, out: Path, formats: list[str], ctx=None) -> list[Path]
     `ctx` (the audit context) lets the HTML show thumbnails, the embedding map and property histograms."""
     from auditor.atomic import atomic_write_text
 
-    renderers = {"json": _json, "markdown": _markdown, "junit": _junit, "html": lambda r: _html(r, ctx)}
+    renderers = {"json": _json, "markdown": _markdown, "junit": _junit, "html": lambda r: html_page(r, ctx)}
     written = []
     for name in ("json", "markdown", "junit", "html"):
         if name in formats:
@@ -73,7 +73,8 @@ def _junit(report) -> str:
     return render_junit(report)
 
 
-def _html(report, ctx) -> str:
+def html_page(report, ctx=None) -> str:
+    """The HTML report as one page; with the audit context, with thumbnails, the embedding map and histograms."""
     from auditor.formats.html import render_html
     from auditor.formats.visuals import Thumbnails, embedding_projection, property_samples, thumbnails_for
 

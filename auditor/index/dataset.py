@@ -244,7 +244,10 @@ def index_keras_split(root: Path, validation_split: float, seed: int | None, sty
     # inside the root (the split of every other file is unchanged: it was computed over Keras' full list).
     guard = _SafeWalker(root, index.issues, allow_outside_root)
     refused: set[str] = set()
-    for a in assignments:
+    # The training subset's files, then the validation subset's, each in the order Keras lists them — the
+    # order auditor.audit_keras(train, val) reads the user's own objects in, so that both give the same
+    # records in the same order, hence the same seeded results (the generator lists val first per class).
+    for a in sorted(assignments, key=lambda a: a.split != "train"):
         split = REFERENCE_SPLIT if a.split == "train" else "val"
         abspath = root / a.path
         class_link = root / a.label
