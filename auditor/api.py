@@ -70,7 +70,9 @@ def audit(path: str | os.PathLike, *, config_file: str | os.PathLike | None = No
     """
     dataset_dir = _path(path, "path")
     run = _resolve(dataset_dir, settings, config_file, policy, history)
-    check_ids, bars = _check_ids(checks), choose_progress(progress)
+    from auditor.checks import parse_check_ids
+
+    check_ids, bars = parse_check_ids(checks), choose_progress(progress)
     existing = _path(against, "against") if against is not None else None
     from auditor.runner import audit as run_audit
 
@@ -102,7 +104,9 @@ def audit_keras(train: Any, validation: Any = None, test: Any = None, *, config_
 
     index = index_from_keras({"train": train, "validation": validation, "test": test})
     run = _resolve(index.root, settings, config_file, policy, history)  # the settings file found near the files
-    check_ids, bars = _check_ids(checks), choose_progress(progress)
+    from auditor.checks import parse_check_ids
+
+    check_ids, bars = parse_check_ids(checks), choose_progress(progress)
     if run.config.source_depth:
         _assign_sources(index, run.config.source_depth)
     from auditor.runner import audit as run_audit
@@ -215,20 +219,6 @@ def _toml_value(key: str, value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value)  # a TOML basic string
     raise ConfigError(f"policy {key}: {value!r} is not a number, true/false or a string", "Pass a plain value.")
-
-
-def _check_ids(checks: str | list[str] | None) -> list[str] | None:
-    """The check ids asked for, checked now rather than after the embedding."""
-    if checks is None:
-        return None
-    items = checks.split(",") if isinstance(checks, str) else list(checks)
-    ids = [c.strip() for c in items if isinstance(c, str) and c.strip()]
-    from auditor.checks import CHECKS
-
-    unknown = [c for c in ids if c not in CHECKS]
-    if unknown:
-        raise ConfigError(f"unknown check id(s): {', '.join(unknown)}", f"Known checks: {', '.join(CHECKS)}.")
-    return ids or None
 
 
 def _baseline_ids(baseline: Any, from_file: Path | None) -> set[str] | None:

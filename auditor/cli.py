@@ -158,6 +158,7 @@ def _audit(flags: Flags, fixed_checks: tuple[str, ...] | None = None, finetune: 
     from auditor.runner import audit
 
     formats = parse_formats(flags.format)
+    check_ids = _check_ids(flags, fixed_checks)  # a typo is an error now, not after the embedding
     settings = _settings(flags, finetune=finetune)
     config = settings.config
     baseline_path = flags.values.get("baseline") or settings.baseline
@@ -171,7 +172,7 @@ def _audit(flags: Flags, fixed_checks: tuple[str, ...] | None = None, finetune: 
         from auditor.gate.baseline import load_baseline
 
         baseline_ids = load_baseline(baseline_path)
-    report, ctx = audit(flags.dataset_dir, config, _progress(flags.quiet), _check_ids(flags, fixed_checks),
+    report, ctx = audit(flags.dataset_dir, config, _progress(flags.quiet), check_ids,
                         against=flags.values.get("against"), baseline_ids=baseline_ids)
     if update_baseline:
         _update_baseline(report, baseline_path)
@@ -187,10 +188,9 @@ def _audit(flags: Flags, fixed_checks: tuple[str, ...] | None = None, finetune: 
 
 
 def _check_ids(flags: Flags, fixed: tuple[str, ...] | None) -> list[str] | None:
-    if fixed is not None:
-        return list(fixed)
-    text = flags.values.get("checks")
-    return [c.strip() for c in text.split(",") if c.strip()] if text else None
+    from auditor.checks import parse_check_ids
+
+    return list(fixed) if fixed is not None else parse_check_ids(flags.values.get("checks"))
 
 
 def _update_baseline(report, path: Path) -> None:

@@ -24,3 +24,17 @@ CHECKS: dict[str, Check] = {check.id: check for check in (
     reference_finetune.CHECK,  # these two only with --finetune (skipped otherwise)
     gap_attribution.CHECK,
 )}
+
+
+def parse_check_ids(checks: str | list[str] | None) -> list[str] | None:
+    """The check ids asked for (a comma list or a list), checked now rather than after the embedding."""
+    from auditor.errors import ConfigError
+
+    if checks is None:
+        return None
+    items = checks.split(",") if isinstance(checks, str) else list(checks)
+    ids = [c.strip() for c in items if isinstance(c, str) and c.strip()]
+    unknown = [c for c in ids if c not in CHECKS]
+    if unknown:
+        raise ConfigError(f"unknown check id(s): {', '.join(unknown)}", f"Known checks: {', '.join(CHECKS)}.")
+    return ids or None

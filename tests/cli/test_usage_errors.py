@@ -36,3 +36,9 @@ def test_validation_split_on_a_split_layout_is_refused(tmp_path):
         run_cli("audit", SAMPLES, "--validation-split", "0.2", "--seed", "1", "--cache-dir", tmp_path / "c"),
         "split folders",
     )
+
+
+def test_an_unknown_check_id_is_refused_before_any_work(tmp_path):
+    result = run_cli("audit", SAMPLES, "--checks", "leakage,leakag", "--cache-dir", tmp_path / "c", "-q")
+    _assert_clean_error(result, "unknown check id(s): leakag")
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # nothing was embedded
