@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -12,15 +13,21 @@ from auditor.backbones import keras_import, registry, resnet50
 
 
 def test_a_network_that_drops_packets_fails_within_the_deadline(monkeypatch):
+    answer = threading.Event()
+
     def silent(*_args, **_kwargs):  # a lookup or connect that never answers (dropped packets)
-        time.sleep(30)
+        answer.wait(30)
+        raise TimeoutError("the packets were dropped")
 
     monkeypatch.setattr(socket, "create_connection", silent)
     monkeypatch.setattr(keras_import, "import_keras", lambda: pytest.fail("Keras imported before the network answered"))
     started = time.perf_counter()
-    with pytest.raises(TimeoutError, match="no answer"):
-        resnet50.download_weights(connect_timeout_s=0.5)
-    assert time.perf_counter() - started < 3
+    try:
+        with pytest.raises(TimeoutError, match="no answer"):
+            resnet50.download_weights(connect_timeout_s=0.5)
+        assert time.perf_counter() - started < 3
+    finally:
+        answer.set()  # let the abandoned probe thread end
 
 
 def test_a_refused_connection_fails_at_once(monkeypatch):
