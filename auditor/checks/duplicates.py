@@ -7,7 +7,7 @@ from auditor.context import AuditContext
 from auditor.report import CheckResult, Finding, Severity, Status
 
 EXACT_KINDS = ("pixels",)
-ALL_KINDS = ("pixels", "hash", "embedding")
+ALL_KINDS = ("pixels", "hash", "embedding", "correlation")
 
 
 def _redundant(groups: list[list[int]]) -> int:
@@ -63,11 +63,52 @@ def near_groups(ctx: AuditContext) -> list[list[int]]:
     return groups
 
 
+def decision_text(ctx: AuditContext) -> str:
+    """The rule in words, e.g. "scaled cosine ≥ 0.61 or aligned pixel correlation ≥ 0.890"."""
+    rule = ctx.duplicate_decision.rule
+    parts = []
+    if rule.min_scaled is not None:
+        parts.append(f"scaled cosine ≥ {rule.min_scaled:.2f}")
+    if rule.min_cosine is not None:
+        parts.append(f"cosine ≥ {rule.min_cosine:.3f}")
+    if rule.min_correlation is not None:
+        parts.append(f"aligned pixel correlation ≥ {rule.min_correlation:.3f}")
+    if rule.hash_alone:
+        parts.append(f"pHash ≤ {ctx.config.max_phash_distance} and dHash ≤ {ctx.config.max_dhash_distance} "
+                     "(any rotation or mirroring)")
+    return " or ".join(parts) or "identical pixels only"
+
+
+def interval_text(value: float | None, interval: list | tuple | None) -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:.0%}"
+    return text + (f" [{interval[0]:.0%}, {interval[1]:.0%}]" if interval else "")
+
+
+def detection_quality(ctx: AuditContext, estimate) -> dict:
+    """Estimated recall and precision of the decision, with 95 % intervals and how they were measured."""
+    decision = ctx.duplicate_decision
+    quality = estimate.as_dict()
+    quality.update({
+        "estimated_precision": quality["precision"],  # the key older reports used
+        "calibration_images": ctx.calibration.sample_images,
+        "calibration_copies": decision.choice.copies,
+        "per_transform": decision.choice.per_kind_recall,
+        "method": "copies of the dataset's own images made like real leaks (same shot re-processed: crop, shift, "
+                  "rescale, colour, JPEG; rotations; grey) give recall; the copies' matches with other images "
+                  "(not counting images the decision calls duplicates of the source) give the false-match rate; "
+                  "precision = 1 - (1 - duplicate share) x false-match rate / flagged share",
+        "caveat": "95 % intervals cover the sampling error of the calibration copies only; real duplicates "
+                  "processed unlike the copies are found less or more often",
+    })
+    return quality
+
+
 def run_near(ctx: AuditContext) -> CheckResult:
-    calibration = ctx.calibration
-    min_cosine = calibration.min_cosine
+    decision = ctx.duplicate_decision
+    choice = decision.choice
     groups = near_groups(ctx)
-    max_size = ctx.config.max_group_size
     findings = []
     near_pairs = 0
     for group in groups:
@@ -77,18 +118,13 @@ def run_near(ctx: AuditContext) -> CheckResult:
         best = max((p.get("cosine", 0.0) for p in near), default=0.0)
         smallest = min((p.get("phash_distance", 99) for p in near), default=99)
         splits = sorted({ctx.records[p].split for p in group})
-        oversized = len(group) > max_size
         evidence = {
             "members": members(ctx, group),
             "pairs": pairs[:500],
             "max_cosine": round(best, 4) if best else None,
+            "max_correlation": max((p.get("correlation", 0.0) for p in near), default=None),
             "min_phash_distance": smallest if smallest < 99 else None,
         }
-        if oversized:
-            evidence["note"] = (
-                f"group of {len(group)} exceeds {max_size}: likely a chain of similar images rather than copies; "
-                "raise the cosine threshold to split it"
-            )
         findings.append(
             Finding(
                 id=group_id(ctx, "near_duplicates", "group", group),
@@ -104,27 +140,21 @@ def run_near(ctx: AuditContext) -> CheckResult:
     redundant = _redundant(groups)
     share = percent(redundant, usable)
     limit = ctx.config.policy.near_duplicates_max_percent
-    false_rate = calibration.false_matches_per_image(min_cosine)
-    expected_false_pairs = false_rate * usable / 2 if false_rate == false_rate else None
-    precision = (
-        round(max(0.0, 1.0 - expected_false_pairs / near_pairs), 3) if near_pairs and expected_false_pairs is not None else None
-    )
-    quality = calibration.summary(min_cosine)
-    quality["expected_false_pairs"] = round(expected_false_pairs, 2) if expected_false_pairs is not None else None
-    quality["estimated_precision"] = precision
+    quality = detection_quality(ctx, choice.near)
     status = Status.WARN if share > limit else Status.PASS
-    recall_text = f"; estimated recall {quality['recall']:.0%}" if quality.get("recall") is not None else ""
-    precision_text = f", precision {precision:.0%}" if precision is not None else ""
-    threshold_text = (
-        f"pHash ≤ {ctx.config.max_phash_distance} and dHash ≤ {ctx.config.max_dhash_distance}"
-        + (f", or cosine ≥ {min_cosine:.3f}" if min_cosine is not None else "")
-    )
+    threshold_text = decision_text(ctx)
+    quality_text = (f"; estimated recall {interval_text(quality['recall'], quality['recall_interval'])}"
+                    + (f", precision {interval_text(quality['precision'], quality['precision_interval'])}"
+                       if groups and quality["precision"] is not None else ""))
+    unreliable = [f"{name} tier not used ({tier['note']})" for name, tier in choice.tiers.items()
+                  if not tier.get("used") and tier.get("note") not in (None, "no embeddings", "no hash matches")]
     summary = (
         f"{plural(len(groups), 'group')} of near-duplicates, {plural(redundant, 'redundant image')} ({share} %) "
-        f"at {threshold_text}{recall_text}{precision_text} (policy: warn above {limit} %)"
+        f"at {threshold_text}{quality_text} (policy: warn above {limit} %)"
         if groups
-        else f"no near-duplicates at {threshold_text}{recall_text}"
-    )
+        else f"no near-duplicates at {threshold_text}{quality_text}"
+    ) + ("; " + "; ".join(unreliable) if unreliable else "")
+    rule = choice.rule
     return CheckResult(
         id="near_duplicates",
         status=status,
@@ -138,9 +168,16 @@ def run_near(ctx: AuditContext) -> CheckResult:
             "thresholds": {
                 "max_phash_distance": ctx.config.max_phash_distance,
                 "max_dhash_distance": ctx.config.max_dhash_distance,
-                "min_cosine": min_cosine,
-                "min_cosine_source": calibration.threshold_source,
+                "min_cosine": rule.min_cosine,
+                "min_scaled_cosine": rule.min_scaled,
+                "min_correlation": rule.min_correlation,
+                "hash_alone": rule.hash_alone,
+                "min_cosine_source": "given by the user" if ctx.config.min_cosine is not None else choice.reason,
+                "min_correlation_source": "given by the user" if ctx.config.min_correlation is not None else choice.reason,
+                "rule": threshold_text,
             },
+            "tiers": choice.tiers,
+            "embedding_input": ctx.embedding_input_note() if hasattr(ctx, "embedding_input_note") else None,
             "detection_quality": quality,
         },
         findings=findings,
@@ -150,9 +187,15 @@ def run_near(ctx: AuditContext) -> CheckResult:
 def _strength(pairs: list[dict]) -> str:
     cosines = [p["cosine"] for p in pairs if "cosine" in p]
     hashes = [p["phash_distance"] for p in pairs if "phash_distance" in p]
+    correlations = [p["correlation"] for p in pairs if "correlation" in p]
     parts = []
     if cosines:
         parts.append(f"cosine up to {max(cosines):.3f}")
+    if correlations:
+        parts.append(f"pixel correlation up to {max(correlations):.3f}")
+    rotated = sorted({p["transform"] for p in pairs if "rotated" in p.get("transform", "")})
+    if rotated:
+        parts.append(", ".join(rotated))
     if hashes:
         parts.append(f"pHash distance {min(hashes)}")
     if any(p.get("mirrored") for p in pairs):

@@ -1,9 +1,13 @@
-"""`leakage`: the same image (exact or near) in training and in a held-out split."""
+"""`leakage`: the same image (exact or near) in training and in a held-out split.
+
+A held-out image leaks when it has its *own* duplicate in train: groups are formed so that every two
+members are duplicates (similarity/groups.py), so a held-out member of a group with a train member is
+itself a duplicate of that train image, never merely linked to it through a chain of similar images."""
 
 from __future__ import annotations
 
 from auditor.checks.common import group_id, members, percent, plural, quoted_paths
-from auditor.checks.duplicates import ALL_KINDS
+from auditor.checks.duplicates import ALL_KINDS, decision_text, detection_quality, interval_text
 from auditor.config import REFERENCE_SPLIT
 from auditor.context import AuditContext
 from auditor.report import CheckResult, Finding, Severity, Status
@@ -72,15 +76,24 @@ def run(ctx: AuditContext) -> CheckResult:
     if not ctx.index.reference_split:
         failing = failing or (["(between splits)"] if groups and limit == 0 else [])
     status = Status.FAIL if failing else Status.PASS
+    leak_estimate = ctx.duplicate_decision.leak
+    quality = detection_quality(ctx, leak_estimate) if leak_estimate is not None else None
     if per_split and ctx.index.reference_split:
         parts = [f"{m['percent']} % of {s} images ({m['leaked']} of {m['images']}) have a duplicate in train" for s, m in per_split.items()]
-        summary = "; ".join(parts) + f" (policy: fail above {limit} %)"
+        summary = "; ".join(parts)
+        if quality is not None:
+            summary += (f" (near duplicates at {decision_text(ctx)}: estimated recall "
+                        f"{interval_text(quality['recall'], quality['recall_interval'])}"
+                        + (f", precision {interval_text(quality['precision'], quality['precision_interval'])}"
+                           if quality["precision"] is not None else "") + ")")
+        summary += f" (policy: fail above {limit} %)"
     else:
         summary = f"{plural(len(groups), 'duplicate group')} span two or more splits (policy: fail above {limit} %)"
     return CheckResult(
         id="leakage",
         status=status,
         summary=summary,
-        metrics={"groups": len(groups), "per_split": per_split, "worst_split": worst_split, "worst_percent": worst_share},
+        metrics={"groups": len(groups), "per_split": per_split, "worst_split": worst_split, "worst_percent": worst_share,
+                 "decision": decision_text(ctx), "detection_quality": quality},
         findings=findings,
     )
