@@ -30,6 +30,9 @@ import numpy as np
 from auditor.similarity.evidence import Pairs
 
 CORRELATION_GRID = np.round(np.arange(0.80, 0.996, 0.005), 3)
+DEFAULT_SCALED, DEFAULT_CORRELATION = 0.6, 0.95  # only without calibration copies (calibration_images = 0)
+MIN_REFERENCE_RECALL = 0.5  # π is read only at rules that find at least this share of the copies
+REFERENCE_QUANTILE = 0.25  # … at the rule whose π is this quantile of those rules' (see duplicate_share)
 EXCUSE_CORRELATION = 0.95  # a copy's match with an image aligning this well with its source is no false match
 HASH_RELIABLE_SHARE = 0.9  # hash matches count on their own when at least this share is confirmed otherwise
 NO_DUPLICATES_F1 = 0.05  # below this best estimated F1 the dataset shows no duplicates to calibrate on
@@ -84,12 +87,13 @@ class Estimate:
     duplicate_share: float  # π
 
     def as_dict(self) -> dict[str, Any]:
+        measured = self.recall == self.recall  # NaN without calibration copies
         return {
-            "recall": round(self.recall, 3),
-            "recall_interval": [round(v, 3) for v in self.recall_interval],
+            "recall": round(self.recall, 3) if measured else None,
+            "recall_interval": [round(v, 3) for v in self.recall_interval] if measured else None,
             "precision": None if self.precision is None else round(self.precision, 3),
             "precision_interval": None if self.precision_interval is None else [round(v, 3) for v in self.precision_interval],
-            "false_match_rate": round(self.false_match_rate, 5),
+            "false_match_rate": round(self.false_match_rate, 5) if measured else None,
             "flagged": self.flagged,
             "images": self.population,
             "estimated_duplicate_share": round(self.duplicate_share, 4),
@@ -106,6 +110,8 @@ class Choice:
     per_kind_recall: dict[str, float] = field(default_factory=dict)
     copies: int = 0
     reference_rule: Rule | None = None  # where the share of images with a duplicate was measured
+    pi: tuple[float, float, float] | None = None  # that share (estimate, low, high)
+    rules: list[Rule] = field(default_factory=list, repr=False)  # the grid searched
 
 
 def jeffreys(hits: float, total: int, level: float = 0.95) -> tuple[float, float]:
@@ -194,32 +200,69 @@ class Calibrator:
         flagged = int((flagged_nodes & self.in_pop).sum())
         return {"pos_pass": pos_pass, "null_hits": null_hits, "flagged": flagged}
 
-    def estimate(self, rule: Rule, pi: float | None = None, intervals: bool = True) -> Estimate:
-        """Recall, precision and intervals of `rule`. `pi`: the share of images with a duplicate, as estimated
-        at a reference rule; None: estimated from this rule's own flag rate (only sound where N is small)."""
+    def estimate(self, rule: Rule, pi: tuple[float, float, float] | None = None, intervals: bool = True) -> Estimate:
+        """Recall, precision and intervals of `rule`.
+
+        `pi`: (estimate, low, high) of the share of population images that have a duplicate, measured at the
+        reference rule (see `duplicate_share`). Precision is then π·R/F: the flags duplicates explain over all
+        flags, so every flag beyond what the duplicates explain counts as false, whatever its cause; the
+        copies' own false-match rate is not needed (copies are cleaner than the dataset's images and would
+        understate it). Without `pi`: π from this rule's own flag rate (only sound for a strict rule)."""
         result = self.evaluate(rule)
         m, population = self.m, len(self.population)
         hits_r, hits_n = int(result["pos_pass"].sum()), int(result["null_hits"].sum())
         recall = hits_r / m if m else float("nan")
         false_rate = (hits_n + 0.5) / (m + 1)
         flagged = result["flagged"]
+        if not m:
+            return Estimate(recall=recall, recall_interval=(0.0, 1.0), precision=None, precision_interval=None,
+                            false_match_rate=float("nan"), flagged=flagged, population=population,
+                            duplicate_share=0.0)
         share_flagged = flagged / population if population else 0.0
-        denominator = recall * (1 - false_rate)
         if pi is None:
-            pi = float(np.clip((share_flagged - false_rate) / denominator, 0.0, 1.0)) if denominator > 0 else 0.0
+            value = _share(share_flagged, false_rate, recall)
+            pi = (value, value, value)
         precision = precision_interval = None
         if flagged:
-            def prec(n_rate: float) -> float:
-                return float(np.clip(1.0 - (1.0 - pi) * n_rate * population / flagged, 0.0, 1.0))
-
-            precision = prec(false_rate)
+            precision = float(np.clip(pi[0] * recall / share_flagged, 0.0, 1.0))
             if intervals:
-                low_n, high_n = jeffreys(hits_n, m)
-                precision_interval = (prec(high_n), prec(low_n))
+                low_r, high_r = jeffreys(hits_r, m)
+                precision_interval = (float(np.clip(pi[1] * low_r / share_flagged, 0.0, 1.0)),
+                                      float(np.clip(pi[2] * high_r / share_flagged, 0.0, 1.0)))
         return Estimate(recall=recall, recall_interval=jeffreys(hits_r, m) if intervals else (recall, recall),
-                        precision=precision,
-                        precision_interval=precision_interval, false_match_rate=false_rate, flagged=flagged,
-                        population=population, duplicate_share=pi)
+                        precision=precision, precision_interval=precision_interval, false_match_rate=false_rate,
+                        flagged=flagged, population=population, duplicate_share=pi[0])
+
+    def duplicate_share(self, rules: list[Rule]) -> tuple[tuple[float, float, float], Rule | None]:
+        """π, the share of population images with a duplicate, and the rule it was read at.
+
+        F = N + π·R·(1 − N) at every rule; where false matches are rare, (F − N) / (R·(1 − N)) is π, and
+        where they are not, it is larger. So π is read low among rules that still find at least half the
+        copies (fewer: too noisy) and show no false match among them. Its interval follows from the binomial
+        intervals of F and R there."""
+        population = len(self.population)
+        candidates = []  # (π at the rule, no false match among the copies, rule)
+        for rule in rules:
+            result = self.evaluate(rule)
+            recall = result["pos_pass"].mean() if self.m else 0.0
+            if recall < MIN_REFERENCE_RECALL or not population:
+                continue
+            false_rate = (result["null_hits"].sum() + 0.5) / (self.m + 1)
+            value = _share(result["flagged"] / population, false_rate, recall)
+            candidates.append((value, not result["null_hits"].any(), rule))
+        if not candidates:
+            return (0.0, 0.0, 0.0), None
+        # Rules where the copies show no false match; a low quantile rather than the minimum, which would
+        # pick the luckiest of many noisy ratios and understate π.
+        clean = [c for c in candidates if c[1]] or candidates
+        values = np.array([c[0] for c in clean])
+        target = float(np.quantile(values, REFERENCE_QUANTILE))
+        value, _clean, rule = min(clean, key=lambda c: abs(c[0] - target))
+        result = self.evaluate(rule)
+        hits_r, flagged = int(result["pos_pass"].sum()), result["flagged"]
+        low_r, high_r = jeffreys(hits_r, self.m)
+        low_f, high_f = jeffreys(flagged, population)
+        return (value, float(np.clip(low_f / max(high_r, 1e-9), 0, 1)), float(np.clip(high_f / max(low_r, 1e-9), 0, 1))), rule
 
     def per_kind_recall(self, rule: Rule) -> dict[str, float]:
         passed = self.evaluate(rule)["pos_pass"]
@@ -227,8 +270,10 @@ class Calibrator:
         return {kind: round(float(passed[kinds == kind].mean()), 3) for kind in sorted(set(self.copies.kind))}
 
 
-def _youden(estimate: Estimate) -> float:
-    return estimate.recall - estimate.false_match_rate
+def _share(flagged_share: float, false_rate: float, recall: float) -> float:
+    """π from F = N + π·R·(1 − N)."""
+    denominator = recall * (1 - false_rate)
+    return float(np.clip((flagged_share - false_rate) / denominator, 0.0, 1.0)) if denominator > 0 else 0.0
 
 
 def _f1(estimate: Estimate) -> float:
@@ -249,6 +294,13 @@ def choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: floa
                 fixed_correlation: float | None = None) -> Choice:
     """The rule with the best estimated F1 (tiers may be off). `fixed_cosine`: the user's raw-cosine
     threshold for the embedding tier; `fixed_correlation`: the user's pixel-tier threshold."""
+    if calibrator.m == 0:
+        rule = Rule(DEFAULT_SCALED if has_embeddings and fixed_cosine is None else None,
+                    DEFAULT_CORRELATION if fixed_correlation is None else fixed_correlation,
+                    min_cosine=fixed_cosine if has_embeddings else None)
+        return Choice(rule=rule, near=calibrator.estimate(rule), f1=float("nan"), copies=0,
+                      reason="no calibration copies (calibration_images = 0): default thresholds, quality not measured",
+                      tiers=_tiers(calibrator, rule, has_embeddings))
     scaled_options: list[float | None] = [None]
     if has_embeddings and fixed_cosine is None:
         scaled_options += [float(v) for v in scaled_grid(calibrator)]
@@ -259,10 +311,9 @@ def choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: floa
     rules = [Rule(s, c, min_cosine=fixed_cosine if has_embeddings else None)
              for s in scaled_options for c in corr_options
              if not (s is None and c is None and (fixed_cosine is None or not has_embeddings))]
-    # π, the share of images with a duplicate, is measured once, where the rule separates best (recall minus
-    # false-match rate); at looser rules F grows with false matches and would be mistaken for duplicates.
-    reference = max(rules, key=lambda r: _youden(calibrator.estimate(r, intervals=False))) if rules else None
-    pi = calibrator.estimate(reference, intervals=False).duplicate_share if reference is not None else 0.0
+    # π, the share of images with a duplicate, is measured once (where flags are least inflated by false
+    # matches); at looser rules F grows with false matches, which then count against precision.
+    pi, reference = calibrator.duplicate_share(rules)
     best: tuple | None = None
     table = []
     for rule in rules:
@@ -286,7 +337,7 @@ def choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: floa
         reason = ("the dataset shows almost no duplicates; the most sensitive rule expected to flag at most one "
                   f"image falsely, from {calibrator.m} calibration copies")
     choice = Choice(rule=rule, near=calibrator.estimate(rule, pi), f1=f1, reason=reason, copies=calibrator.m,
-                    reference_rule=reference)
+                    reference_rule=reference, pi=pi, rules=rules)
     choice.per_kind_recall = calibrator.per_kind_recall(rule)
     choice.tiers = _tiers(calibrator, rule, has_embeddings)
     return choice
@@ -309,8 +360,8 @@ def _tiers(calibrator: Calibrator, rule: Rule, has_embeddings: bool) -> dict[str
         est = calibrator.estimate(alone)
         measure = ("correlation" if name == "pixels" else "cosine" if rule.min_cosine is not None else "scaled_cosine")
         tiers[name] = {"used": True, "reliable": True, "measure": measure, "threshold": threshold,
-                       "recall_alone": round(est.recall, 3),
-                       "false_match_rate_alone": round(est.false_match_rate, 5)}
+                       "recall_alone": round(est.recall, 3) if calibrator.m else None,
+                       "false_match_rate_alone": round(est.false_match_rate, 5) if calibrator.m else None}
     return tiers
 
 

@@ -91,13 +91,13 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     hash_tier = hash_reliability(pairs, accepted)
     if hash_tier["reliable"]:
         rule = dataclasses.replace(choice.rule, hash_alone=True)
-        choice = dataclasses.replace(choice, rule=rule, near=calibrator.estimate(rule, choice.near.duplicate_share),
+        choice = dataclasses.replace(choice, rule=rule, near=calibrator.estimate(rule, choice.pi),
                                      per_kind_recall=calibrator.per_kind_recall(rule))
         accepted = rule.passes(pairs)
     choice.tiers["hash"] = hash_tier
     leak = None
     if reference is not None and held_out is not None and reference.any() and held_out.any():
-        leak = _leak_estimate(pairs, n, copies, reference, held_out, choice.rule, choice.reference_rule)
+        leak = _leak_estimate(pairs, n, copies, reference, held_out, choice.rule, choice.rules)
     decision = DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak)
     edges = np.stack([pairs.query[accepted], pairs.target[accepted]], axis=1) if accepted.any() else np.zeros((0, 2), np.int64)
     decision.groups = clique_groups(n, edges, decision.judge)
@@ -105,11 +105,12 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
 
 
 def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.ndarray, held_out: np.ndarray,
-                   rule: Rule, reference_rule: Rule | None) -> Estimate:
+                   rule: Rule, rules: list[Rule]) -> Estimate:
     """Recall and precision of "this held-out image has a duplicate in the reference split"."""
     crosses = (held_out[pairs.query] & reference[pairs.target]) | (held_out[pairs.target] & reference[pairs.query])
     copy_ok = reference[copies.pairs.target] if len(copies.pairs) else np.zeros(0, dtype=bool)
     calibrator = Calibrator(pairs, n, copies, population=np.flatnonzero(held_out & ~reference), partner_ok=crosses,
                             copy_target_ok=copy_ok)
-    pi = calibrator.estimate(reference_rule).duplicate_share if reference_rule is not None else None
+    grid = [dataclasses.replace(r, hash_alone=rule.hash_alone) for r in rules] + [rule]
+    pi, _reference = calibrator.duplicate_share(grid)
     return calibrator.estimate(rule, pi)

@@ -65,6 +65,14 @@ class Pairs:
         return Pairs(**{name: getattr(self, name)[mask] for name in self.__dataclass_fields__})
 
 
+def pixel_descriptors(thumbs: np.ndarray) -> np.ndarray:
+    """Standardised 16×16 grey thumbnails as unit vectors: candidates by pixel likeness (no embeddings)."""
+    x = np.asarray(thumbs, dtype=np.float32)
+    x = x.reshape(len(x), 16, 2, 16, 2).mean(axis=(2, 4)).reshape(len(x), 256)
+    x = x - x.mean(axis=1, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+
+
 def dihedral_codes(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """pHash and dHash codes of every thumbnail under the 8 variants: two (8, n, 8) uint8 arrays."""
     phash = np.stack([px.phash_codes(np.ascontiguousarray(px.dihedral(thumbs, v))) for v in range(8)])
@@ -111,9 +119,12 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     self_nodes = np.full(nq, -1, dtype=np.int64) if self_nodes is None else np.asarray(self_nodes, dtype=np.int64)
     found: dict[tuple[int, int], list] = {}  # (q, j) → [rank, hash variant or -1, p_dist, d_dist]
     q_background = np.zeros(nq, dtype=np.float32)
-    if data.unit is not None and query_unit is not None and len(data.unit) >= 1 and nq:
-        k = min(len(data.unit), max(candidates, BACKGROUND_RANK) + 1)
-        sims, labels = knn(data.unit, k, queries=query_unit)
+    # Without embeddings, candidates come from the thumbnails themselves (standardised 16×16 grey).
+    space, query_space = ((data.unit, query_unit) if data.unit is not None and query_unit is not None
+                          else (pixel_descriptors(data.thumbs), pixel_descriptors(query_thumbs)))
+    if len(space) >= 1 and nq:
+        k = min(len(space), max(candidates, BACKGROUND_RANK) + 1)
+        sims, labels = knn(space, k, queries=query_space)
         for q in range(nq):
             keep = (labels[q] >= 0) & (labels[q] != self_nodes[q])
             row_labels = labels[q][keep]
