@@ -177,7 +177,6 @@ def run_near(ctx: AuditContext) -> CheckResult:
                 "rule": threshold_text,
             },
             "tiers": choice.tiers,
-            "embedding_input": ctx.embedding_input_note() if hasattr(ctx, "embedding_input_note") else None,
             "detection_quality": quality,
         },
         findings=findings,
