@@ -36,6 +36,7 @@ REFERENCE_QUANTILE = 0.25  # … at the rule whose π is this quantile of those 
 EXCUSE_CORRELATION = 0.95  # a copy's match with an image aligning this well with its source is no false match
 HASH_RELIABLE_SHARE = 0.9  # hash matches count on their own when at least this share is confirmed otherwise
 NO_DUPLICATES_F1 = 0.05  # below this best estimated F1 the dataset shows no duplicates to calibrate on
+QUIET_MIN_RECALL = 0.8  # then: the quietest rule that still finds this share of the copies
 
 
 @dataclass(frozen=True)
@@ -330,12 +331,12 @@ def choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: floa
     _key, rule, est, f1 = best
     reason = f"best estimated F1 ({f1:.2f}) on {calibrator.m} calibration copies"
     if f1 < NO_DUPLICATES_F1:
-        # No duplicates show: keep the most sensitive rule still expected to flag under one image falsely.
-        quiet = [(r, e) for r, e, _f in table if e.false_match_rate * e.population <= 1.0]
-        if quiet:
-            rule, est = max(quiet, key=lambda item: (item[1].recall, -item[1].false_match_rate))
-        reason = ("the dataset shows almost no duplicates; the most sensitive rule expected to flag at most one "
-                  f"image falsely, from {calibrator.m} calibration copies")
+        # No duplicates show, so every flag would be false: of the rules that still find most copies, the one
+        # flagging fewest images (then the most sensitive of those).
+        sensitive = [(r, e) for r, e, _f in table if e.recall >= QUIET_MIN_RECALL] or [(r, e) for r, e, _f in table]
+        rule, est = min(sensitive, key=lambda item: (item[1].flagged, -item[1].recall))
+        reason = ("the dataset shows almost no duplicates: the rule that flags fewest images while finding "
+                  f"{QUIET_MIN_RECALL:.0%} or more of {calibrator.m} calibration copies")
     choice = Choice(rule=rule, near=calibrator.estimate(rule, pi), f1=f1, reason=reason, copies=calibrator.m,
                     reference_rule=reference, pi=pi, rules=rules)
     choice.per_kind_recall = calibrator.per_kind_recall(rule)

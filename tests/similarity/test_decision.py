@@ -131,3 +131,11 @@ def test_jeffreys_interval():
     low, high = jeffreys(5, 100)
     assert 0.015 < low < 0.05 < high < 0.11
     assert jeffreys(0, 50)[0] == 0.0 and jeffreys(50, 50)[1] == 1.0
+
+
+def test_a_dataset_without_duplicates_gets_a_quiet_rule_not_a_loose_one():
+    dataset, n, copies = world(dup_pairs=0)
+    choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    assert "almost no duplicates" in choice.reason
+    assert choice.near.flagged == 0  # the other-image evidence stays below both tiers' thresholds
+    assert choice.near.recall >= 0.8
