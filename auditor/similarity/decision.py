@@ -31,8 +31,8 @@ from auditor.similarity.evidence import Pairs
 
 CORRELATION_GRID = np.round(np.arange(0.80, 0.996, 0.005), 3)
 DEFAULT_SCALED, DEFAULT_CORRELATION = 0.6, 0.95  # only without calibration copies (calibration_images = 0)
-MIN_REFERENCE_RECALL = 0.8  # π is read only at rules that find at least this share of the copies …
-MAX_REFERENCE_NOISE = 0.1  # … and whose expected false flags (by the copies) are at most this share of the flags
+MIN_REFERENCE_RECALL = 0.5  # π is read only at rules that find at least this share of the copies
+REFERENCE_QUANTILE = 0.25  # … at the rule whose π is this quantile of those rules' (see duplicate_share)
 EXCUSE_CORRELATION = 0.95  # a copy's match with an image aligning this well with its source is no false match
 HASH_RELIABLE_SHARE = 0.9  # hash matches count on their own when at least this share is confirmed otherwise
 NO_DUPLICATES_F1 = 0.05  # below this best estimated F1 the dataset shows no duplicates to calibrate on
@@ -238,28 +238,27 @@ class Calibrator:
         """π, the share of population images with a duplicate, and the rule it was read at.
 
         F = N + π·R·(1 − N) at every rule; where false matches are rare, (F − N) / (R·(1 − N)) is π, and
-        where they are not, it is larger. So π is read at rules that find most copies and where the copies'
-        false matches explain at most a tenth of the flags (see below). Its interval follows from the binomial
+        where they are not, it is larger. So π is read low among rules that still find at least half the
+        copies (fewer: too noisy) and show no false match among them. Its interval follows from the binomial
         intervals of F and R there."""
         population = len(self.population)
-        candidates = []  # (π at the rule, recall, false flags' share of all flags, flagged, rule)
+        candidates = []  # (π at the rule, no false match among the copies, rule)
         for rule in rules:
             result = self.evaluate(rule)
             recall = result["pos_pass"].mean() if self.m else 0.0
-            if recall < MIN_REFERENCE_RECALL or not population or not result["flagged"]:
+            if recall < MIN_REFERENCE_RECALL or not population:
                 continue
             false_rate = (result["null_hits"].sum() + 0.5) / (self.m + 1)
             value = _share(result["flagged"] / population, false_rate, recall)
-            noise = false_rate * population / result["flagged"]
-            candidates.append((value, recall, noise, result["flagged"], rule))
+            candidates.append((value, not result["null_hits"].any(), rule))
         if not candidates:
             return (0.0, 0.0, 0.0), None
-        # Among rules finding most copies (where the copies' recall is least sensitive to how their mix of kinds
-        # differs from the real duplicates'), those whose false matches explain at most a tenth of the flags by
-        # the copies' count; π is the median there (the minimum would pick the luckiest of many noisy ratios).
-        quiet = [c for c in candidates if c[2] <= MAX_REFERENCE_NOISE] or candidates
-        target = float(np.median([c[0] for c in quiet]))
-        value, _r, _noise, _f, rule = min(quiet, key=lambda c: abs(c[0] - target))
+        # Rules where the copies show no false match; a low quantile rather than the minimum, which would
+        # pick the luckiest of many noisy ratios and understate π.
+        clean = [c for c in candidates if c[1]] or candidates
+        values = np.array([c[0] for c in clean])
+        target = float(np.quantile(values, REFERENCE_QUANTILE))
+        value, _clean, rule = min(clean, key=lambda c: abs(c[0] - target))
         result = self.evaluate(rule)
         hits_r, flagged = int(result["pos_pass"].sum()), result["flagged"]
         low_r, high_r = jeffreys(hits_r, self.m)
