@@ -108,13 +108,17 @@ GROUPS: dict[str, dict[str, Opt]] = {
     },
     "duplicates": {
         "min_cosine": Opt(Optional[float], typer.Option(
-            None, "--min-cosine", help="Embedding-tier threshold (default: calibrated on the dataset).")),
+            None, "--min-cosine", help="Embedding tier: a raw cosine threshold (default: a scaled cosine chosen on the dataset).")),
         "max_phash_distance": Opt(Optional[int], typer.Option(
             None, "--max-phash-distance", help="Hash tier: pHash Hamming distance (default 6).")),
         "max_dhash_distance": Opt(Optional[int], typer.Option(
             None, "--max-dhash-distance", help="Hash tier: dHash Hamming distance (default 10).")),
+        "min_correlation": Opt(Optional[float], typer.Option(
+            None, "--min-correlation", help="Pixel-tier threshold: aligned grey-thumbnail correlation (default: chosen on the dataset).")),
+        "embedding_input_size": Opt(Optional[int], typer.Option(
+            None, "--embedding-input-size", help="Backbone input side in px (default: 224, or 96 for images of 64 px or less).")),
         "calibration_images": Opt(Optional[int], typer.Option(
-            None, "--calibration-images", help="Images transformed to measure recall and precision (default 40).")),
+            None, "--calibration-images", help="Images copied (5 copies each) to measure recall and precision (default 100).")),
     },
     "finetune_switch": {
         "finetune": Opt(bool, typer.Option(

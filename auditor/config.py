@@ -142,8 +142,10 @@ class AuditConfig:
     # Near-duplicate thresholds
     max_phash_distance: int = 6
     max_dhash_distance: int = 10
-    min_cosine: float | None = None  # None = calibrated on the dataset itself
-    calibration_images: int = 40
+    min_cosine: float | None = None  # raw-cosine embedding threshold; None = scaled cosine, calibrated on the dataset
+    min_correlation: float | None = None  # aligned pixel-correlation threshold; None = calibrated on the dataset
+    calibration_images: int = 100  # images copied (5 copies each) to measure recall and false matches
+    embedding_input_size: int | None = None  # backbone input side in px; None = from the image sizes (small images: smaller)
     max_group_size: int = 200
     # Label issues, outliers, image quality
     label_folds: int = 5  # cross-validation folds of the label probe
@@ -190,6 +192,10 @@ class AuditConfig:
         _within("max_dhash_distance", self.max_dhash_distance, 0, 32)
         if self.min_cosine is not None:
             _within("min_cosine", self.min_cosine, 0.0, 1.0)
+        if self.min_correlation is not None:
+            _within("min_correlation", self.min_correlation, 0.0, 1.0)
+        if self.embedding_input_size is not None:
+            _within("embedding_input_size", self.embedding_input_size, 32, 1024)
         _within("calibration_images", self.calibration_images, 0, 10_000)
         _within("max_group_size", self.max_group_size, 2, 10**6)
         _within("label_folds", self.label_folds, 2, 50)

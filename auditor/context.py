@@ -11,7 +11,7 @@ import numpy as np
 
 from auditor.backbones.registry import Backbone
 from auditor.encoding.cache import Cache
-from auditor.similarity.calibration import Calibration, calibrate, choose_min_cosine
+from auditor.similarity.calibration import Calibration, calibrate
 from auditor.config import AuditConfig
 from auditor.index.dataset import DatasetIndex, ImageRecord
 from auditor.similarity.duplicate_graph import DuplicateGraph, build_graph
@@ -85,11 +85,11 @@ class AuditContext:
 
     @cached_property
     def calibration(self) -> Calibration:
-        """Near-duplicate detection measured on transformed copies of this dataset's own images."""
+        """Copies of a sample of this dataset's own images, made like real leaks, scanned and embedded."""
         config = self.config
         paths: dict[str, Path] = {sha: self.records[pos[0]].abspath for sha, pos in self.positions_by_sha.items()}
         backbone = self.backbone if self.has_embeddings else None
-        result = calibrate(
+        return calibrate(
             shas=self.calibration_shas,
             paths=paths,
             scans=self.encoded.scans,
@@ -97,33 +97,51 @@ class AuditContext:
             backbone=backbone,
             cache=self.cache,
             sample_images=config.calibration_images,
-            max_phash=config.max_phash_distance,
-            max_dhash=config.max_dhash_distance,
             limits=scan_limits(config),
             input_size=backbone.input_size if backbone else 224,
             seed=config.seed or 0,
         )
-        if backbone is None:
-            result.min_cosine, result.threshold_source = None, "no embeddings: hash tier only"
-        elif config.min_cosine is not None:
-            result.min_cosine, result.threshold_source = config.min_cosine, "given by the user"
-        else:
-            result.min_cosine, result.threshold_source = choose_min_cosine(
-                result.cosine_to_source, result.negative_cosines
-            )
-        return result
+
+    @cached_property
+    def duplicate_decision(self):
+        """The near-duplicate decision chosen on this dataset (auditor/similarity/engine.py)."""
+        from auditor.similarity.engine import decide
+
+        return decide(**self._decision_inputs())
+
+    def _decision_inputs(self) -> dict:
+        from auditor.config import REFERENCE_SPLIT
+        from auditor.similarity.neighbours import normalise
+        from auditor.similarity.pixels import decode_grey32
+
+        shas = self.unique_shas
+        cal = self.calibration
+        node_of = {sha: i for i, sha in enumerate(shas)}
+        cal_pool = self.calibration_shas
+        splits: dict[str, set[str]] = {}
+        for sha, positions in self.positions_by_sha.items():
+            splits[sha] = {self.records[p].split for p in positions}
+        two_splits = len(self.index.splits) > 1 and self.index.reference_split is not None
+        unit = self.unit_embeddings(shas) if self.has_embeddings and shas else None
+        return dict(
+            unit=unit,
+            thumbs=np.stack([decode_grey32(self.encoded.scans[s].grey32) for s in shas]) if shas
+            else np.zeros((0, 32, 32), np.uint8),
+            reference=np.array([REFERENCE_SPLIT in splits[s] for s in shas]) if two_splits else None,
+            held_out=np.array([bool(splits[s] - {REFERENCE_SPLIT}) for s in shas]) if two_splits else None,
+            copy_unit=normalise(cal.vectors) if unit is not None and cal.vectors is not None else None,
+            copy_thumbs=cal.thumbs,
+            copy_source=np.array([node_of[cal_pool[i]] for i in cal.source], dtype=np.int64),
+            copy_kind=cal.kind,
+            max_phash=self.config.max_phash_distance,
+            max_dhash=self.config.max_dhash_distance,
+            fixed_cosine=self.config.min_cosine,
+            fixed_correlation=self.config.min_correlation,
+        )
 
     @cached_property
     def duplicate_graph(self) -> DuplicateGraph:
-        min_cosine = self.calibration.min_cosine if self.has_embeddings else None
-        return build_graph(
-            self.unique_shas,
-            self.encoded.scans,
-            self.encoded.embeddings if self.has_embeddings else None,
-            self.config.max_phash_distance,
-            self.config.max_dhash_distance,
-            min_cosine,
-        )
+        return build_graph(self.unique_shas, self.encoded.scans, self.duplicate_decision)
 
     @property
     def duplicate_groups(self) -> list[list[int]]:

@@ -40,6 +40,8 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
     cache = Cache(config.cache_dir if config.use_cache else None)
     backbone = (resolve_backbone(config.backbone, config.weights, config.offline, config.precision,
                                  cache_dir=config.cache_dir if config.use_cache else None) if embed else None)
+    if backbone is not None:
+        _set_input_size(backbone, index, config)
     feature_maps = None
     if config.finetune is not None and backbone is not None:
         # The fine-tune's frozen base: its maps are computed in the embedding pass and cached beside it.
@@ -59,6 +61,23 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
         engine=resolve_engine(config.engine, config.workers),
     )
     return AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache)
+
+
+def _set_input_size(backbone: Backbone, index: DatasetIndex, config: AuditConfig) -> None:
+    """Small images get a smaller backbone input (similarity/input_size.py); the report says which and why.
+    Only EfficientNet-Lite0 takes other sizes; the fine-tune keeps the reference 224 px maps."""
+    from auditor.similarity.input_size import choose_input_size, header_sides
+
+    if backbone.name != "efficientnet-lite0" or config.finetune is not None:
+        return
+    if config.embedding_input_size is not None:
+        backbone.input_size = config.embedding_input_size
+        index.notes.append(f"Embedding input: {backbone.input_size} px, as set (embedding_input_size).")
+        return
+    size, why = choose_input_size(header_sides([r.abspath for r in index.records], config.seed or 0),
+                                  backbone.input_size)
+    backbone.input_size = size
+    index.notes.append(f"Embedding input: {why}.")
 
 
 def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[CheckResult]:

@@ -182,9 +182,12 @@ def _feature_map(images):
     return _conv_bn(x, _HEAD_CHANNELS, 1, 1, "_conv_head", "_bn1", act=True)
 
 
-def _build(weights, output: str) -> keras.Model:
-    """Build the network with ``output`` in {"pooled", "logits", "feature_map", "pooled_and_maps"}."""
-    images = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), dtype="float32", name="images")
+def _build(weights, output: str, input_size: int = INPUT_SIZE) -> keras.Model:
+    """Build the network with ``output`` in {"pooled", "logits", "feature_map", "pooled_and_maps"}.
+
+    ``input_size``: the side of the square input; the weights fit any size (the network is fully
+    convolutional up to the pooling), 224 is what it was trained on."""
+    images = keras.Input((input_size, input_size, 3), dtype="float32", name="images")
     x = _feature_map(images)
     maps = x
     if output != "feature_map":
@@ -204,7 +207,8 @@ def _build(weights, output: str) -> keras.Model:
 
 
 def build_efficientnet_lite0(weights: str | Path | None = "default",
-                             include_top: bool = False, feature_maps: bool = False) -> keras.Model:
+                             include_top: bool = False, feature_maps: bool = False,
+                             input_size: int = INPUT_SIZE) -> keras.Model:
     """EfficientNet-Lite0 taking (N, 224, 224, 3) float32 pixels in 0..255.
 
     ``include_top=False``: outputs (N, 1280) global-average-pooled features.
@@ -216,7 +220,7 @@ def build_efficientnet_lite0(weights: str | Path | None = "default",
     """
     if feature_maps and include_top:
         raise ValueError("feature_maps=True needs include_top=False")
-    return _build(weights, "logits" if include_top else "pooled_and_maps" if feature_maps else "pooled")
+    return _build(weights, "logits" if include_top else "pooled_and_maps" if feature_maps else "pooled", input_size)
 
 
 def build_efficientnet_lite0_feature_maps(weights: str | Path | None = "default") -> keras.Model:

@@ -42,7 +42,7 @@ class Backbone:
             from auditor.backbones.keras_import import quiet_native_stderr
 
             with quiet_native_stderr():
-                self._model = _build(self.name, self.weights_path, self.precision)
+                self._model = _build(self.name, self.weights_path, self.precision, input_size=self.input_size)
                 self._model.predict_on_batch(np.zeros((self.batch_shape, self.input_size, self.input_size, 3), "float32"))
         return self._model
 
@@ -53,7 +53,8 @@ class Backbone:
             from auditor.backbones.keras_import import quiet_native_stderr
 
             with quiet_native_stderr():
-                self._maps_model = _build(self.name, self.weights_path, self.precision, feature_maps=True)
+                self._maps_model = _build(self.name, self.weights_path, self.precision, feature_maps=True,
+                                          input_size=self.input_size)
                 self._maps_model.predict_on_batch(np.zeros((self.batch_shape, self.input_size, self.input_size, 3), "float32"))
         return self._maps_model
 
@@ -272,7 +273,7 @@ def _load(name: str, path: Path | None, how: str, precision: str, note: str) -> 
                     precision=precision, note=note, weights_path=path)
 
 
-def _build(name: str, path: Path | None, precision: str, feature_maps: bool = False) -> Any:
+def _build(name: str, path: Path | None, precision: str, feature_maps: bool = False, input_size: int = 224) -> Any:
     from auditor.backbones.keras_import import import_keras
 
     keras = import_keras()
@@ -289,7 +290,7 @@ def _build(name: str, path: Path | None, precision: str, feature_maps: bool = Fa
         from auditor.backbones.torch_pickle import WeightsFormatError
 
         try:
-            return build_efficientnet_lite0(weights=path, feature_maps=feature_maps)
+            return build_efficientnet_lite0(weights=path, feature_maps=feature_maps, input_size=input_size)
         except WeightsFormatError as exc:
             raise BackboneError(f"cannot read weights {path}: {exc}", "Pass an EfficientNet-Lite0 .pth file.") from None
     except BackboneError:

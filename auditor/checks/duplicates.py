@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from auditor.checks.base import Check, Evidence, Verdict
 from auditor.checks.common import group_id, members, percent, plural, quoted_paths
-from auditor.context import AuditContext
-from auditor.similarity.duplicate_graph import ALL_KINDS, EXACT_KINDS
-from auditor.checks.base import Check, Evidence, Verdict, self_judged
 from auditor.config import Policy
-from auditor.report import CheckResult, Finding, Severity, Status
+from auditor.context import AuditContext
+from auditor.report import Finding, Severity, Status
+from auditor.similarity.describe import decision_text, detection_quality, interval_text
+from auditor.similarity.duplicate_graph import ALL_KINDS, EXACT_KINDS
 
+NOT_NEAR = {"pixels", "bytes"}  # kinds of evidence that make a pair an exact copy, not a near-duplicate
 
 
 def _redundant(groups: list[list[int]]) -> int:
@@ -61,76 +63,37 @@ def near_groups(ctx: AuditContext) -> list[list[int]]:
     groups = []
     for group in ctx.record_groups(ALL_KINDS, include_byte_identical=False):
         pairs = ctx.group_evidence(group)
-        if any(not {"pixels", "bytes"} & set(pair["kinds"]) for pair in pairs):
+        if any(not NOT_NEAR & set(pair["kinds"]) for pair in pairs):
             groups.append(group)
     return groups
 
 
-def run_near(ctx: AuditContext) -> CheckResult:
-    calibration = ctx.calibration
-    min_cosine = calibration.min_cosine
+def compute_near(ctx: AuditContext) -> Evidence:
+    choice = ctx.duplicate_decision.choice
     groups = near_groups(ctx)
-    max_size = ctx.config.max_group_size
     findings = []
     near_pairs = 0
     for group in groups:
-        pairs = ctx.group_evidence(group)
-        near = [p for p in pairs if not {"pixels", "bytes"} & set(p["kinds"])]
-        near_pairs += len(near)
-        best = max((p.get("cosine", 0.0) for p in near), default=0.0)
-        smallest = min((p.get("phash_distance", 99) for p in near), default=99)
-        splits = sorted({ctx.records[p].split for p in group})
-        oversized = len(group) > max_size
-        evidence = {
-            "members": members(ctx, group),
-            "pairs": pairs[:500],
-            "max_cosine": round(best, 4) if best else None,
-            "min_phash_distance": smallest if smallest < 99 else None,
-        }
-        if oversized:
-            evidence["note"] = (
-                f"group of {len(group)} exceeds {max_size}: likely a chain of similar images rather than copies; "
-                "raise the cosine threshold to split it"
-            )
-        findings.append(
-            Finding(
-                id=group_id(ctx, "near_duplicates", "group", group),
-                severity=Severity.WARNING,
-                message=f"{len(group)} near-identical images"
-                + (f" across {' and '.join(splits)}" if len(splits) > 1 else "")
-                + f" ({_strength(near)}): {quoted_paths(ctx, group)}",
-                paths=[ctx.records[p].path for p in group],
-                evidence=evidence,
-            )
-        )
-    usable = len(ctx.usable_positions)
+        finding, count = _near_finding(ctx, group)
+        findings.append(finding)
+        near_pairs += count
     redundant = _redundant(groups)
-    share = percent(redundant, usable)
-    limit = ctx.config.policy.near_duplicates_max_percent
-    false_rate = calibration.false_matches_per_image(min_cosine)
-    expected_false_pairs = false_rate * usable / 2 if false_rate == false_rate else None
-    precision = (
-        round(max(0.0, 1.0 - expected_false_pairs / near_pairs), 3) if near_pairs and expected_false_pairs is not None else None
-    )
-    quality = calibration.summary(min_cosine)
-    quality["expected_false_pairs"] = round(expected_false_pairs, 2) if expected_false_pairs is not None else None
-    quality["estimated_precision"] = precision
-    status = Status.WARN if share > limit else Status.PASS
-    recall_text = f"; estimated recall {quality['recall']:.0%}" if quality.get("recall") is not None else ""
-    precision_text = f", precision {precision:.0%}" if precision is not None else ""
-    threshold_text = (
-        f"pHash ≤ {ctx.config.max_phash_distance} and dHash ≤ {ctx.config.max_dhash_distance}"
-        + (f", or cosine ≥ {min_cosine:.3f}" if min_cosine is not None else "")
-    )
+    share = percent(redundant, len(ctx.usable_positions))
+    quality = detection_quality(ctx, choice.near)
+    threshold_text = decision_text(ctx)
+    quality_text = (f"; estimated recall {interval_text(quality['recall'], quality['recall_interval'])}"
+                    + (f", precision {interval_text(quality['precision'], quality['precision_interval'])}"
+                       if groups and quality["precision"] is not None else ""))
+    unreliable = [f"{name} tier not used ({tier['note']})" for name, tier in choice.tiers.items()
+                  if not tier.get("used") and tier.get("note") not in (None, "no embeddings", "no hash matches")]
     summary = (
         f"{plural(len(groups), 'group')} of near-duplicates, {plural(redundant, 'redundant image')} ({share} %) "
-        f"at {threshold_text}{recall_text}{precision_text} (policy: warn above {limit} %)"
+        f"at {threshold_text}{quality_text}"
         if groups
-        else f"no near-duplicates at {threshold_text}{recall_text}"
-    )
-    return CheckResult(
-        id="near_duplicates",
-        status=status,
+        else f"no near-duplicates at {threshold_text}{quality_text}"
+    ) + ("; " + "; ".join(unreliable) if unreliable else "")
+    rule = choice.rule
+    return Evidence(
         summary=summary,
         metrics={
             "groups": len(groups),
@@ -141,21 +104,66 @@ def run_near(ctx: AuditContext) -> CheckResult:
             "thresholds": {
                 "max_phash_distance": ctx.config.max_phash_distance,
                 "max_dhash_distance": ctx.config.max_dhash_distance,
-                "min_cosine": min_cosine,
-                "min_cosine_source": calibration.threshold_source,
+                "min_cosine": rule.min_cosine,
+                "min_scaled_cosine": rule.min_scaled,
+                "min_correlation": rule.min_correlation,
+                "hash_alone": rule.hash_alone,
+                "min_cosine_source": "given by the user" if ctx.config.min_cosine is not None else choice.reason,
+                "min_correlation_source": "given by the user" if ctx.config.min_correlation is not None else choice.reason,
+                "rule": threshold_text,
             },
+            "tiers": choice.tiers,
             "detection_quality": quality,
         },
         findings=findings,
     )
 
 
+def _near_finding(ctx: AuditContext, group: list[int]) -> tuple[Finding, int]:
+    """One group's finding, and how many near (not exact) pairs it holds."""
+    pairs = ctx.group_evidence(group)
+    near = [p for p in pairs if not NOT_NEAR & set(p["kinds"])]
+    cosines = [p["cosine"] for p in near if "cosine" in p]
+    correlations = [p["correlation"] for p in near if "correlation" in p]
+    hashes = [p["phash_distance"] for p in near if "phash_distance" in p]
+    splits = sorted({ctx.records[p].split for p in group})
+    evidence = {
+        "members": members(ctx, group),
+        "pairs": pairs[:500],
+        "max_cosine": round(max(cosines), 4) if cosines else None,
+        "max_correlation": max(correlations) if correlations else None,
+        "min_phash_distance": min(hashes) if hashes else None,
+    }
+    finding = Finding(
+        id=group_id(ctx, "near_duplicates", "group", group),
+        severity=Severity.WARNING,
+        message=f"{len(group)} near-identical images"
+        + (f" across {' and '.join(splits)}" if len(splits) > 1 else "")
+        + f" ({_strength(near)}): {quoted_paths(ctx, group)}",
+        paths=[ctx.records[p].path for p in group],
+        evidence=evidence,
+    )
+    return finding, len(near)
+
+
+def judge_near(evidence: Evidence, policy: Policy) -> Verdict:
+    limit = policy.near_duplicates_max_percent
+    status = Status.WARN if evidence.metrics["redundant_percent"] > limit else Status.PASS
+    return Verdict(status, policy=f"warn above {limit} %" if evidence.metrics["groups"] else "")
+
+
 def _strength(pairs: list[dict]) -> str:
     cosines = [p["cosine"] for p in pairs if "cosine" in p]
     hashes = [p["phash_distance"] for p in pairs if "phash_distance" in p]
+    correlations = [p["correlation"] for p in pairs if "correlation" in p]
     parts = []
     if cosines:
         parts.append(f"cosine up to {max(cosines):.3f}")
+    if correlations:
+        parts.append(f"pixel correlation up to {max(correlations):.3f}")
+    rotated = sorted({p["transform"] for p in pairs if "rotated" in p.get("transform", "")})
+    if rotated:
+        parts.append(", ".join(rotated))
     if hashes:
         parts.append(f"pHash distance {min(hashes)}")
     if any(p.get("mirrored") for p in pairs):
@@ -164,4 +172,4 @@ def _strength(pairs: list[dict]) -> str:
 
 
 EXACT_CHECK = Check("exact_duplicates", compute_exact, judge_exact)
-NEAR_CHECK = self_judged("near_duplicates", run_near)
+NEAR_CHECK = Check("near_duplicates", compute_near, judge_near)

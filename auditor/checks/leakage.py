@@ -1,10 +1,15 @@
-"""`leakage`: the same image (exact or near) in training and in a held-out split."""
+"""`leakage`: the same image (exact or near) in training and in a held-out split.
+
+A held-out image leaks when it has its *own* duplicate in train: groups are formed so that every two
+members are duplicates (similarity/groups.py), so a held-out member of a group with a train member is
+itself a duplicate of that train image, never merely linked to it through a chain of similar images."""
 
 from __future__ import annotations
 
 from auditor.checks.common import group_id, members, percent, plural, quoted_paths
 from auditor.config import REFERENCE_SPLIT
 from auditor.context import AuditContext
+from auditor.similarity.describe import decision_text, detection_quality, interval_text
 from auditor.checks.base import Check, Evidence, Verdict, skipped
 from auditor.config import Policy
 from auditor.report import Finding, Severity, Status
@@ -65,15 +70,22 @@ def compute(ctx: AuditContext) -> Evidence:
             )
         )
     has_train = bool(ctx.index.reference_split)
+    leak_estimate = ctx.duplicate_decision.leak
+    quality = detection_quality(ctx, leak_estimate) if leak_estimate is not None else None
     if per_split and has_train:
         summary = "; ".join(f"{m['percent']} % of {s} images ({m['leaked']} of {m['images']}) have a duplicate in train"
                             for s, m in per_split.items())
+        if quality is not None:
+            summary += (f" (near duplicates at {decision_text(ctx)}: estimated recall "
+                        f"{interval_text(quality['recall'], quality['recall_interval'])}"
+                        + (f", precision {interval_text(quality['precision'], quality['precision_interval'])}"
+                           if quality["precision"] is not None else "") + ")")
     else:
         summary = f"{plural(len(groups), 'duplicate group')} span two or more splits"
     return Evidence(
         summary=summary,
         metrics={"groups": len(groups), "per_split": per_split, "worst_split": worst_split, "worst_percent": worst_share,
-                 "has_train": has_train},
+                 "has_train": has_train, "decision": decision_text(ctx), "detection_quality": quality},
         findings=findings,
     )
 

@@ -7,6 +7,7 @@ the audit goes on without that image.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import logging
@@ -29,7 +30,7 @@ logging.getLogger("PIL").addHandler(logging.NullHandler())
 warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 # Bump when anything this module computes changes, so cached scans are recomputed.
-SCAN_VERSION = 3  # 3: large JPEGs decoded in draft mode (DCT scaling)
+SCAN_VERSION = 4  # 3: large JPEGs decoded in draft mode (DCT scaling); 4: the 32×32 grey thumbnail kept (grey32)
 THUMB_SIDE = 256  # hashes and properties are computed on a copy this size: cheap, and stable under resizes
 UNUSUAL_MODES = {"CMYK": "CMYK", "I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-bit", "I": "32-bit integer",
                  "F": "32-bit float", "LA": "grey with alpha", "PA": "palette with alpha", "1": "1-bit"}
@@ -64,6 +65,7 @@ class ImageScan:
     dhash: str | None = None
     phash_mirror: str | None = None
     dhash_mirror: str | None = None
+    grey32: str | None = None  # the 32×32 grey thumbnail pHash is computed from (base64): the pixel tier's input
     properties: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -250,6 +252,7 @@ def _perceptual_hashes(thumb: Image.Image, scan: ImageScan) -> None:
     scan.dhash = str(imagehash.dhash(for_dhash))
     scan.phash_mirror = str(imagehash.phash(ImageOps.mirror(for_phash)))
     scan.dhash_mirror = str(imagehash.dhash(ImageOps.mirror(for_dhash)))
+    scan.grey32 = base64.b64encode(np.asarray(for_phash, dtype=np.uint8).tobytes()).decode("ascii")
 
 
 def image_properties(thumb: Image.Image, original: Image.Image, scan: ImageScan) -> dict[str, Any]:

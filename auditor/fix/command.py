@@ -113,10 +113,9 @@ def run_split(dataset_dir: Path, config, options: SplitOptions, progress=None, c
     stats["verification"] = verification
     if not verification["clean"]:
         last = verification["rounds"][-1]
-        stats["warnings"].insert(0, f"an audit of this split (its own calibration: cosine ≥ {last['min_cosine']}) still "
-                                    f"links {last['images_in_them']} images across splits or labels after "
-                                    f"{len(verification['rounds'])} rounds; re-audit it with --min-cosine "
-                                    f"{stats['duplicate_decision']['min_cosine']} to judge it by the rule it was made with")
+        stats["warnings"].insert(0, f"an audit of this split (its own rule: {last['rule']}) still links "
+                                    f"{last['images_in_them']} images across splits or labels after "
+                                    f"{len(verification['rounds'])} rounds; look at those groups before training")
     stats["dataset"] = str(dataset_dir)
     stats["csv"] = str(options.output)
     rows = write_split_csv(plan, options.output)
@@ -137,16 +136,16 @@ def run_split(dataset_dir: Path, config, options: SplitOptions, progress=None, c
 
 
 def duplicate_decision(ctx) -> dict:
-    """The thresholds the duplicate groups were found at: re-audit the written split with the same ones
-    (`--min-cosine`), since a threshold calibrated afresh on other images can differ."""
-    config = ctx.config
-    decision = {"max_phash_distance": config.max_phash_distance, "max_dhash_distance": config.max_dhash_distance,
-                "min_cosine": None}
-    if ctx.has_embeddings:
-        calibration = ctx.calibration
-        decision["min_cosine"] = round(float(calibration.min_cosine), 4) if calibration.min_cosine is not None else None
-        decision["min_cosine_source"] = calibration.threshold_source
-    return decision
+    """The rule the duplicate groups were found at (chosen on this dataset, or given): a rule chosen afresh on
+    the written split's images can differ, which is why the plan is verified as its re-audit decides."""
+    from auditor.similarity.describe import decision_text
+
+    config, rule = ctx.config, ctx.duplicate_decision.rule
+    return {"rule": decision_text(ctx), "min_scaled_cosine": rule.min_scaled, "min_cosine": rule.min_cosine,
+            "min_correlation": rule.min_correlation, "hash_alone": rule.hash_alone,
+            "max_phash_distance": config.max_phash_distance, "max_dhash_distance": config.max_dhash_distance,
+            "chosen_by": "the user" if config.min_cosine is not None and config.min_correlation is not None
+            else "the audit, on this dataset"}
 
 
 def _materialize(ctx, plan, options: SplitOptions) -> dict:

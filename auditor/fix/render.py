@@ -106,15 +106,14 @@ def decision_lines(stats: dict) -> list[str]:
     """How the duplicates were decided, and whether an audit of the written split agrees."""
     lines = []
     decision = stats.get("duplicate_decision")
-    if decision and decision.get("min_cosine") is not None:
-        lines.append(f"duplicates decided at cosine ≥ {decision['min_cosine']:g}, or pHash ≤ "
-                     f"{decision['max_phash_distance']} and dHash ≤ {decision['max_dhash_distance']}")
+    if decision and decision.get("rule"):
+        lines.append(f"duplicates decided at {decision['rule']} (chosen by {decision['chosen_by']})")
     verification = stats.get("verification") or {}
     if verification.get("checked"):
         rounds = verification["rounds"]
         added = sum(r["groups_found"] for r in rounds)
-        lines.append("checked as an audit of the written split decides (its own calibration: cosine ≥ "
-                     f"{rounds[-1]['min_cosine']}): " + ("no leak, no conflict" if verification["clean"] else "NOT clean")
+        lines.append(f"checked as an audit of the written split decides (its own rule: {rounds[-1]['rule']}): "
+                     + ("no leak, no conflict" if verification["clean"] else "NOT clean")
                      + (f", after keeping together {added} more group{'s' if added != 1 else ''} it links"
                         if added else ""))
     return lines

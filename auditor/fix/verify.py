@@ -51,24 +51,24 @@ def verified_plan(ctx, request: SplitRequest, group_by: str | None = None, drop_
     """(plan, notes, verification): the plan an audit of the written split agrees with, when one is found."""
     from auditor.fix.from_audit import items_from_audit
     from auditor.fix.plan import plan_split
+    from auditor.similarity.describe import decision_text
 
     extra: list[list[int]] = []
     history: list[dict] = []
-    recalibrated = ctx.has_embeddings and ctx.config.min_cosine is None
+    recalibrated = ctx.config.min_cosine is None or ctx.config.min_correlation is None  # the audit chooses its rule
     for round_number in range(1, rounds + 1):
         items, notes = items_from_audit(ctx, group_by, drop_suspect_labels, extra_groups=extra)
         plan = plan_split(items, dataclasses.replace(request, notes=tuple(request.notes) + tuple(notes)))
         if not recalibrated:  # the same thresholds decide the same pairs on any subset: nothing new to find
             return plan, notes, {"checked": False, "clean": True,
-                                 "reason": "thresholds fixed (hash tier only, or --min-cosine given)"}
+                                 "reason": "thresholds fixed (--min-cosine and --min-correlation given)"}
         audit_ctx, origin = split_context(ctx, plan)
         found = []
         for group in audit_ctx.duplicate_groups:
             members = [origin[p] for p in group]
             if len({plan.placements[m].split for m in members}) > 1 or len({items[m].label for m in members}) > 1:
                 found.append(members)
-        min_cosine = audit_ctx.calibration.min_cosine
-        history.append({"round": round_number, "min_cosine": round(float(min_cosine), 4) if min_cosine else None,
+        history.append({"round": round_number, "rule": decision_text(audit_ctx),
                         "groups_found": len(found), "images_in_them": sum(map(len, found))})
         if not found:
             return plan, notes, {"checked": True, "clean": True, "rounds": history}

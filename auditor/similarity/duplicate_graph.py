@@ -1,11 +1,13 @@
 """Who duplicates whom: one graph over unique image contents, with the evidence for every edge.
 
 Nodes are unique file contents (sha256) of usable images; records that share bytes share a node.
-Edges come from three kinds of evidence, each kept so the report can show it:
+Edges come from four kinds of evidence, each kept so the report can show it:
   - `pixels`: identical decoded pixels under another encoding;
-  - `hash`: pHash and dHash both within their Hamming thresholds (directly or against the mirror image);
-  - `embedding`: backbone cosine similarity at or above the threshold.
-Groups are connected components (scipy), computed for whichever kinds of edge a check cares about.
+  - `embedding`, `correlation`, `hash`: pairs the near-duplicate decision accepts (auditor/similarity/):
+    scaled embedding cosine, aligned pixel correlation, perceptual hashes under rotation/mirroring.
+Exact groups (`pixels` only) are connected components: identical pixels are transitive. Near-duplicate
+groups are not: inside each component every two members must be duplicates (similarity/groups.py), so
+similar-but-different images never chain into one group.
 """
 
 from __future__ import annotations
@@ -16,17 +18,18 @@ from typing import Any, Iterable
 import numpy as np
 
 from auditor.encoding.imaging import ImageScan
-from auditor.similarity.neighbours import cosine_pairs, hamming_pairs, hex_to_codes, normalise
+from auditor.similarity.neighbours import hamming_pairs, hex_to_codes
 
 # Kinds of edge. Exact: the same decoded pixels; all: any evidence of a near-duplicate too.
 EXACT_KINDS = ("pixels",)
-ALL_KINDS = ("pixels", "hash", "embedding")
+ALL_KINDS = ("pixels", "hash", "embedding", "correlation")
 
 
 @dataclass
 class DuplicateGraph:
     shas: list[str]
     edges: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    near_groups: list[list[int]] | None = None  # groups in which every two members are duplicates
 
     def add(self, a: int, b: int, kind: str, **evidence: Any) -> None:
         key = (min(a, b), max(a, b))
@@ -37,7 +40,10 @@ class DuplicateGraph:
             entry.setdefault(name, value)
 
     def components(self, kinds: Iterable[str]) -> list[list[int]]:
-        """Connected components (as node lists, size ≥ 2) using only edges of the given kinds."""
+        """Groups (node lists, size ≥ 2) for the given kinds: the non-chaining near-duplicate groups when any
+        near kind is asked for, else connected components of those edges."""
+        if self.near_groups is not None and set(kinds) - {"pixels"}:
+            return [list(g) for g in self.near_groups]
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import connected_components
 
@@ -98,15 +104,11 @@ def hash_distance_pairs(scans: list[ImageScan], max_phash: int, max_dhash: int) 
     return found
 
 
-def build_graph(
-    shas: list[str],
-    scans: dict[str, ImageScan],
-    embeddings: dict[str, np.ndarray] | None,
-    max_phash: int,
-    max_dhash: int,
-    min_cosine: float | None,
-) -> DuplicateGraph:
-    """All the evidence, in one graph over the given (usable, unique) contents."""
+def build_graph(shas: list[str], scans: dict[str, ImageScan], decision: Any) -> DuplicateGraph:
+    """All the evidence, in one graph over the given (usable, unique) contents. `decision`: a
+    similarity.engine.DuplicateDecision over the same nodes."""
+    from auditor.similarity.groups import clique_groups
+
     graph = DuplicateGraph(shas=list(shas))
     by_pixels: dict[str, int] = {}
     for position, sha in enumerate(shas):
@@ -115,46 +117,17 @@ def build_graph(
             graph.add(by_pixels[pixel_hash], position, "pixels")
         else:
             by_pixels[pixel_hash] = position
-    ordered = [scans[sha] for sha in shas]
-    for (a, b), evidence in hash_distance_pairs(ordered, max_phash, max_dhash).items():
-        graph.add(a, b, "hash", **evidence)
-    if embeddings is not None and min_cosine is not None:
-        have = [i for i, sha in enumerate(shas) if sha in embeddings]
-        if len(have) >= 2:
-            unit = normalise(np.stack([embeddings[shas[i]] for i in have]))
-            pairs, sims = cosine_pairs(unit, min_cosine)
-            for (a, b), sim in zip(pairs, sims):
-                graph.add(have[a], have[b], "embedding", cosine=round(float(sim), 4))
-            # Cosine for hash-found pairs too, so every edge shows both tiers' evidence.
-            row_of = {node: row for row, node in enumerate(have)}
-            for (a, b), evidence in graph.edges.items():
-                if "cosine" not in evidence and a in row_of and b in row_of:
-                    evidence["cosine"] = round(float(unit[row_of[a]] @ unit[row_of[b]]), 4)
-            _add_relative_evidence(graph, unit, have)
+    for k in np.flatnonzero(decision.accepted):
+        evidence = decision.edge_evidence(int(k))
+        kinds = evidence.pop("kinds")
+        a, b = int(decision.pairs.query[k]), int(decision.pairs.target[k])
+        for kind in kinds:
+            graph.add(a, b, kind, **evidence)
+    same_pixels = np.array([by_pixels[scans[sha].pixel_hash] for sha in shas], dtype=np.int64)
+
+    def judge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (same_pixels[a] == same_pixels[b]) | decision.judge(a, b)
+
+    edges = np.array(list(graph.edges), dtype=np.int64).reshape(-1, 2)
+    graph.near_groups = clique_groups(len(shas), edges, judge)
     return graph
-
-
-def _add_relative_evidence(graph: DuplicateGraph, unit: np.ndarray, nodes: list[int]) -> None:
-    """Rank and margin for every edge: a copy is usually its partner's nearest neighbour by a clear
-    margin, while two merely similar photos sit among other similar ones. Evidence only: the decision
-    stays with the calibrated thresholds, but a reader can weigh a borderline pair by it."""
-    from auditor.similarity.neighbours import knn
-
-    if not graph.edges or len(nodes) < 3:
-        return
-    sims, labels = knn(unit, 3)
-    row_of = {node: row for row, node in enumerate(nodes)}
-
-    def neighbours(row: int) -> list[tuple[int, float]]:
-        return [(int(l), float(s)) for l, s in zip(labels[row], sims[row]) if l >= 0 and l != row]
-
-    for (a, b), evidence in graph.edges.items():
-        if a not in row_of or b not in row_of:
-            continue
-        ra, rb = row_of[a], row_of[b]
-        na, nb = neighbours(ra), neighbours(rb)
-        a_top = bool(na) and na[0][0] == rb
-        b_top = bool(nb) and nb[0][0] == ra
-        evidence["mutual_nearest"] = a_top and b_top
-        if a_top and len(na) > 1:
-            evidence["margin_over_next"] = round(na[0][1] - na[1][1], 4)

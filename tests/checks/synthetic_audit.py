@@ -3,6 +3,7 @@ unit tests of label_issues, outliers and image_quality."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 
@@ -37,11 +38,15 @@ def synthetic_context(items: list[dict], with_embeddings: bool = True, **config)
         if sha not in scans:
             # Hashes drawn from the content: different contents are ~32 bits apart, never near-duplicates,
             # unless an item gives its own (e.g. a near copy: the same hashes as another content).
-            hashes = hashlib.sha256(item.get("hashes_of", item.get("content", path)).encode()).hexdigest()
+            look = item.get("hashes_of", item.get("content", path))
+            hashes = hashlib.sha256(look.encode()).hexdigest()
+            # A 32×32 grey thumbnail drawn from the same key: a near copy has the same pixels.
+            grey = np.random.default_rng(int(hashes[:8], 16)).integers(0, 256, (32, 32), dtype=np.uint8)
             scans[sha] = ImageScan(sha256=sha, file_size=1000, format="JPEG", mode=item.get("mode", "RGB"),
                                    width=item.get("width", 500), height=item.get("height", 375),
                                    pixel_hash=sha, phash=hashes[:16], dhash=hashes[16:32],
                                    phash_mirror=hashes[32:48], dhash_mirror=hashes[48:64],
+                                   grey32=base64.b64encode(grey.tobytes()).decode("ascii"),
                                    properties={**NORMAL_PROPERTIES, **item.get("properties", {})},
                                    problems=list(item.get("problems", [])))
         if with_embeddings and "vector" in item:

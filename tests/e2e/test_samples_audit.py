@@ -53,9 +53,13 @@ def test_near_duplicates_are_exactly_the_planted_transformed_copies(demo, plante
     expected = {frozenset([leak["held_out"], leak["train"]]) for leak in planted["leakage"]}
     assert set(_group_paths(near)) == expected
     quality = near["metrics"]["detection_quality"]
-    assert quality["queries"] > 0 and 0.0 <= quality["recall"] <= 1.0
-    for name in ("resize_50", "jpeg_q50", "crop_10", "hflip", "brighter_20", "darker_20"):
+    assert quality["calibration_copies"] > 0 and 0.0 <= quality["recall"] <= 1.0
+    low, high = quality["recall_interval"]
+    assert low <= quality["recall"] <= high
+    for name in ("same_shot", "rotate", "grey", "resize", "mirror_reencode"):
         assert name in quality["per_transform"]
+    leak_quality = check(demo[0].report, "leakage")["metrics"]["detection_quality"]
+    assert leak_quality["precision_interval"][0] <= leak_quality["precision"] <= leak_quality["precision_interval"][1]
 
 
 def test_exact_duplicates_are_the_planted_copies(demo, planted):

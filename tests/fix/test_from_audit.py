@@ -21,7 +21,8 @@ from tests.checks.synthetic_audit import gaussian_classes, synthetic_context
 def audited(items: list[dict], near: dict[str, str] | None = None, **config):
     """A synthetic context whose duplicate graph is the real one: distinct random hashes per content, except
     `near` (path → path): that content gets the other's hashes (a near copy at pHash distance 0)."""
-    ctx = synthetic_context(items, seed=0, calibration_images=0, min_cosine=0.9999, **config)
+    settings = {"seed": 0, "calibration_images": 0, "min_cosine": 0.9999, "min_correlation": 0.9999, **config}
+    ctx = synthetic_context(items, **settings)
     ctx.backbone = SimpleNamespace(input_size=224, cache_key="synthetic")
     rng = np.random.default_rng(0)
     for sha, scan in ctx.encoded.scans.items():
@@ -64,7 +65,7 @@ def test_items_carry_the_audit_groups_and_exclusions():
     assert len(result) == len(items) + 1 and not notes
     plan, _, verification = plan_from_audit(ctx, SplitRequest(fractions=None))
     assert verification == {"checked": False, "clean": True,
-                            "reason": "thresholds fixed (hash tier only, or --min-cosine given)"}
+                            "reason": "thresholds fixed (--min-cosine and --min-correlation given)"}
     placed = {item.path: p for item, p in plan.rows()}
     # One copy in train, two in val: the fewest moves take the train copy to val.
     assert {placed[p].split for p in ("val/a/exact.jpg", "val/a/near.jpg", first_a["path"])} == {"val"}
@@ -131,28 +132,30 @@ def test_counterfactual_split_is_the_keep_existing_dedupe_split():
     assert sorted(made) == ["train", "val"] and abs(len(made["val"]) - 0.25 * (len(items) - 1)) <= 1
 
 
-def test_verification_adds_what_a_recalibrated_audit_of_the_split_links():
-    """The whole dataset was decided at cosine 0.99 (as if calibrated high); an audit of the written split
-    calibrates afresh (here: the 0.95 default, no calibration sample) and links a pair at cosine 0.97 that the
-    plan had put in two splits. The verified plan keeps the pair together."""
-    from auditor.fix.verify import verified_plan
+def test_verification_adds_what_a_recalibrated_audit_of_the_split_links(monkeypatch):
+    """An audit of the written split chooses its own rule on the subset and may link a pair the whole
+    dataset's rule did not (here: the split's audit links items[1] with a val twin). The verified plan
+    keeps the pair together, and a second round finds nothing more."""
+    import auditor.fix.verify as verify
 
     items = dataset(20)
-    base = np.asarray(items[1]["vector"], dtype=float)
-    base /= np.linalg.norm(base)
-    noise = np.random.default_rng(4).normal(size=base.shape)
-    noise -= noise.dot(base) * base
-    noise /= np.linalg.norm(noise)
-    twin = 0.97 * base + np.sqrt(1 - 0.97**2) * noise  # cosine 0.97 with items[1]
-    items.append({"path": f"val/{items[1]['label']}/twin.jpg", "label": items[1]["label"], "split": "val",
-                  "vector": twin})
-    ctx = audited(items)
-    ctx.config = ctx.config.replace(min_cosine=None)
-    ctx.calibration.min_cosine = 0.99
-    plan, _, verification = verified_plan(ctx, SplitRequest(fractions=None))
+    items.append({**items[1], "path": f"val/{items[1]['label']}/twin.jpg", "split": "val"})
+    items[-1]["content"] = "a twin that only the split's own audit links"
+    items[-1]["vector"] = np.random.default_rng(9).normal(size=len(items[1]["vector"]))  # nothing like items[1]
+    ctx = audited(items, min_correlation=None)  # the audit chooses its pixel-tier threshold: verification runs
+    real_split_context = verify.split_context
+
+    def linking(ctx_, plan):
+        audit_ctx, origin = real_split_context(ctx_, plan)
+        pair = [origin.index(1), origin.index(len(items) - 1)]
+        monkeypatch.setattr(type(audit_ctx), "duplicate_groups", property(
+            lambda self: [pair] if self is audit_ctx else []), raising=False)
+        return audit_ctx, origin
+
+    monkeypatch.setattr(verify, "split_context", linking)
+    plan, _, verification = verify.verified_plan(ctx, SplitRequest(fractions=None))
     assert verification["checked"] and verification["clean"]
     assert [r["groups_found"] for r in verification["rounds"]] == [1, 0]
-    assert verification["rounds"][0]["min_cosine"] == 0.95
     placed = {item.path: p.split for item, p in plan.rows()}
     assert placed[items[1]["path"]] == placed[items[-1]["path"]]
 

@@ -58,12 +58,13 @@ def test_markdown_and_terminal_show_before_and_after_without_injection():
 
 def test_the_duplicate_decision_and_its_verification_are_stated():
     plan, stats = hostile_plan()
-    stats["duplicate_decision"] = {"max_phash_distance": 6, "max_dhash_distance": 10, "min_cosine": 0.98}
+    rule = "scaled cosine ≥ 0.60 or aligned pixel correlation ≥ 0.920"
+    stats["duplicate_decision"] = {"rule": rule, "chosen_by": "the audit, on this dataset"}
     stats["verification"] = {"checked": True, "clean": True, "rounds": [
-        {"round": 1, "min_cosine": 0.9495, "groups_found": 1, "images_in_them": 2},
-        {"round": 2, "min_cosine": 0.9495, "groups_found": 0, "images_in_them": 0}]}
-    expected = ("checked as an audit of the written split decides (its own calibration: cosine ≥ 0.9495): no leak, "
+        {"round": 1, "rule": "scaled cosine ≥ 0.58", "groups_found": 1, "images_in_them": 2},
+        {"round": 2, "rule": "scaled cosine ≥ 0.58", "groups_found": 0, "images_in_them": 0}]}
+    expected = ("checked as an audit of the written split decides (its own rule: scaled cosine ≥ 0.58): no leak, "
                 "no conflict, after keeping together 1 more group it links")
     for rendered in (render_text(stats), render_html(stats, split_rows(plan))):
-        assert expected in rendered and "duplicates decided at cosine ≥ 0.98, or pHash ≤ 6 and dHash ≤ 10" in rendered
+        assert expected in rendered and f"duplicates decided at {rule} (chosen by the audit, on this dataset)" in rendered
     assert "no leak, no conflict" in render_markdown(stats)

@@ -32,6 +32,9 @@ def smooth_image(seed: int) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((128, 96), Image.Resampling.BICUBIC)
 
 
+FILES: dict[str, bytes] = {}
+
+
 @pytest.fixture(scope="module")
 def family():
     """name → scan. The a_* images are copies of one picture; b, c, d are unrelated pictures."""
@@ -45,6 +48,7 @@ def family():
         "c": encode(smooth_image(2), "PNG"),
         "d": encode(smooth_image(3), "PNG"),
     }
+    FILES.update(files)
     scans = {name: scan_bytes(data, ScanLimits())[0] for name, data in files.items()}
     assert all(s.usable for s in scans.values())
     assert len({s.sha256 for s in scans.values()}) == len(scans)
@@ -65,9 +69,32 @@ def embeddings(family):
 
 
 def graph_of(family, names, embeddings=None, min_cosine=None):
+    """The graph over `names`, with the decision calibrated on copies of the family's pictures (no backbone:
+    fake embeddings where given, each copy's vector its source's, so the embedding tier cannot tell copies
+    from sources and only a user's min_cosine makes it count)."""
+    from auditor.similarity.engine import decide
+    from auditor.similarity.pixels import decode_grey32
+    from auditor.similarity.positives import copy_kinds, make_copy
+    from auditor.similarity.neighbours import normalise
+
     shas = [family[n].sha256 for n in names]
     scans = {s.sha256: s for s in family.values()}
-    graph = build_graph(shas, scans, embeddings, MAX_PHASH, MAX_DHASH, min_cosine)
+    thumbs = np.stack([decode_grey32(scans[s].grey32) for s in shas])
+    have = embeddings is not None and all(s in embeddings for s in shas)
+    unit = normalise(np.stack([embeddings[s] for s in shas])) if have else None
+    copy_thumbs, source, kinds, vectors = [], [], [], []
+    for node, name in enumerate(names):
+        image = Image.open(io.BytesIO(FILES[name])).convert("RGB")
+        for k, kind in enumerate(copy_kinds(image.size, 5, offset=node)):
+            scan, _ = scan_bytes(make_copy(image, kind, np.random.default_rng([node, k])), ScanLimits())
+            copy_thumbs.append(decode_grey32(scan.grey32))
+            source.append(node)
+            kinds.append(kind)
+            if have:
+                vectors.append(unit[node])
+    decision = decide(unit, thumbs, None, None, np.stack(vectors) if have else None, np.stack(copy_thumbs),
+                      np.array(source), kinds, MAX_PHASH, MAX_DHASH, fixed_cosine=min_cosine)
+    graph = build_graph(shas, scans, decision)
     return graph, {name: i for i, name in enumerate(names)}
 
 
@@ -87,21 +114,26 @@ def test_pixel_identical_contents_get_a_pixels_edge(family):
     assert graph.components(["pixels"]) == [[at["a_png"], at["a_bmp"]]]
 
 
-def test_hash_edges_join_resized_and_mirrored_copies_only(family):
+def test_copies_are_joined_and_unrelated_pictures_are_not(family):
     graph, at = graph_of(family, NAMES)
     edges = named_edges(graph, at)
+    assert not any(pair & {"b", "c", "d"} for pair in edges)  # no edge touches the unrelated pictures
     small = edges[frozenset(("a_png", "a_small"))]
-    assert "hash" in small["kinds"] and small["mirrored"] is False
-    assert small["phash_distance"] <= MAX_PHASH and small["dhash_distance"] <= MAX_DHASH
+    assert "correlation" in small["kinds"] and small["correlation"] > 0.95
     mirror = edges[frozenset(("a_png", "a_mirror"))]
-    assert mirror["kinds"] == ["hash"] and mirror["mirrored"] is True
-    assert (mirror["phash_distance"], mirror["dhash_distance"]) == (0, 0)
-    identical = edges[frozenset(("a_png", "a_bmp"))]
-    assert set(identical["kinds"]) == {"pixels", "hash"} and identical["phash_distance"] == 0
-    # No edge touches the unrelated pictures.
-    assert not any(pair & {"b", "c", "d"} for pair in edges)
-    groups = graph.components(["hash"])
+    assert mirror["mirrored"] is True and mirror["transform"] == "mirrored"
+    groups = graph.components(["hash", "correlation", "embedding"])
     assert [sorted(g) for g in groups] == [sorted(at[n] for n in ("a_png", "a_bmp", "a_small", "a_mirror"))]
+
+
+def test_a_users_min_cosine_is_a_raw_cosine_threshold(family, embeddings):
+    # b–c have cosine 0.95 in the fake embeddings but are different pictures: at the user's 0.9 they join.
+    names = ["a_png", "b", "c", "d", "a_small"]
+    graph, at = graph_of(family, names, embeddings, min_cosine=0.9)
+    edges = named_edges(graph, at)
+    assert "embedding" in edges[frozenset(("b", "c"))]["kinds"]
+    assert edges[frozenset(("b", "c"))]["cosine"] == pytest.approx(0.95, abs=1e-4)
+    assert frozenset(("c", "d")) not in edges or "embedding" not in edges[frozenset(("c", "d"))]["kinds"]
 
 
 def test_mirror_is_found_only_through_the_mirror_hashes(family):
@@ -130,58 +162,6 @@ def test_hash_thresholds_are_inclusive_of_the_measured_distance(family):
         assert hash_distance_pairs([a, small], p - 1, MAX_DHASH) == {}
 
 
-def test_embedding_edges_above_min_cosine_only(family, embeddings):
-    graph, at = graph_of(family, NAMES, embeddings, min_cosine=0.9)
-    edges = named_edges(graph, at)
-    embedding_edges = {pair: ev for pair, ev in edges.items() if "embedding" in ev["kinds"]}
-    assert set(embedding_edges) == {frozenset(("b", "c"))}  # 0.95 ≥ 0.9; c–d 0.89 and b–d 0.7 are below
-    assert embedding_edges[frozenset(("b", "c"))]["cosine"] == pytest.approx(0.95, abs=1e-4)
-    assert graph.components(["embedding"]) == [sorted([at["b"], at["c"]])]
-
-    lower, at = graph_of(family, NAMES, embeddings, min_cosine=0.85)
-    pairs = {pair for pair, ev in named_edges(lower, at).items() if "embedding" in ev["kinds"]}
-    assert pairs == {frozenset(("b", "c")), frozenset(("c", "d"))}
-    assert [sorted(g) for g in lower.components(["embedding"])] == [sorted([at["b"], at["c"], at["d"]])]
-
-
-def test_hash_edges_carry_cosine_when_both_ends_are_embedded(family, embeddings):
-    graph, at = graph_of(family, NAMES, embeddings, min_cosine=0.9)
-    edges = named_edges(graph, at)
-    small = edges[frozenset(("a_png", "a_small"))]
-    assert small["kinds"] == ["hash"]  # 0.6 is below min_cosine: no embedding edge …
-    assert small["cosine"] == pytest.approx(0.6, abs=1e-4)  # … but the evidence shows it
-    assert "cosine" not in edges[frozenset(("a_png", "a_mirror"))]  # a_mirror has no vector
-
-
-def test_no_embedding_edges_without_threshold_or_vectors(family, embeddings):
-    for graph, _ in (graph_of(family, NAMES, embeddings, None), graph_of(family, NAMES, None, 0.5)):
-        assert all("embedding" not in ev["kinds"] and "cosine" not in ev for ev in graph.edges.values())
-        assert graph.components(["embedding"]) == []
-
-
-def test_components_combine_chosen_kinds(family, embeddings):
-    graph, at = graph_of(family, NAMES, embeddings, min_cosine=0.9)
-    groups = sorted(sorted(g) for g in graph.components(["hash", "embedding"]))
-    assert groups == sorted(
-        [sorted(at[n] for n in ("a_png", "a_bmp", "a_small", "a_mirror")), sorted([at["b"], at["c"]])]
-    )
-    assert graph.components([]) == []
-    assert graph.components(["no-such-kind"]) == []
-
-
-def test_evidence_within_a_group(family, embeddings):
-    graph, at = graph_of(family, NAMES, embeddings, min_cosine=0.9)
-    within = graph.evidence_within([at["a_png"], at["a_bmp"], at["b"]])
-    assert [(a, b) for a, b, _ in within] == [tuple(sorted((at["a_png"], at["a_bmp"])))]
-    assert set(within[0][2]["kinds"]) == {"pixels", "hash"}
-    group = [at[n] for n in ("a_png", "a_bmp", "a_small", "a_mirror")]
-    all_within = graph.evidence_within(group)
-    assert [(a, b) for a, b, _ in all_within] == sorted((a, b) for a, b, _ in all_within)
-    assert all(a in group and b in group for a, b, _ in all_within)
-    assert len(all_within) == 6  # every pair of the four copies is linked by some evidence
-    assert graph.evidence_within([at["b"], at["d"]]) == []
-
-
 def test_add_merges_kinds_and_keeps_first_evidence():
     graph = DuplicateGraph(shas=["x", "y", "z"])
     graph.add(2, 0, "hash", phash_distance=3)
@@ -193,14 +173,3 @@ def test_add_merges_kinds_and_keeps_first_evidence():
 def test_single_image_graph_is_empty(family):
     graph, _ = graph_of(family, ["a_png"])
     assert graph.edges == {} and graph.components(["hash", "pixels"]) == []
-
-
-def test_embedding_edges_carry_rank_and_margin(family, embeddings):
-    # b's nearest neighbour is c (0.95) and c's is b: mutual, with b's margin over its next (d, 0.7) = 0.25.
-    graph, at = graph_of(family, ["b", "c", "d", "a_png"], embeddings, min_cosine=0.9)
-    edge = named_edges(graph, at)[frozenset(("b", "c"))]
-    assert edge["mutual_nearest"] is True
-    assert edge["margin_over_next"] == pytest.approx(0.25, abs=1e-3)
-    # c–d (0.89) would be an edge at a lower threshold, but d is not c's nearest neighbour.
-    graph, at = graph_of(family, ["b", "c", "d", "a_png"], embeddings, min_cosine=0.85)
-    assert named_edges(graph, at)[frozenset(("c", "d"))]["mutual_nearest"] is False

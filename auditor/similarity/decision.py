@@ -1,0 +1,380 @@
+"""The duplicate decision, chosen per dataset, and what it is expected to get right.
+
+A candidate pair is a duplicate when its scaled cosine reaches `min_scaled` (embedding tier) or its aligned
+pixel correlation reaches `min_correlation` (pixel tier); hash matches count on their own only where the
+hash tier proved reliable. The two thresholds are chosen on the dataset itself:
+
+- recall R: the share of calibration copies (made like real leaks, see positives.py) whose own source
+  passes among their candidates;
+- false-match rate N: the share of copies that pass with some *other* image — not counting an image the
+  decision itself calls a duplicate of the copy's source (a dataset with real duplicates must not make
+  its copies look like false matches, which once drove precision estimates to 0 %);
+- flagged F: the share of the dataset's images with a passing partner. With π the share of images that
+  have a duplicate, F = N + π·R·(1 − N), so π and the precision 1 − (1 − π)·N/F follow.
+
+The thresholds maximise the estimated F1 over a grid that includes switching a tier off, so a tier that
+cannot separate copies from other images on this dataset is switched off *and reported as such*, never
+silently clamped. N is estimated with a Jeffreys prior ((hits + ½)/(m + 1)), so a threshold is never
+chosen for a false-match rate of exactly zero that a sample of m copies cannot show; intervals are 95 %
+Jeffreys intervals of R and N carried through. They cover sampling error only, not a difference between
+the calibration copies and the dataset's real duplicates (said in the report).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from auditor.similarity.evidence import Pairs
+
+CORRELATION_GRID = np.round(np.arange(0.80, 0.996, 0.005), 3)
+DEFAULT_SCALED, DEFAULT_CORRELATION = 0.6, 0.95  # only without calibration copies (calibration_images = 0)
+MIN_REFERENCE_RECALL = 0.5  # π is read only at rules that find at least this share of the copies
+REFERENCE_QUANTILE = 0.25  # … at the rule whose π is this quantile of those rules' (see duplicate_share)
+EXCUSE_CORRELATION = 0.95  # a copy's match with an image aligning this well with its source is no false match
+HASH_RELIABLE_SHARE = 0.9  # hash matches count on their own when at least this share is confirmed otherwise
+NO_DUPLICATES_F1 = 0.05  # below this best estimated F1 the dataset shows no duplicates to calibrate on
+QUIET_MIN_RECALL = 0.8  # then: the quietest rule that still finds this share of the copies
+
+
+@dataclass(frozen=True)
+class Rule:
+    min_scaled: float | None  # None: embedding tier not used (unless min_cosine)
+    min_correlation: float | None  # None: pixel tier not used
+    hash_alone: bool = False
+    min_cosine: float | None = None  # the user's own raw-cosine threshold, replacing the scaled one
+
+    @property
+    def uses_embeddings(self) -> bool:
+        return self.min_scaled is not None or self.min_cosine is not None
+
+    def embedding_passes(self, pairs: Pairs) -> np.ndarray:
+        ok = np.zeros(len(pairs), dtype=bool)
+        if self.min_scaled is not None:
+            ok |= pairs.scaled >= self.min_scaled
+        if self.min_cosine is not None:
+            ok |= pairs.cosine >= self.min_cosine
+        return ok
+
+    def passes(self, pairs: Pairs) -> np.ndarray:
+        ok = self.embedding_passes(pairs)
+        if self.min_correlation is not None:
+            ok |= pairs.correlation >= self.min_correlation
+        if self.hash_alone:
+            ok |= pairs.hash_match
+        return ok
+
+
+@dataclass
+class CopySample:
+    """Calibration copies: which dataset node each copies, its kind, and its candidate pairs (query = copy)."""
+
+    source: np.ndarray  # (m,) node of the copy's source
+    kind: list[str]
+    pairs: Pairs
+
+
+@dataclass
+class Estimate:
+    recall: float
+    recall_interval: tuple[float, float]
+    precision: float | None
+    precision_interval: tuple[float, float] | None
+    false_match_rate: float
+    flagged: int
+    population: int
+    duplicate_share: float  # π
+
+    def as_dict(self) -> dict[str, Any]:
+        measured = self.recall == self.recall  # NaN without calibration copies
+        return {
+            "recall": round(self.recall, 3) if measured else None,
+            "recall_interval": [round(v, 3) for v in self.recall_interval] if measured else None,
+            "precision": None if self.precision is None else round(self.precision, 3),
+            "precision_interval": None if self.precision_interval is None else [round(v, 3) for v in self.precision_interval],
+            "false_match_rate": round(self.false_match_rate, 5) if measured else None,
+            "flagged": self.flagged,
+            "images": self.population,
+            "estimated_duplicate_share": round(self.duplicate_share, 4),
+        }
+
+
+@dataclass
+class Choice:
+    rule: Rule
+    near: Estimate
+    f1: float
+    reason: str
+    tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_kind_recall: dict[str, float] = field(default_factory=dict)
+    copies: int = 0
+    reference_rule: Rule | None = None  # where the share of images with a duplicate was measured
+    pi: tuple[float, float, float] | None = None  # that share (estimate, low, high)
+    rules: list[Rule] = field(default_factory=list, repr=False)  # the grid searched
+
+
+def jeffreys(hits: float, total: int, level: float = 0.95) -> tuple[float, float]:
+    """The Jeffreys interval of a proportion (Beta(hits + ½, misses + ½) quantiles)."""
+    from scipy.special import betaincinv  # not scipy.stats: its import alone takes seconds
+
+    if total <= 0:
+        return 0.0, 1.0
+    a, b = hits + 0.5, total - hits + 0.5
+    tail = (1 - level) / 2
+    return (0.0 if hits <= 0 else float(betaincinv(a, b, tail)),
+            1.0 if hits >= total else float(betaincinv(a, b, 1 - tail)))
+
+
+def _node_best(pairs: Pairs, n: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per node: the highest scaled cosine, correlation and whether a hash match, over its pairs (both ends)."""
+    best_s = np.full(n, -np.inf, dtype=np.float32)
+    best_c = np.full(n, -np.inf, dtype=np.float32)
+    has_hash = np.zeros(n, dtype=bool)
+    chosen = np.ones(len(pairs), dtype=bool) if mask is None else mask
+    for end in (pairs.query[chosen], pairs.target[chosen]):
+        np.maximum.at(best_s, end, pairs.scaled[chosen])
+        np.maximum.at(best_c, end, pairs.correlation[chosen])
+        has_hash[end[pairs.hash_match[chosen]]] = True
+    return best_s, best_c, has_hash
+
+
+class Calibrator:
+    """Everything the threshold search needs, precomputed once; `evaluate(rule)` is then cheap."""
+
+    def __init__(self, dataset_pairs: Pairs, n_nodes: int, copies: CopySample, population: np.ndarray | None = None,
+                 partner_ok: np.ndarray | None = None, copy_target_ok: np.ndarray | None = None):
+        """`population`: nodes whose flag rate F is measured (default all); `partner_ok`: which dataset pairs may
+        flag a population node (default all; for leakage, pairs reaching the reference split); `copy_target_ok`:
+        which copy pairs count (default all; for leakage, pairs with reference-split targets)."""
+        self.pairs = dataset_pairs
+        self.n = n_nodes
+        self.population = np.arange(n_nodes) if population is None else np.asarray(population)
+        if partner_ok is None:
+            partner_ok = np.ones(len(dataset_pairs), dtype=bool)
+        in_pop = np.zeros(n_nodes, dtype=bool)
+        in_pop[self.population] = True
+        # Node-level maxima over the pairs that can flag a population node.
+        self.best_s, self.best_c, self.has_hash = _node_best(dataset_pairs, n_nodes, partner_ok)
+        self.best_cos = np.full(n_nodes, -np.inf, dtype=np.float32)
+        for end in (dataset_pairs.query[partner_ok], dataset_pairs.target[partner_ok]):
+            np.maximum.at(self.best_cos, end, dataset_pairs.cosine[partner_ok])
+        self.in_pop = in_pop
+        self.copies = copies
+        cp = copies.pairs
+        copy_ok = np.ones(len(cp), dtype=bool) if copy_target_ok is None else copy_target_ok
+        m = len(copies.source)
+        self.m = m
+        is_source = cp.target == copies.source[cp.query] if len(cp) else np.zeros(0, dtype=bool)
+        self.pos_rows = cp.subset(is_source)
+        null = cp.subset(~is_source & copy_ok)
+        self.null = null
+        # For each null pair (copy q of source s, other image j): the dataset pair (s, j), if it is a candidate.
+        lookup = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(dataset_pairs.query, dataset_pairs.target))}
+        null_src_pair = np.array(
+            [lookup.get((min(s, j), max(s, j)), -1) for s, j in zip(copies.source[null.query], null.target)],
+            dtype=np.int64)
+        # Not a false match: the other image is itself a copy of the copy's source (their thumbnails align
+        # almost perfectly). A fixed, strict test: excusing by the rule being judged would excuse more the
+        # looser the rule, and make loose rules look precise.
+        known = null_src_pair >= 0
+        self.excused = np.zeros(len(null), dtype=bool)
+        self.excused[known] = dataset_pairs.correlation[null_src_pair[known]] >= EXCUSE_CORRELATION
+
+    def evaluate(self, rule: Rule) -> dict[str, Any]:
+        m = self.m
+        pos_pass = np.zeros(m, dtype=bool)
+        pos_pass[self.pos_rows.query[rule.passes(self.pos_rows)]] = True
+        null_pass = rule.passes(self.null)
+        null_hits = np.zeros(m, dtype=bool)
+        null_hits[self.null.query[null_pass & ~self.excused]] = True
+        flagged_nodes = np.zeros(self.n, dtype=bool)
+        if rule.min_scaled is not None:
+            flagged_nodes |= self.best_s >= rule.min_scaled
+        if rule.min_cosine is not None:
+            flagged_nodes |= self.best_cos >= rule.min_cosine
+        if rule.min_correlation is not None:
+            flagged_nodes |= self.best_c >= rule.min_correlation
+        if rule.hash_alone:
+            flagged_nodes |= self.has_hash
+        flagged = int((flagged_nodes & self.in_pop).sum())
+        return {"pos_pass": pos_pass, "null_hits": null_hits, "flagged": flagged}
+
+    def estimate(self, rule: Rule, pi: tuple[float, float, float] | None = None, intervals: bool = True) -> Estimate:
+        """Recall, precision and intervals of `rule`.
+
+        `pi`: (estimate, low, high) of the share of population images that have a duplicate, measured at the
+        reference rule (see `duplicate_share`). Precision is then π·R/F: the flags duplicates explain over all
+        flags, so every flag beyond what the duplicates explain counts as false, whatever its cause; the
+        copies' own false-match rate is not needed (copies are cleaner than the dataset's images and would
+        understate it). Without `pi`: π from this rule's own flag rate (only sound for a strict rule)."""
+        result = self.evaluate(rule)
+        m, population = self.m, len(self.population)
+        hits_r, hits_n = int(result["pos_pass"].sum()), int(result["null_hits"].sum())
+        recall = hits_r / m if m else float("nan")
+        false_rate = (hits_n + 0.5) / (m + 1)
+        flagged = result["flagged"]
+        if not m:
+            return Estimate(recall=recall, recall_interval=(0.0, 1.0), precision=None, precision_interval=None,
+                            false_match_rate=float("nan"), flagged=flagged, population=population,
+                            duplicate_share=0.0)
+        share_flagged = flagged / population if population else 0.0
+        if pi is None:
+            value = _share(share_flagged, false_rate, recall)
+            pi = (value, value, value)
+        precision = precision_interval = None
+        if flagged:
+            precision = float(np.clip(pi[0] * recall / share_flagged, 0.0, 1.0))
+            if intervals:
+                low_r, high_r = jeffreys(hits_r, m)
+                precision_interval = (float(np.clip(pi[1] * low_r / share_flagged, 0.0, 1.0)),
+                                      float(np.clip(pi[2] * high_r / share_flagged, 0.0, 1.0)))
+        return Estimate(recall=recall, recall_interval=jeffreys(hits_r, m) if intervals else (recall, recall),
+                        precision=precision, precision_interval=precision_interval, false_match_rate=false_rate,
+                        flagged=flagged, population=population, duplicate_share=pi[0])
+
+    def duplicate_share(self, rules: list[Rule]) -> tuple[tuple[float, float, float], Rule | None]:
+        """π, the share of population images with a duplicate, and the rule it was read at.
+
+        F = N + π·R·(1 − N) at every rule; where false matches are rare, (F − N) / (R·(1 − N)) is π, and
+        where they are not, it is larger. So π is read low among rules that still find at least half the
+        copies (fewer: too noisy) and show no false match among them. Its interval follows from the binomial
+        intervals of F and R there."""
+        population = len(self.population)
+        candidates = []  # (π at the rule, no false match among the copies, rule)
+        for rule in rules:
+            result = self.evaluate(rule)
+            recall = result["pos_pass"].mean() if self.m else 0.0
+            if recall < MIN_REFERENCE_RECALL or not population:
+                continue
+            false_rate = (result["null_hits"].sum() + 0.5) / (self.m + 1)
+            value = _share(result["flagged"] / population, false_rate, recall)
+            candidates.append((value, not result["null_hits"].any(), rule))
+        if not candidates:
+            return (0.0, 0.0, 0.0), None
+        # Rules where the copies show no false match; a low quantile rather than the minimum, which would
+        # pick the luckiest of many noisy ratios and understate π.
+        clean = [c for c in candidates if c[1]] or candidates
+        values = np.array([c[0] for c in clean])
+        target = float(np.quantile(values, REFERENCE_QUANTILE))
+        value, _clean, rule = min(clean, key=lambda c: abs(c[0] - target))
+        result = self.evaluate(rule)
+        hits_r, flagged = int(result["pos_pass"].sum()), result["flagged"]
+        low_r, high_r = jeffreys(hits_r, self.m)
+        low_f, high_f = jeffreys(flagged, population)
+        return (value, float(np.clip(low_f / max(high_r, 1e-9), 0, 1)), float(np.clip(high_f / max(low_r, 1e-9), 0, 1))), rule
+
+    def per_kind_recall(self, rule: Rule) -> dict[str, float]:
+        passed = self.evaluate(rule)["pos_pass"]
+        kinds = np.array(self.copies.kind)
+        return {kind: round(float(passed[kinds == kind].mean()), 3) for kind in sorted(set(self.copies.kind))}
+
+
+def _share(flagged_share: float, false_rate: float, recall: float) -> float:
+    """π from F = N + π·R·(1 − N)."""
+    denominator = recall * (1 - false_rate)
+    return float(np.clip((flagged_share - false_rate) / denominator, 0.0, 1.0)) if denominator > 0 else 0.0
+
+
+def _f1(estimate: Estimate) -> float:
+    p, r = estimate.precision or 0.0, estimate.recall
+    return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+
+def scaled_grid(calibrator: Calibrator) -> np.ndarray:
+    """Candidate scaled-cosine thresholds: quantiles of the copies' own and other-image evidence."""
+    values = np.concatenate([calibrator.pos_rows.scaled, calibrator.null.scaled])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return np.zeros(0)
+    return np.unique(np.round(np.quantile(values, np.linspace(0.3, 1.0, 60)), 3))
+
+
+def choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: float | None = None,
+                fixed_correlation: float | None = None) -> Choice:
+    """The rule with the best estimated F1 (tiers may be off). `fixed_cosine`: the user's raw-cosine
+    threshold for the embedding tier; `fixed_correlation`: the user's pixel-tier threshold."""
+    if calibrator.m == 0:
+        rule = Rule(DEFAULT_SCALED if has_embeddings and fixed_cosine is None else None,
+                    DEFAULT_CORRELATION if fixed_correlation is None else fixed_correlation,
+                    min_cosine=fixed_cosine if has_embeddings else None)
+        return Choice(rule=rule, near=calibrator.estimate(rule), f1=float("nan"), copies=0,
+                      reason="no calibration copies (calibration_images = 0): default thresholds, quality not measured",
+                      tiers=_tiers(calibrator, rule, has_embeddings))
+    scaled_options: list[float | None] = [None]
+    if has_embeddings and fixed_cosine is None:
+        scaled_options += [float(v) for v in scaled_grid(calibrator)]
+    corr_options: list[float | None] = [None] + ([float(v) for v in CORRELATION_GRID] if fixed_correlation is None
+                                                 else [fixed_correlation])
+    if fixed_correlation is not None:
+        corr_options = [fixed_correlation]
+    rules = [Rule(s, c, min_cosine=fixed_cosine if has_embeddings else None)
+             for s in scaled_options for c in corr_options
+             if not (s is None and c is None and (fixed_cosine is None or not has_embeddings))]
+    # π, the share of images with a duplicate, is measured once (where flags are least inflated by false
+    # matches); at looser rules F grows with false matches, which then count against precision.
+    pi, reference = calibrator.duplicate_share(rules)
+    best: tuple | None = None
+    table = []
+    for rule in rules:
+        est = calibrator.estimate(rule, pi, intervals=False)
+        f1 = _f1(est)
+        table.append((rule, est, f1))
+        key = (round(f1, 4), est.recall, -(est.false_match_rate))
+        if best is None or key > best[0]:
+            best = (key, rule, est, f1)
+    if best is None:
+        rule = Rule(None, None)
+        est = calibrator.estimate(rule)
+        return Choice(rule=rule, near=est, f1=0.0, reason="no evidence to decide on", copies=calibrator.m)
+    _key, rule, est, f1 = best
+    reason = f"best estimated F1 ({f1:.2f}) on {calibrator.m} calibration copies"
+    if f1 < NO_DUPLICATES_F1:
+        # No duplicates show, so every flag would be false: of the rules that still find most copies, the one
+        # flagging fewest images (then the most sensitive of those).
+        sensitive = [(r, e) for r, e, _f in table if e.recall >= QUIET_MIN_RECALL] or [(r, e) for r, e, _f in table]
+        rule, est = min(sensitive, key=lambda item: (item[1].flagged, -item[1].recall))
+        reason = ("the dataset shows almost no duplicates: the rule that flags fewest images while finding "
+                  f"{QUIET_MIN_RECALL:.0%} or more of {calibrator.m} calibration copies")
+    choice = Choice(rule=rule, near=calibrator.estimate(rule, pi), f1=f1, reason=reason, copies=calibrator.m,
+                    reference_rule=reference, pi=pi, rules=rules)
+    choice.per_kind_recall = calibrator.per_kind_recall(rule)
+    choice.tiers = _tiers(calibrator, rule, has_embeddings)
+    return choice
+
+
+def _tiers(calibrator: Calibrator, rule: Rule, has_embeddings: bool) -> dict[str, dict[str, Any]]:
+    """Each tier alone: its recall on the copies and whether the decision uses it (and why not)."""
+    tiers: dict[str, dict[str, Any]] = {}
+    embedding_threshold = rule.min_scaled if rule.min_scaled is not None else rule.min_cosine
+    for name, alone, threshold in (("embedding", Rule(rule.min_scaled, None, min_cosine=rule.min_cosine),
+                                    embedding_threshold),
+                                   ("pixels", Rule(None, rule.min_correlation), rule.min_correlation)):
+        if name == "embedding" and not has_embeddings:
+            tiers[name] = {"used": False, "reliable": False, "note": "no embeddings"}
+            continue
+        if threshold is None:
+            tiers[name] = {"used": False, "reliable": False,
+                           "note": "switched off: at any threshold it adds more false matches than duplicates here"}
+            continue
+        est = calibrator.estimate(alone)
+        measure = ("correlation" if name == "pixels" else "cosine" if rule.min_cosine is not None else "scaled_cosine")
+        tiers[name] = {"used": True, "reliable": True, "measure": measure, "threshold": threshold,
+                       "recall_alone": round(est.recall, 3) if calibrator.m else None,
+                       "false_match_rate_alone": round(est.false_match_rate, 5) if calibrator.m else None}
+    return tiers
+
+
+def hash_reliability(pairs: Pairs, accepted: np.ndarray) -> dict[str, Any]:
+    """Share of the dataset's hash matches that another tier confirms; hash matches alone count only when
+    nearly all are confirmed (on low-detail images, e.g. 32 px photos, perceptual hashes collide)."""
+    matches = int(pairs.hash_match.sum())
+    confirmed = int((pairs.hash_match & accepted).sum())
+    share = confirmed / matches if matches else None
+    reliable = share is not None and share >= HASH_RELIABLE_SHARE
+    note = ("no hash matches" if not matches else
+            f"{confirmed} of {matches} hash matches confirmed by pixels or embeddings"
+            + ("" if reliable else "; hash matches alone are not counted: perceptual hashes collide on this dataset"))
+    return {"used": reliable, "reliable": reliable, "matches": matches, "confirmed": confirmed,
+            "confirmed_share": None if share is None else round(share, 3), "note": note}

@@ -1,0 +1,47 @@
+"""The duplicate decision in words and numbers, for the checks that report it (near_duplicates, leakage)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def decision_text(ctx) -> str:
+    """The rule in words, e.g. "scaled cosine ≥ 0.61 or aligned pixel correlation ≥ 0.890"."""
+    rule = ctx.duplicate_decision.rule
+    parts = []
+    if rule.min_scaled is not None:
+        parts.append(f"scaled cosine ≥ {rule.min_scaled:.2f}")
+    if rule.min_cosine is not None:
+        parts.append(f"cosine ≥ {rule.min_cosine:.3f}")
+    if rule.min_correlation is not None:
+        parts.append(f"aligned pixel correlation ≥ {rule.min_correlation:.3f}")
+    if rule.hash_alone:
+        parts.append(f"pHash ≤ {ctx.config.max_phash_distance} and dHash ≤ {ctx.config.max_dhash_distance} "
+                     "(any rotation or mirroring)")
+    return " or ".join(parts) or "identical pixels only"
+
+
+def interval_text(value: float | None, interval: list | tuple | None) -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:.0%}"
+    return text + (f" [{interval[0]:.0%}, {interval[1]:.0%}]" if interval else "")
+
+
+def detection_quality(ctx, estimate) -> dict[str, Any]:
+    """Estimated recall and precision of the decision, with 95 % intervals and how they were measured."""
+    decision = ctx.duplicate_decision
+    quality = estimate.as_dict()
+    quality.update({
+        "estimated_precision": quality["precision"],  # the key older reports used
+        "calibration_images": ctx.calibration.sample_images,
+        "calibration_copies": decision.choice.copies,
+        "per_transform": decision.choice.per_kind_recall,
+        "method": "copies of the dataset's own images made like real leaks (same shot re-processed: crop, shift, "
+                  "rescale, colour, JPEG; rotations; grey) give recall; the copies' matches with other images "
+                  "(not counting images the decision calls duplicates of the source) give the false-match rate; "
+                  "precision = 1 - (1 - duplicate share) x false-match rate / flagged share",
+        "caveat": "95 % intervals cover the sampling error of the calibration copies only; real duplicates "
+                  "processed unlike the copies are found less or more often",
+    })
+    return quality

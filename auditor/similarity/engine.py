@@ -1,0 +1,116 @@
+"""The whole near-duplicate decision over arrays: search the dataset and the calibration copies, choose the
+rule on the dataset itself, accept pairs, form groups that do not chain, estimate leak detection quality.
+
+Pure: numpy arrays in (unit embeddings, grey thumbnails, which nodes are in the reference split, the
+calibration copies' embeddings and thumbnails), a `DuplicateDecision` out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from auditor.similarity import evidence as ev
+from auditor.similarity.decision import Calibrator, Choice, CopySample, Estimate, Rule, choose_rule, hash_reliability
+from auditor.similarity.groups import clique_groups
+
+VARIANT_NAMES = ["as is", "rotated 90°", "rotated 180°", "rotated 270°",
+                 "mirrored", "mirrored, rotated 90°", "mirrored, rotated 180°", "mirrored, rotated 270°"]
+
+
+@dataclass
+class DuplicateDecision:
+    data: ev.Dataset
+    pairs: ev.Pairs  # every candidate pair of dataset nodes (a < b), with evidence
+    accepted: np.ndarray  # bool per pair
+    choice: Choice
+    hash_tier: dict[str, Any]
+    leak: Estimate | None
+    groups: list[list[int]] = field(default_factory=list)  # node groups, every two members duplicates
+
+    @property
+    def rule(self) -> Rule:
+        return self.choice.rule
+
+    def edge_evidence(self, k: int) -> dict[str, Any]:
+        p = self.pairs
+        kinds = []
+        if self.rule.embedding_passes(p.subset(np.array([k])))[0]:
+            kinds.append("embedding")
+        if self.rule.min_correlation is not None and p.correlation[k] >= self.rule.min_correlation:
+            kinds.append("correlation")
+        if p.hash_match[k] and (self.rule.hash_alone or kinds):
+            kinds.append("hash")
+        out: dict[str, Any] = {"kinds": kinds, "correlation": round(float(p.correlation[k]), 4),
+                               "transform": VARIANT_NAMES[int(p.variant[k])],
+                               "mirrored": bool(int(p.variant[k]) >= 4)}
+        if self.data.unit is not None:
+            out["cosine"] = round(float(p.cosine[k]), 4)
+            out["scaled_cosine"] = round(float(p.scaled[k]), 4)
+        if p.hash_match[k]:
+            out["phash_distance"] = int(p.phash_distance[k])
+            out["dhash_distance"] = int(p.dhash_distance[k])
+        return out
+
+    def judge(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The rule applied to node pairs that were not candidates (for splitting chains into cliques)."""
+        return self.rule.passes(pair_evidence(self.data, a, b))
+
+
+def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray) -> ev.Pairs:
+    """Evidence for arbitrary node pairs (every variant of the pixel tier tried)."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    cosine = np.zeros(len(a), dtype=np.float32)
+    scaled = np.zeros(len(a), dtype=np.float32)
+    if data.unit is not None:
+        cosine = np.einsum("ij,ij->i", data.unit[a], data.unit[b]).astype(np.float32)
+        scaled = ev.scaled_cosine(cosine, data.background[a], data.background[b]).astype(np.float32)
+    rank = np.zeros(len(a), dtype=np.int64)  # as if nearest: all 8 variants
+    correlation, variant = ev._best_correlation(data.thumbs[a], data.thumbs[b], rank, np.full(len(a), -1))
+    none = np.full(len(a), 99, dtype=np.int64)
+    return ev.Pairs(query=a, target=b, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
+                    variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none, dhash_distance=none)
+
+
+def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | None, held_out: np.ndarray | None,
+           copy_unit: np.ndarray | None, copy_thumbs: np.ndarray, copy_source: np.ndarray, copy_kind: list[str],
+           max_phash: int, max_dhash: int, fixed_cosine: float | None = None,
+           fixed_correlation: float | None = None) -> DuplicateDecision:
+    """reference / held_out: bool per node (a node can be both: the same file in two splits), or None."""
+    n = len(thumbs)
+    data = ev.make_dataset(unit, thumbs)
+    pairs = ev.unordered(ev.search(data, unit, data.thumbs, max_phash, max_dhash, self_nodes=np.arange(n)))
+    copy_pairs = ev.search(data, copy_unit, copy_thumbs, max_phash, max_dhash)
+    copies = CopySample(source=np.asarray(copy_source, dtype=np.int64), kind=list(copy_kind), pairs=copy_pairs)
+    calibrator = Calibrator(pairs, n, copies)
+    choice = choose_rule(calibrator, unit is not None, fixed_cosine, fixed_correlation)
+    accepted = choice.rule.passes(pairs)
+    hash_tier = hash_reliability(pairs, accepted)
+    if hash_tier["reliable"]:
+        rule = dataclasses.replace(choice.rule, hash_alone=True)
+        choice = dataclasses.replace(choice, rule=rule, near=calibrator.estimate(rule, choice.pi),
+                                     per_kind_recall=calibrator.per_kind_recall(rule))
+        accepted = rule.passes(pairs)
+    choice.tiers["hash"] = hash_tier
+    leak = None
+    if reference is not None and held_out is not None and reference.any() and held_out.any():
+        leak = _leak_estimate(pairs, n, copies, reference, held_out, choice.rule, choice.rules)
+    decision = DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak)
+    edges = np.stack([pairs.query[accepted], pairs.target[accepted]], axis=1) if accepted.any() else np.zeros((0, 2), np.int64)
+    decision.groups = clique_groups(n, edges, decision.judge)
+    return decision
+
+
+def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.ndarray, held_out: np.ndarray,
+                   rule: Rule, rules: list[Rule]) -> Estimate:
+    """Recall and precision of "this held-out image has a duplicate in the reference split"."""
+    crosses = (held_out[pairs.query] & reference[pairs.target]) | (held_out[pairs.target] & reference[pairs.query])
+    copy_ok = reference[copies.pairs.target] if len(copies.pairs) else np.zeros(0, dtype=bool)
+    calibrator = Calibrator(pairs, n, copies, population=np.flatnonzero(held_out & ~reference), partner_ok=crosses,
+                            copy_target_ok=copy_ok)
+    grid = [dataclasses.replace(r, hash_alone=rule.hash_alone) for r in rules] + [rule]
+    pi, _reference = calibrator.duplicate_share(grid)
+    return calibrator.estimate(rule, pi)

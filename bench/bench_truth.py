@@ -1,0 +1,218 @@
+"""Is what the audit says about leaks and label noise true? Planted truth on real photos, end to end.
+
+    python bench/bench_truth.py [--quick] [--work /tmp/auditor_truth] [--cache-dir DIR] [--rows a,b,…]
+
+Builds the truth datasets (see bench/truth_data.py) from ../shared/datasets, runs the audit through the
+CLI on each (`auditor audit --checks exact_duplicates,near_duplicates,leakage,label_conflicts,label_issues`,
+EfficientNet-Lite0, offline), reads report.json and prints one row per dataset:
+
+- leak recall / precision: held-out images the audit reports as having a train duplicate (the held-out
+  members of `leakage` findings) against the truth (planted copies + genuine duplicates checked by eye);
+- the audit's own estimate of them (leakage `detection_quality`, with its interval when it gives one;
+  older reports: near_duplicates' estimated recall / precision);
+- label noise: label_issues' `estimated_noise_percent` against the planted flip rate;
+- seconds for the whole CLI run (start-up included; embeddings are cached across rows of one variant,
+  so the first row of each variant pays for embedding it).
+
+Rows (--quick keeps the first of each kind): native cats/dogs and hymenoptera photos, the same squared down
+to 64 px and 32 px (JPEG q75), sklearn's digits upscaled to 32 px (another domain), each with planted
+same-shot leaks at 2 % and 10 % of the held-out images; a 25-image set (10 photos, 12 copies, 3 others);
+label flips at 2/5/10 % on native cats/dogs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import truth_data as td  # noqa: E402
+
+CHECKS = "exact_duplicates,near_duplicates,leakage,label_conflicts,label_issues"
+# Genuine cross-split duplicates already in the shared data, checked by eye (paths inside each dataset).
+GENUINE = REPO / "bench" / "truth_genuine_duplicates.json"
+
+
+def genuine_leaks(dataset: str) -> set[str]:
+    """Held-out photos of `dataset` with a genuine train duplicate (native file names)."""
+    if not GENUINE.exists():
+        return set()
+    listed = json.loads(GENUINE.read_text()).get(dataset, [])
+    return {entry["held_out"] for entry in listed}
+
+
+def build_rows(shared: Path, work: Path, quick: bool) -> list[td.Row]:
+    rows: list[td.Row] = []
+    pools = work / "pool"
+    manifests = work / "rows"
+    specs = [("cats_and_dogs_filtered", "cd", None), ("cats_and_dogs_filtered", "cd", 64),
+             ("cats_and_dogs_filtered", "cd", 32), ("hymenoptera_data", "hy", None)]
+    for dataset, short, side in specs:
+        variant = f"{short}_{side or 'native'}"
+        pool = pools / variant
+        photos = td.build_pool(shared / dataset, pool, side, skip={"imageNotFound.gif"})
+        genuine = genuine_leaks(dataset)
+        genuine_rel = {rel for rel, _s, _l, native in photos if native.relative_to(shared / dataset).as_posix() in genuine}
+        base = [(rel, label, split) for rel, split, label, _native in photos]
+        held_out = sum(1 for r in base if r[2] != "train")
+        for rate in (0.02, 0.10):
+            if quick and rate != 0.10:
+                continue
+            count = max(1, int(round(rate * held_out)))
+            planted = td.plant_leaks(pool, photos, count, side, seed=0)
+            row = td.Row(name=f"{variant} leaks {rate:.0%}", variant=variant,
+                         manifest=manifests / f"{variant}_leak{int(rate * 100):02d}.csv")
+            entries = base + [(p, label, split) for p, label, split, _src in planted]
+            td.write_manifest(row.manifest, entries)
+            row.leaked = {p for p, *_ in planted} | genuine_rel
+            row.pairs = [(p, src) for p, _label, _split, src in planted]
+            row.planted, row.images, row.held_out = count, len(entries), held_out + count
+            td.save_truth(row)
+            rows.append(row)
+        if dataset == "cats_and_dogs_filtered" and side is None:
+            for rate in (0.02, 0.05, 0.10):
+                if quick and rate != 0.05:
+                    continue
+                entries, flipped = td.flip_labels(base, rate, seed=1)
+                row = td.Row(name=f"{variant} labels {rate:.0%} flipped", variant=variant,
+                             manifest=manifests / f"{variant}_flip{int(rate * 100):02d}.csv")
+                td.write_manifest(row.manifest, entries)
+                row.leaked, row.flipped, row.images, row.held_out = genuine_rel, flipped, len(entries), held_out
+                td.save_truth(row)
+                rows.append(row)
+    # Another domain: sklearn digits, 8×8 upscaled to 32 px.
+    pool = pools / "digits_32"
+    photos = td.digits_pool(pool)
+    base = [(rel, label, split) for rel, split, label, _n in photos]
+    held_out = sum(1 for r in base if r[2] != "train")
+    for rate in (0.02, 0.10):
+        if quick:
+            break
+        count = max(1, int(round(rate * held_out)))
+        planted = td.plant_digit_leaks(pool, photos, count, seed=0)
+        row = td.Row(name=f"digits_32 leaks {rate:.0%}", variant="digits_32",
+                     manifest=manifests / f"digits_32_leak{int(rate * 100):02d}.csv")
+        entries = base + [(p, label, split) for p, label, split, _src in planted]
+        td.write_manifest(row.manifest, entries)
+        row.leaked, row.planted, row.images, row.held_out = {p for p, *_ in planted}, count, len(entries), held_out + count
+        row.pairs = [(p, src) for p, _label, _split, src in planted]
+        td.save_truth(row)
+        rows.append(row)
+    # The 25-image set.
+    pool = pools / "tiny25"
+    entries, leaked, pairs = td.tiny_set(shared, pool, seed=0)
+    row = td.Row(name="tiny 25 images", variant="tiny25", manifest=manifests / "tiny25.csv")
+    td.write_manifest(row.manifest, entries)
+    row.leaked, row.planted, row.images, row.pairs = leaked, len(leaked), len(entries), pairs
+    row.held_out = sum(1 for e in entries if e[2] != "train")
+    td.save_truth(row)
+    rows.append(row)
+    return rows
+
+
+def run_audit(row: td.Row, work: Path, cache_dir: Path, python: str) -> tuple[dict, float]:
+    out = work / "reports" / row.manifest.stem
+    command = [python, "-m", "auditor", "audit", str(work / "pool" / row.variant), "--manifest", str(row.manifest),
+               "--checks", CHECKS, "--backbone", "efficientnet-lite0", "--offline", "--cache-dir", str(cache_dir),
+               "--out", str(out), "--format", "json", "--exit-zero", "--quiet", "--seed", "0"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"audit failed on {row.name} (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads((out / "report.json").read_text()), seconds
+
+
+def check(report: dict, check_id: str) -> dict:
+    return next((c for c in report["checks"] if c["id"] == check_id), {})
+
+
+def flagged_leaks(report: dict) -> set[str]:
+    """Held-out images the audit says have a train duplicate."""
+    leakage = check(report, "leakage")
+    listed = leakage.get("metrics", {}).get("leaked_paths")
+    if listed is not None:
+        return set(listed)
+    found = set()
+    for finding in leakage.get("findings", []):
+        for member in finding.get("evidence", {}).get("members", []):
+            if member["split"] != "train":
+                found.add(member["path"])
+    return found
+
+
+def estimates(report: dict) -> dict:
+    quality = check(report, "leakage").get("metrics", {}).get("detection_quality")
+    if quality:
+        return quality
+    old = check(report, "near_duplicates").get("metrics", {}).get("detection_quality", {})
+    return {"recall": old.get("recall"), "precision": old.get("estimated_precision")}
+
+
+def fmt(value, interval=None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = f"{value:.2f}"
+    if interval:
+        text += f" [{interval[0]:.2f}, {interval[1]:.2f}]"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=REPO.parent.parent / "shared" / "datasets"
+                        if not (REPO.parent / "shared").exists() else REPO.parent / "shared" / "datasets")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/auditor_truth"))
+    parser.add_argument("--cache-dir", type=Path, default=None, help="default: WORK/cache")
+    parser.add_argument("--quick", action="store_true", help="one row of each kind")
+    parser.add_argument("--rows", default="", help="comma list of substrings: only rows whose name contains one")
+    parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
+    args = parser.parse_args()
+    if not args.shared.is_dir():
+        raise SystemExit(f"no shared datasets at {args.shared}; pass --shared")
+    cache_dir = args.cache_dir or args.work / "cache"
+    rows = build_rows(args.shared, args.work, args.quick)
+    if args.rows:
+        wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
+        rows = [r for r in rows if any(w in r.name for w in wanted)]
+    header = ["row", "images", "held-out", "true leaks", "flagged", "leak recall", "leak precision",
+              "est. recall [interval]", "est. precision [interval]", "decision", "noise est. % (planted)", "s"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    table = []
+    for row in rows:
+        report, seconds = run_audit(row, args.work, cache_dir, sys.executable)
+        flagged = flagged_leaks(report)
+        hits = len(flagged & row.leaked)
+        recall = hits / len(row.leaked) if row.leaked else float("nan")
+        precision = hits / len(flagged) if flagged else float("nan")
+        est = estimates(report)
+        noise = check(report, "label_issues").get("metrics", {}).get("estimated_noise_percent")
+        planted_noise = 100.0 * len(row.flipped) / row.images
+        decision = check(report, "leakage").get("metrics", {}).get("decision") or check(
+            report, "near_duplicates").get("metrics", {}).get("thresholds", {}).get("min_cosine")
+        line = [row.name, str(row.images), str(row.held_out), str(len(row.leaked)), str(len(flagged)),
+                fmt(recall), fmt(precision), fmt(est.get("recall"), est.get("recall_interval")),
+                fmt(est.get("precision"), est.get("precision_interval")),
+                str(decision) if not isinstance(decision, dict) else decision.get("summary", ""),
+                f"{noise if noise is not None else '–'} ({planted_noise:.1f})", f"{seconds:.0f}"]
+        print("| " + " | ".join(line) + " |", flush=True)
+        table.append({"row": row.name, "images": row.images, "held_out": row.held_out, "true_leaks": len(row.leaked),
+                      "flagged": len(flagged), "hits": hits, "recall": recall, "precision": precision,
+                      "estimate": est, "noise_estimate": noise, "planted_noise": planted_noise, "seconds": seconds,
+                      "missed": sorted(row.leaked - flagged), "false": sorted(flagged - row.leaked)})
+    if args.json:
+        args.json.write_text(json.dumps(table, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""Truth datasets for `bench_truth.py`: real photos at several sizes with planted leaks and label flips.
+
+Everything is built under one work folder from `../shared/datasets` (read-only) and is deterministic
+for a seed, so re-runs reuse both the files and auditor's cache. Layout:
+
+    WORK/pool/<variant>/orig/<split>/<label>/<name>       the dataset's own photos (native, or 32/64 px)
+    WORK/pool/<variant>/planted/<label>/leak_NNNN.jpg      same-shot copies of train photos
+    WORK/rows/<row>.csv                                    manifests (path,label,split) relative to the pool
+    WORK/rows/<row>.truth.json                             which held-out paths truly leak, which labels flipped
+
+The planted copies are made here, independently of auditor's own calibration transforms, and from the
+*native* photo before downscaling (the way "same shot, different post-processing" duplicates arise in
+published small-image datasets): crop 5–20 % at a random offset (a shift), rescale, colour, contrast and
+saturation jitter, a per-channel colour cast, optional mirror, JPEG quality 50–90. A share are rotated by
+90/180/270 degrees or turned grey instead of mirrored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageOps
+
+SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
+
+
+@dataclass
+class Row:
+    name: str
+    variant: str  # pool folder
+    manifest: Path
+    leaked: set[str] = field(default_factory=set)  # held-out paths that truly have a train duplicate
+    planted: int = 0
+    flipped: set[str] = field(default_factory=set)  # paths whose label was changed
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (held-out copy, its train source)
+    images: int = 0
+    held_out: int = 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Transforms (the bench's own; auditor never imports this file)
+# ------------------------------------------------------------------------------------------------
+
+
+def jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=int(quality))
+    return buffer.getvalue()
+
+
+def same_shot(image: Image.Image, rng: np.random.Generator, kind: str) -> Image.Image:
+    """One post-processing of the same shot: crop + shift, rescale, colour jitter, mirror/rotate/grey."""
+    image = image.convert("RGB")
+    w, h = image.size
+    keep = 1.0 - rng.uniform(0.05, 0.20)
+    cw, ch = max(1, int(round(w * keep))), max(1, int(round(h * keep * rng.uniform(0.97, 1.03))))
+    ch = min(ch, h)
+    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    image = image.crop((x0, y0, x0 + cw, y0 + ch))
+    scale = rng.uniform(0.6, 1.0)
+    image = image.resize((max(8, int(cw * scale)), max(8, int(ch * scale))), Image.Resampling.BICUBIC)
+    image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.8, 1.2))
+    image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.8, 1.2))
+    image = ImageEnhance.Color(image).enhance(rng.uniform(0.7, 1.3))
+    gains = rng.uniform(0.92, 1.08, size=3)
+    array = np.clip(np.asarray(image, dtype=np.float32) * gains, 0, 255).astype(np.uint8)
+    image = Image.fromarray(array)
+    if kind == "rotate":
+        image = image.rotate(int(rng.choice([90, 180, 270])), expand=True)
+    elif kind == "grey":
+        image = ImageOps.grayscale(image).convert("RGB")
+    elif rng.random() < 0.3:
+        image = ImageOps.mirror(image)
+    return image
+
+
+def leak_kind(i: int) -> str:
+    """8 of 10 plain same-shot copies, 1 rotated, 1 grey (deterministic by position)."""
+    return {3: "rotate", 7: "grey"}.get(i % 10, "plain")
+
+
+def square_small(image: Image.Image, side: int) -> Image.Image:
+    """Centre square crop, then down to side × side (how CIFAR-like sets are made)."""
+    image = image.convert("RGB")
+    s = min(image.size)
+    left, top = (image.width - s) // 2, (image.height - s) // 2
+    return image.crop((left, top, left + s, top + s)).resize((side, side), Image.Resampling.LANCZOS)
+
+
+def finish(image: Image.Image, side: int | None, quality: int) -> bytes:
+    """The bytes of a file of this variant: native size, or squared down to `side` px."""
+    if side is not None:
+        image = square_small(image, side)
+    return jpeg(image, quality)
+
+
+# ------------------------------------------------------------------------------------------------
+# Building
+# ------------------------------------------------------------------------------------------------
+
+
+def list_photos(root: Path) -> list[tuple[str, str, Path]]:
+    """(split, label, path) for split/label/file layouts; 'validation' and 'val' become 'val'."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in SUFFIXES and path.is_file():
+            split, label = path.relative_to(root).parts[:2]
+            found.append(("val" if split in ("validation", "val") else split, label, path))
+    return found
+
+
+def _write(path: Path, data: bytes) -> None:
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def build_pool(shared_dataset: Path, pool: Path, side: int | None, skip: set[str] = frozenset()) -> list[tuple[str, str, str, Path]]:
+    """The variant's own photos: (relative path, split, label, native source). `skip`: names left out
+    (the one GIF placeholder in hymenoptera, which is not a photo)."""
+    rows = []
+    for split, label, path in list_photos(shared_dataset):
+        if path.name in skip:
+            continue
+        name = path.stem + ".jpg"
+        rel = f"orig/{split}/{label}/{name}"
+        if side is None:
+            rel = f"orig/{split}/{label}/{path.name}"
+            _link_or_copy(path, pool / rel)
+        elif not (pool / rel).exists():
+            _write(pool / rel, finish(Image.open(path), side, 75))
+        rows.append((rel, split, label, path))
+    return rows
+
+
+def plant_leaks(pool: Path, photos: list[tuple[str, str, str, Path]], count: int, side: int | None,
+                seed: int) -> list[tuple[str, str, str, str]]:
+    """`count` same-shot copies of distinct train photos into the held-out split: (path, label, 'val', source path).
+    The first n copies for a smaller count are the same files (cache reuse across rates)."""
+    rng = np.random.default_rng(seed)
+    train = [p for p in photos if p[1] == "train"]
+    order = rng.permutation(len(train))
+    planted = []
+    for i in range(count):
+        rel, _split, label, native = train[order[i]]
+        name = f"planted/{label}/leak_{i:04d}.jpg"
+        if not (pool / name).exists():
+            local = np.random.default_rng([seed, i])
+            copy = same_shot(Image.open(native), local, leak_kind(i))
+            _write(pool / name, finish(copy, side, int(local.integers(50, 91))))
+        planted.append((name, label, "val", rel))
+    return planted
+
+
+def write_manifest(path: Path, rows: list[tuple[str, str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "split"])
+        writer.writerows(rows)
+
+
+def tiny_set(shared: Path, pool: Path, seed: int) -> tuple[list[tuple[str, str, str]], set[str], list[tuple[str, str]]]:
+    """25 images: 10 photos in train; in val, 12 copies of them (flip, resize, rotations, grey, PNG,
+    WebP, same-shot) and 3 unrelated photos."""
+    photos = [p for p in list_photos(shared / "hymenoptera_data") if p[2].suffix.lower() == ".jpg"]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(photos))
+    originals, unrelated = [photos[i] for i in order[:10]], [photos[i] for i in order[10:13]]
+    rows, leaked, pairs = [], set(), []
+    for i, (_split, label, path) in enumerate(originals):
+        rel = f"train/{label}/photo_{i:02d}.jpg"
+        _link_or_copy(path, pool / rel)
+        rows.append((rel, label, "train"))
+    copies = [
+        ("hflip", lambda im: (ImageOps.mirror(im), "jpg")),
+        ("half_size", lambda im: (im.resize((im.width // 2, im.height // 2), Image.Resampling.BILINEAR), "jpg")),
+        ("rot90", lambda im: (im.rotate(90, expand=True), "jpg")),
+        ("rot180", lambda im: (im.rotate(180), "jpg")),
+        ("grey", lambda im: (ImageOps.grayscale(im), "jpg")),
+        ("png", lambda im: (im, "png")),
+        ("webp", lambda im: (im, "webp")),
+        ("same_shot", lambda im: (same_shot(im, np.random.default_rng([seed, 1]), "plain"), "jpg")),
+        ("rot270", lambda im: (im.rotate(270, expand=True), "jpg")),
+        ("grey_small", lambda im: (ImageOps.grayscale(im).resize((im.width // 3, im.height // 3)), "jpg")),
+        ("same_shot_b", lambda im: (same_shot(im, np.random.default_rng([seed, 2]), "plain"), "jpg")),
+        ("crop_bright", lambda im: (ImageEnhance.Brightness(im.crop((im.width // 10, im.height // 10, im.width, im.height))).enhance(1.25), "jpg")),
+    ]
+    for i, (name, make) in enumerate(copies):
+        _split, label, path = originals[i % 10]
+        image, fmt = make(Image.open(path).convert("RGB"))
+        rel = f"val/{label}/copy_{i:02d}_{name}.{fmt}"
+        buffer = io.BytesIO()
+        image.save(buffer, {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt], **({"quality": 85} if fmt != "png" else {}))
+        _write(pool / rel, buffer.getvalue())
+        rows.append((rel, label, "val"))
+        leaked.add(rel)
+        pairs.append((rel, f"train/{label}/photo_{i % 10:02d}.jpg"))
+    for i, (_split, label, path) in enumerate(unrelated):
+        rel = f"val/{label}/other_{i:02d}.jpg"
+        _link_or_copy(path, pool / rel)
+        rows.append((rel, label, "val"))
+    return rows, leaked, pairs
+
+
+def digits_pool(pool: Path, side: int = 32) -> list[tuple[str, str, str, None]]:
+    """sklearn's 8×8 digits, upscaled to 32 px (another domain): 80 % train, 20 % val (seeded)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    held = set(rng.permutation(len(digits.images))[: len(digits.images) // 5].tolist())
+    rows = []
+    for i, (image, target) in enumerate(zip(digits.images, digits.target)):
+        split = "val" if i in held else "train"
+        rel = f"orig/{split}/{target}/digit_{i:04d}.png"
+        if not (pool / rel).exists():
+            grey = Image.fromarray((image * 255.0 / 16.0).astype(np.uint8)).resize((side, side), Image.Resampling.BILINEAR)
+            buffer = io.BytesIO()
+            grey.save(buffer, "PNG")
+            _write(pool / rel, buffer.getvalue())
+        rows.append((rel, split, str(target), None))
+    return rows
+
+
+def plant_digit_leaks(pool: Path, photos, count: int, seed: int) -> list[tuple[str, str, str, str]]:
+    """Same-shot copies made at 32 px (there is no native photo): crop/shift, rescale back, jitter, JPEG."""
+    rng = np.random.default_rng(seed)
+    train = [p for p in photos if p[1] == "train"]
+    order = rng.permutation(len(train))
+    planted = []
+    for i in range(count):
+        rel, _split, label, _native = train[order[i]]
+        name = f"planted/{label}/leak_{i:04d}.jpg"
+        if not (pool / name).exists():
+            local = np.random.default_rng([seed, i])
+            kind = leak_kind(i) if leak_kind(i) != "grey" else "plain"  # digits are grey already
+            copy = same_shot(Image.open(pool / rel), local, kind).resize((32, 32), Image.Resampling.BILINEAR)
+            _write(pool / name, jpeg(copy, int(local.integers(50, 91))))
+        planted.append((name, label, "val", rel))
+    return planted
+
+
+def flip_labels(rows: list[tuple[str, str, str]], rate: float, seed: int) -> tuple[list[tuple[str, str, str]], set[str]]:
+    rng = np.random.default_rng(seed)
+    labels = sorted({r[1] for r in rows})
+    chosen = set(rng.choice(len(rows), size=int(round(rate * len(rows))), replace=False).tolist())
+    out, flipped = [], set()
+    for i, (path, label, split) in enumerate(rows):
+        if i in chosen:
+            label = str(rng.choice([c for c in labels if c != label]))
+            flipped.add(path)
+        out.append((path, label, split))
+    return out, flipped
+
+
+def save_truth(row: Row) -> None:
+    row.manifest.with_suffix(".truth.json").write_text(json.dumps(
+        {"leaked": sorted(row.leaked), "flipped": sorted(row.flipped), "planted": row.planted,
+         "pairs": sorted(row.pairs)}, indent=1))

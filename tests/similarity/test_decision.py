@@ -1,0 +1,141 @@
+"""The per-dataset rule and its estimates, on synthetic evidence whose truth is known (fake pairs only:
+this tests the search for thresholds and the arithmetic of the estimates, not the evidence itself)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from auditor.similarity.decision import Calibrator, CopySample, Rule, choose_rule, hash_reliability, jeffreys
+from auditor.similarity.evidence import Pairs
+
+
+def make_pairs(query, target, scaled, corr, hash_match=None) -> Pairs:
+    query, target = np.asarray(query, dtype=np.int64), np.asarray(target, dtype=np.int64)
+    n = len(query)
+    return Pairs(query=query, target=target, rank=np.zeros(n, np.int64), cosine=np.asarray(scaled, np.float32),
+                 scaled=np.asarray(scaled, np.float32), correlation=np.asarray(corr, np.float32),
+                 variant=np.zeros(n, np.int64),
+                 hash_match=np.zeros(n, bool) if hash_match is None else np.asarray(hash_match, bool),
+                 phash_distance=np.full(n, 99), dhash_distance=np.full(n, 99))
+
+
+def world(seed=0, n=400, dup_pairs=40, copies=300, useless_pixels=False):
+    """n images; the first 2·dup_pairs form duplicate pairs (2i, 2i+1). Duplicates: scaled 0.55–0.95,
+    correlation 0.88–1.0; other candidate pairs: scaled −0.1–0.5, correlation 0.2–0.86."""
+    rng = np.random.default_rng(seed)
+    q, t, s, c = [], [], [], []
+    for i in range(dup_pairs):
+        q.append(2 * i); t.append(2 * i + 1)
+        s.append(rng.uniform(0.55, 0.95)); c.append(rng.uniform(0.88, 1.0))
+    for i in range(n):
+        for j in rng.choice(n, 3, replace=False):
+            if j != i and not (i < 2 * dup_pairs and j == (i ^ 1)):
+                q.append(min(i, j)); t.append(max(i, j))
+                s.append(rng.uniform(-0.1, 0.5)); c.append(rng.uniform(0.2, 0.86))
+    if useless_pixels:
+        c = list(rng.uniform(0.2, 1.0, len(c)))
+    dataset = make_pairs(q, t, s, c)
+    source = rng.choice(n, copies)
+    cq, ct, cs, cc = [], [], [], []
+    for k, src in enumerate(source):
+        cq.append(k); ct.append(src); cs.append(rng.uniform(0.5, 0.95)); cc.append(rng.uniform(0.87, 1.0))
+        for j in rng.choice(n, 3, replace=False):
+            if j != src:
+                cq.append(k); ct.append(j); cs.append(rng.uniform(-0.1, 0.5)); cc.append(rng.uniform(0.2, 0.86))
+    if useless_pixels:
+        cc = list(rng.uniform(0.2, 1.0, len(cc)))
+    kinds = ["same_shot" if k % 2 else "rotate" for k in range(copies)]
+    return dataset, n, CopySample(source=source, kind=kinds, pairs=make_pairs(cq, ct, cs, cc))
+
+
+def test_chosen_rule_separates_and_its_estimates_match_the_truth():
+    dataset, n, copies = world()
+    calibrator = Calibrator(dataset, n, copies)
+    choice = choose_rule(calibrator, has_embeddings=True)
+    rule = choice.rule  # either tier separates here: correlation 0.86 | 0.87, scaled 0.5 | 0.55
+    assert (rule.min_scaled is not None and 0.5 < rule.min_scaled <= 0.55) or (0.85 < rule.min_correlation <= 0.87)
+    flagged = set(dataset.query[rule.passes(dataset)]) | set(dataset.target[rule.passes(dataset)])
+    assert flagged == set(range(80))  # every duplicate, nothing else
+    est = choice.near
+    assert est.recall == pytest.approx(1.0, abs=0.02)
+    assert est.precision == pytest.approx(1.0, abs=0.05)
+    assert est.duplicate_share == pytest.approx(80 / n, abs=0.02)
+    low, high = est.recall_interval
+    assert low <= est.recall <= high
+    assert set(choice.per_kind_recall) == {"same_shot", "rotate"}
+
+
+def test_a_useless_tier_is_switched_off_and_the_report_says_so():
+    dataset, n, copies = world(useless_pixels=True)
+    choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    assert choice.rule.min_correlation is None
+    assert choice.tiers["pixels"]["used"] is False and "switched off" in choice.tiers["pixels"]["note"]
+    assert choice.tiers["embedding"]["used"] is True
+
+
+def test_no_clamp_a_low_threshold_is_chosen_when_the_data_support_it():
+    dataset, n, copies = world(useless_pixels=True)
+    # Shift every scaled cosine down by 0.4: the separating threshold moves with it.
+    for pairs in (dataset, copies.pairs):
+        pairs.scaled = pairs.scaled - 0.4
+    choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    assert choice.rule.min_scaled is not None and 0.1 < choice.rule.min_scaled <= 0.15
+
+
+def test_matches_with_the_sources_own_duplicates_are_not_false_matches():
+    dataset, n, copies = world(seed=1)
+    rule = Rule(0.52, None)
+    before = Calibrator(dataset, n, copies).estimate(rule)
+    # Each copy of a source 2i now also passes with 2i+1, the source's real duplicate (aligned correlation 0.97).
+    extra_q, extra_t = [], []
+    for k, src in enumerate(copies.source):
+        if src < 80:
+            extra_q.append(k); extra_t.append(src ^ 1)
+    dataset.correlation[:40] = 0.97
+    more = make_pairs(np.r_[copies.pairs.query, extra_q], np.r_[copies.pairs.target, extra_t],
+                      np.r_[copies.pairs.scaled, np.full(len(extra_q), 0.9)],
+                      np.r_[copies.pairs.correlation, np.full(len(extra_q), 0.97)])
+    after = Calibrator(dataset, n, CopySample(copies.source, copies.kind, more)).estimate(rule)
+    assert after.false_match_rate == pytest.approx(before.false_match_rate)
+
+
+def test_flagging_everything_does_not_look_precise():
+    """With the duplicate share measured at the best-separating rule, a rule flagging every image is not
+    mistaken for one that finds duplicates everywhere."""
+    dataset, n, copies = world()
+    calibrator = Calibrator(dataset, n, copies)
+    pi = choose_rule(calibrator, has_embeddings=True).pi
+    assert pi[0] == pytest.approx(80 / n, abs=0.03) and pi[1] <= pi[0] <= pi[2]
+    loose = calibrator.estimate(Rule(-1.0, None), pi)
+    assert loose.flagged == n
+    assert loose.precision < 0.3
+
+
+def test_hash_tier_counts_alone_only_when_other_tiers_confirm_it():
+    pairs = make_pairs([0, 1, 2, 3], [1, 2, 3, 4], [0.9, 0.1, 0.1, 0.1], [0.99, 0.3, 0.3, 0.3], [True] * 4)
+    verdict = hash_reliability(pairs, Rule(0.5, 0.9).passes(pairs))
+    assert verdict["reliable"] is False and verdict["confirmed"] == 1 and "collide" in verdict["note"]
+    assert hash_reliability(pairs, np.ones(4, bool))["reliable"] is True
+
+
+def test_without_copies_defaults_are_used_and_quality_is_not_claimed():
+    dataset, n, copies = world()
+    empty = CopySample(source=np.zeros(0, np.int64), kind=[], pairs=make_pairs([], [], [], []))
+    choice = choose_rule(Calibrator(dataset, n, empty), has_embeddings=True)
+    assert "no calibration copies" in choice.reason
+    assert choice.near.as_dict()["recall"] is None and choice.near.precision is None
+
+
+def test_jeffreys_interval():
+    low, high = jeffreys(5, 100)
+    assert 0.015 < low < 0.05 < high < 0.11
+    assert jeffreys(0, 50)[0] == 0.0 and jeffreys(50, 50)[1] == 1.0
+
+
+def test_a_dataset_without_duplicates_gets_a_quiet_rule_not_a_loose_one():
+    dataset, n, copies = world(dup_pairs=0)
+    choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    assert "almost no duplicates" in choice.reason
+    assert choice.near.flagged == 0  # the other-image evidence stays below both tiers' thresholds
+    assert choice.near.recall >= 0.8

@@ -1,0 +1,56 @@
+"""The whole decision on real (generated) pictures with fake embeddings: copies found, a chain of similar
+pictures not grouped, a held-out image leaks only with its own train duplicate, estimates present."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from auditor.encoding.imaging import ScanLimits, scan_bytes
+from auditor.similarity.engine import decide
+from auditor.similarity.pixels import decode_grey32
+from auditor.similarity.positives import copy_kinds, make_copy
+
+
+def picture(seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((128, 96), Image.Resampling.BICUBIC)
+
+
+def grey32(data: bytes) -> np.ndarray:
+    scan, _ = scan_bytes(data, ScanLimits())
+    return decode_grey32(scan.grey32)
+
+
+def jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_decide_finds_the_planted_copy_and_estimates_its_quality():
+    originals = [picture(s) for s in range(40)]
+    thumbs = [grey32(jpeg(im)) for im in originals]
+    # Node 40: a same-shot copy of node 3, held out; every other image is in train.
+    rng = np.random.default_rng(7)
+    thumbs.append(grey32(make_copy(originals[3], "same_shot", rng)))
+    thumbs = np.stack(thumbs)
+    reference = np.array([True] * 40 + [False])
+    held_out = ~reference
+    copy_thumbs, source, kinds = [], [], []
+    for i in range(0, 40, 2):
+        for k, kind in enumerate(copy_kinds(originals[i].size, 5, offset=i)):
+            copy_thumbs.append(grey32(make_copy(originals[i], kind, np.random.default_rng([i, k]))))
+            source.append(i)
+            kinds.append(kind)
+    decision = decide(None, thumbs, reference, held_out, None, np.stack(copy_thumbs), np.array(source), kinds,
+                      max_phash=6, max_dhash=10)
+    assert decision.rule.min_correlation is not None  # no embeddings: the pixel tier decides
+    assert [3, 40] in decision.groups
+    assert all(len(g) == 2 for g in decision.groups)
+    assert decision.leak is not None and decision.leak.flagged >= 1
+    quality = decision.choice.near.as_dict()
+    assert 0.0 <= quality["recall"] <= 1.0 and quality["recall_interval"][0] <= quality["recall"]
+    assert decision.choice.tiers["embedding"]["note"] == "no embeddings"

@@ -1,0 +1,37 @@
+"""Groups hold images that are all duplicates of each other: chains of similar images are split."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from auditor.similarity.groups import clique_groups, connected
+
+
+def test_a_chain_is_split_into_cliques():
+    # 0-1-2-3-4: each resembles the next (an accepted edge), but no two images two links apart are duplicates.
+    edges = np.array([[0, 1], [1, 2], [2, 3], [3, 4]])
+    assert connected(5, edges) == [[0, 1, 2, 3, 4]]  # what connected components would report
+    groups = clique_groups(5, edges, judge=lambda a, b: np.zeros(len(a), dtype=bool))
+    assert all(len(g) == 2 for g in groups)
+    assert all(b == a + 1 for a, b in groups)  # only adjacent links survive, no group spans the chain
+
+
+def test_a_true_group_stays_whole_when_the_judge_confirms_every_pair():
+    edges = np.array([[0, 1], [1, 2], [5, 6]])
+    groups = clique_groups(7, edges, judge=lambda a, b: np.ones(len(a), dtype=bool))
+    assert groups == [[0, 1, 2], [5, 6]]
+
+
+def test_judge_is_asked_only_about_missing_pairs_inside_components():
+    asked = []
+
+    def judge(a, b):
+        asked.extend(zip(a.tolist(), b.tolist()))
+        return np.zeros(len(a), dtype=bool)
+
+    clique_groups(6, np.array([[0, 1], [1, 2], [4, 5]]), judge)
+    assert asked == [(0, 2)]
+
+
+def test_no_edges_no_groups():
+    assert clique_groups(3, np.zeros((0, 2), dtype=np.int64)) == []
