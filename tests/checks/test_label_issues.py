@@ -148,15 +148,15 @@ def test_neighbour_agreement_counts_other_contents_and_handles_a_content_under_t
 # The check on in-memory vectors
 
 
-def _items(flip_every: int = 12):
-    vectors, true = gaussian_classes(40, 3, seed=1)
+def _items(flip_every: int = 12, per_class: int = 150, spread: float = 0.35):
+    vectors, true = gaussian_classes(per_class, 3, seed=1, spread=spread)
     names = ["cat", "dog", "fox"]
     items, flipped = [], set()
     for i, (vector, t) in enumerate(zip(vectors, true)):
         label = names[t]
         split = "val" if i % 4 == 0 else "train"
-        if i % flip_every == 5:
-            label = names[(t + 1) % 3]
+        if i % flip_every == 5:  # to either other class in turn: the noise model's uniform flips
+            label = names[(t + 1 + (i // flip_every) % 2) % 3]
             flipped.add(f"{split}/{label}/{i}.jpg")
         items.append({"path": f"{split}/{label}/{i}.jpg", "label": label, "split": split, "vector": vector})
     return items, flipped
@@ -172,24 +172,77 @@ def test_check_flags_the_flipped_vectors_with_evidence_and_sorted_findings():
     first = result.findings[0]
     assert first.severity == Severity.WARNING
     assert set(first.evidence) >= {"score", "given_label", "suggested_label", "suggested_probability",
-                                   "neighbour_agreement", "normalized_margin", "strong_evidence"}
+                                   "neighbour_agreement", "normalized_margin", "strong_evidence",
+                                   "wrong_probability_interval", "label_quality", "supported"}
     strong = [f for f in result.findings if f.severity == Severity.WARNING]
-    scores = [f.evidence["score"] for f in strong]
-    assert scores == sorted(scores)
+    scores = [f.evidence["score"] for f in strong]  # P(label wrong): most certain first
+    assert scores == sorted(scores, reverse=True) and all(s >= 0.5 for s in scores)
+    low, high = first.evidence["wrong_probability_interval"]
+    assert low <= first.evidence["score"] <= high
     metrics = result.metrics
+    assert metrics["supported"] is True and metrics["reason"] is None
+    planted = len(flipped) / len(items)
+    assert planted / 1.5 <= metrics["noise_rate"] <= planted * 1.5
+    low, high = metrics["noise_rate_interval"]
+    assert low <= planted <= high
     assert metrics["per_split"]["val"]["images"] == sum(1 for i in items if i["split"] == "val")
-    assert 0.0 < metrics["per_split"]["val"]["accuracy_ceiling"] <= 1.0
+    train = metrics["per_split"]["train"]
+    assert 0.0 < train["accuracy_ceiling"] < 1.0
+    assert train["accuracy_ceiling"] == pytest.approx(1 - train["estimated_percent"] / 100, abs=1e-4)
+    assert train["accuracy_ceiling_interval"][0] <= train["accuracy_ceiling"] <= train["accuracy_ceiling_interval"][1]
     assert metrics["class_pair_noise"] and {"given", "probably", "estimated_images"} <= set(metrics["class_pair_noise"][0])
+    assert metrics["strong_evidence_expected_precision"] > 0.8
     assert "probably carry the wrong label" in result.summary and "accuracy ceiling" in result.summary
+    assert "label noise" in result.summary and "95 % interval" in result.summary
+
+
+def test_a_weak_probe_gives_an_interval_from_zero_no_ceiling_and_no_strong_evidence():
+    # Classes that overlap (the probe is ~63 % accurate): the same flips cannot be told from its confusion.
+    items, flipped = _items(spread=1.3)
+    ctx = synthetic_context(items, seed=0)
+    result = li.run(ctx)
+    metrics = result.metrics
+    assert metrics["supported"] is False and "cannot be told apart" in metrics["reason"]
+    assert metrics["noise_rate_interval"][0] == 0.0
+    assert metrics["noise_rate_interval"][1] >= len(flipped) / len(items)
+    assert all(m["accuracy_ceiling"] is None and m["accuracy_ceiling_interval"] is None
+               for m in metrics["per_split"].values())
+    assert result.status == Status.PASS and metrics["strong_evidence"] == 0
+    assert all(f.severity == Severity.INFO and "candidate only" in f.message for f in result.findings)
+    assert "cannot be told apart" in result.summary and "no accuracy ceiling claimed" in result.summary
+    assert "ceiling 9" not in result.summary
+    analysis = li.analyse(ctx)
+    assert not analysis.strong.any()
+    assert (analysis.wrong_probability_range[0] == 0).all()
+
+
+def test_support_needs_a_narrow_interval_and_a_probe_that_separates_the_classes():
+    from auditor.label_noise import NoiseEstimate
+
+    def estimate(rate, low, high):
+        return NoiseEstimate(rate=rate, interval=(low, high), level=0.95, temperature=1.0, samples=1000,
+                             n_classes=4, log_likelihood_gain=1.0)
+
+    assert li.support(estimate(0.05, 0.04, 0.065), 0.95) == (True, None)
+    assert li.support(estimate(0.003, 0.0, 0.012), 0.95)[0]  # within 2 points: a near-clean set is supported
+    assert not li.support(estimate(0.05, 0.0, 0.11), 0.95)[0]  # wider than the estimate and than 2 points
+    weak, reason = li.support(estimate(0.05, 0.04, 0.065), 0.75)
+    assert not weak and "too poorly" in reason
+    assert li.support(estimate(0.05, 0.04, 0.065), 0.75, min_probe_accuracy=0.7)[0]  # the setting relaxes it
 
 
 def test_held_out_label_noise_reports_the_share_and_the_ceiling_per_held_out_split():
-    items, flipped = _items()
+    items, flipped = _items(flip_every=7)  # every 7th: some flips land in val (every 4th image)
     ctx = synthetic_context(items, seed=0)
     noise = li.held_out_label_noise(ctx)
     assert set(noise) == {"val"}
     val = noise["val"]
-    assert val["accuracy_ceiling"] == pytest.approx(1 - val["probably_wrong"] / val["images"], abs=1e-4)
+    planted = sum(1 for p in flipped if p.startswith("val/")) / val["images"]
+    assert val["supported"] is True
+    assert val["accuracy_ceiling"] == pytest.approx(1 - val["estimated_percent"] / 100, abs=1e-4)
+    assert abs(val["estimated_percent"] / 100 - planted) < 0.5 * planted
+    low, high = val["estimated_percent_interval"]
+    assert low <= val["estimated_percent"] <= high
     assert li.analyse(ctx) is li.analyse(ctx)  # computed once per context
 
 
@@ -222,7 +275,7 @@ def test_one_content_under_two_labels_is_two_samples_kept_in_one_fold():
 def test_skips_without_embeddings_or_with_one_judgeable_class():
     items, _ = _items()
     assert li.run(synthetic_context(items, with_embeddings=False)).status == Status.SKIPPED
-    few = [i for i in items if i["label"] == "cat"] + [i for i in items if i["label"] == "dog"][:3]
+    few = [i for i in items if i["label"] == "cat"][:40] + [i for i in items if i["label"] == "dog"][:3]
     result = li.run(synthetic_context(few))
     assert result.status == Status.SKIPPED and "dog" in result.metrics["excluded_classes"]
 
@@ -233,6 +286,10 @@ def test_policy_can_make_label_issues_fail():
     items, _ = _items()
     result = li.run(synthetic_context(items, seed=0, policy=Policy(label_issues_max_percent=1.0)))
     assert result.status == Status.FAIL and "fail above 1 %" in result.summary
+    # … but not on an estimate it cannot support.
+    weak, _ = _items(spread=1.3)
+    result = li.run(synthetic_context(weak, seed=0, policy=Policy(label_issues_max_percent=1.0)))
+    assert result.status == Status.PASS
 
 
 def test_config_bounds_are_checked():
@@ -241,6 +298,8 @@ def test_config_bounds_are_checked():
 
     with pytest.raises(ConfigError, match="label_folds"):
         AuditConfig(label_folds=1)
+    with pytest.raises(ConfigError, match="label_min_probe_accuracy"):
+        AuditConfig(label_min_probe_accuracy=1.5)
     with pytest.raises(ConfigError, match="label_issues_max_percent"):
         AuditConfig(policy=Policy(label_issues_max_percent=101))
 
