@@ -446,8 +446,8 @@ def _analyse(ctx: AuditContext) -> LabelAnalysis:
         suggested=label_noise.likeliest_true_class(probs, unit_labels, noise),
         neighbour_agreement=agreement, neighbour_majority=majority,
         neighbours_k=min(config.label_neighbours, len(contents) - 1), supported=supported, reason=reason,
-        stats={"probe_accuracy": accuracy, "probe_accuracy_true_labels": true_accuracy, "probe_c": probe_c, "probe_dims": int(features.shape[1]),
-               "probe_seconds": probe_seconds, "noise_seconds": noise_seconds},
+        stats={"probe_accuracy": accuracy, "probe_accuracy_true_labels": true_accuracy, "probe_c": probe_c,
+               "probe_dims": int(features.shape[1]), "probe_seconds": probe_seconds, "noise_seconds": noise_seconds},
     )
 
 
