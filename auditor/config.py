@@ -150,6 +150,9 @@ class AuditConfig:
     # Label issues, outliers, image quality
     label_folds: int = 5  # cross-validation folds of the label probe
     label_neighbours: int = 10  # k of the k-NN label agreement
+    # Below this accuracy (against the true labels, as the noise model expects it) the label probe's noise
+    # estimate is not supported: no accuracy ceiling, no strong evidence, nothing attributed to mislabels
+    label_min_probe_accuracy: float = 0.80
     outlier_neighbours: int = 5  # k of the k-NN isolation score
     # Robust z-score of isolation above which an image is an outlier; None = from the dataset size:
     # what the most isolated of n clean images exceeds with 5 % probability (Bonferroni), at least 3.5
@@ -200,6 +203,7 @@ class AuditConfig:
         _within("max_group_size", self.max_group_size, 2, 10**6)
         _within("label_folds", self.label_folds, 2, 50)
         _within("label_neighbours", self.label_neighbours, 1, 1000)
+        _within("label_min_probe_accuracy", self.label_min_probe_accuracy, 0.0, 1.0)
         _within("outlier_neighbours", self.outlier_neighbours, 1, 1000)
         if self.max_outlier_z is not None:
             _within("max_outlier_z", self.max_outlier_z, 1.0, 100.0)

@@ -201,7 +201,7 @@ class AuditContext:
     @cached_property
     def label_analysis(self):
         """The cross-validated label probe and confident learning (label_issues, gap_attribution)."""
-        from auditor.checks.label_issues import compute_label_analysis
+        from auditor.analysis.labels import compute_label_analysis
 
         return compute_label_analysis(self)
 

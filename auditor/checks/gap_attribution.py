@@ -8,7 +8,8 @@ The gap splits exactly into parts, by the kind of held-out image (each image in 
                                                           it makes validation look better
         − n_conf / N · (acc_conf − acc_nodup)             label conflicts (train duplicate, other label)
         + n_sus / N_nodup · (acc_core − acc_sus)          probable mislabels without a train duplicate
-                                                          (from `label_issues`, when it is available)
+                                                          (from `label_issues`, only when it supports its
+                                                          estimate: a weak probe's confusion is not noise)
 
 with `acc_nodup` the accuracy on held-out images without a train duplicate (the leakage-adjusted
 accuracy) and `acc_core` the accuracy on those that are not probable mislabels either. Shift and
@@ -136,17 +137,15 @@ def duplicate_kinds(ctx: AuditContext, train: list[int], val: list[int]) -> dict
 
 
 def probable_mislabels(ctx: AuditContext, positions: list[int]) -> tuple[set[int] | None, str | None]:
-    """Positions `label_issues` judges probably mislabelled, or (None, why not)."""
+    """Positions the shared label analysis judges probably mislabelled, or (None, why not)."""
     try:
-        from auditor.checks import label_issues
-    except ImportError:
-        return None, "the label_issues check is not installed"
-    try:
-        analysis = label_issues.analyse(ctx)
-    except Exception as exc:  # another check's failure must not sink this one
-        return None, f"label_issues failed: {type(exc).__name__}: {exc}"
+        analysis = ctx.label_analysis
+    except Exception as exc:  # a failure of the shared computation must not sink this check
+        return None, f"the label analysis failed: {type(exc).__name__}: {exc}"
     if analysis.skipped_reason:
         return None, f"label_issues skipped: {analysis.skipped_reason}"
+    if not analysis.supported:  # a weak probe's confusion is not wrong labels: attribute nothing
+        return None, f"label_issues cannot support a mislabel estimate: {analysis.reason}"
     flagged = {p for u, members in enumerate(analysis.unit_positions) if analysis.issues[u] for p in members}
     return flagged & set(positions), None
 
@@ -411,6 +410,9 @@ def verdict_text(metrics: dict[str, Any], head, plan) -> str:
             f"{points['label_conflicts']:.1f} points and caps validation accuracy at {_pct(conflicts['val_accuracy_ceiling'])}."
         )
     mislabels = metrics["probable_mislabels"]
+    if not mislabels.get("available") and "cannot support" in (mislabels.get("reason") or ""):
+        parts.append("Probable mislabels: none attributed; label_issues cannot tell label errors apart from its "
+                     "probe's confusion on this data, so no points of the gap and no accuracy ceiling are claimed.")
     if mislabels.get("available") and mislabels.get("probable_mislabels_without_duplicate"):
         parts.append(
             f"Probable mislabels: {mislabels['probable_mislabels_without_duplicate']} other validation images "

@@ -81,3 +81,20 @@ def test_imbalance_estimate_counts_only_under_represented_classes():
     assert imbalance_points(per_class) == pytest.approx(20.0)
     per_class["small"]["accuracy"] = 0.95
     assert imbalance_points(per_class) == 0.0
+
+
+def test_mislabels_are_attributed_only_when_label_issues_supports_its_estimate():
+    from auditor.checks.gap_attribution import probable_mislabels
+    from tests.checks.test_label_issues import _items
+    from tests.checks.synthetic_audit import synthetic_context
+
+    for spread, supported in ((0.35, True), (1.3, False)):
+        items, flipped = _items(flip_every=7, spread=spread)
+        ctx = synthetic_context(items, seed=0)
+        val = [p for p, r in enumerate(ctx.records) if r.split == "val"]
+        suspects, reason = probable_mislabels(ctx, val)
+        if supported:
+            assert reason is None and suspects
+            assert {ctx.records[p].path for p in suspects} <= {p for p in flipped if p.startswith("val/")} | set()
+        else:
+            assert suspects is None and "cannot support" in reason and "cannot be told apart" in reason

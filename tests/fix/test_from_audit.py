@@ -98,11 +98,12 @@ def test_group_by_source_and_by_a_manifest_column(tmp_path):
 
 
 def test_drop_suspect_labels_excludes_exactly_the_strong_label_issues():
-    vectors, true = gaussian_classes(60, 3, seed=2)
+    # Enough images, well enough separated, for the label analysis to support its estimate (strong evidence).
+    vectors, true = gaussian_classes(300, 3, spread=0.25, seed=2)
     items = []
     flipped = set()
     for i, (v, t) in enumerate(zip(vectors, true)):
-        label = "abc"[(t + 1) % 3] if i % 12 == 5 else "abc"[t]
+        label = "abc"[(t + 1) % 3] if i % 20 == 5 else "abc"[t]
         if label != "abc"[t]:
             flipped.add(i)
         items.append({"path": f"train/{label}/{i}.jpg", "label": label, "vector": v})

@@ -1,0 +1,503 @@
+"""The label analysis shared by `label_issues`, `gap_attribution` and `auditor split`: a cross-validated probe on
+the cached embeddings, the label-noise model on its out-of-fold probabilities (`label_noise.py`), each image's
+probability that its label is wrong, and k-NN label agreement. Declared lazily on the context
+(`ctx.label_analysis`), computed once, whichever asks first.
+
+The probe: logistic regression on PCA-whitened embeddings, C (inverse L2 strength) picked by out-of-fold log
+loss. A fixed C = 1 on raw unit-length embeddings was far too strong for 10 classes (digits: 85 % accurate,
+95 % with this probe), and soft probabilities hide label errors among confusion.
+
+The estimate is *supported* when the data pins the rate down (a narrow interval) and the probe separates the
+classes; otherwise label errors cannot be told apart from the probe's confusion, and only the interval is
+given, with no accuracy ceiling.
+
+Confident learning (Northcutt, Jiang & Chuang, JAIR 2021) is kept as pure functions for comparison
+(bench/bench_label_issues.py): its count includes every image a weak probe confuses, so it cannot be the
+estimate (3.7× the planted noise with a ~70 % accurate probe, 2.5 % "errors" in clean digits).
+
+Folds run over unique contents: copies of one file (same sha256) are one sample, so a copy never sits on both
+sides of a fold; a content filed under two labels is two samples kept in one fold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from auditor.analysis import label_noise
+
+MAX_SHOWN_PAIRS = 20  # class pairs listed in class_pair_noise
+
+
+def percent(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 2) if whole else 0.0
+MIN_IMAGES_PER_CLASS = 10  # fewer images than this: the probe cannot learn the class (≤ 8 per training fold), so it is not judged
+
+PROBE_CS = (0.01, 0.1, 1.0)
+
+PROBE_MAX_DIMS = 256
+
+PROBE_SAMPLES_PER_DIM = 10  # whitening more dimensions than n/10 amplifies noise (ants/bees, 398 images: 94 % → 88 %)
+
+MISLABEL_PROBABILITY = 0.5  # "probably mislabelled": the label is more likely wrong than right under the model
+
+NEIGHBOURS_DISAGREE = 0.5  # strong evidence also needs most of the k nearest neighbours to carry another label
+
+SUPPORT_MAX_ABSOLUTE_WIDTH = 0.02
+
+SUPPORT_MAX_RELATIVE_WIDTH = 1.0
+
+NOISE_FIT_MAX_SAMPLES = 50_000  # the rate is fitted on at most this many samples (seeded subsample): O(n) per grid cell
+
+# Supported: the interval of the noise rate is at most 2 points wide, or no wider than the estimate itself
+# (measured: native and 64 px photos, digits: supported at 0.5–10 % planted; 32 px ants/bees never). The probe's
+# accuracy against the true labels (expected under the noise model) below which the estimate is not supported,
+# whatever its interval, is the setting `label_min_probe_accuracy` (default 0.80): the model tells confusion from
+# noise by the shape of the probe's tails, and the weaker the probe, the more of the data lives where that shape is
+# an assumption (estimates within ×1.5 measured down to ~81 % on 32 px photos).
+
+
+def per_class_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """t_j = the average probability of class j over the images labelled j (its self-confidence)."""
+    n_classes = probs.shape[1]
+    thresholds = np.ones(n_classes)
+    for j in range(n_classes):
+        members = labels == j
+        if members.any():
+            thresholds[j] = float(probs[members, j].mean())
+    return thresholds
+
+
+def confident_joint(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | None = None) -> np.ndarray:
+    """C[i, j]: images labelled i whose probability of class j reaches t_j (the likeliest such j
+    when several do). Images confident in no class are not counted."""
+    n_classes = probs.shape[1]
+    if thresholds is None:
+        thresholds = per_class_thresholds(probs, labels)
+    confident = probs >= thresholds[None, :] - 1e-9
+    counted = confident.any(axis=1)
+    guess = np.where(confident, probs, -np.inf).argmax(axis=1)
+    joint = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(joint, (labels[counted], guess[counted]), 1)
+    return joint
+
+
+def calibrate_confident_joint(joint: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Rescale each row so it sums to the number of images that carry that label (float counts)."""
+    n_classes = joint.shape[0]
+    label_counts = np.bincount(labels, minlength=n_classes).astype(float)
+    row_sums = joint.sum(axis=1).astype(float)
+    scale = np.divide(label_counts, row_sums, out=np.zeros(n_classes), where=row_sums > 0)
+    calibrated = joint * scale[:, None]
+    empty = row_sums == 0  # a class confident nowhere keeps its images on the diagonal
+    calibrated[empty, empty] = label_counts[empty]
+    return calibrated
+
+
+def noise_matrix(calibrated: np.ndarray) -> np.ndarray:
+    """Row-normalised calibrated joint: [i, j] = estimated share of images labelled i whose true class is j."""
+    rows = calibrated.sum(axis=1, keepdims=True)
+    return np.divide(calibrated, rows, out=np.zeros_like(calibrated), where=rows > 0)
+
+
+def estimated_label_errors(probs: np.ndarray, labels: np.ndarray) -> int:
+    """How many labels confident learning estimates to be wrong: the off-diagonal mass of the calibrated
+    confident joint."""
+    calibrated = calibrate_confident_joint(confident_joint(probs, labels), labels)
+    return int(np.rint(calibrated.sum() - np.trace(calibrated)))
+
+
+def find_label_issues(probs: np.ndarray, labels: np.ndarray, method: str = "low_self_confidence") -> np.ndarray:
+    """Boolean mask of probable label errors by confident learning. An image whose likeliest class is its
+    given label is never flagged.
+
+    `low_self_confidence` (default): the confident joint estimates how many labels are wrong; that many
+    images are flagged, lowest self-confidence first (cleanlab's `filter_by="low_self_confidence"`).
+    `prune_by_noise_rate`: for every pair (given i, true j ≠ i) the calibrated confident joint estimates
+    how many images labelled i are really j; that many images labelled i are flagged, largest margin
+    p_j − p_i first (the original paper's method).
+
+    On real photos with flipped labels the first is the more precise (bench/bench_label_issues.py: 4 classes,
+    5 % flipped: precision 0.95 vs 0.91 at the same recall or better)."""
+    n, n_classes = probs.shape
+    candidates = probs.argmax(axis=1) != labels
+    issues = np.zeros(n, dtype=bool)
+    if method == "low_self_confidence":
+        count = estimated_label_errors(probs, labels)
+        quality = self_confidence(probs, labels)
+        order = np.argsort(quality, kind="stable")
+        issues[order[candidates[order]][:count]] = True
+        for i in range(n_classes):  # never empty a class: a class that is all noise is not a label error
+            members = np.flatnonzero(labels == i)
+            if members.size and issues[members].all():
+                issues[members[np.argmax(quality[members])]] = False
+        return issues
+    if method != "prune_by_noise_rate":
+        raise ValueError(f"unknown method {method!r}")
+    thresholds = per_class_thresholds(probs, labels)
+    calibrated = calibrate_confident_joint(confident_joint(probs, labels, thresholds), labels)
+    prune_counts = np.rint(calibrated).astype(np.int64)
+    for i in range(n_classes):
+        members = np.flatnonzero(labels == i)
+        if members.size == 0:
+            continue
+        keep_at_least = 1  # never empty a class: a class that is all noise is not a label error
+        budget = max(0, members.size - keep_at_least)
+        for j in range(n_classes):
+            count = int(min(prune_counts[i, j], budget)) if j != i else 0
+            if count <= 0:
+                continue
+            margin = probs[members, j] - probs[members, i]
+            chosen = members[np.argsort(-margin, kind="stable")[:count]]
+            issues[chosen] = True
+    issues &= candidates
+    return issues
+
+
+def confident_in_other_class(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """True where an image falls off the diagonal of the confident joint: the likeliest class whose
+    probability reaches its threshold is not the given label."""
+    confident = probs >= thresholds[None, :] - 1e-9
+    guess = np.where(confident, probs, -np.inf).argmax(axis=1)
+    return confident.any(axis=1) & (guess != labels)
+
+
+def self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Label quality in [0, 1]: the probability of the given label (lower = more likely wrong)."""
+    return probs[np.arange(len(labels)), labels]
+
+
+def normalised_margin(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """p(given) − max p(other), mapped to [0, 1] (0.5 = a tie)."""
+    given = self_confidence(probs, labels)
+    others = probs.copy()
+    others[np.arange(len(labels)), labels] = -np.inf
+    return (given - others.max(axis=1) + 1.0) / 2.0
+
+
+def accuracy_ceiling(probably_wrong: int, images: int) -> float | None:
+    """The highest accuracy measurable on a split where `probably_wrong` of `images` labels are wrong:
+    a perfect model is scored wrong on each of them."""
+    return round(1.0 - probably_wrong / images, 4) if images else None
+
+
+@dataclass
+class LabelAnalysis:
+    classes: list[str]  # the classes the probe was trained on
+    excluded_classes: dict[str, int]  # too few images to judge → their image count
+    unit_shas: list[str]  # one sample per (content, label)
+    unit_labels: np.ndarray  # index into classes
+    unit_positions: list[list[int]]  # record positions with that content and label
+    probs: np.ndarray  # out-of-fold probabilities (units × classes)
+    folds: int
+    noise: label_noise.NoiseEstimate | None  # share of wrong labels, with its profile-likelihood interval
+    noise_interval: tuple[float, float]  # the interval reported: the profile's, or [0, its top] when not supported
+    wrong_probability: np.ndarray  # per unit: P(the given label is wrong) under the noise model
+    wrong_probability_range: tuple[np.ndarray, np.ndarray]  # the same at the two ends of the reported interval
+    wrong_probability_at_top: np.ndarray  # the same with the rate at the top of its profile interval
+    suggested: np.ndarray  # per unit: the likeliest other class (index into classes)
+    neighbour_agreement: np.ndarray  # share of the k nearest other contents that carry the unit's label
+    neighbour_majority: list[str | None]
+    neighbours_k: int
+    supported: bool = False  # can label errors be told apart from the probe's confusion?
+    reason: str | None = None  # why not, when not supported
+    skipped_reason: str | None = None
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def label_quality(self) -> np.ndarray:
+        return self_confidence(self.probs, self.unit_labels)
+
+    @property
+    def issues(self) -> np.ndarray:
+        """Probably mislabelled: the label is more likely wrong than right under the noise model. When the rate
+        is not supported, the candidates for review: more likely wrong than right were the rate at the top of
+        what the data allows (on 246 photos with 7 % flipped, interval 0–9.7 %: 14 of 17 flips, 1 other photo)."""
+        wrong = self.wrong_probability if self.supported else self.wrong_probability_at_top
+        return wrong >= MISLABEL_PROBABILITY
+
+    @property
+    def neighbours_disagree(self) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return self.neighbour_agreement < NEIGHBOURS_DISAGREE
+
+    @property
+    def strong(self) -> np.ndarray:
+        """Strong evidence: probably mislabelled, most of the k nearest neighbours carry another label, and the
+        estimate is supported (a weak probe gives no strong evidence)."""
+        if not self.supported:
+            return np.zeros(len(self.unit_shas), dtype=bool)
+        return self.issues & self.neighbours_disagree
+
+    @property
+    def expected_pair_counts(self) -> np.ndarray:
+        return label_noise.expected_pair_counts(self.probs, self.unit_labels, self.noise, self.wrong_probability)
+
+
+def _skipped(reason: str, classes: list[str] | None = None, excluded: dict[str, int] | None = None) -> LabelAnalysis:
+    empty = np.zeros(0)
+    return LabelAnalysis(classes=classes or [], excluded_classes=excluded or {}, unit_shas=[],
+                         unit_labels=np.zeros(0, dtype=int), unit_positions=[], probs=np.zeros((0, 0)), folds=0,
+                         noise=None, noise_interval=(0.0, 1.0), wrong_probability=empty,
+                         wrong_probability_range=(empty, empty), wrong_probability_at_top=empty,
+                         suggested=np.zeros(0, dtype=int), neighbour_agreement=empty, neighbour_majority=[],
+                         neighbours_k=0, skipped_reason=reason, reason=reason)
+
+
+def probe_features(vectors: np.ndarray, seed: int) -> np.ndarray:
+    """PCA-whitened embeddings, at most PROBE_MAX_DIMS and n / PROBE_SAMPLES_PER_DIM dimensions. PCA sees no
+    label, so fitting it on every sample leaks nothing into the folds."""
+    from sklearn.decomposition import PCA
+
+    n, dim = vectors.shape
+    dims = int(min(PROBE_MAX_DIMS, dim, n - 1, max(2, n // PROBE_SAMPLES_PER_DIM)))
+    if dims < 2:
+        return np.asarray(vectors, dtype=np.float64)
+    return PCA(dims, whiten=True, svd_solver="randomized" if n > 5000 else "auto",
+               random_state=seed).fit_transform(vectors)
+
+
+def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int,
+                              seed: int, cs: tuple[float, ...] = PROBE_CS) -> tuple[np.ndarray, float]:
+    """Class probabilities for every sample from a logistic-regression probe that never saw it (stratified K
+    folds, seeded; samples that share a group stay in one fold), and the C used: the one of `cs` with the
+    lowest log loss on the first fold (one fold decides, so the grid costs len(cs) − 1 extra fits, not
+    folds × len(cs))."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if len(np.unique(groups)) == len(groups):
+        splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(features, labels))
+    else:
+        splits = list(StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+                      .split(features, labels, groups))
+    n_classes = int(labels.max()) + 1
+    probs = np.zeros((len(labels), n_classes))
+
+    def fit_predict(c: float, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        probe = LogisticRegression(C=c, max_iter=1000).fit(features[train], labels[train])
+        out = np.zeros((len(test), n_classes))
+        out[:, probe.classes_] = probe.predict_proba(features[test])
+        return out
+
+    train, test = splits[0]
+    losses = {}
+    for c in cs:
+        fold_probs = fit_predict(c, train, test)
+        losses[c] = float(-np.log(np.clip(fold_probs[np.arange(len(test)), labels[test]], 1e-12, 1.0)).mean())
+        if c == min(losses, key=losses.get):
+            probs[test] = fold_probs
+    best_c = min(losses, key=losses.get)
+    for train, test in splits[1:]:
+        probs[test] = fit_predict(best_c, train, test)
+    return probs, best_c
+
+
+def neighbour_label_agreement(unit_vectors: np.ndarray, content_row: np.ndarray, unit_labels: list[str],
+                              labels_of_content: list[set[str]], k: int,
+                              majority_for: np.ndarray | None = None) -> tuple[np.ndarray, list[str | None]]:
+    """For each unit: the share of the k nearest *other* contents that carry its label, and (for the units
+    in `majority_for`, default all) the label most of them carry. `unit_vectors` are the unique contents'
+    unit embeddings; `content_row[u]` is unit u's row among them."""
+    from auditor.similarity.neighbours import drop_self
+    from auditor.similarity.neighbours import knn
+
+    n_units = len(unit_labels)
+    k = min(k, len(unit_vectors) - 1)
+    if k < 1:
+        return np.full(n_units, np.nan), [None] * n_units
+    sims, neighbours = knn(unit_vectors, k + 1)
+    _sims, neighbours = drop_self(sims, neighbours, k)
+    names = sorted({label for labels in labels_of_content for label in labels} | set(unit_labels))
+    code = {name: i for i, name in enumerate(names)}
+    # Most contents carry one label: compare codes in bulk; the few filed under several are checked one by one.
+    single = np.array([code[next(iter(labels))] if len(labels) == 1 else -1 for labels in labels_of_content])
+    unit_codes = np.array([code[label] for label in unit_labels])
+    rows = neighbours[content_row]  # (units, k): the neighbouring contents
+    valid = rows >= 0
+    neighbour_codes = np.where(valid, single[np.maximum(rows, 0)], -2)
+    matches = (neighbour_codes == unit_codes[:, None]) & valid
+    for u, j in zip(*np.nonzero(neighbour_codes == -1)):
+        matches[u, j] = unit_labels[u] in labels_of_content[rows[u, j]]
+    counted = valid.sum(axis=1)
+    agreement = np.where(counted > 0, matches.sum(axis=1) / np.maximum(counted, 1), np.nan)
+    majority: list[str | None] = [None] * n_units
+    wanted = np.arange(n_units) if majority_for is None else np.flatnonzero(majority_for)
+    for u in wanted:
+        votes: dict[str, int] = {}
+        for j in rows[u][valid[u]]:
+            for label in labels_of_content[j]:
+                votes[label] = votes.get(label, 0) + 1
+        majority[u] = max(sorted(votes), key=votes.get) if votes else None
+    return agreement, majority
+
+
+def analyse(ctx) -> LabelAnalysis:
+    """The label analysis of this context (computed once, on the context: `ctx.label_analysis`)."""
+    return ctx.label_analysis
+
+
+def support(estimate: label_noise.NoiseEstimate, probe_accuracy: float,
+            min_probe_accuracy: float = 0.80) -> tuple[bool, str | None]:
+    """Can label errors be told apart from the probe's confusion here? (supported, why not).
+    `probe_accuracy`: against the true labels, as the model expects it (`label_noise.expected_accuracy`)."""
+    low, high = estimate.interval
+    if probe_accuracy < min_probe_accuracy:
+        return False, (f"the probe separates the classes too poorly (about {100 * probe_accuracy:.1f} % accurate "
+                       f"against the true labels, < {100 * min_probe_accuracy:.0f} %): label errors cannot be told "
+                       "apart from its confusion")
+    if not label_noise.resolves_rate(estimate, SUPPORT_MAX_ABSOLUTE_WIDTH, SUPPORT_MAX_RELATIVE_WIDTH):
+        return False, (f"the data does not pin the noise rate down (95 % interval {100 * low:.1f}–{100 * high:.1f} %, "
+                       f"out-of-fold probe accuracy {100 * probe_accuracy:.1f} %, {estimate.samples} samples): "
+                       "label errors cannot be told apart from the probe's confusion")
+    return True, None
+
+
+def fit_noise(probs: np.ndarray, labels: np.ndarray, seed: int,
+              max_samples: int = NOISE_FIT_MAX_SAMPLES) -> label_noise.NoiseEstimate:
+    """The noise model, fitted on at most `max_samples` samples (a seeded subsample keeps it O(max_samples))."""
+    if len(labels) > max_samples:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(labels), size=max_samples, replace=False))
+        return label_noise.estimate_noise_rate(probs[chosen], labels[chosen])
+    return label_noise.estimate_noise_rate(probs, labels)
+
+
+def compute_label_analysis(ctx) -> LabelAnalysis:
+    import time
+
+    config = ctx.config
+    if not ctx.has_embeddings:
+        return _skipped("no embeddings (run with a backbone)")
+    units: dict[tuple[str, str], list[int]] = {}
+    for position in ctx.usable_positions:
+        sha = ctx.encoded.record_sha[position]
+        if sha in ctx.encoded.embeddings:
+            units.setdefault((sha, ctx.records[position].label), []).append(position)
+    counts: dict[str, int] = {}
+    for _sha, label in units:
+        counts[label] = counts.get(label, 0) + 1
+    classes = sorted(c for c, n in counts.items() if n >= MIN_IMAGES_PER_CLASS)
+    excluded = {c: n for c, n in sorted(counts.items()) if n < MIN_IMAGES_PER_CLASS}
+    if len(classes) < 2:
+        return _skipped(f"fewer than 2 classes with {MIN_IMAGES_PER_CLASS} or more images", classes, excluded)
+    kept = [(key, positions) for key, positions in units.items() if key[1] in classes]
+    unit_shas = [sha for (sha, _label), _ in kept]
+    label_names = [label for (_sha, label), _ in kept]
+    unit_labels = np.array([classes.index(label) for label in label_names])
+    content_index: dict[str, int] = {}
+    for sha in unit_shas:
+        content_index.setdefault(sha, len(content_index))
+    content_row = np.array([content_index[sha] for sha in unit_shas])
+    contents = list(content_index)
+    vectors = ctx.unit_embeddings(contents)
+    folds = int(min(config.label_folds, np.bincount(unit_labels).min()))
+    seed = config.seed if config.seed is not None else 0
+    started = time.perf_counter()
+    features = probe_features(vectors, seed)
+    probs, probe_c = out_of_fold_probabilities(features[content_row], unit_labels, content_row, folds, seed)
+    probe_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    noise = fit_noise(probs, unit_labels, seed)
+    low, high = noise.interval
+    wrong = label_noise.mislabel_probability(probs, unit_labels, noise)
+    wrong_range = tuple(label_noise.mislabel_probability(probs, unit_labels,
+                                                         label_noise.at_rate(probs, unit_labels, noise, rate))
+                        for rate in (low, high))
+    wrong_at_top = wrong_range[1]
+    noise_seconds = time.perf_counter() - started
+    accuracy = float((probs.argmax(axis=1) == unit_labels).mean())
+    true_accuracy = label_noise.expected_accuracy(probs, unit_labels, noise, wrong)
+    supported, reason = support(noise, true_accuracy, config.label_min_probe_accuracy)
+    reported = noise.interval
+    if not supported:
+        # Confusion may be all of what looks like noise (down to 0), and a probe that learns the noise hides it
+        # (up to every label the probe disagrees with): the interval widens to both.
+        reported = (0.0, max(high, 1.0 - accuracy))
+        disagrees = (probs.argmax(axis=1) != unit_labels).astype(float)
+        wrong_range = (np.zeros_like(wrong), np.maximum(wrong_range[1], disagrees))
+    labels_of_content: list[set[str]] = [set() for _ in contents]
+    for row, label in zip(content_row, label_names):
+        labels_of_content[row].add(label)
+    agreement, majority = neighbour_label_agreement(vectors, content_row, label_names, labels_of_content,
+                                                    config.label_neighbours,
+                                                    majority_for=np.maximum(wrong, wrong_at_top) >= MISLABEL_PROBABILITY)
+    return LabelAnalysis(
+        classes=classes, excluded_classes=excluded, unit_shas=unit_shas, unit_labels=unit_labels,
+        unit_positions=[positions for _key, positions in kept], probs=probs, folds=folds, noise=noise,
+        noise_interval=reported,
+        wrong_probability=wrong, wrong_probability_range=wrong_range, wrong_probability_at_top=wrong_at_top,
+        suggested=label_noise.likeliest_true_class(probs, unit_labels, noise),
+        neighbour_agreement=agreement, neighbour_majority=majority,
+        neighbours_k=min(config.label_neighbours, len(contents) - 1), supported=supported, reason=reason,
+        stats={"probe_accuracy": accuracy, "probe_accuracy_true_labels": true_accuracy, "probe_c": probe_c,
+               "probe_dims": int(features.shape[1]), "probe_seconds": probe_seconds, "noise_seconds": noise_seconds},
+    )
+
+
+def label_noise_by_split(ctx) -> dict[str, dict]:
+    """Per split: images judged; how many are probably mislabelled (and with strong evidence); the estimated
+    share of wrong labels with its interval (the sum of each image's probability of a wrong label, at the
+    rate's estimate and at the ends of its interval); and, only when the estimate is supported, the accuracy
+    ceiling that puts on the split. Gap attribution reads the held-out splits."""
+    analysis = analyse(ctx)
+    wrong_low, wrong_high = analysis.wrong_probability_range
+    issues, strong_units = analysis.issues, analysis.strong
+    totals: dict[str, np.ndarray] = {}  # images, flagged, strong, expected, expected low, expected high
+    per_class: dict[str, dict[str, dict]] = {}
+    for u, positions in enumerate(analysis.unit_positions):
+        row = np.array([1.0, issues[u], strong_units[u], analysis.wrong_probability[u], wrong_low[u], wrong_high[u]])
+        for p in positions:
+            split, label = ctx.records[p].split, ctx.records[p].label
+            totals[split] = totals.get(split, np.zeros(6)) + row
+            cell = per_class.setdefault(split, {}).setdefault(label, {"images": 0, "probably_wrong": 0,
+                                                                      "estimated_wrong": 0.0})
+            cell["images"] += 1
+            cell["probably_wrong"] += int(issues[u])
+            cell["estimated_wrong"] += float(analysis.wrong_probability[u])
+    result = {}
+    for split in ctx.index.splits:
+        images, flagged, strong, expected, expected_low, expected_high = totals.get(split, np.zeros(6))
+        images = int(images)
+        share = expected / images if images else None
+        interval = [round(100 * expected_low / images, 2), round(100 * expected_high / images, 2)] if images else None
+        result[split] = {
+            "images": images,
+            "probably_wrong": int(flagged),
+            "percent": percent(int(flagged), images),
+            "strong_evidence": int(strong),
+            "estimated_percent": round(100 * share, 2) if share is not None else None,
+            "estimated_percent_interval": interval,
+            "supported": analysis.supported,
+            "accuracy_ceiling": round(1.0 - share, 4) if analysis.supported and share is not None else None,
+            "accuracy_ceiling_interval": ([round(1 - interval[1] / 100, 4), round(1 - interval[0] / 100, 4)]
+                                          if analysis.supported and interval else None),
+            "per_class": {label: {**cell, "estimated_wrong": round(cell["estimated_wrong"], 1)}
+                          for label, cell in sorted(per_class.get(split, {}).items())},
+        }
+    return result
+
+
+def held_out_label_noise(ctx) -> dict[str, dict]:
+    """For each held-out split (val, test, …): the share of its images whose label is probably wrong, the
+    estimated share with its interval, and the accuracy ceiling (None when the estimate is not supported)."""
+    by_split = label_noise_by_split(ctx)
+    keys = ("images", "probably_wrong", "percent", "estimated_percent", "estimated_percent_interval", "supported",
+            "accuracy_ceiling")
+    return {s: {k: by_split[s][k] for k in keys} for s in ctx.index.held_out_splits if s in by_split}
+
+
+def class_pair_noise(analysis: LabelAnalysis) -> list[dict]:
+    """Expected wrong labels per (given, probably true) class pair, from each image's probability of a wrong
+    label shared among the other classes by the probe's probabilities."""
+    counts = analysis.expected_pair_counts
+    label_counts = np.bincount(analysis.unit_labels, minlength=len(analysis.classes))
+    pairs = []
+    for i, given in enumerate(analysis.classes):
+        for j, true in enumerate(analysis.classes):
+            estimated = float(counts[i, j])
+            if i != j and estimated >= 0.5:
+                pairs.append({"given": given, "probably": true, "estimated_images": round(estimated, 1),
+                              "share_of_given_percent": round(100 * estimated / max(1, label_counts[i]), 2)})
+    pairs.sort(key=lambda p: (-p["estimated_images"], p["given"], p["probably"]))
+    return pairs[:MAX_SHOWN_PAIRS]
