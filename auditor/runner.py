@@ -17,6 +17,7 @@ from auditor.context import AuditContext, scan_limits
 from auditor.index.dataset import load_dataset
 from auditor.encoding.encode import encode_dataset
 from auditor.engines import resolve_engine
+from auditor.engines.device import CPU_ONLY, batch_size_for, precision_for
 from auditor.errors import AuditorError, ConfigError
 from auditor.progress import Progress, SilentProgress
 from auditor.report import CheckResult, Finding, Report, Status
@@ -33,7 +34,11 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
     else:
         index = load_dataset(Path(dataset_dir), config)
     cache = Cache(config.cache_dir if config.use_cache else None)
-    backbone = resolve_backbone(config.backbone, config.weights, config.offline, config.precision) if embed else None
+    engine = resolve_engine(config.engine, config.workers)
+    # Batch size and precision `auto` suit the devices the embedding runs on (engines/device.py).
+    devices = engine.devices() if embed and (config.precision == "auto" or config.batch_size is None) else CPU_ONLY
+    precision = precision_for(devices, config.precision)
+    backbone = resolve_backbone(config.backbone, config.weights, config.offline, precision) if embed else None
     feature_maps = None
     if config.finetune is not None and backbone is not None:
         # The fine-tune's frozen base: its maps are computed in the embedding pass and cached beside it.
@@ -46,11 +51,11 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
         backbone,
         scan_limits(config),
         max_file_bytes=int(config.max_file_mb * 2**20),
-        batch_size=config.batch_size,
+        batch_size=batch_size_for(devices, config.batch_size),
         workers=config.workers,
         progress=progress or SilentProgress(),
         feature_maps=feature_maps,
-        engine=resolve_engine(config.engine, config.workers),
+        engine=engine,
     )
     return AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache)
 
