@@ -40,6 +40,7 @@ class EncodedBatch:
     vectors: np.ndarray | None = None  # float32 (N, dim)
     maps: np.ndarray | None = None  # float16 (N, H, W, C), only when asked for
     inference_s: float = 0.0
+    worker_cpu_s: float = 0.0  # CPU time the engine's workers spent on this batch, where it measures it (Ray)
 
 
 def resolve_engine(name: str, workers: int):

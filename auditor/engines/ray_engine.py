@@ -196,6 +196,9 @@ class Embed:
             self.backbone.model  # noqa: B018  (build the model before the first batch arrives)
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, Any]:
+        return self.embed(rows, time.process_time())
+
+    def embed(self, rows: dict[str, np.ndarray], cpu_started: float) -> dict[str, Any]:
         count = len(rows["sha"])
         has_pixels = np.asarray(rows["has_pixels"], bool)
         vectors = np.zeros((count, self.backbone.dim), np.float32)
@@ -210,7 +213,8 @@ class Embed:
                 vectors[has_pixels] = self.backbone.embed(pixels)
             inference[has_pixels] = (time.perf_counter() - started) / int(has_pixels.sum())
         out = {key: rows[key] for key in ("sha", "scan", "why", "unreadable", "has_pixels")}
-        out.update(vector=vectors, inference_s=inference)
+        out.update(vector=vectors, inference_s=inference,
+                   cpu_s=np.full(count, (time.process_time() - cpu_started) / max(count, 1)))
         if maps is not None:
             out["maps"] = maps
         return out
@@ -224,7 +228,8 @@ class DecodeEmbed(Embed):
         self.decode_kwargs = decode_kwargs
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, Any]:
-        return super().__call__(decode_rows(rows, **self.decode_kwargs))
+        cpu_started = time.process_time()
+        return self.embed(decode_rows(rows, **self.decode_kwargs), cpu_started)
 
 
 def hash_rows(rows: dict[str, np.ndarray], max_file_bytes: int) -> dict[str, np.ndarray]:
@@ -259,6 +264,8 @@ def collect(batches: Iterator[dict[str, np.ndarray]]) -> Iterator[EncodedBatch]:
                 if "maps" in rows:
                     batch.maps = np.ascontiguousarray(rows["maps"][embedded], dtype=np.float16)
                 batch.inference_s = float(np.sum(rows["inference_s"]))
+        if "cpu_s" in rows:
+            batch.worker_cpu_s = float(np.sum(rows["cpu_s"]))
         yield batch
 
 
