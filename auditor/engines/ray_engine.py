@@ -313,12 +313,8 @@ def _job_row(job: DecodeJob) -> dict[str, Any]:
 
 def _actor_env() -> dict[str, str]:
     """The driver's backend choice and quiet native logs, for processes on other nodes."""
-    env = {"KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
-           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    for name in ("AUDITOR_CACHE_DIR",):
-        if name in os.environ:
-            env[name] = os.environ[name]
-    return env
+    return {"KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
 
 
 def _thread_env(cpus: int) -> dict[str, str]:
