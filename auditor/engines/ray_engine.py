@@ -87,6 +87,7 @@ class RayEngine:
         if not ray.is_initialized():
             from auditor.backbones.keras_import import quiet_native_stderr
 
+            _check_reachable(self.address)
             _quiet_ray_env()
             try:
                 with quiet_native_stderr():  # Ray's C++ core announces its log level on stderr while starting
@@ -94,9 +95,13 @@ class RayEngine:
                         ray.init(address="local", num_cpus=self.workers, **_quiet_init_args())
                     else:
                         ray.init(address=self.address, **_quiet_init_args())
-            except ConnectionError as exc:
-                raise ConfigError(f"cannot connect to the Ray cluster at {self.address}: {str(exc).splitlines()[0][:160]}",
-                                  "Check RAY_ADDRESS (e.g. ray://head:10001 or auto on a cluster node).") from None
+            except Exception as exc:  # Ray raises many types here (ConnectionError, RuntimeError, ValueError)
+                reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+                if self.address == "local":
+                    raise ConfigError(f"cannot start a local Ray: {reason}",
+                                      "Check free memory and /tmp space, or use --engine local.") from None
+                raise ConfigError(f"cannot connect to the Ray cluster at {self.address}: {reason}",
+                                  "Check RAY_ADDRESS (e.g. ray://head:10001, or auto on a cluster node).") from None
             started = True
         _quiet_ray_data()
         try:
@@ -321,6 +326,23 @@ def _thread_env(cpus: int) -> dict[str, str]:
     if cpus == 1:
         return dict(ACTOR_THREAD_ENV)
     return {"TF_NUM_INTRAOP_THREADS": str(cpus), "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": str(cpus)}
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail in seconds, not minutes, when a host:port cluster address does not answer: Ray itself retries
+    connecting to an unreachable address for about ten minutes, silently."""
+    import socket
+
+    target = address.split("://", 1)[-1].strip("/")
+    host, _, port = target.rpartition(":")
+    if address == "local" or address == "auto" or not host or not port.isdigit():
+        return  # "auto" finds a cluster on this node, or fails at once by itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}",
+                          "Check RAY_ADDRESS: host:port of the head's GCS (6379 by default), ray://host:10001 for "
+                          "Ray Client, or auto on a node of the cluster.") from None
 
 
 def _ray_initialized() -> bool:

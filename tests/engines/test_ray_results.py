@@ -55,3 +55,22 @@ def test_engine_ray_without_the_extra_is_a_one_line_error(monkeypatch, tmp_path)
     assert result.exit_code == 2
     output = result.stdout + result.stderr
     assert "pip install 'auditor[ray]'" in output and "Traceback" not in output
+
+
+def test_an_unreachable_cluster_address_fails_in_seconds_not_minutes():
+    import socket
+    import time
+
+    from auditor.engines.ray_engine import _check_reachable
+    from auditor.errors import ConfigError
+
+    with socket.socket() as probe:  # a port nobody listens on: bound, then closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.perf_counter()
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(ConfigError) as error:
+            _check_reachable(address)
+        assert "cannot reach the Ray cluster" in error.value.message and "RAY_ADDRESS" in error.value.tip
+    assert time.perf_counter() - started < 10
+    _check_reachable("auto")  # left to Ray, which fails at once by itself where no cluster runs
