@@ -130,7 +130,7 @@ class RayEngine:
                 shipped = ship_backbone(ray, backbone)
                 apart = devices.gpus > 0 if self.decode_apart is None else self.decode_apart
                 if apart:
-                    gpus = devices.gpus
+                    gpus = min(devices.gpus, int(resources.get("GPU", 0)))  # never wait for GPUs Ray lacks
                     decoded = dataset.map_batches(decode_rows, fn_kwargs=decode_kwargs, batch_size=batch_size,
                                                   num_cpus=1, runtime_env={"env_vars": env})
                     actors = gpus or max(1, int(resources.get("CPU", 1)) // self.cpus_per_actor - 1)
