@@ -62,3 +62,26 @@ def test_a_ray_cluster_names_its_gpu_models_in_its_resources():
 def test_what_the_user_asks_for_wins(asked):
     assert precision_for(Devices(gpus=1, bfloat16=True), asked) == asked
     assert batch_size_for(Devices(gpus=1), 8) == 8
+
+
+@pytest.mark.slow
+def test_float16_for_older_gpus_builds_and_embeds_like_float32():
+    """The precision `auto` picks on a T4 or V100: Keras' mixed_float16 (run here on CPUs)."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from auditor.backbones.registry import resolve_backbone
+
+    photos = sorted((Path(__file__).resolve().parents[2] / "samples" / "train" / "ants").glob("*.jpg"))[:4]
+    batch = np.stack([np.asarray(Image.open(p).convert("RGB").resize((224, 224)), np.uint8) for p in photos])
+    vectors = {}
+    for precision in ("float32", "float16"):
+        backbone = resolve_backbone("efficientnet-lite0", None, offline=True, precision=precision)
+        backbone.batch_shape = len(batch)
+        vectors[precision] = backbone.embed(batch)
+        assert vectors[precision].dtype == np.float32 and backbone.cache_key.endswith(precision)
+    a, b = vectors["float32"], vectors["float16"]
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.999  # 0.99998 measured
