@@ -64,7 +64,10 @@ def backend_devices() -> list[str]:
         if backend == "tensorflow":
             import tensorflow as tf
 
-            return [f"{d.device_type.lower()}:{d.name}" for d in tf.config.list_physical_devices()]
+            from auditor.backbones.keras_import import quiet_native_stderr
+
+            with quiet_native_stderr():  # "failed call to cuInit" on machines without a GPU
+                return [f"{d.device_type.lower()}:{d.name}" for d in tf.config.list_physical_devices()]
     except Exception as exc:  # the report says what failed rather than stopping the bench
         return [f"unknown ({type(exc).__name__}: {exc})"]
     return ["unknown"]
@@ -140,7 +143,9 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=None, help="Images in the audited dataset (default: 10000 on GPUs, 96 on CPUs).")
     parser.add_argument("--batch-sizes", default=None, help="Raw-inference batch sizes, e.g. 64,256,512 (default for the device).")
     parser.add_argument("--seconds", type=float, default=None, help="Timing per raw-inference measurement (default 8 on GPUs, 3 on CPUs).")
-    parser.add_argument("--engine", default="local", choices=["local", "ray"], help="Engine for the whole audit.")
+    parser.add_argument("--engine", default="local", choices=["local", "ray"],
+                        help="Engine for the whole audit (ray: a local Ray with --workers CPUs and the GPUs; its start-up "
+                             "of about a minute is part of the figures, so give it thousands of images).")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="Decoding threads (local) or local Ray CPUs.")
     parser.add_argument("--out", type=Path, default=None, help="Write the results as JSON here too.")
     parser.add_argument("--workdir", type=Path, default=None, help="Where the dataset and caches go (default: a temp folder).")
