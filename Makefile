@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RAY_STAMP := $(VENV)/.installed-ray
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
@@ -17,6 +18,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# The tests also cover --engine ray on a local Ray: they need the ray extra, which `make demo` does not.
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,ray]'
+	touch $(RAY_STAMP)
+
 install: $(STAMP)
 
 # The audit of the bundled samples exits 1 because its planted problems fail the policy;
@@ -27,7 +33,7 @@ demo: $(STAMP)
 	  echo "demo: reports/samples/report.{json,html,md} written (audit exit code $$rc: the planted problems fail the policy)"
 
 # The HTML report is tested in headless Chromium: install it once if missing (CI runs as root).
-test: $(STAMP)
+test: $(RAY_STAMP)
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "warning: could not install chromium; browser tests will skip"

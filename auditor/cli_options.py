@@ -49,6 +49,7 @@ class PrecisionChoice(str, Enum):
     auto = "auto"
     float32 = "float32"
     bfloat16 = "bfloat16"
+    float16 = "float16"
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,11 @@ GROUPS: dict[str, dict[str, Opt]] = {
         "weights": Opt(Optional[str], typer.Option(
             None, "--weights", help="Weights file for the backbone, or 'none' for random weights (tests only).")),
         "offline": Opt(bool, typer.Option(False, "--offline", help="Never try to download weights.")),
-        "batch_size": Opt(int, typer.Option(32, "--batch-size", min=1, max=4096, help="Images per backbone batch.")),
+        "batch_size": Opt(Optional[int], typer.Option(
+            None, "--batch-size", min=1, max=4096, help="Images per backbone batch (default: 32 on CPUs, 256 on GPUs).")),
         "precision": Opt(PrecisionChoice, typer.Option(
-            PrecisionChoice.auto, "--precision", help="auto: bfloat16 on CPUs with native bf16, else float32.")),
+            PrecisionChoice.auto, "--precision",
+            help="auto: bfloat16 on GPUs that compute it (float16 on older ones) and on CPUs with native bf16, else float32.")),
         "cache_dir": Opt(Optional[Path], typer.Option(
             None, "--cache-dir", help="Cache folder (default ~/.cache/auditor or $AUDITOR_CACHE_DIR).")),
         "no_cache": Opt(bool, typer.Option(False, "--no-cache", help="Keep nothing between runs.")),

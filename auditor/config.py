@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 BACKBONES = ("auto", "resnet50", "efficientnet-lite0")
 LAYOUTS = ("auto", "splits", "classes")
 SPLIT_STYLES = ("keras-dataset", "keras-generator")
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 ENGINES = ("local", "ray")
 HELD_OUT_SPLIT_NAMES = ("val", "valid", "validation", "test")
 REFERENCE_SPLIT = "train"
@@ -127,8 +127,8 @@ class AuditConfig:
     # How to embed
     backbone: str = "auto"
     weights: str | None = None  # None = the backbone's default; "none" = random (tests only); else a path
-    batch_size: int = 32
-    precision: str = "auto"
+    batch_size: int | None = None  # None = for the device: 32 on CPUs, 256 on GPUs (engines/device.py)
+    precision: str = "auto"  # auto = for the device (engines/device.py)
     offline: bool = False
     workers: int = 2
     engine: str = "local"  # where the decode-and-embed map runs: local threads, or Ray Data (a cluster)
@@ -185,7 +185,8 @@ class AuditConfig:
                 "source_depth cannot be combined with a manifest",
                 "Put each image's source in the manifest's source column instead.",
             )
-        _within("batch_size", self.batch_size, 1, 4096)
+        if self.batch_size is not None:
+            _within("batch_size", self.batch_size, 1, 4096)
         _within("workers", self.workers, 1, 64)
         _within("max_pixels", self.max_pixels, 1, 10**10)
         _within("max_file_mb", self.max_file_mb, 0.001, 10**6)

@@ -17,6 +17,7 @@ from auditor.context import AuditContext, scan_limits
 from auditor.index.dataset import DatasetIndex, load_dataset
 from auditor.encoding.encode import encode_dataset
 from auditor.engines import resolve_engine
+from auditor.engines.device import CPU_ONLY, batch_size_for, precision_for
 from auditor.errors import AuditorError, ConfigError
 from auditor.progress import Progress, SilentProgress
 from auditor.report import CheckResult, Finding, Report, Status, merge_same_id
@@ -38,7 +39,11 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
     else:
         index = load_dataset(Path(dataset_dir), config)
     cache = Cache(config.cache_dir if config.use_cache else None)
-    backbone = (resolve_backbone(config.backbone, config.weights, config.offline, config.precision,
+    engine = resolve_engine(config.engine, config.workers)
+    # Batch size and precision `auto` suit the devices the embedding runs on (engines/device.py).
+    devices = engine.devices() if embed and (config.precision == "auto" or config.batch_size is None) else CPU_ONLY
+    precision = precision_for(devices, config.precision)
+    backbone = (resolve_backbone(config.backbone, config.weights, config.offline, precision,
                                  cache_dir=config.cache_dir if config.use_cache else None) if embed else None)
     if backbone is not None:
         _set_input_size(backbone, index, config)
@@ -54,11 +59,11 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
         backbone,
         scan_limits(config),
         max_file_bytes=int(config.max_file_mb * 2**20),
-        batch_size=config.batch_size,
+        batch_size=batch_size_for(devices, config.batch_size),
         workers=config.workers,
         progress=progress or SilentProgress(),
         feature_maps=feature_maps,
-        engine=resolve_engine(config.engine, config.workers),
+        engine=engine,
     )
     return AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache)
 

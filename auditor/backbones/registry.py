@@ -7,7 +7,6 @@ Never random weights unless the user asks with `--weights none`.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -279,8 +278,8 @@ def _build(name: str, path: Path | None, precision: str, feature_maps: bool = Fa
     keras = import_keras()
 
     previous_policy = keras.config.dtype_policy()
-    if precision == "bfloat16":
-        keras.config.set_dtype_policy("mixed_bfloat16")
+    if precision in ("bfloat16", "float16"):
+        keras.config.set_dtype_policy(f"mixed_{precision}")
     try:
         if name == "resnet50":
             from auditor.backbones.resnet50 import build_resnet50
@@ -305,16 +304,10 @@ def _build(name: str, path: Path | None, precision: str, feature_maps: bool = Fa
 
 
 def _resolve_precision(precision: str) -> str:
-    """`auto` uses bfloat16 where the CPU computes it natively (AVX512_BF16 or AMX), else float32.
-
-    Read from /proc/cpuinfo rather than asking TensorFlow, so a fully cached audit never imports it.
-    """
+    """`auto` here means the CPU's choice (bfloat16 where native, else float32); callers that know the
+    devices (a GPU, a Ray cluster) resolve `auto` first with auditor.engines.device.precision_for."""
     if precision != "auto":
         return precision
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        return "float32"
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
-    except OSError:
-        return "float32"
-    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+    from auditor.engines.device import cpu_precision
+
+    return cpu_precision()

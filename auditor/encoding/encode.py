@@ -24,6 +24,7 @@ from auditor.encoding.imaging import ImageScan, Problem, ScanLimits, sha256_hex
 from auditor.encoding.reading import read_file
 from auditor.engines import DecodeJob, EncodedBatch
 from auditor.engines.local import LocalEngine, bounded_map, interruptible_threads
+from auditor.engines.urls import is_url
 from auditor.index.dataset import DatasetIndex, ImageRecord
 from auditor.progress import Progress, SilentProgress
 
@@ -70,7 +71,8 @@ def encode_dataset(
         backbone.batch_shape = batch_size
     stats: dict[str, float] = {}
     started = time.perf_counter()
-    hashed = hash_files(index.records, max_file_bytes, workers, progress)
+    engine = engine or LocalEngine(workers)
+    hashed = hash_files(index.records, max_file_bytes, workers, progress, engine)
     stats["hash_s"] = time.perf_counter() - started
 
     unique = list(hashed.first_path)
@@ -84,7 +86,6 @@ def encode_dataset(
                      feature_maps_computed=0)
 
     started = time.perf_counter()
-    engine = engine or LocalEngine(workers)
     wanted = {job.sha for job in jobs if job.want_pixels and job.sha not in embeddings}
     label = f"embedding ({backbone.name})" if any(job.want_pixels for job in jobs) else "decoding images"
     unstable: set[str] = set()
@@ -113,22 +114,39 @@ def mark_unstable(hashed: Hashed, unstable: set[str]) -> None:
             hashed.record_sha[position] = None
 
 
-def hash_files(records: list[ImageRecord], max_file_bytes: int, workers: int, progress: Progress) -> Hashed:
-    """Read and hash every file (cheap, I/O bound): content hashes are the keys of everything else."""
+def hash_files(records: list[ImageRecord], max_file_bytes: int, workers: int, progress: Progress,
+                engine: Any = None) -> Hashed:
+    """Read and hash every file (cheap, I/O bound): content hashes are the keys of everything else.
+    Local files are hashed here; files named by URL (s3://, gs://) by an engine that reads where their
+    bytes are (the Ray engine's `hash_urls`)."""
     hashed = Hashed(record_sha=[None] * len(records), read_problems={}, first_path={})
+    remote = [position for position, record in enumerate(records) if is_url(record.abspath)]
+    remote_set = set(remote)
+    local = [position for position in range(len(records)) if position not in remote_set]
 
     def hash_one(position: int) -> tuple[int, str | None, Problem | None]:
         data, problem = read_file(records[position].abspath, max_file_bytes)
         return position, (sha256_hex(data) if data is not None else None), problem
 
+    def settle(position: int, sha: str | None, problem: Problem | None) -> None:
+        hashed.record_sha[position] = sha
+        if problem is not None:
+            hashed.read_problems[position] = problem
+        elif sha not in hashed.first_path:
+            hashed.first_path[sha] = records[position].abspath
+
     with interruptible_threads(workers) as pool, progress.stage("hashing files", len(records)) as task:
-        for position, sha, problem in bounded_map(pool, hash_one, range(len(records)), lookahead=4 * workers):
-            hashed.record_sha[position] = sha
-            if problem is not None:
-                hashed.read_problems[position] = problem
-            elif sha not in hashed.first_path:
-                hashed.first_path[sha] = records[position].abspath
+        for position, sha, problem in bounded_map(pool, hash_one, local, lookahead=4 * workers):
+            settle(position, sha, problem)
             task.advance()
+        if remote and hasattr(engine, "hash_urls"):
+            for i, sha, problem in engine.hash_urls([str(records[p].abspath) for p in remote], max_file_bytes):
+                settle(remote[i], sha, problem)
+                task.advance()
+        elif remote:
+            for position in remote:
+                settle(position, None, Problem("unreadable", "error", "a URL: files named by URL are read with --engine ray"))
+                task.advance()
     return hashed
 
 

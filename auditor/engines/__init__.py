@@ -6,7 +6,12 @@ An engine is any object with
 
     run(jobs: list[DecodeJob], backbone, limits, max_file_bytes, batch_size, want_maps) -> Iterator[EncodedBatch]
 
-yielding every job exactly once (in any order), each batch at most `batch_size` embedded images.
+yielding every job exactly once (in any order), each batch at most `batch_size` embedded images, and
+
+    devices() -> Devices   (engines/device.py: the GPUs the map would run on, for batch size and precision `auto`)
+
+An engine that can read files named by URL where their bytes are also has
+`hash_urls(urls, max_file_bytes) -> Iterator[(position, sha | None, Problem | None)]`.
 """
 
 from __future__ import annotations
@@ -36,14 +41,27 @@ class EncodedBatch:
     vectors: np.ndarray | None = None  # float32 (N, dim)
     maps: np.ndarray | None = None  # float16 (N, H, W, C), only when asked for
     inference_s: float = 0.0
+    worker_cpu_s: float = 0.0  # CPU time the engine's workers spent on this batch, where it measures it (Ray)
 
 
 def resolve_engine(name: str, workers: int):
-    """The engine a run asked for: "local" (threads) or "ray" (Ray Data, `pip install auditor[ray]`)."""
+    """The engine a run asked for: "local" (threads) or "ray" (Ray Data, `pip install auditor[ray]`).
+    Creating either is cheap: the Ray engine connects to Ray only when it has work (or is asked which
+    devices it has)."""
     if name == "local":
         from auditor.engines.local import LocalEngine
 
         return LocalEngine(workers)
+    if name == "ray":
+        import importlib.util
+
+        from auditor.engines.ray_engine import INSTALL_TIP, RayEngine
+
+        if importlib.util.find_spec("ray") is None:  # fail now, in one line (without paying for importing Ray)
+            from auditor.errors import ConfigError
+
+            raise ConfigError("--engine ray needs Ray Data, which is not installed here", INSTALL_TIP)
+        return RayEngine(workers)
     from auditor.errors import ConfigError
 
-    raise ConfigError(f"unknown engine {name!r}", "Use --engine local.")
+    raise ConfigError(f"unknown engine {name!r}", "Use --engine local or --engine ray.")

@@ -49,16 +49,34 @@ def decode_job(job: DecodeJob, limits: ScanLimits, max_file_bytes: int,
                embed_size: int | None) -> tuple[DecodeJob, ImageScan | None, np.ndarray | None]:
     """Read and decode one content: its scan and, when wanted, its pixels at the backbone's size.
     (None, None) when the file changed or vanished since it was hashed: the caller reports it."""
-    data, _problem = read_file(job.path, max_file_bytes)
-    if data is None or sha256_hex(data) != job.sha:
-        return job, None, None
-    scan, array = scan_bytes(data, limits, embed_size if job.want_pixels else None)
+    scan, array, _why = decode_or_why(job, limits, max_file_bytes, embed_size)
     return job, scan, array
+
+
+def decode_or_why(job: DecodeJob, limits: ScanLimits, max_file_bytes: int, embed_size: int | None,
+                  read: Callable | None = None) -> tuple[ImageScan | None, np.ndarray | None, str | None]:
+    """(scan, pixels or None, None), or (None, None, why): "changed" when the bytes no longer hash to the
+    job's sha, else the reason they could not be read (another engine's workers may not see a path).
+    `read` defaults to this module's read_file, looked up at call time."""
+    data, problem = (read or read_file)(job.path, max_file_bytes)
+    if data is None:
+        return None, None, problem.message if problem is not None else "unreadable"
+    if sha256_hex(data) != job.sha:
+        return None, None, "changed"
+    scan, array = scan_bytes(data, limits, embed_size if job.want_pixels else None)
+    return scan, array, None
 
 
 class LocalEngine:
     def __init__(self, workers: int = 2):
         self.workers = workers
+
+    def devices(self):
+        """This machine's GPUs, when the Keras backend here can use them (the backbone runs in this process)."""
+        from auditor.engines.device import CPU_ONLY, backend_can_use_gpus, local_devices
+
+        devices = local_devices()
+        return devices if devices.gpus and backend_can_use_gpus() else CPU_ONLY
 
     def run(self, jobs: list[DecodeJob], backbone, limits: ScanLimits, max_file_bytes: int, batch_size: int,
             want_maps: bool) -> Iterator[EncodedBatch]:

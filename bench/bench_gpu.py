@@ -1,0 +1,245 @@
+"""Raw inference and whole-audit throughput on this machine's accelerator (or its CPUs), as ratios to the
+raw inference measured in the same run. One short script for a GPU machine; runs on CPUs with tiny sizes.
+
+On a GPU machine (a Python with auditor's dependencies and a CUDA build of the Keras backend, e.g.
+`pip install -e . "jax[cuda12]"` or a CUDA torch; nothing is downloaded while it runs):
+
+    KERAS_BACKEND=jax   python bench/bench_gpu.py --out /tmp/bench_gpu_jax.json
+    KERAS_BACKEND=torch python bench/bench_gpu.py --out /tmp/bench_gpu_torch.json
+
+On CPUs, to check that it works (a minute or two):
+
+    python bench/bench_gpu.py --images 48 --batch-sizes 8,32 --seconds 2
+
+What it measures:
+  1. raw inference: EfficientNet-Lite0 (offline ImageNet weights) on already-decoded 224×224 arrays, at each
+     batch size and at float32 and the device's `auto` precision (with the embeddings' agreement: the
+     lowest cosine between the two precisions' vectors of the same images);
+  2. the whole audit (`audit DIR`, a fresh cache) of a dataset made from samples/ (each image a distinct
+     random crop, so the cache cannot deduplicate), and its embedding stage alone (read + decode + embed),
+     as images/s and as ratios to (1) at the batch size the audit chose;
+  3. the same audit again on the unchanged dataset (everything from the cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from auditor.engines.device import CPU_ONLY, backend_can_use_gpus, batch_size_for, local_devices, precision_for  # noqa: E402
+
+
+def backend_devices() -> list[str]:
+    """The devices the Keras backend itself sees (the proof that the accelerator is used)."""
+    from auditor.backbones.keras_import import import_keras
+
+    keras = import_keras()
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            return [f"{d.platform}:{getattr(d, 'device_kind', d)}" for d in jax.devices()]
+        if backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return [f"cuda:{torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
+            return ["cpu"]
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            from auditor.backbones.keras_import import quiet_native_stderr
+
+            with quiet_native_stderr():  # "failed call to cuInit" on machines without a GPU
+                return [f"{d.device_type.lower()}:{d.name}" for d in tf.config.list_physical_devices()]
+    except Exception as exc:  # the report says what failed rather than stopping the bench
+        return [f"unknown ({type(exc).__name__}: {exc})"]
+    return ["unknown"]
+
+
+def raw_inference(precision: str, batch_size: int, seconds: float, images: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """Images/s of backbone.embed on decoded uint8 arrays (after warm-up), the vectors of `images`, and the
+    one-off cost of building and compiling the model (the warm-up's time beyond its two batches' share)."""
+    from auditor.backbones.registry import resolve_backbone
+
+    backbone = resolve_backbone("efficientnet-lite0", None, offline=True, precision=precision)
+    backbone.batch_shape = batch_size
+    batch = np.resize(images, (batch_size, *images.shape[1:]))
+    started = time.perf_counter()
+    for _ in range(2):
+        backbone.embed(batch)  # builds, compiles and warms up
+    warm_up_s = time.perf_counter() - started
+    done, started = 0, time.perf_counter()
+    while True:
+        backbone.embed(batch)
+        done += batch_size
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds and done >= 3 * batch_size:
+            break
+    vectors = backbone.embed(images[:batch_size]) if len(images) >= batch_size else backbone.embed(images)
+    return done / elapsed, vectors, warm_up_s - 2 * batch_size / (done / elapsed)
+
+
+def make_photo(job: tuple[Path, Path, int]) -> None:
+    """A distinct image: a random crop of a sample photo, resized to a typical web-photo size, as JPEG."""
+    from PIL import Image
+
+    source, destination, seed = job
+    rng = random.Random(seed)
+    with Image.open(source) as image:
+        image = image.convert("RGB")
+        width, height = image.size
+        left, top = rng.randint(0, width // 5), rng.randint(0, height // 5)
+        right, bottom = width - rng.randint(0, width // 5), height - rng.randint(0, height // 5)
+        crop = image.crop((left, top, right, bottom)).resize((rng.randint(320, 640), rng.randint(240, 480)))
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        crop.save(destination, "JPEG", quality=90)
+
+
+def make_dataset(root: Path, count: int) -> int:
+    """`count` distinct JPEGs in train/<class>/ and val/<class>/ (80/20), from samples/'s photos."""
+    sources = sorted(p for p in (REPO / "samples").glob("*/*/*.jpg"))
+    jobs = []
+    for i in range(count):
+        source = sources[i % len(sources)]
+        split = "val" if i % 5 == 4 else "train"
+        jobs.append((source, root / split / source.parent.name / f"{i:07d}.jpg", i))
+    # spawn, not fork: the Keras backend (JAX especially) already runs threads in this process
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(make_photo, jobs, chunksize=32))
+    return count
+
+
+def run_audit(dataset: Path, cache: Path, engine: str, workers: int) -> tuple[float, dict, dict]:
+    """One whole audit in this process: (seconds, encode stats, report timings)."""
+    from auditor.runner import audit
+    from auditor.settings import resolve
+
+    config = resolve(dataset, {"backbone": "efficientnet-lite0", "offline": True, "cache_dir": cache,
+                               "engine": engine, "workers": workers}).config
+    started = time.perf_counter()
+    report, ctx = audit(dataset, config)
+    return time.perf_counter() - started, dict(ctx.encoded.stats), dict(report.timings)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=None, help="Images in the audited dataset (default: 10000 on GPUs, 96 on CPUs).")
+    parser.add_argument("--batch-sizes", default=None, help="Raw-inference batch sizes, e.g. 64,256,512 (default for the device).")
+    parser.add_argument("--seconds", type=float, default=None, help="Timing per raw-inference measurement (default 8 on GPUs, 3 on CPUs).")
+    parser.add_argument("--engine", default="local", choices=["local", "ray"],
+                        help="Engine for the whole audit (ray: a local Ray with --workers CPUs and the GPUs; its start-up "
+                             "of about a minute is part of the figures, so give it thousands of images).")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="Decoding threads (local) or local Ray CPUs.")
+    parser.add_argument("--out", type=Path, default=None, help="Write the results as JSON here too.")
+    parser.add_argument("--workdir", type=Path, default=None, help="Where the dataset and caches go (default: a temp folder).")
+    args = parser.parse_args()
+
+    found = local_devices()
+    devices = found if found.gpus and backend_can_use_gpus() else CPU_ONLY
+    gpu = devices.gpus > 0
+    images = args.images or (10000 if gpu else 96)
+    seconds = args.seconds or (8.0 if gpu else 3.0)
+    sizes = [int(s) for s in args.batch_sizes.split(",")] if args.batch_sizes else ([64, 256, 512] if gpu else [8, 32])
+    auto_precision = precision_for(devices, "auto")
+    audit_batch = batch_size_for(devices, None)
+    result: dict = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "nvidia_smi": devices.describe(),
+                    "backend_devices": backend_devices(), "auto_precision": auto_precision, "auto_batch_size": audit_batch},
+        "raw_inference": [],
+    }
+    print(json.dumps(result["machine"], indent=1), flush=True)
+    if found.gpus and not gpu:
+        print(f"warning: {found.describe()} found, but the {result['machine']['keras_backend']} backend here has no CUDA "
+              "packages: measuring CPUs. Install a CUDA build (e.g. jax[cuda12]).", flush=True)
+
+    rng = np.random.default_rng(0)
+    probe = rng.integers(0, 256, (max(sizes + [audit_batch]), 224, 224, 3), dtype=np.uint8)
+    sample_photos = _decoded_samples(max(sizes + [audit_batch]))
+    precisions = ["float32"] + ([auto_precision] if auto_precision != "float32" else [])
+    for size in sorted(set(sizes + [audit_batch])):
+        vectors = {}
+        for precision in precisions:
+            rate, vectors[precision], build_s = raw_inference(precision, size, seconds,
+                                                              sample_photos if len(sample_photos) else probe)
+            row = {"batch_size": size, "precision": precision, "images_per_s": round(rate, 1),
+                   "build_and_compile_s": round(build_s, 2)}
+            if precision != "float32":
+                a, b = vectors["float32"], vectors[precision]
+                cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+                row["min_cosine_to_float32"] = round(float(cosine.min()), 5)
+            result["raw_inference"].append(row)
+            print(f"raw inference  batch {size:4d}  {precision:8s}  {rate:9.1f} images/s"
+                  + (f"  (min cosine to float32: {row['min_cosine_to_float32']})" if "min_cosine_to_float32" in row else ""),
+                  flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-", dir=args.workdir) as work:
+        work = Path(work)
+        started = time.perf_counter()
+        make_dataset(work / "data", images)
+        print(f"dataset: {images} distinct JPEGs made in {time.perf_counter() - started:.1f} s", flush=True)
+        first_s, stats, timings = run_audit(work / "data", work / "cache", args.engine, args.workers)
+        second_s, _, _ = run_audit(work / "data", work / "cache", args.engine, args.workers)
+    reference_row = next(r for r in result["raw_inference"]
+                         if r["batch_size"] == audit_batch and r["precision"] == auto_precision)
+    reference = reference_row["images_per_s"]
+    embed_rate = stats["embeddings_computed"] / stats["decode_embed_s"]
+    # The audit builds its model once inside the embedding stage: without that one-off cost (measured in
+    # (1) at the same batch size and precision) the stage's rate is what a larger dataset would see.
+    steady_s = max(stats["decode_embed_s"] - reference_row["build_and_compile_s"], 1e-9)
+    steady_rate = stats["embeddings_computed"] / steady_s
+    audit_rate = images / first_s
+    result["audit"] = {
+        "engine": args.engine, "images": images, "batch_size": audit_batch, "precision": auto_precision,
+        "embeddings_computed": int(stats["embeddings_computed"]),
+        "first_audit_s": round(first_s, 2), "second_audit_s": round(second_s, 2),
+        "hash_s": round(stats["hash_s"], 2), "decode_embed_s": round(stats["decode_embed_s"], 2),
+        "inference_s": round(stats["inference_s"], 2),
+        "embed_stage_images_per_s": round(embed_rate, 1), "whole_audit_images_per_s": round(audit_rate, 1),
+        "embed_stage_ratio_to_raw": round(embed_rate / reference, 3),
+        "embed_stage_without_model_build_images_per_s": round(steady_rate, 1),
+        "embed_stage_without_model_build_ratio_to_raw": round(steady_rate / reference, 3),
+        "whole_audit_ratio_to_raw": round(audit_rate / reference, 3),
+        "second_run_speedup": round(first_s / second_s, 1),
+        "slowest_stages_s": dict(sorted(((k, round(v, 2)) for k, v in timings.items()), key=lambda kv: -kv[1])[:8]),
+    }
+    print(json.dumps(result["audit"], indent=1), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+        print(f"written: {args.out}")
+    return 0
+
+
+def _decoded_samples(count: int) -> np.ndarray:
+    """Real photos decoded at 224×224 (the embeddings' agreement between precisions is measured on these)."""
+    from PIL import Image
+
+    arrays = []
+    for path in sorted((REPO / "samples").glob("*/*/*.jpg"))[:count]:
+        try:
+            with Image.open(path) as image:
+                arrays.append(np.asarray(image.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR), np.uint8))
+        except OSError:
+            continue  # samples/ holds a planted broken file
+    return np.stack(arrays) if arrays else np.zeros((0, 224, 224, 3), np.uint8)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Batch size and precision `auto` follow the devices: this machine's GPUs (nvidia-smi) or a Ray cluster's."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from auditor.engines.device import (CPU_ONLY, Devices, batch_size_for, cluster_devices, cpu_precision,
+                                    local_devices, precision_for)
+
+
+def fake_nvidia_smi(tmp_path, monkeypatch, output: str, returncode: int = 0) -> None:
+    """An `nvidia-smi` on PATH that prints what a real one prints for --query-gpu=name,compute_cap."""
+    script = tmp_path / "bin" / "nvidia-smi"
+    script.parent.mkdir()
+    script.write_text(f"#!/bin/sh\nprintf '{output}'\nexit {returncode}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
+def test_two_ampere_gpus_are_found_and_compute_bfloat16(tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path, monkeypatch, "NVIDIA H200, 9.0\\nNVIDIA A100-SXM4-80GB, 8.0\\n")
+    devices = local_devices()
+    assert devices == Devices(gpus=2, models=("NVIDIA H200", "NVIDIA A100-SXM4-80GB"), bfloat16=True)
+    assert precision_for(devices, "auto") == "bfloat16"
+    assert batch_size_for(devices, None) == 256
+
+
+def test_a_t4_gets_float16_because_it_has_no_native_bfloat16(tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path, monkeypatch, "Tesla T4, 7.5\\n")
+    assert precision_for(local_devices(), "auto") == "float16"
+
+
+def test_cuda_visible_devices_limits_and_hides_gpus(tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path, monkeypatch, "NVIDIA L4, 8.9\\nNVIDIA L4, 8.9\\n")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert local_devices().gpus == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert local_devices() == CPU_ONLY
+
+
+def test_a_failing_nvidia_smi_means_cpus(tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path, monkeypatch, "NVIDIA-SMI has failed", returncode=9)
+    assert local_devices() == CPU_ONLY
+    assert batch_size_for(local_devices(), None) == 32
+    assert precision_for(local_devices(), "auto") == cpu_precision()
+
+
+def test_a_ray_cluster_names_its_gpu_models_in_its_resources():
+    mixed = cluster_devices({"CPU": 64.0, "GPU": 8.0, "accelerator_type:A100": 4.0, "accelerator_type:T4": 4.0})
+    assert (mixed.gpus, mixed.bfloat16) == (8, False)  # one T4 is enough to need float16 everywhere
+    assert precision_for(mixed, "auto") == "float16"
+    h100 = cluster_devices({"CPU": 32.0, "GPU": 2.0, "accelerator_type:H100": 2.0})
+    assert precision_for(h100, "auto") == "bfloat16"
+    assert cluster_devices({"CPU": 2.0}) == CPU_ONLY
+
+
+@pytest.mark.parametrize("asked", ["float32", "bfloat16", "float16"])
+def test_what_the_user_asks_for_wins(asked):
+    assert precision_for(Devices(gpus=1, bfloat16=True), asked) == asked
+    assert batch_size_for(Devices(gpus=1), 8) == 8
+
+
+@pytest.mark.slow
+def test_float16_for_older_gpus_builds_and_embeds_like_float32():
+    """The precision `auto` picks on a T4 or V100: Keras' mixed_float16 (run here on CPUs)."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from auditor.backbones.registry import resolve_backbone
+
+    photos = sorted((Path(__file__).resolve().parents[2] / "samples" / "train" / "ants").glob("*.jpg"))[:4]
+    batch = np.stack([np.asarray(Image.open(p).convert("RGB").resize((224, 224)), np.uint8) for p in photos])
+    vectors = {}
+    for precision in ("float32", "float16"):
+        backbone = resolve_backbone("efficientnet-lite0", None, offline=True, precision=precision)
+        backbone.batch_shape = len(batch)
+        vectors[precision] = backbone.embed(batch)
+        assert vectors[precision].dtype == np.float32 and backbone.cache_key.endswith(precision)
+    a, b = vectors["float32"], vectors["float16"]
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.999  # 0.99998 measured
