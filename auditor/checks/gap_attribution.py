@@ -184,91 +184,27 @@ def compute(ctx: AuditContext) -> Evidence:
     reference = ctx.reference_run
     plan, head, options = reference.plan, reference.run, reference.options
     seed, resamples = reference.seed, options.bootstrap
-    val, train = plan.val, plan.train
     correct = head.val_probs.argmax(axis=1) == reference.val_labels
     train_correct = head.train_probs.argmax(axis=1) == reference.train_labels
 
-    # Which held-out images leak, conflict, or are probably mislabelled.
-    dup = duplicate_kinds(ctx, train, val)
-    suspects, suspects_reason = probable_mislabels(ctx, val)
-    kind = np.array([dup[p] if dup[p] != "clean" or not suspects or p not in suspects else "suspect" for p in val])
-    leaked_mask = kind == "leaked"
-    conflict_mask = kind == "conflict"
-    has_dup = leaked_mask | conflict_mask
-    clean_mask = ~has_dup
+    # Which held-out images leak, conflict, or are probably mislabelled; the gap split by those kinds.
+    dup = duplicate_kinds(ctx, plan.train, plan.val)
+    suspects, suspects_reason = probable_mislabels(ctx, plan.val)
+    kind = np.array([dup[p] if dup[p] != "clean" or not suspects or p not in suspects else "suspect" for p in plan.val])
+    clean_mask = ~((kind == "leaked") | (kind == "conflict"))
     decomposition = decompose(head.train_accuracy, correct, kind)
     parts = decomposition["parts"]
-
-    val_accuracy = float(correct.mean())
-    acc_leaked = _mean(correct[has_dup])
-    acc_clean = _mean(correct[clean_mask])
-    inflation = val_accuracy - acc_clean if acc_clean is not None else None
-    n_val = len(val)
-    leakage = {
-        "val_images": n_val,
-        "with_train_duplicate": int(has_dup.sum()),
-        "percent_with_train_duplicate": round(100.0 * has_dup.sum() / n_val, 2),
-        "val_accuracy_leaked": _r(acc_leaked),
-        "val_accuracy_leaked_ci": bootstrap_mean_ci(correct[has_dup], resamples, seed),
-        "val_accuracy_clean": _r(acc_clean),
-        "val_accuracy_clean_ci": bootstrap_mean_ci(correct[clean_mask], resamples, seed + 1),
-        "leakage_inflation": _r(inflation),
-        "leakage_inflation_ci": inflation_ci(correct, clean_mask, resamples, seed + 2),
-        "points_same_label": round(-parts["leakage"], 2),
-        "points_other_label": round(-parts["label_conflicts"], 2),
-    }
-    conflict_share = float(conflict_mask.mean())
-    conflicts = {
-        "val_images_with_conflicting_train_duplicate": int(conflict_mask.sum()),
-        "share": round(conflict_share, 4),
-        "accuracy_on_them": _r(_mean(correct[conflict_mask])),
-        "val_accuracy_ceiling": round(1.0 - conflict_share, 4),
-        "points": round(parts["label_conflicts"], 2),
-    }
-    mislabels: dict[str, Any] = {"available": suspects is not None, "reason": suspects_reason}
-    if suspects is not None:
-        share = float((kind == "suspect").mean())
-        mislabels.update(probable_mislabels_without_duplicate=int((kind == "suspect").sum()), share=round(share, 4),
-                         accuracy_on_them=_r(decomposition["accuracy"]["suspect"]),
-                         val_accuracy_ceiling=round(1.0 - conflict_share - share, 4),
-                         points=round(parts["probable_mislabels"], 2))
-
-    # Shift: accuracy by domain-score quintile, and per class (on held-out images without a train duplicate).
+    leakage = _leakage_part(correct, clean_mask, parts, resamples, seed)
+    conflicts = _conflict_part(correct, kind, parts)
+    mislabels = _mislabel_part(kind, decomposition, conflicts, suspects is not None, suspects_reason)
     per_class = _per_class(ctx, plan, reference, correct, clean_mask)
-    shift: dict[str, Any]
-    scores = None
-    if plan.made:
-        shift = {"available": False, "reason": "the held-out split was made by auditor at random: nothing to shift"}
-    else:
-        scores, reason = domain_scores(ctx, plan.val_split)
-        shift = {"available": scores is not None, "reason": reason}
-    if scores is not None:
-        shas = [ctx.encoded.record_sha[p] for p in val]
-        scored = np.array([s in scores for s in shas]) & clean_mask
-        values = np.array([scores.get(s, np.nan) for s in shas])
-        quintiles = accuracy_by_quintile(correct[scored], values[scored]) if scored.sum() >= 2 * QUINTILES else []
-        shift.update(images_scored=int(scored.sum()), by_quintile=quintiles, points_estimate=round(shift_points(quintiles), 2),
-                     score="P(held-out | image) from split_shift's domain classifier; quintile 1 = most train-like")
-        if not quintiles:
-            shift.update(available=False, reason=f"only {int(scored.sum())} scored held-out images without a train duplicate")
-        for label, row in per_class.items():
-            members = [i for i, p in enumerate(val) if ctx.records[p].label == label and scored[i]]
-            row["mean_domain_score"] = _r(float(np.mean(values[members]))) if members else None
-    imbalance = {"per_class": per_class, "points_estimate": round(imbalance_points(per_class), 2)}
-    if len(per_class) >= 3:
-        from scipy.stats import spearmanr
-
-        rows = [r for r in per_class.values() if r["accuracy"] is not None]
-        if len(rows) >= 3:
-            rho = spearmanr([r["train_images"] for r in rows], [r["accuracy"] for r in rows]).statistic
-            imbalance["spearman_train_images_vs_accuracy"] = _r(rho) if rho == rho else None
-
-    # Counterfactual: retrain after the fixes.
+    shift = _shift_part(ctx, plan, correct, clean_mask, per_class)
+    imbalance = _imbalance_part(per_class)
     counterfactual = _counterfactual(ctx, reference, train_on_positions)
 
     metrics: dict[str, Any] = {
         "train_accuracy": _r(head.train_accuracy),
-        "val_accuracy": _r(val_accuracy),
+        "val_accuracy": _r(float(correct.mean())),
         "gap_points": round(decomposition["gap_points"], 2),
         "val_accuracy_leaked": leakage["val_accuracy_leaked"],
         "val_accuracy_clean": leakage["val_accuracy_clean"],
@@ -293,7 +229,7 @@ def compute(ctx: AuditContext) -> Evidence:
         "shift": shift,
         "imbalance": imbalance,
         "counterfactual": counterfactual,
-        "train_accuracy_on_train_duplicates": _r(_mean(train_correct[_train_dup_mask(ctx, train)])),
+        "train_accuracy_on_train_duplicates": _r(_mean(train_correct[_train_dup_mask(ctx, plan.train)])),
         "val_split": plan.val_split,
         "confidence_level": 0.95,
         "bootstrap_resamples": resamples,
@@ -303,6 +239,88 @@ def compute(ctx: AuditContext) -> Evidence:
     metrics["material_problems"] = [name for name in ("leakage", "label_conflicts", "probable_mislabels")
                                     if abs(parts[name]) >= MATERIAL_POINTS]
     return Evidence(summary=verdict, metrics=metrics)
+
+
+def _leakage_part(correct: np.ndarray, clean_mask: np.ndarray, parts: dict, resamples: int, seed: int) -> dict:
+    """Accuracy on held-out images with a train duplicate and on the rest (the leakage-adjusted accuracy),
+    with bootstrap intervals, and the inflation between them."""
+    has_dup = ~clean_mask
+    acc_clean = _mean(correct[clean_mask])
+    n_val = len(correct)
+    return {
+        "val_images": n_val,
+        "with_train_duplicate": int(has_dup.sum()),
+        "percent_with_train_duplicate": round(100.0 * has_dup.sum() / n_val, 2),
+        "val_accuracy_leaked": _r(_mean(correct[has_dup])),
+        "val_accuracy_leaked_ci": bootstrap_mean_ci(correct[has_dup], resamples, seed),
+        "val_accuracy_clean": _r(acc_clean),
+        "val_accuracy_clean_ci": bootstrap_mean_ci(correct[clean_mask], resamples, seed + 1),
+        "leakage_inflation": _r(float(correct.mean()) - acc_clean if acc_clean is not None else None),
+        "leakage_inflation_ci": inflation_ci(correct, clean_mask, resamples, seed + 2),
+        "points_same_label": round(-parts["leakage"], 2),
+        "points_other_label": round(-parts["label_conflicts"], 2),
+    }
+
+
+def _conflict_part(correct: np.ndarray, kind: np.ndarray, parts: dict) -> dict:
+    """Held-out images whose train duplicate carries another label: scored wrong, a ceiling on accuracy."""
+    conflict_mask = kind == "conflict"
+    share = float(conflict_mask.mean())
+    return {
+        "val_images_with_conflicting_train_duplicate": int(conflict_mask.sum()),
+        "share": round(share, 4),
+        "accuracy_on_them": _r(_mean(correct[conflict_mask])),
+        "val_accuracy_ceiling": round(1.0 - share, 4),
+        "points": round(parts["label_conflicts"], 2),
+    }
+
+
+def _mislabel_part(kind: np.ndarray, decomposition: dict, conflicts: dict, available: bool,
+                   reason: str | None) -> dict:
+    """Probably mislabelled held-out images without a train duplicate — only when label_issues supports it."""
+    mislabels: dict[str, Any] = {"available": available, "reason": reason}
+    if available:
+        share = float((kind == "suspect").mean())
+        mislabels.update(probable_mislabels_without_duplicate=int((kind == "suspect").sum()), share=round(share, 4),
+                         accuracy_on_them=_r(decomposition["accuracy"]["suspect"]),
+                         val_accuracy_ceiling=round(1.0 - conflicts["share"] - share, 4),
+                         points=round(decomposition["parts"]["probable_mislabels"], 2))
+    return mislabels
+
+
+def _shift_part(ctx: AuditContext, plan, correct: np.ndarray, clean_mask: np.ndarray,
+                per_class: dict[str, dict]) -> dict[str, Any]:
+    """Accuracy by quintile of the domain-classifier score (on held-out images without a train duplicate),
+    and each class's mean score; an estimate inside the remainder, not a part of the gap."""
+    if plan.made:
+        return {"available": False, "reason": "the held-out split was made by auditor at random: nothing to shift"}
+    scores, reason = domain_scores(ctx, plan.val_split)
+    shift: dict[str, Any] = {"available": scores is not None, "reason": reason}
+    if scores is None:
+        return shift
+    shas = [ctx.encoded.record_sha[p] for p in plan.val]
+    scored = np.array([s in scores for s in shas]) & clean_mask
+    values = np.array([scores.get(s, np.nan) for s in shas])
+    quintiles = accuracy_by_quintile(correct[scored], values[scored]) if scored.sum() >= 2 * QUINTILES else []
+    shift.update(images_scored=int(scored.sum()), by_quintile=quintiles, points_estimate=round(shift_points(quintiles), 2),
+                 score="P(held-out | image) from split_shift's domain classifier; quintile 1 = most train-like")
+    if not quintiles:
+        shift.update(available=False, reason=f"only {int(scored.sum())} scored held-out images without a train duplicate")
+    for label, row in per_class.items():
+        members = [i for i, p in enumerate(plan.val) if ctx.records[p].label == label and scored[i]]
+        row["mean_domain_score"] = _r(float(np.mean(values[members]))) if members else None
+    return shift
+
+
+def _imbalance_part(per_class: dict[str, dict]) -> dict[str, Any]:
+    imbalance: dict[str, Any] = {"per_class": per_class, "points_estimate": round(imbalance_points(per_class), 2)}
+    rows = [r for r in per_class.values() if r["accuracy"] is not None]
+    if len(rows) >= 3:
+        from scipy.stats import spearmanr
+
+        rho = spearmanr([r["train_images"] for r in rows], [r["accuracy"] for r in rows]).statistic
+        imbalance["spearman_train_images_vs_accuracy"] = _r(rho) if rho == rho else None
+    return imbalance
 
 
 def judge(evidence: Evidence, policy: Policy) -> Verdict:

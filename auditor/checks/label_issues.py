@@ -58,60 +58,11 @@ def compute(ctx: AuditContext) -> Evidence:
     if analysis.skipped_reason:
         return skipped(f"skipped: {analysis.skipped_reason}", excluded_classes=analysis.excluded_classes)
     noise = analysis.noise
-    quality = analysis.label_quality
-    margins = normalised_margin(analysis.probs, analysis.unit_labels)
-    findings: list[tuple[tuple, Finding]] = []
-    confirmed = 0
     strong = analysis.strong
-    for u in np.flatnonzero(analysis.issues):
-        given = analysis.classes[analysis.unit_labels[u]]
-        suggested_index = int(analysis.suggested[u])
-        suggested = analysis.classes[suggested_index]
-        agreement = float(analysis.neighbour_agreement[u])
-        backed = bool(np.isfinite(agreement) and agreement < NEIGHBOURS_DISAGREE)
-        positions = analysis.unit_positions[u]
-        confirmed += len(positions) if strong[u] else 0
-        paths = [ctx.records[p].path for p in positions]
-        k = analysis.neighbours_k
-        agreeing = int(round(agreement * k)) if np.isfinite(agreement) else None
-        neighbours_text = (f"{agreeing} of {k} nearest images are {given!r}" if agreeing is not None
-                           else "no neighbours to compare")
-        wrong = float(analysis.wrong_probability[u])
-        top = float(analysis.wrong_probability_at_top[u])
-        wrong_text = f"{wrong:.2f}" if analysis.supported else f"{wrong:.2f}, up to {top:.2f} at the top of the interval"
-        message = (f"filed as {given!r}, looks like {suggested!r} (P(label wrong) = {wrong_text}; "
-                   f"p({suggested}) = {analysis.probs[u, suggested_index]:.2f}, p({given}) = {quality[u]:.2f}; "
-                   f"{neighbours_text}): {', '.join(paths[:3])}"
-                   + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
-                   + ("" if analysis.supported else " (candidate only: the probe cannot tell label errors from its "
-                      "own confusion here)"))
-        finding = Finding(
-            id=stable_finding_id(CHECK_ID, "label", [analysis.unit_shas[u], f"label={given}"]),
-            severity=Severity.WARNING if strong[u] else Severity.INFO,
-            message=message,
-            paths=paths,
-            evidence={
-                "score": round(wrong, 4),
-                "score_name": "probability that the given label is wrong (noise model on out-of-fold probe probabilities)",
-                "wrong_probability_interval": [round(float(analysis.wrong_probability_range[0][u]), 4),
-                                               round(float(analysis.wrong_probability_range[1][u]), 4)],
-                "wrong_probability_at_top": round(top, 4),
-                "label_quality": round(float(quality[u]), 4),
-                "given_label": given,
-                "suggested_label": suggested,
-                "suggested_probability": round(float(analysis.probs[u, suggested_index]), 4),
-                "normalised_margin": round(float(margins[u]), 4),
-                "neighbour_agreement": round(agreement, 4) if np.isfinite(agreement) else None,
-                "neighbour_majority": analysis.neighbour_majority[u],
-                "neighbours_k": k,
-                "neighbours_disagree": backed,
-                "supported": analysis.supported,
-                "strong_evidence": bool(strong[u]),
-                "splits": sorted({ctx.records[p].split for p in positions}),
-            },
-        )
-        findings.append(((0 if strong[u] else 1, -(wrong if analysis.supported else top), paths[0]), finding))
-    findings.sort(key=lambda item: item[0])
+    margins = normalised_margin(analysis.probs, analysis.unit_labels)
+    findings = sorted((_finding(ctx, analysis, int(u), margins) for u in np.flatnonzero(analysis.issues)),
+                      key=lambda item: item[0])
+    confirmed = sum(len(analysis.unit_positions[u]) for u in np.flatnonzero(analysis.issues) if strong[u])
     by_split = label_noise_by_split(ctx)
     flagged_images = sum(m["probably_wrong"] for m in by_split.values())
     judged_images = sum(m["images"] for m in by_split.values())
@@ -119,26 +70,7 @@ def compute(ctx: AuditContext) -> Evidence:
     low, high = analysis.noise_interval
     strong_units = np.flatnonzero(strong)
     expected_precision = float(analysis.wrong_probability[strong_units].mean()) if strong_units.size else None
-    if analysis.supported:
-        parts = [f"label noise {_pct(noise.rate)} % (95 % interval {_pct(low)}–{_pct(high)} %)",
-                 f"{plural(flagged_images, 'image')} of {judged_images} probably "
-                 f"{'carries' if flagged_images == 1 else 'carry'} the wrong label"
-                 + (f", {confirmed} with strong evidence (label more likely wrong than right, most neighbours "
-                    f"agree; expected precision {expected_precision:.2f})" if confirmed else "")]
-    else:
-        parts = [f"label errors cannot be told apart from the probe's confusion: between {_pct(low)} and "
-                 f"{_pct(high)} % of labels may be wrong (95 %), no accuracy ceiling claimed"
-                 + (f"; {plural(flagged_images, 'candidate')} listed for review" if flagged_images else "")]
-    parts.append(f"out-of-fold probe accuracy {100 * accuracy:.1f} %")
-    for split in ctx.index.held_out_splits:
-        m = by_split.get(split)
-        if m and m["images"] and analysis.supported:
-            ceiling = m["accuracy_ceiling_interval"]
-            parts.append(f"{split}: about {m['estimated_percent']} % of labels wrong, accuracy ceiling "
-                         f"{100 * m['accuracy_ceiling']:.1f} % ({100 * ceiling[0]:.1f}–{100 * ceiling[1]:.1f} %)")
-    if analysis.excluded_classes:
-        parts.append("not judged (fewer than " + f"{MIN_IMAGES_PER_CLASS} images): "
-                     + ", ".join(f"{c!r} ({n})" for c, n in analysis.excluded_classes.items()))
+    parts = _summary_parts(ctx, analysis, by_split, flagged_images, judged_images, confirmed, expected_precision)
     summary = "; ".join(parts)
     metrics = {
         "method": "label-noise model on out-of-fold probabilities of a logistic-regression probe (PCA-whitened "
@@ -172,6 +104,82 @@ def compute(ctx: AuditContext) -> Evidence:
         "per_split": by_split,
     }
     return Evidence(summary=summary, metrics=metrics, findings=[finding for _key, finding in findings])
+
+
+def _summary_parts(ctx: AuditContext, analysis, by_split: dict, flagged: int, judged: int, confirmed: int,
+                   expected_precision: float | None) -> list[str]:
+    noise, (low, high) = analysis.noise, analysis.noise_interval
+    if analysis.supported:
+        parts = [f"label noise {_pct(noise.rate)} % (95 % interval {_pct(low)}–{_pct(high)} %)",
+                 f"{plural(flagged, 'image')} of {judged} probably {'carries' if flagged == 1 else 'carry'} the wrong "
+                 "label" + (f", {confirmed} with strong evidence (label more likely wrong than right, most neighbours "
+                            f"agree; expected precision {expected_precision:.2f})" if confirmed else "")]
+    else:
+        parts = [f"label errors cannot be told apart from the probe's confusion: between {_pct(low)} and "
+                 f"{_pct(high)} % of labels may be wrong (95 %), no accuracy ceiling claimed"
+                 + (f"; {plural(flagged, 'candidate')} listed for review" if flagged else "")]
+    parts.append(f"out-of-fold probe accuracy {100 * analysis.stats['probe_accuracy']:.1f} %")
+    for split in ctx.index.held_out_splits:
+        m = by_split.get(split)
+        if m and m["images"] and analysis.supported:
+            ceiling = m["accuracy_ceiling_interval"]
+            parts.append(f"{split}: about {m['estimated_percent']} % of labels wrong, accuracy ceiling "
+                         f"{100 * m['accuracy_ceiling']:.1f} % ({100 * ceiling[0]:.1f}–{100 * ceiling[1]:.1f} %)")
+    if analysis.excluded_classes:
+        parts.append(f"not judged (fewer than {MIN_IMAGES_PER_CLASS} images): "
+                     + ", ".join(f"{c!r} ({n})" for c, n in analysis.excluded_classes.items()))
+    return parts
+
+
+def _finding(ctx: AuditContext, analysis, u: int, margins: np.ndarray) -> tuple[tuple, Finding]:
+    """(sort key, finding) of one probably mislabelled content: most certain first, strong evidence first."""
+    strong = bool(analysis.strong[u])
+    given = analysis.classes[analysis.unit_labels[u]]
+    suggested_index = int(analysis.suggested[u])
+    suggested = analysis.classes[suggested_index]
+    agreement = float(analysis.neighbour_agreement[u])
+    positions = analysis.unit_positions[u]
+    paths = [ctx.records[p].path for p in positions]
+    k = analysis.neighbours_k
+    agreeing = int(round(agreement * k)) if np.isfinite(agreement) else None
+    neighbours_text = (f"{agreeing} of {k} nearest images are {given!r}" if agreeing is not None
+                       else "no neighbours to compare")
+    wrong = float(analysis.wrong_probability[u])
+    top = float(analysis.wrong_probability_at_top[u])
+    wrong_text = f"{wrong:.2f}" if analysis.supported else f"{wrong:.2f}, up to {top:.2f} at the top of the interval"
+    quality = float(analysis.label_quality[u])
+    message = (f"filed as {given!r}, looks like {suggested!r} (P(label wrong) = {wrong_text}; "
+               f"p({suggested}) = {analysis.probs[u, suggested_index]:.2f}, p({given}) = {quality:.2f}; "
+               f"{neighbours_text}): {', '.join(paths[:3])}"
+               + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+               + ("" if analysis.supported else " (candidate only: the probe cannot tell label errors from its "
+                  "own confusion here)"))
+    finding = Finding(
+        id=stable_finding_id(CHECK_ID, "label", [analysis.unit_shas[u], f"label={given}"]),
+        severity=Severity.WARNING if strong else Severity.INFO,
+        message=message,
+        paths=paths,
+        evidence={
+            "score": round(wrong, 4),
+            "score_name": "probability that the given label is wrong (noise model on out-of-fold probe probabilities)",
+            "wrong_probability_interval": [round(float(analysis.wrong_probability_range[0][u]), 4),
+                                           round(float(analysis.wrong_probability_range[1][u]), 4)],
+            "wrong_probability_at_top": round(top, 4),
+            "label_quality": round(quality, 4),
+            "given_label": given,
+            "suggested_label": suggested,
+            "suggested_probability": round(float(analysis.probs[u, suggested_index]), 4),
+            "normalised_margin": round(float(margins[u]), 4),
+            "neighbour_agreement": round(agreement, 4) if np.isfinite(agreement) else None,
+            "neighbour_majority": analysis.neighbour_majority[u],
+            "neighbours_k": k,
+            "neighbours_disagree": bool(np.isfinite(agreement) and agreement < NEIGHBOURS_DISAGREE),
+            "supported": analysis.supported,
+            "strong_evidence": strong,
+            "splits": sorted({ctx.records[p].split for p in positions}),
+        },
+    )
+    return (0 if strong else 1, -(wrong if analysis.supported else top), paths[0]), finding
 
 
 def judge(evidence: Evidence, policy: Policy) -> Verdict:
