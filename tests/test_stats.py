@@ -73,6 +73,7 @@ def test_mmd_permutations_within_groups_ignore_a_different_group_mix():
     assert stats.mmd_test(x, y_shifted, 499, seed=0, groups=groups)["p_value"] < 0.01
 
 
+@pytest.mark.slow
 def test_domain_classifier_separates_shifted_gaussians_only():
     rng = np.random.default_rng(3)
     reference = rng.normal(size=(80, 40))

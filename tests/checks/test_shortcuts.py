@@ -133,6 +133,7 @@ def test_source_depth_reads_the_folders_below_the_class_folder(tmp_path, pool_di
     assert [(r.label, r.source) for r in records] == [("ants", "siteA")]
 
 
+@pytest.mark.slow
 def test_random_split_of_real_photos_has_no_shortcut(tmp_path, pool_dir, pool):
     ants, bees = _photos(pool_dir, pool, "ants"), _photos(pool_dir, pool, "bees")
     root = _build(tmp_path / "data", {"train": {"ants": [(p, None) for p in ants[20:]],
@@ -158,6 +159,7 @@ def _png_bees_jpeg_ants(photo: Path, stem: Path, label: str) -> None:
             image.save(stem.with_suffix(".jpg"), quality=85)
 
 
+@pytest.mark.slow
 def test_format_shortcut_is_found_and_explained(tmp_path, pool_dir, pool):
     ants, bees = _photos(pool_dir, pool, "ants"), _photos(pool_dir, pool, "bees")
     root = _build(tmp_path / "data", {"train": {"ants": [(p, None) for p in ants[:30]],
@@ -190,6 +192,7 @@ def _sourced(pool_dir: Path, pool: dict, seed: int, skewed: bool) -> dict:
             "val": {"ants": [(p, "siteA") for p in ants[:20]], "bees": [(p, "siteA") for p in bees[:20]]}}
 
 
+@pytest.mark.slow
 def test_source_tied_to_class_and_single_source_split_are_reported(tmp_path, pool_dir, pool):
     root = _build(tmp_path / "data", _sourced(pool_dir, pool, 0, skewed=True))
     result = sc.CHECK.run(_scan_only(root, tmp_path / "cache", source_depth=1))
@@ -207,6 +210,7 @@ def test_source_tied_to_class_and_single_source_split_are_reported(tmp_path, poo
     assert "80 % of 'ants' come from source 'siteA', 20 % of 'bees'" in result.summary
 
 
+@pytest.mark.slow
 def test_sources_assigned_at_random_raise_nothing(tmp_path, pool_dir, pool):
     root = _build(tmp_path / "data", _sourced(pool_dir, pool, 1, skewed=False))
     result = sc.CHECK.run(_scan_only(root, tmp_path / "cache", source_depth=1))

@@ -97,6 +97,7 @@ def test_group_by_source_and_by_a_manifest_column(tmp_path):
         assert len(set(members)) == 1
 
 
+@pytest.mark.slow
 def test_drop_suspect_labels_excludes_exactly_the_strong_label_issues():
     # Enough images, well enough separated, for the label analysis to support its estimate (strong evidence).
     vectors, true = gaussian_classes(300, 3, spread=0.25, seed=2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import base64
 import time
 import xml.etree.ElementTree as ET
@@ -115,6 +117,7 @@ def test_thumbnails_most_severe_first_with_counts_left_out(sample):
     assert missing.failed == 4 and not missing.images
 
 
+@pytest.mark.slow
 def test_a_100k_image_report_stays_under_25_mb(sample):
     """A dataset of 100 000 images with 20 000 duplicate groups: caps keep the page small and fast."""
     report, files = sample

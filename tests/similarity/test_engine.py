@@ -3,6 +3,8 @@ pictures not grouped, a held-out image leaks only with its own train duplicate, 
 
 from __future__ import annotations
 
+import pytest
+
 import io
 
 import numpy as np
@@ -30,6 +32,7 @@ def jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_decide_finds_the_planted_copy_and_estimates_its_quality():
     originals = [picture(s) for s in range(40)]
     thumbs = [grey32(jpeg(im)) for im in originals]
