@@ -9,6 +9,7 @@ and how often it matches some other image (the false-match rate), which chooses 
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from auditor.encoding.imaging import ImageScan, ScanLimits, decode_for_embedding
 from auditor.similarity.pixels import decode_grey32
 from auditor.similarity.positives import copy_kinds, make_copy
 
-CALIBRATION_VERSION = "v3"
+CALIBRATION_VERSION = "v4"
 COPIES_PER_IMAGE = 5
 
 
@@ -50,7 +51,10 @@ def calibrate(
     The copies' scans and embeddings are cached like real images' (keyed by source content + kind + number),
     so a re-run over an unchanged dataset decodes and embeds nothing here either."""
     rng = np.random.default_rng(seed)
-    eligible = [s for s in shas if (embeddings is None or s in embeddings) and scans[s].grey32]
+    # Sorted by content, so the sample and every copy depend on the images alone, not on the order in which
+    # an entry point listed them (the command line and the Python API must agree; a cached copy must be the
+    # copy this run would make).
+    eligible = sorted(s for s in shas if (embeddings is None or s in embeddings) and scans[s].grey32)
     chosen = sorted(rng.choice(len(eligible), size=min(sample_images, len(eligible)), replace=False)) if eligible else []
     sample = [eligible[i] for i in chosen]
     plan = {sha: copy_kinds((scans[sha].width or 0, scans[sha].height or 0), COPIES_PER_IMAGE, offset=n)
@@ -73,7 +77,7 @@ def calibrate(
             elif image is None:
                 break
             else:
-                data = make_copy(image, kind, np.random.default_rng([seed, n, i]))
+                data = make_copy(image, kind, np.random.default_rng([seed, zlib.crc32(sha.encode()), i]))
                 scan, array = scan_bytes(data, limits, input_size if backbone is not None else None)
                 scan.sha256 = key
                 new_scans.append(scan)

@@ -1,0 +1,49 @@
+"""Calibration copies depend on the images alone: the command line and the Python API list the same images in
+different orders, and a copy read back from the cache must be the copy this run would have made."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from auditor.encoding.cache import Cache
+from auditor.encoding.imaging import ScanLimits, scan_bytes
+from auditor.similarity.calibration import calibrate
+
+
+def _photos(folder, count: int) -> dict:
+    rng = np.random.default_rng(3)
+    paths, scans = {}, {}
+    for n in range(count):
+        pixels = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+        path = folder / f"img{n}.png"
+        Image.fromarray(pixels).save(path)
+        scan, _ = scan_bytes(path.read_bytes(), ScanLimits())
+        paths[scan.sha256], scans[scan.sha256] = path, scan
+    return {"paths": paths, "scans": scans}
+
+
+def _run(shas, photos, cache_dir):
+    calibration = calibrate(shas=shas, paths=photos["paths"], scans=photos["scans"], embeddings=None,
+                            backbone=None, cache=Cache(cache_dir), sample_images=4,
+                            limits=ScanLimits(), input_size=224, seed=0)
+    rows = sorted(zip((shas[s] for s in calibration.source), calibration.kind, map(bytes, calibration.thumbs)))
+    return rows
+
+
+def test_the_sample_and_its_copies_do_not_depend_on_the_listing_order(tmp_path):
+    (tmp_path / "photos").mkdir()
+    photos = _photos(tmp_path / "photos", 9)
+    shas = list(photos["paths"])
+    forward = _run(shas, photos, tmp_path / "cache-a")
+    backward = _run(shas[::-1], photos, tmp_path / "cache-b")
+    assert len({row[0] for row in forward}) == 4
+    assert forward == backward
+
+
+def test_copies_read_back_from_the_cache_equal_the_copies_made(tmp_path):
+    (tmp_path / "photos").mkdir()
+    photos = _photos(tmp_path / "photos", 9)
+    shas = list(photos["paths"])
+    made = _run(shas[::-1], photos, tmp_path / "cache")
+    assert _run(shas, photos, tmp_path / "cache") == made
