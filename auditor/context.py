@@ -33,6 +33,9 @@ class AuditContext:
     _group_memo: dict = field(default_factory=dict, repr=False)
     check_seconds: dict = field(default_factory=dict, repr=False)  # check id → seconds it took
     reused_checks: list = field(default_factory=list, repr=False)  # check ids served from the result cache
+    # How each neighbour search of this audit was done ("embeddings", "hashes", …): exact, or an approximate
+    # index with its recall measured against exact search on a sample (similarity.neighbours.SearchQuality).
+    search_quality: dict = field(default_factory=dict, repr=False)
 
     @property
     def records(self) -> list[ImageRecord]:
@@ -195,6 +198,33 @@ class AuditContext:
         return train_reference(self)
 
     def unit_embeddings(self, shas: list[str]) -> np.ndarray:
+        """L2-normalised float32 embeddings of `shas`, in that order (read in bulk from the store). For the whole
+        dataset at scale use `unit_matrix` (float16, memory-mapped: 2.6 GB at 10⁶ × 1280 instead of 5 GB)."""
         from auditor.similarity.neighbours import normalise
 
+        if not len(shas):
+            return np.zeros((0, self.backbone.dim if self.backbone else 0), dtype=np.float32)
+        bulk = getattr(self.encoded.embeddings, "unit_rows", None)
+        if bulk is not None:
+            return normalise(bulk(list(shas)))
         return normalise(np.stack([self.encoded.embeddings[s] for s in shas]))
+
+    @cached_property
+    def embedded_shas(self) -> list[str]:
+        """unique_shas that have an embedding (the rows of `unit_matrix`)."""
+        embedded = self.encoded.embeddings
+        return [s for s in self.unique_shas if s in embedded]
+
+    @cached_property
+    def embedded_row(self) -> dict[str, int]:
+        return {sha: i for i, sha in enumerate(self.embedded_shas)}
+
+    @cached_property
+    def unit_matrix(self) -> np.ndarray:
+        """Unit embeddings of `embedded_shas`, float16, read-only: one slice of a memory map when the store holds
+        them in this order (it rewrites them so, once, when they are many), else gathered. The same object for
+        every check, so neighbour searches on it share one index (similarity.neighbours)."""
+        bulk = getattr(self.encoded.embeddings, "unit_rows", None)
+        if bulk is not None:
+            return bulk(self.embedded_shas)
+        return self.unit_embeddings(self.embedded_shas).astype(np.float16)
