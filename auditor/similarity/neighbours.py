@@ -177,13 +177,24 @@ class ApproximateIndex:
         y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(y, dtype=np.float32)
 
-    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """k neighbours of each query with exact cosines, best first; -1 / -inf where fewer were found."""
-        fetch = min(len(self.x), max(k * REFINE_FACTOR, k + 8))
+    def search(self, q: np.ndarray, k: int, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """k neighbours of each query with exact cosines, best first; -1 / -inf where fewer were found.
+        `among`: row indices the neighbours must come from (more lists are probed the fewer they are)."""
+        import faiss
+
+        allowed = len(self.x) if among is None else len(among)
+        fetch = min(allowed, max(k * REFINE_FACTOR, k + 8))
+        params = None
+        if among is not None:
+            params = faiss.SearchParametersIVF()
+            params.sel = selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))  # noqa: F841
+            params.nprobe = int(min(self.nlist, self.index.nprobe * max(1, math.ceil(len(self.x) / max(1, allowed)))))
         sims = np.empty((len(q), k), dtype=np.float32)
         labels = np.empty((len(q), k), dtype=np.int64)
         for start, stop in _blocks(len(q)):
-            _approx, candidates = self.index.search(self._reduce(q[start:stop]), fetch)
+            reduced = self._reduce(q[start:stop])
+            _approx, candidates = (self.index.search(reduced, fetch) if params is None
+                                   else self.index.search(reduced, fetch, params=params))
             exact = exact_cosines(self.x, q[start:stop], candidates)
             order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
             sims[start:stop] = np.take_along_axis(exact, order, axis=1)
@@ -192,9 +203,11 @@ class ApproximateIndex:
         sims[~np.isfinite(sims)] = -1.0
         return sims, labels
 
-    def measure(self, k: int, seed: int = 0, queries: int = RECALL_QUERIES) -> SearchQuality:
-        """recall@k of the self-query (the query itself excluded) against exact search, on a seeded sample."""
+    def measure(self, k: int, seed: int = 0, queries: int | None = None) -> SearchQuality:
+        """recall@k of the self-query (the query itself excluded) against exact search, on a seeded sample
+        (RECALL_QUERIES queries unless given)."""
         n = len(self.x)
+        queries = RECALL_QUERIES if queries is None else queries
         rng = np.random.default_rng(seed + 1)
         rows = np.sort(rng.choice(n, size=min(n, queries), replace=False))
         q = self.x[rows]
@@ -239,7 +252,8 @@ def _index_for(x: np.ndarray) -> ApproximateIndex:
             return entry[1]
     index = ApproximateIndex(x)
     with _lock:
-        _by_id[id(x)] = (weakref.ref(x, lambda _ref, key=id(x): _by_id.pop(key, None)), index)
+        # The table is bound as a default: at interpreter exit the module's globals may already be None.
+        _by_id[id(x)] = (weakref.ref(x, lambda _ref, key=id(x), table=_by_id: table.pop(key, None)), index)
     return index
 
 
@@ -254,15 +268,24 @@ def search_quality(unit_vectors: np.ndarray, k: int | None = None) -> SearchQual
     return index.quality
 
 
-def knn(unit_vectors: np.ndarray, k: int, queries: np.ndarray | None = None):
+def knn(unit_vectors: np.ndarray, k: int, queries: np.ndarray | None = None, among: np.ndarray | None = None):
     """k nearest neighbours by cosine: (similarities, indices), each (Q, k). `unit_vectors`: L2-normalised,
     float32 or float16 (a memory map is fine). Exact up to EXACT_LIMIT vectors, else approximate (see the
-    module docstring) with exact similarities; the index is built once per array object and reused."""
+    module docstring) with exact similarities; the index is built once per array object and reused.
+    `among`: sorted row indices the neighbours must come from (e.g. the training images); indices returned
+    are rows of `unit_vectors` all the same."""
     x = unit_vectors
     n = len(x)
-    k = min(k, n)
     self_query = queries is None or queries is x
     q = x if self_query else queries
+    if among is not None:
+        among = np.asarray(among, dtype=np.int64)
+        k = min(k, len(among))
+        if n <= EXACT_LIMIT or len(among) <= EXACT_LIMIT:
+            sims, found = _exact_search(x[among], q, k)
+            return sims, np.where(found >= 0, among[np.maximum(found, 0)], -1)
+        return _index_for(x).search(q, k, among=among)
+    k = min(k, n)
     if n <= EXACT_LIMIT:
         return _exact_search(x, q, k)
     index = _index_for(x)
