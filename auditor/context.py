@@ -210,6 +210,11 @@ class AuditContext:
         return normalise(np.stack([self.encoded.embeddings[s] for s in shas]))
 
     @cached_property
+    def columns(self) -> "RecordColumns":
+        """Per-record arrays (split, label, content node, usable) for checks that count or group at 10⁶ records."""
+        return RecordColumns.build(self)
+
+    @cached_property
     def embedded_shas(self) -> list[str]:
         """unique_shas that have an embedding (the rows of `unit_matrix`)."""
         embedded = self.encoded.embeddings
@@ -228,3 +233,47 @@ class AuditContext:
         if bulk is not None:
             return bulk(self.embedded_shas)
         return self.unit_embeddings(self.embedded_shas).astype(np.float16)
+
+
+@dataclass
+class RecordColumns:
+    """The records as arrays, built in one pass: what checks need to count, group and select at any size
+    without a Python loop per record per split or class.
+
+    split[i], label[i]: codes into `splits` / `classes`; node[i]: the record's content in `unique_shas`
+    (-1: not usable); usable[i]. Over contents: node_embedded[j] (has an embedding), embedded_row[j] (its
+    row in `unit_matrix`, -1 if none)."""
+
+    splits: list[str]
+    classes: list[str]
+    split: np.ndarray
+    label: np.ndarray
+    node: np.ndarray
+    usable: np.ndarray
+    embedded_row: np.ndarray
+
+    @classmethod
+    def build(cls, ctx: "AuditContext") -> "RecordColumns":
+        splits, classes = list(ctx.index.splits), list(ctx.index.classes)
+        split_code, label_code = {s: i for i, s in enumerate(splits)}, {c: i for i, c in enumerate(classes)}
+        records = ctx.records
+        n = len(records)
+        split = np.fromiter((split_code[r.split] for r in records), dtype=np.int32, count=n)
+        label = np.fromiter((label_code[r.label] for r in records), dtype=np.int32, count=n)
+        node_of = ctx.node_of_sha
+        shas = ctx.encoded.record_sha
+        node = np.full(n, -1, dtype=np.int64)
+        usable = np.zeros(n, dtype=bool)
+        positions = np.asarray(ctx.usable_positions, dtype=np.int64)
+        usable[positions] = True
+        node[positions] = np.fromiter((node_of[shas[p]] for p in ctx.usable_positions), dtype=np.int64,
+                                      count=len(positions))
+        embedded_row = np.full(len(ctx.unique_shas), -1, dtype=np.int64)
+        row_of = ctx.embedded_row
+        embedded_row[:] = np.fromiter((row_of.get(s, -1) for s in ctx.unique_shas), dtype=np.int64,
+                                      count=len(ctx.unique_shas))
+        return cls(splits, classes, split, label, node, usable, embedded_row)
+
+    def node_members(self, mask: np.ndarray) -> np.ndarray:
+        """Distinct content nodes of the usable records selected by `mask`."""
+        return np.unique(self.node[mask & self.usable])
