@@ -310,6 +310,10 @@ def compute_label_analysis(ctx: AuditContext) -> LabelAnalysis:
         labels_of_content[row].add(label)
     agreement, majority = neighbour_label_agreement(vectors, content_row, label_names, labels_of_content,
                                                     config.label_neighbours, majority_for=issues)
+    from auditor.similarity.neighbours import search_quality
+
+    # Exact, or the approximate index's recall measured against exact search on a sample (reported).
+    neighbour_search = search_quality(vectors, max(1, min(config.label_neighbours, len(contents) - 1))).to_dict()
     return LabelAnalysis(
         classes=classes, excluded_classes=excluded, unit_shas=unit_shas, unit_labels=unit_labels,
         unit_positions=[positions for _key, positions in kept], probs=probs, folds=folds, thresholds=thresholds,
@@ -317,7 +321,7 @@ def compute_label_analysis(ctx: AuditContext) -> LabelAnalysis:
         confident_elsewhere=confident_in_other_class(probs, unit_labels, thresholds),
         neighbour_agreement=agreement, neighbour_majority=majority,
         neighbours_k=min(config.label_neighbours, len(contents) - 1),
-        stats={"probe_accuracy": float((probs.argmax(axis=1) == unit_labels).mean())},
+        stats={"probe_accuracy": float((probs.argmax(axis=1) == unit_labels).mean()), "neighbour_search": neighbour_search},
     )
 
 
@@ -452,6 +456,10 @@ def run(ctx: AuditContext) -> CheckResult:
     if analysis.excluded_classes:
         parts.append("not judged (fewer than " + f"{MIN_IMAGES_PER_CLASS} images): "
                      + ", ".join(f"{c!r} ({n})" for c, n in analysis.excluded_classes.items()))
+    search = analysis.stats.get("neighbour_search")
+    if search and not search["exact"]:
+        parts.append(f"neighbours by approximate search (recall@{search['k']} {search['recall']:.3f} against exact "
+                     f"search on {search['queries_measured']} sampled images)")
     policy_text = "never fail" if limit >= 100 else f"fail above {limit:g} % of a split"
     summary = "; ".join(parts) + f" (policy: warn on strong evidence, {policy_text})"
     metrics = {
@@ -472,6 +480,7 @@ def run(ctx: AuditContext) -> CheckResult:
         "class_thresholds": {c: round(float(t), 4) for c, t in zip(analysis.classes, analysis.thresholds)},
         "class_pair_noise": class_pair_noise(analysis),
         "per_split": by_split,
+        "neighbour_search": search,
     }
     return CheckResult(id=CHECK_ID, status=status, summary=summary, metrics=metrics,
                        findings=[finding for _key, finding in findings])

@@ -183,6 +183,20 @@ def test_check_flags_the_flipped_vectors_with_evidence_and_sorted_findings():
     assert "probably carry the wrong label" in result.summary and "accuracy ceiling" in result.summary
 
 
+def test_the_neighbour_search_is_reported_with_its_measured_recall_when_approximate(monkeypatch):
+    from auditor.similarity import neighbours
+
+    items, _flipped = _items()
+    exact = li.run(synthetic_context(items, seed=0)).metrics["neighbour_search"]
+    assert exact["exact"] is True and exact["n"] == len(items) and "recall" not in exact
+    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 50)
+    result = li.run(synthetic_context(items, seed=0))
+    search = result.metrics["neighbour_search"]
+    assert search["exact"] is False and search["queries_measured"] == len(items)
+    assert 0.0 < search["recall"] <= 1.0
+    assert f"recall@{search['k']} {search['recall']:.3f}" in result.summary
+
+
 def test_held_out_label_noise_reports_the_share_and_the_ceiling_per_held_out_split():
     items, flipped = _items()
     ctx = synthetic_context(items, seed=0)
