@@ -119,6 +119,26 @@ def _exact_search(x: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.
     return sims, labels
 
 
+def exact_search_streamed(x: np.ndarray, q: np.ndarray, k: int, among: np.ndarray | None = None,
+                          block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by cosine of a few queries (a recall sample) over x, or over its rows `among`, one block of
+    x at a time: memory is a block, never a float32 copy of x (5 GB at 10⁶ × 1280). Indices are rows of x."""
+    queries = _f32(q)
+    rows = np.arange(len(x), dtype=np.int64) if among is None else np.asarray(among, dtype=np.int64)
+    best_sims = np.full((len(q), 0), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(q), 0), dtype=np.int64)
+    for start, stop in _blocks(len(rows), block):
+        block_rows = rows[start:stop]
+        block = _f32(x[start:stop] if among is None else x[block_rows])
+        sims = np.concatenate([best_sims, queries @ block.T], axis=1)
+        ids = np.concatenate([best_rows, np.broadcast_to(block_rows, (len(q), len(block_rows)))], axis=1)
+        keep = min(k, sims.shape[1])
+        top = np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
+        best_sims, best_rows = np.take_along_axis(sims, top, axis=1), np.take_along_axis(ids, top, axis=1)
+    order = np.argsort(-best_sims, axis=1, kind="stable")
+    return np.take_along_axis(best_sims, order, axis=1), np.take_along_axis(best_rows, order, axis=1)
+
+
 def exact_cosines(x: np.ndarray, q: np.ndarray, candidates: np.ndarray, block: int = 256) -> np.ndarray:
     """cos(q[i], x[candidates[i, j]]) for every entry (-1 entries give -inf), gathered block by block."""
     out = np.full(candidates.shape, -np.inf, dtype=np.float32)
@@ -211,7 +231,7 @@ class ApproximateIndex:
         rng = np.random.default_rng(seed + 1)
         rows = np.sort(rng.choice(n, size=min(n, queries), replace=False))
         q = self.x[rows]
-        true_sims, true_labels = _exact_search(self.x, q, k + 1)
+        true_sims, true_labels = exact_search_streamed(self.x, q, k + 1)
         if self.self_graph is not None and self.self_graph[1].shape[1] >= k:
             found_sims, found_labels = self.self_graph[0][rows, :k], self.self_graph[1][rows, :k]
         else:
