@@ -104,7 +104,7 @@ def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None) -> di
     vectors = ctx.unit_matrix
     rng = np.random.default_rng(ctx.config.seed or 0)
     baseline = train if len(train) <= MAX_BASELINE_QUERIES else np.sort(rng.choice(train, MAX_BASELINE_QUERIES, replace=False))
-    sims, _ids, _searched = nearest_among(vectors, baseline, train)
+    sims, _ids, _baseline_search = nearest_among(vectors, baseline, train, seed=ctx.config.seed or 0)
     train_distance = np.clip(1.0 - sims, 1e-6, None)
     _z, median, scale = robust_z(np.log(train_distance), MIN_LOG_DISTANCE_SCALE)
     shas = ctx.embedded_shas
@@ -115,7 +115,7 @@ def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None) -> di
         held = np.unique(rows[in_split])
         if not len(held):
             continue
-        sims, ids, searched = nearest_among(vectors, held, train)
+        sims, ids, searched = nearest_among(vectors, held, train, seed=ctx.config.seed or 0)
         distance = np.clip(1.0 - sims, 1e-6, None)
         z = (np.log(distance) - median) / scale
         cutoff = max_z if max_z is not None else outlier_cutoff(len(held), ctx.config.max_outlier_z)[0]
@@ -141,18 +141,21 @@ def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None) -> di
     return result
 
 
-def nearest_among(vectors: np.ndarray, query_rows: np.ndarray, among: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+def nearest_among(vectors: np.ndarray, query_rows: np.ndarray, among: np.ndarray,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
     """For each row in `query_rows`: the cosine to, and row of, its nearest *other* row in `among` (sorted), and
     how it was found (for the report). Exact (restricted search) up to the exact-search limit;
     above it, the first `among` row in the shared k-NN graph (best first, so the nearest of them), and a
-    restricted search only for queries whose graph neighbours hold no `among` row: no second full search."""
-    from auditor.similarity.neighbours import EXACT_LIMIT, SELF_K, drop_self_rows, knn
+    restricted search only for queries whose graph neighbours hold no `among` row: no second full search.
+    The approximate answer is checked against exact search on a seeded sample of the queries (recall@1)."""
+    from auditor.similarity.neighbours import (EXACT_LIMIT, RECALL_QUERIES, SELF_K, _interval, drop_self_rows,
+                                               exact_search_streamed, knn)
 
     query_rows = np.asarray(query_rows, dtype=np.int64)
     if len(vectors) <= EXACT_LIMIT:
         sims, ids = knn(vectors, 2, queries=vectors[query_rows], among=among)
         sims, ids = drop_self_rows(sims, ids, query_rows, 1)
-        return sims[:, 0].astype(float), ids[:, 0], "exact search among train"
+        return sims[:, 0].astype(float), ids[:, 0], {"method": "exact search among train", "exact": True}
     graph_sims, graph_ids = knn(vectors, SELF_K)
     graph_sims, graph_ids = graph_sims[query_rows], graph_ids[query_rows]
     allowed = np.zeros(len(vectors), dtype=bool)
@@ -167,8 +170,21 @@ def nearest_among(vectors: np.ndarray, query_rows: np.ndarray, among: np.ndarray
         extra_sims, extra_ids = knn(vectors, 2, queries=vectors[query_rows[missing]], among=among)
         extra_sims, extra_ids = drop_self_rows(extra_sims, extra_ids, query_rows[missing], 1)
         sims[missing], ids[missing] = extra_sims[:, 0], extra_ids[:, 0]
-    return sims, ids, (f"shared k-NN graph ({SELF_K - 1} neighbours); {len(missing)} of {len(query_rows)} images "
-                       "with no train image among them searched among train")
+    rng = np.random.default_rng(seed + 2)
+    sample = np.sort(rng.choice(len(query_rows), size=min(len(query_rows), RECALL_QUERIES), replace=False))
+    true_sims, true_ids = exact_search_streamed(vectors, vectors[query_rows[sample]], 2, among=among)
+    _true_sims, true_ids = drop_self_rows(true_sims, true_ids, query_rows[sample], 1)
+    recall, interval = _interval((ids[sample] == true_ids[:, 0]).astype(float))
+    return sims, ids, {
+        "method": f"the shared k-NN graph ({SELF_K - 1} neighbours); a search among train for images with no train "
+                  "image among them",
+        "exact": False,
+        "searched_among_train": int(len(missing)),
+        "queries": int(len(query_rows)),
+        "queries_measured": int(len(sample)),
+        "recall_at_1": round(recall, 4),
+        "recall_interval": interval,
+    }
 
 
 def _first_path(ctx: AuditContext, sha: str, split: str | None = None) -> str:
