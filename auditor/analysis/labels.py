@@ -422,6 +422,10 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
     agreement, majority = neighbour_label_agreement(vectors, content_row, label_names, labels_of_content,
                                                     config.label_neighbours,
                                                     majority_for=np.maximum(wrong, wrong_at_top) >= MISLABEL_PROBABILITY)
+    from auditor.similarity.neighbours import search_quality
+
+    # Exact, or the approximate index's recall measured against exact search on a sample (reported).
+    neighbour_search = search_quality(vectors, max(1, min(config.label_neighbours, len(contents) - 1))).to_dict()
     return LabelAnalysis(
         classes=classes, excluded_classes=excluded, unit_shas=unit_shas, unit_labels=unit_labels,
         unit_positions=[positions for _key, positions in kept], probs=probs, folds=folds, noise=noise,
@@ -431,7 +435,8 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
         neighbour_agreement=agreement, neighbour_majority=majority,
         neighbours_k=min(config.label_neighbours, len(contents) - 1), supported=supported, reason=reason,
         stats={"probe_accuracy": accuracy, "probe_accuracy_true_labels": true_accuracy, "probe_c": probe_c,
-               "probe_dims": int(features.shape[1]), "probe_seconds": probe_seconds, "noise_seconds": noise_seconds},
+               "probe_dims": int(features.shape[1]), "probe_seconds": probe_seconds, "noise_seconds": noise_seconds,
+               "neighbour_search": neighbour_search},
     )
 
 

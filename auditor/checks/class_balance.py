@@ -14,12 +14,11 @@ from auditor.report import Finding, Severity, Status, stable_finding_id
 
 def count_table(ctx: AuditContext) -> tuple[list[str], list[str], np.ndarray]:
     """(splits, classes, counts[split, class]) over usable images."""
-    splits, classes = ctx.index.splits, ctx.index.classes
-    counts = np.zeros((len(splits), len(classes)), dtype=int)
-    for p in ctx.usable_positions:
-        record = ctx.records[p]
-        counts[splits.index(record.split), classes.index(record.label)] += 1
-    return splits, classes, counts
+    columns = ctx.columns  # one pass over the records, shared with other checks; counted with bincount
+    splits, classes = columns.splits, columns.classes
+    cells = columns.split[columns.usable].astype(np.int64) * len(classes) + columns.label[columns.usable]
+    counts = np.bincount(cells, minlength=len(splits) * len(classes)).reshape(len(splits), len(classes))
+    return splits, classes, counts.astype(int)
 
 
 def distribution_test(reference: np.ndarray, held_out: np.ndarray) -> dict:

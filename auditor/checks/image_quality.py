@@ -30,42 +30,47 @@ MAX_GREYSCALE_SHARE = 0.5  # above this, greyscale is the dataset's norm, not an
 
 @dataclass(frozen=True)
 class Rule:
-    """One issue: a per-image quantity, on a scale where it is roughly symmetric, and its direction."""
+    """One issue: a per-image quantity, on a scale where it is roughly symmetric, and its direction.
+    Every function takes the table of columns (name → array over images) and returns an array."""
 
     kind: str
     description: str
-    quantity: Callable[[dict], float]  # from the image's properties (plus width/height)
-    value: Callable[[dict], float]  # the human-readable value in the message
+    quantity: Callable[[dict], np.ndarray]
+    value: Callable[[dict], np.ndarray]  # the human-readable value in the message
     value_name: str
     direction: int  # -1: too low is the issue; +1: too high; 0: both sides
     min_scale: float  # floor on the robust scale, so a near-constant property does not flag noise
-    guard: Callable[[dict, float], bool]  # absolute condition that must also hold (value, dataset median)
+    guard: Callable[[dict, float], np.ndarray]  # absolute condition that must also hold (columns, dataset median)
     guard_text: str
     severity: Severity
 
 
-def _log_side(p: dict) -> float:
-    return 0.5 * float(np.log(max(1, p["width"]) * max(1, p["height"])))
+def _log_side(p: dict) -> np.ndarray:
+    return 0.5 * np.log(np.maximum(1, p["width"]) * np.maximum(1, p["height"]))
 
 
-def _elongation(p: dict) -> float:
-    return max(p["width"], p["height"]) / max(1, min(p["width"], p["height"]))
+def _elongation(p: dict) -> np.ndarray:
+    return np.maximum(p["width"], p["height"]) / np.maximum(1, np.minimum(p["width"], p["height"]))
 
 
-def _highlights(p: dict) -> float:
+def _highlights(p: dict) -> np.ndarray:
     """Mean + 2 SD of the grey level (≈ its 98th percentile): how bright the brightest parts are. A dark
     background with a lit subject keeps bright highlights; an under-exposed frame does not."""
-    return float(np.clip(p["brightness"] + 2.0 * p["contrast"], 0.0, 255.0))
+    return np.clip(p["brightness"] + 2.0 * p["contrast"], 0.0, 255.0)
 
 
-def _shadows(p: dict) -> float:
+def _shadows(p: dict) -> np.ndarray:
     """Mean − 2 SD of the grey level (≈ its 2nd percentile): how dark the darkest parts are."""
-    return float(np.clip(p["brightness"] - 2.0 * p["contrast"], 0.0, 255.0))
+    return np.clip(p["brightness"] - 2.0 * p["contrast"], 0.0, 255.0)
 
 
-def _relative_sharpness(p: dict) -> float:
+def _relative_sharpness(p: dict) -> np.ndarray:
     """Laplacian variance over grey-level variance: edge energy independent of brightness and contrast."""
     return (p["sharpness"] + 1.0) / (p["contrast"] ** 2 + 1.0)
+
+
+def _always(p: dict, _m: float) -> np.ndarray:
+    return np.ones(len(p["width"]), dtype=bool)
 
 
 RULES = (
@@ -76,48 +81,60 @@ RULES = (
          "shadows (mean − 2 SD of grey level)", -1, 0.1, lambda p, _m: _shadows(p) > 192,
          "even the shadows are above 192 of 255", Severity.WARNING),
     Rule("blurry", "blurry", lambda p: np.log(_relative_sharpness(p)), _relative_sharpness,
-         "Laplacian variance / grey variance", -1, 0.1, lambda p, _m: True, "none (relative only)", Severity.WARNING),
+         "Laplacian variance / grey variance", -1, 0.1, _always, "none (relative only)", Severity.WARNING),
     Rule("low_information", "almost no information", lambda p: p["entropy"], lambda p: p["entropy"],
          "grey-level entropy (bits)", -1, 0.1, lambda p, _m: p["entropy"] < 4.0,
          "entropy below 4 bits (fewer than 16 effective grey levels)", Severity.WARNING),
-    Rule("odd_size", "an odd size", _log_side, lambda p: float(np.sqrt(p["width"] * p["height"])),
+    Rule("odd_size", "an odd size", _log_side, lambda p: np.sqrt(p["width"] * p["height"]),
          "side of a square of the same area (px)", 0, 0.1,
-         lambda p, m: max(np.exp(_log_side(p)) / m, m / np.exp(_log_side(p))) >= 2.0,
+         lambda p, m: np.maximum(np.exp(_log_side(p)) / m, m / np.exp(_log_side(p))) >= 2.0,
          "side at least 2× larger or smaller than the dataset median", Severity.INFO),
     Rule("odd_aspect_ratio", "an odd aspect ratio", lambda p: np.log(_elongation(p)), _elongation,
          "aspect ratio (long side / short side)", +1, 0.1, lambda p, m: _elongation(p) / m >= 1.5,
          "at least 1.5× more elongated than the dataset median", Severity.INFO),
 )
+NUMERIC = ("brightness", "contrast", "sharpness", "entropy", "colourfulness")
 
 
-def image_table(ctx: AuditContext) -> tuple[list[str], list[dict]]:
-    """Usable unique contents with the properties the rules read."""
-    shas, rows = [], []
+def image_table(ctx: AuditContext) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Usable unique contents with the properties the rules read, as columns (one pass over the scans)."""
+    shas, values = [], []
     for sha in ctx.unique_shas:
         scan = ctx.encoded.scans[sha]
         props = scan.properties
         if not props or scan.width is None or scan.height is None or "brightness" not in props:
             continue
         shas.append(sha)
-        rows.append({**props, "width": scan.width, "height": scan.height, "mode": scan.mode})
-    return shas, rows
+        values.append((scan.width, scan.height, *(float(props.get(name) or 0.0) for name in NUMERIC),
+                       bool(props.get("greyscale_as_rgb")), scan.mode in THREE_CHANNEL_MODES))
+    table = np.array(values, dtype=float).reshape(len(values), 3 + len(NUMERIC) + 1)
+    columns = {"width": table[:, 0], "height": table[:, 1],
+               **{name: table[:, 2 + i] for i, name in enumerate(NUMERIC)},
+               "greyscale_as_rgb": table[:, 2 + len(NUMERIC)].astype(bool),
+               "three_channels": table[:, 3 + len(NUMERIC)].astype(bool)}
+    modes = [ctx.encoded.scans[s].mode for s in shas]
+    columns["mode"] = np.array(modes, dtype=object)
+    return shas, columns
 
 
-def evaluate_rules(rows: list[dict], max_z: float) -> tuple[list[tuple[int, str, dict]], dict[str, dict]]:
-    """(issues, distribution): issues are (row, kind, evidence); distribution gives each rule's median and scale."""
+def evaluate_rules(rows: dict[str, np.ndarray], max_z: float) -> tuple[list[tuple[int, str, dict]], dict[str, dict]]:
+    """(issues, distribution): issues are (row, kind, evidence); distribution gives each rule's median and scale.
+    `rows`: the image table's columns; everything is computed on whole columns."""
     issues: list[tuple[int, str, dict]] = []
     distribution: dict[str, dict] = {}
-    if not rows:
+    n = len(rows["width"]) if rows else 0
+    if not n:
         return issues, distribution
-    for rule in RULES:
-        quantity = np.array([rule.quantity(r) for r in rows], dtype=float)
-        values = np.array([rule.value(r) for r in rows], dtype=float)
-        z, _median, scale = robust_z(quantity, rule.min_scale)
-        median_value = float(np.median(values))
-        distribution[rule.kind] = {"median": round(median_value, 4), "robust_scale": round(scale, 4)}
-        for i, row in enumerate(rows):
-            beyond = z[i] < -max_z if rule.direction < 0 else z[i] > max_z if rule.direction > 0 else abs(z[i]) > max_z
-            if beyond and rule.guard(row, median_value):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for rule in RULES:
+            quantity = np.asarray(rule.quantity(rows), dtype=float)
+            values = np.asarray(rule.value(rows), dtype=float)
+            z, _median, scale = robust_z(quantity, rule.min_scale)
+            median_value = float(np.median(values))
+            distribution[rule.kind] = {"median": round(median_value, 4), "robust_scale": round(scale, 4)}
+            beyond = z < -max_z if rule.direction < 0 else z > max_z if rule.direction > 0 else np.abs(z) > max_z
+            hits = np.flatnonzero(beyond & np.asarray(rule.guard(rows, median_value), dtype=bool))
+            for i in hits.tolist():
                 issues.append((i, rule.kind, {
                     "score": round(abs(float(z[i])), 3),
                     "score_name": f"|robust z| of {rule.value_name}",
@@ -128,23 +145,23 @@ def evaluate_rules(rows: list[dict], max_z: float) -> tuple[list[tuple[int, str,
                     "dataset_median": round(median_value, 4),
                     "absolute_condition": rule.guard_text,
                 }))
-    greyscale = [bool(r.get("greyscale_as_rgb")) for r in rows]
-    share = sum(greyscale) / len(rows)
+    greyscale = rows["greyscale_as_rgb"]
+    share = float(greyscale.mean())
     distribution["greyscale"] = {"share": round(share, 4), "max_share_to_flag": MAX_GREYSCALE_SHARE}
     if share <= MAX_GREYSCALE_SHARE:
-        colour = np.log1p(np.array([float(r.get("colourfulness") or 0.0) for r in rows]))
+        colour = np.log1p(rows["colourfulness"])
         z, _median, _scale = robust_z(colour, 0.1)
-        for i, row in enumerate(rows):
-            if greyscale[i] and row.get("mode") in THREE_CHANNEL_MODES:
-                issues.append((i, "greyscale_as_rgb", {
-                    "score": round(abs(float(z[i])), 3),
-                    "score_name": "|robust z| of log colourfulness",
-                    "robust_z": round(float(z[i]), 3),
-                    "value": round(float(row.get("colourfulness") or 0.0), 4),
-                    "value_name": "colourfulness",
-                    "mode": row.get("mode"),
-                    "dataset_greyscale_share": round(share, 4),
-                }))
+        for i in np.flatnonzero(greyscale & rows["three_channels"]).tolist():
+            issues.append((i, "greyscale_as_rgb", {
+                "score": round(abs(float(z[i])), 3),
+                "score_name": "|robust z| of log colourfulness",
+                "robust_z": round(float(z[i]), 3),
+                "value": round(float(rows["colourfulness"][i]), 4),
+                "value_name": "colourfulness",
+                "mode": rows["mode"][i],
+                "dataset_greyscale_share": round(share, 4),
+            }))
+    issues.sort(key=lambda issue: ([r.kind for r in RULES] + ["greyscale_as_rgb"]).index(issue[1]))
     return issues, distribution
 
 
@@ -154,7 +171,7 @@ SEVERITIES = {rule.kind: rule.severity for rule in RULES} | {"greyscale_as_rgb":
 
 def compute(ctx: AuditContext) -> Evidence:
     shas, rows = image_table(ctx)
-    if not rows:
+    if not shas:
         return skipped("skipped: no decodable images")
     config = ctx.config
     issues, distribution = evaluate_rules(rows, config.max_quality_z)
@@ -180,22 +197,7 @@ def compute(ctx: AuditContext) -> Evidence:
                       "splits": sorted({ctx.records[p].split for p in positions})},
         )))
     findings.sort(key=lambda item: item[0])
-    per_split: dict[str, dict] = {}
-    sha_kinds_all: dict[str, set[str]] = {}
-    for i, kind, _evidence in issues:
-        sha_kinds_all.setdefault(shas[i], set()).add(kind)
-    for split in ctx.index.splits:
-        counts: dict[str, int] = {}
-        images = affected = warned_images = 0
-        for sha in shas:
-            n = sum(1 for p in ctx.positions_by_sha[sha] if ctx.records[p].split == split)
-            images += n
-            affected += n if sha in sha_kinds_all else 0
-            warned_images += n if sha in kinds_of else 0
-            for kind in sha_kinds_all.get(sha, ()):
-                counts[kind] = counts.get(kind, 0) + n
-        per_split[split] = {"images": images, "with_issue": affected, "with_warning": warned_images,
-                            "percent_with_warning": percent(warned_images, images), "per_kind": dict(sorted(counts.items()))}
+    per_split = _per_split(ctx, shas, issues, kinds_of)
     total_kinds: dict[str, int] = {}
     for m in per_split.values():
         for kind, n in m["per_kind"].items():
@@ -211,6 +213,36 @@ def compute(ctx: AuditContext) -> Evidence:
     metrics = {"max_z": config.max_quality_z, "images": total, "with_issue": affected, "per_kind": total_kinds,
                "distribution": distribution, "per_split": per_split}
     return Evidence(summary=summary, metrics=metrics, findings=[finding for _key, finding in findings])
+
+
+def _per_split(ctx: AuditContext, shas: list[str], issues: list[tuple[int, str, dict]],
+               kinds_of: dict[str, set[str]]) -> dict[str, dict]:
+    """Per split: images, images with an issue / a warning, images per kind, counted over records with arrays."""
+    columns = ctx.columns
+    node_of = ctx.node_of_sha
+    table_nodes = np.fromiter((node_of[s] for s in shas), dtype=np.int64, count=len(shas))
+    in_table = np.zeros(len(ctx.unique_shas), dtype=bool)
+    in_table[table_nodes] = True
+    any_issue = np.zeros(len(ctx.unique_shas), dtype=bool)
+    warned = np.zeros(len(ctx.unique_shas), dtype=bool)
+    per_kind: dict[str, np.ndarray] = {}
+    for i, kind, _evidence in issues:
+        node = table_nodes[i]
+        any_issue[node] = True
+        per_kind.setdefault(kind, np.zeros(len(ctx.unique_shas), dtype=bool))[node] = True
+    for sha in kinds_of:
+        warned[node_of[sha]] = True
+    nodes = columns.node
+    counted = columns.usable & np.where(nodes >= 0, in_table[np.maximum(nodes, 0)], False)
+    per_split: dict[str, dict] = {}
+    for code, split in enumerate(columns.splits):
+        chosen = nodes[counted & (columns.split == code)]
+        images, affected, warned_images = len(chosen), int(any_issue[chosen].sum()), int(warned[chosen].sum())
+        counts = {kind: int(mask[chosen].sum()) for kind, mask in per_kind.items()}
+        per_split[split] = {"images": images, "with_issue": affected, "with_warning": warned_images,
+                            "percent_with_warning": percent(warned_images, images),
+                            "per_kind": dict(sorted((k, v) for k, v in counts.items() if v))}
+    return per_split
 
 
 def judge(evidence: Evidence, policy: Policy) -> Verdict:

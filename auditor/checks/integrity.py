@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import PurePosixPath
 
 from auditor.checks.common import percent, plural
 from auditor.context import AuditContext
@@ -54,7 +53,7 @@ def compute(ctx: AuditContext) -> Evidence:
         for p in scan.problems:
             findings.append(_finding(p.kind, Severity(p.severity), record.path, p.message, [sha], scan_format=scan.format))
         if scan.format:
-            suffix = PurePosixPath(record.path).suffix.lower()
+            suffix = _suffix(record.path)
             expected = FORMAT_EXTENSIONS.get(scan.format, set())
             if expected and suffix not in expected:
                 message = (
@@ -101,6 +100,13 @@ def judge(evidence: Evidence, policy: Policy) -> Verdict:
     limit = policy.integrity_max_findings
     status = Status.WARN if evidence.metrics["counted_findings"] > limit else Status.PASS
     return Verdict(status, policy=f"warn above {limit}" if evidence.findings else "")
+
+
+def _suffix(path: str) -> str:
+    """PurePosixPath(path).suffix.lower(), without building a path object per record (10⁶ records)."""
+    name = path.rsplit("/", 1)[-1]
+    dot = name.rfind(".")
+    return name[dot:].lower() if 0 < dot < len(name) - 1 else ""
 
 
 def _finding(kind: str, severity: Severity, path: str, message: str, id_parts: list[str], **evidence) -> Finding:

@@ -102,6 +102,7 @@ def compute(ctx: AuditContext) -> Evidence:
         "probe_dims": analysis.stats["probe_dims"],
         "class_pair_noise": class_pair_noise(analysis),
         "per_split": by_split,
+        "neighbour_search": analysis.stats.get("neighbour_search"),
     }
     return Evidence(summary=summary, metrics=metrics, findings=[finding for _key, finding in findings])
 
@@ -125,6 +126,10 @@ def _summary_parts(ctx: AuditContext, analysis, by_split: dict, flagged: int, ju
             ceiling = m["accuracy_ceiling_interval"]
             parts.append(f"{split}: about {m['estimated_percent']} % of labels wrong, accuracy ceiling "
                          f"{100 * m['accuracy_ceiling']:.1f} % ({100 * ceiling[0]:.1f}–{100 * ceiling[1]:.1f} %)")
+    search = analysis.stats.get("neighbour_search")
+    if search and not search["exact"]:
+        parts.append(f"neighbours by approximate search (recall@{search['k']} {search['recall']:.3f} against exact "
+                     f"search on {search['queries_measured']} sampled images)")
     if analysis.excluded_classes:
         parts.append(f"not judged (fewer than {MIN_IMAGES_PER_CLASS} images): "
                      + ", ".join(f"{c!r} ({n})" for c, n in analysis.excluded_classes.items()))

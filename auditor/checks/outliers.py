@@ -47,7 +47,8 @@ def outlier_cutoff(images: int, configured: float | None) -> tuple[float, str]:
 
 def knn_distances(unit_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each vector: mean cosine distance to its k nearest *other* vectors, the nearest one's index
-    and its cosine similarity."""
+    and its cosine similarity. Above the exact-search limit this reads the k-NN graph shared with the other
+    checks that search the same matrix (similarity.neighbours)."""
     from auditor.similarity.neighbours import knn
 
     n = len(unit_vectors)
@@ -69,50 +70,121 @@ def isolation_scores(unit_vectors: np.ndarray, k: int) -> dict[str, np.ndarray |
             "median_distance": float(np.exp(median)) if np.isfinite(median) else float("nan"), "log_scale": scale}
 
 
+MAX_BASELINE_QUERIES = 20_000  # train images whose nearest other train image sets the baseline (seeded sample)
+# Above the exact-search limit, a class up to this size is searched exactly (cost ≤ n · this · d in all);
+# larger classes read the shared k-NN graph instead of a second search.
+CLASS_EXACT_LIMIT = 2_000
+
+
+def _record_rows(ctx: AuditContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per usable record with an embedding: (record position, unit_matrix row, split code, label code)."""
+    columns = ctx.columns
+    positions = np.flatnonzero(columns.usable)
+    rows = columns.embedded_row[columns.node[positions]]
+    keep = rows >= 0
+    positions, rows = positions[keep], rows[keep]
+    return positions, rows, columns.split[positions], columns.label[positions]
+
+
 def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None) -> dict[str, dict]:
     """For each held-out split: its images whose nearest training image is farther than training images
     usually are from each other (robust z of the log distance to the nearest train image, measured
-    against train's own nearest-neighbour distances, above `max_z`). For `split_shift`'s evidence."""
-    from auditor.similarity.neighbours import knn
-
+    against train's own nearest-neighbour distances, above `max_z`). For `split_shift`'s evidence.
+    The baseline uses at most MAX_BASELINE_QUERIES training images (seeded). Above the exact-search limit
+    the nearest training image is read from the shared k-NN graph; only images with no training image
+    among their graph neighbours are searched again, restricted to training rows (`nearest_among`)."""
     if not ctx.has_embeddings or ctx.index.reference_split is None:
         return {}
-    by_split: dict[str, list[str]] = {}
-    for sha, positions in ctx.positions_by_sha.items():
-        if sha in ctx.encoded.embeddings:
-            for split in {ctx.records[p].split for p in positions}:
-                by_split.setdefault(split, []).append(sha)
-    train = by_split.get(REFERENCE_SPLIT, [])
+    columns = ctx.columns
+    _positions, rows, split_of, _labels = _record_rows(ctx)
+    train_code = columns.splits.index(REFERENCE_SPLIT)
+    train = np.unique(rows[split_of == train_code])
     if len(train) < 3:
         return {}
-    train_vectors = ctx.unit_embeddings(train)
-    train_distance, _nearest, _sims = knn_distances(train_vectors, 1)
+    vectors = ctx.unit_matrix
+    rng = np.random.default_rng(ctx.config.seed or 0)
+    baseline = train if len(train) <= MAX_BASELINE_QUERIES else np.sort(rng.choice(train, MAX_BASELINE_QUERIES, replace=False))
+    sims, _ids, _baseline_search = nearest_among(vectors, baseline, train, seed=ctx.config.seed or 0)
+    train_distance = np.clip(1.0 - sims, 1e-6, None)
     _z, median, scale = robust_z(np.log(train_distance), MIN_LOG_DISTANCE_SCALE)
+    shas = ctx.embedded_shas
     result = {}
     for split in ctx.index.held_out_splits:
-        shas = by_split.get(split, [])
-        if not shas:
+        code = columns.splits.index(split)
+        in_split = split_of == code
+        held = np.unique(rows[in_split])
+        if not len(held):
             continue
-        sims, ids = knn(train_vectors, 1, queries=ctx.unit_embeddings(shas))
-        distance = np.clip(1.0 - sims[:, 0], 1e-6, None)
+        sims, ids, searched = nearest_among(vectors, held, train, seed=ctx.config.seed or 0)
+        distance = np.clip(1.0 - sims, 1e-6, None)
         z = (np.log(distance) - median) / scale
-        cutoff = max_z if max_z is not None else outlier_cutoff(len(shas), ctx.config.max_outlier_z)[0]
-        far = [i for i in np.argsort(-z, kind="stable") if z[i] > cutoff]
-        images = sum(len([p for p in ctx.positions_by_sha[s] if ctx.records[p].split == split]) for s in shas)
-        far_images = sum(len([p for p in ctx.positions_by_sha[shas[i]] if ctx.records[p].split == split]) for i in far)
+        cutoff = max_z if max_z is not None else outlier_cutoff(len(held), ctx.config.max_outlier_z)[0]
+        far = [int(i) for i in np.argsort(-z, kind="stable") if z[i] > cutoff]
+        far_rows = np.zeros(len(vectors), dtype=bool)
+        far_rows[held[far]] = True
+        images = int(in_split.sum())
+        far_images = int(far_rows[rows[in_split]].sum())
         result[split] = {
             "images": images,
             "far_from_train": far_images,
             "percent": percent(far_images, images),
             "train_median_nearest_distance": round(float(np.exp(median)), 4),
+            "baseline_train_images": int(len(baseline)),
+            "nearest_train_search": searched,
             "max_z": cutoff,
             "examples": [
-                {"path": _first_path(ctx, shas[i], split), "nearest_train": _first_path(ctx, train[int(ids[i, 0])]),
-                 "cosine": round(float(sims[i, 0]), 4), "robust_z": round(float(z[i]), 2)}
+                {"path": _first_path(ctx, shas[held[i]], split), "nearest_train": _first_path(ctx, shas[int(ids[i])]),
+                 "cosine": round(float(sims[i]), 4), "robust_z": round(float(z[i]), 2)}
                 for i in far[:10]
             ],
         }
     return result
+
+
+def nearest_among(vectors: np.ndarray, query_rows: np.ndarray, among: np.ndarray,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """For each row in `query_rows`: the cosine to, and row of, its nearest *other* row in `among` (sorted), and
+    how it was found (for the report). Exact (restricted search) up to the exact-search limit;
+    above it, the first `among` row in the shared k-NN graph (best first, so the nearest of them), and a
+    restricted search only for queries whose graph neighbours hold no `among` row: no second full search.
+    The approximate answer is checked against exact search on a seeded sample of the queries (recall@1)."""
+    from auditor.similarity.neighbours import (EXACT_LIMIT, RECALL_QUERIES, SELF_K, _interval, drop_self_rows,
+                                               exact_search_streamed, knn)
+
+    query_rows = np.asarray(query_rows, dtype=np.int64)
+    if len(vectors) <= EXACT_LIMIT:
+        sims, ids = knn(vectors, 2, queries=vectors[query_rows], among=among)
+        sims, ids = drop_self_rows(sims, ids, query_rows, 1)
+        return sims[:, 0].astype(float), ids[:, 0], {"method": "exact search among train", "exact": True}
+    graph_sims, graph_ids = knn(vectors, SELF_K)
+    graph_sims, graph_ids = graph_sims[query_rows], graph_ids[query_rows]
+    allowed = np.zeros(len(vectors), dtype=bool)
+    allowed[among] = True
+    valid = (graph_ids >= 0) & allowed[np.maximum(graph_ids, 0)] & (graph_ids != query_rows[:, None])
+    first = np.argmax(valid, axis=1)
+    found = valid[np.arange(len(query_rows)), first]
+    sims = graph_sims[np.arange(len(query_rows)), first].astype(float)
+    ids = graph_ids[np.arange(len(query_rows)), first].copy()
+    missing = np.flatnonzero(~found)
+    if len(missing):
+        extra_sims, extra_ids = knn(vectors, 2, queries=vectors[query_rows[missing]], among=among)
+        extra_sims, extra_ids = drop_self_rows(extra_sims, extra_ids, query_rows[missing], 1)
+        sims[missing], ids[missing] = extra_sims[:, 0], extra_ids[:, 0]
+    rng = np.random.default_rng(seed + 2)
+    sample = np.sort(rng.choice(len(query_rows), size=min(len(query_rows), RECALL_QUERIES), replace=False))
+    true_sims, true_ids = exact_search_streamed(vectors, vectors[query_rows[sample]], 2, among=among)
+    _true_sims, true_ids = drop_self_rows(true_sims, true_ids, query_rows[sample], 1)
+    recall, interval = _interval((ids[sample] == true_ids[:, 0]).astype(float))
+    return sims, ids, {
+        "method": f"the shared k-NN graph ({SELF_K - 1} neighbours); a search among train for images with no train "
+                  "image among them",
+        "exact": False,
+        "searched_among_train": int(len(missing)),
+        "queries": int(len(query_rows)),
+        "queries_measured": int(len(sample)),
+        "recall_at_1": round(recall, 4),
+        "recall_interval": interval,
+    }
 
 
 def _first_path(ctx: AuditContext, sha: str, split: str | None = None) -> str:
@@ -130,6 +202,7 @@ class Isolation:
     scores: dict  # isolation_scores(): distance, z, nearest, nearest_similarity, median_distance
     class_distance: dict[tuple[int, str], float]  # (row, label) → kNN distance among that class
     class_z: dict[tuple[int, str], float]
+    class_method: str = "exact k-NN within each class"
 
     @property
     def row_of(self) -> dict[str, int]:
@@ -137,9 +210,11 @@ class Isolation:
 
 
 def compute(ctx: AuditContext) -> Evidence:
+    from auditor.similarity.neighbours import search_quality
+
     if not ctx.has_embeddings:
         return skipped("skipped: no embeddings (run with a backbone)")
-    shas = [s for s in ctx.unique_shas if s in ctx.encoded.embeddings]
+    shas = ctx.embedded_shas
     if len(shas) < 3:
         return skipped("skipped: fewer than 3 images with embeddings")
     isolation = score_isolation(ctx, shas)
@@ -147,8 +222,10 @@ def compute(ctx: AuditContext) -> Evidence:
     z = isolation.scores["z"]
     flagged_rows = [int(i) for i in np.argsort(-z, kind="stable") if z[i] > max_z]
     findings = [_finding(ctx, isolation, i, max_z, cutoff_source) for i in flagged_rows]
-    per_split = _per_split(ctx, isolation, set(flagged_rows))
+    per_split = _per_split(ctx, isolation, np.array(flagged_rows, dtype=np.int64))
     far = held_out_far_from_train(ctx)
+    quality = search_quality(ctx.unit_matrix, min(10, len(shas) - 1)).to_dict()
+    ctx.search_quality["embeddings"] = quality
     total_images = sum(m["images"] for m in per_split.values())
     total_outliers = sum(m["outliers"] for m in per_split.values())
     top = int(np.argmax(z))
@@ -158,6 +235,9 @@ def compute(ctx: AuditContext) -> Evidence:
         f"most isolated: {_first_path(ctx, shas[top])} (z {z[top]:.1f})",
     ]
     parts += [f"{m['far_from_train']} {split} images far from every train image" for split, m in far.items()]
+    if not quality["exact"]:
+        parts.append(f"neighbours by approximate search (recall@{quality['k']} {quality['recall']:.3f} against exact "
+                     f"search on {quality['queries_measured']} sampled images)")
     metrics = {
         "k": isolation.k,
         "max_z": max_z,
@@ -166,29 +246,63 @@ def compute(ctx: AuditContext) -> Evidence:
         "outliers": total_outliers,
         "per_split": per_split,
         "held_out_far_from_train": far,
+        "class_relative_method": isolation.class_method,
+        "search": quality,
     }
     return Evidence(summary="; ".join(parts), metrics=metrics, findings=findings)
 
 
 def score_isolation(ctx: AuditContext, shas: list[str]) -> Isolation:
     """Isolation over the whole dataset, and the same score inside each class (a content filed under two
-    labels is scored in both)."""
-    vectors = ctx.unit_embeddings(shas)
+    labels is scored in both). `shas` are ctx.embedded_shas (the rows of ctx.unit_matrix).
+
+    Within a class: exact k-NN among the class's images while the whole matrix is within the exact-search limit,
+    or the class within CLASS_EXACT_LIMIT; otherwise the class's
+    images among each image's neighbours in the shared graph (the nearest k of them; where fewer than k of the
+    graph's neighbours share the class, the graph's farthest distance stands in for the missing ones, a lower
+    bound), so a class of 500 000 images costs no second search."""
+    from auditor.similarity.neighbours import EXACT_LIMIT, SELF_K, knn
+
+    vectors = ctx.unit_matrix
     k = min(ctx.config.outlier_neighbours, len(shas) - 1)
     isolation = Isolation(shas=shas, k=k, scores=isolation_scores(vectors, k), class_distance={}, class_z={})
-    row_of = isolation.row_of
-    members_of: dict[str, list[int]] = {}
-    for sha in shas:
-        for label in sorted({ctx.records[p].label for p in ctx.positions_by_sha[sha]}):
-            members_of.setdefault(label, []).append(row_of[sha])
-    for label, rows in members_of.items():
-        if len(rows) < MIN_CLASS_IMAGES:
+    _positions, rows, _splits, labels = _record_rows(ctx)
+    pairs = np.unique(np.stack([labels, rows], axis=1), axis=0)  # (label code, row), each once
+    classes = ctx.columns.classes
+    graph = None
+    for code in np.unique(pairs[:, 0]).tolist():
+        members = pairs[pairs[:, 0] == code, 1]
+        if len(members) < MIN_CLASS_IMAGES:
             continue
-        distance, _nearest, _sims = knn_distances(vectors[rows], min(k, len(rows) - 1))
+        kk = min(k, len(members) - 1)
+        if len(vectors) <= EXACT_LIMIT or len(members) <= CLASS_EXACT_LIMIT:
+            distance, _nearest, _sims = knn_distances(np.asarray(vectors[members]), kk)
+        else:
+            if graph is None:
+                graph = knn(vectors, max(SELF_K, k + 1))
+            distance = _class_distance_from_graph(graph, members, kk)
+            isolation.class_method = (f"exact k-NN within classes of up to {CLASS_EXACT_LIMIT} images; larger classes "
+                                      "from the shared k-NN graph (a lower bound where fewer than k of an image's "
+                                      f"{graph[1].shape[1] - 1} nearest share its class)")
         z, _median, _scale = robust_z(np.log(distance), MIN_LOG_DISTANCE_SCALE)
-        for row, d, zz in zip(rows, distance, z):
-            isolation.class_distance[(row, label)], isolation.class_z[(row, label)] = float(d), float(zz)
+        label = classes[code]
+        for row, d, zz in zip(members.tolist(), distance.tolist(), z.tolist()):
+            isolation.class_distance[(row, label)], isolation.class_z[(row, label)] = d, zz
     return isolation
+
+
+def _class_distance_from_graph(graph: tuple[np.ndarray, np.ndarray], members: np.ndarray, k: int) -> np.ndarray:
+    """Mean cosine distance of each member to its k nearest same-class images found in the shared graph."""
+    sims, neighbours = graph
+    sims, neighbours = sims[members], neighbours[members]
+    in_class = np.zeros(int(max(neighbours.max(), members.max())) + 1, dtype=bool)
+    in_class[members] = True
+    same = (neighbours >= 0) & in_class[np.maximum(neighbours, 0)] & (neighbours != members[:, None])
+    farthest = np.where(neighbours >= 0, sims, np.inf).min(axis=1)
+    filled = np.where(same, sims, -np.inf)
+    top = -np.sort(-filled, axis=1)[:, :k]
+    top = np.where(np.isfinite(top), top, farthest[:, None])
+    return np.clip(np.mean(1.0 - top, axis=1), 1e-6, None)
 
 
 def _finding(ctx: AuditContext, isolation: Isolation, i: int, max_z: float, cutoff_source: str) -> Finding:
@@ -223,30 +337,36 @@ def _finding(ctx: AuditContext, isolation: Isolation, i: int, max_z: float, cuto
     )
 
 
-def _per_split(ctx: AuditContext, isolation: Isolation, flagged: set[int]) -> dict[str, dict]:
+def _per_split(ctx: AuditContext, isolation: Isolation, flagged: np.ndarray) -> dict[str, dict]:
     """Per split: counts, and the most isolated images of every class (flagged or not) for a person to look at."""
-    scores, class_z, row_of = isolation.scores, isolation.class_z, isolation.row_of
+    scores, class_z = isolation.scores, isolation.class_z
+    z = np.asarray(scores["z"], dtype=float)
+    columns = ctx.columns
+    _positions, rows, split_of, labels = _record_rows(ctx)
+    is_flagged = np.zeros(len(isolation.shas), dtype=bool)
+    is_flagged[flagged] = True
+    # One entry per (split, label, content), ranked by z within each (split, label).
+    triples = np.unique(np.stack([split_of, labels, rows], axis=1), axis=0)
+    order = np.lexsort((triples[:, 2], -z[triples[:, 2]], triples[:, 1], triples[:, 0]))
+    triples = triples[order]
+    group_start = np.r_[True, np.any(np.diff(triples[:, :2], axis=0) != 0, axis=1)]
+    rank = np.arange(len(triples)) - np.maximum.accumulate(np.where(group_start, np.arange(len(triples)), 0))
+    shown = triples[rank < MOST_ISOLATED_PER_GROUP]
     per_split: dict[str, dict] = {}
-    for split in ctx.index.splits:
-        groups: dict[str, list[int]] = {}
-        images = outliers = 0
-        for sha in isolation.shas:
-            in_split = [p for p in ctx.positions_by_sha[sha] if ctx.records[p].split == split]
-            images += len(in_split)
-            outliers += len(in_split) if row_of[sha] in flagged else 0
-            for label in sorted({ctx.records[p].label for p in in_split}):
-                groups.setdefault(label, []).append(row_of[sha])
-        most_isolated = {}
-        for label, rows in sorted(groups.items()):
-            rows = sorted(rows, key=lambda r: -scores["z"][r])[:MOST_ISOLATED_PER_GROUP]
-            most_isolated[label] = [
-                {"path": _first_path(ctx, isolation.shas[r], split), "robust_z": round(float(scores["z"][r]), 2),
+    for code, split in enumerate(columns.splits):
+        in_split = split_of == code
+        images = int(in_split.sum())
+        outliers = int(is_flagged[rows[in_split]].sum())
+        most_isolated: dict[str, list] = {}
+        for _s, label_code, r in shown[shown[:, 0] == code].tolist():
+            label = columns.classes[label_code]
+            most_isolated.setdefault(label, []).append(
+                {"path": _first_path(ctx, isolation.shas[r], split), "robust_z": round(float(z[r]), 2),
                  "knn_distance": round(float(scores["distance"][r]), 4),
-                 "class_robust_z": round(class_z[(r, label)], 2) if (r, label) in class_z else None}
-                for r in rows
-            ]
-        per_split[split] = {"images": images, "outliers": outliers, "percent": percent(outliers, images),
-                            "most_isolated": most_isolated}
+                 "class_robust_z": round(class_z[(r, label)], 2) if (r, label) in class_z else None})
+        if images or split in ctx.index.splits:
+            per_split[split] = {"images": images, "outliers": outliers, "percent": percent(outliers, images),
+                                "most_isolated": dict(sorted(most_isolated.items()))}
     return per_split
 
 

@@ -38,7 +38,7 @@ from auditor.checks.common import one_blas_thread
 from auditor.context import AuditContext
 from auditor.encoding.imaging import ImageScan
 from auditor.analysis.domain import (MAX_IMAGES_PER_SPLIT, MIN_IMAGES_PER_SIDE, sample_pair, split_seed,
-                                     unique_by_split)
+                                     subsample, unique_by_split)
 from auditor.checks.base import Check, Evidence, Verdict, skipped
 from auditor.report import Finding, Severity, Status, stable_finding_id
 from auditor.stats import (CV_FOLDS, PCA_COMPONENTS, STOP_AFTER_EXCEEDANCES, DomainTest, bonferroni_min,
@@ -55,6 +55,7 @@ MAX_CLASSES_WITH_CLASSIFIER_P = 5  # … for at most this many classes, the most
 MAX_MMD_PERMUTATIONS = 20_000
 MIN_MMD_PERMUTATIONS = 999  # MMD permutations are cheap: never fewer, so its p-value is resolved finely
 LEAST_LIKE_SHOWN = 10  # held-out images listed as looking least like train
+MAX_PROPERTY_IMAGES = 20_000  # per side in the property-drift tests (seeded subsample; effects are per image)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,7 +259,10 @@ def _compute(ctx: AuditContext) -> Evidence:
     seed = split_seed(ctx)
     by_split = unique_by_split(ctx)
     reference_shas = list(by_split.get(REFERENCE_SPLIT, {}))
-    reference_scans = [ctx.encoded.scans[s] for s in reference_shas]
+    rng = np.random.default_rng(seed)
+    # Property drift on seeded subsamples: its effect sizes are per image, so 20 000 a side measure them as
+    # well as a million, at a bounded cost (reading scans in Python is the expensive part).
+    reference_scans = [ctx.encoded.scans[s] for s in subsample(reference_shas, MAX_PROPERTY_IMAGES, rng)]
     split_permutations = permutations_for(alpha, 1, MAX_SPLIT_CLASSIFIER_PERMUTATIONS)
     split_mmd_permutations = max(MIN_MMD_PERMUTATIONS, permutations_for(alpha, 1, MAX_MMD_PERMUTATIONS))
     per_split: dict[str, dict] = {}
@@ -267,7 +271,8 @@ def _compute(ctx: AuditContext) -> Evidence:
         held_shas = list(held)
         entry: dict[str, Any] = {"images": {REFERENCE_SPLIT: len(reference_shas), split: len(held_shas)}}
         per_split[split] = entry
-        entry["property_drift"] = property_drift(reference_scans, [ctx.encoded.scans[s] for s in held_shas])
+        entry["property_drift"] = property_drift(
+            reference_scans, [ctx.encoded.scans[s] for s in subsample(held_shas, MAX_PROPERTY_IMAGES, rng)])
         if not ctx.has_embeddings or min(len(reference_shas), len(held_shas)) < MIN_IMAGES_PER_SIDE:
             reason = ("no embeddings" if not ctx.has_embeddings
                       else f"fewer than {MIN_IMAGES_PER_SIDE} images in {REFERENCE_SPLIT} or {split}")
@@ -299,6 +304,7 @@ def _compute(ctx: AuditContext) -> Evidence:
             "per_split": per_split,
             "bounds": {
                 "max_images_per_split": MAX_IMAGES_PER_SPLIT, "max_images_per_class": MAX_IMAGES_PER_CLASS,
+                "max_property_images": MAX_PROPERTY_IMAGES,
                 "max_classes_tested": MAX_CLASSES_TESTED, "min_images_per_side": MIN_IMAGES_PER_SIDE,
                 "pca_components": PCA_COMPONENTS, "cv_folds": CV_FOLDS,
                 "split_classifier_permutations": split_permutations,

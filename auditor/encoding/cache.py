@@ -2,8 +2,11 @@
 
 One SQLite file outside the dataset (`~/.cache/auditor/cache.sqlite3` or --cache-dir). SQLite gives
 atomic commits, so a run killed mid-way leaves only whole entries and the next run reuses them.
-Embeddings are stored as raw float32 bytes (never pickle) under a key that names the backbone and
-its preprocessing, so changing either recomputes rather than mixing vectors.
+The dataset's embeddings live in the embedding store (`embedding_store`: float16 chunk files beside this
+file, indexed here), under a key that names the backbone and its preprocessing, so changing either
+recomputes rather than mixing vectors. The `embeddings` table (raw float32 rows, never pickle) keeps small
+keyed vectors (the calibration copies) and the dataset vectors of earlier versions, which the store
+migrates lazily.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ class Cache:
     """A thin, typed wrapper over the SQLite file. `Cache(None)` is an in-memory cache (--no-cache)."""
 
     def __init__(self, directory: Path | None):
+        self.directory = None if directory is None else Path(directory)
         self.path = None if directory is None else Path(directory) / "cache.sqlite3"
+        self._stores: dict[str, object] = {}
         try:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,7 +52,19 @@ class Cache:
             ) from None
 
     def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+        self._stores.clear()
         self._db.close()
+
+    def embedding_store(self, model: str):
+        """The dataset embeddings of one model key (auditor.encoding.embedding_store), one per model per cache."""
+        from auditor.encoding.embedding_store import EmbeddingStore
+
+        store = self._stores.get(model)
+        if store is None:
+            store = self._stores[model] = EmbeddingStore(self._db, self.directory, model)
+        return store
 
     # Scans -----------------------------------------------------------------------------------
     def get_scans(self, hashes: Iterable[str]) -> dict[str, ImageScan]:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from auditor.backbones.registry import Backbone
 from auditor.encoding.cache import Cache
+from auditor.encoding.embedding_store import StoredEmbeddings
 from auditor.encoding.imaging import ImageScan, Problem, ScanLimits, sha256_hex
 from auditor.encoding.reading import read_file
 from auditor.engines import DecodeJob, EncodedBatch
@@ -38,7 +39,8 @@ class Encoded:
     record_sha: list[str | None]  # None: the file could not be read at all
     read_problems: dict[int, Problem]  # record position → why it could not be read
     scans: dict[str, ImageScan]
-    embeddings: dict[str, np.ndarray]  # sha256 → raw float32 vector (only usable images)
+    embeddings: Mapping[str, np.ndarray]  # sha256 → raw float32 vector (only usable images); with a backbone a
+    # StoredEmbeddings over the embedding store, whose `unit_rows(shas)` reads many rows at once
     stats: dict[str, float] = field(default_factory=dict)
     feature_maps: Any = None  # a FeatureMapStore when the fine-tune asked for the base's maps, else None
 
@@ -77,10 +79,12 @@ def encode_dataset(
 
     unique = list(hashed.first_path)
     scans = cache.get_scans(unique)
-    embeddings = cache.get_embeddings(backbone.cache_key, unique) if backbone is not None else {}
+    embeddings = load_embeddings(cache, backbone, unique)
     jobs = plan_jobs(hashed.first_path, scans, embeddings, backbone, feature_maps)
     stats.update(unique_images=len(unique), scans_cached=len(scans), embeddings_cached=len(embeddings),
                  embeddings_computed=0, inference_s=0.0)
+    if isinstance(embeddings, StoredEmbeddings):
+        stats["embeddings_migrated"] = embeddings.store.migrated
     if feature_maps is not None:
         stats.update(feature_maps_cached=len(unique) - sum(j.want_pixels and j.sha not in feature_maps for j in jobs),
                      feature_maps_computed=0)
@@ -98,6 +102,16 @@ def encode_dataset(
     stats["decode_embed_s"] = time.perf_counter() - started
     return Encoded(record_sha=hashed.record_sha, read_problems=hashed.read_problems, scans=scans,
                    embeddings=embeddings, stats=stats, feature_maps=feature_maps)
+
+
+def load_embeddings(cache: Cache, backbone: Backbone | None, shas: list[str]) -> Mapping[str, np.ndarray]:
+    """The stored embeddings of these contents (rows of earlier versions' SQLite table are migrated into the
+    store on the way); {} without a backbone."""
+    if backbone is None:
+        return {}
+    store = cache.embedding_store(backbone.cache_key)
+    store.load(shas)
+    return StoredEmbeddings(store)
 
 
 UNSTABLE = Problem("unstable_content", "error",
@@ -165,9 +179,10 @@ def plan_jobs(first_path: dict[str, Path], scans: dict[str, ImageScan], embeddin
 
 
 def store_batch(batch: EncodedBatch, cache: Cache, backbone: Backbone | None, feature_maps: Any,
-                scans: dict[str, ImageScan], embeddings: dict[str, np.ndarray], wanted: set[str],
+                scans: dict[str, ImageScan], embeddings: Mapping[str, np.ndarray], wanted: set[str],
                 stats: dict[str, float]) -> None:
-    """Commit one batch to the cache (and the in-memory views): scans, embeddings, feature maps."""
+    """Commit one batch to the cache (and the in-memory views): scans, embeddings (one store chunk per
+    batch, committed atomically), feature maps."""
     if batch.scans:
         cache.put_scans(batch.scans)
         scans.update((scan.sha256, scan) for scan in batch.scans)
@@ -177,7 +192,10 @@ def store_batch(batch: EncodedBatch, cache: Cache, backbone: Backbone | None, fe
         feature_maps.put(batch.shas, batch.maps)
         stats["feature_maps_computed"] += len(batch.shas)
     fresh = [i for i, sha in enumerate(batch.shas) if sha in wanted]
-    cache.put_embeddings(backbone.cache_key, [batch.shas[i] for i in fresh], batch.vectors[fresh])
-    embeddings.update((batch.shas[i], batch.vectors[i]) for i in fresh)
+    if isinstance(embeddings, StoredEmbeddings):
+        embeddings.store.put([batch.shas[i] for i in fresh], batch.vectors[fresh])  # the view sees them at once
+    else:
+        cache.put_embeddings(backbone.cache_key, [batch.shas[i] for i in fresh], batch.vectors[fresh])
+        embeddings.update((batch.shas[i], batch.vectors[i]) for i in fresh)
     stats["embeddings_computed"] += len(fresh)
     stats["inference_s"] += batch.inference_s

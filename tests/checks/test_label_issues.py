@@ -232,6 +232,20 @@ def test_support_needs_a_narrow_interval_and_a_probe_that_separates_the_classes(
     assert la.support(estimate(0.05, 0.04, 0.065), 0.75, min_probe_accuracy=0.7)[0]  # the setting relaxes it
 
 
+def test_the_neighbour_search_is_reported_with_its_measured_recall_when_approximate(monkeypatch):
+    from auditor.similarity import neighbours
+
+    items, _flipped = _items()
+    exact = li.CHECK.run(synthetic_context(items, seed=0)).metrics["neighbour_search"]
+    assert exact["exact"] is True and exact["n"] == len(items) and "recall" not in exact
+    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 50)
+    result = li.CHECK.run(synthetic_context(items, seed=0))
+    search = result.metrics["neighbour_search"]
+    assert search["exact"] is False and search["queries_measured"] == len(items)
+    assert 0.0 < search["recall"] <= 1.0
+    assert f"recall@{search['k']} {search['recall']:.3f}" in result.summary
+
+
 def test_held_out_label_noise_reports_the_share_and_the_ceiling_per_held_out_split():
     items, flipped = _items(flip_every=7)  # every 7th: some flips land in val (every 4th image)
     ctx = synthetic_context(items, seed=0)

@@ -88,6 +88,67 @@ def test_held_out_images_far_from_every_training_image_are_measured():
     assert ol.held_out_far_from_train(synthetic_context(items))["val"]["far_from_train"] == bees_in_val
 
 
+@pytest.fixture
+def approximate_search(monkeypatch):
+    """Forces the approximate index (and the graph-based class scores) on a few hundred vectors, and counts
+    the searches that query every row (a full k-NN search)."""
+    from auditor.similarity import neighbours
+
+    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 300)
+    monkeypatch.setattr(ol, "CLASS_EXACT_LIMIT", 100)
+    full_searches: list[int] = []
+    original = neighbours.ApproximateIndex.search
+
+    def counting(self, q, k, among=None):
+        if len(q) == len(self.x):
+            full_searches.append(k)
+        return original(self, q, k, among)
+
+    monkeypatch.setattr(neighbours.ApproximateIndex, "search", counting)
+    return full_searches
+
+
+def _with_placeholder(items: list[dict]) -> list[dict]:
+    far = -np.mean([item["vector"] for item in items], axis=0)  # opposite both classes: far from everything
+    return items + [{"path": "train/ant/placeholder.gif", "label": "ant", "split": "train", "vector": far}]
+
+
+def test_above_the_exact_limit_one_shared_search_and_its_measured_recall_is_reported(approximate_search):
+    items = _with_placeholder(_cluster_items(n_per_class=400))
+    result = ol.CHECK.run(synthetic_context(items))
+    from auditor.similarity.neighbours import SELF_K
+
+    assert approximate_search == [SELF_K]  # one full k-NN search, shared by every part of the check
+    search = result.metrics["search"]
+    assert search["exact"] is False and search["queries_measured"] > 0
+    assert 0.5 < search["recall"] <= 1.0 and search["recall_interval"][0] <= search["recall"]
+    assert f"recall@{search['k']} {search['recall']:.3f}" in result.summary
+    assert "shared k-NN graph" in result.metrics["class_relative_method"]
+    assert result.findings and result.findings[0].paths == ["train/ant/placeholder.gif"]
+    nearest_train = result.metrics["held_out_far_from_train"]["val"]["nearest_train_search"]
+    assert nearest_train["exact"] is False and "shared k-NN graph" in nearest_train["method"]
+    assert nearest_train["queries_measured"] == nearest_train["queries"] and nearest_train["recall_at_1"] > 0.8
+
+
+def test_held_out_images_with_no_train_neighbour_in_the_graph_are_searched_among_train(approximate_search):
+    items = [i for i in _cluster_items(n_per_class=400) if i["label"] == "ant" or i["split"] == "val"]
+    far = ol.held_out_far_from_train(synthetic_context(items))["val"]
+    bees_in_val = sum(1 for i in items if i["split"] == "val" and i["label"] == "bee")
+    # Exact search flags 79 of the 80 here; the approximate baseline (train's nearest train image, from the
+    # graph) is a little wider, so a few fewer pass the cut-off.
+    assert 0.9 * bees_in_val <= far["far_from_train"] <= bees_in_val
+    # The val bees' graph neighbours are other val bees: each of them was searched again among train.
+    search = far["nearest_train_search"]
+    assert search["queries"] == len([i for i in items if i["split"] == "val"])
+    assert bees_in_val <= search["searched_among_train"] < search["queries"]
+    # Measured against exact search among train on the sample (here every query): the restricted IVF search
+    # finds the true nearest train image for most.
+    assert search["recall_at_1"] >= 0.7 and search["recall_interval"][0] <= search["recall_at_1"]
+    assert all("/bee/" in example["path"] and "/train/" not in example["path"] for example in far["examples"])
+    assert all(example["nearest_train"].startswith("train/") for example in far["examples"])
+    assert len(approximate_search) == 1
+
+
 def test_skips_without_embeddings():
     assert ol.CHECK.run(synthetic_context(_cluster_items(), with_embeddings=False)).status == Status.SKIPPED
 
