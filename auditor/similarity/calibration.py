@@ -19,7 +19,7 @@ from auditor.encoding.imaging import ImageScan, ScanLimits, decode_for_embedding
 from auditor.similarity.pixels import decode_grey32
 from auditor.similarity.positives import copy_kinds, make_copy
 
-CALIBRATION_VERSION = "v3"
+CALIBRATION_VERSION = "v4"  # v4: tiny same-shot copies are re-renders (positives.py)
 COPIES_PER_IMAGE = 5
 
 
