@@ -20,7 +20,7 @@ from auditor.encoding.imaging import ImageScan, ScanLimits, decode_for_embedding
 from auditor.similarity.pixels import decode_grey32
 from auditor.similarity.positives import copy_kinds, make_copy
 
-CALIBRATION_VERSION = "v4"
+CALIBRATION_VERSION = "v5"  # v4: tiny same-shot copies are re-renders (positives.py); v5: seeded by content
 COPIES_PER_IMAGE = 5
 
 

@@ -14,7 +14,11 @@ hash tier proved reliable. The two thresholds are chosen on the dataset itself:
 
 The thresholds maximise the estimated F1 over a grid that includes switching a tier off, so a tier that
 cannot separate copies from other images on this dataset is switched off *and reported as such*, never
-silently clamped. N is estimated with a Jeffreys prior ((hits + ½)/(m + 1)), so a threshold is never
+silently clamped. Estimated F1s closer than `F1_TIE` are not told apart by a few hundred copies, and the
+F1 curve is often flat across neighbouring thresholds: among the rules that close to the best, the one
+finding most copies is taken (on 32 px photos the best-F1 rule was the stricter end of such a plateau and
+missed 7 of 100 real leaks that the equally scored rule next to it found, with precision still above 0.9).
+N is estimated with a Jeffreys prior ((hits + ½)/(m + 1)), so a threshold is never
 chosen for a false-match rate of exactly zero that a sample of m copies cannot show; intervals are 95 %
 Jeffreys intervals of R and N carried through. They cover sampling error only, not a difference between
 the calibration copies and the dataset's real duplicates (said in the report).
@@ -37,6 +41,7 @@ EXCUSE_CORRELATION = 0.95  # a copy's match with an image aligning this well wit
 HASH_RELIABLE_SHARE = 0.9  # hash matches count on their own when at least this share is confirmed otherwise
 NO_DUPLICATES_F1 = 0.05  # below this best estimated F1 the dataset shows no duplicates to calibrate on
 QUIET_MIN_RECALL = 0.8  # then: the quietest rule that still finds this share of the copies
+F1_TIE = 0.01  # estimated F1s closer than this count as equal: the rule finding more copies is taken
 
 
 @dataclass(frozen=True)
@@ -315,22 +320,21 @@ def choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: floa
     # π, the share of images with a duplicate, is measured once (where flags are least inflated by false
     # matches); at looser rules F grows with false matches, which then count against precision.
     pi, reference = calibrator.duplicate_share(rules)
-    best: tuple | None = None
     table = []
     for rule in rules:
         est = calibrator.estimate(rule, pi, intervals=False)
-        f1 = _f1(est)
-        table.append((rule, est, f1))
-        key = (round(f1, 4), est.recall, -(est.false_match_rate))
-        if best is None or key > best[0]:
-            best = (key, rule, est, f1)
-    if best is None:
+        table.append((rule, est, _f1(est)))
+    if not table:
         rule = Rule(None, None)
         est = calibrator.estimate(rule)
         return Choice(rule=rule, near=est, f1=0.0, reason="no evidence to decide on", copies=calibrator.m)
-    _key, rule, est, f1 = best
-    reason = f"best estimated F1 ({f1:.2f}) on {calibrator.m} calibration copies"
-    if f1 < NO_DUPLICATES_F1:
+    top = max(f1 for _rule, _est, f1 in table)
+    # Within F1_TIE of the best: the rule finding most copies, then the higher F1, then fewer false matches.
+    rule, est, f1 = max((item for item in table if item[2] >= top - F1_TIE),
+                        key=lambda item: (item[1].recall, round(item[2], 4), -item[1].false_match_rate))
+    reason = (f"the most sensitive rule within {F1_TIE} of the best estimated F1 ({top:.2f}) on {calibrator.m} "
+              "calibration copies")
+    if top < NO_DUPLICATES_F1:
         # No duplicates show, so every flag would be false: of the rules that still find most copies, the one
         # flagging fewest images (then the most sensitive of those).
         sensitive = [(r, e) for r, e, _f in table if e.recall >= QUIET_MIN_RECALL] or [(r, e) for r, e, _f in table]

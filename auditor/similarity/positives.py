@@ -8,6 +8,14 @@ user with real leaks can expect, not what a resize alone would give.
 
 Every copy keeps the size class of its source: a 32 px image's copy is again 32 px (as in CIFAR-like
 sets, where every image has one size), a photo's copy is 60–100 % of its size.
+
+A tiny image's same-shot copy is modelled as a re-render: in a tiny set, a leak is the larger original
+cropped differently and squared down again, so it is as crisp as its source, not the soft interpolation of
+a crop of the tiny image. The copy is cropped from the image upsampled 4×, brought back down with Lanczos
+and sharpened by a random amount (unsharp mask 0–150 %). Measured against same-shot leaks re-rendered from
+the native photos (bench/truth_data.py) at 32 and 64 px, the interpolated crop aligned better with its
+source than real leaks do (median correlation 0.97 vs 0.95, 32 px), so calibration overstated recall at
+strict thresholds and chose them; the re-render's spread matches the real one at both sizes.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import io
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 SMALL_SIDE = 64  # images whose longer side is at most this are "tiny": pixel shifts matter, sizes are fixed
 
@@ -43,16 +51,36 @@ def _jitter(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 def same_shot(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Crop 5–20 % at a random offset, rescale, jitter colours, mirror with probability 0.3."""
     w, h = image.size
+    if max(w, h) <= SMALL_SIDE:
+        return _tiny_same_shot(image, rng)
     keep = 1.0 - rng.uniform(0.05, 0.20)
     cw, ch = max(1, round(w * keep)), max(1, round(h * keep))
     x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
     image = image.crop((x0, y0, x0 + cw, y0 + ch))
-    if max(w, h) <= SMALL_SIDE:
-        size = (w, h)  # tiny sets have one image size: back to it
-    else:
-        scale = rng.uniform(0.6, 1.0) / keep
-        size = (max(1, round(cw * scale)), max(1, round(ch * scale)))
+    scale = rng.uniform(0.6, 1.0) / keep
+    size = (max(1, round(cw * scale)), max(1, round(ch * scale)))
     image = _jitter(image.resize(size, Image.Resampling.BICUBIC), rng)
+    return ImageOps.mirror(image) if rng.random() < 0.3 else image
+
+
+TINY_UPSAMPLE = 4  # the stand-in for the larger original a tiny image was squared down from
+TINY_SHARPEN = (0, 150)  # unsharp-mask percent range: the re-render's crispness
+
+
+def _tiny_same_shot(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A tiny image re-rendered: crop 5–20 % (aspect ±3 %) of its 4× upsampling at a random offset, Lanczos back
+    to its own size, sharpen 0–150 %, jitter colours, mirror with probability 0.3 (see the module docstring)."""
+    w, h = image.size
+    big = image.resize((w * TINY_UPSAMPLE, h * TINY_UPSAMPLE), Image.Resampling.BICUBIC)
+    bw, bh = big.size
+    keep = 1.0 - rng.uniform(0.05, 0.20)
+    cw, ch = max(1, round(bw * keep)), min(bh, max(1, round(bh * keep * rng.uniform(0.97, 1.03))))
+    x0, y0 = int(rng.integers(0, bw - cw + 1)), int(rng.integers(0, bh - ch + 1))
+    image = big.crop((x0, y0, x0 + cw, y0 + ch)).resize((w, h), Image.Resampling.LANCZOS)
+    percent = int(rng.integers(TINY_SHARPEN[0], TINY_SHARPEN[1] + 1))
+    if percent:
+        image = image.filter(ImageFilter.UnsharpMask(radius=1, percent=percent, threshold=0))
+    image = _jitter(image, rng)
     return ImageOps.mirror(image) if rng.random() < 0.3 else image
 
 

@@ -139,3 +139,22 @@ def test_a_dataset_without_duplicates_gets_a_quiet_rule_not_a_loose_one():
     assert "almost no duplicates" in choice.reason
     assert choice.near.flagged == 0  # the other-image evidence stays below both tiers' thresholds
     assert choice.near.recall >= 0.8
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_among_rules_with_near_equal_f1_the_one_finding_most_copies_is_chosen(seed):
+    from auditor.similarity.decision import F1_TIE, _f1
+
+    dataset, n, copies = world(seed=seed)
+    # Copies a little harder than the dataset's duplicates: the estimated F1 is flat near its top.
+    rng = np.random.default_rng(seed)
+    own = copies.pairs.target == copies.source[copies.pairs.query]
+    copies.pairs.correlation[own] = rng.uniform(0.80, 1.0, own.sum()).astype(np.float32)
+    copies.pairs.scaled[own] = rng.uniform(0.3, 0.95, own.sum()).astype(np.float32)
+    calibrator = Calibrator(dataset, n, copies)
+    choice = choose_rule(calibrator, has_embeddings=True)
+    table = [(rule, calibrator.estimate(rule, choice.pi, intervals=False)) for rule in choice.rules]
+    _top_rule, top = max(table, key=lambda item: (round(_f1(item[1]), 4), item[1].recall))
+    assert _f1(choice.near) >= _f1(top) - F1_TIE
+    assert choice.near.recall > top.recall  # the plateau's sensitive end, not its strict one
+    assert choice.near.recall == max(est.recall for _rule, est in table if _f1(est) >= _f1(top) - F1_TIE)
