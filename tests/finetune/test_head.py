@@ -161,11 +161,12 @@ def test_balanced_class_weights():
 
 def test_finetune_options_keep_the_reference_architecture_and_bounds_are_checked():
     options = FinetuneOptions()
-    assert (options.schedule, options.learning_rate, options.epochs, options.patience) == ("fast", 1e-4, 20, 3)
+    assert (options.schedule, options.learning_rate, options.epochs, options.patience, options.batch_size) == (
+        "fast", 1e-3, 20, 3, 256)
     assert (options.dense_units, options.l2, options.dropout, options.class_weights, options.augment) == \
         (1024, 0.003, 0.5, True, False)
     reference = FinetuneOptions.with_schedule("reference")
-    assert (reference.learning_rate, reference.epochs, reference.patience) == (5e-6, 100, 10)
+    assert (reference.learning_rate, reference.epochs, reference.patience, reference.batch_size) == (5e-6, 100, 10, 32)
     assert FinetuneOptions.with_schedule("reference", epochs=7).epochs == 7  # a given field wins over the schedule
     with pytest.raises(ConfigError, match="finetune.schedule"):
         FinetuneOptions.with_schedule("slow")
