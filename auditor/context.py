@@ -115,6 +115,7 @@ class AuditContext:
     def _decision_inputs(self) -> dict:
         from auditor.config import REFERENCE_SPLIT
         from auditor.similarity.neighbours import normalise
+        from auditor.similarity.input_size import are_small
         from auditor.similarity.pixels import decode_grey32
 
         shas = self.unique_shas
@@ -140,6 +141,8 @@ class AuditContext:
             max_dhash=self.config.max_dhash_distance,
             fixed_cosine=self.config.min_cosine,
             fixed_correlation=self.config.min_correlation,
+            small_images=are_small([max(self.encoded.scans[s].width or 0, self.encoded.scans[s].height or 0)
+                                    for s in shas if self.encoded.scans[s].width]),
         )
 
     @cached_property

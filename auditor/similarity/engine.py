@@ -68,8 +68,8 @@ def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray) -> ev.Pairs:
     if data.unit is not None:
         cosine = np.einsum("ij,ij->i", data.unit[a], data.unit[b]).astype(np.float32)
         scaled = ev.scaled_cosine(cosine, data.background[a], data.background[b]).astype(np.float32)
-    rank = np.zeros(len(a), dtype=np.int64)  # as if nearest: all 8 variants
-    correlation, variant = ev._best_correlation(data.thumbs[a], data.thumbs[b], rank, np.full(len(a), -1))
+    rank = np.zeros(len(a), dtype=np.int64)
+    correlation, variant = ev._best_correlation(data.thumbs[a], data.thumbs[b], np.full(len(a), -1), every_variant=True)
     none = np.full(len(a), 99, dtype=np.int64)
     return ev.Pairs(query=a, target=b, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
                     variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none, dhash_distance=none)
@@ -78,10 +78,11 @@ def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray) -> ev.Pairs:
 def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | None, held_out: np.ndarray | None,
            copy_unit: np.ndarray | None, copy_thumbs: np.ndarray, copy_source: np.ndarray, copy_kind: list[str],
            max_phash: int, max_dhash: int, fixed_cosine: float | None = None,
-           fixed_correlation: float | None = None) -> DuplicateDecision:
-    """reference / held_out: bool per node (a node can be both: the same file in two splits), or None."""
+           fixed_correlation: float | None = None, small_images: bool = False) -> DuplicateDecision:
+    """reference / held_out: bool per node (a node can be both: the same file in two splits), or None.
+    small_images: the images are small (input_size.are_small): candidates by pixel likeness too."""
     n = len(thumbs)
-    data = ev.make_dataset(unit, thumbs)
+    data = ev.make_dataset(unit, thumbs, small_images=small_images)
     pairs = ev.unordered(ev.search(data, unit, data.thumbs, max_phash, max_dhash, self_nodes=np.arange(n)))
     copy_pairs = ev.search(data, copy_unit, copy_thumbs, max_phash, max_dhash)
     copies = CopySample(source=np.asarray(copy_source, dtype=np.int64), kind=list(copy_kind), pairs=copy_pairs)

@@ -2,9 +2,18 @@
 
 Every query image (a dataset image, or a transformed copy made for calibration) is compared with a few
 dataset images only, O(n·k) in all:
-  - its `CANDIDATES` nearest neighbours by embedding cosine (FAISS), and
+  - its `CANDIDATES` nearest neighbours by embedding cosine (FAISS),
+  - on small images (and without embeddings) only: its nearest neighbours by pixel likeness (standardised
+    8×8 block means, FAISS) as it is and mirrored (`PIXEL_CANDIDATES` each) and under each of the 6
+    rotations (`ROTATED_CANDIDATES`): on tiny images the embedding ranks a re-cropped copy below look-alikes
+    now and then, and a rotated copy often (bench/bench_truth.py, planted leaks: 32 px cats/dogs recall
+    0.84 → 0.88, 64 px 0.90 → 0.92). On full-size photos they trade precision for rotated copies:
+    cats/dogs 0.95 / 1.00 → 1.00 / 0.97 (recall / precision; the false ones align at 0.90 while the
+    embedding says unrelated), hymenoptera 0.93 / 1.00 → 0.87 / 0.72 with one set of calibration copies
+    and no change with another (the look-alike pairs can pull the rule chosen there loose). So full-size
+    images keep the embedding's candidates, the nearest one tried under every rotation, and
   - the images whose pHash and dHash are within the user's thresholds under any of the 8 rotations and
-    mirrorings of the query (FAISS binary index), so rotated and mirrored copies are found too.
+    mirrorings of the query (FAISS binary index).
 
 On each candidate pair three numbers are measured:
   - `cosine` of the embeddings;
@@ -13,8 +22,8 @@ On each candidate pair three numbers are measured:
     silver cars in a crowd of silver cars has a high cosine but a low scaled cosine; a copy stands out
     from its partner's neighbourhood wherever it is;
   - `correlation`: the Pearson correlation of the two 32×32 grey thumbnails after the best small shift
-    and zoom (pixels.aligned_correlation), under mirroring, and under all 8 rotations/mirrorings for the
-    nearest neighbour and for hash matches found under a rotation.
+    and zoom (pixels.screened_correlation), as is and mirrored, under the rotation a pixel or hash
+    candidate was found under, and (without pixel candidates) under all 8 for the nearest neighbour.
 
 Using one function for dataset images and for copies keeps the copies' evidence, and so the recall and
 false-match rates measured on them, comparable with the dataset's own.
@@ -30,6 +39,9 @@ from auditor.similarity import pixels as px
 
 CANDIDATES = 5  # nearest neighbours per image examined as candidate duplicates
 BACKGROUND_RANK = 10  # the neighbour whose cosine describes how crowded an image's neighbourhood is
+PIXEL_CANDIDATES = 3  # nearest by pixel likeness, as is and mirrored
+ROTATED_CANDIDATES = 1  # … and under each rotation
+EXACT_PIXEL_SEARCH = 20_000  # above this many images the pixel search is approximate (FAISS IVF)
 
 
 @dataclass
@@ -41,6 +53,10 @@ class Dataset:
     phash: np.ndarray  # (n, 8) uint8 pHash codes of the thumbnails (identity)
     dhash: np.ndarray  # (n, 8) uint8
     background: np.ndarray  # (n,) cosine of each image's BACKGROUND_RANK-th neighbour (0 without embeddings)
+    descriptors: np.ndarray | None = None  # (n, 64) block descriptors (pixels.block_descriptors)
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None  # self k-NN by embedding (sims, labels), reused
+    pixel_index: object | None = None  # FAISS index over `descriptors`, built once
+    pixel_candidates: bool = True  # search by pixel likeness too (small images, or no embeddings)
 
 
 @dataclass
@@ -65,14 +81,6 @@ class Pairs:
         return Pairs(**{name: getattr(self, name)[mask] for name in self.__dataclass_fields__})
 
 
-def pixel_descriptors(thumbs: np.ndarray) -> np.ndarray:
-    """Standardised 16×16 grey thumbnails as unit vectors: candidates by pixel likeness (no embeddings)."""
-    x = np.asarray(thumbs, dtype=np.float32)
-    x = x.reshape(len(x), 16, 2, 16, 2).mean(axis=(2, 4)).reshape(len(x), 256)
-    x = x - x.mean(axis=1, keepdims=True)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
-
-
 def dihedral_codes(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """pHash and dHash codes of every thumbnail under the 8 variants: two (8, n, 8) uint8 arrays."""
     phash = np.stack([px.phash_codes(np.ascontiguousarray(px.dihedral(thumbs, v))) for v in range(8)])
@@ -80,17 +88,45 @@ def dihedral_codes(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return phash, dhash
 
 
-def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray) -> Dataset:
+def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool = False) -> Dataset:
+    """`small_images`: the dataset's images are small (similarity/input_size.py `are_small`): candidates are
+    searched by pixel likeness as well as by embedding. Without embeddings pixel likeness is the only search."""
     from auditor.similarity.neighbours import knn
 
     thumbs = np.ascontiguousarray(thumbs, dtype=np.uint8)
     phash, dhash = px.phash_codes(thumbs), px.dhash_codes(thumbs)
     background = np.zeros(len(thumbs), dtype=np.float32)
+    neighbours = None
     if unit is not None and len(unit) >= 2:
-        sims, labels = knn(unit, min(len(unit), BACKGROUND_RANK + 1))
-        background = np.array([_background_of(s, l, row) for row, (s, l) in enumerate(zip(sims, labels))],
+        # One self-search serves the background and, later, the dataset's own candidates.
+        neighbours = knn(unit, min(len(unit), max(CANDIDATES, BACKGROUND_RANK) + 1))
+        background = np.array([_background_of(s, l, row) for row, (s, l) in enumerate(zip(*neighbours))],
                               dtype=np.float32)
-    return Dataset(unit=unit, thumbs=thumbs, phash=phash, dhash=dhash, background=background)
+    return Dataset(unit=unit, thumbs=thumbs, phash=phash, dhash=dhash, background=background,
+                   descriptors=px.block_descriptors(thumbs) if len(thumbs) else np.zeros((0, 64), np.float32),
+                   neighbours=neighbours, pixel_candidates=small_images or unit is None)
+
+
+def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest dataset images by block descriptor: (sims, labels), exact up to EXACT_PIXEL_SEARCH images,
+    above that a FAISS IVF index (a copy's descriptor is close to its source's, so they share a cell)."""
+    import faiss
+
+    base = np.ascontiguousarray(data.descriptors, dtype=np.float32)
+    k = min(k, len(base))
+    if data.pixel_index is None:
+        if len(base) <= EXACT_PIXEL_SEARCH:
+            index = faiss.IndexFlatIP(base.shape[1])
+        else:
+            lists = int(4 * np.sqrt(len(base)))
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(base.shape[1]), base.shape[1], lists,
+                                       faiss.METRIC_INNER_PRODUCT)
+            sample = base[np.random.default_rng(0).choice(len(base), min(len(base), 50 * lists), replace=False)]
+            index.train(sample)
+            index.nprobe = 8
+        index.add(base)
+        data.pixel_index = index
+    return data.pixel_index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
 
 def _background_of(sims: np.ndarray, labels: np.ndarray, exclude: int | None) -> float:
@@ -117,24 +153,50 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     query_thumbs = np.ascontiguousarray(query_thumbs, dtype=np.uint8)
     symmetric = self_nodes is not None  # queries are the dataset's own images: keep each pair once
     self_nodes = np.full(nq, -1, dtype=np.int64) if self_nodes is None else np.asarray(self_nodes, dtype=np.int64)
-    found: dict[tuple[int, int], list] = {}  # (q, j) → [rank, hash variant or -1, p_dist, d_dist]
+    found: dict[tuple[int, int], list] = {}  # (q, j) → [rank, variant to correlate under or -1, p_dist, d_dist, hash]
     q_background = np.zeros(nq, dtype=np.float32)
-    # Without embeddings, candidates come from the thumbnails themselves (standardised 16×16 grey).
-    space, query_space = ((data.unit, query_unit) if data.unit is not None and query_unit is not None
-                          else (pixel_descriptors(data.thumbs), pixel_descriptors(query_thumbs)))
-    if len(space) >= 1 and nq:
-        k = min(len(space), max(candidates, BACKGROUND_RANK) + 1)
-        sims, labels = knn(space, k, queries=query_space)
+    # Descriptor likeness of the variant each pixel candidate pair is correlated under: a pair found under
+    # several variants (a look-alike rotation among them) is correlated under the most alike one.
+    variant_likeness: dict[tuple[int, int], float] = {}
+
+    def add(q: int, j: int, rank: int, variant: int, likeness: float = -np.inf) -> None:
+        if j < 0 or j == self_nodes[q]:
+            return
+        key = (q, j)
+        if symmetric and (j, q) in found:  # dataset pairs once each: already a candidate of j's
+            key, variant = (j, q), _inverse(variant) if variant > 0 else variant  # j's variant that matches q
+        entry = found.setdefault(key, [-1, -1, 99, 99, 0])
+        if rank >= 0:
+            entry[0] = rank if entry[0] < 0 else min(entry[0], rank)
+        if variant > 0 and likeness > variant_likeness.get(key, -np.inf):
+            entry[1] = variant
+            variant_likeness[key] = likeness
+
+    if data.unit is not None and query_unit is not None and len(data.unit) and nq:
+        k = min(len(data.unit), max(candidates, BACKGROUND_RANK) + 1)
+        reuse = (symmetric and data.neighbours is not None and data.neighbours[0].shape[1] >= k
+                 and nq == len(data.unit) and np.array_equal(self_nodes, np.arange(nq)))
+        sims, labels = data.neighbours if reuse else knn(data.unit, k, queries=query_unit)
         for q in range(nq):
             keep = (labels[q] >= 0) & (labels[q] != self_nodes[q])
             row_labels = labels[q][keep]
             q_background[q] = _background_of(sims[q][keep], row_labels, None)
             for rank, j in enumerate(row_labels[:candidates]):
-                reverse = found.get((int(j), q)) if symmetric else None
-                if reverse is not None:  # dataset pairs once each: the pair is already a candidate of j's
-                    reverse[0] = min(reverse[0], rank)
-                else:
-                    found[(q, int(j))] = [rank, -1, 99, 99]
+                add(q, int(j), rank, -1)
+    if data.pixel_candidates and len(data.thumbs) and nq:
+        # Pixel-alike candidates: the query's descriptor under each variant against the dataset's as is.
+        for variant in range(8):
+            wanted = PIXEL_CANDIDATES if variant in (0, 4) else ROTATED_CANDIDATES
+            turned = px.block_descriptors(np.ascontiguousarray(px.dihedral(query_thumbs, variant)))
+            sims, labels = pixel_neighbours(data, turned, wanted + 1)
+            for q in range(nq):
+                taken = 0
+                for j, likeness in zip(labels[q], sims[q]):
+                    if taken == wanted:
+                        break
+                    if j >= 0 and j != self_nodes[q]:
+                        add(q, int(j), -1, variant, float(likeness))
+                        taken += 1
     # Hash candidates under each of the 8 variants of the query.
     q_phash, q_dhash = dihedral_codes(query_thumbs) if nq else (np.zeros((8, 0, 8), np.uint8),) * 2
     for variant in range(8):
@@ -146,36 +208,44 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
                 continue
             if symmetric and (int(j), int(q)) in found and (int(q), int(j)) not in found:
                 continue
-            entry = found.setdefault((int(q), int(j)), [-1, -1, 99, 99])
+            entry = found.setdefault((int(q), int(j)), [-1, -1, 99, 99, 0])
             if p_dist + d_dist < entry[2] + entry[3]:
-                entry[1:] = [variant, int(p_dist), d_dist]
+                entry[1:] = [variant, int(p_dist), d_dist, 1]
     if not found:
         return _empty_pairs()
     keys = np.array(list(found.keys()), dtype=np.int64)
     info = np.array(list(found.values()), dtype=np.int64)
-    query, target, rank, hash_variant = keys[:, 0], keys[:, 1], info[:, 0], info[:, 1]
+    query, target, rank, extra_variant = keys[:, 0], keys[:, 1], info[:, 0], info[:, 1]
     cosine = np.zeros(len(keys), dtype=np.float32)
     scaled = np.zeros(len(keys), dtype=np.float32)
     if data.unit is not None and query_unit is not None:
         cosine = np.einsum("ij,ij->i", query_unit[query], data.unit[target]).astype(np.float32)
         scaled = scaled_cosine(cosine, q_background[query], data.background[target]).astype(np.float32)
-    correlation, variant = _best_correlation(query_thumbs[query], data.thumbs[target], rank, hash_variant)
+    # Without pixel candidates a rotated copy is found as the nearest embedding neighbour: try all 8 there.
+    every_variant = np.zeros(len(keys), dtype=bool) if data.pixel_candidates else rank == 0
+    correlation, variant = _best_correlation(query_thumbs[query], data.thumbs[target], extra_variant, every_variant)
     return Pairs(query=query, target=target, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
-                 variant=variant, hash_match=hash_variant >= 0, phash_distance=info[:, 2], dhash_distance=info[:, 3])
+                 variant=variant, hash_match=info[:, 4] > 0, phash_distance=info[:, 2], dhash_distance=info[:, 3])
 
 
-def _best_correlation(a: np.ndarray, b: np.ndarray, rank: np.ndarray, hash_variant: np.ndarray):
-    """Aligned correlation under the variants worth trying: as is and mirrored for every pair; all 8 for the
-    nearest neighbour (a rotated copy is often still the nearest) and the variant a hash match was found under."""
-    best = px.aligned_correlation(a, b)
+def _inverse(variant: int) -> int:
+    """The dihedral variant that undoes `variant` (rotations by 90° and 270° swap; mirrorings undo themselves)."""
+    turns, mirrored = px.DIHEDRAL[variant]
+    return px.DIHEDRAL.index(((-turns) % 4 if not mirrored else turns, mirrored))
+
+
+def _best_correlation(a: np.ndarray, b: np.ndarray, extra_variant: np.ndarray, every_variant: np.ndarray | bool = False):
+    """Aligned correlation of a's variant with b: as is and mirrored for every pair, and the variant a pixel or
+    hash candidate was found under (`extra_variant`, -1: none); all 8 where `every_variant` (bool or per pair)."""
+    best = px.screened_correlation(a, b)
     variant = np.zeros(len(a), dtype=np.int64)
     for v in range(1, 8):
-        wanted = (hash_variant == v) | (rank == 0) | (v == 4)
+        wanted = np.broadcast_to(np.asarray(every_variant, dtype=bool), (len(a),)) | (v == 4) | (extra_variant == v)
         if not wanted.any():
             continue
         rows = np.flatnonzero(wanted)
         turned = np.ascontiguousarray(px.dihedral(a[rows], v))
-        corr = px.aligned_correlation(turned, b[rows])
+        corr = px.screened_correlation(turned, b[rows])
         better = corr > best[rows]
         best[rows[better]] = corr[better]
         variant[rows[better]] = v

@@ -42,12 +42,18 @@ def header_sides(paths: list[Path], seed: int = 0, max_bytes: int = 64 * 2**20) 
     return sides
 
 
+def are_small(sides: list[int]) -> bool:
+    """Whether images with these longer sides are small: typical (median) longer side at most SMALL_SIDE px.
+    The duplicate search also looks for pixel-alike candidates then (similarity/evidence.py)."""
+    return bool(len(sides)) and float(np.median(sides)) <= SMALL_SIDE
+
+
 def choose_input_size(sides: list[int], default: int) -> tuple[int, str]:
     """(input size, why) for images with these longer sides."""
     if not sides:
         return default, f"{default} px, the backbone's own input size"
     median = float(np.median(sides))
-    if median <= SMALL_SIDE and default > SMALL_INPUT:
+    if are_small(sides) and default > SMALL_INPUT:
         return SMALL_INPUT, (f"{SMALL_INPUT} px instead of {default} px: the images are small (median longer side "
                              f"{median:.0f} px), and a larger input would cost {(default / SMALL_INPUT) ** 2:.1f}× "
                              "the compute without better duplicate evidence (bench/bench_truth.py)")

@@ -5,6 +5,11 @@
 - Aligned correlation: the Pearson correlation of two thumbnails after the best small shift and zoom,
   so a copy cropped a little, moved by a pixel or two, re-encoded or recoloured still correlates
   almost perfectly with its source, while a different photo of a similar scene does not.
+  `screened_correlation` computes it only where a 16×16 version of the same search (8× cheaper)
+  says it can be high: blurring raises correlation, so the coarse value bounds the fine one from above
+  in practice (measured on 32 px photos: no pair below 0.70 coarse reached 0.66 fine).
+- Block descriptors: standardised 8×8 block means, unit vectors, for finding pixel-alike candidates
+  under every rotation and mirroring with a FAISS search (the embedding misses some rotated copies).
 
 Pure numpy on arrays; the thumbnails come from `ImageScan.grey32`.
 """
@@ -134,3 +139,41 @@ def aligned_correlation(a: np.ndarray, b: np.ndarray, max_shift: int = 3,
             scores = np.maximum(scores, np.matmul(tb, wa.transpose(0, 2, 1)).max(axis=(1, 2)))
         best[start : start + chunk] = scores
     return best
+
+
+SCREEN = 0.70  # coarse (16×16) correlation below which the full 32×32 search is skipped
+DESCRIPTOR_SIDE = 8
+
+
+def block_descriptors(thumbs: np.ndarray, side: int = DESCRIPTOR_SIDE) -> np.ndarray:
+    """(N, side²) unit vectors: each thumbnail's side×side block means, standardised."""
+    x = np.asarray(thumbs, dtype=np.float32)
+    n, s, _ = x.shape
+    f = s // side
+    x = x.reshape(n, side, f, side, f).mean(axis=(2, 4)).reshape(n, side * side)
+    x = x - x.mean(axis=1, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+
+
+def halve(thumbs: np.ndarray) -> np.ndarray:
+    """2×2 block means: (N, S, S) → (N, S/2, S/2) float32."""
+    x = np.asarray(thumbs, dtype=np.float32)
+    n, s, _ = x.shape
+    return x.reshape(n, s // 2, 2, s // 2, 2).mean(axis=(2, 4))
+
+
+def screened_correlation(a: np.ndarray, b: np.ndarray, screen: float = SCREEN) -> np.ndarray:
+    """`aligned_correlation` where it can matter, the coarse value elsewhere (always below `screen`).
+
+    The coarse pass runs the same shift-and-zoom search on 16×16 halves (±2 px, a quarter of the pixels,
+    half the shifts); pairs reaching `screen` there get the full 32×32 search."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    if not len(a):
+        return np.zeros(0, dtype=np.float32)
+    coarse = aligned_correlation(halve(a), halve(b), max_shift=2, margin=2)
+    fine = coarse >= screen
+    out = np.minimum(coarse, np.float32(screen - 1e-3))
+    if fine.any():
+        out[fine] = aligned_correlation(a[fine], b[fine])
+    return out
