@@ -73,7 +73,10 @@ def main() -> None:
     first_wall, first, _ = run([str(args.dataset), "--manifest", str(work / "existing.csv"), *common, "--exit-zero"],
                                work / "out-first")
     gate_wall, gate, gate_rc = run([str(args.dataset), "--manifest", str(work / "incoming.csv"),
-                                    "--against", str(work / "existing.csv"), *common], work / "out-gate")
+                                    # existing.csv lives outside the dataset (auditor never writes into it) and
+                                    # names the dataset's files by absolute path: rows outside its folder.
+                                    "--against", str(work / "existing.csv"), "--allow-outside-root", *common],
+                                   work / "out-gate")
     merge = next(c for c in gate["checks"] if c["id"] == "merge")["metrics"]
     rows = [
         ("first full audit", first_wall, first["timings_s"]["total"]),

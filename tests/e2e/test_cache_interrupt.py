@@ -23,7 +23,8 @@ def _embedded(cache_file) -> int:
         return 0
     try:
         with sqlite3.connect(cache_file, timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+            # Vectors live in memory-mapped chunks (encoding/embedding_store.py); SQLite indexes their rows.
+            return db.execute("SELECT COUNT(*) FROM embedding_rows").fetchone()[0]
     except sqlite3.Error:
         return 0
 
