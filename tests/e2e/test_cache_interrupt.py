@@ -57,4 +57,4 @@ def test_killed_embedding_run_resumes_without_recomputing(tmp_path):
     assert cached >= finished and cached + computed == 80
     with sqlite3.connect(cache / "cache.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert db.execute("SELECT COUNT(*) FROM embeddings WHERE length(vector) != dim * 4").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM embedding_rows").fetchone()[0] == 80
