@@ -80,6 +80,7 @@ def test_the_notebook_view_renders_quietly_and_offline(cell, tmp_path):
     image.save(keep / "notebook-view.png")
 
 
+@pytest.mark.slow  # a real headless Chromium: seconds
 def test_controls_a_request_a_blocked_script_and_an_empty_frame_are_seen(tmp_path):
     leaky = ('<img src="http://127.0.0.1:9/outer.png"><iframe sandbox="allow-scripts" '
              'srcdoc="&lt;img src=&quot;http://127.0.0.1:9/inner.png&quot;&gt;"></iframe>')

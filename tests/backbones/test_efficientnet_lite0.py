@@ -84,6 +84,7 @@ def test_module_is_backend_neutral():
     assert not re.search(r"\bimport tensorflow\b|\bfrom tensorflow\b|\btf\.", code)
 
 
+@pytest.mark.slow  # builds the model twice: seconds
 def test_random_init_shapes():
     x = np.zeros((2, 224, 224, 3), np.float32)
     pooled = lite0.build_efficientnet_lite0(weights=None)
@@ -146,6 +147,7 @@ def test_mismatched_state_dict_is_rejected(monkeypatch, change):
 
 # --- behaviour on real photos -----------------------------------------------
 
+@pytest.mark.slow
 @needs_weights
 def test_pooled_features_are_deterministic(features_model):
     x = _photos("hymenoptera_data/val/bees")[:4]
@@ -157,6 +159,7 @@ def test_pooled_features_are_deterministic(features_model):
     assert np.all(first.std(axis=1) > 0)
 
 
+@pytest.mark.slow
 @needs_weights
 def test_feature_map_matches_pooled(features_model):
     fmap_model = lite0.build_efficientnet_lite0_feature_maps()
