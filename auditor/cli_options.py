@@ -121,7 +121,7 @@ GROUPS: dict[str, dict[str, Opt]] = {
         "embedding_input_size": Opt(Optional[int], typer.Option(
             None, "--embedding-input-size", help="Backbone input side in px (default: 224, or 96 for images of 64 px or less).")),
         "calibration_images": Opt(Optional[int], typer.Option(
-            None, "--calibration-images", help="Images copied (5 copies each) to measure recall and precision (default 100).")),
+            None, "--calibration-images", help="Images copied (5 copies each) to measure recall and precision (default 300 for datasets of up to 2 000 images, else 100).")),
     },
     "finetune_switch": {
         "finetune": Opt(bool, typer.Option(

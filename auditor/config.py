@@ -147,7 +147,8 @@ class AuditConfig:
     max_dhash_distance: int = 10
     min_cosine: float | None = None  # raw-cosine embedding threshold; None = scaled cosine, calibrated on the dataset
     min_correlation: float | None = None  # aligned pixel-correlation threshold; None = calibrated on the dataset
-    calibration_images: int = 100  # images copied (5 copies each) to measure recall and false matches
+    calibration_images: int | None = None  # images copied (5 copies each) to measure recall and false matches;
+    # None: similarity.calibration.default_sample_images (300 for datasets of up to 2 000 images, else 100)
     embedding_input_size: int | None = None  # backbone input side in px; None = from the image sizes (small images: smaller)
     max_group_size: int = 200
     # Label issues, outliers, image quality
@@ -203,7 +204,8 @@ class AuditConfig:
             _within("min_correlation", self.min_correlation, 0.0, 1.0)
         if self.embedding_input_size is not None:
             _within("embedding_input_size", self.embedding_input_size, 32, 1024)
-        _within("calibration_images", self.calibration_images, 0, 10_000)
+        if self.calibration_images is not None:
+            _within("calibration_images", self.calibration_images, 0, 10_000)
         _within("max_group_size", self.max_group_size, 2, 10**6)
         _within("label_folds", self.label_folds, 2, 50)
         _within("label_neighbours", self.label_neighbours, 1, 1000)

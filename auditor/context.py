@@ -11,7 +11,7 @@ import numpy as np
 
 from auditor.backbones.registry import Backbone
 from auditor.encoding.cache import Cache
-from auditor.similarity.calibration import Calibration, calibrate
+from auditor.similarity.calibration import Calibration, calibrate, default_sample_images
 from auditor.config import AuditConfig
 from auditor.index.dataset import DatasetIndex, ImageRecord
 from auditor.similarity.duplicate_graph import DuplicateGraph, build_graph
@@ -99,7 +99,8 @@ class AuditContext:
             embeddings=self.encoded.embeddings if backbone else None,
             backbone=backbone,
             cache=self.cache,
-            sample_images=config.calibration_images,
+            sample_images=(config.calibration_images if config.calibration_images is not None
+                           else default_sample_images(len(self.calibration_shas))),
             limits=scan_limits(config),
             input_size=backbone.input_size if backbone else 224,
             seed=config.seed or 0,

@@ -122,7 +122,8 @@ def run_audit(row: td.Row, work: Path, cache_dir: Path, python: str) -> tuple[di
     out = work / "reports" / row.manifest.stem
     command = [python, "-m", "auditor", "audit", str(work / "pool" / row.variant), "--manifest", str(row.manifest),
                "--checks", CHECKS, "--backbone", "efficientnet-lite0", "--offline", "--cache-dir", str(cache_dir),
-               "--out", str(out), "--format", "json", "--exit-zero", "--quiet", "--seed", os.environ.get("AUDITOR_BENCH_SEED", "0")]
+               "--out", str(out), "--format", "json", "--exit-zero", "--quiet", "--seed", os.environ.get("AUDITOR_BENCH_SEED", "0"),
+               *os.environ.get("AUDITOR_BENCH_ARGS", "").split()]
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)

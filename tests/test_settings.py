@@ -22,7 +22,7 @@ def test_defaults_without_a_file(tmp_path):
     (tmp_path / ".git").mkdir()
     settings = resolve(tmp_path)
     assert settings.source is None
-    assert settings.config.calibration_images == 100 and settings.config.finetune is None
+    assert settings.config.calibration_images is None and settings.config.finetune is None
 
 
 def test_file_overrides_defaults_and_given_overrides_file(tmp_path):

@@ -47,3 +47,10 @@ def test_copies_read_back_from_the_cache_equal_the_copies_made(tmp_path):
     shas = list(photos["paths"])
     made = _run(shas[::-1], photos, tmp_path / "cache")
     assert _run(shas, photos, tmp_path / "cache") == made
+
+
+def test_small_datasets_calibrate_on_more_images_unless_told():
+    from auditor.similarity.calibration import default_sample_images
+
+    assert default_sample_images(412) == 300 and default_sample_images(2_000) == 300
+    assert default_sample_images(2_001) == 100 and default_sample_images(1_000_000) == 100
