@@ -117,6 +117,13 @@ def load_dataset(root: Path, config: AuditConfig) -> DatasetIndex:
             assign_sources(index, config.source_depth, class_level=1 if layout == "splits" else 0)
     index.issues.extend(name_issues(index))
     if not index.records:
+        outside = sum(issue.kind in ("path_outside_root", "link_outside_root") for issue in index.issues)
+        if outside:  # e.g. an --against manifest kept apart from the dataset, naming its files by absolute path
+            raise DatasetError(
+                f"no images found in {root}: {outside} manifest row(s) or link(s) lead outside it",
+                "Manifest paths are read relative to the manifest's folder (with --against) or DIR, and nothing "
+                "outside is read unless you pass --allow-outside-root.",
+            )
         raise DatasetError(
             f"no images found in {root}",
             "Expected DIR/<split>/<class>/<image>, DIR/<class>/<image>, or --manifest FILE.csv.",

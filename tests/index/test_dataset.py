@@ -522,3 +522,17 @@ def test_write_manifest_leaves_out_names_a_csv_cannot_hold(tmp_path):
     destination = tmp_path / "m.csv"
     assert write_manifest(DatasetIndex(root=tmp_path, layout="splits", records=records), destination) == [bad]
     assert destination.read_text(encoding="utf-8").splitlines() == ["path,label,split", "train/cat/ok.png,cat,train"]
+
+
+def test_a_manifest_naming_only_files_outside_its_root_says_how_to_allow_them(tmp_path):
+    elsewhere = tmp_path / "photos"
+    elsewhere.mkdir()
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(elsewhere / "a.png")
+    kept_apart = tmp_path / "ci"
+    kept_apart.mkdir()
+    manifest = kept_apart / "existing.csv"
+    manifest.write_text(f"path,label,split\n{elsewhere / 'a.png'},red,train\n")
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(kept_apart, AuditConfig(manifest=manifest))
+    assert "lead outside it" in str(caught.value) and "--allow-outside-root" in caught.value.tip
+    assert load_dataset(kept_apart, AuditConfig(manifest=manifest, allow_outside_root=True)).records
