@@ -64,8 +64,8 @@ class Policy:
 # run's own schedule (Adam at 5e-6, batches of 32, up to 100 epochs, patience 10): tens of minutes per 1 000
 # images. On CPUs an epoch of the 65M-parameter head costs mostly its optimizer updates, one per batch: batches
 # of 256 made an epoch 5× cheaper than batches of 32 (145 s vs 29 s per epoch of 2 000 random 7×7×1280 maps,
-# measured once on a loaded machine; not a bench/ script), and a 10×
-# learning rate keeps the number of epochs to converge about the same.
+# measured once on a loaded machine; not a bench/ script). With a 10× learning rate the head reached train 99.8 % /
+# val 86.8 % in 20 epochs on 2 600 photos of 32 px, still lowering val_loss at the limit (no early stop).
 SCHEDULES: dict[str, dict[str, float | int]] = {
     "fast": {"learning_rate": 1e-3, "epochs": 20, "patience": 3, "batch_size": 256},
     "reference": {"learning_rate": 5e-6, "epochs": 100, "patience": 10, "batch_size": 32},
