@@ -57,6 +57,7 @@ class Dataset:
     neighbours: tuple[np.ndarray, np.ndarray] | None = None  # self k-NN by embedding (sims, labels), reused
     pixel_index: object | None = None  # FAISS index over `descriptors`, built once
     pixel_candidates: bool = True  # search by pixel likeness too (small images, or no embeddings)
+    memo: object | None = None  # pixel_memo.PixelMemo: pixel evidence remembered across audits, or None
 
 
 @dataclass
@@ -198,7 +199,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
                         add(q, int(j), -1, variant, float(likeness))
                         taken += 1
     # Hash candidates under each of the 8 variants of the query.
-    q_phash, q_dhash = dihedral_codes(query_thumbs) if nq else (np.zeros((8, 0, 8), np.uint8),) * 2
+    q_phash, q_dhash = _query_codes(data, query_thumbs)
     for variant in range(8):
         for q, j, p_dist in _hamming_matches(data.phash, q_phash[variant], max_phash):
             if j == self_nodes[q]:
@@ -223,9 +224,24 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         scaled = scaled_cosine(cosine, q_background[query], data.background[target]).astype(np.float32)
     # Without pixel candidates a rotated copy is found as the nearest embedding neighbour: try all 8 there.
     every_variant = np.zeros(len(keys), dtype=bool) if data.pixel_candidates else rank == 0
-    correlation, variant = _best_correlation(query_thumbs[query], data.thumbs[target], extra_variant, every_variant)
+    correlation, variant = _pair_correlation(data, query_thumbs[query], data.thumbs[target], extra_variant, every_variant)
     return Pairs(query=query, target=target, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
                  variant=variant, hash_match=info[:, 4] > 0, phash_distance=info[:, 2], dhash_distance=info[:, 3])
+
+
+def _query_codes(data: Dataset, query_thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if not len(query_thumbs):
+        return (np.zeros((8, 0, 8), np.uint8),) * 2
+    if data.memo is None:
+        return dihedral_codes(query_thumbs)
+    return data.memo.dihedral_codes(query_thumbs, dihedral_codes)
+
+
+def _pair_correlation(data: Dataset, a: np.ndarray, b: np.ndarray, extra_variant: np.ndarray,
+                      every_variant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if data.memo is None or not len(a):
+        return _best_correlation(a, b, extra_variant, every_variant)
+    return data.memo.correlations(a, b, extra_variant, every_variant, _best_correlation)
 
 
 def _inverse(variant: int) -> int:
