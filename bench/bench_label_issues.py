@@ -176,7 +176,7 @@ def probe_at_scale(vectors: np.ndarray, labels: np.ndarray, count: int, caps: li
     """The probe (PCA + cross-validated logistic regression) on `count` vectors resampled from real embeddings
     (bench/scale_data.py; each keeps the class of the real embedding it was drawn around), with `rate` of the
     labels flipped: seconds, and the noise estimate and strong-evidence precision/recall, for every fit cap
-    (None: every training image, the reference)."""
+    (None: every training image, the reference; ×ref is the ratio of CPU seconds, the machine being shared)."""
     import faiss
 
     sys.path.insert(0, str(REPO / "bench"))
@@ -198,23 +198,23 @@ def probe_at_scale(vectors: np.ndarray, labels: np.ndarray, count: int, caps: li
     groups = np.arange(count)
     print(f"\n## probe at scale: {count} vectors resampled from {len(vectors)} real embeddings, {n_classes} classes, "
           f"{100 * flipped.mean():.2f} % flipped")
-    print(f"{'cap':>8} {'fit':>7} {'pca s':>6} {'probe s':>8} {'×ref':>5} {'probe':>6} {'est%':>6} {'×off':>5} "
-          f"{'strP':>5} {'strR':>5}")
+    print(f"{'cap':>8} {'fit':>7} {'pca s':>6} {'probe s':>8} {'cpu s':>7} {'×ref':>5} {'probe':>6} {'est%':>6} "
+          f"{'×off':>5} {'strP':>5} {'strR':>5}")
     reference = None
     for cap in caps:
         limit = count if cap is None else cap
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         features = la.probe_features(resampled, seed, max_fit=limit)
         pca_seconds = time.perf_counter() - started
         probs, _c, fit = la.out_of_fold_probabilities(features, given, groups, 5, seed, max_fit=limit)
-        seconds = time.perf_counter() - started
-        reference = seconds if reference is None else reference
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        reference = cpu if reference is None else reference
         noise = la.fit_noise(probs, given, seed)
         wrong = label_noise.mislabel_probability(probs, given, noise)
         strong = la.strong_evidence(wrong, noise.rate)
         hits = int((strong & flipped).sum())
-        print(f"{'all' if cap is None else cap:>8} {fit:>7} {pca_seconds:>6.1f} {seconds:>8.1f} "
-              f"{seconds / reference:>5.2f} {100 * (probs.argmax(axis=1) == given).mean():>6.1f} "
+        print(f"{'all' if cap is None else cap:>8} {fit:>7} {pca_seconds:>6.1f} {seconds:>8.1f} {cpu:>7.1f} "
+              f"{cpu / reference:>5.2f} {100 * (probs.argmax(axis=1) == given).mean():>6.1f} "
               f"{100 * noise.rate:>6.2f} {times_off(noise.rate, flipped.mean()):>5} "
               f"{hits / max(1, strong.sum()):>5.2f} {hits / max(1, flipped.sum()):>5.2f}", flush=True)
 

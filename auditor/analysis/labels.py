@@ -273,7 +273,7 @@ def fit_subsample(labels: np.ndarray, max_images: int, seed: int,
     chosen = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        quota = min(members.size, max(min_per_class, int(round(max_images * members.size / n))))
+        quota = min(members.size, max(min_per_class, max_images * members.size // n))
         chosen.append(rng.choice(members, size=quota, replace=False))
     return np.sort(np.concatenate(chosen))
 
