@@ -2,7 +2,7 @@
 
     python bench/bench_label_issues.py [--shared ../shared/datasets] [--work /tmp/auditor_bench_label]
         [--cache-dir /tmp/auditor_bench_cache] [--datasets photos,photos_32,photos_64,digits_32]
-        [--rates 0,0.005,0.02,0.05,0.10] [--seeds 0,1]
+        [--rates 0,0.005,0.02,0.05,0.10] [--seeds 0,1] [--cap N] [--scale 100000]
 
 Datasets (made once under --work, embedded once into the cache):
 
@@ -18,6 +18,9 @@ copied or moved — and prints per row: the planted share of wrong labels; the c
 interval and whether it is supported; how far off it is (×, estimate over planted); precision and recall of
 the strong-evidence findings (warnings) and of every probably-mislabelled image; the probe's out-of-fold
 accuracy; what confident learning's count would have said (the previous estimate); seconds for the analysis.
+`--cap N` fits each fold's probe on at most N images (the product's cap is 20 000; N = 1000 shows what cutting
+deep costs); `--scale 100000` also times the probe on that many vectors resampled from the photos' embeddings,
+with every training image and with the cap (CPU seconds, and the estimate and strong evidence against the flips).
 Rows are per seed, then a mean over seeds. The 0 % row is the dataset as published (its own label errors,
 if any, count as false positives).
 """
