@@ -79,3 +79,40 @@ def test_small_means_a_typical_longer_side_of_at_most_small_side():
     assert not are_small([SMALL_SIDE + 1] * 5)
     assert not are_small([32] * 3 + [500] * 10)
     assert not are_small([])
+
+
+def recropped_copy_search(monkeypatch=None) -> int:
+    """How many of 10 tiny copies, each a 16 % crop of its source taken off-centre, have the source among
+    their pixel candidates (200 images; embeddings point away from the sources, hashes off)."""
+    originals = [picture(seed) for seed in range(200)]
+    thumbs = np.stack([tiny_grey32(im) for im in originals])
+    sources = list(range(0, 200, 20))
+    copies = np.stack([tiny_grey32(originals[s].crop((20, 0, 128, 81))) for s in sources])
+    rng = np.random.default_rng(0)
+    unit = rng.normal(size=(200, 16)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    data = ev.make_dataset(unit, thumbs, small_images=True)
+    pairs = ev.search(data, -unit[sources], copies, max_phash=0, max_dhash=0)
+    return sum(bool(np.any((pairs.query == q) & (pairs.target == s))) for q, s in enumerate(sources))
+
+
+def test_the_pixel_search_aligns_a_recropped_copy_with_its_source(monkeypatch):
+    # Block means of the copy as it is against the source's as it is miss half of these (the crop enlarges and
+    # moves the content by about a block); searched over shifts and zooms, as the correlation aligns, all are found.
+    assert recropped_copy_search() == 10
+    monkeypatch.setattr(ev, "INDEX_ZOOMS", ())
+    monkeypatch.setattr(ev, "QUERY_SHIFT", 0)
+    assert recropped_copy_search() <= 7
+
+
+def test_pixel_neighbours_lists_each_image_once_at_its_best_alignment():
+    thumbs = np.stack([tiny_grey32(picture(seed)) for seed in range(12)])
+    data = ev.make_dataset(None, thumbs, small_images=True)
+    sims, nodes = ev.pixel_neighbours(data, ev.shifted_descriptors(thumbs[:3]), 5)
+    assert sims.shape == nodes.shape == (3, 5)
+    for row in range(3):
+        assert len(set(nodes[row].tolist())) == 5  # distinct images, not the same one under several views
+        assert nodes[row, 0] == row and sims[row, 0] >= 0.999  # an image is its own best match
+        assert np.all(np.diff(sims[row]) <= 1e-6)  # best first
+    sims, nodes = ev.pixel_neighbours(data, ev.shifted_descriptors(thumbs[:1]), 20)
+    assert (nodes[0] >= 0).sum() == 12 and np.all(nodes[0][12:] == -1)  # past the end: -1
