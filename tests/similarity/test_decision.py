@@ -171,8 +171,9 @@ def test_the_duplicate_share_is_read_where_copies_match_other_images_least_even_
                       np.r_[cp.correlation, extra.correlation])
     calibrator = Calibrator(dataset, n, CopySample(copies.source, copies.kind, both))
     choice = choose_rule(calibrator, has_embeddings=True)
-    pi = choice.pi
-    assert pi[0] == pytest.approx(80 / n, abs=0.03) and pi[1] <= pi[0] <= pi[2]
-    assert calibrator.estimate(Rule(-1.0, None), pi).precision < 0.3  # flagging everything still looks imprecise
-    flagged = set(dataset.query[choice.rule.passes(dataset)]) | set(dataset.target[choice.rule.passes(dataset)])
-    assert flagged == set(range(80))
+    null_hits = {rule: int(calibrator.evaluate(rule)["null_hits"].sum()) for rule in choice.rules
+                 if calibrator.evaluate(rule)["pos_pass"].mean() >= 0.5}
+    assert min(null_hits.values()) == 6  # no rule is clean
+    assert null_hits[choice.reference_rule] == 6  # π read where false matches are fewest
+    assert choice.pi[0] == pytest.approx(80 / n, abs=0.03)
+    assert calibrator.estimate(Rule(-1.0, None), choice.pi).precision < 0.3  # flagging everything looks imprecise
