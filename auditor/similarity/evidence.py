@@ -42,14 +42,6 @@ BACKGROUND_RANK = 10  # the neighbour whose cosine describes how crowded an imag
 PIXEL_CANDIDATES = 3  # nearest by pixel likeness, as is and mirrored
 ROTATED_CANDIDATES = 1  # … and under each rotation
 EXACT_PIXEL_SEARCH = 20_000  # above this many images the pixel search is approximate (FAISS IVF)
-# The pixel search looks for the source of a re-cropped copy the way the aligned correlation compares them
-# (pixels.aligned_correlation: shifts of up to 3 px, zooms up to 1.2): each dataset image is indexed as it is
-# and zoomed in by INDEX_ZOOMS (a crop shows its source's centre enlarged), and each query is searched as it
-# is and shifted by QUERY_SHIFT px each way, an image's likeness being its best over these alignments. With
-# the block means of the image as it is only, 76 of 100 same-shot leaks at 32 px had their source among
-# their 3 pixel-nearest images (some aligning at 0.97); with the alignments, 99 (bench/bench_truth.py).
-INDEX_ZOOMS = (1.1, 1.2)
-QUERY_SHIFT = 2  # px on the 32 px thumbnail: half a descriptor block
 
 
 @dataclass
@@ -61,7 +53,7 @@ class Dataset:
     phash: np.ndarray  # (n, 8) uint8 pHash codes of the thumbnails (identity)
     dhash: np.ndarray  # (n, 8) uint8
     background: np.ndarray  # (n,) cosine of each image's BACKGROUND_RANK-th neighbour (0 without embeddings)
-    descriptors: np.ndarray | None = None  # (n·(1 + len(INDEX_ZOOMS)), 64) block descriptors, as is then zoomed
+    descriptors: np.ndarray | None = None  # (n, 64) block descriptors (pixels.block_descriptors)
     neighbours: tuple[np.ndarray, np.ndarray] | None = None  # self k-NN by embedding (sims, labels), reused
     pixel_index: object | None = None  # FAISS index over `descriptors`, built once
     pixel_candidates: bool = True  # search by pixel likeness too (small images, or no embeddings)
@@ -111,48 +103,19 @@ def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool
         background = np.array([_background_of(s, l, row) for row, (s, l) in enumerate(zip(*neighbours))],
                               dtype=np.float32)
     return Dataset(unit=unit, thumbs=thumbs, phash=phash, dhash=dhash, background=background,
-                   descriptors=index_descriptors(thumbs),
+                   descriptors=px.block_descriptors(thumbs) if len(thumbs) else np.zeros((0, 64), np.float32),
                    neighbours=neighbours, pixel_candidates=small_images or unit is None)
 
 
-def index_descriptors(thumbs: np.ndarray) -> np.ndarray:
-    """Block descriptors of the thumbnails as they are, then zoomed in by each of INDEX_ZOOMS (node i's
-    rows are i, i + n, i + 2n, …)."""
-    if not len(thumbs):
-        return np.zeros((0, px.DESCRIPTOR_SIDE ** 2), np.float32)
-    grey = np.asarray(thumbs, dtype=np.float32)
-    return np.concatenate([px.block_descriptors(grey)] + [px.block_descriptors(px.zoom(grey, z)) for z in INDEX_ZOOMS])
-
-
-def shifted_descriptors(thumbs: np.ndarray, step: int | None = None) -> list[np.ndarray]:
-    """Block descriptors of the thumbnails as they are and moved by `step` px (default QUERY_SHIFT) along x,
-    y or both (edges replicated): 9 (N, 64) arrays, the unshifted first (just it for a step of 0)."""
-    grey = np.asarray(thumbs, dtype=np.float32)
-    step = QUERY_SHIFT if step is None else step
-    if not step:
-        return [px.block_descriptors(grey)]
-    side = grey.shape[1]
-    padded = np.pad(grey, ((0, 0), (step, step), (step, step)), mode="edge")
-    offsets = [(0, 0)] + [(dy, dx) for dy in (-step, 0, step) for dx in (-step, 0, step) if dy or dx]
-    return [px.block_descriptors(padded[:, step + dy : step + dy + side, step + dx : step + dx + side])
-            for dy, dx in offsets]
-
-
-def pixel_neighbours(data: Dataset, queries: np.ndarray | list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k dataset images most like each query by block descriptor: (sims, nodes), -1 past the end.
-
-    `queries`: (N, 64) descriptors, or a list of such arrays (the same N queries at several alignments; an
-    image's likeness is its best over them). Dataset images are compared as they are and zoomed in. Exact up
-    to EXACT_PIXEL_SEARCH images, above that a FAISS IVF index (a copy's descriptor is close to its source's,
-    so they share a cell)."""
+def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest dataset images by block descriptor: (sims, labels), exact up to EXACT_PIXEL_SEARCH images,
+    above that a FAISS IVF index (a copy's descriptor is close to its source's, so they share a cell)."""
     import faiss
 
     base = np.ascontiguousarray(data.descriptors, dtype=np.float32)
-    n = len(data.thumbs)
-    views = len(base) // max(n, 1)
-    found = min(k * views, len(base))  # enough rows for k distinct images whichever views of them come first
+    k = min(k, len(base))
     if data.pixel_index is None:
-        if n <= EXACT_PIXEL_SEARCH:
+        if len(base) <= EXACT_PIXEL_SEARCH:
             index = faiss.IndexFlatIP(base.shape[1])
         else:
             lists = int(4 * np.sqrt(len(base)))
@@ -163,20 +126,7 @@ def pixel_neighbours(data: Dataset, queries: np.ndarray | list[np.ndarray], k: i
             index.nprobe = 8
         index.add(base)
         data.pixel_index = index
-    views = [queries] if isinstance(queries, np.ndarray) else list(queries)
-    searched = [data.pixel_index.search(np.ascontiguousarray(v, dtype=np.float32), found) for v in views]
-    sims = np.concatenate([s for s, _r in searched], axis=1)
-    rows = np.concatenate([r for _s, r in searched], axis=1)
-    order = np.argsort(-sims, axis=1, kind="stable")
-    sims, rows = np.take_along_axis(sims, order, axis=1), np.take_along_axis(rows, order, axis=1)
-    nodes = np.where(rows >= 0, rows % max(n, 1), -1)
-    out_sims = np.full((len(nodes), k), -np.inf, dtype=np.float32)
-    out_nodes = np.full((len(nodes), k), -1, dtype=np.int64)
-    for q in range(len(nodes)):  # each image once, at its best view (rows come best first)
-        _unique, first = np.unique(nodes[q], return_index=True)
-        first = np.sort(first[_unique >= 0])[:k]
-        out_sims[q, : len(first)], out_nodes[q, : len(first)] = sims[q, first], nodes[q, first]
-    return out_sims, out_nodes
+    return data.pixel_index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
 
 def _background_of(sims: np.ndarray, labels: np.ndarray, exclude: int | None) -> float:
@@ -237,7 +187,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         # Pixel-alike candidates: the query's descriptor under each variant against the dataset's as is.
         for variant in range(8):
             wanted = PIXEL_CANDIDATES if variant in (0, 4) else ROTATED_CANDIDATES
-            turned = shifted_descriptors(np.ascontiguousarray(px.dihedral(query_thumbs, variant)))
+            turned = px.block_descriptors(np.ascontiguousarray(px.dihedral(query_thumbs, variant)))
             sims, labels = pixel_neighbours(data, turned, wanted + 1)
             for q in range(nq):
                 taken = 0

@@ -81,7 +81,7 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norm, 1e-6)
 
 
-def zoom(thumbs: np.ndarray, factor: float) -> np.ndarray:
+def _zoom(thumbs: np.ndarray, factor: float) -> np.ndarray:
     """Centre zoom by `factor` ≥ 1 (bilinear), same size: what a crop of 1 - 1/factor looks like."""
     if factor == 1.0:
         return thumbs
@@ -109,8 +109,8 @@ def _windows(thumbs: np.ndarray, inner: int, margin: int, max_shift: int) -> np.
 def _templates(thumbs: np.ndarray, zooms: tuple[float, ...], inner: int, margin: int) -> np.ndarray:
     """Standardised centre windows of the thumbnails zoomed by each factor: (N, Z, inner²)."""
     out = []
-    for factor in zooms:
-        centre = zoom(thumbs, factor)[:, margin : margin + inner, margin : margin + inner].reshape(len(thumbs), -1)
+    for zoom in zooms:
+        centre = _zoom(thumbs, zoom)[:, margin : margin + inner, margin : margin + inner].reshape(len(thumbs), -1)
         centre = centre - centre.mean(axis=1, keepdims=True)
         out.append(centre / np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-6))
     return np.stack(out, axis=1)
