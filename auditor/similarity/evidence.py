@@ -243,7 +243,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         scaled = scaled_cosine(cosine, q_background[query], data.background[target]).astype(np.float32)
     # Without pixel candidates a rotated copy is found as the nearest embedding neighbour: try all 8 there.
     every_variant = np.zeros(len(keys), dtype=bool) if data.pixel_candidates else rank == 0
-    correlation, variant = _best_correlation(query_thumbs[query], data.thumbs[target], extra_variant, every_variant)
+    correlation, variant = pair_correlation(query_thumbs, query, data.thumbs, target, extra_variant, every_variant)
     return Pairs(query=query, target=target, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
                  variant=variant, hash_match=info[:, 4] > 0, phash_distance=info[:, 2], dhash_distance=info[:, 3])
 
@@ -252,6 +252,25 @@ def _inverse(variant: int) -> int:
     """The dihedral variant that undoes `variant` (rotations by 90° and 270° swap; mirrorings undo themselves)."""
     turns, mirrored = px.DIHEDRAL[variant]
     return px.DIHEDRAL.index(((-turns) % 4 if not mirrored else turns, mirrored))
+
+
+PAIR_CHUNK = 16_384  # pairs whose thumbnails are compared at once (the shift-and-zoom search holds float copies)
+
+
+def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndarray, rows_b: np.ndarray,
+                     extra_variant: np.ndarray, every_variant: np.ndarray | bool = False):
+    """`_best_correlation` of the pairs (thumbs_a[rows_a[i]], thumbs_b[rows_b[i]]), PAIR_CHUNK pairs at a time:
+    the same numbers, in bounded memory (at once, 10⁵ images' candidate pairs took 17 GB)."""
+    rows_a, rows_b = np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
+    extra_variant = np.broadcast_to(np.asarray(extra_variant, dtype=np.int64), (len(rows_a),))
+    every = np.broadcast_to(np.asarray(every_variant, dtype=bool), (len(rows_a),))
+    correlation = np.empty(len(rows_a), dtype=np.float32)
+    variant = np.empty(len(rows_a), dtype=np.int64)
+    for start in range(0, len(rows_a), PAIR_CHUNK):
+        part = slice(start, start + PAIR_CHUNK)
+        correlation[part], variant[part] = _best_correlation(thumbs_a[rows_a[part]], thumbs_b[rows_b[part]],
+                                                             extra_variant[part], every[part])
+    return correlation, variant
 
 
 def _best_correlation(a: np.ndarray, b: np.ndarray, extra_variant: np.ndarray, every_variant: np.ndarray | bool = False):
