@@ -235,11 +235,18 @@ def run_vectors(args) -> None:
     codes = None
     from auditor.similarity.neighbours import hamming_pairs, hex_to_codes
 
+    if args.no_hamming:
+        return _run_checks(args, ctx, meter, n, quality)
     codes = meter.run("pHash codes (hex → uint8)", lambda: hex_to_codes([ctx.encoded.scans[s].phash for s in ctx.unique_shas]))
     hamming_quality: list = []
     pairs = meter.run("Hamming range search (pHash ≤ 6)", hamming_pairs, codes, 6, None, hamming_quality)
     if pairs is not None:
         print(json.dumps({"hamming_pairs": len(pairs), **hamming_quality[0].to_dict()}), flush=True)
+    _run_checks(args, ctx, meter, n, quality)
+
+
+def _run_checks(args, ctx, meter, n, quality) -> None:
+    work = Path(args.work)
     checks = [c for c in (args.checks.split(",") if args.checks else BOUNDED_CHECKS)]
     if {"near_duplicates", "exact_duplicates", "leakage"} & set(checks):
         meter.run("synthetic thumbnails (grey32 in the scans, from each vector)", add_thumbnails, ctx)
@@ -330,6 +337,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="(images) how many")
     parser.add_argument("--dataset", default=None, help="(images) an existing folder to audit instead")
     parser.add_argument("--cache", default=None, help="(images) a cache folder (default: a fresh one)")
+    parser.add_argument("--no-hamming", action="store_true", help="(vectors) skip the stand-alone Hamming search stage")
     parser.add_argument("--checks", default=None, help="comma list of check ids (default: vectors: the bounded ones)")
     args = parser.parse_args()
     (run_images if args.what == "images" else run_vectors)(args)

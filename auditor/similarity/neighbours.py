@@ -192,8 +192,13 @@ class ApproximateIndex:
         self.index = faiss.IndexHNSWFlat(self.dims, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         self.index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         self.index.hnsw.efSearch = HNSW_EF_SEARCH
-        for start, stop in _blocks(n, 8 * BLOCK):  # large batches: FAISS adds a batch in parallel
-            self.index.add(self._reduce(x[start:stop]))
+        # One add of every reduced row (n × 64 float32: 256 MB at 10⁶), not batches: measured at 10⁶ resampled
+        # vectors, batches of 131 072 left tight clusters of near-copies poorly linked (recall@10 0.89 vs 0.96).
+        reduced = np.empty((n, self.dims), dtype=np.float32)
+        for start, stop in _blocks(n):
+            reduced[start:stop] = self._reduce(x[start:stop])
+        self.index.add(reduced)
+        del reduced
         self.self_graph: tuple[np.ndarray, np.ndarray] | None = None
         self.quality: SearchQuality | None = None
 
@@ -407,21 +412,42 @@ def drop_self(sims: np.ndarray, neighbours: np.ndarray, k: int) -> tuple[np.ndar
 # Hamming --------------------------------------------------------------------------------------------
 
 
+def _multi_hash_plan(n: int, bits: int, max_distance: int) -> tuple[int, int, int] | None:
+    """(tables, bits per table, bits flipped per probe) of the cheapest complete multi-index hashing for this
+    radius: two codes within `max_distance` bits differ in at most ⌊max_distance / tables⌋ bits of some table
+    (pigeonhole), so probing every key within `flips` ≥ that of the query's in each table misses nothing.
+    Cost per query ≈ tables × probes per table × codes per bucket. None: no plan of 6–24-bit tables."""
+    from math import comb
+
+    best = None
+    for tables in range(1, max_distance + 2):
+        table_bits = min(bits // tables, 24)
+        if table_bits < 6:
+            continue
+        flips = max_distance // tables
+        probes = sum(comb(table_bits, f) for f in range(flips + 1))
+        cost = tables * probes * (1 + n / 2 ** table_bits)
+        if best is None or cost < best[0]:
+            best = (cost, tables, table_bits, flips)
+    return None if best is None else best[1:]
+
+
 def _hamming_index(codes: np.ndarray, max_distance: int):
-    """(index, description): flat (exact) up to HAMMING_EXACT_LIMIT codes, else multi-index hashing with
-    max_distance + 1 tables (complete for this radius by the pigeonhole principle)."""
+    """(index, description): flat (exact) up to HAMMING_EXACT_LIMIT codes, else multi-index hashing planned
+    by `_multi_hash_plan` (complete for this radius by the pigeonhole principle)."""
     import faiss
 
     bits = codes.shape[1] * 8
-    tables = max_distance + 1
-    table_bits = bits // tables
-    if len(codes) <= HAMMING_EXACT_LIMIT or table_bits < 6:
+    plan = _multi_hash_plan(len(codes), bits, max_distance)
+    if len(codes) <= HAMMING_EXACT_LIMIT or plan is None:
         index = faiss.IndexBinaryFlat(bits)
         method = "exact (FAISS IndexBinaryFlat)"
     else:
-        index = faiss.IndexBinaryMultiHash(bits, tables, min(table_bits, 24))
-        index.nflip = 0
-        method = f"multi-index hashing: {tables} tables of {min(table_bits, 24)} bits (complete within {max_distance} bits)"
+        tables, table_bits, flips = plan
+        index = faiss.IndexBinaryMultiHash(bits, tables, table_bits)
+        index.nflip = flips
+        method = (f"multi-index hashing: {tables} tables of {table_bits} bits, keys within {flips} bits probed "
+                  f"(complete within {max_distance} bits)")
     index.add(np.ascontiguousarray(codes))
     return index, method
 
@@ -465,6 +491,7 @@ def hamming_pairs(codes: np.ndarray, max_distance: int, queries: np.ndarray | No
             if per_query:
                 record.recall, record.recall_interval = _interval(np.array(per_query))
             record.queries_measured = len(sample)
-            record.parameters = {"tables": max_distance + 1, "seed": 0}
+            tables, table_bits, flips = _multi_hash_plan(len(codes), codes.shape[1] * 8, max_distance)
+            record.parameters = {"tables": tables, "table_bits": table_bits, "flips": flips, "seed": 0}
         quality.append(record)
     return pairs

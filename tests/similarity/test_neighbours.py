@@ -290,9 +290,18 @@ def test_the_index_is_built_once_per_matrix_and_restricted_search_stays_among(ap
     assert recall > 0.75  # measured 0.84 on this data (restricted searches probe more lists, are not measured)
 
 
+def test_multi_hash_plans_probe_enough_keys_to_be_complete():
+    for n in (1_000, 300_000, 10**6, 10**8):
+        for radius in range(0, 13):
+            tables, table_bits, flips = neighbour_search._multi_hash_plan(n, 64, radius)
+            assert tables * table_bits <= 64 and 6 <= table_bits <= 24
+            assert tables * (flips + 1) > radius  # some table holds at most `flips` of the differing bits
+    assert neighbour_search._multi_hash_plan(10**6, 64, 6) == (3, 21, 2)  # not 7 tables of 9 bits: 14× fewer checks
+
+
 def test_multi_index_hamming_search_is_complete_and_measured(approximate):
     codes = clustered_codes(np.random.default_rng(5), n_bases=60, per_base=6)
-    for radius in (2, 5):
+    for radius in (2, 5, 6, 10):
         quality: list = []
         pairs = hamming_pairs(codes, radius, quality=quality)
         assert as_set(pairs) == brute_hamming(codes, radius)
