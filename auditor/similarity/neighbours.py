@@ -38,6 +38,7 @@ HNSW_EF_SEARCH = 32  # candidates kept while walking the graph (at least the nei
 REFINE_FACTOR = 2  # candidates fetched per neighbour asked for, re-ranked by exact cosine (recall@10 0.99 at 3×)
 SELF_K = 11  # a self-query above EXACT_LIMIT computes this many neighbours once, for every later caller
 FUSED_RERANK_QUERIES = 50_000  # queries from which the re-ranking copies the rows into FAISS (see _search_fused)
+FUSED_RERANK_MAX_BYTES = 4 * 2**30  # … while that copy stays this small (10⁶ × 1280 float16: 2.6 GB)
 RECALL_QUERIES = 200  # seeded sample of queries whose exact neighbours measure the approximate search
 PCA_SAMPLE = 5_000  # rows the PCA is fitted on (covariance + eigendecomposition: seconds at any n)
 BLOCK = 16_384  # rows converted / searched at once
@@ -226,7 +227,8 @@ class ApproximateIndex:
             params.efSearch = int(min(len(self.x), params.efSearch * max(1, math.ceil(len(self.x) / max(1, allowed)))))
         sims = np.empty((len(q), k), dtype=np.float32)
         labels = np.empty((len(q), k), dtype=np.int64)
-        if among is None and len(q) >= FUSED_RERANK_QUERIES and q.dtype == np.float16 and q.shape[1] == self.x.shape[1]:
+        if (among is None and len(q) >= FUSED_RERANK_QUERIES and q.dtype == np.float16
+                and self.x.dtype == np.float16 and self.x.nbytes <= FUSED_RERANK_MAX_BYTES):
             return self._search_fused(q, k, fetch)
         for start, stop in _blocks(len(q)):
             _approx, candidates = self.index.search(self._reduce(q[start:stop]), fetch, params=params)
