@@ -220,7 +220,6 @@ BOUNDED_CHECKS = ("integrity", "class_balance", "image_quality", "split_shift", 
 
 
 def run_vectors(args) -> None:
-    from auditor.checks import CHECKS
     from auditor.similarity import neighbours
 
     work = Path(args.work)
@@ -246,6 +245,8 @@ def run_vectors(args) -> None:
 
 
 def _run_checks(args, ctx, meter, n, quality) -> None:
+    from auditor.checks import CHECKS
+
     work = Path(args.work)
     checks = [c for c in (args.checks.split(",") if args.checks else BOUNDED_CHECKS)]
     if {"near_duplicates", "exact_duplicates", "leakage"} & set(checks):
