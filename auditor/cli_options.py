@@ -135,7 +135,7 @@ GROUPS: dict[str, dict[str, Opt]] = {
         "epochs": Opt(Optional[int], typer.Option(
             None, "--epochs", min=1, help="Fine-tune: most epochs (fast schedule 20, reference 100; early stopping usually ends sooner).")),
         "patience": Opt(Optional[int], typer.Option(
-            None, "--patience", min=0, help="Fine-tune: epochs without a lower val_loss before stopping (fast 3, reference 10).")),
+            None, "--patience", min=0, help="Fine-tune: epochs without improvement before stopping (fast 3, watching the held-out cross-entropy; reference 10, watching val_loss).")),
         "learning_rate": Opt(Optional[float], typer.Option(
             None, "--learning-rate", help="Fine-tune: Adam learning rate (fast 1e-3, reference 5e-6).")),
         "train_batch_size": Opt(Optional[int], typer.Option(

@@ -111,7 +111,7 @@ class AuditContext:
         """The near-duplicate decision chosen on this dataset (auditor/similarity/engine.py)."""
         from auditor.similarity.engine import decide
 
-        return decide(**self._decision_inputs())
+        return decide(**self._decision_inputs(), memo=self.cache.pixel_memo())
 
     def _decision_inputs(self) -> dict:
         from auditor.config import REFERENCE_SPLIT

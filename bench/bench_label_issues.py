@@ -2,7 +2,7 @@
 
     python bench/bench_label_issues.py [--shared ../shared/datasets] [--work /tmp/auditor_bench_label]
         [--cache-dir /tmp/auditor_bench_cache] [--datasets photos,photos_32,photos_64,digits_32]
-        [--rates 0,0.005,0.02,0.05,0.10] [--seeds 0,1]
+        [--rates 0,0.005,0.02,0.05,0.10] [--seeds 0,1] [--cap N] [--scale 100000]
 
 Datasets (made once under --work, embedded once into the cache):
 
@@ -10,13 +10,17 @@ Datasets (made once under --work, embedded once into the cache):
 - `photos_32`, `photos_64`: the same photos centre-cropped and downscaled to 32 / 64 px, JPEG quality 75
   (the tiny-photo case of the issue: a weaker probe);
 - `cats_dogs`, `cats_dogs_32`, `cats_dogs_16`: two classes only (16 px: a probe too weak to support anything);
-- `digits_32`: scikit-learn's 1 797 handwritten digits upscaled to 32 px PNG (10 classes, a different domain).
+- `digits_32`, `digits_16`: scikit-learn's 1 797 handwritten digits upscaled to 32 / 16 px PNG (10 classes, a
+  different domain; at 16 px a weaker probe).
 
 For each flip rate (share of images given another class, uniformly, seeded) it rewrites the index — no file is
 copied or moved — and prints per row: the planted share of wrong labels; the check's estimate with its 95 %
 interval and whether it is supported; how far off it is (×, estimate over planted); precision and recall of
 the strong-evidence findings (warnings) and of every probably-mislabelled image; the probe's out-of-fold
 accuracy; what confident learning's count would have said (the previous estimate); seconds for the analysis.
+`--cap N` fits each fold's probe on at most N images (the product's cap is 20 000; N = 1000 shows what cutting
+deep costs); `--scale 100000` also times the probe on that many vectors resampled from the photos' embeddings,
+with every training image and with the cap (CPU seconds, and the estimate and strong evidence against the flips).
 Rows are per seed, then a mean over seeds. The 0 % row is the dataset as published (its own label errors,
 if any, count as false positives).
 """
@@ -50,6 +54,7 @@ DATASETS = {  # name → (source folders, downscale size or None)
     "cats_dogs_32": (["cats_and_dogs_filtered"], 32),
     "cats_dogs_16": (["cats_and_dogs_filtered"], 16),
     "digits_32": (["digits"], 32),
+    "digits_16": (["digits"], 16),
 }
 
 
@@ -72,8 +77,8 @@ def downscaled(source: Path, target: Path, size: int) -> Path:
     return target
 
 
-def digits(target: Path) -> Path:
-    """sklearn's 8×8 digits upscaled (bicubic) to 32 px PNG, every fifth image in val."""
+def digits(target: Path, size: int = 32) -> Path:
+    """sklearn's 8×8 digits upscaled (bicubic) to `size` px PNG, every fifth image in val."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -83,7 +88,7 @@ def digits(target: Path) -> Path:
         if out.exists():
             continue
         out.parent.mkdir(parents=True, exist_ok=True)
-        image = Image.fromarray((pixels / 16.0 * 255).astype(np.uint8)).resize((32, 32), Image.BICUBIC)
+        image = Image.fromarray((pixels / 16.0 * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
         image.convert("RGB").save(out, "PNG")
     return target
 
@@ -94,7 +99,7 @@ def dataset_index(name: str, shared: Path, work: Path, config: AuditConfig) -> D
     records = []
     for source in sources:
         if source == "digits":
-            root = digits(work / "digits32")
+            root = digits(work / f"digits{size}", size)
         elif size is None:
             root = shared / source
         else:
@@ -146,6 +151,11 @@ def evaluate(ctx: AuditContext, truth: set[int]) -> dict:
         "probe": analysis.stats["probe_accuracy"],
         "probe_true": analysis.stats["probe_accuracy_true_labels"],
         "confident_learning": la.estimated_label_errors(analysis.probs, analysis.unit_labels) / len(analysis.unit_labels),
+        "expected_precision": (float(analysis.wrong_probability[analysis.strong].mean()) if analysis.strong.any()
+                               else float("nan")),
+        "previous_rule": precision_recall(positions(analysis.supported & (analysis.wrong_probability >= 0.5)
+                                                    & analysis.neighbours_disagree), truth),
+        "fit": analysis.stats["probe_fit_images"],
         "seconds": seconds,
     }
 
@@ -164,6 +174,54 @@ def previous_probe_seconds(ctx: AuditContext) -> float:
     return time.perf_counter() - started
 
 
+def probe_at_scale(vectors: np.ndarray, labels: np.ndarray, count: int, caps: list[int | None], rate: float = 0.05,
+                   seed: int = 0) -> None:
+    """The probe (PCA + cross-validated logistic regression) on `count` vectors resampled from real embeddings
+    (bench/scale_data.py; each keeps the class of the real embedding it was drawn around), with `rate` of the
+    labels flipped: seconds, and the noise estimate and strong-evidence precision/recall, for every fit cap
+    (None: every training image, the reference; ×ref is the ratio of CPU seconds, the machine being shared)."""
+    import faiss
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from scale_data import resampled_vectors
+
+    from auditor.analysis import label_noise
+
+    resampled = resampled_vectors(vectors, count, seed)
+    base = np.asarray(vectors, dtype=np.float32)
+    index = faiss.IndexFlatIP(base.shape[1])
+    index.add(base / np.linalg.norm(base, axis=1, keepdims=True))
+    _sims, nearest = index.search(np.asarray(resampled, dtype=np.float32), 1)
+    true = labels[nearest[:, 0]]
+    rng = np.random.default_rng(seed)
+    n_classes = int(labels.max()) + 1
+    given = true.copy()
+    flipped = rng.random(count) < rate
+    given[flipped] = (true[flipped] + rng.integers(1, n_classes, flipped.sum())) % n_classes
+    groups = np.arange(count)
+    print(f"\n## probe at scale: {count} vectors resampled from {len(vectors)} real embeddings, {n_classes} classes, "
+          f"{100 * flipped.mean():.2f} % flipped")
+    print(f"{'cap':>8} {'fit':>7} {'pca s':>6} {'probe s':>8} {'cpu s':>7} {'×ref':>5} {'probe':>6} {'est%':>6} "
+          f"{'×off':>5} {'strP':>5} {'strR':>5}")
+    reference = None
+    for cap in caps:
+        limit = count if cap is None else cap
+        started, cpu_started = time.perf_counter(), time.process_time()
+        features = la.probe_features(resampled, seed, max_fit=limit)
+        pca_seconds = time.perf_counter() - started
+        probs, _c, fit = la.out_of_fold_probabilities(features, given, groups, 5, seed, max_fit=limit)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        reference = cpu if reference is None else reference
+        noise = la.fit_noise(probs, given, seed)
+        wrong = label_noise.mislabel_probability(probs, given, noise)
+        strong = la.strong_evidence(wrong, noise.rate)
+        hits = int((strong & flipped).sum())
+        print(f"{'all' if cap is None else cap:>8} {fit:>7} {pca_seconds:>6.1f} {seconds:>8.1f} {cpu:>7.1f} "
+              f"{cpu / reference:>5.2f} {100 * (probs.argmax(axis=1) == given).mean():>6.1f} "
+              f"{100 * noise.rate:>6.2f} {times_off(noise.rate, flipped.mean()):>5} "
+              f"{hits / max(1, strong.sum()):>5.2f} {hits / max(1, flipped.sum()):>5.2f}", flush=True)
+
+
 def times_off(estimate: float, planted: float) -> str:
     if planted == 0:
         return "—"
@@ -179,7 +237,8 @@ def row_text(label: str, r: dict) -> str:
     return (f"{label:<8} {100 * r['planted']:>6.2f} {100 * r['estimate']:>6.2f} "
             f"[{100 * r['low']:>5.2f}, {100 * r['high']:>5.2f}] {('yes' if r['supported'] else 'no'):>4} "
             f"{times_off(r['estimate'], r['planted']):>5} {sp:>5.2f} {sr:>5.2f} {sn:>5.0f} {fp:>5.2f} {fr:>5.2f} "
-            f"{100 * r['probe']:>5.1f} {100 * r['probe_true']:>5.1f} {100 * r['confident_learning']:>6.2f} {r['seconds']:>5.1f}")
+            f"{100 * r['probe']:>5.1f} {100 * r['probe_true']:>5.1f} {100 * r['confident_learning']:>6.2f} {r['seconds']:>5.1f} "
+            f"{r['expected_precision']:>5.2f} {r['previous_rule'][0]:>5.2f} {r['previous_rule'][1]:>5.2f} {r['fit']:>6.0f}")
 
 
 def main() -> None:
@@ -190,19 +249,27 @@ def main() -> None:
     parser.add_argument("--datasets", default="photos,photos_32,photos_64,digits_32")
     parser.add_argument("--rates", default="0,0.005,0.02,0.05,0.10")
     parser.add_argument("--seeds", default="0,1", help="flip seeds; one row each, then their mean")
+    parser.add_argument("--cap", type=int, default=None,
+                        help="fit each fold's probe on at most this many images (default: the product's cap)")
+    parser.add_argument("--scale", type=int, default=0,
+                        help="also time the probe on this many vectors resampled from the photos' embeddings, "
+                             "with the product's cap and with none (e.g. 100000)")
     args = parser.parse_args()
+    if args.cap is not None:
+        la.PROBE_MAX_FIT_IMAGES = args.cap
     config = AuditConfig(backbone="efficientnet-lite0", cache_dir=args.cache_dir, offline=True)
     backbone = resolve_backbone(config.backbone, config.weights, config.offline, config.precision)
     cache = Cache(config.cache_dir)
     rates = [float(r) for r in args.rates.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     header = (f"{'seed':<8} {'plant%':>6} {'est%':>6} {'95 % interval':>16} {'sup':>4} {'×off':>5} "
-              f"{'strP':>5} {'strR':>5} {'strN':>5} {'allP':>5} {'allR':>5} {'probe':>5} {'true':>5} {'CL%':>6} {'s':>5}")
-    for name in args.datasets.split(","):
+              f"{'strP':>5} {'strR':>5} {'strN':>5} {'allP':>5} {'allR':>5} {'probe':>5} {'true':>5} {'CL%':>6} {'s':>5} "
+              f"{'strE':>5} {'oldP':>5} {'oldR':>5} {'fit':>6}")
+    for name in [d for d in args.datasets.split(",") if d]:
         index = dataset_index(name, args.shared, args.work, config)
         started = time.perf_counter()
         encoded = encode_dataset(index, cache, backbone, scan_limits(config), max_file_bytes=2**30,
-                                 batch_size=config.batch_size, workers=config.workers)
+                                 batch_size=config.batch_size or 32, workers=config.workers)
         print(f"\n## {name}: {len(index.records)} images, classes {', '.join(index.classes)} "
               f"(encode {time.perf_counter() - started:.0f} s, {int(encoded.stats['embeddings_computed'])} embedded)")
         print(header)
@@ -219,7 +286,7 @@ def main() -> None:
                 if reference is None:
                     reference = previous_probe_seconds(ctx)
             if len(results) > 1:
-                mean = {k: (np.mean([r[k] for r in results]) if not isinstance(results[0][k], tuple)
+                mean = {k: (np.nanmean([r[k] for r in results]) if not isinstance(results[0][k], tuple)
                             else tuple(np.nanmean([r[k][i] for r in results]) for i in range(3)))
                         for k in results[0] if k != "supported"}
                 mean["supported"] = all(r["supported"] for r in results)
@@ -228,8 +295,21 @@ def main() -> None:
         print(f"(reference: the previous probe alone took {reference:.1f} s on these vectors in this run; the "
               f"analysis a median {seconds:.1f} s = {seconds / reference:.1f}× that)")
         print("(×off: max(estimate/planted, planted/estimate); target ≤ 1.5. strP/strR: strong evidence precision/"
-              "recall, target ≥ 0.75 at ≥ 0.5. probe: out-of-fold accuracy on the given labels; true: expected on the "
+              "recall, target ≥ 0.75 at ≥ 0.5; strE: their expected precision (mean P(wrong)); oldP/oldR: the previous "
+              "rule (P(wrong) ≥ ½ and most neighbours disagree) on the same analysis; fit: images per fold's probe. probe: out-of-fold accuracy on the given labels; true: expected on the "
               "true labels. CL%: confident learning's count, the previous estimate.)")
+    if args.scale:
+        index = dataset_index("photos", args.shared, args.work, config)
+        encoded = encode_dataset(index, cache, backbone, scan_limits(config), max_file_bytes=2**30,
+                                 batch_size=config.batch_size or 32, workers=config.workers)
+        ctx = AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache)
+        shas, classes = {}, index.classes
+        for position, record in enumerate(index.records):
+            sha = encoded.record_sha[position]
+            if sha in encoded.embeddings:
+                shas.setdefault(sha, classes.index(record.label))
+        probe_at_scale(ctx.unit_embeddings(list(shas)), np.array(list(shas.values())), args.scale,
+                       [None, la.PROBE_MAX_FIT_IMAGES])
 
 
 if __name__ == "__main__":

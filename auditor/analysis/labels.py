@@ -42,11 +42,24 @@ PROBE_SAMPLES_PER_DIM = 10  # whitening more dimensions than n/10 amplifies nois
 
 MISLABEL_PROBABILITY = 0.5  # "probably mislabelled": the label is more likely wrong than right under the model
 
-NEIGHBOURS_DISAGREE = 0.5  # strong evidence also needs most of the k nearest neighbours to carry another label
+NEIGHBOURS_DISAGREE = 0.5  # "neighbours disagree" (finding evidence): most of the k nearest carry another label
+
+# Strong evidence (`strong_evidence`): the round(η̂ · n) images likeliest to carry a wrong label, where η̂ is the
+# estimated rate and "likeliest" combines the probe (the odds of P(wrong)) with the k nearest neighbours' votes
+# (their likelihood ratio, `neighbour_likelihood_ratio`, estimated from the data). Why not a threshold: how sure the
+# model is of one image depends on the probe's calibration (P(wrong) ≥ 0.5 found 0.42 of 2 % flips at 32 px with
+# precision 0.86, 0.86 of them on digits at 0.91), while the count is what the model estimates best (within ×1.5 on
+# every bench column). Measured (bench/bench_label_issues.py, 2 seeds): see README "Label issues ... measured".
 
 SUPPORT_MAX_ABSOLUTE_WIDTH = 0.02
 
 SUPPORT_MAX_RELATIVE_WIDTH = 1.0
+
+PROBE_MAX_FIT_IMAGES = 20_000  # each fold's probe (and the PCA) is fitted on at most this many samples (see
+# fit_subsample); every sample still gets out-of-fold probabilities. Measured in bench/bench_label_issues.py --cap.
+
+PROBE_MIN_FIT_PER_CLASS = 50  # a subsample keeps at least this many of each class (all of a smaller class), so a
+# rare class is never dropped from a fold's probe (its images would get probability 0 for their own label)
 
 NOISE_FIT_MAX_SAMPLES = 50_000  # the rate is fitted on at most this many samples (seeded subsample): O(n) per grid cell
 
@@ -196,6 +209,7 @@ class LabelAnalysis:
     wrong_probability: np.ndarray  # per unit: P(the given label is wrong) under the noise model
     wrong_probability_range: tuple[np.ndarray, np.ndarray]  # the same at the two ends of the reported interval
     wrong_probability_at_top: np.ndarray  # the same with the rate at the top of its profile interval
+    strong_mask: np.ndarray  # per unit: strong evidence (`strong_evidence`), all False when not supported
     suggested: np.ndarray  # per unit: the likeliest other class (index into classes)
     neighbour_agreement: np.ndarray  # share of the k nearest other contents that carry the unit's label
     neighbour_majority: list[str | None]
@@ -213,9 +227,10 @@ class LabelAnalysis:
     def issues(self) -> np.ndarray:
         """Probably mislabelled: the label is more likely wrong than right under the noise model. When the rate
         is not supported, the candidates for review: more likely wrong than right were the rate at the top of
-        what the data allows (on 246 photos with 7 % flipped, interval 0–9.7 %: 14 of 17 flips, 1 other photo)."""
+        what the data allows (on 246 photos with 7 % flipped, interval 0–9.7 %: 14 of 17 flips, 1 other photo).
+        Strong evidence is always among them."""
         wrong = self.wrong_probability if self.supported else self.wrong_probability_at_top
-        return wrong >= MISLABEL_PROBABILITY
+        return (wrong >= MISLABEL_PROBABILITY) | self.strong
 
     @property
     def neighbours_disagree(self) -> np.ndarray:
@@ -224,11 +239,11 @@ class LabelAnalysis:
 
     @property
     def strong(self) -> np.ndarray:
-        """Strong evidence: probably mislabelled, most of the k nearest neighbours carry another label, and the
-        estimate is supported (a weak probe gives no strong evidence)."""
+        """Strong evidence: among the round(η̂ · n) likeliest wrong labels by probe and neighbours
+        (`strong_evidence`), and the estimate is supported (a weak probe gives no strong evidence)."""
         if not self.supported:
             return np.zeros(len(self.unit_shas), dtype=bool)
-        return self.issues & self.neighbours_disagree
+        return self.strong_mask
 
     @property
     def expected_pair_counts(self) -> np.ndarray:
@@ -241,29 +256,59 @@ def _skipped(reason: str, classes: list[str] | None = None, excluded: dict[str, 
                          unit_labels=np.zeros(0, dtype=int), unit_positions=[], probs=np.zeros((0, 0)), folds=0,
                          noise=None, noise_interval=(0.0, 1.0), wrong_probability=empty,
                          wrong_probability_range=(empty, empty), wrong_probability_at_top=empty,
+                         strong_mask=np.zeros(0, dtype=bool),
                          suggested=np.zeros(0, dtype=int), neighbour_agreement=empty, neighbour_majority=[],
                          neighbours_k=0, skipped_reason=reason, reason=reason)
 
 
-def probe_features(vectors: np.ndarray, seed: int) -> np.ndarray:
-    """PCA-whitened embeddings, at most PROBE_MAX_DIMS and n / PROBE_SAMPLES_PER_DIM dimensions. PCA sees no
-    label, so fitting it on every sample leaks nothing into the folds."""
+def fit_subsample(labels: np.ndarray, max_images: int, seed: int,
+                  min_per_class: int = PROBE_MIN_FIT_PER_CLASS) -> np.ndarray:
+    """Sorted positions of a seeded, stratified subsample of at most about `max_images` samples: each class in
+    proportion to its count, but at least `min_per_class` (all of a class smaller than that). Every position
+    when there are no more than `max_images`."""
+    n = len(labels)
+    if n <= max_images:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        quota = min(members.size, max(min_per_class, max_images * members.size // n))
+        chosen.append(rng.choice(members, size=quota, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def probe_features(vectors: np.ndarray, seed: int, max_fit: int | None = None) -> np.ndarray:
+    """PCA-whitened embeddings, at most PROBE_MAX_DIMS and (fitted samples) / PROBE_SAMPLES_PER_DIM dimensions.
+    PCA sees no label, so fitting it on every sample leaks nothing into the folds; on more than `max_fit`
+    samples (default PROBE_MAX_FIT_IMAGES) it is fitted on a seeded random subsample and applied to all."""
     from sklearn.decomposition import PCA
 
+    max_fit = PROBE_MAX_FIT_IMAGES if max_fit is None else max_fit
     n, dim = vectors.shape
-    dims = int(min(PROBE_MAX_DIMS, dim, n - 1, max(2, n // PROBE_SAMPLES_PER_DIM)))
+    fitted = min(n, max_fit)
+    dims = int(min(PROBE_MAX_DIMS, dim, fitted - 1, max(2, fitted // PROBE_SAMPLES_PER_DIM)))
     if dims < 2:
         return np.asarray(vectors, dtype=np.float64)
-    return PCA(dims, whiten=True, svd_solver="randomized" if n > 5000 else "auto",
-               random_state=seed).fit_transform(vectors)
+    pca = PCA(dims, whiten=True, svd_solver="randomized" if fitted > 5000 else "auto", random_state=seed)
+    if n <= max_fit:
+        return pca.fit_transform(vectors)
+    sample = np.sort(np.random.default_rng(seed).choice(n, size=max_fit, replace=False))
+    pca.fit(np.asarray(vectors[sample], dtype=np.float32))
+    return np.concatenate([pca.transform(np.asarray(vectors[i:i + 65_536], dtype=np.float32))
+                           for i in range(0, n, 65_536)])
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int,
-                              seed: int, cs: tuple[float, ...] = PROBE_CS) -> tuple[np.ndarray, float]:
+                              seed: int, cs: tuple[float, ...] = PROBE_CS,
+                              max_fit: int | None = None) -> tuple[np.ndarray, float, int]:
     """Class probabilities for every sample from a logistic-regression probe that never saw it (stratified K
-    folds, seeded; samples that share a group stay in one fold), and the C used: the one of `cs` with the
+    folds, seeded; samples that share a group stay in one fold), the C used: the one of `cs` with the
     lowest log loss on the first fold (one fold decides, so the grid costs len(cs) − 1 extra fits, not
-    folds × len(cs))."""
+    folds × len(cs)), and the most training samples one probe was fitted on. Each fold's probe is fitted on a
+    seeded stratified subsample of at most `max_fit` of its training samples (`fit_subsample`; default
+    PROBE_MAX_FIT_IMAGES), so the cost of the fits stops growing with the dataset; prediction covers every
+    held-out sample."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -274,6 +319,9 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: 
                       .split(features, labels, groups))
     n_classes = int(labels.max()) + 1
     probs = np.zeros((len(labels), n_classes))
+    max_fit = PROBE_MAX_FIT_IMAGES if max_fit is None else max_fit
+    subsets = [train[fit_subsample(labels[train], max_fit, seed + fold)] for fold, (train, _) in enumerate(splits)]
+    splits = [(subset, test) for subset, (_train, test) in zip(subsets, splits)]
 
     def fit_predict(c: float, train: np.ndarray, test: np.ndarray) -> np.ndarray:
         probe = LogisticRegression(C=c, max_iter=1000).fit(features[train], labels[train])
@@ -291,7 +339,7 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: 
     best_c = min(losses, key=losses.get)
     for train, test in splits[1:]:
         probs[test] = fit_predict(best_c, train, test)
-    return probs, best_c
+    return probs, best_c, max(len(subset) for subset in subsets)
 
 
 def neighbour_label_agreement(unit_vectors: np.ndarray, content_row: np.ndarray, unit_labels: list[str],
@@ -331,6 +379,40 @@ def neighbour_label_agreement(unit_vectors: np.ndarray, content_row: np.ndarray,
                 votes[label] = votes.get(label, 0) + 1
         majority[u] = max(sorted(votes), key=votes.get) if votes else None
     return agreement, majority
+
+
+def neighbour_likelihood_ratio(agreement: np.ndarray, wrong: np.ndarray, k: int) -> np.ndarray:
+    """Per unit: how much likelier its neighbours' vote (how many of the k nearest carry its label) is under a wrong
+    label than under a right one. Both distributions are estimated from the data itself: the histogram of
+    agreeing counts weighted by P(wrong), and by 1 − P(wrong) (plus ½ per count, so an empty bin is no
+    certainty). No constant to tune: it adapts to k, to the number of classes and to how clustered the embedding
+    is. 1 where a unit has no neighbours."""
+    ratio = np.ones(len(wrong))
+    known = np.isfinite(agreement)
+    if k < 1 or not known.any():
+        return ratio
+    counts = np.rint(agreement[known] * k).astype(int)
+    when_wrong = np.bincount(counts, weights=wrong[known], minlength=k + 1) + 0.5
+    when_right = np.bincount(counts, weights=1.0 - wrong[known], minlength=k + 1) + 0.5
+    ratio[known] = (when_wrong / when_wrong.sum())[counts] / (when_right / when_right.sum())[counts]
+    return ratio
+
+
+def strong_evidence(wrong: np.ndarray, rate: float, likelihood_ratio: np.ndarray | None = None) -> np.ndarray:
+    """The round(rate · n) units likeliest to carry a wrong label: ranked by the odds of P(wrong) times the
+    neighbours' likelihood ratio (the probe and the neighbours as two witnesses). The count is the noise model's
+    estimate, so clean data (η̂ ≈ 0) gives none, and a weaker probe (softer P(wrong)) does not shrink the list
+    below what the model says is there. A unit with P(wrong) = 0 is never chosen."""
+    n = len(wrong)
+    count = int(min(n, round(rate * n)))
+    chosen = np.zeros(n, dtype=bool)
+    if count <= 0:
+        return chosen
+    odds = wrong / np.maximum(1.0 - wrong, 1e-12)
+    score = odds * (1.0 if likelihood_ratio is None else likelihood_ratio)
+    top = np.argsort(-score, kind="stable")[:count]
+    chosen[top[score[top] > 0]] = True
+    return chosen
 
 
 def analyse(ctx) -> LabelAnalysis:
@@ -395,7 +477,7 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
     seed = config.seed if config.seed is not None else 0
     started = time.perf_counter()
     features = probe_features(vectors, seed)
-    probs, probe_c = out_of_fold_probabilities(features[content_row], unit_labels, content_row, folds, seed)
+    probs, probe_c, fit_images = out_of_fold_probabilities(features[content_row], unit_labels, content_row, folds, seed)
     probe_seconds = time.perf_counter() - started
     started = time.perf_counter()
     noise = fit_noise(probs, unit_labels, seed)
@@ -419,9 +501,15 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
     labels_of_content: list[set[str]] = [set() for _ in contents]
     for row, label in zip(content_row, label_names):
         labels_of_content[row].add(label)
+    # The neighbours' majority is named for the units that may be findings: probably wrong, or ranked by P(wrong)
+    # within 3 × the count at the top of the interval (strong evidence re-ranks them with the neighbours' votes).
+    candidates = np.maximum(wrong, wrong_at_top) >= MISLABEL_PROBABILITY
+    candidates[np.argsort(-wrong, kind="stable")[:3 * int(round(high * len(wrong)))]] = True
     agreement, majority = neighbour_label_agreement(vectors, content_row, label_names, labels_of_content,
-                                                    config.label_neighbours,
-                                                    majority_for=np.maximum(wrong, wrong_at_top) >= MISLABEL_PROBABILITY)
+                                                    config.label_neighbours, majority_for=candidates)
+    neighbours_k = min(config.label_neighbours, len(contents) - 1)
+    strong = (strong_evidence(wrong, noise.rate, neighbour_likelihood_ratio(agreement, wrong, neighbours_k))
+              if supported else np.zeros(len(wrong), dtype=bool))
     from auditor.similarity.neighbours import search_quality
 
     # Exact, or the approximate index's recall measured against exact search on a sample (reported).
@@ -431,11 +519,12 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
         unit_positions=[positions for _key, positions in kept], probs=probs, folds=folds, noise=noise,
         noise_interval=reported,
         wrong_probability=wrong, wrong_probability_range=wrong_range, wrong_probability_at_top=wrong_at_top,
-        suggested=label_noise.likeliest_true_class(probs, unit_labels, noise),
+        strong_mask=strong, suggested=label_noise.likeliest_true_class(probs, unit_labels, noise),
         neighbour_agreement=agreement, neighbour_majority=majority,
-        neighbours_k=min(config.label_neighbours, len(contents) - 1), supported=supported, reason=reason,
+        neighbours_k=neighbours_k, supported=supported, reason=reason,
         stats={"probe_accuracy": accuracy, "probe_accuracy_true_labels": true_accuracy, "probe_c": probe_c,
-               "probe_dims": int(features.shape[1]), "probe_seconds": probe_seconds, "noise_seconds": noise_seconds,
+               "probe_dims": int(features.shape[1]), "probe_fit_images": fit_images, "probe_seconds": probe_seconds,
+               "noise_seconds": noise_seconds,
                "neighbour_search": neighbour_search},
     )
 

@@ -3,8 +3,9 @@
 The evidence is the shared label analysis (`auditor/analysis/labels.py`, `ctx.label_analysis`): a
 cross-validated probe on the cached embeddings, the label-noise model on its out-of-fold probabilities, and
 k-NN label agreement. An image is *probably mislabelled* when its label is more likely wrong than right under
-the model; the finding is a `warning` (strong evidence) when, in addition, most of its neighbours carry another
-label and the estimate is supported. When it is not supported, the check says that label errors cannot be
+the model; the finding is a `warning` (strong evidence) when the estimate is supported and the image is among the
+round(η̂ · n) likeliest wrong labels, ranked by the probe and its neighbours' votes together (`strong_evidence` in
+`auditor/analysis/labels.py`; such an image is listed even when its P(wrong) alone is below ½). When it is not supported, the check says that label errors cannot be
 told apart from the probe's confusion, gives only the interval, makes no accuracy ceiling claim and lists its
 candidates as `info`.
 """
@@ -96,10 +97,13 @@ def compute(ctx: AuditContext) -> Evidence:
         "flagged_percent": percent(flagged_images, judged_images),
         "strong_evidence": confirmed,
         "strong_evidence_expected_precision": round(expected_precision, 4) if expected_precision is not None else None,
+        "strong_evidence_rule": "the round(noise_rate × unique_samples) likeliest wrong labels, ranked by the odds of "
+                                "P(wrong) × the neighbours' likelihood ratio (estimated from the data)",
         "probe_accuracy": round(accuracy, 4),
         "probe_accuracy_true_labels": round(analysis.stats["probe_accuracy_true_labels"], 4),
         "probe_c": analysis.stats["probe_c"],
         "probe_dims": analysis.stats["probe_dims"],
+        "probe_fit_images": analysis.stats["probe_fit_images"],
         "class_pair_noise": class_pair_noise(analysis),
         "per_split": by_split,
         "neighbour_search": analysis.stats.get("neighbour_search"),
@@ -113,8 +117,9 @@ def _summary_parts(ctx: AuditContext, analysis, by_split: dict, flagged: int, ju
     if analysis.supported:
         parts = [f"label noise {_pct(noise.rate)} % (95 % interval {_pct(low)}–{_pct(high)} %)",
                  f"{plural(flagged, 'image')} of {judged} probably {'carries' if flagged == 1 else 'carry'} the wrong "
-                 "label" + (f", {confirmed} with strong evidence (label more likely wrong than right, most neighbours "
-                            f"agree; expected precision {expected_precision:.2f})" if confirmed else "")]
+                 "label" + (f", {confirmed} with strong evidence (the likeliest wrong labels by probe and neighbours, "
+                            f"as many as the estimate; probe-only expected precision {expected_precision:.2f})"
+                            if confirmed else "")]
     else:
         parts = [f"label errors cannot be told apart from the probe's confusion: between {_pct(low)} and "
                  f"{_pct(high)} % of labels may be wrong (95 %), no accuracy ceiling claimed"

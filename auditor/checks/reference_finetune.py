@@ -19,7 +19,7 @@ def hyperparameters(options, seed: int) -> dict[str, Any]:
     values = dataclasses.asdict(options)
     values.pop("history", None)
     values["seed"] = seed
-    values.update(optimizer="adam", loss="categorical_crossentropy", early_stopping="val_loss",
+    values.update(optimizer="adam", loss="categorical_crossentropy", early_stopping=options.stop_on,
                   architecture="Flatten → 2 × [Dense(units, no bias, L2) → BatchNorm → ReLU → Dropout] "
                                "→ Dense(classes, no bias) → BatchNorm → softmax")
     return values

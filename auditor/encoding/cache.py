@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS check_results (key TEXT NOT NULL, check_id TEXT NOT N
                                           PRIMARY KEY (key, check_id));
 CREATE TABLE IF NOT EXISTS embeddings (sha256 TEXT NOT NULL, model TEXT NOT NULL, dim INTEGER NOT NULL,
                                        vector BLOB NOT NULL, PRIMARY KEY (sha256, model));
+CREATE TABLE IF NOT EXISTS pixel_evidence (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -113,6 +114,23 @@ class Cache:
     def put_check_result(self, key: str, check_id: str, data: dict) -> None:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO check_results VALUES (?, ?, ?)", (key, check_id, json.dumps(data)))
+
+    # Pixel evidence (similarity/pixel_memo.py): opaque values under content-derived keys ------------------
+    def get_pixel_evidence(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        found: dict[bytes, bytes] = {}
+        for chunk in _chunks(keys, 900):
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT key, value FROM pixel_evidence WHERE key IN ({marks})", chunk))
+        return found
+
+    def put_pixel_evidence(self, items: list[tuple[bytes, bytes]]) -> None:
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO pixel_evidence VALUES (?, ?)", items)
+
+    def pixel_memo(self):
+        from auditor.similarity.pixel_memo import PixelMemo
+
+        return PixelMemo(self.get_pixel_evidence, self.put_pixel_evidence)
 
     def count_embeddings(self, model: str) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])

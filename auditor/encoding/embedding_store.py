@@ -29,7 +29,6 @@ versions sharing the cache keep working).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import uuid
@@ -39,7 +38,7 @@ from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
-from auditor.atomic import atomic_write_bytes, atomic_write_text
+from auditor.atomic import atomic_write_bytes
 
 STORE_VERSION = "emb-unit-f16-v1"
 SCHEMA = """
@@ -81,20 +80,11 @@ class EmbeddingStore:
     """Content-keyed unit embeddings of one model key, on disk (or in a private temp folder for --no-cache)."""
 
     def __init__(self, db, directory: Path | None, model: str):
-        import tempfile
+        from auditor.encoding.keyed_folder import keyed_folder
 
         self._db = db
         self.model = model
-        self._tmp = None
-        if directory is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="auditor-embeddings-")
-            directory = Path(self._tmp.name)
-        digest = hashlib.sha256(f"{STORE_VERSION}|{model}".encode()).hexdigest()[:24]
-        self.folder = Path(directory) / "embeddings" / digest
-        self.folder.mkdir(parents=True, exist_ok=True)
-        key_file = self.folder / "key.txt"
-        if not key_file.exists():
-            atomic_write_text(key_file, f"{STORE_VERSION}\n{model}\n")
+        self.folder, self._tmp = keyed_folder(directory, "embeddings", STORE_VERSION, model)
         with self._db:
             self._db.executescript(SCHEMA)
         self.dim: int | None = None

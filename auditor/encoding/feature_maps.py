@@ -18,10 +18,8 @@ when older than a day).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
+from auditor.encoding.keyed_folder import keyed_folder
 from auditor.atomic import atomic_write_bytes, atomic_write_text
 
 STORE_VERSION = "fmap-f16-v1"
@@ -40,16 +39,7 @@ class FeatureMapStore:
 
     def __init__(self, directory: Path | None, backbone_key: str):
         self.backbone_key = backbone_key
-        self._tmp: tempfile.TemporaryDirectory | None = None
-        if directory is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="auditor-fmaps-")
-            directory = Path(self._tmp.name)
-        digest = hashlib.sha256(f"{STORE_VERSION}|{backbone_key}".encode()).hexdigest()[:24]
-        self.folder = Path(directory) / "feature_maps" / digest
-        self.folder.mkdir(parents=True, exist_ok=True)
-        key_file = self.folder / "key.txt"
-        if not key_file.exists():
-            atomic_write_text(key_file, f"{STORE_VERSION}\n{backbone_key}\n")
+        self.folder, self._tmp = keyed_folder(directory, "feature_maps", STORE_VERSION, backbone_key)
         self._where: dict[str, tuple[str, int]] = {}  # sha → (chunk file name, row)
         self._arrays: dict[str, np.ndarray] = {}  # chunk file name → memory map
         self.shape: tuple[int, ...] | None = None

@@ -192,8 +192,9 @@ def train_head(
     with quiet_native_stderr():
         model = build_reference_head(input_shape, num_classes, options)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=options.learning_rate),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience,
+                      loss="categorical_crossentropy",
+                      metrics=["accuracy", keras.metrics.CategoricalCrossentropy(name="cross_entropy")])
+    stopper = keras.callbacks.EarlyStopping(monitor=options.stop_on, patience=options.patience,
                                             restore_best_weights=True)
     started = time.perf_counter()
     fitted = model.fit(train_data, validation_data=val_data, epochs=options.epochs, callbacks=[stopper],
@@ -205,9 +206,11 @@ def train_head(
         "acc": [float(v) for v in raw.get("accuracy", raw.get("acc", []))],
         "val_loss": [float(v) for v in raw.get("val_loss", [])],
         "val_acc": [float(v) for v in raw.get("val_accuracy", raw.get("val_acc", []))],
+        "val_cross_entropy": [float(v) for v in raw.get("val_cross_entropy", [])],
     }
     epochs_run = len(history["loss"])
-    best_epoch = int(np.argmin(history["val_loss"])) + 1 if history["val_loss"] else epochs_run
+    watched = history.get(options.stop_on) or history["val_loss"]
+    best_epoch = int(np.argmin(watched)) + 1 if watched else epochs_run
 
     eval_train = MapBatches(eval_train_source or train_source, len(train_labels), None, num_classes,
                             options.batch_size)

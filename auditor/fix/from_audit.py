@@ -110,7 +110,7 @@ def read_manifest_column(manifest: Path, column: str) -> dict[str, str]:
 
 
 def _suspect_labels(ctx, notes: list[str]) -> dict[int, str]:
-    """Positions label_issues flags with strong evidence (probe and neighbours agree) → why."""
+    """Positions label_issues flags with strong evidence (the likeliest wrong labels by probe and neighbours) → why."""
     analysis = ctx.label_analysis
     if analysis.skipped_reason:
         notes.append(f"--drop-suspect-labels: label_issues could not judge the labels ({analysis.skipped_reason}); "
@@ -124,7 +124,8 @@ def _suspect_labels(ctx, notes: list[str]) -> dict[int, str]:
         suggested = analysis.classes[int(analysis.probs[u].argmax())]
         for p in analysis.unit_positions[u]:
             flagged[p] = (f"filed as {given!r}, looks like {suggested!r} "
-                          f"(p = {float(analysis.probs[u].max()):.2f}; most nearest images agree)")
+                          f"(p = {float(analysis.probs[u].max()):.2f}; among the likeliest wrong labels by probe and "
+                          "neighbours)")
     notes.append(f"--drop-suspect-labels: {len(flagged)} images with strong evidence of a wrong label excluded"
                  + (f"; classes not judged (too few images): {', '.join(analysis.excluded_classes)}"
                     if analysis.excluded_classes else ""))

@@ -117,7 +117,7 @@ def history_charts(history: dict[str, Sequence[float]]) -> list[tuple[str, str]]
     """Keras-style curves per epoch: accuracy-like series in one chart, loss-like in another, the rest in a third."""
     series = {k: list(v) for k, v in history.items() if _numbers(v)}
     groups = {"accuracy": [k for k in series if "acc" in k.lower()],
-              "loss": [k for k in series if "loss" in k.lower()]}
+              "loss": [k for k in series if "loss" in k.lower() or "entropy" in k.lower()]}
     rest = [k for k in series if k not in groups["accuracy"] + groups["loss"]]
     if rest:
         groups["other"] = rest

@@ -148,9 +148,10 @@ CHECK = Check(CHECK_ID, compute, judge, evidence_policy=("alpha",))
 
 def _counts(ctx, positions: list[int]) -> dict:
     table: dict[str, dict] = {}
+    classes = ctx.index.classes  # a property that walks every record: once, not once per record
     for p in positions:
         record = ctx.records[p]
-        split = table.setdefault(record.split, {"images": 0, "classes": {c: 0 for c in ctx.index.classes}})
+        split = table.setdefault(record.split, {"images": 0, "classes": dict.fromkeys(classes, 0)})
         split["images"] += 1
         split["classes"][record.label] += 1
     return table

@@ -509,7 +509,9 @@ def name_issues(index: DatasetIndex) -> list[WalkIssue]:
         issues.append(WalkIssue(where, kind, f"{what} {shown}"))
 
     for record in index.records:
-        parts = PurePosixPath(record.path).parts
+        # Almost every path is clean as a whole: only a path that is not needs its parts told apart.
+        clean_path = not is_undecodable(record.path) and not has_control_characters(record.path)
+        parts = () if clean_path else PurePosixPath(record.path).parts
         for depth in range(1, len(parts) + 1):
             check(parts[depth - 1], PurePosixPath(*parts[:depth]).as_posix(),
                   "file name" if depth == len(parts) else "folder name")

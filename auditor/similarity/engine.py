@@ -79,11 +79,14 @@ def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray) -> ev.Pairs:
 def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | None, held_out: np.ndarray | None,
            copy_unit: np.ndarray | None, copy_thumbs: np.ndarray, copy_source: np.ndarray, copy_kind: list[str],
            max_phash: int, max_dhash: int, fixed_cosine: float | None = None,
-           fixed_correlation: float | None = None, small_images: bool = False) -> DuplicateDecision:
+           fixed_correlation: float | None = None, small_images: bool = False,
+           memo: Any = None) -> DuplicateDecision:
     """reference / held_out: bool per node (a node can be both: the same file in two splits), or None.
-    small_images: the images are small (input_size.are_small): candidates by pixel likeness too."""
+    small_images: the images are small (input_size.are_small): candidates by pixel likeness too.
+    memo: a similarity.pixel_memo.PixelMemo (pixel evidence remembered across audits), or None."""
     n = len(thumbs)
     data = ev.make_dataset(unit, thumbs, small_images=small_images)
+    data.memo = memo
     pairs = ev.unordered(ev.search(data, unit, data.thumbs, max_phash, max_dhash, self_nodes=np.arange(n)))
     copy_pairs = ev.search(data, copy_unit, copy_thumbs, max_phash, max_dhash)
     copies = CopySample(source=np.asarray(copy_source, dtype=np.int64), kind=list(copy_kind), pairs=copy_pairs)

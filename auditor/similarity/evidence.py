@@ -57,6 +57,7 @@ class Dataset:
     neighbours: tuple[np.ndarray, np.ndarray] | None = None  # self k-NN by embedding (sims, labels), reused
     pixel_index: object | None = None  # FAISS index over `descriptors`, built once
     pixel_candidates: bool = True  # search by pixel likeness too (small images, or no embeddings)
+    memo: object | None = None  # pixel_memo.PixelMemo: pixel evidence remembered across audits, or None
 
 
 @dataclass
@@ -218,7 +219,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
                         add(q, int(j), -1, variant, float(likeness))
                         taken += 1
     # Hash candidates under each of the 8 variants of the query.
-    q_phash, q_dhash = dihedral_codes(query_thumbs) if nq else (np.zeros((8, 0, 8), np.uint8),) * 2
+    q_phash, q_dhash = _query_codes(data, query_thumbs)
     for variant in range(8):
         for q, j, p_dist in _hamming_matches(data.phash, q_phash[variant], max_phash):
             if j == self_nodes[q]:
@@ -243,9 +244,25 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         scaled = scaled_cosine(cosine, q_background[query], data.background[target]).astype(np.float32)
     # Without pixel candidates a rotated copy is found as the nearest embedding neighbour: try all 8 there.
     every_variant = np.zeros(len(keys), dtype=bool) if data.pixel_candidates else rank == 0
-    correlation, variant = pair_correlation(query_thumbs, query, data.thumbs, target, extra_variant, every_variant)
+    correlation, variant = pair_correlation(query_thumbs, query, data.thumbs, target, extra_variant, every_variant,
+                                            compare=lambda a, b, e, v: _pair_correlation(data, a, b, e, v))
     return Pairs(query=query, target=target, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
                  variant=variant, hash_match=info[:, 4] > 0, phash_distance=info[:, 2], dhash_distance=info[:, 3])
+
+
+def _query_codes(data: Dataset, query_thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if not len(query_thumbs):
+        return (np.zeros((8, 0, 8), np.uint8),) * 2
+    if data.memo is None:
+        return dihedral_codes(query_thumbs)
+    return data.memo.dihedral_codes(query_thumbs, dihedral_codes)
+
+
+def _pair_correlation(data: Dataset, a: np.ndarray, b: np.ndarray, extra_variant: np.ndarray,
+                      every_variant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if data.memo is None or not len(a):
+        return _best_correlation(a, b, extra_variant, every_variant)
+    return data.memo.correlations(a, b, extra_variant, every_variant, _best_correlation)
 
 
 def _inverse(variant: int) -> int:
@@ -258,9 +275,11 @@ PAIR_CHUNK = 16_384  # pairs whose thumbnails are compared at once (the shift-an
 
 
 def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndarray, rows_b: np.ndarray,
-                     extra_variant: np.ndarray, every_variant: np.ndarray | bool = False):
-    """`_best_correlation` of the pairs (thumbs_a[rows_a[i]], thumbs_b[rows_b[i]]), PAIR_CHUNK pairs at a time:
-    the same numbers, in bounded memory (at once, 10⁵ images' candidate pairs took 17 GB)."""
+                     extra_variant: np.ndarray, every_variant: np.ndarray | bool = False, compare=None):
+    """`_best_correlation` (or `compare`, the same contract, e.g. through the pixel memo) of the pairs
+    (thumbs_a[rows_a[i]], thumbs_b[rows_b[i]]), PAIR_CHUNK pairs at a time: the same numbers, in bounded memory
+    (at once, 10⁵ images' candidate pairs took 17 GB)."""
+    compare = compare or _best_correlation
     rows_a, rows_b = np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
     extra_variant = np.broadcast_to(np.asarray(extra_variant, dtype=np.int64), (len(rows_a),))
     every = np.broadcast_to(np.asarray(every_variant, dtype=bool), (len(rows_a),))
@@ -268,8 +287,8 @@ def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndar
     variant = np.empty(len(rows_a), dtype=np.int64)
     for start in range(0, len(rows_a), PAIR_CHUNK):
         part = slice(start, start + PAIR_CHUNK)
-        correlation[part], variant[part] = _best_correlation(thumbs_a[rows_a[part]], thumbs_b[rows_b[part]],
-                                                             extra_variant[part], every[part])
+        correlation[part], variant[part] = compare(thumbs_a[rows_a[part]], thumbs_b[rows_b[part]],
+                                                   np.ascontiguousarray(extra_variant[part]), np.ascontiguousarray(every[part]))
     return correlation, variant
 
 

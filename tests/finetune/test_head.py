@@ -168,6 +168,11 @@ def test_finetune_options_keep_the_reference_architecture_and_bounds_are_checked
     reference = FinetuneOptions.with_schedule("reference")
     assert (reference.learning_rate, reference.epochs, reference.patience, reference.batch_size) == (5e-6, 100, 10, 32)
     assert FinetuneOptions.with_schedule("reference", epochs=7).epochs == 7  # a given field wins over the schedule
+    # The fast schedule stops on the held-out cross-entropy; the reference run on Keras' val_loss (L2 included).
+    assert (options.stop_on, FinetuneOptions.with_schedule("fast").stop_on, reference.stop_on) == (
+        "val_cross_entropy", "val_cross_entropy", "val_loss")
+    with pytest.raises(ConfigError, match="finetune.stop_on"):
+        FinetuneOptions(stop_on="val_accuracy")
     with pytest.raises(ConfigError, match="finetune.schedule"):
         FinetuneOptions.with_schedule("slow")
     with pytest.raises(ConfigError, match="finetune.dropout"):
@@ -218,14 +223,19 @@ def test_head_learns_records_curves_and_is_reproducible():
 
 
 @pytest.mark.slow
-def test_early_stopping_on_val_loss_restores_the_best_epoch():
+@pytest.mark.parametrize("stop_on", ["val_cross_entropy", "val_loss"])
+def test_early_stopping_restores_the_best_epoch_of_what_it_watches(stop_on):
     from auditor.finetune.head import array_source, train_head
 
     rng = np.random.default_rng(1)
     x = rng.normal(0, 1, (120, 2, 2, 8)).astype(np.float16)
-    y = rng.integers(0, 2, 120)  # labels unrelated to the maps: val_loss can only get worse
-    options = FinetuneOptions(epochs=60, patience=2, learning_rate=1e-2, dense_units=64, batch_size=16)
+    y = rng.integers(0, 2, 120)  # labels unrelated to the maps: the held-out loss can only get worse
+    options = FinetuneOptions(epochs=60, patience=2, learning_rate=1e-2, dense_units=64, batch_size=16, stop_on=stop_on)
     run = train_head(array_source(x[:80]), y[:80], array_source(x[80:]), y[80:], (2, 2, 8), 2, options, seed=0)
     assert run.stopped_early and run.epochs_run < 60
-    assert run.best_epoch == int(np.argmin(run.history["val_loss"])) + 1
+    assert run.best_epoch == int(np.argmin(run.history[stop_on])) + 1
     assert run.epochs_run - run.best_epoch == 2
+    # Keras' val_loss carries the head's L2 penalty on top of the held-out cross-entropy: why the fast schedule
+    # does not watch it (the penalty keeps falling while the weights shrink).
+    penalty = np.array(run.history["val_loss"]) - np.array(run.history["val_cross_entropy"])
+    assert (penalty > 1e-3).all()

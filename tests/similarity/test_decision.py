@@ -158,3 +158,22 @@ def test_among_rules_with_near_equal_f1_the_one_finding_most_copies_is_chosen(se
     assert _f1(choice.near) >= _f1(top) - F1_TIE
     assert choice.near.recall > top.recall  # the plateau's sensitive end, not its strict one
     assert choice.near.recall == max(est.recall for _rule, est in table if _f1(est) >= _f1(top) - F1_TIE)
+
+
+def test_the_duplicate_share_is_read_where_copies_match_other_images_least_even_if_none_is_clean():
+    """Every rule lets a few copies match some other image (here 6 copies align perfectly with a look-alike):
+    π is still read where false matches are fewest, not across loose rules where they swamp the flags."""
+    dataset, n, copies = world()
+    cp = copies.pairs
+    lookalikes = [(k, (int(copies.source[k]) + 7) % n) for k in range(6)]
+    extra = make_pairs([k for k, _j in lookalikes], [j for _k, j in lookalikes], [0.99] * 6, [0.99] * 6)
+    both = make_pairs(np.r_[cp.query, extra.query], np.r_[cp.target, extra.target], np.r_[cp.scaled, extra.scaled],
+                      np.r_[cp.correlation, extra.correlation])
+    calibrator = Calibrator(dataset, n, CopySample(copies.source, copies.kind, both))
+    choice = choose_rule(calibrator, has_embeddings=True)
+    null_hits = {rule: int(calibrator.evaluate(rule)["null_hits"].sum()) for rule in choice.rules
+                 if calibrator.evaluate(rule)["pos_pass"].mean() >= 0.5}
+    assert min(null_hits.values()) == 6  # no rule is clean
+    assert null_hits[choice.reference_rule] == 6  # π read where false matches are fewest
+    assert choice.pi[0] == pytest.approx(80 / n, abs=0.03)
+    assert calibrator.estimate(Rule(-1.0, None), choice.pi).precision < 0.3  # flagging everything looks imprecise

@@ -1,0 +1,95 @@
+"""Pixel evidence remembered across audits: the same values as computing them, nothing computed twice, a damaged
+entry recomputed, and a decision with the memo identical to one without."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from auditor.encoding.cache import Cache
+from auditor.similarity import evidence as ev
+from auditor.similarity.engine import decide
+from auditor.similarity.pixel_memo import PixelMemo
+
+
+def thumbnails(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (n, 6, 6), dtype=np.uint8)
+    return np.stack([np.asarray(Image.fromarray(s).resize((32, 32), Image.Resampling.BICUBIC)) for s in small])
+
+
+def dict_memo() -> tuple[PixelMemo, dict]:
+    store: dict[bytes, bytes] = {}
+    return PixelMemo(lambda keys: {k: store[k] for k in keys if k in store}, lambda items: store.update(items)), store
+
+
+def test_correlations_equal_the_direct_computation_and_are_computed_once():
+    thumbs = thumbnails(12)
+    a, b = thumbs[:6], thumbs[[1, 0, 3, 2, 5, 4]]
+    extra = np.array([-1, 2, -1, 5, -1, -1])
+    every = np.array([True, False, False, False, True, False])
+    direct = ev._best_correlation(a, b, extra, every)
+    memo, store = dict_memo()
+    first = memo.correlations(a, b, extra, every, ev._best_correlation)
+    assert memo.computed == 6 and len(store) == 6
+    second = memo.correlations(a, b, extra, every, ev._best_correlation)
+    assert memo.computed == 6 and memo.reused == 6
+    for got in (first, second):
+        np.testing.assert_array_equal(got[0], direct[0])
+        np.testing.assert_array_equal(got[1], direct[1])
+
+
+def test_the_key_names_the_whole_question():
+    thumbs = thumbnails(4)
+    memo, store = dict_memo()
+    memo.correlations(thumbs[:1], thumbs[1:2], np.array([-1]), np.array([False]), ev._best_correlation)
+    memo.correlations(thumbs[:1], thumbs[1:2], np.array([3]), np.array([False]), ev._best_correlation)
+    memo.correlations(thumbs[:1], thumbs[1:2], np.array([-1]), np.array([True]), ev._best_correlation)
+    memo.correlations(thumbs[1:2], thumbs[:1], np.array([-1]), np.array([False]), ev._best_correlation)
+    assert len(store) == 4 and memo.reused == 0
+
+
+def test_a_damaged_entry_is_recomputed():
+    thumbs = thumbnails(4)
+    memo, store = dict_memo()
+    memo.correlations(thumbs[:2], thumbs[2:], np.array([-1, -1]), np.array([False, False]), ev._best_correlation)
+    key = next(iter(store))
+    store[key] = b"\x00"
+    got = memo.correlations(thumbs[:2], thumbs[2:], np.array([-1, -1]), np.array([False, False]), ev._best_correlation)
+    assert memo.computed == 3
+    np.testing.assert_array_equal(got[0], ev._best_correlation(thumbs[:2], thumbs[2:], np.array([-1, -1]), False)[0])
+
+
+def test_dihedral_codes_equal_the_direct_computation():
+    thumbs = thumbnails(9)
+    memo, _store = dict_memo()
+    memo.dihedral_codes(thumbs[:4], ev.dihedral_codes)
+    phash, dhash = memo.dihedral_codes(thumbs, ev.dihedral_codes)  # 4 reused, 5 computed
+    assert memo.reused == 4 and memo.computed == 9
+    direct = ev.dihedral_codes(thumbs)
+    np.testing.assert_array_equal(phash, direct[0])
+    np.testing.assert_array_equal(dhash, direct[1])
+
+
+def test_a_decision_with_the_cache_memo_is_the_same_and_the_second_computes_nothing(tmp_path):
+    rng = np.random.default_rng(3)
+    thumbs = thumbnails(40, seed=1)
+    thumbs[39] = np.clip(thumbs[3].astype(int) + 3, 0, 255)  # a brightened copy of node 3
+    copies = np.stack([np.clip(thumbs[i].astype(int) + rng.integers(-4, 5, (32, 32)), 0, 255) for i in range(0, 20, 2)])
+    arguments = dict(unit=None, thumbs=thumbs, reference=None, held_out=None, copy_unit=None,
+                     copy_thumbs=copies.astype(np.uint8), copy_source=np.arange(0, 20, 2), copy_kind=["jitter"] * 10,
+                     max_phash=6, max_dhash=10)
+    plain = decide(**arguments)
+    cache = Cache(tmp_path)
+    first_memo = cache.pixel_memo()
+    first = decide(**arguments, memo=first_memo)
+    cache.close()
+    again = Cache(tmp_path)  # a later audit, another process
+    second_memo = again.pixel_memo()
+    second = decide(**arguments, memo=second_memo)
+    assert first_memo.computed > 0 and second_memo.computed == 0 and second_memo.reused == first_memo.computed
+    for decision in (first, second):
+        np.testing.assert_array_equal(decision.pairs.correlation, plain.pairs.correlation)
+        np.testing.assert_array_equal(decision.accepted, plain.accepted)
+        assert decision.rule == plain.rule and decision.groups == plain.groups
+    assert [3, 39] in plain.groups
