@@ -127,7 +127,12 @@ class AuditContext:
         for sha, positions in self.positions_by_sha.items():
             splits[sha] = {self.records[p].split for p in positions}
         two_splits = len(self.index.splits) > 1 and self.index.reference_split is not None
-        unit = self.unit_embeddings(shas) if self.has_embeddings and shas else None
+        unit = None
+        if self.has_embeddings and shas:
+            # The shared float16 matrix when every node has an embedding (its rows are then the nodes, in order):
+            # no float32 copy (5 GB at 10⁶ × 1280), and the candidate search reuses the k-NN graph of the other
+            # checks' searches (one index per matrix object).
+            unit = self.unit_matrix if len(self.embedded_shas) == len(shas) else self.unit_embeddings(shas)
         return dict(
             unit=unit,
             thumbs=np.stack([decode_grey32(self.encoded.scans[s].grey32) for s in shas]) if shas

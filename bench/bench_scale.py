@@ -189,16 +189,37 @@ def synthetic_context(n: int, work: Path, seed: int = 0, near_copy_share: float 
                                            "jpeg_quality": int(quality[i]), "camera_model": None})
     index = DatasetIndex(root=work, layout="splits", records=records)
     encoded = Encoded(record_sha=list(shas), read_problems={}, scans=scans, embeddings=StoredEmbeddings(store))
-    backbone = type("ResampledBackbone", (), {"dim": base.shape[1], "cache_key": model, "name": "resampled"})()
+    backbone = type("ResampledBackbone", (), {"dim": base.shape[1], "cache_key": model, "name": "resampled",
+                                              "input_size": 224})()
     config = AuditConfig(calibration_images=0, seed=seed)
     return AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache)
+
+
+def add_thumbnails(ctx, seed: int = 0, block: int = 65_536) -> None:
+    """Synthetic 32×32 grey thumbnails for the duplicate decision, drawn from each image's own vector: a fixed
+    random projection to 8×8, upsampled, plus pixel noise, so images with close vectors get alike thumbnails
+    (correlation follows cosine), as copies' thumbnails do. Stored in the scans as the encode phase stores them."""
+    from auditor.encoding.embedding_store import to_float32
+    from auditor.similarity.pixels import encode_grey32
+
+    unit = ctx.unit_matrix
+    rng = np.random.default_rng(seed + 7)
+    projection = rng.standard_normal((unit.shape[1], 64)).astype(np.float32) / np.sqrt(unit.shape[1])
+    shas = ctx.embedded_shas
+    for start in range(0, len(shas), block):
+        low = to_float32(np.asarray(unit[start:start + block])) @ projection  # (b, 64), about N(0, 1/√d)
+        low = (low - low.mean(axis=1, keepdims=True)) / np.maximum(low.std(axis=1, keepdims=True), 1e-6)
+        grey = np.repeat(np.repeat(low.reshape(-1, 8, 8), 4, axis=1), 4, axis=2) * 40 + 128
+        grey += rng.normal(0, 6, grey.shape)
+        grey = np.clip(grey, 0, 255).astype(np.uint8)
+        for sha, thumb in zip(shas[start:start + block], grey):
+            ctx.encoded.scans[sha].grey32 = encode_grey32(thumb)
 
 
 BOUNDED_CHECKS = ("integrity", "class_balance", "image_quality", "split_shift", "shortcuts", "outliers")
 
 
 def run_vectors(args) -> None:
-    from auditor.checks import CHECKS
     from auditor.similarity import neighbours
 
     work = Path(args.work)
@@ -213,17 +234,30 @@ def run_vectors(args) -> None:
     codes = None
     from auditor.similarity.neighbours import hamming_pairs, hex_to_codes
 
+    if args.no_hamming:
+        return _run_checks(args, ctx, meter, n, quality)
     codes = meter.run("pHash codes (hex → uint8)", lambda: hex_to_codes([ctx.encoded.scans[s].phash for s in ctx.unique_shas]))
     hamming_quality: list = []
     pairs = meter.run("Hamming range search (pHash ≤ 6)", hamming_pairs, codes, 6, None, hamming_quality)
     if pairs is not None:
         print(json.dumps({"hamming_pairs": len(pairs), **hamming_quality[0].to_dict()}), flush=True)
+    _run_checks(args, ctx, meter, n, quality)
+
+
+def _run_checks(args, ctx, meter, n, quality) -> None:
+    from auditor.checks import CHECKS
+
+    work = Path(args.work)
     checks = [c for c in (args.checks.split(",") if args.checks else BOUNDED_CHECKS)]
+    if {"near_duplicates", "exact_duplicates", "leakage"} & set(checks):
+        meter.run("synthetic thumbnails (grey32 in the scans, from each vector)", add_thumbnails, ctx)
     results = {}
     for check_id in checks:
         evidence = meter.run(f"check {check_id}", CHECKS[check_id].compute, ctx)
         if evidence is not None:
             results[check_id] = {"summary": evidence.summary[:300], "findings": len(evidence.findings)}
+            if evidence.metrics.get("search"):
+                results[check_id]["search"] = evidence.metrics["search"]
     print(json.dumps(results, indent=1))
     check_rows = [r for r in meter.rows if r["stage"].startswith("check ")]
     total = sum(r["wall_s"] for r in check_rows)
@@ -304,6 +338,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="(images) how many")
     parser.add_argument("--dataset", default=None, help="(images) an existing folder to audit instead")
     parser.add_argument("--cache", default=None, help="(images) a cache folder (default: a fresh one)")
+    parser.add_argument("--no-hamming", action="store_true", help="(vectors) skip the stand-alone Hamming search stage")
     parser.add_argument("--checks", default=None, help="comma list of check ids (default: vectors: the bounded ones)")
     args = parser.parse_args()
     (run_images if args.what == "images" else run_vectors)(args)

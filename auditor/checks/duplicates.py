@@ -68,8 +68,23 @@ def near_groups(ctx: AuditContext) -> list[list[int]]:
     return groups
 
 
+def candidate_search(ctx: AuditContext) -> dict | None:
+    """How the embedding candidates were searched: exact, or the approximate index with its recall against exact
+    search measured on a sample (the same measurement as outliers'); None without an embedding tier."""
+    from auditor.similarity.evidence import BACKGROUND_RANK
+    from auditor.similarity.neighbours import search_quality
+
+    unit = ctx.duplicate_decision.data.unit
+    if unit is None or len(unit) < 2:
+        return None
+    quality = search_quality(unit, min(BACKGROUND_RANK, len(unit) - 1)).to_dict()
+    ctx.search_quality["embeddings"] = quality
+    return quality
+
+
 def compute_near(ctx: AuditContext) -> Evidence:
     choice = ctx.duplicate_decision.choice
+    search = candidate_search(ctx)
     groups = near_groups(ctx)
     findings = []
     near_pairs = 0
@@ -92,6 +107,9 @@ def compute_near(ctx: AuditContext) -> Evidence:
         if groups
         else f"no near-duplicates at {threshold_text}{quality_text}"
     ) + ("; " + "; ".join(unreliable) if unreliable else "")
+    if search is not None and not search["exact"]:
+        summary += (f"; candidates by approximate search (recall@{search['k']} {search['recall']:.3f} against exact "
+                    f"search on {search['queries_measured']} sampled images)")
     rule = choice.rule
     return Evidence(
         summary=summary,
@@ -114,6 +132,7 @@ def compute_near(ctx: AuditContext) -> Evidence:
             },
             "tiers": choice.tiers,
             "detection_quality": quality,
+            "search": search,
         },
         findings=findings,
     )

@@ -16,6 +16,7 @@ import numpy as np
 from auditor.similarity import evidence as ev
 from auditor.similarity.decision import Calibrator, Choice, CopySample, Estimate, Rule, choose_rule, hash_reliability
 from auditor.similarity.groups import clique_groups
+from auditor.similarity.neighbours import paired_cosines
 
 VARIANT_NAMES = ["as is", "rotated 90°", "rotated 180°", "rotated 270°",
                  "mirrored", "mirrored, rotated 90°", "mirrored, rotated 180°", "mirrored, rotated 270°"]
@@ -66,10 +67,10 @@ def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray) -> ev.Pairs:
     cosine = np.zeros(len(a), dtype=np.float32)
     scaled = np.zeros(len(a), dtype=np.float32)
     if data.unit is not None:
-        cosine = np.einsum("ij,ij->i", data.unit[a], data.unit[b]).astype(np.float32)
+        cosine = paired_cosines(data.unit, a, data.unit, b)
         scaled = ev.scaled_cosine(cosine, data.background[a], data.background[b]).astype(np.float32)
     rank = np.zeros(len(a), dtype=np.int64)
-    correlation, variant = ev._best_correlation(data.thumbs[a], data.thumbs[b], np.full(len(a), -1), every_variant=True)
+    correlation, variant = ev.pair_correlation(data.thumbs, a, data.thumbs, b, np.full(len(a), -1), every_variant=True)
     none = np.full(len(a), 99, dtype=np.int64)
     return ev.Pairs(query=a, target=b, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
                     variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none, dhash_distance=none)

@@ -82,10 +82,26 @@ class Pairs:
         return Pairs(**{name: getattr(self, name)[mask] for name in self.__dataclass_fields__})
 
 
+CODE_CHUNK = 32_768  # thumbnails per call of a per-thumbnail function (pHash's DCT holds 8 KB of float64 each)
+
+
+def _chunked(function, thumbs: np.ndarray, width: int, dtype) -> np.ndarray:
+    """function(thumbs) computed CODE_CHUNK thumbnails at a time: at 10⁶ thumbnails the float temporaries of
+    one call would take gigabytes; the rows are independent, so the result is the same."""
+    out = np.empty((len(thumbs), width), dtype=dtype)
+    for start in range(0, len(thumbs), CODE_CHUNK):
+        out[start:start + CODE_CHUNK] = function(np.ascontiguousarray(thumbs[start:start + CODE_CHUNK]))
+    return out
+
+
 def dihedral_codes(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """pHash and dHash codes of every thumbnail under the 8 variants: two (8, n, 8) uint8 arrays."""
-    phash = np.stack([px.phash_codes(np.ascontiguousarray(px.dihedral(thumbs, v))) for v in range(8)])
-    dhash = np.stack([px.dhash_codes(np.ascontiguousarray(px.dihedral(thumbs, v))) for v in range(8)])
+    turned = [np.ascontiguousarray(px.dihedral(thumbs, v)) for v in range(8)] if len(thumbs) <= CODE_CHUNK else None
+    phash = np.empty((8, len(thumbs), 8), dtype=np.uint8)
+    dhash = np.empty((8, len(thumbs), 8), dtype=np.uint8)
+    for v in range(8):
+        variant = turned[v] if turned is not None else np.ascontiguousarray(px.dihedral(thumbs, v))
+        phash[v], dhash[v] = _chunked(px.phash_codes, variant, 8, np.uint8), _chunked(px.dhash_codes, variant, 8, np.uint8)
     return phash, dhash
 
 
@@ -95,16 +111,15 @@ def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool
     from auditor.similarity.neighbours import knn
 
     thumbs = np.ascontiguousarray(thumbs, dtype=np.uint8)
-    phash, dhash = px.phash_codes(thumbs), px.dhash_codes(thumbs)
+    phash, dhash = _chunked(px.phash_codes, thumbs, 8, np.uint8), _chunked(px.dhash_codes, thumbs, 8, np.uint8)
     background = np.zeros(len(thumbs), dtype=np.float32)
     neighbours = None
     if unit is not None and len(unit) >= 2:
         # One self-search serves the background and, later, the dataset's own candidates.
         neighbours = knn(unit, min(len(unit), max(CANDIDATES, BACKGROUND_RANK) + 1))
-        background = np.array([_background_of(s, l, row) for row, (s, l) in enumerate(zip(*neighbours))],
-                              dtype=np.float32)
+        background = _backgrounds(*neighbours, np.arange(len(unit)))
     return Dataset(unit=unit, thumbs=thumbs, phash=phash, dhash=dhash, background=background,
-                   descriptors=px.block_descriptors(thumbs) if len(thumbs) else np.zeros((0, 64), np.float32),
+                   descriptors=_chunked(px.block_descriptors, thumbs, 64, np.float32),
                    neighbours=neighbours, pixel_candidates=small_images or unit is None)
 
 
@@ -130,11 +145,17 @@ def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int) -> tuple[np.nda
     return data.pixel_index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
 
-def _background_of(sims: np.ndarray, labels: np.ndarray, exclude: int | None) -> float:
-    others = sims[(labels >= 0) & (labels != (-2 if exclude is None else exclude))]
-    if not len(others):
-        return 0.0
-    return float(others[min(BACKGROUND_RANK, len(others)) - 1])
+def _backgrounds(sims: np.ndarray, labels: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    """Per row: the cosine of the BACKGROUND_RANK-th neighbour (or the last one, if fewer) that is not missing
+    (-1) nor the row's own node `exclude[row]`; 0 where there is none. Rows at once: 10⁶ at scale."""
+    if not len(labels):
+        return np.zeros(0, dtype=np.float32)
+    others = (labels >= 0) & (labels != np.asarray(exclude)[:, None])
+    count = others.sum(axis=1)
+    wanted = np.minimum(BACKGROUND_RANK, count)  # 1-based position among the others
+    position = np.argmax(others & (np.cumsum(others, axis=1) == wanted[:, None]), axis=1)
+    picked = np.take_along_axis(sims, position[:, None], axis=1)[:, 0]
+    return np.where(count > 0, picked, 0.0).astype(np.float32)
 
 
 def scaled_cosine(cosine: np.ndarray, background_a: np.ndarray, background_b: np.ndarray) -> np.ndarray:
@@ -148,7 +169,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
 
     `self_nodes[q]`: the dataset node that query q *is* (never its own candidate), or -1; None when the
     queries are not dataset images (calibration copies)."""
-    from auditor.similarity.neighbours import knn
+    from auditor.similarity.neighbours import knn, paired_cosines
 
     nq = len(query_thumbs)
     query_thumbs = np.ascontiguousarray(query_thumbs, dtype=np.uint8)
@@ -178,10 +199,9 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         reuse = (symmetric and data.neighbours is not None and data.neighbours[0].shape[1] >= k
                  and nq == len(data.unit) and np.array_equal(self_nodes, np.arange(nq)))
         sims, labels = data.neighbours if reuse else knn(data.unit, k, queries=query_unit)
+        q_background = _backgrounds(sims, labels, self_nodes)
         for q in range(nq):
-            keep = (labels[q] >= 0) & (labels[q] != self_nodes[q])
-            row_labels = labels[q][keep]
-            q_background[q] = _background_of(sims[q][keep], row_labels, None)
+            row_labels = labels[q][(labels[q] >= 0) & (labels[q] != self_nodes[q])]
             for rank, j in enumerate(row_labels[:candidates]):
                 add(q, int(j), rank, -1)
     if data.pixel_candidates and len(data.thumbs) and nq:
@@ -220,11 +240,12 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     cosine = np.zeros(len(keys), dtype=np.float32)
     scaled = np.zeros(len(keys), dtype=np.float32)
     if data.unit is not None and query_unit is not None:
-        cosine = np.einsum("ij,ij->i", query_unit[query], data.unit[target]).astype(np.float32)
+        cosine = paired_cosines(query_unit, query, data.unit, target)
         scaled = scaled_cosine(cosine, q_background[query], data.background[target]).astype(np.float32)
     # Without pixel candidates a rotated copy is found as the nearest embedding neighbour: try all 8 there.
     every_variant = np.zeros(len(keys), dtype=bool) if data.pixel_candidates else rank == 0
-    correlation, variant = _pair_correlation(data, query_thumbs[query], data.thumbs[target], extra_variant, every_variant)
+    correlation, variant = pair_correlation(query_thumbs, query, data.thumbs, target, extra_variant, every_variant,
+                                            compare=lambda a, b, e, v: _pair_correlation(data, a, b, e, v))
     return Pairs(query=query, target=target, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
                  variant=variant, hash_match=info[:, 4] > 0, phash_distance=info[:, 2], dhash_distance=info[:, 3])
 
@@ -250,6 +271,27 @@ def _inverse(variant: int) -> int:
     return px.DIHEDRAL.index(((-turns) % 4 if not mirrored else turns, mirrored))
 
 
+PAIR_CHUNK = 16_384  # pairs whose thumbnails are compared at once (the shift-and-zoom search holds float copies)
+
+
+def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndarray, rows_b: np.ndarray,
+                     extra_variant: np.ndarray, every_variant: np.ndarray | bool = False, compare=None):
+    """`_best_correlation` (or `compare`, the same contract, e.g. through the pixel memo) of the pairs
+    (thumbs_a[rows_a[i]], thumbs_b[rows_b[i]]), PAIR_CHUNK pairs at a time: the same numbers, in bounded memory
+    (at once, 10⁵ images' candidate pairs took 17 GB)."""
+    compare = compare or _best_correlation
+    rows_a, rows_b = np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
+    extra_variant = np.broadcast_to(np.asarray(extra_variant, dtype=np.int64), (len(rows_a),))
+    every = np.broadcast_to(np.asarray(every_variant, dtype=bool), (len(rows_a),))
+    correlation = np.empty(len(rows_a), dtype=np.float32)
+    variant = np.empty(len(rows_a), dtype=np.int64)
+    for start in range(0, len(rows_a), PAIR_CHUNK):
+        part = slice(start, start + PAIR_CHUNK)
+        correlation[part], variant[part] = compare(thumbs_a[rows_a[part]], thumbs_b[rows_b[part]],
+                                                   np.ascontiguousarray(extra_variant[part]), np.ascontiguousarray(every[part]))
+    return correlation, variant
+
+
 def _best_correlation(a: np.ndarray, b: np.ndarray, extra_variant: np.ndarray, every_variant: np.ndarray | bool = False):
     """Aligned correlation of a's variant with b: as is and mirrored for every pair, and the variant a pixel or
     hash candidate was found under (`extra_variant`, -1: none); all 8 where `every_variant` (bool or per pair)."""
@@ -269,16 +311,12 @@ def _best_correlation(a: np.ndarray, b: np.ndarray, extra_variant: np.ndarray, e
 
 
 def _hamming_matches(codes: np.ndarray, queries: np.ndarray, max_distance: int) -> np.ndarray:
-    """(query, code index, distance) rows within max_distance bits."""
-    import faiss
+    """(query, code index, distance) rows within max_distance bits: neighbours.hamming_pairs, exact flat search
+    for small sets, multi-index hashing (complete within the radius) for large ones (a flat search of 10⁶
+    queries against 10⁶ codes is 10¹² comparisons per variant)."""
+    from auditor.similarity.neighbours import hamming_pairs
 
-    if not len(codes) or not len(queries):
-        return np.zeros((0, 3), dtype=np.int64)
-    index = faiss.IndexBinaryFlat(codes.shape[1] * 8)
-    index.add(np.ascontiguousarray(codes))
-    lims, distances, labels = index.range_search(np.ascontiguousarray(queries), max_distance + 1)
-    rows = np.repeat(np.arange(len(queries)), np.diff(lims).astype(np.int64))
-    return np.stack([rows, labels.astype(np.int64), distances.astype(np.int64)], axis=1)
+    return hamming_pairs(codes, max_distance, queries=queries)
 
 
 def _empty_pairs() -> Pairs:

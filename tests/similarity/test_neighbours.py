@@ -236,11 +236,39 @@ def test_approximate_knn_returns_exact_cosines_and_most_true_neighbours(approxim
     full_recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(truth, found)])
     assert abs(quality.recall - full_recall) < 0.06
     assert quality.recall_interval[0] <= quality.recall <= quality.recall_interval[1]
-    assert quality.to_dict()["parameters"]["nprobe"] >= 1
+    assert quality.to_dict()["parameters"]["index"] == "HNSW" and quality.to_dict()["parameters"]["ef_search"] >= 1
+
+
+def test_fused_re_ranking_of_the_whole_graph_matches_numpy_re_ranking(approximate, monkeypatch):
+    x = clustered_unit(np.random.default_rng(4), 3000)
+    index = neighbour_search.ApproximateIndex(x)
+    monkeypatch.setattr(neighbour_search, "FUSED_RERANK_QUERIES", 10**9)
+    gathered = index.search(x, 8)
+    monkeypatch.setattr(neighbour_search, "FUSED_RERANK_QUERIES", 0)
+    fused = index.search(x, 8)
+    np.testing.assert_allclose(fused[0], gathered[0], atol=1e-5)
+    assert (fused[1] == gathered[1]).mean() > 0.99  # equal cosines may swap places
+    exact = np.einsum("ij,ikj->ik", x.astype(np.float32), x[fused[1]].astype(np.float32))
+    np.testing.assert_allclose(fused[0], exact, atol=1e-5)
+
+
+def test_recall_measured_from_the_shared_graph_leaves_the_query_out(approximate, monkeypatch):
+    """Measured after the k-NN graph exists (as in an audit: the graph first, then the checks ask for the
+    recall), the recall is that of the graph's neighbours other than the query itself: the same number as a
+    brute-force comparison over every row (it once counted the query as a neighbour, so it never passed 0.9)."""
+    monkeypatch.setattr(neighbour_search, "REDUCED_DIMS", 48)  # no dimension dropped: recall near 1, where
+    x = clustered_unit(np.random.default_rng(0), 3000)  # counting the query as a neighbour would cap it at 0.9
+    knn(x, neighbour_search.SELF_K)
+    quality = neighbour_search.search_quality(x, 10)
+    _s, found = neighbour_search.drop_self(*knn(x, 11), 10)
+    _t, truth = neighbour_search.drop_self(*brute_knn(x, x, 11), 10)
+    full_recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)])
+    assert full_recall > 0.92
+    assert abs(quality.recall - full_recall) < 0.05
 
 
 def test_recall_measurement_sees_a_poor_index(approximate, monkeypatch):
-    monkeypatch.setattr(neighbour_search, "NPROBE", 1)
+    monkeypatch.setattr(neighbour_search, "HNSW_EF_SEARCH", 1)
     monkeypatch.setattr(neighbour_search, "REFINE_FACTOR", 1)
     monkeypatch.setattr(neighbour_search, "REDUCED_DIMS", 2)
     x = clustered_unit(np.random.default_rng(1), 3000, centres=3)
@@ -262,9 +290,18 @@ def test_the_index_is_built_once_per_matrix_and_restricted_search_stays_among(ap
     assert recall > 0.75  # measured 0.84 on this data (restricted searches probe more lists, are not measured)
 
 
+def test_multi_hash_plans_probe_enough_keys_to_be_complete():
+    for n in (1_000, 300_000, 10**6, 10**8):
+        for radius in range(0, 13):
+            tables, table_bits, flips = neighbour_search._multi_hash_plan(n, 64, radius)
+            assert tables * table_bits <= 64 and 6 <= table_bits <= 24
+            assert tables * (flips + 1) > radius  # some table holds at most `flips` of the differing bits
+    assert neighbour_search._multi_hash_plan(10**6, 64, 6) == (3, 21, 2)  # not 7 tables of 9 bits: 14× fewer checks
+
+
 def test_multi_index_hamming_search_is_complete_and_measured(approximate):
     codes = clustered_codes(np.random.default_rng(5), n_bases=60, per_base=6)
-    for radius in (2, 5):
+    for radius in (2, 5, 6, 10):
         quality: list = []
         pairs = hamming_pairs(codes, radius, quality=quality)
         assert as_set(pairs) == brute_hamming(codes, radius)

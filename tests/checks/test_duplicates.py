@@ -1,0 +1,74 @@
+"""near_duplicates at scale: the candidate search reads the context's shared float16 matrix and reports its recall."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from auditor.checks.duplicates import NEAR_CHECK
+from tests.checks import synthetic_audit
+
+
+def synthetic_context(items):
+    """synthetic_audit's context, with a backbone that says its input size (calibration asks; it makes no copies)."""
+    ctx = synthetic_audit.synthetic_context(items)
+    ctx.backbone = type("Backbone", (), {"input_size": 224, "dim": 48, "cache_key": "test", "name": "test"})()
+    return ctx
+
+
+def _items(n: int, seed: int = 0) -> list[dict]:
+    """n images in 20 clusters of embeddings, two classes, train/val; every 50th a near copy of the one before."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((20, 48))
+    items = []
+    for i in range(n):
+        vector = centres[i % 20] + 0.6 * rng.standard_normal(48)
+        if i % 50 == 1:
+            vector = items[-1]["vector"] + 0.01 * rng.standard_normal(48)
+        items.append({"path": f"{'val' if i % 5 == 0 else 'train'}/{'ab'[i % 2]}/{i:05d}.jpg", "label": "ab"[i % 2],
+                      "split": "val" if i % 5 == 0 else "train", "vector": vector})
+    return items
+
+
+def test_below_the_exact_limit_the_candidate_search_is_reported_exact():
+    result = NEAR_CHECK.run(synthetic_context(_items(120)))
+    assert result.metrics["search"] == {"kind": "cosine_knn", "method": "exact (FAISS IndexFlatIP)", "n": 120,
+                                        "exact": True, "k": 10}
+    assert "approximate search" not in result.summary
+
+
+@pytest.fixture
+def approximate_search(monkeypatch):
+    from auditor.similarity import neighbours
+
+    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 300)
+    monkeypatch.setattr(neighbours, "RECALL_QUERIES", 120)
+
+
+def test_above_the_exact_limit_the_candidate_search_recall_is_measured_and_reported(approximate_search):
+    ctx = synthetic_context(_items(900))
+    result = NEAR_CHECK.run(ctx)
+    search = result.metrics["search"]
+    assert search["exact"] is False and search["queries_measured"] == 120 and search["k"] == 10
+    assert 0.5 < search["recall"] <= 1.0 and search["recall_interval"][0] <= search["recall"] <= search["recall_interval"][1]
+    assert f"recall@10 {search['recall']:.3f} against exact search on 120 sampled images" in result.summary
+    assert ctx.search_quality["embeddings"] == search
+
+
+def test_the_decision_reads_the_shared_float16_matrix_and_its_k_nn_graph(approximate_search):
+    from auditor.similarity import neighbours
+
+    ctx = synthetic_context(_items(900))
+    decision = ctx.duplicate_decision
+    assert decision.data.unit is ctx.unit_matrix and decision.data.unit.dtype == np.float16
+    graph = neighbours._index_for(ctx.unit_matrix).self_graph
+    assert graph is not None  # the candidates came from the graph every other check shares
+    # Cosines on the pairs are exact (float32 over the stored rows), not rounded to float16.
+    pairs = decision.pairs
+    rows = neighbours._f32(ctx.unit_matrix)
+    expected = np.einsum("ij,ij->i", rows[pairs.query], rows[pairs.target])
+    assert pairs.cosine.dtype == np.float32 and np.allclose(pairs.cosine, expected, atol=1e-6)
+    # The planted near copies are candidates.
+    planted = {(i - 1, i) for i in range(1, 900, 50)}
+    found = set(zip(pairs.query.tolist(), pairs.target.tolist())) | set(zip(pairs.target.tolist(), pairs.query.tolist()))
+    assert planted <= found
