@@ -70,7 +70,8 @@ def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray) -> ev.Pairs:
         cosine = paired_cosines(data.unit, a, data.unit, b)
         scaled = ev.scaled_cosine(cosine, data.background[a], data.background[b]).astype(np.float32)
     rank = np.zeros(len(a), dtype=np.int64)
-    correlation, variant = ev.pair_correlation(data.thumbs, a, data.thumbs, b, np.full(len(a), -1), every_variant=True)
+    correlation, variant = ev.pair_correlation(data.thumbs, a, data.thumbs, b, np.full(len(a), -1), every_variant=True,
+                                               compare=lambda x, y, e, v: ev._pair_correlation(data, x, y, e, v))
     none = np.full(len(a), 99, dtype=np.int64)
     return ev.Pairs(query=a, target=b, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
                     variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none, dhash_distance=none)

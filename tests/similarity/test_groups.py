@@ -35,3 +35,20 @@ def test_judge_is_asked_only_about_missing_pairs_inside_components():
 
 def test_no_edges_no_groups():
     assert clique_groups(3, np.zeros((0, 2), dtype=np.int64)) == []
+
+
+def test_all_components_are_judged_in_one_call_on_their_own_pairs_only():
+    # 50 chains a–b–c: each component's missing pair (a, c) is judged, in one call, and nothing across components.
+    edges = np.array([(3 * k, 3 * k + 1) for k in range(50)] + [(3 * k + 1, 3 * k + 2) for k in range(50)])
+    calls = []
+
+    def judge(a, b):
+        calls.append((a.copy(), b.copy()))
+        return (a // 3) % 2 == 0  # even chains are cliques after all, odd ones split
+
+    groups = clique_groups(150, edges, judge)
+    assert len(calls) == 1
+    a, b = calls[0]
+    assert sorted(zip(a.tolist(), b.tolist())) == [(3 * k, 3 * k + 2) for k in range(50)]
+    assert [0, 1, 2] in groups and [3, 4] in groups and [4, 5] not in groups
+    assert sum(len(g) == 3 for g in groups) == 25 and sum(len(g) == 2 for g in groups) == 25
