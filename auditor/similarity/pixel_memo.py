@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-PIXEL_EVIDENCE_VERSION = b"pixel-evidence-v1"
+PIXEL_EVIDENCE_VERSION = b"pixel-evidence-v2"
 CODE_BYTES = 16 * 8  # 8 variants × (8-byte pHash + 8-byte dHash)
 
 
