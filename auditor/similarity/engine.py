@@ -71,7 +71,7 @@ def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray) -> ev.Pairs:
         scaled = ev.scaled_cosine(cosine, data.background[a], data.background[b]).astype(np.float32)
     rank = np.zeros(len(a), dtype=np.int64)
     correlation, variant = ev.pair_correlation(data.thumbs, a, data.thumbs, b, np.full(len(a), -1), every_variant=True,
-                                               compare=lambda x, y, e, v: ev._pair_correlation(data, x, y, e, v))
+                                               memo=data.memo)
     none = np.full(len(a), 99, dtype=np.int64)
     return ev.Pairs(query=a, target=b, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
                     variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none, dhash_distance=none)
@@ -86,8 +86,7 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     small_images: the images are small (input_size.are_small): candidates by pixel likeness too.
     memo: a similarity.pixel_memo.PixelMemo (pixel evidence remembered across audits), or None."""
     n = len(thumbs)
-    data = ev.make_dataset(unit, thumbs, small_images=small_images)
-    data.memo = memo
+    data = ev.make_dataset(unit, thumbs, small_images=small_images, memo=memo)
     pairs = ev.unordered(ev.search(data, unit, data.thumbs, max_phash, max_dhash, self_nodes=np.arange(n)))
     copy_pairs = ev.search(data, copy_unit, copy_thumbs, max_phash, max_dhash)
     copies = CopySample(source=np.asarray(copy_source, dtype=np.int64), kind=list(copy_kind), pairs=copy_pairs)

@@ -96,16 +96,15 @@ def _chunked(function, thumbs: np.ndarray, width: int, dtype) -> np.ndarray:
 
 def dihedral_codes(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """pHash and dHash codes of every thumbnail under the 8 variants: two (8, n, 8) uint8 arrays."""
-    turned = [np.ascontiguousarray(px.dihedral(thumbs, v)) for v in range(8)] if len(thumbs) <= CODE_CHUNK else None
     phash = np.empty((8, len(thumbs), 8), dtype=np.uint8)
     dhash = np.empty((8, len(thumbs), 8), dtype=np.uint8)
     for v in range(8):
-        variant = turned[v] if turned is not None else np.ascontiguousarray(px.dihedral(thumbs, v))
+        variant = np.ascontiguousarray(px.dihedral(thumbs, v))
         phash[v], dhash[v] = _chunked(px.phash_codes, variant, 8, np.uint8), _chunked(px.dhash_codes, variant, 8, np.uint8)
     return phash, dhash
 
 
-def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool = False) -> Dataset:
+def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool = False, memo=None) -> Dataset:
     """`small_images`: the dataset's images are small (similarity/input_size.py `are_small`): candidates are
     searched by pixel likeness as well as by embedding. Without embeddings pixel likeness is the only search."""
     from auditor.similarity.neighbours import knn
@@ -120,7 +119,7 @@ def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool
         background = _backgrounds(*neighbours, np.arange(len(unit)))
     return Dataset(unit=unit, thumbs=thumbs, phash=phash, dhash=dhash, background=background,
                    descriptors=_chunked(px.block_descriptors, thumbs, 64, np.float32),
-                   neighbours=neighbours, pixel_candidates=small_images or unit is None)
+                   neighbours=neighbours, pixel_candidates=small_images or unit is None, memo=memo)
 
 
 def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -245,7 +244,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     # Without pixel candidates a rotated copy is found as the nearest embedding neighbour: try all 8 there.
     every_variant = np.zeros(len(keys), dtype=bool) if data.pixel_candidates else rank == 0
     correlation, variant = pair_correlation(query_thumbs, query, data.thumbs, target, extra_variant, every_variant,
-                                            compare=lambda a, b, e, v: _pair_correlation(data, a, b, e, v))
+                                            memo=data.memo)
     return Pairs(query=query, target=target, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
                  variant=variant, hash_match=info[:, 4] > 0, phash_distance=info[:, 2], dhash_distance=info[:, 3])
 
@@ -258,13 +257,6 @@ def _query_codes(data: Dataset, query_thumbs: np.ndarray) -> tuple[np.ndarray, n
     return data.memo.dihedral_codes(query_thumbs, dihedral_codes)
 
 
-def _pair_correlation(data: Dataset, a: np.ndarray, b: np.ndarray, extra_variant: np.ndarray,
-                      every_variant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if data.memo is None or not len(a):
-        return _best_correlation(a, b, extra_variant, every_variant)
-    return data.memo.correlations(a, b, extra_variant, every_variant, _best_correlation)
-
-
 def _inverse(variant: int) -> int:
     """The dihedral variant that undoes `variant` (rotations by 90° and 270° swap; mirrorings undo themselves)."""
     turns, mirrored = px.DIHEDRAL[variant]
@@ -275,11 +267,15 @@ PAIR_CHUNK = 16_384  # pairs whose thumbnails are compared at once (the shift-an
 
 
 def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndarray, rows_b: np.ndarray,
-                     extra_variant: np.ndarray, every_variant: np.ndarray | bool = False, compare=None):
-    """`_best_correlation` (or `compare`, the same contract, e.g. through the pixel memo) of the pairs
-    (thumbs_a[rows_a[i]], thumbs_b[rows_b[i]]), PAIR_CHUNK pairs at a time: the same numbers, in bounded memory
-    (at once, 10⁵ images' candidate pairs took 17 GB)."""
-    compare = compare or _best_correlation
+                     extra_variant: np.ndarray, every_variant: np.ndarray | bool = False, memo=None):
+    """`_best_correlation` of the pairs (thumbs_a[rows_a[i]], thumbs_b[rows_b[i]]), PAIR_CHUNK pairs at a time
+    (the same numbers in bounded memory: at once, 10⁵ images' candidate pairs took 17 GB), looked up in and
+    added to `memo` (a pixel_memo.PixelMemo) when given."""
+    def compare(a, b, extra, every):
+        if memo is None:
+            return _best_correlation(a, b, extra, every)
+        return memo.correlations(a, b, extra, every, _best_correlation)
+
     rows_a, rows_b = np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
     extra_variant = np.broadcast_to(np.asarray(extra_variant, dtype=np.int64), (len(rows_a),))
     every = np.broadcast_to(np.asarray(every_variant, dtype=bool), (len(rows_a),))

@@ -225,11 +225,11 @@ class ApproximateIndex:
         if among is not None:
             params.sel = selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))  # noqa: F841
             params.efSearch = int(min(len(self.x), params.efSearch * max(1, math.ceil(len(self.x) / max(1, allowed)))))
-        sims = np.empty((len(q), k), dtype=np.float32)
-        labels = np.empty((len(q), k), dtype=np.int64)
         if (among is None and len(q) >= FUSED_RERANK_QUERIES and q.dtype == np.float16
                 and self.x.dtype == np.float16 and self.x.nbytes <= FUSED_RERANK_MAX_BYTES):
             return self._search_fused(q, k, fetch)
+        sims = np.empty((len(q), k), dtype=np.float32)
+        labels = np.empty((len(q), k), dtype=np.int64)
         for start, stop in _blocks(len(q)):
             _approx, candidates = self.index.search(self._reduce(q[start:stop]), fetch, params=params)
             exact = exact_cosines(self.x, q[start:stop], candidates)
