@@ -6,6 +6,8 @@
 2. fastdup (`fastdup.create(...).run()`, its defaults, 2 threads), if `--fastdup-python` names a Python that
    has it (fastdup's wheel pins its own dependencies, so it lives in a virtual environment of its own;
    SENTRY_OPT_OUT=1 keeps it offline).
+Between 1 and 2, the backbone alone on already-decoded arrays (at the input size the audit chose) for 30 s:
+the whole audit's throughput is also given as a ratio to that raw inference.
 3. imagededup's PHash `find_duplicates` (its defaults), if `--imagededup-python` names a Python that has it.
 
 Each runs as a child process; the table gives wall time, the child's CPU time (user + system) and its peak
@@ -17,6 +19,7 @@ run". The machine is shared: compare ratios from one run, and read the load aver
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -74,6 +77,12 @@ def main() -> None:
          "--out", str(work / "report"), "--format", "json", "--exit-zero", "-q", "--offline",
          "--backbone", "efficientnet-lite0"],
         {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)})
+    report = json.loads((work / "report" / "report.json").read_text())
+    input_size = int(report["backbone"]["input_size"])
+    sys.path.insert(0, str(REPO / "bench"))
+    from bench_scale import raw_inference_rate  # the backbone alone on decoded arrays, at the audit's input size
+
+    raw_rate = raw_inference_rate(args.dataset, input_size, seconds=30.0)
     if args.fastdup_python:
         rows["fastdup (defaults)"] = timed([args.fastdup_python, "-c", FASTDUP, str(args.dataset), str(work / "fastdup")],
                                           {"SENTRY_OPT_OUT": "1"})
@@ -86,9 +95,13 @@ def main() -> None:
     for name, row in rows.items():
         status = "" if row["rc"] in (0, 1) else f" (exit {row['rc']}: {' / '.join(row['tail'])})"
         print(f"| {name}{status} | {row['wall']:.0f} | {row['cpu']:.0f} | {row['peak_gb']:.2f} | "
-              f"{row['wall'] / reference:.2f} | {images / row['wall']:.0f} |")
+              f"{row['wall'] / reference:.2f} | {images / row['wall']:.1f} |")
     for name, row in rows.items():
         print(f"{name}: {' / '.join(row['tail'])}")
+    audit = rows["auditor (cold audit, every check)"]
+    print(f"\nraw inference at {input_size} px: {raw_rate:.0f} images/s; the whole cold audit ran at "
+          f"{images / audit['wall']:.0f} images/s = {images / audit['wall'] / raw_rate:.2f} of raw inference; "
+          f"its stages: {json.dumps(report.get('timings_s', {}))}")
 
 
 if __name__ == "__main__":
