@@ -255,7 +255,11 @@ def _run_checks(args, ctx, meter, n, quality) -> None:
     for check_id in checks:
         evidence = meter.run(f"check {check_id}", CHECKS[check_id].compute, ctx)
         if evidence is not None:
-            results[check_id] = {"summary": evidence.summary[:300], "findings": len(evidence.findings)}
+            # Judged by the default policy, as the audit does: some checks leave the wording to the judge (their
+            # evidence's own summary is empty because every sentence depends on a threshold).
+            judged = CHECKS[check_id].result(evidence, ctx.config.policy)
+            results[check_id] = {"status": judged.status.value, "summary": judged.summary[:300],
+                                 "findings": len(judged.findings)}
             if evidence.metrics.get("search"):
                 results[check_id]["search"] = evidence.metrics["search"]
     print(json.dumps(results, indent=1))

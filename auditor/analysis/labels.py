@@ -284,6 +284,8 @@ def probe_features(vectors: np.ndarray, seed: int, max_fit: int | None = None) -
     samples (default PROBE_MAX_FIT_IMAGES) it is fitted on a seeded random subsample and applied to all."""
     from sklearn.decomposition import PCA
 
+    from auditor.encoding.embedding_store import to_float32
+
     max_fit = PROBE_MAX_FIT_IMAGES if max_fit is None else max_fit
     n, dim = vectors.shape
     fitted = min(n, max_fit)
@@ -294,9 +296,8 @@ def probe_features(vectors: np.ndarray, seed: int, max_fit: int | None = None) -
     if n <= max_fit:
         return pca.fit_transform(vectors)
     sample = np.sort(np.random.default_rng(seed).choice(n, size=max_fit, replace=False))
-    pca.fit(np.asarray(vectors[sample], dtype=np.float32))
-    return np.concatenate([pca.transform(np.asarray(vectors[i:i + 65_536], dtype=np.float32))
-                           for i in range(0, n, 65_536)])
+    pca.fit(to_float32(vectors[sample]))
+    return np.concatenate([pca.transform(to_float32(vectors[i:i + 65_536])) for i in range(0, n, 65_536)])
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int,
@@ -450,6 +451,18 @@ def fit_noise(probs: np.ndarray, labels: np.ndarray, seed: int,
     return label_noise.estimate_noise_rate(probs, labels)
 
 
+def content_vectors(ctx, contents: list[str]) -> np.ndarray:
+    """Unit embeddings of `contents`. When they are every embedded content in order (every class kept) and
+    approximate search is in use, the shared float16 matrix itself (`ctx.unit_matrix`): its k-NN graph is the
+    one `outliers` and `near_duplicates` read, where a float32 copy (5 GB at 10⁶ × 1280) would build an index and
+    a graph of its own. Below the exact-search limit, the float32 vectors as before (same probe inputs)."""
+    from auditor.similarity.neighbours import EXACT_LIMIT
+
+    if len(contents) > EXACT_LIMIT and contents == ctx.embedded_shas:
+        return ctx.unit_matrix
+    return ctx.unit_embeddings(contents)
+
+
 def compute_label_analysis(ctx) -> LabelAnalysis:
     import time
 
@@ -477,12 +490,15 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
         content_index.setdefault(sha, len(content_index))
     content_row = np.array([content_index[sha] for sha in unit_shas])
     contents = list(content_index)
-    vectors = ctx.unit_embeddings(contents)
+    vectors = content_vectors(ctx, contents)
     folds = int(min(config.label_folds, np.bincount(unit_labels).min()))
     seed = config.seed if config.seed is not None else 0
     started = time.perf_counter()
     features = probe_features(vectors, seed)
-    probs, probe_c, fit_images = out_of_fold_probabilities(features[content_row], unit_labels, content_row, folds, seed)
+    # One unit per content (no content under two labels) in content order: the features as they are, no copy.
+    one_per_content = len(content_row) == len(features) and bool((content_row == np.arange(len(features))).all())
+    probs, probe_c, fit_images = out_of_fold_probabilities(features if one_per_content else features[content_row],
+                                                           unit_labels, content_row, folds, seed)
     probe_seconds = time.perf_counter() - started
     started = time.perf_counter()
     noise = fit_noise(probs, unit_labels, seed)

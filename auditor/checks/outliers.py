@@ -156,24 +156,32 @@ def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None, scope
     train = np.unique(rows[split_of == train_code])
     if len(train) < 3:
         return {}
+    from auditor.similarity.neighbours import EXACT_LIMIT
+
     vectors = ctx.unit_matrix
-    rng = np.random.default_rng(ctx.config.seed or 0)
+    seed = ctx.config.seed or 0
+    rng = np.random.default_rng(seed)
     most = MAX_BASELINE_QUERIES if scope is None else MERGE_REFERENCE_IMAGES
     baseline = train if len(train) <= most else np.sort(rng.choice(train, most, replace=False))
-    sims, _ids, _baseline_search = nearest_among(vectors, baseline, train, seed=ctx.config.seed or 0)
+    measured = np.ones(len(rows), dtype=bool) if scope is None else np.isin(rows, scope.reported)
+    held_rows = {split: np.unique(rows[(split_of == columns.splits.index(split)) & measured])
+                 for split in ctx.index.held_out_splits}
+    query_sets = [baseline] + [held for held in held_rows.values() if len(held)]
+    # The exact answers that check the approximate ones, for every query set in one pass over the training rows.
+    exact = iter(exact_nearest_samples(vectors, query_sets, train, seed) if len(vectors) > EXACT_LIMIT
+                 else [None] * len(query_sets))
+    sims, _ids, _baseline_search = nearest_among(vectors, baseline, train, seed=seed, exact=next(exact))
     train_distance = np.clip(1.0 - sims, 1e-6, None)
     _z, median, scale = robust_z(np.log(train_distance), MIN_LOG_DISTANCE_SCALE)
     shas = ctx.embedded_shas
     result = {}
     for split in ctx.index.held_out_splits:
         code = columns.splits.index(split)
-        in_split = split_of == code
-        if scope is not None:
-            in_split &= np.isin(rows, scope.reported)
-        held = np.unique(rows[in_split])
+        in_split = (split_of == code) & measured
+        held = held_rows[split]
         if not len(held):
             continue
-        sims, ids, searched = nearest_among(vectors, held, train, seed=ctx.config.seed or 0)
+        sims, ids, searched = nearest_among(vectors, held, train, seed=seed, exact=next(exact))
         distance = np.clip(1.0 - sims, 1e-6, None)
         z = (np.log(distance) - median) / scale
         cutoff = max_z if max_z is not None else outlier_cutoff(len(held), ctx.config.max_outlier_z)[0]
@@ -199,15 +207,36 @@ def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None, scope
     return result
 
 
-def nearest_among(vectors: np.ndarray, query_rows: np.ndarray, among: np.ndarray,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+def _recall_sample(queries: int, seed: int) -> np.ndarray:
+    """Which of `queries` queries the approximate nearest-train search is checked on (seeded)."""
+    from auditor.similarity.neighbours import RECALL_QUERIES
+
+    rng = np.random.default_rng(seed + 2)
+    return np.sort(rng.choice(queries, size=min(queries, RECALL_QUERIES), replace=False))
+
+
+def exact_nearest_samples(vectors: np.ndarray, query_sets: list[np.ndarray], among: np.ndarray,
+                          seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each set of query rows, the exact 2 nearest `among` rows of its recall sample (`_recall_sample`),
+    found in one streamed pass over the `among` rows for all the sets: at 10⁶ × 1280 float16 each pass
+    decodes and multiplies 2 GB of rows, ≈ 10 CPU-s."""
+    from auditor.similarity.neighbours import exact_search_streamed
+
+    samples = [np.asarray(rows, dtype=np.int64)[_recall_sample(len(rows), seed)] for rows in query_sets]
+    sims, ids = exact_search_streamed(vectors, vectors[np.concatenate(samples)], 2, among=among)
+    bounds = np.cumsum([0] + [len(sample) for sample in samples])
+    return [(sims[a:b], ids[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def nearest_among(vectors: np.ndarray, query_rows: np.ndarray, among: np.ndarray, seed: int = 0,
+                  exact: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """For each row in `query_rows`: the cosine to, and row of, its nearest *other* row in `among` (sorted), and
     how it was found (for the report). Exact (restricted search) up to the exact-search limit;
     above it, the first `among` row in the shared k-NN graph (best first, so the nearest of them), and a
     restricted search only for queries whose graph neighbours hold no `among` row: no second full search.
-    The approximate answer is checked against exact search on a seeded sample of the queries (recall@1)."""
-    from auditor.similarity.neighbours import (EXACT_LIMIT, RECALL_QUERIES, SELF_K, _interval, drop_self_rows,
-                                               exact_search_streamed, knn)
+    The approximate answer is checked against exact search on a seeded sample of the queries (recall@1);
+    `exact`: that sample's exact answer when already computed (`exact_nearest_samples`)."""
+    from auditor.similarity.neighbours import EXACT_LIMIT, SELF_K, _interval, drop_self_rows, knn
 
     query_rows = np.asarray(query_rows, dtype=np.int64)
     if len(vectors) <= EXACT_LIMIT:
@@ -228,9 +257,8 @@ def nearest_among(vectors: np.ndarray, query_rows: np.ndarray, among: np.ndarray
         extra_sims, extra_ids = knn(vectors, 2, queries=vectors[query_rows[missing]], among=among)
         extra_sims, extra_ids = drop_self_rows(extra_sims, extra_ids, query_rows[missing], 1)
         sims[missing], ids[missing] = extra_sims[:, 0], extra_ids[:, 0]
-    rng = np.random.default_rng(seed + 2)
-    sample = np.sort(rng.choice(len(query_rows), size=min(len(query_rows), RECALL_QUERIES), replace=False))
-    true_sims, true_ids = exact_search_streamed(vectors, vectors[query_rows[sample]], 2, among=among)
+    sample = _recall_sample(len(query_rows), seed)
+    true_sims, true_ids = exact if exact is not None else exact_nearest_samples(vectors, [query_rows], among, seed)[0]
     _true_sims, true_ids = drop_self_rows(true_sims, true_ids, query_rows[sample], 1)
     recall, interval = _interval((ids[sample] == true_ids[:, 0]).astype(float))
     return sims, ids, {
@@ -258,9 +286,20 @@ class Isolation:
     shas: list[str]
     k: int
     scores: dict  # isolation_scores(): distance, z, nearest, nearest_similarity, median_distance
-    class_distance: dict[tuple[int, str], float]  # (row, label) → kNN distance among that class
-    class_z: dict[tuple[int, str], float]
+    # label → (member rows, ascending; their kNN distance among the class; its robust z): arrays, not a dict entry
+    # per image (10⁶ tuples).
+    by_class: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
     class_method: str = "exact k-NN within each class"
+
+    def in_class(self, row: int, label: str) -> tuple[float, float] | None:
+        """(kNN distance, robust z) of this row within that class, None if the class was not scored."""
+        if label not in self.by_class:
+            return None
+        members, distance, z = self.by_class[label]
+        at = int(np.searchsorted(members, row))
+        if at == len(members) or members[at] != row:
+            return None
+        return float(distance[at]), float(z[at])
 
     @property
     def row_of(self) -> dict[str, int]:
@@ -332,10 +371,9 @@ def score_isolation(ctx: AuditContext, shas: list[str], scope: "Scope | None" = 
     k = min(ctx.config.outlier_neighbours, len(shas) - 1)
     scored = None if scope is None else scope.scored
     reference = None if scope is None else scope.reference
-    isolation = Isolation(shas=shas, k=k, scores=isolation_scores(vectors, k, scored, reference), class_distance={},
-                          class_z={})
+    isolation = Isolation(shas=shas, k=k, scores=isolation_scores(vectors, k, scored, reference), by_class={})
     _positions, rows, _splits, labels = _record_rows(ctx)
-    pairs = np.unique(np.stack([labels, rows], axis=1), axis=0)  # (label code, row), each once
+    pairs = unique_rows(np.stack([labels, rows], axis=1))  # (label code, row), each once, sorted
     classes = ctx.columns.classes
     graph = None
     for code in np.unique(pairs[:, 0]).tolist():
@@ -363,13 +401,28 @@ def score_isolation(ctx: AuditContext, shas: list[str], scope: "Scope | None" = 
             isolation.class_method = (f"exact k-NN within classes of up to {CLASS_EXACT_LIMIT} images; larger classes "
                                       "from the shared k-NN graph (a lower bound where fewer than k of an image's "
                                       f"{graph[1].shape[1] - 1} nearest share its class)")
-        by_local = dict(zip(local.tolist(), range(len(local))))
-        _z, median, scale = robust_z(np.log(distance[[by_local[i] for i in basis.tolist()]]), MIN_LOG_DISTANCE_SCALE)
+        # the class's median and MAD from the `basis` members' scores (positions of `basis` within `local`)
+        _z, median, scale = robust_z(np.log(distance[np.searchsorted(local, basis)]), MIN_LOG_DISTANCE_SCALE)
         z = (np.log(distance) - median) / scale
-        label = classes[code]
-        for row, d, zz in zip(members[local].tolist(), distance.tolist(), z.tolist()):
-            isolation.class_distance[(row, label)], isolation.class_z[(row, label)] = d, zz
+        isolation.by_class[classes[code]] = (members[local], np.asarray(distance, dtype=float), np.asarray(z, dtype=float))
     return isolation
+
+
+def unique_rows(table: np.ndarray) -> np.ndarray:
+    """np.unique(table, axis=0) for small non-negative integer columns: the rows as one mixed-radix int64 key
+    each (same lexicographic order), so 10⁶ rows sort as integers rather than as void records (seconds)."""
+    table = np.asarray(table, dtype=np.int64)
+    if not len(table):
+        return table.reshape(0, table.shape[1])
+    radix = table.max(axis=0) + 1
+    key = np.zeros(len(table), dtype=np.int64)
+    for column in range(table.shape[1]):
+        key = key * radix[column] + table[:, column]
+    key = np.unique(key)
+    out = np.empty((len(key), table.shape[1]), dtype=np.int64)
+    for column in reversed(range(table.shape[1])):
+        key, out[:, column] = np.divmod(key, radix[column])
+    return out
 
 
 def _class_distance_from_graph(graph: tuple[np.ndarray, np.ndarray], queried: np.ndarray, members: np.ndarray,
@@ -410,9 +463,8 @@ def _finding(ctx: AuditContext, isolation: Isolation, i: int, max_z: float, cuto
             "median_knn_distance": round(float(scores["median_distance"]), 4),
             "nearest": {"path": _first_path(ctx, isolation.shas[nearest]),
                         "cosine": round(float(scores["nearest_similarity"][i]), 4)},
-            "class_relative": {label: {"knn_distance": round(isolation.class_distance[(i, label)], 4),
-                                       "robust_z": round(isolation.class_z[(i, label)], 3)}
-                               for label in labels if (i, label) in isolation.class_z},
+            "class_relative": {label: {"knn_distance": round(scored[0], 4), "robust_z": round(scored[1], 3)}
+                               for label in labels if (scored := isolation.in_class(i, label)) is not None},
             "labels": labels,
             "splits": sorted({ctx.records[p].split for p in positions}),
         },
@@ -423,7 +475,7 @@ def _per_split(ctx: AuditContext, isolation: Isolation, flagged: np.ndarray,
                only: np.ndarray | None = None) -> dict[str, dict]:
     """Per split: counts, and the most isolated images of every class (flagged or not) for a person to look at;
     `only`: of these rows (a merge audit's incoming images)."""
-    scores, class_z = isolation.scores, isolation.class_z
+    scores = isolation.scores
     z = np.asarray(scores["z"], dtype=float)
     columns = ctx.columns
     _positions, rows, split_of, labels = _record_rows(ctx)
@@ -433,7 +485,7 @@ def _per_split(ctx: AuditContext, isolation: Isolation, flagged: np.ndarray,
     is_flagged = np.zeros(len(isolation.shas), dtype=bool)
     is_flagged[flagged] = True
     # One entry per (split, label, content), ranked by z within each (split, label).
-    triples = np.unique(np.stack([split_of, labels, rows], axis=1), axis=0)
+    triples = unique_rows(np.stack([split_of, labels, rows], axis=1))
     order = np.lexsort((triples[:, 2], -z[triples[:, 2]], triples[:, 1], triples[:, 0]))
     triples = triples[order]
     group_start = np.r_[True, np.any(np.diff(triples[:, :2], axis=0) != 0, axis=1)]
@@ -447,10 +499,11 @@ def _per_split(ctx: AuditContext, isolation: Isolation, flagged: np.ndarray,
         most_isolated: dict[str, list] = {}
         for _s, label_code, r in shown[shown[:, 0] == code].tolist():
             label = columns.classes[label_code]
+            in_class = isolation.in_class(r, label)
             most_isolated.setdefault(label, []).append(
                 {"path": _first_path(ctx, isolation.shas[r], split), "robust_z": round(float(z[r]), 2),
                  "knn_distance": round(float(scores["distance"][r]), 4),
-                 "class_robust_z": round(class_z[(r, label)], 2) if (r, label) in class_z else None})
+                 "class_robust_z": round(in_class[1], 2) if in_class is not None else None})
         if images or split in ctx.index.splits:
             per_split[split] = {"images": images, "outliers": outliers, "percent": percent(outliers, images),
                                 "most_isolated": dict(sorted(most_isolated.items()))}

@@ -48,7 +48,7 @@ class Problem:
     message: str
 
 
-@dataclass
+@dataclass(slots=True)  # no per-scan __dict__ (10⁶ scans)
 class ImageScan:
     """What one decode tells about one file content. Keyed by sha256; paths live elsewhere."""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -28,13 +29,18 @@ IGNORED_FILE_NAMES = {"thumbs.db", "desktop.ini", "icon\r"}
 IGNORED_DIR_NAMES = {"__macosx"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: no per-record __dict__ (10⁶ records)
 class ImageRecord:
     path: str  # POSIX path relative to the dataset root, or as written in the manifest
     abspath: Path
     split: str
     label: str
     source: str | None = None
+
+    def __post_init__(self):
+        # One string object per distinct split and class, not one per record (each folder name is a new string).
+        object.__setattr__(self, "split", sys.intern(self.split))
+        object.__setattr__(self, "label", sys.intern(self.label))
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,6 @@ HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 32  # candidates kept while walking the graph (at least the neighbours fetched)
 REFINE_FACTOR = 2  # candidates fetched per neighbour asked for, re-ranked by exact cosine (recall@10 0.99 at 3×)
 SELF_K = 11  # a self-query above EXACT_LIMIT computes this many neighbours once, for every later caller
-FUSED_RERANK_QUERIES = 50_000  # queries from which the re-ranking copies the rows into FAISS (see _search_fused)
-FUSED_RERANK_MAX_BYTES = 4 * 2**30  # … while that copy stays this small (10⁶ × 1280 float16: 2.6 GB)
 RECALL_QUERIES = 200  # seeded sample of queries whose exact neighbours measure the approximate search
 PCA_SAMPLE = 5_000  # rows the PCA is fitted on (covariance + eigendecomposition: seconds at any n)
 BLOCK = 16_384  # rows converted / searched at once
@@ -143,19 +141,6 @@ def exact_search_streamed(x: np.ndarray, q: np.ndarray, k: int, among: np.ndarra
     return np.take_along_axis(best_sims, order, axis=1), np.take_along_axis(best_rows, order, axis=1)
 
 
-def exact_cosines(x: np.ndarray, q: np.ndarray, candidates: np.ndarray, block: int = 256) -> np.ndarray:
-    """cos(q[i], x[candidates[i, j]]) for every entry (-1 entries give -inf), gathered block by block."""
-    out = np.full(candidates.shape, -np.inf, dtype=np.float32)
-    for start, stop in _blocks(len(q), block):
-        ids = candidates[start:stop]
-        valid = ids >= 0
-        # Small blocks: the gathered rows stay in cache, and no large temporary is faulted in.
-        rows = _f32(x[np.where(valid, ids, 0).ravel()]).reshape(stop - start, ids.shape[1], -1)
-        sims = np.matmul(rows, _f32(q[start:stop])[:, :, None])[:, :, 0]
-        out[start:stop] = np.where(valid, sims, -np.inf)
-    return out
-
-
 def paired_cosines(x: np.ndarray, rows_x: np.ndarray, y: np.ndarray, rows_y: np.ndarray,
                    block: int = 8_192) -> np.ndarray:
     """cos(x[rows_x[i]], y[rows_y[i]]) for each i, float32: x and y may be float16 unit matrices (memory-mapped);
@@ -165,6 +150,29 @@ def paired_cosines(x: np.ndarray, rows_x: np.ndarray, y: np.ndarray, rows_y: np.
     for start, stop in _blocks(len(rows_x), block):
         out[start:stop] = np.einsum("ij,ij->i", _f32(x[rows_x[start:stop]]), _f32(y[rows_y[start:stop]]))
     return out
+
+
+def stored_rows_index(x: np.ndarray):
+    """A FAISS flat index whose stored vectors are x's own memory, not a copy: float16 rows as an
+    IndexScalarQuantizer (QT_fp16 codes are IEEE half floats, the stored bits), float32 rows as an IndexFlatIP.
+    The exact re-ranking stage of the approximate search: at 10⁶ × 1280 float16 it reads the memory-mapped
+    store in place (2.6 GB of page cache the kernel can drop) where a copy was 2.6 GB of anonymous memory.
+    The index keeps x alive."""
+    import faiss
+
+    x = np.ascontiguousarray(x if x.dtype in (np.float16, np.float32) else x.astype(np.float32))
+    n, d = x.shape
+    if x.dtype == np.float16:
+        index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexFlatIP(d)
+    raw = x.reshape(-1).view(np.uint8)
+    # A view (FAISS MaybeOwnedVector) over x's bytes; its owner handle is FAISS' empty one, Python keeps x alive.
+    index.codes = faiss.MaybeOwnedVectorUInt8.create_view(faiss.swig_ptr(raw), raw.size,
+                                                        faiss.MaybeOwnedVectorUInt8().owner)
+    index.ntotal = n
+    index.referenced_objects = [x]  # FAISS' own slot for objects an index needs alive
+    return index
 
 
 # The approximate index ------------------------------------------------------------------------
@@ -200,6 +208,7 @@ class ApproximateIndex:
             reduced[start:stop] = self._reduce(x[start:stop])
         self.index.add(reduced)
         del reduced
+        self._refined = None
         self.self_graph: tuple[np.ndarray, np.ndarray] | None = None
         self.quality: SearchQuality | None = None
 
@@ -214,74 +223,57 @@ class ApproximateIndex:
         return np.ascontiguousarray(y, dtype=np.float32)
 
     def search(self, q: np.ndarray, k: int, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """k neighbours of each query with exact cosines, best first; -1 / -inf where fewer were found.
-        `among`: row indices the neighbours must come from (the graph is searched the wider the fewer they are)."""
+        """k neighbours of each query with exact cosines, best first; -1 / -1.0 where fewer were found.
+        `among`: row indices the neighbours must come from (the graph is searched the wider the fewer they are).
+
+        One FAISS IndexRefine (`refined`): the HNSW graph proposes `fetch` candidates per query and their cosines
+        are recomputed on the stored rows themselves (`stored_rows_index`: FAISS reads x's own memory, decoding
+        float16 and multiplying in one SIMD pass), so no copy of the rows is made and only a block of queries is
+        converted to float32 at a time."""
         import faiss
 
         allowed = len(self.x) if among is None else len(among)
         fetch = min(allowed, max(k * REFINE_FACTOR, k + 8))
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = max(HNSW_EF_SEARCH, fetch)
+        hnsw_params = faiss.SearchParametersHNSW()
+        hnsw_params.efSearch = max(HNSW_EF_SEARCH, fetch)
         if among is not None:
-            params.sel = selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))  # noqa: F841
-            params.efSearch = int(min(len(self.x), params.efSearch * max(1, math.ceil(len(self.x) / max(1, allowed)))))
-        if (among is None and len(q) >= FUSED_RERANK_QUERIES and q.dtype == np.float16
-                and self.x.dtype == np.float16 and self.x.nbytes <= FUSED_RERANK_MAX_BYTES):
-            return self._search_fused(q, k, fetch)
+            hnsw_params.sel = selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))  # noqa: F841
+            hnsw_params.efSearch = int(min(len(self.x), hnsw_params.efSearch * max(1, math.ceil(len(self.x) / max(1, allowed)))))
+        transformed = faiss.SearchParametersPreTransform()
+        transformed.index_params = hnsw_params
+        params = faiss.IndexRefineSearchParameters()
+        params.k_factor = (fetch + 0.5) / k  # FAISS fetches int(k · k_factor) candidates: exactly `fetch`
+        params.base_index_params = transformed
+        refined = self.refined
         sims = np.empty((len(q), k), dtype=np.float32)
         labels = np.empty((len(q), k), dtype=np.int64)
         for start, stop in _blocks(len(q)):
-            _approx, candidates = self.index.search(self._reduce(q[start:stop]), fetch, params=params)
-            exact = exact_cosines(self.x, q[start:stop], candidates)
-            order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
-            sims[start:stop] = np.take_along_axis(exact, order, axis=1)
-            labels[start:stop] = np.take_along_axis(candidates, order, axis=1)
-        labels[~np.isfinite(sims)] = -1
-        sims[~np.isfinite(sims)] = -1.0
+            sims[start:stop], labels[start:stop] = refined.search(_f32(q[start:stop]), k, params=params)
+        sims[labels < 0] = -1.0
         return sims, labels
 
-    def _search_fused(self, q: np.ndarray, k: int, fetch: int) -> tuple[np.ndarray, np.ndarray]:
-        """`search` for many queries (the whole k-NN graph): the same candidates (this HNSW graph, `fetch` of
-        them), re-ranked by FAISS' IndexRefine over a float16 copy of the rows (IndexScalarQuantizer QT_fp16,
-        the stored bits, so the cosines are the same to float32 rounding), which decodes and multiplies in one
-        SIMD pass: measured 6.5× faster than gathering rows into numpy. The copy (2.6 GB at 10⁶ × 1280) lives
-        only during this call."""
+    @property
+    def refined(self):
+        """The search as one FAISS index, built once: (row − mean) · projection → unit length → HNSW candidates →
+        exact cosines on the stored rows (a view of x, not a copy)."""
         import faiss
 
-        n, d = self.x.shape
-        transform = faiss.LinearTransform(d, self.dims, True)  # (row − mean) · projection, then unit length
-        faiss.copy_array_to_vector(np.ascontiguousarray(self.projection.T).ravel(), transform.A)
-        faiss.copy_array_to_vector((-(self.mean @ self.projection)).astype(np.float32), transform.b)
-        transform.is_trained = True
-        base = faiss.IndexPreTransform(self.index)
-        base.prepend_transform(faiss.NormalizationTransform(self.dims))
-        base.prepend_transform(transform)
-        stored = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-        stored.codes.resize(n * d * 2)
-        codes = faiss.rev_swig_ptr(stored.codes.data(), n * d * 2)
-        for start, stop in _blocks(n):  # the float16 bits as they are: QT_fp16 codes are IEEE half floats
-            codes[start * d * 2:stop * d * 2] = np.ascontiguousarray(self.x[start:stop]).view(np.uint8).ravel()
-        stored.ntotal = n
-        refine = faiss.IndexRefine(base, stored)
-        refine.k_factor = fetch / k
-        refine.own_fields = False
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = max(HNSW_EF_SEARCH, fetch)
-        refine_params = faiss.IndexRefineSearchParameters()
-        refine_params.k_factor = fetch / k
-        base_params = faiss.SearchParametersPreTransform()
-        base_params.index_params = params
-        refine_params.base_index_params = base_params
-        sims = np.empty((len(q), k), dtype=np.float32)
-        labels = np.empty((len(q), k), dtype=np.int64)
-        try:
-            for start, stop in _blocks(len(q)):
-                sims[start:stop], labels[start:stop] = refine.search(_f32(q[start:stop]), k, params=refine_params)
-        finally:
-            del refine, codes, stored
-        missing = labels < 0
-        sims[missing] = -1.0
-        return sims, labels
+        if self._refined is None:
+            d = self.x.shape[1]
+            transform = faiss.LinearTransform(d, self.dims, True)  # (row − mean) · projection, then unit length
+            faiss.copy_array_to_vector(np.ascontiguousarray(self.projection.T).ravel(), transform.A)
+            faiss.copy_array_to_vector((-(self.mean @ self.projection)).astype(np.float32), transform.b)
+            transform.is_trained = True
+            base = faiss.IndexPreTransform(self.index)
+            base.prepend_transform(faiss.NormalizationTransform(self.dims))
+            base.prepend_transform(transform)
+            stored = stored_rows_index(self.x)
+            refined = faiss.IndexRefine(base, stored)
+            refined.own_fields = False
+            # FAISS holds plain pointers: the Python objects it points to live as long as this index.
+            refined.referenced_objects = [base, stored]
+            self._refined = refined
+        return self._refined
 
     def measure(self, k: int, seed: int = 0, queries: int | None = None) -> SearchQuality:
         """recall@k of the self-query (the query itself excluded) against exact search, on a seeded sample

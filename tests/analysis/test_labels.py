@@ -110,3 +110,29 @@ def test_a_capped_probe_predicts_every_sample_out_of_fold_and_fits_on_at_most_th
     np.testing.assert_allclose(capped.sum(axis=1), 1.0, atol=1e-5)  # every sample predicted
     accuracy = lambda p: (p.argmax(axis=1) == true).mean()  # noqa: E731
     assert accuracy(capped) >= accuracy(full) - 0.03
+
+
+# ------------------------------------------------------------------------------------------------
+# At scale: one matrix, one k-NN graph
+
+def test_above_the_exact_limit_the_label_analysis_reads_the_shared_matrix_and_its_graph(monkeypatch):
+    """At scale the probe and the neighbour vote read `ctx.unit_matrix` (float16, memory-mapped in an audit) and
+    its k-NN graph, the one `outliers` reads: not a float32 copy of every vector with an index of its own."""
+    from auditor.similarity import neighbours
+    from tests.checks.synthetic_audit import gaussian_classes, synthetic_context
+
+    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(neighbours, "REDUCED_DIMS", 16)
+    vectors, true = gaussian_classes(120, 2, seed=3)
+    items = [{"path": f"train/{'ab'[t]}/{i}.jpg", "label": "ab"[t], "vector": v}
+             for i, (v, t) in enumerate(zip(vectors, true))]
+    ctx = synthetic_context(items)
+    assert la.content_vectors(ctx, ctx.embedded_shas) is ctx.unit_matrix
+    built = []
+    monkeypatch.setattr(neighbours, "ApproximateIndex",
+                        lambda x, _cls=neighbours.ApproximateIndex: built.append(x) or _cls(x))
+    analysis = ctx.label_analysis
+    assert analysis.probs.shape == (240, 2) and analysis.stats["neighbour_search"]["exact"] is False
+    assert len(built) == 1 and built[0] is ctx.unit_matrix  # one index, over the shared matrix
+    neighbours.knn(ctx.unit_matrix, 5)
+    assert len(built) == 1  # outliers' search reuses it
