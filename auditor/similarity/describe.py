@@ -44,7 +44,8 @@ def detection_quality(ctx, estimate) -> dict[str, Any]:
         "caveat": "the recall interval spans two measurements: the calibration copies' 95 % interval "
                   "(recall_interval_copies) and the recall on the dataset's own duplicates (recall_on_dataset: of the "
                   "images the most sensitive rule without false matches on the copies flags, the share this rule "
-                  "flags too); where they differ, real duplicates are processed unlike the copies, and the truth "
-                  "has been found between them; the precision interval covers the copies' sampling error only",
+                  "flags too, where that rule flags at least as many images as this one); where the two differ, the "
+                  "dataset's duplicates are processed unlike the copies; the precision interval covers the copies' "
+                  "sampling error only",
     })
     return quality
