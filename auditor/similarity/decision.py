@@ -285,7 +285,11 @@ class Calibrator:
         hits_r, flagged = int(result["pos_pass"].sum()), result["flagged"]
         low_r, high_r = jeffreys(hits_r, self.m)
         low_f, high_f = jeffreys(flagged, population)
-        return (value, float(np.clip(low_f / max(high_r, 1e-9), 0, 1)), float(np.clip(high_f / max(low_r, 1e-9), 0, 1))), rule
+        low_n, high_n = jeffreys(int(result["null_hits"].sum()), self.m)
+        # The interval from the same formula as the value, false-match rate included (without it, where the copies
+        # do show false matches, the interval sat above its own value: a leak precision of 8 % "[32 %, 57 %]").
+        low, high = _share(low_f, high_n, high_r), _share(high_f, low_n, low_r)
+        return (value, min(low, value), max(high, value)), rule
 
     def clean_rules(self, rules: list[Rule]) -> list[tuple[float, float, int, Rule]]:
         """(π at the rule, copies' recall, images flagged, rule) for the rules that find at least
