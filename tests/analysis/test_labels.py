@@ -30,6 +30,9 @@ def test_strong_evidence_takes_as_many_as_the_estimate_the_likeliest_first():
     assert chosen.sum() == 3 and set(np.flatnonzero(chosen)) == {0, 5, 9}
     assert not la.strong_evidence(wrong, rate=0.0).any()  # clean data: nothing
     assert not la.strong_evidence(np.zeros(10), rate=0.5).any()  # P(wrong) = 0 is never chosen
+    # an estimate above 0 whose interval reaches 0 does not say any label is wrong: nothing
+    assert not la.strong_evidence(wrong, rate=0.3, rate_low=0.0).any()
+    assert la.strong_evidence(wrong, rate=0.3, rate_low=0.01).sum() == 3
     # the neighbours' ratio re-ranks: the 0.4 whose neighbours all disagree beats the 0.7 whose neighbours agree
     ratio = np.ones(10)
     ratio[8], ratio[9] = 20.0, 0.1
