@@ -87,10 +87,15 @@ CODE_CHUNK = 32_768  # thumbnails per call of a per-thumbnail function (pHash's 
 
 def _chunked(function, thumbs: np.ndarray, width: int, dtype) -> np.ndarray:
     """function(thumbs) computed CODE_CHUNK thumbnails at a time: at 10⁶ thumbnails the float temporaries of
-    one call would take gigabytes; the rows are independent, so the result is the same."""
+    one call would take gigabytes; the rows are independent, so the result is the same. On one BLAS thread:
+    the hashes are many tiny matrix products, which BLAS threads only slow down on busy cores (dHash of 20 000
+    thumbnails: 24 µs each with threads, 5 µs without, under load)."""
+    from threadpoolctl import threadpool_limits
+
     out = np.empty((len(thumbs), width), dtype=dtype)
-    for start in range(0, len(thumbs), CODE_CHUNK):
-        out[start:start + CODE_CHUNK] = function(np.ascontiguousarray(thumbs[start:start + CODE_CHUNK]))
+    with threadpool_limits(limits=1, user_api="blas"):
+        for start in range(0, len(thumbs), CODE_CHUNK):
+            out[start:start + CODE_CHUNK] = function(np.ascontiguousarray(thumbs[start:start + CODE_CHUNK]))
     return out
 
 
