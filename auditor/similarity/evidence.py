@@ -198,17 +198,18 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             q, j, position = _first_valid(labels, self_nodes, wanted)
             events.append(Sightings.of(q, j, variant=np.full(len(q), variant),
                                        likeness=sims[q, _column_of(labels, self_nodes, wanted)]))
-    # Hash candidates under each of the 8 variants of the query.
+    # Hash candidates under each of the 8 variants of the query: one search of the 8·nq variant codes (one index,
+    # not eight), whose matches come variant by variant, query by query, as eight searches would give them.
     q_phash, q_dhash = _query_codes(data, query_thumbs)
-    for variant in range(8):
-        matches = _hamming_matches(data.phash, q_phash[variant], max_phash)
-        q, j, p_dist = matches[:, 0], matches[:, 1], matches[:, 2]
+    if nq and len(data.phash):
+        matches = _hamming_matches(data.phash, q_phash.reshape(8 * nq, -1), max_phash)
+        variant, q, j, p_dist = matches[:, 0] // nq, matches[:, 0] % nq, matches[:, 1], matches[:, 2]
         keep = j != self_nodes[q]
-        q, j, p_dist = q[keep], j[keep], p_dist[keep]
-        d_dist = np.unpackbits(np.bitwise_xor(q_dhash[variant][q], data.dhash[j]), axis=1).sum(axis=1).astype(np.int64)
+        variant, q, j, p_dist = variant[keep], q[keep], j[keep], p_dist[keep]
+        d_dist = np.unpackbits(np.bitwise_xor(q_dhash[variant, q], data.dhash[j]), axis=1).sum(axis=1).astype(np.int64)
         close = d_dist <= max_dhash
-        events.append(Sightings.of(q[close], j[close], variant=np.full(int(close.sum()), variant),
-                                   phash=p_dist[close], dhash=d_dist[close]))
+        events.append(Sightings.of(q[close], j[close], variant=variant[close], phash=p_dist[close],
+                                   dhash=d_dist[close]))
     merged = merge_sightings(events, symmetric)
     if merged is None:
         return _empty_pairs()
