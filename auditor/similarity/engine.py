@@ -8,6 +8,7 @@ calibration copies' embeddings and thumbnails), a `DuplicateDecision` out.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,10 +37,15 @@ class DuplicateDecision:
     def rule(self) -> Rule:
         return self.choice.rule
 
+    @functools.cached_property
+    def _embedding_passes(self) -> np.ndarray:
+        """Which pairs the embedding tier accepts, judged once for all pairs (not one pair at a time per edge)."""
+        return self.rule.embedding_passes(self.pairs)
+
     def edge_evidence(self, k: int) -> dict[str, Any]:
         p = self.pairs
         kinds = []
-        if self.rule.embedding_passes(p.subset(np.array([k])))[0]:
+        if self._embedding_passes[k]:
             kinds.append("embedding")
         if self.rule.min_correlation is not None and p.correlation[k] >= self.rule.min_correlation:
             kinds.append("correlation")

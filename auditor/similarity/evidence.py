@@ -122,9 +122,11 @@ def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool
         # One self-search serves the background and, later, the dataset's own candidates.
         neighbours = knn(unit, min(len(unit), max(CANDIDATES, BACKGROUND_RANK) + 1))
         background = _backgrounds(*neighbours, np.arange(len(unit)))
+    pixel_candidates = small_images or unit is None
+    # Block descriptors only where pixel likeness is searched (256 MB and seconds at 10⁶ images otherwise).
+    descriptors = _chunked(px.block_descriptors, thumbs, 64, np.float32) if pixel_candidates else None
     return Dataset(unit=unit, thumbs=thumbs, phash=phash, dhash=dhash, background=background,
-                   descriptors=_chunked(px.block_descriptors, thumbs, 64, np.float32),
-                   neighbours=neighbours, pixel_candidates=small_images or unit is None, memo=memo)
+                   descriptors=descriptors, neighbours=neighbours, pixel_candidates=pixel_candidates, memo=memo)
 
 
 def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
