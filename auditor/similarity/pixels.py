@@ -159,8 +159,14 @@ def _windows(thumbs: np.ndarray, inner: int, margin: int, max_shift: int) -> np.
     flat = np.empty((n, py * px_, inner * inner), dtype=views.dtype)
     np.copyto(flat.reshape(views.shape), views)  # one copy; then in place (the same numbers, less memory traffic)
     flat -= flat.mean(axis=2, keepdims=True)
-    flat /= np.maximum(np.linalg.norm(flat, axis=2, keepdims=True), 1e-6)
+    flat /= np.maximum(_norm(flat, axis=2), 1e-6)
     return flat
+
+
+def _norm(x: np.ndarray, axis: int) -> np.ndarray:
+    """np.linalg.norm(x, axis=axis, keepdims=True) of a real array, computed as it computes it (the same bits)
+    without its complex conjugate, a full copy of x."""
+    return np.sqrt(np.add.reduce(x * x, axis=axis, keepdims=True))
 
 
 def _templates(thumbs: np.ndarray, zooms: tuple[float, ...], inner: int, margin: int) -> np.ndarray:
@@ -169,7 +175,7 @@ def _templates(thumbs: np.ndarray, zooms: tuple[float, ...], inner: int, margin:
     for zoom in zooms:
         centre = _zoom(thumbs, zoom)[:, margin : margin + inner, margin : margin + inner].reshape(len(thumbs), -1)
         centre = centre - centre.mean(axis=1, keepdims=True)
-        out.append(centre / np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-6))
+        out.append(centre / np.maximum(_norm(centre, axis=1), 1e-6))
     return np.stack(out, axis=1)
 
 
