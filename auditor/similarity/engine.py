@@ -63,12 +63,24 @@ class DuplicateDecision:
         return out
 
     def judge(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """The rule applied to node pairs that were not candidates (for splitting chains into cliques)."""
-        return self.rule.passes(pair_evidence(self.data, a, b))
+        """The rule applied to node pairs that were not candidates (for splitting chains into cliques): the same
+        verdict as `rule.passes(pair_evidence(...))`, with the pixel tier measured only where it decides, i.e.
+        where the rule has one and the embedding tier does not already accept the pair (these pairs are the
+        superlinear part at scale: every two members of each chained component, each under 8 variants)."""
+        embedding = pair_evidence(self.data, a, b, pixels=False)
+        ok = self.rule.embedding_passes(embedding)
+        if self.rule.min_correlation is not None and not ok.all():
+            rest = np.flatnonzero(~ok)
+            correlation, _variant = ev.pair_correlation(self.data.thumbs, embedding.query[rest], self.data.thumbs,
+                                                        embedding.target[rest], -1, every_variant=True,
+                                                        memo=self.data.memo)
+            ok[rest] = correlation >= self.rule.min_correlation
+        return ok  # judged pairs carry no hash match: `hash_alone` accepts none of them
 
 
-def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray) -> ev.Pairs:
-    """Evidence for arbitrary node pairs (every variant of the pixel tier tried)."""
+def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray, pixels: bool = True) -> ev.Pairs:
+    """Evidence for arbitrary node pairs (every variant of the pixel tier tried; `pixels=False`: embeddings only,
+    correlation left at -1)."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     cosine = np.zeros(len(a), dtype=np.float32)
     scaled = np.zeros(len(a), dtype=np.float32)
@@ -76,8 +88,11 @@ def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray) -> ev.Pairs:
         cosine = paired_cosines(data.unit, a, data.unit, b)
         scaled = ev.scaled_cosine(cosine, data.background[a], data.background[b]).astype(np.float32)
     rank = np.zeros(len(a), dtype=np.int64)
-    correlation, variant = ev.pair_correlation(data.thumbs, a, data.thumbs, b, np.full(len(a), -1), every_variant=True,
-                                               memo=data.memo)
+    if pixels:
+        correlation, variant = ev.pair_correlation(data.thumbs, a, data.thumbs, b, np.full(len(a), -1),
+                                                   every_variant=True, memo=data.memo)
+    else:
+        correlation, variant = np.full(len(a), -1.0, dtype=np.float32), np.zeros(len(a), dtype=np.int64)
     none = np.full(len(a), 99, dtype=np.int64)
     return ev.Pairs(query=a, target=b, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
                     variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none, dhash_distance=none)
