@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,16 @@ class DuplicateDecision:
     choice: Choice
     hash_tier: dict[str, Any]
     leak: Estimate | None
-    groups: list[list[int]] = field(default_factory=list)  # node groups, every two members duplicates
+
+    @functools.cached_property
+    def groups(self) -> list[list[int]]:
+        """Node groups, every two members duplicates. Computed on demand: the audit's groups come from the
+        duplicate graph (duplicate_graph.build_graph, which adds identical-pixel edges and splits chains the same
+        way), and splitting here too judged every chained component's pairs twice."""
+        accepted = self.accepted
+        edges = (np.stack([self.pairs.query[accepted], self.pairs.target[accepted]], axis=1) if accepted.any()
+                 else np.zeros((0, 2), np.int64))
+        return clique_groups(len(self.data.thumbs), edges, self.judge)
 
     @property
     def rule(self) -> Rule:
@@ -124,10 +133,7 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     leak = None
     if reference is not None and held_out is not None and reference.any() and held_out.any():
         leak = _leak_estimate(pairs, n, copies, reference, held_out, choice.rule, choice.rules)
-    decision = DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak)
-    edges = np.stack([pairs.query[accepted], pairs.target[accepted]], axis=1) if accepted.any() else np.zeros((0, 2), np.int64)
-    decision.groups = clique_groups(n, edges, decision.judge)
-    return decision
+    return DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak)
 
 
 def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.ndarray, held_out: np.ndarray,
