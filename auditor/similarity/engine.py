@@ -8,7 +8,8 @@ calibration copies' embeddings and thumbnails), a `DuplicateDecision` out.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,16 +31,30 @@ class DuplicateDecision:
     choice: Choice
     hash_tier: dict[str, Any]
     leak: Estimate | None
-    groups: list[list[int]] = field(default_factory=list)  # node groups, every two members duplicates
+
+    @functools.cached_property
+    def groups(self) -> list[list[int]]:
+        """Node groups, every two members duplicates. Computed on demand: the audit's groups come from the
+        duplicate graph (duplicate_graph.build_graph, which adds identical-pixel edges and splits chains the same
+        way), and splitting here too judged every chained component's pairs twice."""
+        accepted = self.accepted
+        edges = (np.stack([self.pairs.query[accepted], self.pairs.target[accepted]], axis=1) if accepted.any()
+                 else np.zeros((0, 2), np.int64))
+        return clique_groups(len(self.data.thumbs), edges, self.judge)
 
     @property
     def rule(self) -> Rule:
         return self.choice.rule
 
+    @functools.cached_property
+    def _embedding_passes(self) -> np.ndarray:
+        """Which pairs the embedding tier accepts, judged once for all pairs (not one pair at a time per edge)."""
+        return self.rule.embedding_passes(self.pairs)
+
     def edge_evidence(self, k: int) -> dict[str, Any]:
         p = self.pairs
         kinds = []
-        if self.rule.embedding_passes(p.subset(np.array([k])))[0]:
+        if self._embedding_passes[k]:
             kinds.append("embedding")
         if self.rule.min_correlation is not None and p.correlation[k] >= self.rule.min_correlation:
             kinds.append("correlation")
@@ -57,12 +72,24 @@ class DuplicateDecision:
         return out
 
     def judge(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """The rule applied to node pairs that were not candidates (for splitting chains into cliques)."""
-        return self.rule.passes(pair_evidence(self.data, a, b))
+        """The rule applied to node pairs that were not candidates (for splitting chains into cliques): the same
+        verdict as `rule.passes(pair_evidence(...))`, with the pixel tier measured only where it decides, i.e.
+        where the rule has one and the embedding tier does not already accept the pair (these pairs are the
+        superlinear part at scale: every two members of each chained component, each under 8 variants)."""
+        embedding = pair_evidence(self.data, a, b, pixels=False)
+        ok = self.rule.embedding_passes(embedding)
+        if self.rule.min_correlation is not None and not ok.all():
+            rest = np.flatnonzero(~ok)
+            correlation, _variant = ev.pair_correlation(self.data.thumbs, embedding.query[rest], self.data.thumbs,
+                                                        embedding.target[rest], -1, every_variant=True,
+                                                        memo=self.data.memo)
+            ok[rest] = correlation >= self.rule.min_correlation
+        return ok  # judged pairs carry no hash match: `hash_alone` accepts none of them
 
 
-def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray) -> ev.Pairs:
-    """Evidence for arbitrary node pairs (every variant of the pixel tier tried)."""
+def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray, pixels: bool = True) -> ev.Pairs:
+    """Evidence for arbitrary node pairs (every variant of the pixel tier tried; `pixels=False`: embeddings only,
+    correlation left at -1)."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     cosine = np.zeros(len(a), dtype=np.float32)
     scaled = np.zeros(len(a), dtype=np.float32)
@@ -70,8 +97,11 @@ def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray) -> ev.Pairs:
         cosine = paired_cosines(data.unit, a, data.unit, b)
         scaled = ev.scaled_cosine(cosine, data.background[a], data.background[b]).astype(np.float32)
     rank = np.zeros(len(a), dtype=np.int64)
-    correlation, variant = ev.pair_correlation(data.thumbs, a, data.thumbs, b, np.full(len(a), -1), every_variant=True,
-                                               memo=data.memo)
+    if pixels:
+        correlation, variant = ev.pair_correlation(data.thumbs, a, data.thumbs, b, np.full(len(a), -1),
+                                                   every_variant=True, memo=data.memo)
+    else:
+        correlation, variant = np.full(len(a), -1.0, dtype=np.float32), np.zeros(len(a), dtype=np.int64)
     none = np.full(len(a), 99, dtype=np.int64)
     return ev.Pairs(query=a, target=b, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
                     variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none, dhash_distance=none)
@@ -104,10 +134,7 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     leak = None
     if reference is not None and held_out is not None and reference.any() and held_out.any():
         leak = _leak_estimate(pairs, n, copies, reference, held_out, choice.rule, choice.rules)
-    decision = DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak)
-    edges = np.stack([pairs.query[accepted], pairs.target[accepted]], axis=1) if accepted.any() else np.zeros((0, 2), np.int64)
-    decision.groups = clique_groups(n, edges, decision.judge)
-    return decision
+    return DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak)
 
 
 def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.ndarray, held_out: np.ndarray,

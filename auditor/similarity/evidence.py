@@ -87,10 +87,15 @@ CODE_CHUNK = 32_768  # thumbnails per call of a per-thumbnail function (pHash's 
 
 def _chunked(function, thumbs: np.ndarray, width: int, dtype) -> np.ndarray:
     """function(thumbs) computed CODE_CHUNK thumbnails at a time: at 10⁶ thumbnails the float temporaries of
-    one call would take gigabytes; the rows are independent, so the result is the same."""
+    one call would take gigabytes; the rows are independent, so the result is the same. On one BLAS thread:
+    the hashes are many tiny matrix products, which BLAS threads only slow down on busy cores (dHash of 20 000
+    thumbnails: 24 µs each with threads, 5 µs without, under load)."""
+    from threadpoolctl import threadpool_limits
+
     out = np.empty((len(thumbs), width), dtype=dtype)
-    for start in range(0, len(thumbs), CODE_CHUNK):
-        out[start:start + CODE_CHUNK] = function(np.ascontiguousarray(thumbs[start:start + CODE_CHUNK]))
+    with threadpool_limits(limits=1, user_api="blas"):
+        for start in range(0, len(thumbs), CODE_CHUNK):
+            out[start:start + CODE_CHUNK] = function(np.ascontiguousarray(thumbs[start:start + CODE_CHUNK]))
     return out
 
 
@@ -117,9 +122,11 @@ def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool
         # One self-search serves the background and, later, the dataset's own candidates.
         neighbours = knn(unit, min(len(unit), max(CANDIDATES, BACKGROUND_RANK) + 1))
         background = _backgrounds(*neighbours, np.arange(len(unit)))
+    pixel_candidates = small_images or unit is None
+    # Block descriptors only where pixel likeness is searched (256 MB and seconds at 10⁶ images otherwise).
+    descriptors = _chunked(px.block_descriptors, thumbs, 64, np.float32) if pixel_candidates else None
     return Dataset(unit=unit, thumbs=thumbs, phash=phash, dhash=dhash, background=background,
-                   descriptors=_chunked(px.block_descriptors, thumbs, 64, np.float32),
-                   neighbours=neighbours, pixel_candidates=small_images or unit is None, memo=memo)
+                   descriptors=descriptors, neighbours=neighbours, pixel_candidates=pixel_candidates, memo=memo)
 
 
 def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -174,79 +181,155 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     query_thumbs = np.ascontiguousarray(query_thumbs, dtype=np.uint8)
     symmetric = self_nodes is not None  # queries are the dataset's own images: keep each pair once
     self_nodes = np.full(nq, -1, dtype=np.int64) if self_nodes is None else np.asarray(self_nodes, dtype=np.int64)
-    found: dict[tuple[int, int], list] = {}  # (q, j) → [rank, variant to correlate under or -1, p_dist, d_dist, hash]
+    events: list[Sightings] = []  # in the order they are made: the first sighting of a pair sets its direction
     q_background = np.zeros(nq, dtype=np.float32)
-    # Descriptor likeness of the variant each pixel candidate pair is correlated under: a pair found under
-    # several variants (a look-alike rotation among them) is correlated under the most alike one.
-    variant_likeness: dict[tuple[int, int], float] = {}
-
-    def add(q: int, j: int, rank: int, variant: int, likeness: float = -np.inf) -> None:
-        if j < 0 or j == self_nodes[q]:
-            return
-        key = (q, j)
-        if symmetric and (j, q) in found:  # dataset pairs once each: already a candidate of j's
-            key, variant = (j, q), _inverse(variant) if variant > 0 else variant  # j's variant that matches q
-        entry = found.setdefault(key, [-1, -1, 99, 99, 0])
-        if rank >= 0:
-            entry[0] = rank if entry[0] < 0 else min(entry[0], rank)
-        if variant > 0 and likeness > variant_likeness.get(key, -np.inf):
-            entry[1] = variant
-            variant_likeness[key] = likeness
-
     if data.unit is not None and query_unit is not None and len(data.unit) and nq:
         k = min(len(data.unit), max(candidates, BACKGROUND_RANK) + 1)
         reuse = (symmetric and data.neighbours is not None and data.neighbours[0].shape[1] >= k
                  and nq == len(data.unit) and np.array_equal(self_nodes, np.arange(nq)))
         sims, labels = data.neighbours if reuse else knn(data.unit, k, queries=query_unit)
         q_background = _backgrounds(sims, labels, self_nodes)
-        for q in range(nq):
-            row_labels = labels[q][(labels[q] >= 0) & (labels[q] != self_nodes[q])]
-            for rank, j in enumerate(row_labels[:candidates]):
-                add(q, int(j), rank, -1)
+        q, j, rank = _first_valid(labels, self_nodes, candidates)
+        events.append(Sightings.of(q, j, rank=rank))
     if data.pixel_candidates and len(data.thumbs) and nq:
         # Pixel-alike candidates: the query's descriptor under each variant against the dataset's as is.
         for variant in range(8):
             wanted = PIXEL_CANDIDATES if variant in (0, 4) else ROTATED_CANDIDATES
             turned = px.block_descriptors(np.ascontiguousarray(px.dihedral(query_thumbs, variant)))
             sims, labels = pixel_neighbours(data, turned, wanted + 1)
-            for q in range(nq):
-                taken = 0
-                for j, likeness in zip(labels[q], sims[q]):
-                    if taken == wanted:
-                        break
-                    if j >= 0 and j != self_nodes[q]:
-                        add(q, int(j), -1, variant, float(likeness))
-                        taken += 1
-    # Hash candidates under each of the 8 variants of the query.
+            q, j, position = _first_valid(labels, self_nodes, wanted)
+            events.append(Sightings.of(q, j, variant=np.full(len(q), variant),
+                                       likeness=sims[q, _column_of(labels, self_nodes, wanted)]))
+    # Hash candidates under each of the 8 variants of the query: one search of the 8·nq variant codes (one index,
+    # not eight), whose matches come variant by variant, query by query, as eight searches would give them.
     q_phash, q_dhash = _query_codes(data, query_thumbs)
-    for variant in range(8):
-        for q, j, p_dist in _hamming_matches(data.phash, q_phash[variant], max_phash):
-            if j == self_nodes[q]:
-                continue
-            d_dist = int(np.unpackbits(np.bitwise_xor(q_dhash[variant][q], data.dhash[j])).sum())
-            if d_dist > max_dhash:
-                continue
-            if symmetric and (int(j), int(q)) in found and (int(q), int(j)) not in found:
-                continue
-            entry = found.setdefault((int(q), int(j)), [-1, -1, 99, 99, 0])
-            if p_dist + d_dist < entry[2] + entry[3]:
-                entry[1:] = [variant, int(p_dist), d_dist, 1]
-    if not found:
+    if nq and len(data.phash):
+        matches = _hamming_matches(data.phash, q_phash.reshape(8 * nq, -1), max_phash)
+        variant, q, j, p_dist = matches[:, 0] // nq, matches[:, 0] % nq, matches[:, 1], matches[:, 2]
+        keep = j != self_nodes[q]
+        variant, q, j, p_dist = variant[keep], q[keep], j[keep], p_dist[keep]
+        d_dist = np.unpackbits(np.bitwise_xor(q_dhash[variant, q], data.dhash[j]), axis=1).sum(axis=1).astype(np.int64)
+        close = d_dist <= max_dhash
+        events.append(Sightings.of(q[close], j[close], variant=variant[close], phash=p_dist[close],
+                                   dhash=d_dist[close]))
+    merged = merge_sightings(events, symmetric)
+    if merged is None:
         return _empty_pairs()
-    keys = np.array(list(found.keys()), dtype=np.int64)
-    info = np.array(list(found.values()), dtype=np.int64)
-    query, target, rank, extra_variant = keys[:, 0], keys[:, 1], info[:, 0], info[:, 1]
-    cosine = np.zeros(len(keys), dtype=np.float32)
-    scaled = np.zeros(len(keys), dtype=np.float32)
+    query, target, rank, extra_variant, p_dist, d_dist, hash_match = merged
+    cosine = np.zeros(len(query), dtype=np.float32)
+    scaled = np.zeros(len(query), dtype=np.float32)
     if data.unit is not None and query_unit is not None:
         cosine = paired_cosines(query_unit, query, data.unit, target)
         scaled = scaled_cosine(cosine, q_background[query], data.background[target]).astype(np.float32)
     # Without pixel candidates a rotated copy is found as the nearest embedding neighbour: try all 8 there.
-    every_variant = np.zeros(len(keys), dtype=bool) if data.pixel_candidates else rank == 0
+    every_variant = np.zeros(len(query), dtype=bool) if data.pixel_candidates else rank == 0
     correlation, variant = pair_correlation(query_thumbs, query, data.thumbs, target, extra_variant, every_variant,
                                             memo=data.memo)
     return Pairs(query=query, target=target, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
-                 variant=variant, hash_match=info[:, 4] > 0, phash_distance=info[:, 2], dhash_distance=info[:, 3])
+                 variant=variant, hash_match=hash_match, phash_distance=p_dist, dhash_distance=d_dist)
+
+
+def _first_valid(labels: np.ndarray, self_nodes: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, label, position among the row's valid labels) of each row's first `wanted` labels that are neither
+    missing (-1) nor the row's own node, row by row: the order the per-row loop saw them in."""
+    valid = (labels >= 0) & (labels != self_nodes[:, None])
+    position = np.cumsum(valid, axis=1) - 1
+    rows, columns = np.nonzero(valid & (position < wanted))
+    return rows.astype(np.int64), labels[rows, columns].astype(np.int64), position[rows, columns].astype(np.int64)
+
+
+def _column_of(labels: np.ndarray, self_nodes: np.ndarray, wanted: int) -> np.ndarray:
+    """The columns `_first_valid` takes, in its order."""
+    valid = (labels >= 0) & (labels != self_nodes[:, None])
+    return np.nonzero(valid & (np.cumsum(valid, axis=1) - 1 < wanted))[1]
+
+
+NO_HASH = 99  # hash distances of a pair no hash search found
+
+
+@dataclass
+class Sightings:
+    """Candidate sightings (query, target) of one kind, in the order they were made: by embedding (`rank`), by
+    pixel likeness (`variant`, `likeness`) or by hash (`variant`, `phash`, `dhash`)."""
+
+    query: np.ndarray
+    target: np.ndarray
+    rank: np.ndarray
+    variant: np.ndarray
+    likeness: np.ndarray
+    phash: np.ndarray
+    dhash: np.ndarray
+    by_hash: bool
+
+    @classmethod
+    def of(cls, query, target, rank=None, variant=None, likeness=None, phash=None, dhash=None) -> "Sightings":
+        n = len(query)
+        fill = lambda value, default, dtype: (np.full(n, default, dtype=dtype) if value is None
+                                              else np.asarray(value, dtype=dtype))
+        return cls(np.asarray(query, dtype=np.int64), np.asarray(target, dtype=np.int64), fill(rank, -1, np.int64),
+                   fill(variant, -1, np.int64), fill(likeness, -np.inf, np.float64), fill(phash, NO_HASH, np.int64),
+                   fill(dhash, NO_HASH, np.int64), phash is not None)
+
+
+def merge_sightings(events: list[Sightings], symmetric: bool):
+    """One candidate pair per (query, target), or per unordered pair when `symmetric` (queries are the dataset
+    itself), from all sightings at once (arrays: a dict filled per sighting cost ~1 µs each, 5·10⁶ and more at
+    10⁶ images). Returns (query, target, rank, variant, phash, dhash, hash_match) in order of first sighting,
+    or None when there is none. Per pair:
+      - its direction (query → target) is that of its first sighting;
+      - rank: the lowest embedding rank of a sighting either way (-1: none);
+      - variant: of the hash sighting (in the pair's direction) with the smallest pHash + dHash distance,
+        else of the pixel sighting with the highest likeness whose variant is not 0 (a sighting the other way
+        round counts with the inverse variant), else -1; the first such sighting wins ties."""
+    events = [e for e in events if len(e.query)]
+    if not events:
+        return None
+    cat = lambda name: np.concatenate([getattr(e, name) for e in events])
+    query, target, rank, variant, likeness = cat("query"), cat("target"), cat("rank"), cat("variant"), cat("likeness")
+    phash, dhash = cat("phash"), cat("dhash")
+    by_hash = np.concatenate([np.full(len(e.query), e.by_hash) for e in events])
+    seq = np.arange(len(query))
+    low, high = (np.minimum(query, target), np.maximum(query, target)) if symmetric else (query, target)
+    span = int(max(low.max(), high.max())) + 1
+    key = low * span + high
+    order = np.lexsort((seq, key))  # by pair, then sighting order
+    sorted_key = key[order]
+    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    first = order[starts]  # each pair's first sighting
+    pair_of = np.empty(len(query), dtype=np.int64)
+    pair_of[order] = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
+    p_query, p_target = query[first], target[first]
+    forward = query == p_query[pair_of]  # the sighting is in its pair's direction
+    n_pairs = len(first)
+    # rank: the lowest of the embedding sightings
+    out_rank = np.full(n_pairs, np.iinfo(np.int64).max, dtype=np.int64)
+    embedded = rank >= 0
+    np.minimum.at(out_rank, pair_of[embedded], rank[embedded])
+    out_rank[out_rank == np.iinfo(np.int64).max] = -1
+    out_variant = np.full(n_pairs, -1, dtype=np.int64)
+    # pixel sightings with a variant: the most alike, seen in the pair's direction (inverse variant otherwise)
+    pixel = ~by_hash & (variant > 0)
+    if pixel.any():
+        turned = np.where(forward, variant, INVERSE[np.maximum(variant, 0)])
+        rows = np.flatnonzero(pixel)
+        best = rows[np.lexsort((seq[rows], -likeness[rows], pair_of[rows]))]
+        lead = np.r_[True, pair_of[best][1:] != pair_of[best][:-1]]
+        out_variant[pair_of[best[lead]]] = turned[best[lead]]
+    out_phash = np.full(n_pairs, NO_HASH, dtype=np.int64)
+    out_dhash = np.full(n_pairs, NO_HASH, dtype=np.int64)
+    hash_match = np.zeros(n_pairs, dtype=bool)
+    # hash sightings in the pair's direction (the other way round they are dropped): the closest
+    hashed = by_hash & (forward | (not symmetric))
+    if hashed.any():
+        rows = np.flatnonzero(hashed)
+        best = rows[np.lexsort((seq[rows], phash[rows] + dhash[rows], pair_of[rows]))]
+        lead = np.r_[True, pair_of[best][1:] != pair_of[best][:-1]]
+        chosen, pairs = best[lead], pair_of[best[lead]]
+        out_variant[pairs], out_phash[pairs], out_dhash[pairs], hash_match[pairs] = (
+            variant[chosen], phash[chosen], dhash[chosen], True)
+    inserted = np.argsort(first, kind="stable")  # pairs in order of first sighting
+    return (p_query[inserted], p_target[inserted], out_rank[inserted], out_variant[inserted], out_phash[inserted],
+            out_dhash[inserted], hash_match[inserted])
 
 
 def _query_codes(data: Dataset, query_thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,6 +344,9 @@ def _inverse(variant: int) -> int:
     """The dihedral variant that undoes `variant` (rotations by 90° and 270° swap; mirrorings undo themselves)."""
     turns, mirrored = px.DIHEDRAL[variant]
     return px.DIHEDRAL.index(((-turns) % 4 if not mirrored else turns, mirrored))
+
+
+INVERSE = np.array([_inverse(v) for v in range(8)], dtype=np.int64)
 
 
 PAIR_CHUNK = 16_384  # pairs whose thumbnails are compared at once (the shift-and-zoom search holds float copies)
@@ -291,18 +377,18 @@ def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndar
 def _best_correlation(a: np.ndarray, b: np.ndarray, extra_variant: np.ndarray, every_variant: np.ndarray | bool = False):
     """Aligned correlation of a's variant with b: as is and mirrored for every pair, and the variant a pixel or
     hash candidate was found under (`extra_variant`, -1: none); all 8 where `every_variant` (bool or per pair)."""
-    best = px.screened_correlation(a, b)
-    variant = np.zeros(len(a), dtype=np.int64)
-    for v in range(1, 8):
-        wanted = np.broadcast_to(np.asarray(every_variant, dtype=bool), (len(a),)) | (v == 4) | (extra_variant == v)
-        if not wanted.any():
-            continue
-        rows = np.flatnonzero(wanted)
-        turned = np.ascontiguousarray(px.dihedral(a[rows], v))
-        corr = px.screened_correlation(turned, b[rows])
-        better = corr > best[rows]
-        best[rows[better]] = corr[better]
-        variant[rows[better]] = v
+    n = len(a)
+    every = np.broadcast_to(np.asarray(every_variant, dtype=bool), (n,))
+    extra = np.broadcast_to(np.asarray(extra_variant, dtype=np.int64), (n,))
+    wanted = every[:, None] | (np.arange(8)[None, :] == extra[:, None])
+    wanted[:, 0] = wanted[:, 4] = True
+    corr = px.variant_correlations(a, b, wanted)
+    best = corr[:, 0].copy()
+    variant = np.zeros(n, dtype=np.int64)
+    for v in range(1, 8):  # the first variant reaching the best wins ties, as before
+        better = wanted[:, v] & (corr[:, v] > best)
+        best[better] = corr[better, v]
+        variant[better] = v
     return best, variant
 
 

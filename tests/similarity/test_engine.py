@@ -57,3 +57,29 @@ def test_decide_finds_the_planted_copy_and_estimates_its_quality():
     quality = decision.choice.near.as_dict()
     assert 0.0 <= quality["recall"] <= 1.0 and quality["recall_interval"][0] <= quality["recall"]
     assert decision.choice.tiers["embedding"]["note"] == "no embeddings"
+
+
+@pytest.mark.parametrize("rule", [dict(min_scaled=0.3, min_correlation=0.9), dict(min_scaled=0.3, min_correlation=None),
+                                  dict(min_scaled=None, min_correlation=0.85)])
+def test_judge_gives_the_rules_verdict_on_full_evidence(rule):
+    """judge measures the pixel tier only where it decides; its verdicts are those of the rule on all evidence."""
+    from types import SimpleNamespace
+
+    from auditor.similarity import evidence as ev
+    from auditor.similarity.decision import Rule
+    from auditor.similarity.engine import DuplicateDecision, pair_evidence
+
+    rng = np.random.default_rng(3)
+    base = np.stack([grey32(jpeg(picture(s))) for s in range(12)])
+    thumbs = np.concatenate([base, np.clip(base.astype(int) + rng.integers(-6, 7, base.shape), 0, 255).astype(np.uint8)])
+    unit = rng.normal(size=(24, 16)).astype(np.float32)
+    unit[12:] = unit[:12] + rng.normal(0, 0.6, (12, 16))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    data = ev.make_dataset(unit, thumbs)
+    decision = DuplicateDecision(data=data, pairs=ev._empty_pairs(), accepted=np.zeros(0, bool),
+                                 choice=SimpleNamespace(rule=Rule(**rule)), hash_tier={}, leak=None)
+    a, b = np.triu_indices(24, 1)
+    want = Rule(**rule).passes(pair_evidence(data, a, b))
+    got = decision.judge(a, b)
+    assert np.array_equal(got, want)
+    assert 0 < want.sum() < len(a)  # some pairs pass, some do not

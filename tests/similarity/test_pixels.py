@@ -70,3 +70,39 @@ def test_aligned_correlation_of_a_mirror_needs_the_mirror_variant():
     mirror = np.ascontiguousarray(ImageOps.mirror(Image.fromarray(thumb[0])))[None]
     assert px.aligned_correlation(mirror, thumb)[0] < 0.8
     assert px.aligned_correlation(np.ascontiguousarray(px.dihedral(mirror, 4)), thumb)[0] > 0.99
+
+
+def test_lanczos_9x8_is_pillows_resize_bit_for_bit():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (300, 32, 32), dtype=np.uint8)  # sharp edges: overshoot clipped at 0 and 255
+    smooth = np.stack([scene(s) for s in range(20)])
+    flat = np.stack([np.zeros((32, 32), np.uint8), np.full((32, 32), 255, np.uint8)])
+    thumbs = np.concatenate([noise, smooth, flat])
+    pillow = np.stack([np.asarray(Image.fromarray(t).resize((9, 8), Image.Resampling.LANCZOS)) for t in thumbs])
+    assert np.array_equal(px.lanczos_9x8(thumbs), pillow)
+    assert px.dhash_codes(thumbs[:0]).shape == (0, 8)
+
+
+def test_variant_correlations_equal_one_screened_correlation_per_variant():
+    base = np.stack([scene(s) for s in range(12)])
+    rng = np.random.default_rng(1)
+    a = np.concatenate([base, base[:4], np.clip(base[:6].astype(int) + rng.integers(-8, 9, (6, 32, 32)), 0, 255)])
+    a = np.ascontiguousarray(np.concatenate([a, px.dihedral(base[:3], 1)])).astype(np.uint8)
+    b = np.concatenate([np.roll(base, 1, axis=0), base[:4], base[:6], base[:3]]).astype(np.uint8)
+    wanted = rng.random((len(a), 8)) < 0.5
+    wanted[:, 0] = True
+    wanted[-3:] = True  # the rotated copies: every variant, one of which undoes the rotation
+    got = px.variant_correlations(a, b, wanted)
+    for v in range(8):
+        rows = np.flatnonzero(wanted[:, v])
+        want = px.screened_correlation(np.ascontiguousarray(px.dihedral(a[rows], v)), b[rows])
+        assert np.array_equal(got[rows, v], want)  # the same numbers, not merely close
+        assert np.isnan(got[~wanted[:, v], v]).all()
+    assert got[-3:].max(axis=1).min() > 0.99
+    assert (got[12:16, 0] > 0.99).all()
+
+
+def test_unique_rows_reconstructs_its_input():
+    thumbs = np.stack([scene(s) for s in (0, 1, 0, 2, 1)])
+    inverse, unique = px.unique_rows(thumbs)
+    assert len(unique) == 3 and np.array_equal(unique[inverse], thumbs)

@@ -1,0 +1,90 @@
+"""Candidate merging in arrays gives what a per-sighting dict merge gives (the search's first, per-pair form)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from auditor.similarity import evidence as ev
+
+
+def dict_merge(events: list[ev.Sightings], symmetric: bool):
+    """The merge as the search once did it, one sighting at a time into a dict (the reference)."""
+    found: dict[tuple[int, int], list] = {}
+    likeness_of: dict[tuple[int, int], float] = {}
+    for e in events:
+        for i in range(len(e.query)):
+            q, j = int(e.query[i]), int(e.target[i])
+            if e.by_hash:
+                if symmetric and (j, q) in found and (q, j) not in found:
+                    continue
+                entry = found.setdefault((q, j), [-1, -1, 99, 99, 0])
+                if e.phash[i] + e.dhash[i] < entry[2] + entry[3]:
+                    entry[1:] = [int(e.variant[i]), int(e.phash[i]), int(e.dhash[i]), 1]
+                continue
+            key, variant = (q, j), int(e.variant[i])
+            if symmetric and (j, q) in found:
+                key, variant = (j, q), ev._inverse(variant) if variant > 0 else variant
+            entry = found.setdefault(key, [-1, -1, 99, 99, 0])
+            if e.rank[i] >= 0:
+                entry[0] = int(e.rank[i]) if entry[0] < 0 else min(entry[0], int(e.rank[i]))
+            if variant > 0 and e.likeness[i] > likeness_of.get(key, -np.inf):
+                entry[1] = variant
+                likeness_of[key] = float(e.likeness[i])
+    if not found:
+        return None
+    keys = np.array(list(found), dtype=np.int64)
+    info = np.array(list(found.values()), dtype=np.int64)
+    return keys[:, 0], keys[:, 1], info[:, 0], info[:, 1], info[:, 2], info[:, 3], info[:, 4] > 0
+
+
+def random_events(rng: np.random.Generator, n: int) -> list[ev.Sightings]:
+    def pairs(m):
+        q = np.sort(rng.integers(0, n, m))
+        j = rng.integers(0, n, m)
+        keep = q != j
+        return q[keep], j[keep]
+
+    q, j = pairs(5 * n)
+    events = [ev.Sightings.of(q, j, rank=rng.integers(0, 5, len(q)))]
+    for variant in range(8):
+        q, j = pairs(n)
+        # coarse likeness values, so ties happen and the first sighting must win them
+        events.append(ev.Sightings.of(q, j, variant=np.full(len(q), variant),
+                                      likeness=rng.integers(0, 4, len(q)) / 4))
+    for variant in range(8):
+        q, j = pairs(n // 2)
+        events.append(ev.Sightings.of(q, j, variant=np.full(len(q), variant), phash=rng.integers(0, 4, len(q)),
+                                      dhash=rng.integers(0, 4, len(q))))
+    return events
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_merge_sightings_equals_the_dict_merge(symmetric, seed):
+    events = random_events(np.random.default_rng(seed), 60)  # few nodes: many repeated and reversed pairs
+    got, want = ev.merge_sightings(events, symmetric), dict_merge(events, symmetric)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_merge_sightings_of_nothing_is_none():
+    assert ev.merge_sightings([ev.Sightings.of(np.zeros(0), np.zeros(0))], True) is None
+
+
+def test_first_valid_skips_missing_and_own_labels_in_row_order():
+    labels = np.array([[0, 3, -1, 2, 5], [1, 1, 4, 0, 2]])
+    rows, found, position = ev._first_valid(labels, np.array([0, 1]), 2)
+    assert rows.tolist() == [0, 0, 1, 1]
+    assert found.tolist() == [3, 2, 4, 0]
+    assert position.tolist() == [0, 1, 0, 1]
+    assert ev._column_of(labels, np.array([0, 1]), 2).tolist() == [1, 3, 2, 3]
+
+
+def test_inverse_variants_undo_each_variant():
+    from auditor.similarity import pixels as px
+
+    thumb = np.arange(16, dtype=np.uint8).reshape(1, 4, 4)
+    for v in range(8):
+        back = px.dihedral(np.ascontiguousarray(px.dihedral(thumb, v)), int(ev.INVERSE[v]))
+        assert np.array_equal(back, thumb)
