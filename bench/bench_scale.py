@@ -275,12 +275,14 @@ def _run_checks(args, ctx, meter, n, quality) -> None:
 # (a) images -----------------------------------------------------------------------------------
 
 
-def raw_inference_rate(images: Path, seconds: float = 60.0) -> float:
-    """Images per second of the backbone alone on already-decoded arrays (the reference)."""
+def raw_inference_rate(images: Path, input_size: int, seconds: float = 60.0) -> float:
+    """Images per second of the backbone alone on already-decoded arrays (the reference), at the input
+    size the audit chose for these images (small images are embedded at 96 px, not 224)."""
     from auditor.backbones.registry import resolve_backbone
     from auditor.encoding.imaging import ScanLimits, scan_bytes
 
     backbone = resolve_backbone("efficientnet-lite0", None, True, "auto")
+    backbone.input_size = input_size
     backbone.batch_shape = 32
     files = sorted(images.rglob("*.jpg"))[:32]
     batch = np.stack([scan_bytes(f.read_bytes(), ScanLimits(), backbone.input_size)[1] for f in files])
@@ -297,11 +299,14 @@ def run_images(args) -> None:
 
     work = Path(args.work)
     count = args.images or (10_000 if args.quick else 100_000)
-    images = Path(args.dataset) if args.dataset else work / f"images{count // 1000}k"
-    started = time.perf_counter()
-    written = generate_images(SHARED, images, count, seed=0, workers=2)
-    print(f"dataset {images}: {written} images written in {time.perf_counter() - started:.0f} s", flush=True)
-    rate_before = raw_inference_rate(images)
+    images = Path(args.dataset) if args.dataset else work / f"images{count // 1000}k{f'-{args.side}px' if args.side else ''}"
+    if args.dataset:
+        count = sum(1 for _ in images.rglob("*.jpg"))
+        print(f"dataset {images}: {count} images", flush=True)
+    else:
+        started = time.perf_counter()
+        written = generate_images(SHARED, images, count, seed=0, workers=2, side=args.side)
+        print(f"dataset {images}: {written} images written in {time.perf_counter() - started:.0f} s", flush=True)
     cache = Path(args.cache) if args.cache else work / f"cache-{images.name}-{int(time.time())}"
     out = work / f"report-{images.name}"
     command = [sys.executable, "-m", "auditor", "audit", str(images), "--cache-dir", str(cache), "--out", str(out),
@@ -313,15 +318,18 @@ def run_images(args) -> None:
                           capture_output=True, text=True)
     audit_s = time.perf_counter() - started
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB on Linux
-    rate_after = raw_inference_rate(images)
     if done.returncode not in (0, 1):
         print(done.stderr[-3000:])
     report = json.loads((out / "report.json").read_text())
+    input_size = int(report["backbone"]["input_size"])
+    # The reference is measured after the audit (so at the size it chose) and twice, around a pause-free
+    # minute each, to average out other work on the machine.
+    rate_before, rate_after = raw_inference_rate(images, input_size), raw_inference_rate(images, input_size)
     timings = report.get("timings_s", {})
     raw_rate = (rate_before + rate_after) / 2
     raw_s = count / raw_rate
     rows = [(k, v) for k, v in timings.items()]
-    print(f"\n{count} images; raw inference {rate_before:.1f} / {rate_after:.1f} images/s before / after "
+    print(f"\n{count} images at {input_size} px input; raw inference {rate_before:.1f} / {rate_after:.1f} images/s before / after "
           f"(→ {raw_s:.0f} s for the dataset); whole audit {audit_s:.0f} s = {audit_s / raw_s:.2f}× raw inference; "
           f"child peak RSS {peak_gb:.2f} GB\n")
     print("| stage | seconds | / raw inference of the dataset |\n|---|---:|---:|")
@@ -341,6 +349,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="(vectors) how many")
     parser.add_argument("--images", type=int, default=None, help="(images) how many")
     parser.add_argument("--dataset", default=None, help="(images) an existing folder to audit instead")
+    parser.add_argument("--side", type=int, default=None, help="(images) every crop side × side px (e.g. 32) instead of 32–256")
     parser.add_argument("--cache", default=None, help="(images) a cache folder (default: a fresh one)")
     parser.add_argument("--no-hamming", action="store_true", help="(vectors) skip the stand-alone Hamming search stage")
     parser.add_argument("--checks", default=None, help="comma list of check ids (default: vectors: the bounded ones)")

@@ -43,11 +43,11 @@ def image_path(out: Path, i: int, photo: int, label: str) -> Path:
     return out / split / label / f"p{photo:05d}_{i:07d}.jpg"
 
 
-def _crop_photo(args: tuple[str, str, int, int, int, int, str]) -> int:
+def _crop_photo(args: tuple[str, str, int, int, int, int, str, int | None]) -> int:
     """All crops of one photo (decoded once). Returns how many files were written."""
     from PIL import Image
 
-    photo_path, label, photo, photos, count, seed, out = args
+    photo_path, label, photo, photos, count, seed, out, side = args
     out_dir = Path(out)
     wanted = [i for i in range(photo, count, photos) if not image_path(out_dir, i, photo, label).exists()]
     if not wanted:
@@ -65,9 +65,11 @@ def _crop_photo(args: tuple[str, str, int, int, int, int, str]) -> int:
             long_side = int(np.exp(rng.uniform(np.log(MIN_SIDE), np.log(MAX_SIDE + 1))))
             factor = long_side / max(w, h)
             size = (max(MIN_SIDE, round(w * factor)), max(MIN_SIDE, round(h * factor)))
-            crop = image.crop((x, y, x + w, y + h)).resize(size, Image.BILINEAR)
+            if side:  # fixed square images, as in tiny-image datasets (JPEG q75 like the truth benchmark's 32 px rows)
+                size = (side, side)
+            crop = image.crop((x, y, x + w, y + h)).resize(size, Image.BILINEAR if not side else Image.LANCZOS)
             buffer = io.BytesIO()
-            crop.save(buffer, format="JPEG", quality=int(rng.integers(70, 96)))
+            crop.save(buffer, format="JPEG", quality=75 if side else int(rng.integers(70, 96)))
             target = image_path(out_dir, i, photo, label)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".tmp")
@@ -76,10 +78,12 @@ def _crop_photo(args: tuple[str, str, int, int, int, int, str]) -> int:
     return len(wanted)
 
 
-def generate_images(shared: Path, out: Path, count: int, seed: int = 0, workers: int = 2) -> int:
-    """Write `count` crops under out/{train,val}/<class>/; returns how many were written now."""
+def generate_images(shared: Path, out: Path, count: int, seed: int = 0, workers: int = 2, side: int | None = None) -> int:
+    """Write `count` crops under out/{train,val}/<class>/ (`side`: all side × side px); returns how many were
+    written now."""
     photos = source_photos(shared)
-    jobs = [(str(p), label, k, len(photos), count, seed, str(out)) for k, (p, label) in enumerate(photos) if k < count]
+    jobs = [(str(p), label, k, len(photos), count, seed, str(out), side) for k, (p, label) in enumerate(photos)
+            if k < count]
     with ProcessPoolExecutor(workers) as pool:
         return sum(pool.map(_crop_photo, jobs, chunksize=8))
 

@@ -85,6 +85,36 @@ def test_domain_classifier_separates_shifted_gaussians_only():
     assert moved.held_out_scores.shape == (40,) and moved.held_out_scores.mean() > same.held_out_scores.mean()
 
 
+def test_lean_scorers_give_scikit_learns_values():
+    """The permutation test's scorers skip scikit-learn's input checks, not its arithmetic (ties included)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    features = np.round(rng.normal(size=(60, 3)), 1)  # rounded: tied decision values
+    binary = (features[:, 0] + rng.normal(size=60) > 0).astype(int)
+    model = LogisticRegression().fit(features, binary)
+    assert stats.lean_scorer("roc_auc")(model, features, binary) == pytest.approx(
+        roc_auc_score(binary, model.decision_function(features)))
+    tied = np.r_[np.zeros(5), np.ones(5)]
+    assert stats.rank_auc(tied.astype(int), np.r_[0, 1, 1, 2, 2, 1, 2, 2, 3, 3.0]) == pytest.approx(
+        roc_auc_score(tied, np.r_[0, 1, 1, 2, 2, 1, 2, 2, 3, 3.0]))
+    three = rng.integers(0, 3, 60)
+    model3 = LogisticRegression().fit(features, three)
+    assert stats.lean_scorer("balanced_accuracy")(model3, features, three) == pytest.approx(
+        balanced_accuracy_score(three, model3.predict(features)))
+    assert stats.lean_scorer("accuracy") == "accuracy"
+
+
+def test_next_chunk_runs_what_the_stopping_rule_still_needs_when_it_is_near():
+    # 19 permutations, 9 beat the observed score (p ≈ ½): one more exceedance is due soon, so a short chunk
+    assert stats.next_chunk(19, 9, 10) == 10
+    # none beat it yet (a shift): grow threefold towards the cap
+    assert stats.next_chunk(19, 0, 10) == 57
+    # a few did (p ≈ 0.1): the rule is far, keep growing
+    assert stats.next_chunk(19, 2, 10) == 57
+
+
 def test_robust_z_uses_median_and_mad():
     z, median, scale = stats.robust_z(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))
     assert median == 3.0 and scale == pytest.approx(1.4826)

@@ -312,6 +312,7 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: 
     held-out sample."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from threadpoolctl import threadpool_limits
 
     if len(np.unique(groups)) == len(groups):
         splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(features, labels))
@@ -325,9 +326,13 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: 
     splits = [(subset, test) for subset, (_train, test) in zip(subsets, splits)]
 
     def fit_predict(c: float, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        probe = LogisticRegression(C=c, max_iter=1000).fit(features[train], labels[train])
-        out = np.zeros((len(test), n_classes))
-        out[:, probe.classes_] = probe.predict_proba(features[test])
+        # One BLAS thread: each L-BFGS step is a product of (≤ 20 000 × ≤ 256) by (256 × classes), too small
+        # for threads to pay, and with the cores busy threads that wait for each other cost 10–20× the CPU
+        # (measured: 8 000 × 256, 4 classes: 0.15 CPU-s on one thread, 1.4 on two, at load ≈ 10).
+        with threadpool_limits(limits=1, user_api="blas"):
+            probe = LogisticRegression(C=c, max_iter=1000).fit(features[train], labels[train])
+            out = np.zeros((len(test), n_classes))
+            out[:, probe.classes_] = probe.predict_proba(features[test])
         return out
 
     train, test = splits[0]

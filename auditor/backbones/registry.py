@@ -41,8 +41,9 @@ class Backbone:
             from auditor.backbones.keras_import import quiet_native_stderr
 
             with quiet_native_stderr():
+                # Not warmed up with a dummy batch: the first real batch traces the graph, and a dummy forward
+                # pass cost a whole batch's inference (a tenth of a 30-image gate run).
                 self._model = _build(self.name, self.weights_path, self.precision, input_size=self.input_size)
-                self._model.predict_on_batch(np.zeros((self.batch_shape, self.input_size, self.input_size, 3), "float32"))
         return self._model
 
     @property
@@ -54,7 +55,6 @@ class Backbone:
             with quiet_native_stderr():
                 self._maps_model = _build(self.name, self.weights_path, self.precision, feature_maps=True,
                                           input_size=self.input_size)
-                self._maps_model.predict_on_batch(np.zeros((self.batch_shape, self.input_size, self.input_size, 3), "float32"))
         return self._maps_model
 
     @property

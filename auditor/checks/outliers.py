@@ -45,27 +45,43 @@ def outlier_cutoff(images: int, configured: float | None) -> tuple[float, str]:
     return MIN_OUTLIER_Z, f"the usual 3.5 for modified z-scores (Bonferroni for {images} images gives {bonferroni:.2f})"
 
 
-def knn_distances(unit_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each vector: mean cosine distance to its k nearest *other* vectors, the nearest one's index
-    and its cosine similarity. Above the exact-search limit this reads the k-NN graph shared with the other
-    checks that search the same matrix (similarity.neighbours)."""
-    from auditor.similarity.neighbours import knn
+def knn_distances(unit_vectors: np.ndarray, k: int, rows: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each vector (or each of `rows`, searched among all): mean cosine distance to its k nearest *other*
+    vectors, the nearest one's index and its cosine similarity. Above the exact-search limit this reads the
+    k-NN graph shared with the other checks that search the same matrix (similarity.neighbours)."""
+    from auditor.similarity.neighbours import drop_self_rows, knn
 
     n = len(unit_vectors)
+    queries = n if rows is None else len(rows)
     k = min(k, n - 1)
     if k < 1:
-        return np.full(n, np.nan), np.full(n, -1), np.full(n, np.nan)
-    sims, neighbours = knn(unit_vectors, k + 1)
-    sims, neighbours = drop_self(sims, neighbours, k)
+        return np.full(queries, np.nan), np.full(queries, -1), np.full(queries, np.nan)
+    if rows is None:
+        sims, neighbours = knn(unit_vectors, k + 1)
+        sims, neighbours = drop_self(sims, neighbours, k)
+    else:
+        sims, neighbours = knn(unit_vectors, k + 1, queries=np.asarray(unit_vectors[rows], dtype=np.float32))
+        sims, neighbours = drop_self_rows(sims, neighbours, rows, k)
     mean_distance = np.nanmean(np.where(neighbours >= 0, 1.0 - sims, np.nan), axis=1)
     nearest, nearest_sim = neighbours[:, 0], sims[:, 0].astype(float)
     return np.clip(mean_distance, 1e-6, None), nearest, nearest_sim
 
 
-def isolation_scores(unit_vectors: np.ndarray, k: int) -> dict[str, np.ndarray | float]:
-    """kNN distance, its robust z-score on a log scale, and each image's nearest neighbour."""
-    distance, nearest, nearest_sim = knn_distances(unit_vectors, k)
-    z, median, scale = robust_z(np.log(distance), MIN_LOG_DISTANCE_SCALE)
+def isolation_scores(unit_vectors: np.ndarray, k: int, scored: np.ndarray | None = None,
+                     reference: np.ndarray | None = None) -> dict[str, np.ndarray | float]:
+    """kNN distance, its robust z-score on a log scale, and each image's nearest neighbour. `scored`: only
+    these rows are scored (searched among all; the others get NaN); `reference`: the rows whose scores give
+    the z's median and MAD (default: every scored row)."""
+    n = len(unit_vectors)
+    if scored is None:
+        distance, nearest, nearest_sim = knn_distances(unit_vectors, k)
+    else:
+        distance, nearest, nearest_sim = np.full(n, np.nan), np.full(n, -1), np.full(n, np.nan)
+        distance[scored], nearest[scored], nearest_sim[scored] = knn_distances(unit_vectors, k, scored)
+    basis = distance if reference is None and scored is None else distance[scored if reference is None else reference]
+    _z, median, scale = robust_z(np.log(basis), MIN_LOG_DISTANCE_SCALE)
+    z = (np.log(distance) - median) / scale
     return {"distance": distance, "z": z, "nearest": nearest, "nearest_similarity": nearest_sim,
             "median_distance": float(np.exp(median)) if np.isfinite(median) else float("nan"), "log_scale": scale}
 
@@ -74,6 +90,43 @@ MAX_BASELINE_QUERIES = 20_000  # train images whose nearest other train image se
 # Above the exact-search limit, a class up to this size is searched exactly (cost ≤ n · this · d in all);
 # larger classes read the shared k-NN graph instead of a second search.
 CLASS_EXACT_LIMIT = 2_000
+
+
+MERGE_REFERENCE_IMAGES = 2_000  # a merge audit: existing images (seeded sample) whose scores set median and MAD
+
+
+@dataclass
+class Scope:
+    """What a merge audit (`--against`) scores: its incoming images, searched among every image, with a
+    seeded sample of existing images whose scores give the robust z's median and MAD. The existing images'
+    own audit scored them already (their findings would be accepted anyway), so re-scoring all of them —
+    an all-pairs search growing as n² — is what made the gate's outlier check as slow as a first audit's."""
+
+    reported: np.ndarray  # sorted matrix rows of the incoming images: findings and counts
+    reference: np.ndarray  # sorted rows of the existing sample (the incoming ones when there is no existing image)
+    scored: np.ndarray  # sorted union of the two
+
+    def metrics(self) -> dict:
+        return {"scored": "incoming images, searched among all; median and MAD from a seeded sample of existing images",
+                "incoming_images": int(len(self.reported)), "reference_images": int(len(self.reference))}
+
+
+def merge_scope(ctx: AuditContext) -> Scope | None:
+    """The Scope of a merge audit; None for an ordinary audit (every image scored)."""
+    from auditor.index.merged import INCOMING
+
+    origins = getattr(ctx.index, "origins", None)
+    if not origins:
+        return None
+    positions, rows, _splits, _labels = _record_rows(ctx)
+    incoming_record = np.array([origins[p] == INCOMING for p in positions.tolist()], dtype=bool)
+    incoming = np.unique(rows[incoming_record])
+    existing = np.setdiff1d(np.unique(rows[~incoming_record]), incoming)
+    rng = np.random.default_rng(ctx.config.seed or 0)
+    if len(existing) > MERGE_REFERENCE_IMAGES:
+        existing = np.sort(rng.choice(existing, MERGE_REFERENCE_IMAGES, replace=False))
+    reference = existing if len(existing) >= MIN_CLASS_IMAGES else incoming
+    return Scope(reported=incoming, reference=reference, scored=np.union1d(incoming, reference))
 
 
 def _record_rows(ctx: AuditContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -86,13 +139,15 @@ def _record_rows(ctx: AuditContext) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return positions, rows, columns.split[positions], columns.label[positions]
 
 
-def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None) -> dict[str, dict]:
+def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None, scope: Scope | None = None) -> dict[str, dict]:
     """For each held-out split: its images whose nearest training image is farther than training images
     usually are from each other (robust z of the log distance to the nearest train image, measured
     against train's own nearest-neighbour distances, above `max_z`). For `split_shift`'s evidence.
     The baseline uses at most MAX_BASELINE_QUERIES training images (seeded). Above the exact-search limit
     the nearest training image is read from the shared k-NN graph; only images with no training image
-    among their graph neighbours are searched again, restricted to training rows (`nearest_among`)."""
+    among their graph neighbours are searched again, restricted to training rows (`nearest_among`).
+    With a merge audit's `scope`, only incoming held-out images are measured, against a baseline of at most
+    MERGE_REFERENCE_IMAGES training images."""
     if not ctx.has_embeddings or ctx.index.reference_split is None:
         return {}
     columns = ctx.columns
@@ -106,8 +161,11 @@ def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None) -> di
     vectors = ctx.unit_matrix
     seed = ctx.config.seed or 0
     rng = np.random.default_rng(seed)
-    baseline = train if len(train) <= MAX_BASELINE_QUERIES else np.sort(rng.choice(train, MAX_BASELINE_QUERIES, replace=False))
-    held_rows = {split: np.unique(rows[split_of == columns.splits.index(split)]) for split in ctx.index.held_out_splits}
+    most = MAX_BASELINE_QUERIES if scope is None else MERGE_REFERENCE_IMAGES
+    baseline = train if len(train) <= most else np.sort(rng.choice(train, most, replace=False))
+    measured = np.ones(len(rows), dtype=bool) if scope is None else np.isin(rows, scope.reported)
+    held_rows = {split: np.unique(rows[(split_of == columns.splits.index(split)) & measured])
+                 for split in ctx.index.held_out_splits}
     query_sets = [baseline] + [held for held in held_rows.values() if len(held)]
     # The exact answers that check the approximate ones, for every query set in one pass over the training rows.
     exact = iter(exact_nearest_samples(vectors, query_sets, train, seed) if len(vectors) > EXACT_LIMIT
@@ -119,7 +177,7 @@ def held_out_far_from_train(ctx: AuditContext, max_z: float | None = None) -> di
     result = {}
     for split in ctx.index.held_out_splits:
         code = columns.splits.index(split)
-        in_split = split_of == code
+        in_split = (split_of == code) & measured
         held = held_rows[split]
         if not len(held):
             continue
@@ -256,23 +314,27 @@ def compute(ctx: AuditContext) -> Evidence:
     shas = ctx.embedded_shas
     if len(shas) < 3:
         return skipped("skipped: fewer than 3 images with embeddings")
-    isolation = score_isolation(ctx, shas)
-    max_z, cutoff_source = outlier_cutoff(len(shas), ctx.config.max_outlier_z)
+    scope = merge_scope(ctx)
+    isolation = score_isolation(ctx, shas, scope)
+    candidates = np.arange(len(shas)) if scope is None else scope.reported  # rows that may become findings
+    max_z, cutoff_source = outlier_cutoff(len(candidates), ctx.config.max_outlier_z)
     z = isolation.scores["z"]
-    flagged_rows = [int(i) for i in np.argsort(-z, kind="stable") if z[i] > max_z]
+    flagged_rows = [int(i) for i in candidates[np.argsort(-z[candidates], kind="stable")] if z[i] > max_z]
     findings = [_finding(ctx, isolation, i, max_z, cutoff_source) for i in flagged_rows]
-    per_split = _per_split(ctx, isolation, np.array(flagged_rows, dtype=np.int64))
-    far = held_out_far_from_train(ctx)
+    per_split = _per_split(ctx, isolation, np.array(flagged_rows, dtype=np.int64),
+                           None if scope is None else scope.reported)
+    far = held_out_far_from_train(ctx, scope=scope)
     quality = search_quality(ctx.unit_matrix, min(10, len(shas) - 1)).to_dict()
     ctx.search_quality["embeddings"] = quality
     total_images = sum(m["images"] for m in per_split.values())
     total_outliers = sum(m["outliers"] for m in per_split.values())
-    top = int(np.argmax(z))
     parts = [
-        f"{plural(total_outliers, 'image')} of {total_images} {'is' if total_outliers == 1 else 'are'} far from all "
-        f"others (robust z of kNN distance > {max_z:.2f})",
-        f"most isolated: {_first_path(ctx, shas[top])} (z {z[top]:.1f})",
+        f"{plural(total_outliers, 'image')} of {total_images}{'' if scope is None else ' incoming'} "
+        f"{'is' if total_outliers == 1 else 'are'} far from all others (robust z of kNN distance > {max_z:.2f})",
     ]
+    if len(candidates):
+        top = int(candidates[np.argmax(z[candidates])])
+        parts.append(f"most isolated: {_first_path(ctx, shas[top])} (z {z[top]:.1f})")
     parts += [f"{m['far_from_train']} {split} images far from every train image" for split, m in far.items()]
     if not quality["exact"]:
         parts.append(f"neighbours by approximate search (recall@{quality['k']} {quality['recall']:.3f} against exact "
@@ -288,12 +350,15 @@ def compute(ctx: AuditContext) -> Evidence:
         "class_relative_method": isolation.class_method,
         "search": quality,
     }
+    if scope is not None:
+        metrics["scope"] = scope.metrics()
     return Evidence(summary="; ".join(parts), metrics=metrics, findings=findings)
 
 
-def score_isolation(ctx: AuditContext, shas: list[str]) -> Isolation:
+def score_isolation(ctx: AuditContext, shas: list[str], scope: "Scope | None" = None) -> Isolation:
     """Isolation over the whole dataset, and the same score inside each class (a content filed under two
-    labels is scored in both). `shas` are ctx.embedded_shas (the rows of ctx.unit_matrix).
+    labels is scored in both). `shas` are ctx.embedded_shas (the rows of ctx.unit_matrix). `scope`: score
+    only its rows (a merge audit's incoming images and a reference sample), searched among all.
 
     Within a class: exact k-NN among the class's images while the whole matrix is within the exact-search limit,
     or the class within CLASS_EXACT_LIMIT; otherwise the class's
@@ -304,7 +369,9 @@ def score_isolation(ctx: AuditContext, shas: list[str]) -> Isolation:
 
     vectors = ctx.unit_matrix
     k = min(ctx.config.outlier_neighbours, len(shas) - 1)
-    isolation = Isolation(shas=shas, k=k, scores=isolation_scores(vectors, k), by_class={})
+    scored = None if scope is None else scope.scored
+    reference = None if scope is None else scope.reference
+    isolation = Isolation(shas=shas, k=k, scores=isolation_scores(vectors, k, scored, reference), by_class={})
     _positions, rows, _splits, labels = _record_rows(ctx)
     pairs = unique_rows(np.stack([labels, rows], axis=1))  # (label code, row), each once, sorted
     classes = ctx.columns.classes
@@ -314,17 +381,30 @@ def score_isolation(ctx: AuditContext, shas: list[str]) -> Isolation:
         if len(members) < MIN_CLASS_IMAGES:
             continue
         kk = min(k, len(members) - 1)
+        # Which members to score (positions in `members`), and whose scores set the class's median and MAD.
+        local = np.arange(len(members)) if scored is None else np.flatnonzero(np.isin(members, scored))
+        basis = local if reference is None else np.flatnonzero(np.isin(members, reference))
+        if len(basis) < MIN_CLASS_IMAGES:
+            basis = local
+        if not len(local):
+            continue
         if len(vectors) <= EXACT_LIMIT or len(members) <= CLASS_EXACT_LIMIT:
-            distance, _nearest, _sims = knn_distances(np.asarray(vectors[members]), kk)
+            distance, _nearest, _sims = knn_distances(np.asarray(vectors[members]), kk,
+                                                      None if scored is None else local)
         else:
             if graph is None:
-                graph = knn(vectors, max(SELF_K, k + 1))
-            distance = _class_distance_from_graph(graph, members, kk)
+                graph = knn(vectors, max(SELF_K, k + 1), **({} if scored is None else {
+                    "queries": np.asarray(vectors[scored], dtype=np.float32)}))
+                graph_rows = np.arange(len(vectors)) if scored is None else np.asarray(scored)
+            at = np.searchsorted(graph_rows, members[local])
+            distance = _class_distance_from_graph((graph[0][at], graph[1][at]), members[local], members, kk)
             isolation.class_method = (f"exact k-NN within classes of up to {CLASS_EXACT_LIMIT} images; larger classes "
                                       "from the shared k-NN graph (a lower bound where fewer than k of an image's "
                                       f"{graph[1].shape[1] - 1} nearest share its class)")
-        z, _median, _scale = robust_z(np.log(distance), MIN_LOG_DISTANCE_SCALE)
-        isolation.by_class[classes[code]] = (members, np.asarray(distance, dtype=float), np.asarray(z, dtype=float))
+        # the class's median and MAD from the `basis` members' scores (positions of `basis` within `local`)
+        _z, median, scale = robust_z(np.log(distance[np.searchsorted(local, basis)]), MIN_LOG_DISTANCE_SCALE)
+        z = (np.log(distance) - median) / scale
+        isolation.by_class[classes[code]] = (members[local], np.asarray(distance, dtype=float), np.asarray(z, dtype=float))
     return isolation
 
 
@@ -345,13 +425,14 @@ def unique_rows(table: np.ndarray) -> np.ndarray:
     return out
 
 
-def _class_distance_from_graph(graph: tuple[np.ndarray, np.ndarray], members: np.ndarray, k: int) -> np.ndarray:
-    """Mean cosine distance of each member to its k nearest same-class images found in the shared graph."""
+def _class_distance_from_graph(graph: tuple[np.ndarray, np.ndarray], queried: np.ndarray, members: np.ndarray,
+                               k: int) -> np.ndarray:
+    """Mean cosine distance of each queried member to its k nearest same-class images found in the shared
+    graph; `graph` holds the queried members' rows of it, in that order."""
     sims, neighbours = graph
-    sims, neighbours = sims[members], neighbours[members]
     in_class = np.zeros(int(max(neighbours.max(), members.max())) + 1, dtype=bool)
     in_class[members] = True
-    same = (neighbours >= 0) & in_class[np.maximum(neighbours, 0)] & (neighbours != members[:, None])
+    same = (neighbours >= 0) & in_class[np.maximum(neighbours, 0)] & (neighbours != queried[:, None])
     farthest = np.where(neighbours >= 0, sims, np.inf).min(axis=1)
     filled = np.where(same, sims, -np.inf)
     top = -np.sort(-filled, axis=1)[:, :k]
@@ -390,12 +471,17 @@ def _finding(ctx: AuditContext, isolation: Isolation, i: int, max_z: float, cuto
     )
 
 
-def _per_split(ctx: AuditContext, isolation: Isolation, flagged: np.ndarray) -> dict[str, dict]:
-    """Per split: counts, and the most isolated images of every class (flagged or not) for a person to look at."""
+def _per_split(ctx: AuditContext, isolation: Isolation, flagged: np.ndarray,
+               only: np.ndarray | None = None) -> dict[str, dict]:
+    """Per split: counts, and the most isolated images of every class (flagged or not) for a person to look at;
+    `only`: of these rows (a merge audit's incoming images)."""
     scores = isolation.scores
     z = np.asarray(scores["z"], dtype=float)
     columns = ctx.columns
     _positions, rows, split_of, labels = _record_rows(ctx)
+    if only is not None:
+        keep = np.isin(rows, only)
+        rows, split_of, labels = rows[keep], split_of[keep], labels[keep]
     is_flagged = np.zeros(len(isolation.shas), dtype=bool)
     is_flagged[flagged] = True
     # One entry per (split, label, content), ranked by z within each (split, label).

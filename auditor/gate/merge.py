@@ -35,6 +35,8 @@ CHECK_ID = "merge"
 MIN_PER_SIDE_FOR_AUC = 10
 MAX_PER_SIDE = 2000  # embeddings per side of the incoming/existing comparison (seeded subsample)
 MAX_SHIFT_PERMUTATIONS = 999
+EXISTING_PER_INCOMING = 10  # the shift test's existing side, per incoming image (see shift_test)
+MIN_EXISTING_FOR_SHIFT = 200
 MAX_EXISTING_FOR_LABELS = 200_000  # existing images searched for an incoming image's neighbours (seeded subsample)
 
 
@@ -170,10 +172,8 @@ def _sides(ctx, usable: set[int], split: str | None) -> dict[str, list[str]]:
 
 
 def _shift(ctx, usable: set[int]) -> dict:
-    """Per split: cosine distance between the incoming and existing centroids, and whether a classifier tells
-    incoming from existing embeddings (split_shift's domain classifier: cross-validated ROC-AUC, 0.5 =
-    indistinguishable, with a permutation p-value), on the audit's seed."""
-    from auditor.stats import domain_classifier_test, permutations_for
+    """Per split: the incoming against the existing embeddings (`shift_test`), on the audit's seed."""
+    from auditor.stats import permutations_for
 
     seed = ctx.config.seed or 0
     permutations = permutations_for(ctx.config.policy.alpha, 1, MAX_SHIFT_PERMUTATIONS)
@@ -182,18 +182,35 @@ def _shift(ctx, usable: set[int]) -> dict:
         sides = _sides(ctx, usable, split)
         if not sides[INCOMING] or not sides[EXISTING]:
             continue
-        a, b = ctx.unit_embeddings(sides[INCOMING]), ctx.unit_embeddings(sides[EXISTING])
-        ca, cb = a.mean(axis=0), b.mean(axis=0)
-        distance = 1.0 - float(ca @ cb / (np.linalg.norm(ca) * np.linalg.norm(cb) + 1e-12))
-        entry = {"incoming": len(a), "existing": len(b), "centroid_cosine_distance": round(distance, 4),
-                 "domain_auc": None, "p_value": None}
-        if min(len(a), len(b)) >= MIN_PER_SIDE_FOR_AUC:
-            with one_blas_thread():
-                test = domain_classifier_test(b, a, permutations, seed)
-            entry.update(domain_auc=round(float(test.auc), 4), p_value=float(f"{test.p_value:.4g}"),
-                         permutations=test.permutations)
-        result[split] = entry
+        result[split] = shift_test(ctx.unit_embeddings(sides[INCOMING]), ctx.unit_embeddings(sides[EXISTING]),
+                                   permutations, seed)
     return result
+
+
+def shift_test(incoming: np.ndarray, existing: np.ndarray, permutations: int, seed: int) -> dict:
+    """Cosine distance between the incoming and existing centroids, and whether a classifier tells incoming
+    from existing embeddings (split_shift's domain classifier: cross-validated ROC-AUC, 0.5 =
+    indistinguishable, with a permutation p-value).
+
+    The existing side is subsampled to EXISTING_PER_INCOMING × the incoming side (at least
+    MIN_EXISTING_FOR_SHIFT): a two-sample test's power is set by the smaller side, so 30 incoming images
+    against 300 existing keep 92 % of the effective sample size of 30 against 2 000 (2 / (1/30 + 1/300)
+    against 2 / (1/30 + 1/2000)), and every permutation refits on a tenth of the rows."""
+    from auditor.stats import domain_classifier_test
+
+    keep = max(MIN_EXISTING_FOR_SHIFT, EXISTING_PER_INCOMING * len(incoming))
+    if len(existing) > keep:
+        existing = existing[np.sort(np.random.default_rng(seed).choice(len(existing), keep, replace=False))]
+    ca, cb = incoming.mean(axis=0), existing.mean(axis=0)
+    distance = 1.0 - float(ca @ cb / (np.linalg.norm(ca) * np.linalg.norm(cb) + 1e-12))
+    entry = {"incoming": len(incoming), "existing": len(existing), "centroid_cosine_distance": round(distance, 4),
+             "domain_auc": None, "p_value": None}
+    if min(len(incoming), len(existing)) >= MIN_PER_SIDE_FOR_AUC:
+        with one_blas_thread():
+            test = domain_classifier_test(existing, incoming, permutations, seed)
+        entry.update(domain_auc=round(float(test.auc), 4), p_value=float(f"{test.p_value:.4g}"),
+                     permutations=test.permutations)
+    return entry
 
 
 def _property_drift(ctx, usable: set[int]) -> dict:

@@ -41,7 +41,11 @@ def detection_quality(ctx, estimate) -> dict[str, Any]:
                   "rescale, colour, JPEG; rotations; grey) give recall; the copies' matches with other images "
                   "(not counting images the decision calls duplicates of the source) give the false-match rate; "
                   "precision = 1 - (1 - duplicate share) x false-match rate / flagged share",
-        "caveat": "95 % intervals cover the sampling error of the calibration copies only; real duplicates "
-                  "processed unlike the copies are found less or more often",
+        "caveat": "the recall interval spans two measurements: the calibration copies' 95 % interval "
+                  "(recall_interval_copies) and the recall on the dataset's own duplicates (recall_on_dataset: of the "
+                  "images the most sensitive rule without false matches on the copies flags, the share this rule "
+                  "flags too, where that rule flags at least as many images as this one); where the two differ, the "
+                  "dataset's duplicates are processed unlike the copies; the precision interval covers the copies' "
+                  "sampling error only",
     })
     return quality

@@ -96,7 +96,8 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     hash_tier = hash_reliability(pairs, accepted)
     if hash_tier["reliable"]:
         rule = dataclasses.replace(choice.rule, hash_alone=True)
-        choice = dataclasses.replace(choice, rule=rule, near=calibrator.estimate(rule, choice.pi),
+        near = calibrator.estimate(rule, choice.pi).with_dataset_recall(calibrator.dataset_recall(rule, choice.rules))
+        choice = dataclasses.replace(choice, rule=rule, near=near,
                                      per_kind_recall=calibrator.per_kind_recall(rule))
         accepted = rule.passes(pairs)
     choice.tiers["hash"] = hash_tier
@@ -118,4 +119,4 @@ def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.nd
                             copy_target_ok=copy_ok)
     grid = [dataclasses.replace(r, hash_alone=rule.hash_alone) for r in rules] + [rule]
     pi, _reference = calibrator.duplicate_share(grid)
-    return calibrator.estimate(rule, pi)
+    return calibrator.estimate(rule, pi).with_dataset_recall(calibrator.dataset_recall(rule, grid))

@@ -218,3 +218,43 @@ def test_unique_rows_is_numpys_unique_over_rows():
         table = np.stack([rng.integers(0, h, shape[0]) for h in high], axis=1)
         np.testing.assert_array_equal(ol.unique_rows(table), np.unique(table, axis=0))
     assert ol.unique_rows(np.zeros((0, 3), dtype=np.int64)).shape == (0, 3)
+
+
+# ------------------------------------------------------------------------------------------------
+# A merge audit (`--against`) scores its incoming images only
+
+
+def _merged(items: list[dict], incoming_paths: set[str]):
+    from auditor.index.merged import EXISTING, INCOMING, MergedIndex
+
+    ctx = synthetic_context(items)
+    origins = [INCOMING if r.path in incoming_paths else EXISTING for r in ctx.index.records]
+    ctx.index = MergedIndex(root=ctx.index.root, layout="splits against splits", records=ctx.index.records,
+                            origins=origins, roots={INCOMING: "/incoming", EXISTING: "/existing"})
+    return ctx
+
+
+def test_a_merge_audit_flags_an_incoming_outlier_and_leaves_existing_ones_to_their_own_audit(monkeypatch):
+    from auditor.similarity import neighbours
+
+    items = _cluster_items(n_per_class=150)
+    existing_far = np.random.default_rng(5).normal(size=32).astype(np.float32)
+    items.append({"path": "train/ant/old_placeholder.gif", "label": "ant", "vector": existing_far})
+    incoming_far = -np.mean([item["vector"] for item in items[:300]], axis=0)
+    incoming = [{"path": "train/ant/new_placeholder.gif", "label": "ant", "vector": incoming_far}] + \
+               [{**item, "path": f"train/{item['label']}/new_{i}.jpg", "content": f"new_{i}", "split": "train",
+                 "vector": item["vector"] + 0.01 * existing_far} for i, item in enumerate(items[:20])]
+    queried: list[int] = []
+    original = neighbours._exact_search
+    monkeypatch.setattr(neighbours, "_exact_search", lambda x, q, k: queried.append(len(q)) or original(x, q, k))
+    monkeypatch.setattr(ol, "MERGE_REFERENCE_IMAGES", 100)
+    ctx = _merged(items + incoming, {item["path"] for item in incoming})
+    result = ol.CHECK.run(ctx)
+    assert [f.paths for f in result.findings] == [["train/ant/new_placeholder.gif"]]  # the old one is not re-judged
+    scope = result.metrics["scope"]
+    assert scope["incoming_images"] == 21 and scope["reference_images"] == 100
+    assert result.metrics["per_split"]["train"]["images"] == 21 and "of 21 incoming" in result.summary
+    assert max(queried) <= 121  # never a search that queries every one of the 322 images
+    # the same images in an ordinary audit: every image scored, both placeholders flagged
+    plain = ol.CHECK.run(synthetic_context(items + incoming))
+    assert {p for f in plain.findings for p in f.paths} >= {"train/ant/new_placeholder.gif", "train/ant/old_placeholder.gif"}

@@ -80,3 +80,20 @@ def test_a_merge_audit_skips_whole_dataset_tests_and_runs_merge(tmp_path):
     assert "merge" in results and results["merge"].status == Status.PASS
     for check_id in WHOLE_DATASET_TESTS:
         assert results[check_id].status == Status.SKIPPED and "merge audit" in results[check_id].summary
+
+
+def test_the_shift_test_finds_shifted_incoming_images_on_a_capped_existing_side():
+    import numpy as np
+
+    from auditor.gate.merge import EXISTING_PER_INCOMING, shift_test
+
+    rng = np.random.default_rng(0)
+    norm = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)).astype("float32")  # noqa: E731
+    centre = rng.normal(size=64)
+    existing = norm(centre + rng.normal(size=(2000, 64)))
+    same = shift_test(norm(centre + rng.normal(size=(30, 64))), existing, 99, seed=0)
+    moved = shift_test(norm(centre + 0.6 + rng.normal(size=(30, 64))), existing, 99, seed=0)
+    assert same["existing"] == moved["existing"] == EXISTING_PER_INCOMING * 30  # not all 2 000
+    assert same["p_value"] > 0.05 and same["domain_auc"] < 0.7
+    assert moved["p_value"] <= 0.01 and moved["domain_auc"] > 0.9
+    assert moved["centroid_cosine_distance"] > same["centroid_cosine_distance"]

@@ -177,3 +177,61 @@ def test_the_duplicate_share_is_read_where_copies_match_other_images_least_even_
     assert null_hits[choice.reference_rule] == 6  # π read where false matches are fewest
     assert choice.pi[0] == pytest.approx(80 / n, abs=0.03)
     assert calibrator.estimate(Rule(-1.0, None), choice.pi).precision < 0.3  # flagging everything looks imprecise
+
+
+def harder_duplicates_world(seed=0, n=400, dup_pairs=40, copies=400):
+    """The copies are easier to find than the dataset's real duplicates: 9 in 10 copies have scaled cosines
+    0.8–0.95 (1 in 10, like rotated copies, 0.55–0.6), while half the real duplicate pairs have only 0.6–0.75.
+    Other candidate pairs: −0.1–0.5. The pixel tier sees nothing (correlations 0.2–0.8 everywhere)."""
+    rng = np.random.default_rng(seed)
+    q, t, s = [], [], []
+    for i in range(dup_pairs):
+        q.append(2 * i); t.append(2 * i + 1)
+        s.append(rng.uniform(0.8, 0.95) if i % 2 else rng.uniform(0.6, 0.75))
+    for i in range(n):
+        for j in rng.choice(n, 3, replace=False):
+            if j != i and not (i < 2 * dup_pairs and j == (i ^ 1)):
+                q.append(min(i, j)); t.append(max(i, j)); s.append(rng.uniform(-0.1, 0.5))
+    dataset = make_pairs(q, t, s, rng.uniform(0.2, 0.8, len(q)))
+    source = rng.choice(n, copies)
+    cq, ct, cs = [], [], []
+    for k, src in enumerate(source):
+        cq.append(k); ct.append(src); cs.append(rng.uniform(0.55, 0.6) if k % 10 == 0 else rng.uniform(0.8, 0.95))
+        for j in rng.choice(n, 3, replace=False):
+            if j != src:
+                cq.append(k); ct.append(j); cs.append(rng.uniform(-0.1, 0.5))
+    pairs = make_pairs(cq, ct, cs, rng.uniform(0.2, 0.8, len(cq)))
+    return dataset, n, CopySample(source=source, kind=["same_shot"] * copies, pairs=pairs)
+
+
+def test_recall_on_the_datasets_own_duplicates_widens_the_interval_where_copies_are_easier():
+    dataset, n, copies = harder_duplicates_world()
+    calibrator = Calibrator(dataset, n, copies)
+    rules = [Rule(round(float(s), 2), None) for s in np.arange(0.5, 0.96, 0.01)]
+    strict = Rule(0.78, None)
+    passed = strict.passes(dataset)
+    flagged = set(dataset.query[passed]) | set(dataset.target[passed])
+    truth = len(flagged & set(range(80))) / 80  # 0.5: the easy half of the real duplicates
+    pi, _reference = calibrator.duplicate_share(rules)
+    plain = calibrator.estimate(strict, pi)
+    assert plain.recall == pytest.approx(0.9, abs=0.04)
+    assert not plain.recall_interval[0] <= truth  # the copies alone claim far more than is found
+    dataset_recall = calibrator.dataset_recall(strict, rules)
+    assert dataset_recall[0] == pytest.approx(truth, abs=0.08)
+    assert dataset_recall[1] <= dataset_recall[0] <= dataset_recall[2]
+    est = plain.with_dataset_recall(dataset_recall)
+    assert est.recall == plain.recall  # the point estimate is still the copies'
+    assert est.recall_interval[0] <= truth <= est.recall_interval[1]
+    reported = est.as_dict()
+    assert reported["recall_interval_copies"] == [round(v, 3) for v in plain.recall_interval]
+    assert reported["recall_on_dataset"] == round(dataset_recall[0], 3)
+
+
+def test_where_copies_are_like_the_duplicates_both_recalls_agree():
+    dataset, n, copies = world()
+    choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    near = choice.near
+    assert near.dataset_recall is not None
+    assert near.dataset_recall[0] == pytest.approx(near.recall, abs=0.05)
+    assert near.recall_interval[0] <= near.recall <= near.recall_interval[1]
+    assert near.recall_interval[1] - near.recall_interval[0] < 0.2
