@@ -16,12 +16,36 @@ MIN_IMAGES_PER_SIDE = 10  # fewer images than this on either side: no classifier
 
 
 def unique_by_split(ctx) -> dict[str, dict[str, int]]:
-    """split → {sha: first record position}: one row per content per split, so copies do not inflate the tests."""
+    """split → {sha: first record position}: one row per content per split, so copies do not inflate the tests.
+    In record order (splits and contents as first met), from the record columns: no Python step per record."""
+    columns = ctx.columns
+    positions = np.flatnonzero(columns.usable)
+    split_of, node_of = columns.split[positions], columns.node[positions]
+    shas = ctx.unique_shas
+    codes, first_record = np.unique(split_of, return_index=True)
     grouped: dict[str, dict[str, int]] = {}
-    for p in ctx.usable_positions:
-        record = ctx.records[p]
-        grouped.setdefault(record.split, {}).setdefault(ctx.encoded.record_sha[p], p)
+    for code in codes[np.argsort(first_record)].tolist():
+        in_split = split_of == code
+        at, nodes = positions[in_split], node_of[in_split]
+        first = np.sort(np.unique(nodes, return_index=True)[1])  # each content's first record, in record order
+        grouped[columns.splits[code]] = dict(zip([shas[n] for n in nodes[first].tolist()], at[first].tolist()))
     return grouped
+
+
+def contents_by_class(ctx, split: str) -> dict[str, dict[str, None]]:
+    """class → its contents in `split` (as dict keys, first met first), from the record columns."""
+    columns = ctx.columns
+    if split not in columns.splits:
+        return {}
+    positions = np.flatnonzero(columns.usable & (columns.split == columns.splits.index(split)))
+    label_of, node_of = columns.label[positions], columns.node[positions]
+    shas = ctx.unique_shas
+    by_class: dict[str, dict[str, None]] = {}
+    for code in np.unique(label_of).tolist():
+        nodes = node_of[label_of == code]
+        first = np.sort(np.unique(nodes, return_index=True)[1])
+        by_class[columns.classes[code]] = dict.fromkeys(shas[n] for n in nodes[first].tolist())
+    return by_class
 
 
 def subsample(items: list, cap: int, rng: np.random.Generator) -> list:

@@ -297,7 +297,11 @@ def probe_features(vectors: np.ndarray, seed: int, max_fit: int | None = None) -
         return pca.fit_transform(vectors)
     sample = np.sort(np.random.default_rng(seed).choice(n, size=max_fit, replace=False))
     pca.fit(to_float32(vectors[sample]))
-    return np.concatenate([pca.transform(to_float32(vectors[i:i + 65_536])) for i in range(0, n, 65_536)])
+    # Filled block by block: at 10⁶ × 256 float32 the features are 1 GB; a list of blocks joined at the end was 2.
+    features = np.empty((n, dims), dtype=np.float32)
+    for start in range(0, n, 65_536):
+        features[start:start + 65_536] = pca.transform(to_float32(vectors[start:start + 65_536]))
+    return features
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int,

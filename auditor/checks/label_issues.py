@@ -61,7 +61,7 @@ def compute(ctx: AuditContext) -> Evidence:
     noise = analysis.noise
     strong = analysis.strong
     margins = normalised_margin(analysis.probs, analysis.unit_labels)
-    findings = sorted((_finding(ctx, analysis, int(u), margins) for u in np.flatnonzero(analysis.issues)),
+    findings = sorted((_finding(ctx, analysis, int(u), margins, strong) for u in np.flatnonzero(analysis.issues)),
                       key=lambda item: item[0])
     confirmed = sum(len(analysis.unit_positions[u]) for u in np.flatnonzero(analysis.issues) if strong[u])
     by_split = label_noise_by_split(ctx)
@@ -145,9 +145,12 @@ def _summary_parts(ctx: AuditContext, analysis, by_split: dict, flagged: int, ju
     return parts
 
 
-def _finding(ctx: AuditContext, analysis, u: int, margins: np.ndarray) -> tuple[tuple, Finding]:
-    """(sort key, finding) of one probably mislabelled content: most certain first, strong evidence first."""
-    strong = bool(analysis.strong[u])
+def _finding(ctx: AuditContext, analysis, u: int, margins: np.ndarray,
+             strong_units: np.ndarray) -> tuple[tuple, Finding]:
+    """(sort key, finding) of one probably mislabelled content: most certain first, strong evidence first.
+    Reads unit u only: `analysis`' per-unit properties (label_quality, strong) compute over every unit, which
+    once per finding was quadratic (10⁶ units, thousands of findings)."""
+    strong = bool(strong_units[u])
     given = analysis.classes[analysis.unit_labels[u]]
     suggested_index = int(analysis.suggested[u])
     suggested = analysis.classes[suggested_index]
@@ -161,7 +164,7 @@ def _finding(ctx: AuditContext, analysis, u: int, margins: np.ndarray) -> tuple[
     wrong = float(analysis.wrong_probability[u])
     top = float(analysis.wrong_probability_at_top[u])
     wrong_text = f"{wrong:.2f}" if analysis.supported else f"{wrong:.2f}, up to {top:.2f} at the top of the interval"
-    quality = float(analysis.label_quality[u])
+    quality = float(analysis.probs[u, analysis.unit_labels[u]])  # label_quality of unit u alone
     message = (f"filed as {given!r}, looks like {suggested!r} (P(label wrong) = {wrong_text}; "
                f"p({suggested}) = {analysis.probs[u, suggested_index]:.2f}, p({given}) = {quality:.2f}; "
                f"{neighbours_text}): {', '.join(paths[:3])}"

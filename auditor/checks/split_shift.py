@@ -38,7 +38,7 @@ from auditor.checks.common import one_blas_thread
 from auditor.context import AuditContext
 from auditor.encoding.imaging import ImageScan
 from auditor.analysis.domain import (MAX_IMAGES_PER_SPLIT, MIN_IMAGES_PER_SIDE, sample_pair, split_seed,
-                                     subsample, unique_by_split)
+                                     subsample, unique_by_split, contents_by_class)
 from auditor.checks.base import Check, Evidence, Verdict, skipped
 from auditor.report import Finding, Severity, Status, stable_finding_id
 from auditor.stats import (CV_FOLDS, PCA_COMPONENTS, STOP_AFTER_EXCEEDANCES, DomainTest, bonferroni_min,
@@ -321,13 +321,7 @@ def _compute(ctx: AuditContext) -> Evidence:
 
 def _per_class(ctx: AuditContext, split: str, seed: int, alpha: float) -> tuple[dict, dict]:
     """Per-class tests for one held-out split: MMD p-values Holm-adjusted over the classes, classifier AUC as the effect."""
-    ref_by_class: dict[str, dict[str, None]] = {}
-    held_by_class: dict[str, dict[str, None]] = {}
-    for p in ctx.usable_positions:
-        record = ctx.records[p]
-        target = ref_by_class if record.split == REFERENCE_SPLIT else held_by_class if record.split == split else None
-        if target is not None:
-            target.setdefault(record.label, {})[ctx.encoded.record_sha[p]] = None
+    ref_by_class, held_by_class = contents_by_class(ctx, REFERENCE_SPLIT), contents_by_class(ctx, split)
     not_tested: dict[str, str] = {}
     eligible = []
     for label in sorted(set(ref_by_class) | set(held_by_class)):

@@ -271,6 +271,7 @@ def test_re_ranking_reads_the_stored_rows_in_place(tmp_path):
     for rows in (mapped, x.astype(np.float32)):
         stored = neighbour_search.stored_rows_index(rows)
         assert not stored.codes.is_owned and stored.ntotal == len(rows)
+        assert int(stored.codes.data()) == rows.ctypes.data  # FAISS reads the matrix's own bytes
         q = rows[:50].astype(np.float32)
         del rows
         sims, labels = stored.search(q, 5)
