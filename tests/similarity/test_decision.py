@@ -160,16 +160,21 @@ def test_among_rules_with_near_equal_f1_the_one_finding_most_copies_is_chosen(se
     assert choice.near.recall == max(est.recall for _rule, est in table if _f1(est) >= _f1(top) - F1_TIE)
 
 
+def calibrator_with_lookalikes(count: int) -> tuple[Calibrator, int]:
+    """world(), where the first `count` copies also align perfectly with a look-alike (another image) at every rule."""
+    dataset, n, copies = world()
+    cp = copies.pairs
+    lookalikes = [(k, (int(copies.source[k]) + 7) % n) for k in range(count)]
+    extra = make_pairs([k for k, _j in lookalikes], [j for _k, j in lookalikes], [0.99] * count, [0.99] * count)
+    both = make_pairs(np.r_[cp.query, extra.query], np.r_[cp.target, extra.target], np.r_[cp.scaled, extra.scaled],
+                      np.r_[cp.correlation, extra.correlation])
+    return Calibrator(dataset, n, CopySample(copies.source, copies.kind, both)), n
+
+
 def test_the_duplicate_share_is_read_where_copies_match_other_images_least_even_if_none_is_clean():
     """Every rule lets a few copies match some other image (here 6 copies align perfectly with a look-alike):
     π is still read where false matches are fewest, not across loose rules where they swamp the flags."""
-    dataset, n, copies = world()
-    cp = copies.pairs
-    lookalikes = [(k, (int(copies.source[k]) + 7) % n) for k in range(6)]
-    extra = make_pairs([k for k, _j in lookalikes], [j for _k, j in lookalikes], [0.99] * 6, [0.99] * 6)
-    both = make_pairs(np.r_[cp.query, extra.query], np.r_[cp.target, extra.target], np.r_[cp.scaled, extra.scaled],
-                      np.r_[cp.correlation, extra.correlation])
-    calibrator = Calibrator(dataset, n, CopySample(copies.source, copies.kind, both))
+    calibrator, n = calibrator_with_lookalikes(6)
     choice = choose_rule(calibrator, has_embeddings=True)
     null_hits = {rule: int(calibrator.evaluate(rule)["null_hits"].sum()) for rule in choice.rules
                  if calibrator.evaluate(rule)["pos_pass"].mean() >= 0.5}
@@ -183,13 +188,7 @@ def test_where_most_copies_match_another_image_the_intervals_still_hold_their_va
     """A third of the copies align perfectly with a look-alike at every rule: π (read with that false-match rate
     taken out) and every precision must lie inside their own intervals. The interval once ignored the false-match
     rate, and a 60 000-image audit printed a leak precision of 8 % "[32 %, 57 %]"."""
-    dataset, n, copies = world()
-    cp = copies.pairs
-    lookalikes = [(k, (int(copies.source[k]) + 7) % n) for k in range(100)]
-    extra = make_pairs([k for k, _j in lookalikes], [j for _k, j in lookalikes], [0.99] * 100, [0.99] * 100)
-    both = make_pairs(np.r_[cp.query, extra.query], np.r_[cp.target, extra.target], np.r_[cp.scaled, extra.scaled],
-                      np.r_[cp.correlation, extra.correlation])
-    calibrator = Calibrator(dataset, n, CopySample(copies.source, copies.kind, both))
+    calibrator, _n = calibrator_with_lookalikes(100)
     choice = choose_rule(calibrator, has_embeddings=True)
     assert choice.pi[1] <= choice.pi[0] <= choice.pi[2]
     for rule in choice.rules:
