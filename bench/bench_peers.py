@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,16 +46,18 @@ print("images with a duplicate", sum(1 for v in found.values() if v))
 
 
 def timed(command: list[str], env: dict | None = None) -> dict:
-    """Wall and CPU seconds and peak RSS (GB) of one child process, and the tail of its output."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(command, env={**os.environ, **(env or {})}, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"wall": wall, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            # ru_maxrss of children is the largest child so far: exact for the first, an upper bound after
-            "peak_gb": after.ru_maxrss / 2**20, "rc": done.returncode,
-            "tail": (done.stdout + done.stderr).strip().splitlines()[-3:]}
+    """Wall and CPU seconds and peak RSS (GB) of one child process (its own, from wait4), and its output's tail."""
+    with tempfile.TemporaryFile("w+") as output:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=output, stderr=subprocess.STDOUT,
+                                 text=True)
+        _pid, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        tail = output.read().strip().splitlines()[-3:]
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_gb": usage.ru_maxrss / 2**20,  # KiB
+            "rc": child.returncode, "tail": tail}
 
 
 def main() -> None:

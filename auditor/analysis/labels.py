@@ -240,9 +240,8 @@ class LabelAnalysis:
     @property
     def strong(self) -> np.ndarray:
         """Strong evidence: among the round(η̂ · n) likeliest wrong labels by probe and neighbours
-        (`strong_evidence`), and the estimate is supported (a weak probe gives no strong evidence)."""
-        if not self.supported:
-            return np.zeros(len(self.unit_shas), dtype=bool)
+        (`strong_evidence`), and the estimate is supported (a weak probe gives no strong evidence: the mask is
+        all False then)."""
         return self.strong_mask
 
     @property

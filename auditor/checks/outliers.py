@@ -79,7 +79,7 @@ def isolation_scores(unit_vectors: np.ndarray, k: int, scored: np.ndarray | None
     else:
         distance, nearest, nearest_sim = np.full(n, np.nan), np.full(n, -1), np.full(n, np.nan)
         distance[scored], nearest[scored], nearest_sim[scored] = knn_distances(unit_vectors, k, scored)
-    basis = distance if reference is None and scored is None else distance[scored if reference is None else reference]
+    basis = distance[reference] if reference is not None else distance[scored] if scored is not None else distance
     _z, median, scale = robust_z(np.log(basis), MIN_LOG_DISTANCE_SCALE)
     z = (np.log(distance) - median) / scale
     return {"distance": distance, "z": z, "nearest": nearest, "nearest_similarity": nearest_sim,

@@ -267,7 +267,7 @@ class Calibrator:
         F = N + π·R·(1 − N) at every rule; where false matches are rare, (F − N) / (R·(1 − N)) is π, and
         where they are not, it is larger. So π is read low among rules that still find at least half the
         copies (fewer: too noisy) and show the fewest false matches among them (none, where that is possible).
-        Its interval follows from the binomial intervals of F and R there."""
+        Its interval follows from the binomial intervals of F, R and N there, through the same formula."""
         population = len(self.population)
         clean = self.clean_rules(rules)
         if not clean:

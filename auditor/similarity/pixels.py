@@ -130,12 +130,6 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.unpackbits(np.bitwise_xor(a, b), axis=1).sum(axis=1)
 
 
-def _standardise(x: np.ndarray) -> np.ndarray:
-    x = x - x.mean(axis=(-2, -1), keepdims=True)
-    norm = np.sqrt((x * x).sum(axis=(-2, -1), keepdims=True))
-    return x / np.maximum(norm, 1e-6)
-
-
 def _zoom(thumbs: np.ndarray, factor: float) -> np.ndarray:
     """Centre zoom by `factor` ≥ 1 (bilinear), same size: what a crop of 1 - 1/factor looks like."""
     if factor == 1.0:
@@ -252,7 +246,7 @@ COARSE_BLOCK = 1024  # evaluations whose coarse features are held at once (≈ 3
 FINE_BLOCK = 256  # … full-size features (≈ 250 KB each)
 
 
-def unique_rows(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def distinct_thumbnails(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(inverse, unique): thumbs == unique[inverse], identical thumbnails once."""
     flat = np.ascontiguousarray(thumbs).reshape(len(thumbs), -1)
     if not len(flat):
@@ -308,8 +302,8 @@ def variant_correlations(a: np.ndarray, b: np.ndarray, wanted: np.ndarray, scree
     pair, variant = np.nonzero(wanted)
     if not len(pair):
         return out
-    a_inverse, a_unique = unique_rows(np.asarray(a, dtype=np.uint8))
-    b_inverse, b_unique = unique_rows(np.asarray(b, dtype=np.uint8))
+    a_inverse, a_unique = distinct_thumbnails(np.asarray(a, dtype=np.uint8))
+    b_inverse, b_unique = distinct_thumbnails(np.asarray(b, dtype=np.uint8))
     a_id, b_id = a_inverse[pair], b_inverse[pair]
     coarse = _evaluate(a_unique, a_id, variant, b_unique, b_id, fine=False)
     result = np.minimum(coarse, np.float32(screen - 1e-3))

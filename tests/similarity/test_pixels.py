@@ -102,7 +102,7 @@ def test_variant_correlations_equal_one_screened_correlation_per_variant():
     assert (got[12:16, 0] > 0.99).all()
 
 
-def test_unique_rows_reconstructs_its_input():
+def test_distinct_thumbnails_reconstruct_their_input():
     thumbs = np.stack([scene(s) for s in (0, 1, 0, 2, 1)])
-    inverse, unique = px.unique_rows(thumbs)
+    inverse, unique = px.distinct_thumbnails(thumbs)
     assert len(unique) == 3 and np.array_equal(unique[inverse], thumbs)
