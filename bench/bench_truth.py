@@ -49,7 +49,7 @@ def genuine_leaks(dataset: str) -> set[str]:
     return {entry["held_out"] for entry in listed}
 
 
-def build_rows(shared: Path, work: Path, quick: bool) -> list[td.Row]:
+def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, ...] = (0.02, 0.10)) -> list[td.Row]:
     rows: list[td.Row] = []
     pools = work / "pool"
     manifests = work / "rows"
@@ -63,8 +63,8 @@ def build_rows(shared: Path, work: Path, quick: bool) -> list[td.Row]:
         genuine_rel = {rel for rel, _s, _l, native in photos if native.relative_to(shared / dataset).as_posix() in genuine}
         base = [(rel, label, split) for rel, split, label, _native in photos]
         held_out = sum(1 for r in base if r[2] != "train")
-        for rate in (0.02, 0.10):
-            if quick and rate != 0.10:
+        for rate in leak_rates:
+            if quick and rate != leak_rates[-1]:
                 continue
             count = max(1, int(round(rate * held_out)))
             planted = td.plant_leaks(pool, photos, count, side, seed=0)
@@ -93,7 +93,7 @@ def build_rows(shared: Path, work: Path, quick: bool) -> list[td.Row]:
     photos = td.digits_pool(pool)
     base = [(rel, label, split) for rel, split, label, _n in photos]
     held_out = sum(1 for r in base if r[2] != "train")
-    for rate in (0.02, 0.10):
+    for rate in leak_rates:
         if quick:
             break
         count = max(1, int(round(rate * held_out)))
@@ -176,12 +176,14 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: WORK/cache")
     parser.add_argument("--quick", action="store_true", help="one row of each kind")
     parser.add_argument("--rows", default="", help="comma list of substrings: only rows whose name contains one")
+    parser.add_argument("--leak-rates", default="0.02,0.10",
+                        help="planted leaks as shares of the held-out images (published test sets reach 0.3)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
     args = parser.parse_args()
     if not args.shared.is_dir():
         raise SystemExit(f"no shared datasets at {args.shared}; pass --shared")
     cache_dir = args.cache_dir or args.work / "cache"
-    rows = build_rows(args.shared, args.work, args.quick)
+    rows = build_rows(args.shared, args.work, args.quick, tuple(float(r) for r in args.leak_rates.split(",")))
     if args.rows:
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
         rows = [r for r in rows if any(w in r.name for w in wanted)]

@@ -133,35 +133,35 @@ def _strided(x, kernel: int, stride: int, name: str):
     return layers.ZeroPadding2D((pad_h, pad_w), name=f"{name}_pad")(x), "valid"
 
 
-def _conv_bn(x, filters: int, kernel: int, stride: int, conv: str, bn: str, act: bool):
+def _conv_bn(x, filters: int, kernel: int, stride: int, conv: str, bn: str, act: bool, init: str):
     """Conv (no bias) -> BatchNorm -> optional ReLU6, named after PyTorch modules."""
     x, padding = _strided(x, kernel, stride, _layer_name(conv))
     x = layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
-                      name=_layer_name(conv))(x)
+                      kernel_initializer=init, name=_layer_name(conv))(x)
     x = layers.BatchNormalization(epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM, name=_layer_name(bn))(x)
     if act:
         x = layers.ReLU(max_value=6.0, name=_layer_name(bn) + "_relu6")(x)
     return x
 
 
-def _mbconv(x, index: int, kernel: int, stride: int, expand: int, out_channels: int):
+def _mbconv(x, index: int, kernel: int, stride: int, expand: int, out_channels: int, init: str):
     """Mobile inverted bottleneck without SE (``MBConvBlock`` of the reference)."""
     p = f"_blocks.{index}."
     in_channels = x.shape[-1]
     inputs = x
     if expand != 1:
-        x = _conv_bn(x, in_channels * expand, 1, 1, p + "_expand_conv", p + "_bn0", act=True)
+        x = _conv_bn(x, in_channels * expand, 1, 1, p + "_expand_conv", p + "_bn0", act=True, init=init)
 
     dw = p + "_depthwise_conv"
     x, padding = _strided(x, kernel, stride, _layer_name(dw))
     x = layers.DepthwiseConv2D(kernel, strides=stride, padding=padding, use_bias=False,
-                               name=_layer_name(dw))(x)
+                               depthwise_initializer=init, name=_layer_name(dw))(x)
     x = layers.BatchNormalization(epsilon=_BN_EPSILON, momentum=_BN_MOMENTUM,
                                   name=_layer_name(p + "_bn1"))(x)
     x = layers.ReLU(max_value=6.0, name=_layer_name(p + "_bn1") + "_relu6")(x)
 
     # Linear bottleneck: no activation after the projection.
-    x = _conv_bn(x, out_channels, 1, 1, p + "_project_conv", p + "_bn2", act=False)
+    x = _conv_bn(x, out_channels, 1, 1, p + "_project_conv", p + "_bn2", act=False, init=init)
     if stride == 1 and in_channels == out_channels:
         # The reference uses drop-connect here only in training; at inference
         # (and for our feature extraction) it is a plain residual add.
@@ -169,17 +169,19 @@ def _mbconv(x, index: int, kernel: int, stride: int, expand: int, out_channels: 
     return x
 
 
-def _feature_map(images):
-    """Stem + 16 blocks + head: (N, 224, 224, 3) pixels -> (N, 7, 7, 1280)."""
+def _feature_map(images, init: str):
+    """Stem + 16 blocks + head: (N, 224, 224, 3) pixels -> (N, 7, 7, 1280).
+
+    ``init``: the convolutions' kernel initializer."""
     # Lite models were trained on (x - 127) / 128 (MEAN_RGB=127, STDDEV_RGB=128).
     x = layers.Rescaling(scale=1.0 / 128.0, offset=-127.0 / 128.0, name="preprocess")(images)
-    x = _conv_bn(x, _STEM_CHANNELS, 3, 2, "_conv_stem", "_bn0", act=True)
+    x = _conv_bn(x, _STEM_CHANNELS, 3, 2, "_conv_stem", "_bn0", act=True, init=init)
     index = 0
     for repeats, kernel, stride, expand, out_channels in _STAGES:
         for r in range(repeats):
-            x = _mbconv(x, index, kernel, stride if r == 0 else 1, expand, out_channels)
+            x = _mbconv(x, index, kernel, stride if r == 0 else 1, expand, out_channels, init)
             index += 1
-    return _conv_bn(x, _HEAD_CHANNELS, 1, 1, "_conv_head", "_bn1", act=True)
+    return _conv_bn(x, _HEAD_CHANNELS, 1, 1, "_conv_head", "_bn1", act=True, init=init)
 
 
 def _build(weights, output: str, input_size: int = INPUT_SIZE) -> keras.Model:
@@ -187,20 +189,22 @@ def _build(weights, output: str, input_size: int = INPUT_SIZE) -> keras.Model:
 
     ``input_size``: the side of the square input; the weights fit any size (the network is fully
     convolutional up to the pooling), 224 is what it was trained on."""
+    if isinstance(weights, str) and weights == "default":
+        weights = default_efficientnet_lite0_weights()
     images = keras.Input((input_size, input_size, 3), dtype="float32", name="images")
-    x = _feature_map(images)
+    # Weights about to be overwritten by the file's are created as zeros: drawing 4.6 M random numbers, op
+    # by op, was most of the build (a CI gate embedding 30 images paid ≈ 1 s for it).
+    x = _feature_map(images, init="glorot_uniform" if weights is None else "zeros")
     maps = x
     if output != "feature_map":
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if output == "logits":
         x = layers.Dropout(_DROPOUT, name="dropout")(x)
-        x = layers.Dense(NUM_CLASSES, name=_layer_name("_fc"))(x)
+        x = layers.Dense(NUM_CLASSES, kernel_initializer="glorot_uniform" if weights is None else "zeros",
+                         name=_layer_name("_fc"))(x)
     if output == "pooled_and_maps":  # one pass gives the embedding and the fine-tune's input
         x = [x, maps]
     model = keras.Model(images, x, name=f"efficientnet_lite0_{output}")
-
-    if isinstance(weights, str) and weights == "default":
-        weights = default_efficientnet_lite0_weights()
     if weights is not None:
         load_efficientnet_lite0_weights(model, weights)
     return model
@@ -268,7 +272,9 @@ def load_efficientnet_lite0_weights(model: keras.Model, path: str | Path) -> Non
     classifier when the model has no top.
     """
     state = load_torch_state_dict(path)
-    pending = {layer.name: list(layer.get_weights()) for layer in model.layers if layer.weights}
+    # Shapes only: reading every variable's current value back (get_weights) cost as much as setting it.
+    pending = {layer.name: [np.zeros(0)] * len(layer.weights) for layer in model.layers if layer.weights}
+    shapes = {layer.name: [tuple(w.shape) for w in layer.weights] for layer in model.layers if layer.weights}
     assigned = {name: [False] * len(ws) for name, ws in pending.items()}
     problems: list[str] = []
 
@@ -287,7 +293,7 @@ def load_efficientnet_lite0_weights(model: keras.Model, path: str | Path) -> Non
         except KeyError:
             problems.append(f"unexpected key {key}")
             continue
-        expected = pending[name][slot].shape
+        expected = shapes[name][slot]
         if array.shape != expected:
             problems.append(f"{key}: shape {value.shape} does not fit {name} {expected}")
             continue
