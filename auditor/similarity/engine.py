@@ -120,8 +120,10 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     pairs = ev.unordered(ev.search(data, unit, data.thumbs, max_phash, max_dhash, self_nodes=np.arange(n)))
     copy_pairs = ev.search(data, copy_unit, copy_thumbs, max_phash, max_dhash)
     copies = CopySample(source=np.asarray(copy_source, dtype=np.int64), kind=list(copy_kind), pairs=copy_pairs)
-    calibrator = Calibrator(pairs, n, copies)
-    choice = choose_rule(calibrator, unit is not None, fixed_cosine, fixed_correlation)
+    choice = choose_rule(Calibrator(pairs, n, copies), unit is not None, fixed_cosine, fixed_correlation)
+    calibrator = choice.calibrator
+    # The pairs the first choice called duplicates (see choose_rule), excused for the leak estimate's copies too.
+    known = calibrator.known_duplicates
     accepted = choice.rule.passes(pairs)
     hash_tier = hash_reliability(pairs, accepted)
     if hash_tier["reliable"]:
@@ -133,17 +135,18 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     choice.tiers["hash"] = hash_tier
     leak = None
     if reference is not None and held_out is not None and reference.any() and held_out.any():
-        leak = _leak_estimate(pairs, n, copies, reference, held_out, choice.rule, choice.rules)
+        leak = _leak_estimate(pairs, n, copies, reference, held_out, choice.rule, choice.rules, known)
     return DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak)
 
 
 def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.ndarray, held_out: np.ndarray,
-                   rule: Rule, rules: list[Rule]) -> Estimate:
-    """Recall and precision of "this held-out image has a duplicate in the reference split"."""
+                   rule: Rule, rules: list[Rule], known_duplicates: np.ndarray | None = None) -> Estimate:
+    """Recall and precision of "this held-out image has a duplicate in the reference split".
+    `known_duplicates`: dataset pairs whose copies' matches are no false matches (Calibrator.excusing)."""
     crosses = (held_out[pairs.query] & reference[pairs.target]) | (held_out[pairs.target] & reference[pairs.query])
     copy_ok = reference[copies.pairs.target] if len(copies.pairs) else np.zeros(0, dtype=bool)
     calibrator = Calibrator(pairs, n, copies, population=np.flatnonzero(held_out & ~reference), partner_ok=crosses,
-                            copy_target_ok=copy_ok)
+                            copy_target_ok=copy_ok, known_duplicates=known_duplicates)
     grid = [dataclasses.replace(r, hash_alone=rule.hash_alone) for r in rules] + [rule]
     pi, _reference = calibrator.duplicate_share(grid)
     return calibrator.estimate(rule, pi).with_dataset_recall(calibrator.dataset_recall(rule, grid))

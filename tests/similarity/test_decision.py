@@ -100,6 +100,44 @@ def test_matches_with_the_sources_own_duplicates_are_not_false_matches():
     assert after.false_match_rate == pytest.approx(before.false_match_rate)
 
 
+def world_with_copies_finding_their_sources_duplicates(seed: int):
+    """world() with 10 duplicate pairs that align below EXCUSE_CORRELATION (0.88–0.92, like same-shot leaks of
+    photos) but whose embeddings agree (scaled 0.90–0.95), and every copy of a duplicate's source also matching
+    that duplicate (a copy of one image of a pair is a duplicate of both)."""
+    dataset, n, copies = world(seed=seed, dup_pairs=10)
+    rng = np.random.default_rng(seed + 100)
+    dataset.scaled[:10] = rng.uniform(0.9, 0.95, 10)
+    dataset.correlation[:10] = rng.uniform(0.88, 0.92, 10)
+    extra_q = [k for k, src in enumerate(copies.source) if src < 20]
+    extra_t = [copies.source[k] ^ 1 for k in extra_q]
+    more = make_pairs(np.r_[copies.pairs.query, extra_q], np.r_[copies.pairs.target, extra_t],
+                      np.r_[copies.pairs.scaled, rng.uniform(0.6, 0.9, len(extra_q))],
+                      np.r_[copies.pairs.correlation, rng.uniform(0.85, 0.92, len(extra_q))])
+    return dataset, n, CopySample(copies.source, copies.kind, more), len(extra_q)
+
+
+def test_matches_with_a_duplicate_the_decision_finds_are_excused_whatever_the_rule_judged():
+    dataset, n, copies, extra = world_with_copies_finding_their_sources_duplicates(seed=4)
+    calibrator = Calibrator(dataset, n, copies)
+    assert calibrator.excusing(np.zeros(len(dataset), bool)) is calibrator  # nothing new excused: same object
+    widened = calibrator.excusing(Rule(0.9, None).passes(dataset))  # the 10 duplicate pairs
+    assert int(widened.excused.sum() - calibrator.excused.sum()) == extra
+    for rule in (Rule(0.9, None), Rule(0.55, 0.85), Rule(None, 0.8)):  # one fixed set, however loose the rule
+        assert widened.evaluate(rule)["null_hits"].sum() <= calibrator.evaluate(rule)["null_hits"].sum()
+        assert (widened.excused == calibrator.excusing(Rule(0.9, None).passes(dataset)).excused).all()
+
+
+def test_copies_finding_their_sources_duplicate_do_not_make_the_duplicate_share_vanish():
+    """Before, each such match counted as a false match at every rule accepting it, the duplicate share was read
+    as 0 and every rule's precision estimated at 0.00, while the rule found 16 of the 20 images with a duplicate."""
+    dataset, n, copies, _extra = world_with_copies_finding_their_sources_duplicates(seed=4)
+    choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    assert choice.pi[0] == pytest.approx(20 / n, abs=0.015)
+    assert choice.near.precision > 0.9
+    accepted = choice.rule.passes(dataset)
+    assert set(dataset.query[accepted]) | set(dataset.target[accepted]) == set(range(20))
+
+
 def test_flagging_everything_does_not_look_precise():
     """With the duplicate share measured at the best-separating rule, a rule flagging every image is not
     mistaken for one that finds duplicates everywhere."""
