@@ -45,6 +45,7 @@ from auditor.config import AuditConfig  # noqa: E402
 from auditor.context import AuditContext, scan_limits  # noqa: E402
 from auditor.index.dataset import DatasetIndex, ImageRecord, load_dataset  # noqa: E402
 from auditor.encoding.encode import encode_dataset  # noqa: E402
+from auditor.runner import _set_input_size  # noqa: E402
 
 DATASETS = {  # name → (source folders, downscale size or None)
     "photos": (["hymenoptera_data", "cats_and_dogs_filtered"], None),
@@ -248,6 +249,8 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/auditor_bench_cache"))
     parser.add_argument("--datasets", default="photos,photos_32,photos_64,digits_32")
     parser.add_argument("--rates", default="0,0.005,0.02,0.05,0.10")
+    parser.add_argument("--embedding-input-size", type=int, default=None,
+                        help="backbone input side in px (default: the audit's own choice, smaller for small images)")
     parser.add_argument("--seeds", default="0,1", help="flip seeds; one row each, then their mean")
     parser.add_argument("--cap", type=int, default=None,
                         help="fit each fold's probe on at most this many images (default: the product's cap)")
@@ -257,8 +260,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.cap is not None:
         la.PROBE_MAX_FIT_IMAGES = args.cap
-    config = AuditConfig(backbone="efficientnet-lite0", cache_dir=args.cache_dir, offline=True)
-    backbone = resolve_backbone(config.backbone, config.weights, config.offline, config.precision)
+    config = AuditConfig(backbone="efficientnet-lite0", cache_dir=args.cache_dir, offline=True,
+                         embedding_input_size=args.embedding_input_size)
     cache = Cache(config.cache_dir)
     rates = [float(r) for r in args.rates.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -267,10 +270,15 @@ def main() -> None:
               f"{'strE':>5} {'oldP':>5} {'oldR':>5} {'fit':>6}")
     for name in [d for d in args.datasets.split(",") if d]:
         index = dataset_index(name, args.shared, args.work, config)
+        # Embedded as the audit embeds it: small images at the smaller input the audit chooses for them (a
+        # backbone per dataset: the model is built for one input size).
+        backbone = resolve_backbone(config.backbone, config.weights, config.offline, config.precision)
+        _set_input_size(backbone, index, config)
         started = time.perf_counter()
         encoded = encode_dataset(index, cache, backbone, scan_limits(config), max_file_bytes=2**30,
                                  batch_size=config.batch_size or 32, workers=config.workers)
-        print(f"\n## {name}: {len(index.records)} images, classes {', '.join(index.classes)} "
+        print(f"\n## {name}: {len(index.records)} images, classes {', '.join(index.classes)}, embedded at "
+              f"{backbone.input_size} px "
               f"(encode {time.perf_counter() - started:.0f} s, {int(encoded.stats['embeddings_computed'])} embedded)")
         print(header)
         reference, all_seconds = None, []
@@ -300,6 +308,8 @@ def main() -> None:
               "true labels. CL%: confident learning's count, the previous estimate.)")
     if args.scale:
         index = dataset_index("photos", args.shared, args.work, config)
+        backbone = resolve_backbone(config.backbone, config.weights, config.offline, config.precision)
+        _set_input_size(backbone, index, config)
         encoded = encode_dataset(index, cache, backbone, scan_limits(config), max_file_bytes=2**30,
                                  batch_size=config.batch_size or 32, workers=config.workers)
         ctx = AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache)

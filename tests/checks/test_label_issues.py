@@ -221,6 +221,17 @@ def test_a_weak_probe_gives_an_interval_from_zero_no_ceiling_and_no_strong_evide
     assert (analysis.wrong_probability_range[0] == 0).all()
 
 
+def test_a_weak_probe_on_images_embedded_smaller_than_the_backbone_takes_points_to_a_larger_input():
+    items, _flipped = _items(spread=1.3)
+    ctx = synthetic_context(items, seed=0)
+    ctx.backbone = type("Backbone", (), {"input_size": 96, "name": "efficientnet-lite0"})()
+    summary = li.CHECK.run(ctx).summary
+    assert "embedded at 96 px" in summary and "--embedding-input-size 224" in summary
+    ctx = synthetic_context(items, seed=0)
+    ctx.backbone = type("Backbone", (), {"input_size": 224, "name": "efficientnet-lite0"})()
+    assert "--embedding-input-size" not in li.CHECK.run(ctx).summary  # already the backbone's own size
+
+
 def test_support_needs_a_narrow_interval_and_a_probe_that_separates_the_classes():
     from auditor.analysis.label_noise import NoiseEstimate
 
