@@ -298,6 +298,7 @@ def test_recall_measured_from_the_shared_graph_leaves_the_query_out(approximate,
 def test_recall_measurement_sees_a_poor_index(approximate, monkeypatch):
     monkeypatch.setattr(neighbour_search, "HNSW_EF_SEARCH", 1)
     monkeypatch.setattr(neighbour_search, "REFINE_FACTOR", 1)
+    monkeypatch.setattr(neighbour_search, "MAX_REFINE_FACTOR", 1)  # no tuning: the loss must show
     monkeypatch.setattr(neighbour_search, "REDUCED_DIMS", 2)
     x = clustered_unit(np.random.default_rng(1), 3000, centres=3)
     quality = neighbour_search.search_quality(x, 10)
@@ -350,3 +351,34 @@ def test_streamed_exact_search_matches_brute_force_over_all_rows_or_some():
     true_sims, true_rows = brute_knn(x[among], q, 3)
     np.testing.assert_allclose(sims, true_sims, atol=1e-5)
     assert np.isin(rows, among).all() and (rows == among[true_rows]).mean() > 0.98
+
+
+def test_a_matrix_the_reduced_space_ranks_poorly_gets_more_candidates_re_ranked_until_recall_is_reached(
+        approximate, monkeypatch):
+    """Where the PCA keeps too little to rank near neighbours (here 4 of 48 dimensions), the refine factor is
+    doubled until the measured recall reaches the target; the self-graph every check reads is searched with it,
+    and the report's parameters show the steps."""
+    monkeypatch.setattr(neighbour_search, "REDUCED_DIMS", 4)
+    x = clustered_unit(np.random.default_rng(7), 3000, centres=6)
+    untuned = neighbour_search.ApproximateIndex(x).measure(10)
+    assert untuned.recall < neighbour_search.TARGET_RECALL  # the world is one the default cannot serve
+    quality = neighbour_search.search_quality(x, 10)
+    index = neighbour_search._index_for(x)
+    assert index.refine_factor > neighbour_search.REFINE_FACTOR
+    assert quality.recall > untuned.recall + 0.05
+    assert quality.parameters["refine_factor"] == index.refine_factor
+    steps = quality.parameters["refine_factor_steps"]
+    assert [s["refine_factor"] for s in steps][0] == neighbour_search.REFINE_FACTOR and len(steps) >= 2
+    _s, found = neighbour_search.drop_self(*knn(x, 11), 10)
+    _t, truth = neighbour_search.drop_self(*brute_knn(x, x, 11), 10)
+    graph_recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)])
+    assert graph_recall > untuned.recall + 0.05  # the shared graph itself is better, not only the measurement
+
+
+def test_an_index_that_already_reaches_the_target_keeps_the_default_refine_factor(approximate, monkeypatch):
+    monkeypatch.setattr(neighbour_search, "REDUCED_DIMS", 48)  # nothing dropped: the default ranks well
+    x = clustered_unit(np.random.default_rng(8), 2000)
+    quality = neighbour_search.search_quality(x, 10)
+    assert quality.recall >= neighbour_search.TARGET_RECALL
+    assert neighbour_search._index_for(x).refine_factor == neighbour_search.REFINE_FACTOR
+    assert "refine_factor_steps" not in quality.parameters
