@@ -140,6 +140,7 @@ class Choice:
     reason: str
     tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
     per_kind_recall: dict[str, float] = field(default_factory=dict)
+    per_kind_interval: dict[str, list[float]] = field(default_factory=dict)  # 95 %, clustered by source
     copies: int = 0
     reference_rule: Rule | None = None  # where the share of images with a duplicate was measured
     pi: tuple[float, float, float] | None = None  # that share (estimate, low, high)
@@ -420,6 +421,14 @@ class Calibrator:
         kinds = np.array(self.copies.kind)
         return {kind: round(float(passed[kinds == kind].mean()), 3) for kind in sorted(set(self.copies.kind))}
 
+    def per_kind_interval(self, rule: Rule) -> dict[str, list[float]]:
+        """The 95 % interval of each copy kind's recall (one source has several copies of the common kinds)."""
+        passed = self.evaluate(rule)["pos_pass"]
+        kinds = np.array(self.copies.kind)
+        return {kind: [round(v, 3) for v in clustered_jeffreys(passed[kinds == kind],
+                                                               self.copies.source[kinds == kind])[:2]]
+                for kind in sorted(set(self.copies.kind))}
+
 
 def _share(flagged_share: float, false_rate: float, recall: float) -> float:
     """π from F = N + π·R·(1 − N)."""
@@ -507,6 +516,7 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
     choice = Choice(rule=rule, near=near, f1=f1, reason=reason, copies=calibrator.m,
                     reference_rule=reference, pi=pi, rules=rules, calibrator=calibrator)
     choice.per_kind_recall = calibrator.per_kind_recall(rule)
+    choice.per_kind_interval = calibrator.per_kind_interval(rule)
     choice.tiers = _tiers(calibrator, rule, has_embeddings)
     return choice
 

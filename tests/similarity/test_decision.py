@@ -240,6 +240,7 @@ def test_calibrator_intervals_count_each_source_once_where_its_copies_agree(monk
     assert est.recall_interval[0] < jeffreys(270, 300)[0]
     assert est.effective_copies == pytest.approx(60)
     assert est.as_dict()["recall_effective_copies"] == 60.0
+    assert calibrator.per_kind_interval(rule)["same_shot"] == [round(v, 3) for v in jeffreys(54, 60)]
     rules = [Rule(round(float(s), 2), None) for s in np.arange(0.5, 0.96, 0.02)]
     pi, _ = calibrator.duplicate_share(rules)
     clustered = calibrator.estimate(rule, pi)
