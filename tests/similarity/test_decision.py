@@ -193,6 +193,22 @@ def test_copies_failing_independently_keep_the_plain_interval():
     assert clustered_jeffreys(passed, np.arange(500))[:2] == pytest.approx(jeffreys(460, 500))
 
 
+def test_clustered_interval_lies_between_the_plain_and_the_one_draw_per_source_interval():
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        sizes = rng.integers(1, 8, rng.integers(2, 60))
+        source = np.repeat(np.arange(len(sizes)), sizes)
+        passed = rng.random(len(source)) < np.repeat(rng.beta(rng.uniform(0.2, 5), rng.uniform(0.2, 5), len(sizes)), sizes)
+        total, share = len(source), passed.mean()
+        low, high, n_eff = clustered_jeffreys(passed, source)
+        fewest = total ** 2 / (sizes ** 2).sum()  # every source's copies agreeing
+        assert fewest - 1e-9 <= n_eff <= total + 1e-9
+        plain = jeffreys(int(passed.sum()), total)
+        widest = jeffreys(share * fewest, fewest)
+        assert widest[0] - 1e-9 <= low <= plain[0] + 1e-9 and plain[1] - 1e-9 <= high <= widest[1] + 1e-9
+        assert low <= share <= high
+
+
 def test_where_every_copy_passes_the_interval_is_the_per_source_one():
     source = np.repeat(np.arange(100), 5)
     low, high, n_eff = clustered_jeffreys(np.ones(500, bool), source)
