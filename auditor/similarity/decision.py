@@ -169,8 +169,8 @@ def clustered_jeffreys(passed: np.ndarray, cluster: np.ndarray, level: float = 0
     The copies of one source are no independent draws: a hard source has all its copies missed, a source with a
     look-alike has all of them falsely matching. The share's variance is estimated over sources (the cluster-robust
     variance of a ratio estimate), divided by the binomial one for the Kish design effect deff, and the Jeffreys
-    interval is taken on n / deff copies with the same share (Korn & Graubard 1998; Dean & Pagano 2015 found
-    Jeffreys on the effective size among the best-covering intervals for clustered proportions). deff is held
+    interval is taken on n / deff copies with the same share (the effective-sample-size approach of survey
+    statistics, Korn & Graubard 1998). deff is held
     between 1 (independent copies: never narrower than the plain interval) and the weighted mean number of copies
     per source (every source's copies agreeing: never wider than one draw per source). Where every copy passes or
     none does, the agreement cannot be measured and the widest is taken: one draw per source."""
