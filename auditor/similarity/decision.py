@@ -22,7 +22,8 @@ finding most copies is taken (on 32 px photos the best-F1 rule was the stricter 
 missed 7 of 100 real leaks that the equally scored rule next to it found, with precision still above 0.9).
 N is estimated with a Jeffreys prior ((hits + ½)/(m + 1)), so a threshold is never
 chosen for a false-match rate of exactly zero that a sample of m copies cannot show; intervals are 95 %
-Jeffreys intervals of R and N carried through. They cover sampling error only, not a difference between
+Jeffreys intervals of R and N carried through, on the copies' effective number (`clustered_jeffreys`: the
+copies of one source are no independent draws). They cover sampling error only, not a difference between
 the calibration copies and the dataset's real duplicates (said in the report); the recall interval is therefore
 widened to span a second measurement, the recall on the dataset's own duplicates (`Calibrator.dataset_recall`).
 """
@@ -100,6 +101,8 @@ class Estimate:
     # recall_interval then spans it and the copies' own interval, which is kept here.
     dataset_recall: tuple[float, float, float] | None = None
     copies_recall_interval: tuple[float, float] | None = None
+    # How many independent copies the copies' recall interval is worth (between the number of sources and of copies).
+    effective_copies: float | None = None
 
     def with_dataset_recall(self, dataset_recall: tuple[float, float, float] | None) -> "Estimate":
         """The same estimate, its recall interval spanning both measurements (the copies' and the dataset's own)."""
@@ -117,6 +120,7 @@ class Estimate:
             "recall_interval": [round(v, 3) for v in self.recall_interval] if measured else None,
             "recall_interval_copies": [round(v, 3) for v in (self.copies_recall_interval or self.recall_interval)]
             if measured else None,
+            "recall_effective_copies": None if self.effective_copies is None else round(self.effective_copies, 1),
             "recall_on_dataset": None if dataset is None else round(dataset[0], 3),
             "recall_on_dataset_interval": None if dataset is None else [round(dataset[1], 3), round(dataset[2], 3)],
             "precision": None if self.precision is None else round(self.precision, 3),
@@ -136,6 +140,7 @@ class Choice:
     reason: str
     tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
     per_kind_recall: dict[str, float] = field(default_factory=dict)
+    per_kind_interval: dict[str, list[float]] = field(default_factory=dict)  # 95 %, clustered by source
     copies: int = 0
     reference_rule: Rule | None = None  # where the share of images with a duplicate was measured
     pi: tuple[float, float, float] | None = None  # that share (estimate, low, high)
@@ -155,6 +160,38 @@ def jeffreys(hits: float, total: int, level: float = 0.95) -> tuple[float, float
     tail = (1 - level) / 2
     return (0.0 if hits <= 0 else float(betaincinv(a, b, tail)),
             1.0 if hits >= total else float(betaincinv(a, b, 1 - tail)))
+
+
+def clustered_jeffreys(passed: np.ndarray, cluster: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """The Jeffreys interval of the share of `passed` (bool per copy) when copies come in clusters (`cluster`: the
+    copy's source), and the effective number of copies it is worth: (low, high, n_eff).
+
+    The copies of one source are no independent draws: a hard source has all its copies missed, a source with a
+    look-alike has all of them falsely matching. The share's variance is estimated over sources (the cluster-robust
+    variance of a ratio estimate), divided by the binomial one for the Kish design effect deff, and the Jeffreys
+    interval is taken on n / deff copies with the same share (the effective-sample-size approach of survey
+    statistics, Korn & Graubard 1998). deff is held
+    between 1 (independent copies: never narrower than the plain interval) and the weighted mean number of copies
+    per source (every source's copies agreeing: never wider than one draw per source). Where every copy passes or
+    none does, the agreement cannot be measured and the widest is taken: one draw per source."""
+    passed = np.asarray(passed, dtype=float)
+    total = len(passed)
+    if not total:
+        return 0.0, 1.0, 0.0
+    _sources, index = np.unique(np.asarray(cluster), return_inverse=True)
+    sizes = np.bincount(index).astype(float)
+    hits = np.bincount(index, weights=passed)
+    share = hits.sum() / total
+    widest = float((sizes ** 2).sum() / total)  # deff when the copies of each source always agree
+    k = len(sizes)
+    if share <= 0 or share >= 1 or k < 2:
+        deff = widest
+    else:
+        clustered = k / (k - 1) * float(((hits - share * sizes) ** 2).sum()) / total ** 2
+        deff = float(np.clip(clustered / (share * (1 - share) / total), 1.0, widest))
+    n_eff = total / deff
+    low, high = jeffreys(share * n_eff, n_eff, level)
+    return low, high, n_eff
 
 
 def _node_best(pairs: Pairs, n: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -285,16 +322,18 @@ class Calibrator:
         if pi is None:
             value = _share(share_flagged, false_rate, recall)
             pi = (value, value, value)
-        precision = precision_interval = None
+        precision = precision_interval = effective = None
+        low_r = high_r = recall
+        if intervals:
+            low_r, high_r, effective = clustered_jeffreys(result["pos_pass"], self.copies.source)
         if flagged:
             precision = float(np.clip(pi[0] * recall / share_flagged, 0.0, 1.0))
             if intervals:
-                low_r, high_r = jeffreys(hits_r, m)
                 precision_interval = (float(np.clip(pi[1] * low_r / share_flagged, 0.0, 1.0)),
                                       float(np.clip(pi[2] * high_r / share_flagged, 0.0, 1.0)))
-        return Estimate(recall=recall, recall_interval=jeffreys(hits_r, m) if intervals else (recall, recall),
+        return Estimate(recall=recall, recall_interval=(low_r, high_r),
                         precision=precision, precision_interval=precision_interval, false_match_rate=false_rate,
-                        flagged=flagged, population=population, duplicate_share=pi[0])
+                        flagged=flagged, population=population, duplicate_share=pi[0], effective_copies=effective)
 
     def duplicate_share(self, rules: list[Rule]) -> tuple[tuple[float, float, float], Rule | None]:
         """π, the share of population images with a duplicate, and the rule it was read at.
@@ -317,10 +356,10 @@ class Calibrator:
         target = float(np.quantile(values, REFERENCE_QUANTILE))
         value, _recall, _flagged, rule = min(clean, key=lambda c: abs(c[0] - target))
         result = self.evaluate(rule)
-        hits_r, flagged = int(result["pos_pass"].sum()), result["flagged"]
-        low_r, high_r = jeffreys(hits_r, self.m)
+        flagged = result["flagged"]
+        low_r, high_r, _n = clustered_jeffreys(result["pos_pass"], self.copies.source)
         low_f, high_f = jeffreys(flagged, population)
-        low_n, high_n = jeffreys(int(result["null_hits"].sum()), self.m)
+        low_n, high_n, _n = clustered_jeffreys(result["null_hits"], self.copies.source)
         # The interval from the same formula as the value, false-match rate included (without it, where the copies
         # do show false matches, the interval sat above its own value: a leak precision of 8 % "[32 %, 57 %]").
         low, high = _share(low_f, high_n, high_r), _share(high_f, low_n, low_r)
@@ -373,8 +412,7 @@ class Calibrator:
         if int(judged.sum()) > total:
             return None  # a reference flagging less than the rule cannot tell how many of its flags are duplicates
         both = int((sensitive & judged).sum())
-        hits = int(found["pos_pass"].sum())
-        low_r, high_r = jeffreys(hits, self.m)
+        low_r, high_r, _n = clustered_jeffreys(found["pos_pass"], self.copies.source)
         low_s, high_s = jeffreys(both, total)
         return recall * both / total, low_r * low_s, min(1.0, high_r * high_s)
 
@@ -382,6 +420,14 @@ class Calibrator:
         passed = self.evaluate(rule)["pos_pass"]
         kinds = np.array(self.copies.kind)
         return {kind: round(float(passed[kinds == kind].mean()), 3) for kind in sorted(set(self.copies.kind))}
+
+    def per_kind_interval(self, rule: Rule) -> dict[str, list[float]]:
+        """The 95 % interval of each copy kind's recall (one source has several copies of the common kinds)."""
+        passed = self.evaluate(rule)["pos_pass"]
+        kinds = np.array(self.copies.kind)
+        return {kind: [round(v, 3) for v in clustered_jeffreys(passed[kinds == kind],
+                                                               self.copies.source[kinds == kind])[:2]]
+                for kind in sorted(set(self.copies.kind))}
 
 
 def _share(flagged_share: float, false_rate: float, recall: float) -> float:
@@ -470,6 +516,7 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
     choice = Choice(rule=rule, near=near, f1=f1, reason=reason, copies=calibrator.m,
                     reference_rule=reference, pi=pi, rules=rules, calibrator=calibrator)
     choice.per_kind_recall = calibrator.per_kind_recall(rule)
+    choice.per_kind_interval = calibrator.per_kind_interval(rule)
     choice.tiers = _tiers(calibrator, rule, has_embeddings)
     return choice
 

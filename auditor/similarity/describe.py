@@ -37,6 +37,7 @@ def detection_quality(ctx, estimate) -> dict[str, Any]:
         "calibration_images": ctx.calibration.sample_images,
         "calibration_copies": decision.choice.copies,
         "per_transform": decision.choice.per_kind_recall,
+        "per_transform_interval": decision.choice.per_kind_interval,
         "method": "copies of the dataset's own images made like real leaks (same shot re-processed: crop, shift, "
                   "rescale, colour, JPEG; rotations; grey) give recall; the copies' matches with other images "
                   "(not counting images the decision calls duplicates of the source) give the false-match rate; "
@@ -45,7 +46,8 @@ def detection_quality(ctx, estimate) -> dict[str, Any]:
                   "(recall_interval_copies) and the recall on the dataset's own duplicates (recall_on_dataset: of the "
                   "images the most sensitive rule without false matches on the copies flags, the share this rule "
                   "flags too, where that rule flags at least as many images as this one); where the two differ, the "
-                  "dataset's duplicates are processed unlike the copies; the precision interval covers the copies' "
-                  "sampling error only",
+                  "dataset's duplicates are processed unlike the copies; the copies' intervals count the copies of one "
+                  "source as the fewer independent ones they are worth (recall_effective_copies); the precision "
+                  "interval covers the copies' sampling error only",
     })
     return quality

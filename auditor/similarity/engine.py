@@ -130,7 +130,8 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
         rule = dataclasses.replace(choice.rule, hash_alone=True)
         near = calibrator.estimate(rule, choice.pi).with_dataset_recall(calibrator.dataset_recall(rule, choice.rules))
         choice = dataclasses.replace(choice, rule=rule, near=near,
-                                     per_kind_recall=calibrator.per_kind_recall(rule))
+                                     per_kind_recall=calibrator.per_kind_recall(rule),
+                                     per_kind_interval=calibrator.per_kind_interval(rule))
         accepted = rule.passes(pairs)
     choice.tiers["hash"] = hash_tier
     leak = None

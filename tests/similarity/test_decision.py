@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from auditor.similarity.decision import Calibrator, CopySample, Rule, choose_rule, hash_reliability, jeffreys
+from auditor.similarity import decision
+from auditor.similarity.decision import (Calibrator, CopySample, Rule, choose_rule, clustered_jeffreys,
+                                         hash_reliability, jeffreys)
 from auditor.similarity.evidence import Pairs
 
 
@@ -169,6 +171,104 @@ def test_jeffreys_interval():
     low, high = jeffreys(5, 100)
     assert 0.015 < low < 0.05 < high < 0.11
     assert jeffreys(0, 50)[0] == 0.0 and jeffreys(50, 50)[1] == 1.0
+
+
+def test_copies_of_one_source_failing_together_widen_the_interval_to_one_draw_per_source():
+    source = np.repeat(np.arange(100), 5)
+    passed = ~np.isin(source, np.arange(8))  # 8 hard sources: all 5 of their copies missed
+    low, high, n_eff = clustered_jeffreys(passed, source)
+    independent = jeffreys(460, 500)
+    assert low < independent[0] and high > independent[1]  # the old interval, as if 500 draws, was too narrow
+    assert n_eff == pytest.approx(100)  # 100 sources that agree within: worth 100 draws, not 500
+    assert (low, high) == pytest.approx(jeffreys(92, 100))
+
+
+def test_copies_failing_independently_keep_the_plain_interval():
+    source = np.repeat(np.arange(100), 5)
+    passed = np.ones(500, bool)
+    passed[np.arange(40) * 5] = False  # 40 sources with one miss each: no more alike than chance
+    low, high, n_eff = clustered_jeffreys(passed, source)
+    assert n_eff == pytest.approx(500) and (low, high) == pytest.approx(jeffreys(460, 500))  # never narrower
+    # One copy per source: nothing is clustered.
+    assert clustered_jeffreys(passed, np.arange(500))[:2] == pytest.approx(jeffreys(460, 500))
+
+
+def test_clustered_interval_lies_between_the_plain_and_the_one_draw_per_source_interval():
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        sizes = rng.integers(1, 8, rng.integers(2, 60))
+        source = np.repeat(np.arange(len(sizes)), sizes)
+        passed = rng.random(len(source)) < np.repeat(rng.beta(rng.uniform(0.2, 5), rng.uniform(0.2, 5), len(sizes)), sizes)
+        total, share = len(source), passed.mean()
+        low, high, n_eff = clustered_jeffreys(passed, source)
+        fewest = total ** 2 / (sizes ** 2).sum()  # every source's copies agreeing
+        assert fewest - 1e-9 <= n_eff <= total + 1e-9
+        plain = jeffreys(int(passed.sum()), total)
+        widest = jeffreys(share * fewest, fewest)
+        assert widest[0] - 1e-9 <= low <= plain[0] + 1e-9 and plain[1] - 1e-9 <= high <= widest[1] + 1e-9
+        assert low <= share <= high
+
+
+def test_where_every_copy_passes_the_interval_is_the_per_source_one():
+    source = np.repeat(np.arange(100), 5)
+    low, high, n_eff = clustered_jeffreys(np.ones(500, bool), source)
+    assert n_eff == pytest.approx(100) and (low, high) == pytest.approx(jeffreys(100, 100))
+    assert clustered_jeffreys(np.zeros(500, bool), source)[1] == pytest.approx(jeffreys(0, 100)[1])
+    assert clustered_jeffreys(np.zeros(0, bool), np.zeros(0, int)) == (0.0, 1.0, 0.0)
+
+
+def test_clustered_interval_covers_where_sources_differ_in_difficulty():
+    """Sources of varied difficulty (per-source recall ~ Beta(2, 0.4), mean 0.83), 100 sources × 5 copies: the
+    plain interval covers the true recall far less often than 95 %, the clustered one about as often."""
+    rng = np.random.default_rng(0)
+    source = np.repeat(np.arange(100), 5)
+    truth = 2 / 2.4
+    plain = clustered = 0
+    trials = 300
+    for _ in range(trials):
+        passed = rng.random(500) < np.repeat(rng.beta(2, 0.4, 100), 5)
+        low, high = jeffreys(int(passed.sum()), 500)
+        plain += low <= truth <= high
+        low, high, _n = clustered_jeffreys(passed, source)
+        clustered += low <= truth <= high
+    assert plain / trials < 0.85
+    assert clustered / trials >= 0.9
+
+
+def test_calibrator_intervals_count_each_source_once_where_its_copies_agree(monkeypatch):
+    dataset, n, _copies = world()
+    # 60 sources × 5 copies; every copy of 6 sources is unrecognisable (its source scores like any other image).
+    rng = np.random.default_rng(1)
+    source = np.repeat(rng.choice(n, 60, replace=False), 5)
+    hard = np.isin(source, source[::5][:6])
+    cq, ct, cs = [], [], []
+    for k, src in enumerate(source):
+        cq.append(k); ct.append(src); cs.append(0.1 if hard[k] else rng.uniform(0.8, 0.95))
+        for j in rng.choice(np.setdiff1d(np.arange(n), [src]), 3, replace=False):
+            cq.append(k); ct.append(j); cs.append(rng.uniform(-0.1, 0.5))
+    copies = CopySample(source=source, kind=["same_shot"] * len(source),
+                        pairs=make_pairs(cq, ct, cs, rng.uniform(0.2, 0.8, len(cq))))
+    calibrator = Calibrator(dataset, n, copies)
+    rule = Rule(0.52, None)
+    est = calibrator.estimate(rule)
+    assert est.recall == pytest.approx(0.9)
+    assert est.recall_interval == pytest.approx(jeffreys(54, 60))  # one draw per source, not 300
+    assert est.recall_interval[0] < jeffreys(270, 300)[0]
+    assert est.effective_copies == pytest.approx(60)
+    assert est.as_dict()["recall_effective_copies"] == 60.0
+    assert calibrator.per_kind_interval(rule)["same_shot"] == [round(v, 3) for v in jeffreys(54, 60)]
+    rules = [Rule(round(float(s), 2), None) for s in np.arange(0.5, 0.96, 0.02)]
+    pi, _ = calibrator.duplicate_share(rules)
+    clustered = calibrator.estimate(rule, pi)
+    monkeypatch.setattr(decision, "clustered_jeffreys",
+                        lambda passed, cluster, level=0.95: clustered_jeffreys(passed, np.arange(len(passed)), level))
+    plain_calibrator = Calibrator(dataset, n, copies)
+    plain_pi, _ = plain_calibrator.duplicate_share(rules)
+    plain = plain_calibrator.estimate(rule, plain_pi)
+    assert pi[0] == plain_pi[0] and clustered.precision == plain.precision and clustered.recall == plain.recall
+    assert pi[1] <= plain_pi[1] and pi[2] >= plain_pi[2] and pi[2] - pi[1] > plain_pi[2] - plain_pi[1]
+    assert clustered.precision_interval[0] <= plain.precision_interval[0]
+    assert clustered.precision_interval[1] >= plain.precision_interval[1]
 
 
 def test_a_dataset_without_duplicates_gets_a_quiet_rule_not_a_loose_one():

@@ -56,7 +56,11 @@ def test_decide_finds_the_planted_copy_and_estimates_its_quality():
     assert decision.leak is not None and decision.leak.flagged >= 1
     quality = decision.choice.near.as_dict()
     assert 0.0 <= quality["recall"] <= 1.0 and quality["recall_interval"][0] <= quality["recall"]
+    assert 20 <= quality["recall_effective_copies"] <= 100  # between one draw per source and one per copy
     assert decision.choice.tiers["embedding"]["note"] == "no embeddings"
+    intervals = decision.choice.per_kind_interval
+    assert set(intervals) == set(decision.choice.per_kind_recall)
+    assert all(intervals[k][0] <= r <= intervals[k][1] for k, r in decision.choice.per_kind_recall.items())
 
 
 @pytest.mark.parametrize("rule", [dict(min_scaled=0.3, min_correlation=0.9), dict(min_scaled=0.3, min_correlation=None),
