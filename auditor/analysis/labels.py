@@ -392,13 +392,25 @@ def out_of_fold_probabilities(features: "np.ndarray | ProbeFeatures", labels: np
     return probs, best_c, max(len(subset) for subset in subsets)
 
 
+def labels_by_content(content_row: np.ndarray, unit_labels: list[str], n_contents: int) -> list[frozenset[str]]:
+    """The labels each content is filed under (unit u: content content_row[u], label unit_labels[u]). Contents under
+    one label (all but a few) share one set per label: 10⁶ sets of their own were 0.2 GB."""
+    one_label = {label: frozenset((label,)) for label in set(unit_labels)}
+    labels: list[frozenset[str]] = [frozenset()] * n_contents
+    for row, label in zip(content_row, unit_labels):
+        labels[row] = labels[row] | {label} if labels[row] else one_label[label]
+    return labels
+
+
 def neighbour_label_agreement(unit_vectors: np.ndarray, content_row: np.ndarray, unit_labels: list[str],
                               labels_of_content: list[set[str]], k: int,
-                              majority_for: np.ndarray | None = None) -> tuple[np.ndarray, list[str | None]]:
+                              majority_for: np.ndarray | None = None,
+                              block: int = 65_536) -> tuple[np.ndarray, list[str | None]]:
     """For each unit: the share of the k nearest *other* contents that carry its label, and (for the units
     in `majority_for`, default all) the label most of them carry. `unit_vectors` are the unique contents'
-    unit embeddings; `content_row[u]` is unit u's row among them."""
-    from auditor.similarity.neighbours import drop_self
+    unit embeddings; `content_row[u]` is unit u's row among them. Units are taken `block` at a time, so the
+    per-neighbour arrays (units × k, several of them) stay small whatever the dataset's size (0.36 GB at 10⁶)."""
+    from auditor.similarity.neighbours import drop_self_rows
     from auditor.similarity.neighbours import knn
 
     n_units = len(unit_labels)
@@ -406,28 +418,34 @@ def neighbour_label_agreement(unit_vectors: np.ndarray, content_row: np.ndarray,
     if k < 1:
         return np.full(n_units, np.nan), [None] * n_units
     sims, neighbours = knn(unit_vectors, k + 1)
-    _sims, neighbours = drop_self(sims, neighbours, k)
     names = sorted({label for labels in labels_of_content for label in labels} | set(unit_labels))
     code = {name: i for i, name in enumerate(names)}
     # Most contents carry one label: compare codes in bulk; the few filed under several are checked one by one.
-    single = np.array([code[next(iter(labels))] if len(labels) == 1 else -1 for labels in labels_of_content])
-    unit_codes = np.array([code[label] for label in unit_labels])
-    rows = neighbours[content_row]  # (units, k): the neighbouring contents
-    valid = rows >= 0
-    neighbour_codes = np.where(valid, single[np.maximum(rows, 0)], -2)
-    matches = (neighbour_codes == unit_codes[:, None]) & valid
-    for u, j in zip(*np.nonzero(neighbour_codes == -1)):
-        matches[u, j] = unit_labels[u] in labels_of_content[rows[u, j]]
-    counted = valid.sum(axis=1)
-    agreement = np.where(counted > 0, matches.sum(axis=1) / np.maximum(counted, 1), np.nan)
+    single = np.fromiter((code[next(iter(labels))] if len(labels) == 1 else -1 for labels in labels_of_content),
+                         dtype=np.int64, count=len(labels_of_content))
+    unit_codes = np.fromiter((code[label] for label in unit_labels), dtype=np.int64, count=n_units)
+    content_row = np.asarray(content_row, dtype=np.int64)
+    agreement = np.full(n_units, np.nan)
     majority: list[str | None] = [None] * n_units
-    wanted = np.arange(n_units) if majority_for is None else np.flatnonzero(majority_for)
-    for u in wanted:
-        votes: dict[str, int] = {}
-        for j in rows[u][valid[u]]:
-            for label in labels_of_content[j]:
-                votes[label] = votes.get(label, 0) + 1
-        majority[u] = max(sorted(votes), key=votes.get) if votes else None
+    wanted_mask = np.ones(n_units, dtype=bool) if majority_for is None else np.asarray(majority_for, dtype=bool)
+    for start in range(0, n_units, block):
+        stop = min(n_units, start + block)
+        contents = content_row[start:stop]
+        # The k nearest other contents of each unit's content (the content itself left out, wherever it was found).
+        _sims, rows = drop_self_rows(sims[contents], neighbours[contents], contents, k)
+        valid = rows >= 0
+        neighbour_codes = np.where(valid, single[np.maximum(rows, 0)], -2)
+        matches = (neighbour_codes == unit_codes[start:stop, None]) & valid
+        for u, j in zip(*np.nonzero(neighbour_codes == -1)):
+            matches[u, j] = unit_labels[start + u] in labels_of_content[rows[u, j]]
+        counted = valid.sum(axis=1)
+        agreement[start:stop] = np.where(counted > 0, matches.sum(axis=1) / np.maximum(counted, 1), np.nan)
+        for u in np.flatnonzero(wanted_mask[start:stop]):
+            votes: dict[str, int] = {}
+            for j in rows[u][valid[u]]:
+                for label in labels_of_content[j]:
+                    votes[label] = votes.get(label, 0) + 1
+            majority[start + u] = max(sorted(votes), key=votes.get) if votes else None
     return agreement, majority
 
 
@@ -567,9 +585,7 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
         reported = (0.0, max(high, 1.0 - accuracy))
         disagrees = (probs.argmax(axis=1) != unit_labels).astype(float)
         wrong_range = (np.zeros_like(wrong), np.maximum(wrong_range[1], disagrees))
-    labels_of_content: list[set[str]] = [set() for _ in contents]
-    for row, label in zip(content_row, label_names):
-        labels_of_content[row].add(label)
+    labels_of_content = labels_by_content(content_row, label_names, len(contents))
     # The neighbours' majority is named for the units that may be findings: probably wrong, or ranked by P(wrong)
     # within 3 × the count at the top of the interval (strong evidence re-ranks them with the neighbours' votes).
     candidates = np.maximum(wrong, wrong_at_top) >= MISLABEL_PROBABILITY
