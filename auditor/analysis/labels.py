@@ -284,7 +284,7 @@ class ProbeFeatures:
     """The probe's PCA-whitened features of a large matrix, computed on demand for the rows asked for
     (`features[rows]`), never held whole: at 10⁶ × 256 float32 they were 1 GB held through the probe, with a
     float32 and a float64 copy of a whole test fold (0.2 + 0.4 GB) beside them. Each row's features are the PCA
-    transform of that row alone, so they are the values the whole array held (`probe_features` tests it).
+    transform of that row alone, so they are the values the whole array held (tested, and bitwise at 10⁵).
     `rows`: the vector row of each sample (a content filed under two labels is two samples), default one each."""
 
     def __init__(self, vectors: np.ndarray, pca, rows: np.ndarray | None = None):
