@@ -277,10 +277,46 @@ def fit_subsample(labels: np.ndarray, max_images: int, seed: int,
     return np.sort(np.concatenate(chosen))
 
 
-def probe_features(vectors: np.ndarray, seed: int, max_fit: int | None = None) -> np.ndarray:
+PROBE_BLOCK = 16_384  # rows transformed (and predicted) at once when the probe features are computed on demand
+
+
+class ProbeFeatures:
+    """The probe's PCA-whitened features of a large matrix, computed on demand for the rows asked for
+    (`features[rows]`), never held whole: at 10⁶ × 256 float32 they were 1 GB held through the probe, with a
+    float32 and a float64 copy of a whole test fold (0.2 + 0.4 GB) beside them. Each row's features are the PCA
+    transform of that row alone, so they are the values the whole array held (tested, and bitwise at 10⁵).
+    `rows`: the vector row of each sample (a content filed under two labels is two samples), default one each."""
+
+    def __init__(self, vectors: np.ndarray, pca, rows: np.ndarray | None = None):
+        self.vectors, self.pca, self.rows = vectors, pca, rows
+        self.shape = (len(vectors) if rows is None else len(rows), int(pca.n_components_))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        from auditor.encoding.embedding_store import to_float32
+
+        rows = np.asarray(index if self.rows is None else self.rows[index], dtype=np.int64)
+        out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
+        for start in range(0, len(rows), PROBE_BLOCK):
+            part = rows[start:start + PROBE_BLOCK]
+            # A run of consecutive rows is a slice of the (memory-mapped) matrix, not a gather.
+            block = (self.vectors[part[0]:part[-1] + 1] if part[-1] - part[0] == len(part) - 1
+                     else self.vectors[part])
+            out[start:start + len(part)] = self.pca.transform(to_float32(block))
+        return out
+
+    def for_samples(self, rows: np.ndarray) -> "ProbeFeatures":
+        """The same features with sample i read from vector row rows[i]."""
+        return ProbeFeatures(self.vectors, self.pca, np.asarray(rows, dtype=np.int64))
+
+
+def probe_features(vectors: np.ndarray, seed: int, max_fit: int | None = None) -> "np.ndarray | ProbeFeatures":
     """PCA-whitened embeddings, at most PROBE_MAX_DIMS and (fitted samples) / PROBE_SAMPLES_PER_DIM dimensions.
     PCA sees no label, so fitting it on every sample leaks nothing into the folds; on more than `max_fit`
-    samples (default PROBE_MAX_FIT_IMAGES) it is fitted on a seeded random subsample and applied to all."""
+    samples (default PROBE_MAX_FIT_IMAGES) it is fitted on a seeded random subsample and applied to the rows
+    each step asks for (`ProbeFeatures`: computed on demand, block by block, never held whole)."""
     from sklearn.decomposition import PCA
 
     from auditor.encoding.embedding_store import to_float32
@@ -296,15 +332,11 @@ def probe_features(vectors: np.ndarray, seed: int, max_fit: int | None = None) -
         return pca.fit_transform(vectors)
     sample = np.sort(np.random.default_rng(seed).choice(n, size=max_fit, replace=False))
     pca.fit(to_float32(vectors[sample]))
-    # Filled block by block: at 10⁶ × 256 float32 the features are 1 GB; a list of blocks joined at the end was 2.
-    features = np.empty((n, dims), dtype=np.float32)
-    for start in range(0, n, 65_536):
-        features[start:start + 65_536] = pca.transform(to_float32(vectors[start:start + 65_536]))
-    return features
+    return ProbeFeatures(vectors, pca)
 
 
-def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int,
-                              seed: int, cs: tuple[float, ...] = PROBE_CS,
+def out_of_fold_probabilities(features: "np.ndarray | ProbeFeatures", labels: np.ndarray, groups: np.ndarray,
+                              folds: int, seed: int, cs: tuple[float, ...] = PROBE_CS,
                               max_fit: int | None = None) -> tuple[np.ndarray, float, int]:
     """Class probabilities for every sample from a logistic-regression probe that never saw it (stratified K
     folds, seeded; samples that share a group stay in one fold), the C used: the one of `cs` with the
@@ -312,52 +344,73 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: 
     folds × len(cs)), and the most training samples one probe was fitted on. Each fold's probe is fitted on a
     seeded stratified subsample of at most `max_fit` of its training samples (`fit_subsample`; default
     PROBE_MAX_FIT_IMAGES), so the cost of the fits stops growing with the dataset; prediction covers every
-    held-out sample."""
+    held-out sample, PROBE_BLOCK samples at a time (`features` may be a `ProbeFeatures`: each block's features
+    are computed once, for every C of the grid)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
     from threadpoolctl import threadpool_limits
 
+    placeholder = np.zeros((len(labels), 1), dtype=np.int8)  # the splitters read only the length of X
     if len(np.unique(groups)) == len(groups):
-        splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(features, labels))
+        splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(placeholder, labels))
     else:
         splits = list(StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-                      .split(features, labels, groups))
+                      .split(placeholder, labels, groups))
     n_classes = int(labels.max()) + 1
     probs = np.zeros((len(labels), n_classes))
     max_fit = PROBE_MAX_FIT_IMAGES if max_fit is None else max_fit
     subsets = [train[fit_subsample(labels[train], max_fit, seed + fold)] for fold, (train, _) in enumerate(splits)]
     splits = [(subset, test) for subset, (_train, test) in zip(subsets, splits)]
 
-    def fit_predict(c: float, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        # One BLAS thread: each L-BFGS step is a product of (≤ 20 000 × ≤ 256) by (256 × classes), too small
-        # for threads to pay, and with the cores busy threads that wait for each other cost 10–20× the CPU
-        # (measured: 8 000 × 256, 4 classes: 0.15 CPU-s on one thread, 1.4 on two, at load ≈ 10).
+    # One BLAS thread: each L-BFGS step is a product of (≤ 20 000 × ≤ 256) by (256 × classes), too small for
+    # threads to pay, and with the cores busy threads that wait for each other cost 10–20× the CPU (measured:
+    # 8 000 × 256, 4 classes: 0.15 CPU-s on one thread, 1.4 on two, at load ≈ 10).
+    def fit(c: float, train_features: np.ndarray, train: np.ndarray):
         with threadpool_limits(limits=1, user_api="blas"):
-            probe = LogisticRegression(C=c, max_iter=1000).fit(features[train], labels[train])
-            out = np.zeros((len(test), n_classes))
-            out[:, probe.classes_] = probe.predict_proba(features[test])
+            return LogisticRegression(C=c, max_iter=1000).fit(train_features, labels[train])
+
+    def predict(probes: list, test: np.ndarray) -> list[np.ndarray]:
+        """Each probe's probabilities for the samples `test`, block by block."""
+        out = [np.zeros((len(test), n_classes)) for _ in probes]
+        for start in range(0, len(test), PROBE_BLOCK):
+            block = features[test[start:start + PROBE_BLOCK]]
+            with threadpool_limits(limits=1, user_api="blas"):
+                for probe, probe_out in zip(probes, out):
+                    probe_out[start:start + len(block), probe.classes_] = probe.predict_proba(block)
         return out
 
     train, test = splits[0]
-    losses = {}
-    for c in cs:
-        fold_probs = fit_predict(c, train, test)
-        losses[c] = float(-np.log(np.clip(fold_probs[np.arange(len(test)), labels[test]], 1e-12, 1.0)).mean())
-        if c == min(losses, key=losses.get):
-            probs[test] = fold_probs
-    best_c = min(losses, key=losses.get)
+    train_features = features[train]
+    grid = predict([fit(c, train_features, train) for c in cs], test)
+    losses = {c: float(-np.log(np.clip(fold_probs[np.arange(len(test)), labels[test]], 1e-12, 1.0)).mean())
+              for c, fold_probs in zip(cs, grid)}
+    best_c = min(losses, key=losses.get)  # the first of equal losses, as before
+    probs[test] = grid[list(cs).index(best_c)]
+    del grid, train_features
     for train, test in splits[1:]:
-        probs[test] = fit_predict(best_c, train, test)
+        probs[test] = predict([fit(best_c, features[train], train)], test)[0]
     return probs, best_c, max(len(subset) for subset in subsets)
+
+
+def labels_by_content(content_row: np.ndarray, unit_labels: list[str], n_contents: int) -> list[frozenset[str]]:
+    """The labels each content is filed under (unit u: content content_row[u], label unit_labels[u]). Contents under
+    one label (all but a few) share one set per label: 10⁶ sets of their own were 0.2 GB."""
+    one_label = {label: frozenset((label,)) for label in set(unit_labels)}
+    labels: list[frozenset[str]] = [frozenset()] * n_contents
+    for row, label in zip(content_row, unit_labels):
+        labels[row] = labels[row] | {label} if labels[row] else one_label[label]
+    return labels
 
 
 def neighbour_label_agreement(unit_vectors: np.ndarray, content_row: np.ndarray, unit_labels: list[str],
                               labels_of_content: list[set[str]], k: int,
-                              majority_for: np.ndarray | None = None) -> tuple[np.ndarray, list[str | None]]:
+                              majority_for: np.ndarray | None = None,
+                              block: int = 65_536) -> tuple[np.ndarray, list[str | None]]:
     """For each unit: the share of the k nearest *other* contents that carry its label, and (for the units
     in `majority_for`, default all) the label most of them carry. `unit_vectors` are the unique contents'
-    unit embeddings; `content_row[u]` is unit u's row among them."""
-    from auditor.similarity.neighbours import drop_self
+    unit embeddings; `content_row[u]` is unit u's row among them. Units are taken `block` at a time, so the
+    per-neighbour arrays (units × k, several of them) stay small whatever the dataset's size (0.36 GB at 10⁶)."""
+    from auditor.similarity.neighbours import drop_self_rows
     from auditor.similarity.neighbours import knn
 
     n_units = len(unit_labels)
@@ -365,28 +418,34 @@ def neighbour_label_agreement(unit_vectors: np.ndarray, content_row: np.ndarray,
     if k < 1:
         return np.full(n_units, np.nan), [None] * n_units
     sims, neighbours = knn(unit_vectors, k + 1)
-    _sims, neighbours = drop_self(sims, neighbours, k)
     names = sorted({label for labels in labels_of_content for label in labels} | set(unit_labels))
     code = {name: i for i, name in enumerate(names)}
     # Most contents carry one label: compare codes in bulk; the few filed under several are checked one by one.
-    single = np.array([code[next(iter(labels))] if len(labels) == 1 else -1 for labels in labels_of_content])
-    unit_codes = np.array([code[label] for label in unit_labels])
-    rows = neighbours[content_row]  # (units, k): the neighbouring contents
-    valid = rows >= 0
-    neighbour_codes = np.where(valid, single[np.maximum(rows, 0)], -2)
-    matches = (neighbour_codes == unit_codes[:, None]) & valid
-    for u, j in zip(*np.nonzero(neighbour_codes == -1)):
-        matches[u, j] = unit_labels[u] in labels_of_content[rows[u, j]]
-    counted = valid.sum(axis=1)
-    agreement = np.where(counted > 0, matches.sum(axis=1) / np.maximum(counted, 1), np.nan)
+    single = np.fromiter((code[next(iter(labels))] if len(labels) == 1 else -1 for labels in labels_of_content),
+                         dtype=np.int64, count=len(labels_of_content))
+    unit_codes = np.fromiter((code[label] for label in unit_labels), dtype=np.int64, count=n_units)
+    content_row = np.asarray(content_row, dtype=np.int64)
+    agreement = np.full(n_units, np.nan)
     majority: list[str | None] = [None] * n_units
-    wanted = np.arange(n_units) if majority_for is None else np.flatnonzero(majority_for)
-    for u in wanted:
-        votes: dict[str, int] = {}
-        for j in rows[u][valid[u]]:
-            for label in labels_of_content[j]:
-                votes[label] = votes.get(label, 0) + 1
-        majority[u] = max(sorted(votes), key=votes.get) if votes else None
+    wanted_mask = np.ones(n_units, dtype=bool) if majority_for is None else np.asarray(majority_for, dtype=bool)
+    for start in range(0, n_units, block):
+        stop = min(n_units, start + block)
+        contents = content_row[start:stop]
+        # The k nearest other contents of each unit's content (the content itself left out, wherever it was found).
+        _sims, rows = drop_self_rows(sims[contents], neighbours[contents], contents, k)
+        valid = rows >= 0
+        neighbour_codes = np.where(valid, single[np.maximum(rows, 0)], -2)
+        matches = (neighbour_codes == unit_codes[start:stop, None]) & valid
+        for u, j in zip(*np.nonzero(neighbour_codes == -1)):
+            matches[u, j] = unit_labels[start + u] in labels_of_content[rows[u, j]]
+        counted = valid.sum(axis=1)
+        agreement[start:stop] = np.where(counted > 0, matches.sum(axis=1) / np.maximum(counted, 1), np.nan)
+        for u in np.flatnonzero(wanted_mask[start:stop]):
+            votes: dict[str, int] = {}
+            for j in rows[u][valid[u]]:
+                for label in labels_of_content[j]:
+                    votes[label] = votes.get(label, 0) + 1
+            majority[start + u] = max(sorted(votes), key=votes.get) if votes else None
     return agreement, majority
 
 
@@ -503,8 +562,9 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
     features = probe_features(vectors, seed)
     # One unit per content (no content under two labels) in content order: the features as they are, no copy.
     one_per_content = len(content_row) == len(features) and bool((content_row == np.arange(len(features))).all())
-    probs, probe_c, fit_images = out_of_fold_probabilities(features if one_per_content else features[content_row],
-                                                           unit_labels, content_row, folds, seed)
+    if not one_per_content:
+        features = features.for_samples(content_row) if isinstance(features, ProbeFeatures) else features[content_row]
+    probs, probe_c, fit_images = out_of_fold_probabilities(features, unit_labels, content_row, folds, seed)
     probe_seconds = time.perf_counter() - started
     started = time.perf_counter()
     noise = fit_noise(probs, unit_labels, seed)
@@ -525,9 +585,7 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
         reported = (0.0, max(high, 1.0 - accuracy))
         disagrees = (probs.argmax(axis=1) != unit_labels).astype(float)
         wrong_range = (np.zeros_like(wrong), np.maximum(wrong_range[1], disagrees))
-    labels_of_content: list[set[str]] = [set() for _ in contents]
-    for row, label in zip(content_row, label_names):
-        labels_of_content[row].add(label)
+    labels_of_content = labels_by_content(content_row, label_names, len(contents))
     # The neighbours' majority is named for the units that may be findings: probably wrong, or ranked by P(wrong)
     # within 3 × the count at the top of the interval (strong evidence re-ranks them with the neighbours' votes).
     candidates = np.maximum(wrong, wrong_at_top) >= MISLABEL_PROBABILITY

@@ -115,6 +115,37 @@ def test_a_capped_probe_predicts_every_sample_out_of_fold_and_fits_on_at_most_th
     assert accuracy(capped) >= accuracy(full) - 0.03
 
 
+def test_above_the_fit_cap_features_are_computed_on_demand_a_block_at_a_time_with_the_same_values(monkeypatch):
+    """Above the cap the probe's features are never held whole (1 GB at 10⁶ × 256): each block of rows is
+    transformed when asked for, and the probabilities are those of the whole transformed array."""
+    from auditor.encoding.embedding_store import to_float32
+
+    monkeypatch.setattr(la, "PROBE_BLOCK", 256)
+    rng = np.random.default_rng(1)
+    n, dim, n_classes = 3000, 48, 3
+    true = rng.integers(0, n_classes, n)
+    vectors = rng.normal(0, 1, (n_classes, dim))[true] + rng.normal(0, 1.5, (n, dim))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)  # as the store holds
+    lazy = la.probe_features(vectors, seed=0, max_fit=400)
+    assert isinstance(lazy, la.ProbeFeatures) and lazy.shape == (n, 40) and len(lazy) == n
+    whole = lazy.pca.transform(to_float32(vectors))
+    rows = np.sort(rng.choice(n, 700, replace=False))
+    np.testing.assert_allclose(lazy[rows], whole[rows], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(lazy[np.arange(100, 900)], whole[100:900], rtol=1e-5, atol=1e-6)  # a run: a slice
+    twice = np.concatenate([rows, rows[:5]])
+    np.testing.assert_allclose(lazy.for_samples(twice)[np.arange(len(twice))], whole[twice], rtol=1e-5, atol=1e-6)
+    sizes = []
+    transform = lazy.pca.transform
+    monkeypatch.setattr(lazy.pca, "transform", lambda x: sizes.append(len(x)) or transform(x))
+    groups = np.arange(n)
+    probs, c, _fit = la.out_of_fold_probabilities(lazy, true, groups, 5, seed=0, max_fit=400)
+    assert sizes and max(sizes) <= 256  # never the whole matrix, nor a whole fold
+    expected, expected_c, _fit = la.out_of_fold_probabilities(whole, true, groups, 5, seed=0, max_fit=400)
+    assert c == expected_c
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
+    assert np.array_equal(probs.argmax(axis=1), expected.argmax(axis=1))
+
+
 # ------------------------------------------------------------------------------------------------
 # At scale: one matrix, one k-NN graph
 

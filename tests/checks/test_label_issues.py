@@ -131,6 +131,12 @@ def test_margins_ceiling_and_confident_elsewhere():
     assert elsewhere.tolist() == [False, False, False, False, False, True]
 
 
+def test_labels_by_content_share_one_set_per_label_and_join_a_content_under_two():
+    labels = la.labels_by_content(np.array([0, 1, 2, 2, 3]), ["a", "a", "a", "b", "b"], 5)
+    assert labels == [{"a"}, {"a"}, {"a", "b"}, {"b"}, frozenset()]
+    assert labels[0] is labels[1]  # one object for every content under "a" alone, not one set each
+
+
 def test_neighbour_agreement_counts_other_contents_and_handles_a_content_under_two_labels():
     vectors = np.array([[1, 0], [0.995, 0.1], [0.995, -0.1], [0, 1], [0.1, 0.995]], dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -143,6 +149,10 @@ def test_neighbour_agreement_counts_other_contents_and_handles_a_content_under_t
     _, only_flagged = la.neighbour_label_agreement(vectors, content_row, unit_labels, labels_of_content, k=2,
                                                    majority_for=np.array([False, False, False, True, False, False]))
     assert only_flagged == [None, None, None, "a", None, None]
+    # Taken a unit at a time (blocks split the units): the same shares and majorities.
+    one_by_one = la.neighbour_label_agreement(vectors, content_row, unit_labels, labels_of_content, k=2, block=1)
+    np.testing.assert_allclose(one_by_one[0], agreement)
+    assert one_by_one[1] == majority
 
 
 # ------------------------------------------------------------------------------------------------
