@@ -283,8 +283,13 @@ def _evaluate(a: np.ndarray, a_id: np.ndarray, variant: np.ndarray, b: np.ndarra
     of evaluations at a time with each distinct (image, variant) and image prepared once."""
     out = np.empty(len(a_id), dtype=np.float32)
     block = FINE_BLOCK if fine else COARSE_BLOCK
+    # Blocks of evaluations that share their first image and variant: each (image, variant) then appears in one
+    # or two blocks, not in a block of its own per evaluation (candidate pairs come in sighting order: on 60 000
+    # 32 px crops, 1.03 feature sets were prepared per evaluation in that order, 0.60 in this one). An
+    # evaluation's score does not depend on its block (features and scores are per image, per evaluation).
+    order = np.argsort(np.asarray(a_id, dtype=np.int64) * 8 + variant, kind="stable")
     for start in range(0, len(a_id), block):
-        part = slice(start, start + block)
+        part = order[start:start + block]
         keys, a_of = np.unique(a_id[part] * 8 + variant[part], return_inverse=True)
         turned = np.empty((len(keys),) + a.shape[1:], dtype=a.dtype)
         for v in np.unique(keys % 8):
