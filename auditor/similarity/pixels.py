@@ -130,15 +130,17 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.unpackbits(np.bitwise_xor(a, b), axis=1).sum(axis=1)
 
 
-def _zoom(thumbs: np.ndarray, factor: float) -> np.ndarray:
-    """Centre zoom by `factor` ≥ 1 (bilinear), same size: what a crop of 1 - 1/factor looks like."""
+def _zoom(thumbs: np.ndarray, factor: float, crop: slice = slice(None)) -> np.ndarray:
+    """Centre zoom by `factor` ≥ 1 (bilinear), same size: what a crop of 1 - 1/factor looks like. `crop`: the
+    rows and columns of the result wanted (only those are computed, each as in the whole result)."""
     if factor == 1.0:
-        return thumbs
+        return thumbs[:, crop, crop]
     n, s, _ = thumbs.shape
     coords = (np.arange(s) + 0.5 - s / 2) / factor + s / 2 - 0.5
     lo = np.clip(np.floor(coords).astype(int), 0, s - 1)
     hi = np.clip(lo + 1, 0, s - 1)
     w = np.clip(coords - lo, 0, 1)
+    lo, hi, w = lo[crop], hi[crop], w[crop]
     rows = thumbs[:, lo, :] * (1 - w)[None, :, None] + thumbs[:, hi, :] * w[None, :, None]
     return rows[:, :, lo] * (1 - w)[None, None, :] + rows[:, :, hi] * w[None, None, :]
 
@@ -167,7 +169,8 @@ def _templates(thumbs: np.ndarray, zooms: tuple[float, ...], inner: int, margin:
     """Standardised centre windows of the thumbnails zoomed by each factor: (N, Z, inner²)."""
     out = []
     for zoom in zooms:
-        centre = _zoom(thumbs, zoom)[:, margin : margin + inner, margin : margin + inner].reshape(len(thumbs), -1)
+        # Only the centre is computed: the whole zoomed thumbnail was 44 % more work, all cropped away.
+        centre = _zoom(thumbs, zoom, slice(margin, margin + inner)).reshape(len(thumbs), -1)
         centre = centre - centre.mean(axis=1, keepdims=True)
         out.append(centre / np.maximum(_norm(centre, axis=1), 1e-6))
     return np.stack(out, axis=1)

@@ -128,3 +128,12 @@ def test_evaluations_sharing_an_image_share_its_features_whatever_their_order(mo
     assert sum(prepared) == 3  # one block per image (8 evaluations each)
     want = px.aligned_correlation(px.halve(images[a_id]), px.halve(images[b_id]), max_shift=2, margin=2)
     assert np.array_equal(got, want)
+
+
+def test_a_cropped_zoom_is_that_crop_of_the_whole_zoom():
+    thumbs = np.stack([scene(s) for s in range(3)]).astype(np.float32)
+    for factor in (1.0, 1.1, 1.2):
+        whole = px._zoom(thumbs, factor)
+        assert whole.shape == thumbs.shape
+        assert np.array_equal(px._zoom(thumbs, factor, slice(4, 28)), whole[:, 4:28, 4:28])
+    assert not np.array_equal(px._zoom(thumbs, 1.2), thumbs)  # it does zoom
