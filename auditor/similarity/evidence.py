@@ -367,8 +367,11 @@ def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndar
     every = np.broadcast_to(np.asarray(every_variant, dtype=bool), (len(rows_a),))
     correlation = np.empty(len(rows_a), dtype=np.float32)
     variant = np.empty(len(rows_a), dtype=np.int64)
+    # Chunks of pairs that share their first image (pixels._evaluate reuses an image's features within a block);
+    # candidate pairs come in sighting order, which scatters an image's pairs over the whole list.
+    by_first = np.argsort(rows_a, kind="stable")
     for start in range(0, len(rows_a), PAIR_CHUNK):
-        part = slice(start, start + PAIR_CHUNK)
+        part = by_first[start:start + PAIR_CHUNK]
         correlation[part], variant[part] = compare(thumbs_a[rows_a[part]], thumbs_b[rows_b[part]],
                                                    np.ascontiguousarray(extra_variant[part]), np.ascontiguousarray(every[part]))
     return correlation, variant

@@ -130,15 +130,17 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.unpackbits(np.bitwise_xor(a, b), axis=1).sum(axis=1)
 
 
-def _zoom(thumbs: np.ndarray, factor: float) -> np.ndarray:
-    """Centre zoom by `factor` ≥ 1 (bilinear), same size: what a crop of 1 - 1/factor looks like."""
+def _zoom(thumbs: np.ndarray, factor: float, crop: slice = slice(None)) -> np.ndarray:
+    """Centre zoom by `factor` ≥ 1 (bilinear), same size: what a crop of 1 - 1/factor looks like. `crop`: the
+    rows and columns of the result wanted (only those are computed, each as in the whole result)."""
     if factor == 1.0:
-        return thumbs
+        return thumbs[:, crop, crop]
     n, s, _ = thumbs.shape
     coords = (np.arange(s) + 0.5 - s / 2) / factor + s / 2 - 0.5
     lo = np.clip(np.floor(coords).astype(int), 0, s - 1)
     hi = np.clip(lo + 1, 0, s - 1)
     w = np.clip(coords - lo, 0, 1)
+    lo, hi, w = lo[crop], hi[crop], w[crop]
     rows = thumbs[:, lo, :] * (1 - w)[None, :, None] + thumbs[:, hi, :] * w[None, :, None]
     return rows[:, :, lo] * (1 - w)[None, None, :] + rows[:, :, hi] * w[None, None, :]
 
@@ -167,7 +169,8 @@ def _templates(thumbs: np.ndarray, zooms: tuple[float, ...], inner: int, margin:
     """Standardised centre windows of the thumbnails zoomed by each factor: (N, Z, inner²)."""
     out = []
     for zoom in zooms:
-        centre = _zoom(thumbs, zoom)[:, margin : margin + inner, margin : margin + inner].reshape(len(thumbs), -1)
+        # Only the centre is computed: the whole zoomed thumbnail was 44 % more work, all cropped away.
+        centre = _zoom(thumbs, zoom, slice(margin, margin + inner)).reshape(len(thumbs), -1)
         centre = centre - centre.mean(axis=1, keepdims=True)
         out.append(centre / np.maximum(_norm(centre, axis=1), 1e-6))
     return np.stack(out, axis=1)
@@ -283,8 +286,13 @@ def _evaluate(a: np.ndarray, a_id: np.ndarray, variant: np.ndarray, b: np.ndarra
     of evaluations at a time with each distinct (image, variant) and image prepared once."""
     out = np.empty(len(a_id), dtype=np.float32)
     block = FINE_BLOCK if fine else COARSE_BLOCK
+    # Blocks of evaluations that share their first image and variant: each (image, variant) then appears in one
+    # or two blocks, not in a block of its own per evaluation (candidate pairs come in sighting order: on 60 000
+    # 32 px crops, 1.03 feature sets were prepared per evaluation in that order, 0.60 in this one). An
+    # evaluation's score does not depend on its block (features and scores are per image, per evaluation).
+    order = np.argsort(np.asarray(a_id, dtype=np.int64) * 8 + variant, kind="stable")
     for start in range(0, len(a_id), block):
-        part = slice(start, start + block)
+        part = order[start:start + block]
         keys, a_of = np.unique(a_id[part] * 8 + variant[part], return_inverse=True)
         turned = np.empty((len(keys),) + a.shape[1:], dtype=a.dtype)
         for v in np.unique(keys % 8):

@@ -88,3 +88,24 @@ def test_inverse_variants_undo_each_variant():
     for v in range(8):
         back = px.dihedral(np.ascontiguousarray(px.dihedral(thumb, v)), int(ev.INVERSE[v]))
         assert np.array_equal(back, thumb)
+
+
+def test_pair_correlation_is_the_per_pair_correlation_in_the_callers_order(monkeypatch):
+    # Pairs are compared in chunks of pairs sharing their first image (for feature reuse): the results must come
+    # back in the caller's order, the same numbers as one pair at a time.
+    from PIL import Image
+
+    def scene(seed):  # a smooth random grey picture
+        coarse = np.random.default_rng(seed).integers(0, 256, (5, 7), dtype=np.uint8)
+        return np.asarray(Image.fromarray(coarse).resize((32, 32), Image.Resampling.BICUBIC))
+
+    thumbs = np.stack([scene(s) for s in range(10)])
+    thumbs[5] = np.clip(thumbs[1].astype(int) + 3, 0, 255)  # a recoloured copy of 1
+    rng = np.random.default_rng(0)
+    rows_a, rows_b = rng.integers(0, 10, 40), rng.integers(0, 10, 40)
+    extra = rng.integers(-1, 8, 40)
+    monkeypatch.setattr(ev, "PAIR_CHUNK", 7)
+    correlation, variant = ev.pair_correlation(thumbs, rows_a, thumbs, rows_b, extra)
+    for i in range(40):
+        c, v = ev._best_correlation(thumbs[rows_a[i:i + 1]], thumbs[rows_b[i:i + 1]], extra[i:i + 1])
+        assert correlation[i] == c[0] and variant[i] == v[0]

@@ -52,3 +52,30 @@ def test_all_components_are_judged_in_one_call_on_their_own_pairs_only():
     assert sorted(zip(a.tolist(), b.tolist())) == [(3 * k, 3 * k + 2) for k in range(50)]
     assert [0, 1, 2] in groups and [3, 4] in groups and [4, 5] not in groups
     assert sum(len(g) == 3 for g in groups) == 25 and sum(len(g) == 2 for g in groups) == 25
+
+
+def _greedy_reference(nodes, linked):
+    """The greedy split as first written: degrees by asking every two nodes."""
+    is_linked = lambda a, b: (min(a, b), max(a, b)) in linked
+    degree = {a: sum(is_linked(a, b) for b in nodes if b != a) for a in nodes}
+    cliques = []
+    for node in sorted(nodes, key=lambda a: (-degree[a], a)):
+        for clique in cliques:
+            if all(is_linked(node, other) for other in clique):
+                clique.append(node)
+                break
+        else:
+            cliques.append([node])
+    return [sorted(c) for c in cliques if len(c) > 1]
+
+
+def test_greedy_cliques_start_from_the_best_connected_nodes_as_first_written():
+    from auditor.similarity.groups import _greedy_cliques
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        nodes = sorted(rng.choice(100, size=int(rng.integers(3, 25)), replace=False).tolist())
+        linked = {(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1:] if rng.random() < 0.5}
+        assert _greedy_cliques(nodes, linked) == _greedy_reference(nodes, linked)
+    # a hub linked to everyone opens the first clique, which takes its best-connected partners
+    assert _greedy_cliques([1, 2, 3, 4], {(1, 4), (2, 4), (3, 4), (1, 2)}) == [[1, 2, 4]]

@@ -106,3 +106,34 @@ def test_distinct_thumbnails_reconstruct_their_input():
     thumbs = np.stack([scene(s) for s in (0, 1, 0, 2, 1)])
     inverse, unique = px.distinct_thumbnails(thumbs)
     assert len(unique) == 3 and np.array_equal(unique[inverse], thumbs)
+
+
+def test_evaluations_sharing_an_image_share_its_features_whatever_their_order(monkeypatch):
+    # Evaluations of three images interleaved (a0, a1, a2, a0, …): blocks follow the first image and variant,
+    # so each image's features are prepared in one block, not once per evaluation; the numbers do not change.
+    images = np.stack([scene(s) for s in range(6)])
+    a_id = np.tile(np.arange(3), 8)
+    variant = np.zeros(len(a_id), dtype=np.int64)
+    b_id = 3 + np.arange(len(a_id)) % 3
+    prepared = []
+    block_scores = px._block_scores
+
+    def counting(a_turned, a_of, b_images, b_of, fine):
+        prepared.append(len(a_turned))
+        return block_scores(a_turned, a_of, b_images, b_of, fine)
+
+    monkeypatch.setattr(px, "COARSE_BLOCK", 8)
+    monkeypatch.setattr(px, "_block_scores", counting)
+    got = px._evaluate(images, a_id, variant, images, b_id, fine=False)
+    assert sum(prepared) == 3  # one block per image (8 evaluations each)
+    want = px.aligned_correlation(px.halve(images[a_id]), px.halve(images[b_id]), max_shift=2, margin=2)
+    assert np.array_equal(got, want)
+
+
+def test_a_cropped_zoom_is_that_crop_of_the_whole_zoom():
+    thumbs = np.stack([scene(s) for s in range(3)]).astype(np.float32)
+    for factor in (1.0, 1.1, 1.2):
+        whole = px._zoom(thumbs, factor)
+        assert whole.shape == thumbs.shape
+        assert np.array_equal(px._zoom(thumbs, factor, slice(4, 28)), whole[:, 4:28, 4:28])
+    assert not np.array_equal(px._zoom(thumbs, 1.2), thumbs)  # it does zoom
