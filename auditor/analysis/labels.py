@@ -555,6 +555,15 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
         content_index.setdefault(sha, len(content_index))
     content_row = np.array([content_index[sha] for sha in unit_shas])
     contents = list(content_index)
+    from auditor.similarity.neighbours import EXACT_LIMIT
+
+    if len(contents) > EXACT_LIMIT and contents != ctx.embedded_shas:
+        # Some contents left out (a class too small, …) at scale: the kept ones are read as rows of the shared
+        # matrix, with its one k-NN graph (a neighbour in a left-out class counts as carrying another label), not
+        # as a float32 copy of every kept vector (5 GB at 10⁶) with an index and a graph of their own.
+        row_of = ctx.embedded_row
+        content_row = np.array([row_of[sha] for sha in unit_shas])
+        contents = ctx.embedded_shas
     vectors = content_vectors(ctx, contents)
     folds = int(min(config.label_folds, np.bincount(unit_labels).min()))
     seed = config.seed if config.seed is not None else 0

@@ -170,3 +170,31 @@ def test_above_the_exact_limit_the_label_analysis_reads_the_shared_matrix_and_it
     assert len(built) == 1 and built[0] is ctx.unit_matrix  # one index, over the shared matrix
     neighbours.knn(ctx.unit_matrix, 5)
     assert len(built) == 1  # outliers' search reuses it
+
+
+def test_above_the_exact_limit_a_left_out_class_does_not_make_a_copy_of_every_vector(monkeypatch):
+    """A class too small to judge is left out; at scale the kept images are still read as rows of the shared
+    matrix, with its one graph (it once fell back to a float32 copy of every kept vector: 5 GB at 10⁶)."""
+    from auditor.similarity import neighbours
+    from tests.checks.synthetic_audit import gaussian_classes, synthetic_context
+
+    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(neighbours, "REDUCED_DIMS", 16)
+    vectors, true = gaussian_classes(120, 3, seed=4)
+    items = [{"path": f"train/{'abc'[t]}/{i}.jpg", "label": "abc"[t], "vector": v}
+             for i, (v, t) in enumerate(zip(vectors, true)) if t < 2 or i % 40 == 0]  # "c": 3 images, left out
+    for i in range(12):  # flipped labels the analysis should still find
+        items[i * 17]["label"] = "b" if items[i * 17]["label"] == "a" else "a"
+    ctx = synthetic_context(items)
+    built = []
+    monkeypatch.setattr(neighbours, "ApproximateIndex",
+                        lambda x, _cls=neighbours.ApproximateIndex: built.append(x) or _cls(x))
+    shared = ctx.unit_matrix  # the shared matrix (gathered once here: the synthetic store has no memory map)
+    monkeypatch.setattr(ctx, "unit_embeddings", lambda shas: (_ for _ in ()).throw(AssertionError("a copy")))
+    analysis = ctx.label_analysis
+    assert analysis.excluded_classes == {"c": 3} and analysis.probs.shape == (240, 2)
+    assert len(built) == 1 and built[0] is shared
+    assert np.isfinite(analysis.neighbour_agreement).all()
+    flagged = {analysis.unit_shas[u] for u in np.argsort(-analysis.wrong_probability)[:12]}
+    flipped = {ctx.encoded.record_sha[p] for p in range(len(items)) if p % 17 == 0 and p < 12 * 17}
+    assert len(flagged & flipped) >= 9
