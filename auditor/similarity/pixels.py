@@ -291,7 +291,8 @@ def _evaluate(a: np.ndarray, a_id: np.ndarray, variant: np.ndarray, b: np.ndarra
     # 32 px crops, 1.03 feature sets were prepared per evaluation in that order, 0.60 in this one). An
     # evaluation's score does not depend on its block (features and scores are per image, per evaluation).
     order = np.argsort(np.asarray(a_id, dtype=np.int64) * 8 + variant, kind="stable")
-    for start in range(0, len(a_id), block):
+
+    def score(start: int) -> None:
         part = order[start:start + block]
         keys, a_of = np.unique(a_id[part] * 8 + variant[part], return_inverse=True)
         turned = np.empty((len(keys),) + a.shape[1:], dtype=a.dtype)
@@ -300,7 +301,29 @@ def _evaluate(a: np.ndarray, a_id: np.ndarray, variant: np.ndarray, b: np.ndarra
             turned[chosen] = dihedral(a[keys[chosen] // 8], int(v))
         b_rows, b_of = np.unique(b_id[part], return_inverse=True)
         out[part] = _block_scores(turned, a_of.reshape(-1), b[b_rows], b_of.reshape(-1), fine)
+
+    starts = range(0, len(a_id), block)
+    workers = min(PIXEL_THREADS or _cores(), len(starts))
+    if workers <= 1:
+        for start in starts:
+            score(start)
+    else:
+        # Blocks are independent and numpy releases the GIL in their array work: one per core (each block
+        # writes its own evaluations; the same numbers as one after the other).
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(score, starts))
     return out
+
+
+PIXEL_THREADS = 0  # threads comparing blocks of thumbnails; 0: one per available core
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def variant_correlations(a: np.ndarray, b: np.ndarray, wanted: np.ndarray, screen: float = SCREEN) -> np.ndarray:

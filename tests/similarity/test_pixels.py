@@ -3,8 +3,11 @@ close under the matching variant, aligned correlation separates copies from othe
 
 from __future__ import annotations
 
+import threading
+
 import imagehash
 import numpy as np
+import pytest
 from PIL import Image, ImageOps
 
 from auditor.similarity.neighbours import hex_to_codes
@@ -137,3 +140,24 @@ def test_a_cropped_zoom_is_that_crop_of_the_whole_zoom():
         assert whole.shape == thumbs.shape
         assert np.array_equal(px._zoom(thumbs, factor, slice(4, 28)), whole[:, 4:28, 4:28])
     assert not np.array_equal(px._zoom(thumbs, 1.2), thumbs)  # it does zoom
+
+
+@pytest.mark.parametrize("fine", [False, True])
+def test_blocks_scored_on_several_threads_give_the_numbers_of_one_thread(monkeypatch, fine):
+    """The blocks of evaluations are independent: scored one per core (numpy releases the GIL), every
+    evaluation gets exactly the score it gets when the blocks run one after the other."""
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (40, 32, 32)).astype(np.uint8)
+    a_id, b_id = rng.integers(0, 40, 300), rng.integers(0, 40, 300)
+    variant = rng.integers(0, 8, 300)
+    monkeypatch.setattr(px, "COARSE_BLOCK", 16)
+    monkeypatch.setattr(px, "FINE_BLOCK", 16)
+    monkeypatch.setattr(px, "PIXEL_THREADS", 1)
+    one = px._evaluate(images, a_id, variant, images, b_id, fine=fine)
+    monkeypatch.setattr(px, "PIXEL_THREADS", 3)
+    threads = []
+    score = px._block_scores
+    monkeypatch.setattr(px, "_block_scores", lambda *args: threads.append(threading.get_ident()) or score(*args))
+    several = px._evaluate(images, a_id, variant, images, b_id, fine=fine)
+    assert np.array_equal(one, several)
+    assert len(set(threads)) > 1  # it did run on several threads
