@@ -140,7 +140,7 @@ def _summary_parts(ctx: AuditContext, analysis, by_split: dict, flagged: int, ju
                  + (f"; {plural(flagged, 'candidate')} listed for review" if flagged else "")]
         reduced = _reduced_input_size(ctx)
         if reduced:
-            parts.append(f"the small images were embedded at {reduced} px for speed; a {FULL_INPUT_SIZE} px input "
+            parts.append(f"the images were embedded at {reduced} px, below the backbone's own; a {FULL_INPUT_SIZE} px input "
                          f"(--embedding-input-size {FULL_INPUT_SIZE}, ≈ {(FULL_INPUT_SIZE / reduced) ** 2:.0f}× the "
                          "embedding time) gave the probe 4–6 more points on 32 px photos, enough there to separate "
                          "the classes (bench/bench_label_issues.py)")

@@ -313,11 +313,8 @@ class ApproximateIndex:
         rows, true_sims, true_labels = exact if exact is not None else self._exact_sample(
             k, seed, RECALL_QUERIES if queries is None else queries)
         q = self.x[rows]
-        if self.self_graph is not None and self.self_graph[1].shape[1] >= k + 1:
-            # The graph's rows hold the query itself (usually first): leave it out, as from the exact side.
-            found_sims, found_labels = drop_self_rows(self.self_graph[0][rows], self.self_graph[1][rows], rows, k)
-        else:
-            found_sims, found_labels = drop_self_rows(*self.search(q, k + 1), rows, k)
+        # The query finds itself (usually first): leave it out, as from the exact side.
+        found_sims, found_labels = drop_self_rows(*self.search(q, k + 1), rows, k)
         true_sims, true_labels = drop_self_rows(true_sims, true_labels, rows, k)
         per_query = np.array([len(set(a[a >= 0].tolist()) & set(b[b >= 0].tolist())) / max(1, int((a >= 0).sum()))
                               for a, b in zip(true_labels, found_labels)])
@@ -360,14 +357,12 @@ def _index_for(x: np.ndarray) -> ApproximateIndex:
 
 
 def search_quality(unit_vectors: np.ndarray, k: int | None = None) -> SearchQuality:
-    """How `knn` searches this matrix: exact, or the approximate index's measured recall (measured now if not yet)."""
+    """How `knn` searches this matrix: exact, or the approximate index's recall@10 as measured (and tuned for) when
+    the index was built; `k` is reported for exact search."""
     n = len(unit_vectors)
     if n <= EXACT_LIMIT:
         return SearchQuality("cosine_knn", "exact (FAISS IndexFlatIP)", n, k)
-    index = _index_for(unit_vectors)
-    if index.quality is None:
-        index.tune(min(10, n - 1) if k is None else k)
-    return index.quality
+    return _index_for(unit_vectors).quality  # measured (and tuned for) when the index was built
 
 
 def knn(unit_vectors: np.ndarray, k: int, queries: np.ndarray | None = None, among: np.ndarray | None = None):
@@ -397,8 +392,6 @@ def knn(unit_vectors: np.ndarray, k: int, queries: np.ndarray | None = None, amo
         # Self-queries: one k-NN graph for every caller (outliers, label neighbours, duplicate candidates),
         # searched with the index tuned to this matrix (`_index_for`).
         index.self_graph = index.search(x, max(k, SELF_K))
-        if index.quality is None:
-            index.measure(min(10, n - 1))
     sims, labels = index.self_graph
     return sims[:, :k], labels[:, :k]
 

@@ -281,9 +281,9 @@ def test_re_ranking_reads_the_stored_rows_in_place(tmp_path):
 
 
 def test_recall_measured_from_the_shared_graph_leaves_the_query_out(approximate, monkeypatch):
-    """Measured after the k-NN graph exists (as in an audit: the graph first, then the checks ask for the
-    recall), the recall is that of the graph's neighbours other than the query itself: the same number as a
-    brute-force comparison over every row (it once counted the query as a neighbour, so it never passed 0.9)."""
+    """The recall reported (measured on a sample when the index is built) is that of the neighbours other than the
+    query itself: the same number as a brute-force comparison of the shared graph over every row (it once counted
+    the query as a neighbour, so it never passed 0.9)."""
     monkeypatch.setattr(neighbour_search, "REDUCED_DIMS", 48)  # no dimension dropped: recall near 1, where
     x = clustered_unit(np.random.default_rng(0), 3000)  # counting the query as a neighbour would cap it at 0.9
     knn(x, neighbour_search.SELF_K)
