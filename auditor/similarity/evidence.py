@@ -357,12 +357,17 @@ def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndar
     """`_best_correlation` of the pairs (thumbs_a[rows_a[i]], thumbs_b[rows_b[i]]), PAIR_CHUNK pairs at a time
     (the same numbers in bounded memory: at once, 10⁵ images' candidate pairs took 17 GB), looked up in and
     added to `memo` (a pixel_memo.PixelMemo) when given."""
-    def compare(a, b, extra, every):
+    rows_a, rows_b = np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
+    if memo is not None:
+        from auditor.similarity.pixel_memo import digests
+
+        digest_a, digest_b = digests(thumbs_a, rows_a), digests(thumbs_b, rows_b)  # each thumbnail hashed once
+
+    def compare(part, a, b, extra, every):
         if memo is None:
             return _best_correlation(a, b, extra, every)
-        return memo.correlations(a, b, extra, every, _best_correlation)
+        return memo.correlations(a, b, extra, every, _best_correlation, digest_a[part], digest_b[part])
 
-    rows_a, rows_b = np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
     extra_variant = np.broadcast_to(np.asarray(extra_variant, dtype=np.int64), (len(rows_a),))
     every = np.broadcast_to(np.asarray(every_variant, dtype=bool), (len(rows_a),))
     correlation = np.empty(len(rows_a), dtype=np.float32)
@@ -372,7 +377,7 @@ def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndar
     by_first = np.argsort(rows_a, kind="stable")
     for start in range(0, len(rows_a), PAIR_CHUNK):
         part = by_first[start:start + PAIR_CHUNK]
-        correlation[part], variant[part] = compare(thumbs_a[rows_a[part]], thumbs_b[rows_b[part]],
+        correlation[part], variant[part] = compare(part, thumbs_a[rows_a[part]], thumbs_b[rows_b[part]],
                                                    np.ascontiguousarray(extra_variant[part]), np.ascontiguousarray(every[part]))
     return correlation, variant
 

@@ -87,3 +87,24 @@ def test_judge_gives_the_rules_verdict_on_full_evidence(rule):
     got = decision.judge(a, b)
     assert np.array_equal(got, want)
     assert 0 < want.sum() < len(a)  # some pairs pass, some do not
+
+
+def test_float16_rows_decide_as_their_float32_values():
+    """The decision decodes a small float16 matrix once (exact search, pairs gathered several times): the
+    same pairs, evidence and choice as the float32 rows with the same bits."""
+    rng = np.random.default_rng(5)
+    thumbs = np.stack([grey32(jpeg(picture(s))) for s in range(24)])
+    unit = rng.normal(size=(24, 16)).astype(np.float32)
+    unit[23] = unit[2] + 0.05 * rng.normal(size=16)  # an embedding near-copy of node 2
+    unit = (unit / np.linalg.norm(unit, axis=1, keepdims=True)).astype(np.float16)
+    copy_unit = unit[:8].astype(np.float32) + 0.01 * rng.normal(size=(8, 16)).astype(np.float32)
+    copy_unit /= np.linalg.norm(copy_unit, axis=1, keepdims=True)
+    arguments = dict(thumbs=thumbs, reference=np.arange(24) % 3 > 0, held_out=np.arange(24) % 3 == 0,
+                     copy_unit=copy_unit, copy_thumbs=thumbs[:8], copy_source=np.arange(8), copy_kind=["jitter"] * 8,
+                     max_phash=6, max_dhash=10)
+    half = decide(unit, **arguments)
+    single = decide(unit.astype(np.float32), **arguments)
+    for field in ("query", "target", "cosine", "scaled", "correlation", "variant"):
+        np.testing.assert_array_equal(getattr(half.pairs, field), getattr(single.pairs, field))
+    np.testing.assert_array_equal(half.accepted, single.accepted)
+    assert half.rule == single.rule and half.leak.as_dict() == single.leak.as_dict()

@@ -9,7 +9,7 @@ from PIL import Image
 from auditor.encoding.cache import Cache
 from auditor.similarity import evidence as ev
 from auditor.similarity.engine import decide
-from auditor.similarity.pixel_memo import PixelMemo
+from auditor.similarity.pixel_memo import PixelMemo, digests
 
 
 def thumbnails(n: int, seed: int = 0) -> np.ndarray:
@@ -93,3 +93,33 @@ def test_a_decision_with_the_cache_memo_is_the_same_and_the_second_computes_noth
         np.testing.assert_array_equal(decision.accepted, plain.accepted)
         assert decision.rule == plain.rule and decision.groups == plain.groups
     assert [3, 39] in plain.groups
+
+
+def test_a_key_is_the_thumbnails_content_not_their_position():
+    thumbs = thumbnails(5)
+    doubled = np.concatenate([thumbs, thumbs[::-1]])  # every thumbnail twice, at two positions
+    d = digests(doubled)
+    np.testing.assert_array_equal(d[:5], d[5:][::-1])
+    assert len({bytes(row) for row in d[:5]}) == 5
+    np.testing.assert_array_equal(digests(doubled, np.array([7, 1, 7])), d[[7, 1, 7]])
+    memo, store = dict_memo()
+    memo.correlations(thumbs[:2], thumbs[2:4], np.array([-1, -1]), np.array([False, False]), ev._best_correlation)
+    # The same pairs asked through other positions, with the caller's digests: found, nothing computed.
+    got = memo.correlations(doubled[[9, 8]], doubled[[7, 6]], np.array([-1, -1]), np.array([False, False]),
+                            ev._best_correlation, d[[9, 8]], d[[7, 6]])
+    assert memo.computed == 2 and memo.reused == 2 and len(store) == 2
+    np.testing.assert_array_equal(got[0], ev._best_correlation(thumbs[:2], thumbs[2:4], np.array([-1, -1]), False)[0])
+
+
+def test_pair_correlation_with_a_memo_equals_the_direct_computation():
+    thumbs = thumbnails(30, seed=4)
+    rows_a = np.array([0, 0, 3, 7, 0, 12, 29, 3])
+    rows_b = np.array([1, 2, 4, 8, 9, 13, 28, 5])
+    extra = np.array([-1, 2, -1, 5, -1, -1, 7, 0])
+    direct = ev.pair_correlation(thumbs, rows_a, thumbs, rows_b, extra, every_variant=rows_a == 0)
+    memo, _store = dict_memo()
+    for _ in range(2):  # computed, then found
+        got = ev.pair_correlation(thumbs, rows_a, thumbs, rows_b, extra, every_variant=rows_a == 0, memo=memo)
+        np.testing.assert_array_equal(got[0], direct[0])
+        np.testing.assert_array_equal(got[1], direct[1])
+    assert memo.computed == 8 and memo.reused == 8
