@@ -30,7 +30,10 @@ from typing import Any
 import numpy as np
 
 EXACT_LIMIT = 20_000  # vectors; above this, approximate k-NN (exact all-pairs costs n² · d)
-HAMMING_EXACT_LIMIT = 200_000  # codes; above this, multi-index hashing
+# Codes; above this, multi-index hashing. Its result is the same set (complete by pigeonhole), returned in the flat
+# search's order, and it costs less from a few thousand codes on: on 60 000 real 32 px crops (8 dihedral queries
+# each) 5.2 CPU-s against the flat search's 10.1, at 20 000 0.6 against 1.1; the flat search grows as n².
+HAMMING_EXACT_LIMIT = 20_000
 REDUCED_DIMS = 64  # PCA dimensions the HNSW graph is built and searched in; exact re-ranking restores the cosines
 HNSW_M = 16  # graph degree (links per vector per layer; 32 measured no better per CPU-second)
 HNSW_EF_CONSTRUCTION = 40
@@ -471,9 +474,12 @@ def _hamming_index(codes: np.ndarray, max_distance: int):
 
 
 def _range(index, probe: np.ndarray, max_distance: int):
+    """(query, code, distance) rows ordered by query, then code: the flat index's own order, and the order the
+    multi-index one is put in, so callers that keep first sightings see the same pairs whichever ran."""
     lims, distances, labels = index.range_search(np.ascontiguousarray(probe), max_distance + 1)
     rows = np.repeat(np.arange(len(probe)), np.diff(lims).astype(np.int64))
-    return np.stack([rows, labels.astype(np.int64), distances.astype(np.int64)], axis=1)
+    found = np.stack([rows, labels.astype(np.int64), distances.astype(np.int64)], axis=1)
+    return found[np.lexsort((found[:, 1], found[:, 0]))]
 
 
 def hamming_pairs(codes: np.ndarray, max_distance: int, queries: np.ndarray | None = None,

@@ -382,3 +382,27 @@ def test_an_index_that_already_reaches_the_target_keeps_the_default_refine_facto
     assert quality.recall >= neighbour_search.TARGET_RECALL
     assert neighbour_search._index_for(x).refine_factor == neighbour_search.REFINE_FACTOR
     assert "refine_factor_steps" not in quality.parameters
+
+
+def test_multi_index_hamming_search_returns_the_flat_searchs_pairs_in_its_order(monkeypatch):
+    """Above HAMMING_EXACT_LIMIT the multi-index search answers: the same (query, code, distance) rows in the same
+    order as the exact flat search (the duplicate decision keeps first sightings, so order matters)."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (400, 8), dtype=np.uint8)
+    near = base[rng.integers(0, 400, 600)].copy()
+    flips = rng.integers(0, 64, (600, 3))  # up to 3 bits flipped: within the radius of 6
+    for row, bits in enumerate(flips):
+        for bit in bits:
+            near[row, bit // 8] ^= np.uint8(1 << (bit % 8))
+    codes = np.concatenate([base, near])
+    queries = np.concatenate([near[::-1], rng.integers(0, 256, (100, 8), dtype=np.uint8)])
+    monkeypatch.setattr(neighbour_search, "HAMMING_EXACT_LIMIT", 10**9)
+    flat = hamming_pairs(codes, 6, queries=queries)
+    flat_self = hamming_pairs(codes, 6)
+    monkeypatch.setattr(neighbour_search, "HAMMING_EXACT_LIMIT", 100)
+    quality: list = []
+    multi = hamming_pairs(codes, 6, queries=queries, quality=quality)
+    assert quality[0].method.startswith("multi-index") and quality[0].recall == 1.0
+    assert len(flat) > 600
+    np.testing.assert_array_equal(multi, flat)
+    np.testing.assert_array_equal(hamming_pairs(codes, 6), flat_self)
