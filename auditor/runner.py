@@ -80,9 +80,19 @@ def _set_input_size(backbone: Backbone, index: DatasetIndex, config: AuditConfig
         index.notes.append(f"Embedding input: {backbone.input_size} px, as set (embedding_input_size).")
         return
     size, why = choose_input_size(header_sides([r.abspath for r in index.records], config.seed or 0),
-                                  backbone.input_size)
+                                  backbone.input_size, _images_deciding_size(index))
     backbone.input_size = size
     index.notes.append(f"Embedding input: {why}.")
+
+
+def _images_deciding_size(index: DatasetIndex) -> int:
+    """How many images the input size is chosen for: in a merge audit the existing dataset's (its own audit chose
+    the size its cached embeddings have, and a gate must not re-embed it at another); else all of them."""
+    from auditor.index.merged import EXISTING, MergedIndex
+
+    if isinstance(index, MergedIndex):
+        return len(index.positions(EXISTING))
+    return len(index.records)
 
 
 def run_checks(ctx: AuditContext, check_ids: list[str] | None = None) -> list[CheckResult]:

@@ -1,6 +1,7 @@
 """Tiny photos (32 px JPEGs, as in CIFAR-like sets) with planted same-shot leaks, audited end to end with the
 real offline EfficientNet-Lite0 on real image files: the leaks are found, nothing else is, the audit embeds
-at a smaller input and says so, and it reports recall and precision with intervals."""
+at a smaller input (as it does above FULL_SIZE_UP_TO images) and says so, and it reports recall and precision
+with intervals."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
+from auditor.similarity import input_size
 from tests.e2e.cli_helpers import SAMPLES, check, run_cli
 
 pytestmark = pytest.mark.slow
@@ -61,8 +63,12 @@ def audited(tmp_path_factory):
         (root / "val" / "x" / f"leak{i}.jpg").write_bytes(tiny(copy))
         leaks.append(f"val/x/leak{i}.jpg")
     out = tmp_path_factory.mktemp("out")
-    result = run_cli("duplicates", root, "--offline", "--backbone", "efficientnet-lite0",
-                     "--cache-dir", tmp_path_factory.mktemp("cache"), "-q", out=out)
+    # As a dataset above FULL_SIZE_UP_TO images would be: the small-input path (a dataset this size is embedded at
+    # full size; tests/similarity/test_input_size.py).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(input_size, "FULL_SIZE_UP_TO", 50)
+        result = run_cli("duplicates", root, "--offline", "--backbone", "efficientnet-lite0",
+                         "--cache-dir", tmp_path_factory.mktemp("cache"), "-q", out=out)
     return result, set(leaks)
 
 
