@@ -2,9 +2,10 @@
 
 A 32 px photo upscaled to 224 px costs the backbone (224/96)² ≈ 5.4× the compute of a 96 px input and,
 measured on cats/dogs squared down to 32 px with planted same-shot leaks (bench/bench_truth.py), brings
-no better duplicate evidence: there the aligned pixel correlation carries the decision and the embedding
-mostly proposes candidates. So images whose typical longer side is at most SMALL_SIDE px are embedded at
-SMALL_INPUT px; everything else at the backbone's own size. The report says which size ran and why.
+only a little better duplicate evidence: there the aligned pixel correlation carries the decision and the
+embedding mostly proposes candidates. So in a large dataset images whose typical longer side is at most
+SMALL_SIDE px are embedded at SMALL_INPUT px; everything else at the backbone's own size. The report says which
+size ran and why.
 
 Except where the compute is small anyway: a dataset of at most FULL_SIZE_UP_TO images is embedded at the
 backbone's own size whatever its images' size. At 96 px the label probe on 32 px photos reaches only 76–78 % of
