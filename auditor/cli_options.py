@@ -119,7 +119,7 @@ GROUPS: dict[str, dict[str, Opt]] = {
         "min_correlation": Opt(Optional[float], typer.Option(
             None, "--min-correlation", help="Pixel-tier threshold: aligned grey-thumbnail correlation (default: chosen on the dataset).")),
         "embedding_input_size": Opt(Optional[int], typer.Option(
-            None, "--embedding-input-size", help="Backbone input side in px (default: 224, or 96 for images of 64 px or less).")),
+            None, "--embedding-input-size", help="Backbone input side in px (default: 224; 96 for images of 64 px or less in datasets of more than 20 000 images).")),
         "calibration_images": Opt(Optional[int], typer.Option(
             None, "--calibration-images", help="Images copied (5 copies each) to measure recall and precision (default 300 for datasets of up to 2 000 images, else 100).")),
     },

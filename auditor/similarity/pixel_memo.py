@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-PIXEL_EVIDENCE_VERSION = b"pixel-evidence-v3"
+PIXEL_EVIDENCE_VERSION = b"pixel-evidence-v4"  # v4: exact window norms, flat templates match nothing
 DIGEST_BYTES = 16
 CODE_BYTES = 16 * 8  # 8 variants × (8-byte pHash + 8-byte dHash)
 CORRELATION_BYTES = 5  # float32 correlation + the variant it was reached under

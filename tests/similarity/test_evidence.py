@@ -92,7 +92,8 @@ def test_inverse_variants_undo_each_variant():
 
 def test_pair_correlation_is_the_per_pair_correlation_in_the_callers_order(monkeypatch):
     # Pairs are compared in chunks of pairs sharing their first image (for feature reuse): the results must come
-    # back in the caller's order, the same numbers as one pair at a time.
+    # back in the caller's order, the numbers of one pair at a time (to the last float32 bit or so: BLAS may sum a
+    # larger product in another order).
     from PIL import Image
 
     def scene(seed):  # a smooth random grey picture
@@ -108,4 +109,4 @@ def test_pair_correlation_is_the_per_pair_correlation_in_the_callers_order(monke
     correlation, variant = ev.pair_correlation(thumbs, rows_a, thumbs, rows_b, extra)
     for i in range(40):
         c, v = ev._best_correlation(thumbs[rows_a[i:i + 1]], thumbs[rows_b[i:i + 1]], extra[i:i + 1])
-        assert correlation[i] == c[0] and variant[i] == v[0]
+        assert abs(correlation[i] - c[0]) <= 1e-6 and variant[i] == v[0]
