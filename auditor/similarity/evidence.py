@@ -86,16 +86,19 @@ CODE_CHUNK = 32_768  # thumbnails per call of a per-thumbnail function (pHash's 
 
 
 def _chunked(function, thumbs: np.ndarray, width: int, dtype) -> np.ndarray:
-    """function(thumbs) computed CODE_CHUNK thumbnails at a time: at 10⁶ thumbnails the float temporaries of
-    one call would take gigabytes; the rows are independent, so the result is the same. On one BLAS thread:
-    the hashes are many tiny matrix products, which BLAS threads only slow down on busy cores (dHash of 20 000
-    thumbnails: 24 µs each with threads, 5 µs without, under load)."""
-    from threadpoolctl import threadpool_limits
+    """function(thumbs) computed at most CODE_CHUNK thumbnails at a time (at 10⁶ thumbnails the float
+    temporaries of one call would take gigabytes), the chunks on every core (parallel.run_blocks: one BLAS
+    thread each, as the hashes are many tiny matrix products: dHash of 20 000 thumbnails took 24 µs each with
+    BLAS threads, 5 µs without, under load). Rows are independent: the result is that of one call."""
+    from auditor.similarity.parallel import block_size, run_blocks
 
     out = np.empty((len(thumbs), width), dtype=dtype)
-    with threadpool_limits(limits=1, user_api="blas"):
-        for start in range(0, len(thumbs), CODE_CHUNK):
-            out[start:start + CODE_CHUNK] = function(np.ascontiguousarray(thumbs[start:start + CODE_CHUNK]))
+    chunk = block_size(len(thumbs), CODE_CHUNK)
+
+    def compute(start: int) -> None:
+        out[start:start + chunk] = function(np.ascontiguousarray(thumbs[start:start + chunk]))
+
+    run_blocks(compute, range(0, len(thumbs), chunk))
     return out
 
 
@@ -195,7 +198,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         # Pixel-alike candidates: the query's descriptor under each variant against the dataset's as is.
         for variant in range(8):
             wanted = PIXEL_CANDIDATES if variant in (0, 4) else ROTATED_CANDIDATES
-            turned = px.block_descriptors(np.ascontiguousarray(px.dihedral(query_thumbs, variant)))
+            turned = _chunked(px.block_descriptors, px.dihedral(query_thumbs, variant), 64, np.float32)
             sims, labels = pixel_neighbours(data, turned, wanted + 1)
             q, j, position = _first_valid(labels, self_nodes, wanted)
             events.append(Sightings.of(q, j, variant=np.full(len(q), variant),

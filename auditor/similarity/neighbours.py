@@ -154,10 +154,16 @@ def paired_cosines(x: np.ndarray, rows_x: np.ndarray, y: np.ndarray, rows_y: np.
                    block: int = 8_192) -> np.ndarray:
     """cos(x[rows_x[i]], y[rows_y[i]]) for each i, float32: x and y may be float16 unit matrices (memory-mapped);
     rows are gathered and converted a block at a time, never the whole matrix."""
+    from auditor.similarity.parallel import run_blocks
+
     rows_x, rows_y = np.asarray(rows_x, dtype=np.int64), np.asarray(rows_y, dtype=np.int64)
     out = np.empty(len(rows_x), dtype=np.float32)
-    for start, stop in _blocks(len(rows_x), block):
+
+    def compute(start: int) -> None:  # blocks on every core: they write their own rows
+        stop = min(start + block, len(rows_x))
         out[start:stop] = np.einsum("ij,ij->i", _f32(x[rows_x[start:stop]]), _f32(y[rows_y[start:stop]]))
+
+    run_blocks(compute, range(0, len(rows_x), block))
     return out
 
 

@@ -21,6 +21,8 @@ import functools
 
 import numpy as np
 
+from auditor.similarity.parallel import run_blocks
+
 SIDE = 32
 # (rotation quarter-turns, mirrored) for the 8 dihedral variants; index 0 is the image itself.
 DIHEDRAL = [(k, m) for m in (False, True) for k in range(4)]
@@ -396,35 +398,12 @@ def _evaluate(a: np.ndarray, a_id: np.ndarray, variant: np.ndarray, b: np.ndarra
         b_rows, b_of = np.unique(b_id[part], return_inverse=True)
         out[part] = _block_scores(turned, a_of.reshape(-1), b[b_rows], b_of.reshape(-1), fine)
 
-    starts = range(0, len(a_id), block)
-    workers = min(PIXEL_THREADS or _cores(), len(starts))
-    with _one_blas_thread():  # many small matrix products: BLAS threads on top of ours only fight for the cores
-        if workers <= 1:
-            for start in starts:
-                score(start)
-        else:
-            # Blocks are independent and numpy releases the GIL in their array work: one per core (each block
-            # writes its own evaluations; the same numbers as one after the other).
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(score, starts))
+    # Blocks are independent: one per core (each block writes its own evaluations).
+    run_blocks(score, range(0, len(a_id), block), threads=PIXEL_THREADS)
     return out
 
 
-def _one_blas_thread():
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-PIXEL_THREADS = 0  # threads comparing blocks of thumbnails; 0: one per available core
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+PIXEL_THREADS = 0  # threads comparing blocks of thumbnails; 0: parallel.THREADS, else one per available core
 
 
 def variant_correlations(a: np.ndarray, b: np.ndarray, wanted: np.ndarray, screen: float = SCREEN) -> np.ndarray:
