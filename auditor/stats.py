@@ -119,16 +119,22 @@ def sequential_permutation_test(estimator, features: np.ndarray, labels: np.ndar
     p-value is clearly large (p = stop_after / permutations so far) and permuting stops, so an
     unshifted split costs a few dozen refits; a shifted one runs all `max_permutations`.
     """
+    import joblib
     import sklearn
     from sklearn.model_selection import permutation_test_score
     from threadpoolctl import threadpool_limits
+
+    from auditor.similarity.parallel import thread_count
 
     done = exceed = 0
     observed = float("nan")
     chunk, chunk_index = 2 * stop_after - 1, 0
     # Thousands of tiny fits: one BLAS thread each is several times faster than threads fighting for the
     # cores, and the inputs were checked once already (finite floats, fixed parameters).
-    with threadpool_limits(limits=1, user_api="blas"), \
+    # The refits of a chunk run on every core as threads: liblinear fits without the GIL, and threads share the
+    # features (processes would copy them); scikit-learn draws the permutations up front, so the scores are
+    # those of one thread (tested).
+    with threadpool_limits(limits=1, user_api="blas"), joblib.parallel_backend("threading"), \
             sklearn.config_context(assume_finite=True, skip_parameter_validation=True), warnings.catch_warnings():
         # `groups` is meant for the permutations only: the folds stay stratified on the labels.
         warnings.filterwarnings("ignore", message="The groups parameter is ignored by")
@@ -136,7 +142,7 @@ def sequential_permutation_test(estimator, features: np.ndarray, labels: np.ndar
             size = min(chunk, max_permutations - done)
             observed, permuted, _ = permutation_test_score(
                 estimator, features, labels, groups=groups, cv=cv, scoring=lean_scorer(scoring),
-                n_permutations=size, random_state=seed + 7919 * chunk_index, n_jobs=None,
+                n_permutations=size, random_state=seed + 7919 * chunk_index, n_jobs=thread_count(),
             )
             for score in permuted:
                 done += 1

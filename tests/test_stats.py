@@ -127,3 +127,24 @@ def test_robust_z_floors_the_scale_of_a_near_constant_quantity():
     assert scale == 0.1 and z[-1] == pytest.approx(2.0)
     empty, median, _ = stats.robust_z(np.array([]))
     assert empty.size == 0 and np.isnan(median)
+
+
+@pytest.mark.parametrize("groups", [False, True])
+def test_permutation_refits_on_threads_give_the_scores_of_one_thread(monkeypatch, groups):
+    """The refits of each chunk run on every core; the permutations are drawn up front, so the observed score,
+    the p-value and the number of permutations run are exactly those of one thread."""
+    from auditor.similarity import parallel
+
+    rng = np.random.default_rng(4)
+    reference, held_out = rng.normal(size=(80, 12)), rng.normal(size=(70, 12)) + 0.25
+    classes = rng.integers(0, 3, 150) if groups else None
+
+    def run():
+        test = stats.domain_classifier_test(reference, held_out, 99, seed=3, groups=classes)
+        return test.auc, test.p_value, test.permutations
+
+    monkeypatch.setattr(parallel, "THREADS", 1)
+    one = run()
+    monkeypatch.setattr(parallel, "THREADS", 3)
+    assert run() == one
+    assert one[2] > 10  # it did permute

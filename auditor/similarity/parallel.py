@@ -17,6 +17,11 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def thread_count() -> int:
+    """Threads for blocks of work: THREADS, else one per available core."""
+    return THREADS or cores()
+
+
 def one_blas_thread():
     from threadpoolctl import threadpool_limits
 
@@ -26,7 +31,7 @@ def one_blas_thread():
 def run_blocks(work: Callable[[int], None], starts: Iterable[int], threads: int = 0) -> None:
     """work(start) for every start, on `threads` threads (0: THREADS, else one per core)."""
     starts = list(starts)
-    workers = min(threads or THREADS or cores(), len(starts))
+    workers = min(threads or thread_count(), len(starts))
     with one_blas_thread():
         if workers <= 1:
             for start in starts:
@@ -40,5 +45,5 @@ def run_blocks(work: Callable[[int], None], starts: Iterable[int], threads: int 
 
 def block_size(rows: int, most: int, threads: int = 0) -> int:
     """Rows per block: at most `most` (memory), and small enough that every thread gets one."""
-    workers = threads or THREADS or cores()
+    workers = threads or thread_count()
     return max(1, min(most, -(-rows // workers)))

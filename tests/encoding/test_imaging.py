@@ -215,6 +215,26 @@ def test_mirror_hashes_equal_hashes_of_the_mirrored_image():
     assert hash_distance(scan.phash, mirror.phash) >= 10  # the mirror is not simply the same hash
 
 
+def hash_test_images() -> list[Image.Image]:
+    rng = np.random.default_rng(11)
+    return [gradient_image(128, 96), smooth_image(3, (100, 60)), smooth_image(4, (32, 32)),
+            Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)),
+            Image.new("RGB", (40, 30), (0, 0, 0)), Image.new("RGB", (40, 30), (77, 77, 77)),
+            Image.new("RGB", (40, 30), (255, 255, 255))]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_perceptual_hashes_are_imagehash_s_bit_for_bit(index):
+    # Images below the thumbnail size (no resampling before hashing): smooth, sharp, noisy, flat (ties at the
+    # median), tiny. The scan repeats imagehash's arithmetic on arrays; the hex digits must be its own.
+    image = hash_test_images()[index]
+    scan, _ = scan_bytes(encode(image, "PNG"), LIMITS)
+    assert scan.phash == str(imagehash.phash(image))
+    assert scan.dhash == str(imagehash.dhash(image))
+    assert scan.phash_mirror == str(imagehash.phash(ImageOps.mirror(image)))
+    assert scan.dhash_mirror == str(imagehash.dhash(ImageOps.mirror(image)))
+
+
 @pytest.mark.parametrize("quality", [50, 75, 90])
 def test_jpeg_quality_is_estimated(quality):
     data = encode(smooth_image(10), "JPEG", quality=quality)
