@@ -50,6 +50,17 @@ def test_out_that_is_a_file_or_below_one_is_refused_before_any_work(tmp_path, no
     _assert_clean_error(run_cli("audit", SAMPLES, "--cache-dir", taken, "-q"), "cache folder", "--cache-dir")
 
 
+def test_a_pixel_threshold_below_the_coarse_screen_is_refused_with_a_tip(tmp_path, no_work):
+    # Under the screen the pixel scores are the coarse 16×16 search's, not full-size correlations: a threshold
+    # there would judge pairs by numbers that are not what it says.
+    from auditor.config import LOWEST_MIN_CORRELATION
+    from auditor.similarity.pixels import SCREEN
+
+    assert LOWEST_MIN_CORRELATION >= SCREEN + 0.05
+    _assert_clean_error(run_cli("audit", SAMPLES, "--min-correlation", "0.6", "--cache-dir", tmp_path / "c"),
+                        "min_correlation must be in [0.75, 1.0]", "leave min_correlation unset")
+
+
 def test_a_setting_of_the_wrong_type_is_refused_naming_the_key(tmp_path, no_work):
     config = tmp_path / "auditor.toml"
     config.write_text('workers = "two"\n')
