@@ -137,6 +137,7 @@ def test_permutation_refits_on_threads_give_the_scores_of_one_thread(monkeypatch
 
     rng = np.random.default_rng(4)
     reference, held_out = rng.normal(size=(80, 12)), rng.normal(size=(70, 12)) + 0.25
+    monkeypatch.setattr(stats, "PARALLEL_ROWS", 100)  # these 150 rows on threads too
     classes = rng.integers(0, 3, 150) if groups else None
 
     def run():
@@ -145,6 +146,12 @@ def test_permutation_refits_on_threads_give_the_scores_of_one_thread(monkeypatch
 
     monkeypatch.setattr(parallel, "THREADS", 1)
     one = run()
+    import sklearn.model_selection
+
+    jobs = []
+    real = sklearn.model_selection.permutation_test_score
+    monkeypatch.setattr(sklearn.model_selection, "permutation_test_score",
+                        lambda *args, **kwargs: jobs.append(kwargs["n_jobs"]) or real(*args, **kwargs))
     monkeypatch.setattr(parallel, "THREADS", 3)
     assert run() == one
-    assert one[2] > 10  # it did permute
+    assert one[2] > 10 and set(jobs) == {3}  # it did permute, on three threads
