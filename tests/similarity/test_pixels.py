@@ -200,3 +200,11 @@ def test_blocks_scored_on_several_threads_give_the_numbers_of_one_thread(monkeyp
     several = px._evaluate(images, a_id, variant, images, b_id, fine=fine)
     assert np.array_equal(one, several)
     assert len(set(threads)) > 1  # it did run on several threads
+
+
+def test_fast_scores_without_zooms_equal_the_reference():
+    images = hard_thumbnails()
+    a_of, b_of = np.array([3, 3, 6, 7, 7, 8]), np.array([6, 7, 8, 9, 10, 3])
+    got = px._block_scores(images, a_of, images, b_of, True, zooms=(1.0,))
+    want = px.aligned_correlation(images[a_of].astype(np.float32), images[b_of].astype(np.float32), zooms=(1.0,))
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE)
