@@ -127,7 +127,7 @@ def sequential_permutation_test(estimator, features: np.ndarray, labels: np.ndar
     from sklearn.model_selection import permutation_test_score
     from threadpoolctl import threadpool_limits
 
-    from auditor.similarity.parallel import thread_count
+    from auditor.parallel import thread_count
 
     done = exceed = 0
     observed = float("nan")

@@ -133,7 +133,7 @@ def test_robust_z_floors_the_scale_of_a_near_constant_quantity():
 def test_permutation_refits_on_threads_give_the_scores_of_one_thread(monkeypatch, groups):
     """The refits of each chunk run on every core; the permutations are drawn up front, so the observed score,
     the p-value and the number of permutations run are exactly those of one thread."""
-    from auditor.similarity import parallel
+    from auditor import parallel
 
     rng = np.random.default_rng(4)
     reference, held_out = rng.normal(size=(80, 12)), rng.normal(size=(70, 12)) + 0.25

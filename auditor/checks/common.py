@@ -41,7 +41,8 @@ def one_blas_thread():
     import sklearn.decomposition  # noqa: F401
     import sklearn.linear_model  # noqa: F401
     import sklearn.model_selection  # noqa: F401
-    from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    from auditor.parallel import one_blas_thread as limit
+
+    with limit():
         yield

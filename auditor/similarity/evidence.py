@@ -90,7 +90,7 @@ def _chunked(function, thumbs: np.ndarray, width: int, dtype) -> np.ndarray:
     temporaries of one call would take gigabytes), the chunks on every core (parallel.run_blocks: one BLAS
     thread each, as the hashes are many tiny matrix products: dHash of 20 000 thumbnails took 24 µs each with
     BLAS threads, 5 µs without, under load). Rows are independent: the result is that of one call."""
-    from auditor.similarity.parallel import block_size, run_blocks
+    from auditor.parallel import block_size, run_blocks
 
     out = np.empty((len(thumbs), width), dtype=dtype)
     chunk = block_size(len(thumbs), CODE_CHUNK)

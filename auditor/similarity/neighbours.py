@@ -154,7 +154,7 @@ def paired_cosines(x: np.ndarray, rows_x: np.ndarray, y: np.ndarray, rows_y: np.
                    block: int = 8_192) -> np.ndarray:
     """cos(x[rows_x[i]], y[rows_y[i]]) for each i, float32: x and y may be float16 unit matrices (memory-mapped);
     rows are gathered and converted a block at a time, never the whole matrix."""
-    from auditor.similarity.parallel import run_blocks
+    from auditor.parallel import run_blocks
 
     rows_x, rows_y = np.asarray(rows_x, dtype=np.int64), np.asarray(rows_y, dtype=np.int64)
     out = np.empty(len(rows_x), dtype=np.float32)

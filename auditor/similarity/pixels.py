@@ -21,7 +21,7 @@ import functools
 
 import numpy as np
 
-from auditor.similarity.parallel import run_blocks
+from auditor.parallel import run_blocks
 
 SIDE = 32
 # (rotation quarter-turns, mirrored) for the 8 dihedral variants; index 0 is the image itself.

@@ -1,4 +1,4 @@
-"""Independent blocks of array work on every core.
+"""Independent blocks of array work on every core (shared by the similarity search and the statistics).
 
 numpy (and FAISS) release the GIL inside their loops, so plain threads keep every core busy on blocks of rows
 with no copies and no pickling; each block writes its own rows, so the result is the one of a single thread.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from auditor.similarity import evidence as ev
-from auditor.similarity import parallel
+from auditor import parallel
 from auditor.similarity import pixels as px
 from auditor.similarity.neighbours import paired_cosines
 
