@@ -7,7 +7,6 @@ Never random weights unless the user asks with `--weights none`.
 from __future__ import annotations
 
 import hashlib
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +18,8 @@ from auditor.errors import BackboneError
 
 # Part of every cache key: bump when resizing or colour handling before the model changes.
 PREPROCESSING_ID = "rgb-exif-draft-squash-bilinear-v2"  # v2: large JPEGs DCT-scaled (draft) before the resize
+# Part of a backbone's cache key: bump when how it computes changes its numbers (not only its weights).
+GRAPH_VERSIONS = {"efficientnet-lite0": "bn-folded"}  # BatchNorm folded into the convolutions (rounding differs)
 
 
 @dataclass
@@ -34,7 +35,6 @@ class Backbone:
     _model: Any = None
     _maps_model: Any = None  # [pooled, feature maps] in one pass; built only when the fine-tune asks
     batch_shape: int = 32  # short batches are padded to this many images
-    expected_images: int | None = None  # images the current job will embed, when the engine knows (see _predict)
 
     @property
     def model(self) -> Any:
@@ -82,7 +82,8 @@ class Backbone:
     @property
     def cache_key(self) -> str:
         """Vectors from different weights, preprocessing or precision never share a cache entry."""
-        return f"{self.name}|{self.weights_id}|{PREPROCESSING_ID}|{self.input_size}|{self.precision}"
+        graph = f"/{GRAPH_VERSIONS[self.name]}" if self.name in GRAPH_VERSIONS else ""
+        return f"{self.name}{graph}|{self.weights_id}|{PREPROCESSING_ID}|{self.input_size}|{self.precision}"
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, S, S, 3) → float32 (N, dim)."""
@@ -96,17 +97,12 @@ class Backbone:
         return np.asarray(_to_numpy(output), dtype=np.float32)[:count]
 
     def _predict(self, model: Any, batch: np.ndarray) -> Any:
-        """model.predict_on_batch. A short job (≤ SHORT_JOB_IMAGES, e.g. a merge gate's few new images) traces
-        the model without TensorFlow's graph optimiser: optimising the graph cost ≈ 0.5 CPU-s of the first call,
-        more than a few batches of inference could win back. The embeddings are bit-identical either way in
-        bfloat16 and within float32 rounding (1e-5 relative) in float32, far below the float16 the cache stores
-        (tested). Long jobs keep it."""
-        if getattr(model, "_auditor_traced", False):
-            return model.predict_on_batch(batch)
-        model._auditor_traced = True
-        short = self.expected_images is not None and self.expected_images <= SHORT_JOB_IMAGES
-        with (_graph_optimiser_off() if short else nullcontext()):
-            return model.predict_on_batch(batch)
+        """model.predict_on_batch, traced with TensorFlow's graph optimiser on for every job. (A short job once
+        traced without it, which saved ≈ 0.5 CPU-s of a merge gate's first call; with the BatchNorms folded the
+        optimiser costs nothing measurable there, and it fuses each convolution with its bias and ReLU6, which
+        rounds differently in bfloat16: one way for every job keeps a gate's embeddings identical to the
+        first audit's.)"""
+        return model.predict_on_batch(batch)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -117,28 +113,6 @@ class Backbone:
             "precision": self.precision,
             "note": self.note,
         }
-
-
-SHORT_JOB_IMAGES = 128  # four batches: where tracing dominates inference
-
-
-@contextmanager
-def _graph_optimiser_off():
-    """TensorFlow's grappler off while a function is first traced (its options are read then); other backends
-    have nothing to turn off."""
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        yield
-        return
-    import tensorflow as tf
-
-    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    try:
-        yield
-    finally:
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
 
 
 def file_sha256(path: Path) -> str:

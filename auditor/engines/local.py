@@ -81,8 +81,6 @@ class LocalEngine:
     def run(self, jobs: list[DecodeJob], backbone, limits: ScanLimits, max_file_bytes: int, batch_size: int,
             want_maps: bool) -> Iterator[EncodedBatch]:
         embed_size = backbone.input_size if backbone is not None else None
-        if backbone is not None:
-            backbone.expected_images = len(jobs)  # a short job traces the model more cheaply (Backbone._predict)
         batch = EncodedBatch()
         arrays: list[np.ndarray] = []
         with interruptible_threads(self.workers) as pool:

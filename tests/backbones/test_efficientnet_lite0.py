@@ -66,6 +66,12 @@ def classifier():
 
 
 @pytest.fixture(scope="module")
+def unfolded_classifier():
+    """The reference's layers one to one, BatchNorms included."""
+    return lite0.build_efficientnet_lite0(include_top=True, fold_batch_norm=False)
+
+
+@pytest.fixture(scope="module")
 def features_model():
     return lite0.build_efficientnet_lite0()
 
@@ -111,7 +117,8 @@ def test_default_weights_path():
 
 
 @needs_weights
-def test_every_tensor_lands_in_keras(classifier):
+def test_every_tensor_lands_in_keras(unfolded_classifier):
+    classifier = unfolded_classifier
     state = load_torch_state_dict(lite0.default_efficientnet_lite0_weights())
     params = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
     assert classifier.count_params() == params  # nothing extra, nothing missing
@@ -128,8 +135,46 @@ def test_every_tensor_lands_in_keras(classifier):
 
 
 @needs_weights
+def test_folded_model_has_no_batch_norm_and_one_bias_per_convolution(classifier):
+    state = load_torch_state_dict(lite0.default_efficientnet_lite0_weights())
+    batch_norms = sum(v.size for k, v in state.items() if "._bn" in f".{k}" and not k.endswith("num_batches_tracked"))
+    convolution_channels = sum(v.shape[0] for k, v in state.items() if k.endswith("conv.weight") or
+                               k.endswith(("_conv_stem.weight", "_conv_head.weight")))
+    params = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in classifier.layers)
+    assert classifier.count_params() == params - batch_norms + convolution_channels
+
+
+def test_folding_is_the_batch_norm_arithmetic():
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(4, 3, 3, 3))
+    gamma, beta, mean, var = rng.uniform(0.5, 2, 4), rng.normal(size=4), rng.normal(size=4), rng.uniform(0.1, 1, 4)
+    state = {"_conv_stem.weight": kernel, "_bn0.weight": gamma, "_bn0.bias": beta, "_bn0.running_mean": mean,
+             "_bn0.running_var": var, "_bn0.num_batches_tracked": np.zeros(()), "_fc.weight": np.ones((2, 4))}
+    folded = lite0.fold_batch_norms(state)
+    assert sorted(folded) == ["_conv_stem.bias", "_conv_stem.weight", "_fc.weight"]
+    # conv then BN on one input patch equals the folded conv on it
+    patch = rng.normal(size=(3, 3, 3))
+    conv = np.einsum("oikl,ikl->o", kernel, patch)
+    reference = gamma * (conv - mean) / np.sqrt(var + 1e-3) + beta
+    np.testing.assert_allclose(np.einsum("oikl,ikl->o", folded["_conv_stem.weight"], patch) + folded["_conv_stem.bias"],
+                               reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow  # builds two models and runs them: seconds
+@needs_weights
+def test_folded_model_computes_what_the_reference_layers_compute(classifier, unfolded_classifier):
+    x = _photos("hymenoptera_data/val/bees")[:4]
+    folded = np.asarray(classifier.predict_on_batch(x), dtype=np.float64)
+    reference = np.asarray(unfolded_classifier.predict_on_batch(x), dtype=np.float64)
+    np.testing.assert_allclose(folded, reference, rtol=1e-3, atol=2e-3 * np.abs(reference).max())
+    assert (folded.argmax(axis=1) == reference.argmax(axis=1)).all()
+
+
+@needs_weights
+@pytest.mark.parametrize("folded", [True, False], ids=["folded", "reference layers"])
 @pytest.mark.parametrize("change", ["drop", "extra", "reshape"])
-def test_mismatched_state_dict_is_rejected(monkeypatch, change):
+def test_mismatched_state_dict_is_rejected(monkeypatch, change, folded):
     state = load_torch_state_dict(lite0.default_efficientnet_lite0_weights())
     if change == "drop":
         del state["_blocks.3._bn1.running_var"]
@@ -142,7 +187,7 @@ def test_mismatched_state_dict_is_rejected(monkeypatch, change):
         expected = "_conv_head.weight"
     monkeypatch.setattr(lite0, "load_torch_state_dict", lambda path: state)
     with pytest.raises(WeightsFormatError, match=expected):
-        lite0.build_efficientnet_lite0(weights="unused.pth")
+        lite0.build_efficientnet_lite0(weights="unused.pth", fold_batch_norm=folded)
 
 
 # --- behaviour on real photos -----------------------------------------------
