@@ -279,7 +279,7 @@ def image_properties(thumb: Image.Image, original: Image.Image, scan: ImageScan)
     yb = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
     histogram = np.bincount(grey.astype(np.uint8).ravel(), minlength=256).astype(np.float64)
     p = histogram[histogram > 0] / histogram.sum()
-    channel_spread = float(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean())
+    channel_spread = channel_spread_of(rgb)
     return {
         "brightness": round(float(grey.mean()), 3),
         "contrast": round(float(grey.std()), 3),
@@ -292,6 +292,14 @@ def image_properties(thumb: Image.Image, original: Image.Image, scan: ImageScan)
         "jpeg_quality": estimate_jpeg_quality(original),
         "camera_model": _camera_model(original),
     }
+
+
+def channel_spread_of(rgb: np.ndarray) -> float:
+    """Mean absolute difference of each channel from the pixel's channel mean (float32 H×W×3): below 1, a grey image
+    stored as RGB. np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean(), bit for bit (tested), with the mean over
+    the 3 channels written out: numpy's reduction over so short a last axis took 0.9 ms of a photo's ≈ 6 ms scan."""
+    channel_mean = (rgb[..., 0] + rgb[..., 1] + rgb[..., 2]) / np.float32(3)
+    return float(np.abs(rgb - channel_mean[..., None]).mean())
 
 
 def estimate_jpeg_quality(image: Image.Image) -> int | None:

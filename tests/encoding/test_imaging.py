@@ -336,3 +336,14 @@ def test_a_large_jpeg_is_decoded_in_draft_mode_and_keeps_its_full_size():
     assert (scan.width, scan.height) == (1600, 1200)  # the file's size, not the reduced decode's
     assert decoded_sizes == [(400, 300)]  # 1/4 scale: both sides still ≥ 256 (the thumbnail) and ≥ 224
     assert array.shape == (224, 224, 3) and not scan.problems
+
+
+def test_channel_spread_is_numpy_s_mean_over_channels_bit_for_bit():
+    from auditor.encoding.imaging import channel_spread_of
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        shape = (int(rng.integers(1, 200)), int(rng.integers(1, 200)), 3)
+        rgb = rng.integers(0, 256, shape).astype(np.float32)
+        rgb[..., 1] = rgb[..., 0] + rng.integers(-1, 2, shape[:2])  # near-grey too: the cut-off at 1 matters
+        assert channel_spread_of(rgb) == float(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean())
