@@ -19,7 +19,8 @@ from auditor.errors import BackboneError
 # Part of every cache key: bump when resizing or colour handling before the model changes.
 PREPROCESSING_ID = "rgb-exif-draft-squash-bilinear-v2"  # v2: large JPEGs DCT-scaled (draft) before the resize
 # Part of a backbone's cache key: bump when how it computes changes its numbers (not only its weights).
-GRAPH_VERSIONS = {"efficientnet-lite0": "bn-folded"}  # BatchNorm folded into the convolutions (rounding differs)
+# Both: BatchNorm folded into the convolutions (rounding differs; see backbones/folding.py).
+GRAPH_VERSIONS = {"efficientnet-lite0": "bn-folded", "resnet50": "bn-folded"}
 
 
 @dataclass
