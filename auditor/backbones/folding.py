@@ -3,7 +3,8 @@
 At inference a BatchNorm is a per-channel affine map, y = γ (x − μ) / √(σ² + ε) + β, so a convolution followed
 only by it is one convolution with kernel × s and bias (b − μ)·s + β, s = γ / √(σ² + ε). Inference engines run
 such networks folded. Here it matters more than usual: Keras' BatchNorm in mixed bfloat16 on these CPUs cost
-more than the convolutions (ResNet50, 32 images at 224 px, 2 cores: 711–746 ms unfolded, 162–168 ms folded).
+more than the convolutions (ResNet50, 32 photos at 224 px, 2 cores: 0.741 s unfolded, 0.183 s folded;
+bench/bench_folding.py).
 
 EfficientNet-Lite0 is built folded from its weights file (efficientnet_lite0.fold_batch_norms, cheaper than a
 second graph); this module folds a graph we do not own, such as keras.applications.ResNet50, by cloning it with

@@ -153,6 +153,9 @@ def test_folding_is_the_batch_norm_arithmetic():
              "_bn0.running_var": var, "_bn0.num_batches_tracked": np.zeros(()), "_fc.weight": np.ones((2, 4))}
     folded = lite0.fold_batch_norms(state)
     assert sorted(folded) == ["_conv_stem.bias", "_conv_stem.weight", "_fc.weight"]
+    with_bias = lite0.fold_batch_norms({**state, "_conv_stem.bias": np.full(4, 0.5)})
+    np.testing.assert_allclose(with_bias["_conv_stem.bias"], folded["_conv_stem.bias"] + 0.5 * gamma / np.sqrt(var + 1e-3),
+                               rtol=1e-5)
     # conv then BN on one input patch equals the folded conv on it
     patch = rng.normal(size=(3, 3, 3))
     conv = np.einsum("oikl,ikl->o", kernel, patch)
