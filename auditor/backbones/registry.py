@@ -112,6 +112,8 @@ class Backbone:
             "input_size": self.input_size,
             "dim": self.dim,
             "precision": self.precision,
+            # How the network computes, when that differs from its layers one to one (e.g. BatchNorms folded).
+            "graph": GRAPH_VERSIONS.get(self.name),
             "note": self.note,
         }
 

@@ -105,6 +105,7 @@ def test_json_report_follows_schema_version_1(demo):
     assert report["dataset"]["splits"]["train"]["classes"]["dogs"] == 4
     assert report["backbone"]["name"] == "efficientnet-lite0"
     assert "imagenet" in report["backbone"]["weights"]
+    assert report["backbone"]["graph"] == "bn-folded"  # the BatchNorms folded into the convolutions
     for c in report["checks"]:
         assert c["status"] in {"pass", "warn", "fail", "error", "skipped"}
         for f in c["findings"]:
