@@ -32,6 +32,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from auditor.backbones.folding import batch_norm_as_affine
 from auditor.backbones.torch_pickle import WeightsFormatError, load_torch_state_dict
 
 __all__ = [
@@ -279,8 +280,8 @@ _BN_AFTER = {"_conv_stem": "_bn0", "_conv_head": "_bn1", "_expand_conv": "_bn0",
 
 
 def fold_batch_norms(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The state dict with every BatchNorm folded into the convolution before it: kernel × s and bias
-    β − μ·s per output channel, s = γ / √(σ² + ε), so conv + BN (inference statistics) become one conv.
+    """The state dict with every BatchNorm folded into the convolution before it (folding.batch_norm_as_affine),
+    so conv + BN (inference statistics) become one conv.
     Computed in float64 and stored as float32. Keys that belong to no such pair are passed on untouched (the
     loader reports them); an incomplete BatchNorm or a kernel that does not fit it raises WeightsFormatError."""
     state = dict(state)
@@ -299,11 +300,11 @@ def fold_batch_norms(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not (gamma.shape == beta.shape == mean.shape == var.shape == (kernel.shape[0],)):
             raise WeightsFormatError(f"{key}: shape {kernel.shape} does not fit its batch norm {_layer_name(bn)} "
                                      f"({gamma.shape[0]} channels)")
-        scale = gamma / np.sqrt(var + _BN_EPSILON)
+        scale, shift = batch_norm_as_affine(gamma, beta, mean, var, _BN_EPSILON)
         # PyTorch layouts: (out, in, kh, kw) for a convolution, (channels, 1, kh, kw) for a depthwise one.
         state[key] = (kernel * scale[:, None, None, None]).astype(np.float32)
         bias = np.asarray(state.get(f"{prefix}.bias", 0.0), np.float64)  # the reference's convolutions have none
-        state[f"{prefix}.bias"] = ((bias - mean) * scale + beta).astype(np.float32)
+        state[f"{prefix}.bias"] = (bias * scale + shift).astype(np.float32)
         for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
             state.pop(f"{bn}.{name}", None)
     return state

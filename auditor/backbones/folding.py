@@ -66,6 +66,14 @@ def foldable_pairs(model: Any) -> dict[str, Any]:
     return pairs
 
 
+def batch_norm_as_affine(gamma, beta, mean, variance, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+    """(s, t) with BatchNorm(x) = s·x + t per channel at inference: s = γ / √(σ² + ε), t = β − μ·s (float64).
+    A convolution with kernel K and bias b followed by it is the convolution with K·s (per output channel) and
+    b·s + t. Shared by both folds (the weights-file one of EfficientNet-Lite0 and the graph one here)."""
+    scale = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(variance, np.float64) + epsilon)
+    return scale, np.asarray(beta, np.float64) - np.asarray(mean, np.float64) * scale
+
+
 def folded_weights(conv: Any, batch_norm: Any) -> list[np.ndarray]:
     """[kernel, bias] of `conv` with `batch_norm` folded in (float64 arithmetic, float32 result)."""
     from keras import layers
@@ -73,13 +81,12 @@ def folded_weights(conv: Any, batch_norm: Any) -> list[np.ndarray]:
     weights = [np.asarray(w, np.float64) for w in conv.get_weights()]
     kernel, bias = weights[0], (weights[1] if len(weights) > 1 else 0.0)
     channels = int(batch_norm.moving_mean.shape[0])
-    gamma = np.asarray(batch_norm.gamma, np.float64) if batch_norm.scale else np.ones(channels)
-    beta = np.asarray(batch_norm.beta, np.float64) if batch_norm.center else np.zeros(channels)
-    mean = np.asarray(batch_norm.moving_mean, np.float64)
-    variance = np.asarray(batch_norm.moving_variance, np.float64)
-    scale = gamma / np.sqrt(variance + batch_norm.epsilon)
+    gamma = np.asarray(batch_norm.gamma) if batch_norm.scale else np.ones(channels)
+    beta = np.asarray(batch_norm.beta) if batch_norm.center else np.zeros(channels)
+    scale, shift = batch_norm_as_affine(gamma, beta, batch_norm.moving_mean, batch_norm.moving_variance,
+                                        batch_norm.epsilon)
     if isinstance(conv, layers.DepthwiseConv2D):  # (kh, kw, in, multiplier): output channel = in × multiplier + m
         folded = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
     else:  # (kh, kw, in / groups, out)
         folded = kernel * scale
-    return [folded.astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)]
+    return [folded.astype(np.float32), (bias * scale + shift).astype(np.float32)]
