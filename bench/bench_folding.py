@@ -8,7 +8,9 @@ and folded, the speed-up, and the cosine between the two models' outputs per pho
 uses its ImageNet weights (folded from the weights file, as the audit builds it; unfolded: the reference's layers
 one to one). ResNet50's ImageNet weights cannot be downloaded on every machine, so it runs on random weights with
 random BatchNorm statistics (so the fold has something to fold) and is folded by `backbones.folding`. The first call
-(tracing) is not timed; the median of `--repeats` calls is.
+(tracing) is not timed; the median of `--repeats` calls is. In bfloat16, EfficientNet-Lite0's outputs are also
+compared with a float32 run of its unfolded reference layers (the closest thing to the exact function): is the
+folded model's rounding any worse than the unfolded one's?
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ def timed(model, batch: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
         model.predict_on_batch(batch)
         seconds.append(time.perf_counter() - started)
     return statistics.median(seconds), output
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def efficientnet_pair():
@@ -86,15 +92,30 @@ def main() -> None:
     builders = {"efficientnet-lite0": efficientnet_pair, "resnet50": resnet50_pair}
     print(f"{args.precision}, 32 photos at 224 px, median of {args.repeats} calls; load average "
           f"{os.getloadavg()[0]:.1f}\n")
+    notes: list[str] = []
     print("| backbone | unfolded (reference) s | folded s | speed-up | cosine folded vs unfolded: min / median |")
     print("|---|---:|---:|---:|---|")
+    float32_reference = None
+    if args.precision == "bfloat16" and "efficientnet-lite0" in args.backbones:
+        from auditor.backbones.efficientnet_lite0 import build_efficientnet_lite0
+
+        keras.config.set_dtype_policy("float32")
+        float32_reference = np.asarray(build_efficientnet_lite0(fold_batch_norm=False).predict_on_batch(batch),
+                                       dtype=np.float32)
+        keras.config.set_dtype_policy("mixed_bfloat16")
     for name in args.backbones.split(","):
         unfolded, folded = builders[name]()
         reference_s, reference = timed(unfolded, batch, args.repeats)
         folded_s, output = timed(folded, batch, args.repeats)
-        cosine = (reference * output).sum(1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(output, axis=1))
+        cosine = cosines(reference, output)
         print(f"| {name} | {reference_s:.3f} | {folded_s:.3f} | {reference_s / folded_s:.2f}× | "
               f"{cosine.min():.5f} / {np.median(cosine):.5f} |")
+        if name == "efficientnet-lite0" and float32_reference is not None:
+            against = {label: cosines(values, float32_reference) for label, values in
+                       (("unfolded", reference), ("folded", output))}
+            notes.append("efficientnet-lite0 against a float32 run of its unfolded layers, cosine min / median: "
+                         + "; ".join(f"{label} {c.min():.5f} / {np.median(c):.5f}" for label, c in against.items()))
+    print("\n".join(["", *notes]) if notes else "")
 
 
 if __name__ == "__main__":

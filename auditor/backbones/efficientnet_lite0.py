@@ -228,7 +228,7 @@ def build_efficientnet_lite0(weights: str | Path | None = "default",
     ``weights``: "default" for the packaged ImageNet weights, a path to a
     PyTorch state dict of the same architecture, or None for random init.
     ``fold_batch_norm`` (default): every BatchNorm folded into the convolution before it, the way inference
-    engines run such networks: the same function up to rounding, 4.5x faster in bfloat16 and 1.75x in float32 on
+    engines run such networks: the same function up to rounding, 4.2-4.5x faster in bfloat16 and 1.75x in float32 on
     these CPUs (bench/bench_folding.py; Keras' BatchNorm in bfloat16 cost more than the convolutions). ``False``: the reference's
     layers one to one (the weight-mapping tests read them).
     """
