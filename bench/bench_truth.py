@@ -49,6 +49,12 @@ def genuine_leaks(dataset: str) -> set[str]:
     return {entry["held_out"] for entry in listed}
 
 
+def planted_count(rate: float, held_out: int) -> int:
+    """Leaks to plant at `rate` of the held-out images: at least one, except at rate 0 (a row with no planted leak,
+    where every flag is a false alarm unless the shared data's own genuine duplicates explain it)."""
+    return 0 if rate <= 0 else max(1, int(round(rate * held_out)))
+
+
 def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, ...] = (0.02, 0.10)) -> list[td.Row]:
     rows: list[td.Row] = []
     pools = work / "pool"
@@ -66,7 +72,7 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
         for rate in leak_rates:
             if quick and rate != leak_rates[-1]:
                 continue
-            count = max(1, int(round(rate * held_out)))
+            count = planted_count(rate, held_out)
             planted = td.plant_leaks(pool, photos, count, side, seed=0)
             row = td.Row(name=f"{variant} leaks {rate:.0%}", variant=variant,
                          manifest=manifests / f"{variant}_leak{int(rate * 100):02d}.csv")
@@ -96,7 +102,7 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
     for rate in leak_rates:
         if quick:
             break
-        count = max(1, int(round(rate * held_out)))
+        count = planted_count(rate, held_out)
         planted = td.plant_digit_leaks(pool, photos, count, seed=0)
         row = td.Row(name=f"digits_32 leaks {rate:.0%}", variant="digits_32",
                      manifest=manifests / f"digits_32_leak{int(rate * 100):02d}.csv")
@@ -177,7 +183,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one row of each kind")
     parser.add_argument("--rows", default="", help="comma list of substrings: only rows whose name contains one")
     parser.add_argument("--leak-rates", default="0.02,0.10",
-                        help="planted leaks as shares of the held-out images (published test sets reach 0.3)")
+                        help="planted leaks as shares of the held-out images (published test sets reach 0.3; 0: a row with none planted)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
     args = parser.parse_args()
     if not args.shared.is_dir():
