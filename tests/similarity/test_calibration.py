@@ -23,10 +23,10 @@ def _photos(folder, count: int) -> dict:
     return {"paths": paths, "scans": scans}
 
 
-def _run(shas, photos, cache_dir):
+def _run(shas, photos, cache_dir, seed=0, input_size=224, sample_images=4):
     calibration = calibrate(shas=shas, paths=photos["paths"], scans=photos["scans"], embeddings=None,
-                            backbone=None, cache=Cache(cache_dir), sample_images=4,
-                            limits=ScanLimits(), input_size=224, seed=0)
+                            backbone=None, cache=Cache(cache_dir), sample_images=sample_images,
+                            limits=ScanLimits(), input_size=input_size, seed=seed)
     rows = sorted(zip((shas[s] for s in calibration.source), calibration.kind, map(bytes, calibration.thumbs)))
     return rows
 
@@ -54,3 +54,17 @@ def test_small_datasets_calibrate_on_more_images_unless_told():
 
     assert default_sample_images(412) == 300 and default_sample_images(2_000) == 300
     assert default_sample_images(2_001) == 100 and default_sample_images(1_000_000) == 100
+
+
+def test_a_cache_another_seed_or_size_filled_gives_the_copies_an_empty_cache_gives(tmp_path):
+    """Every image sampled at both seeds, so each copy has the same kind and number at both: keyed without the
+    seed, the second run read the first run's copies back (and, where an image's copies were cached only in part,
+    paired new thumbnails with the embeddings of the copies made before)."""
+    (tmp_path / "photos").mkdir()
+    photos = _photos(tmp_path / "photos", 6)
+    shas = list(photos["paths"])
+    fresh_seed_1 = _run(shas, photos, tmp_path / "fresh", seed=1, sample_images=6)
+    assert _run(shas, photos, tmp_path / "shared", seed=0, sample_images=6) != fresh_seed_1  # the seed matters
+    assert _run(shas, photos, tmp_path / "shared", seed=1, sample_images=6) == fresh_seed_1
+    fresh_small = _run(shas, photos, tmp_path / "fresh-96", seed=1, input_size=32, sample_images=6)
+    assert _run(shas, photos, tmp_path / "shared", seed=1, input_size=32, sample_images=6) == fresh_small
