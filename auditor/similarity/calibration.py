@@ -21,7 +21,7 @@ from auditor.similarity.pixels import decode_grey32
 from auditor.similarity.positives import copy_kinds, make_copy
 
 CALIBRATION_VERSION = "v6"  # v4: tiny same-shot copies are re-renders (positives.py); v5: seeded by content;
-# v6: the key names the seed and the decode size (a copy made at another seed or size was read back before)
+# v6: the key names the seed (another seed's copy was read back before)
 COPIES_PER_IMAGE = 5
 SMALL_POOL = 2_000  # images; up to this many, calibration samples SMALL_POOL_SAMPLE of them
 SMALL_POOL_SAMPLE = 300
@@ -47,13 +47,13 @@ class Calibration:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def copy_key(sha: str, kind: str, number: int, seed: int, input_size: int) -> str:
-    """The cache key of one copy: everything the copy is made from. The copy's pixels depend on the seed (its
-    random generator is seeded by seed, source and number) and on the size the source is decoded at for it; a key
-    without them read back another seed's copy, and where only some of an image's copies were cached, paired this
-    run's thumbnail with the embedding of the copy cached before (the copies of `--seed` 1 and 2 on a cache
-    shared with seed 0 were a mixture of both)."""
-    return f"{sha}|{kind}|{number}|seed {seed}|{input_size} px|{CALIBRATION_VERSION}"
+def copy_key(sha: str, kind: str, number: int, seed: int) -> str:
+    """The cache key of one copy: everything its pixels are made from (source, kind, number and the seed its random
+    generator is seeded with; the embedding's input size is in the embedding cache's own key). A key without the
+    seed read back another seed's copy, and where only some of an image's copies were cached, paired this run's
+    thumbnail with the embedding of the copy cached before (the copies of `--seed` 1 and 2 on a cache shared with
+    seed 0 were a mixture of both)."""
+    return f"{sha}|{kind}|{number}|seed {seed}|{CALIBRATION_VERSION}"
 
 
 def calibrate(
@@ -70,8 +70,8 @@ def calibrate(
 ) -> Calibration:
     """Copy a seeded sample of `shas` (COPIES_PER_IMAGE copies each), scan and embed every copy.
 
-    The copies' scans and embeddings are cached like real images' (`copy_key`: source content, kind, number, seed
-    and decode size), so a re-run over an unchanged dataset decodes and embeds nothing here either."""
+    The copies' scans and embeddings are cached like real images' (`copy_key`: source content, kind, number and
+    seed), so a re-run over an unchanged dataset decodes and embeds nothing here either."""
     rng = np.random.default_rng(seed)
     # Sorted by content, so the sample and every copy depend on the images alone, not on the order in which
     # an entry point listed them (the command line and the Python API must agree; a cached copy must be the
@@ -81,7 +81,7 @@ def calibrate(
     sample = [eligible[i] for i in chosen]
     plan = {sha: copy_kinds((scans[sha].width or 0, scans[sha].height or 0), COPIES_PER_IMAGE, offset=n)
             for n, sha in enumerate(sample)}
-    keys = {sha: [copy_key(sha, kind, i, seed, input_size) for i, kind in enumerate(plan[sha])] for sha in sample}
+    keys = {sha: [copy_key(sha, kind, i, seed) for i, kind in enumerate(plan[sha])] for sha in sample}
     all_keys = [k for sha in sample for k in keys[sha]]
     cached_scans = cache.get_scans(all_keys)
     vectors = cache.get_embeddings(backbone.cache_key, all_keys) if backbone is not None else {}
