@@ -7,7 +7,7 @@ RAY_STAMP := $(VENV)/.installed-ray
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-fast install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: $(RAY_STAMP)
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "warning: could not install chromium; browser tests will skip"
 	$(BIN)/python -m pytest -q
+
+# The fast unit tests (no real backbone over real photos, no permutation tests) on every core: the edit-test loop.
+test-fast: $(RAY_STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" -n auto
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_audit.py
