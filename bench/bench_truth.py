@@ -10,6 +10,9 @@ EfficientNet-Lite0, offline), reads report.json and prints one row per dataset:
   members of `leakage` findings) against the truth (planted copies + genuine duplicates checked by eye);
 - the audit's own estimate of them (leakage `detection_quality`, with its interval when it gives one;
   older reports: near_duplicates' estimated recall / precision);
+- chained images: near_duplicates' accepted pairs left out of the groups (look-alikes that pass the rule, or
+  duplicates whose other duplicates it misses), the images they touch and their share of all images in an accepted
+  pair;
 - label noise: label_issues' `estimated_noise_percent` against the planted flip rate;
 - seconds for the whole CLI run (start-up included; embeddings are cached across rows of one variant,
   so the first row of each variant pays for embedding it).
@@ -194,7 +197,8 @@ def main() -> None:
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
         rows = [r for r in rows if any(w in r.name for w in wanted)]
     header = ["row", "images", "held-out", "true leaks", "flagged", "leak recall", "leak precision",
-              "est. recall [interval]", "est. precision [interval]", "decision", "noise est. % (planted)", "s"]
+              "est. recall [interval]", "est. precision [interval]", "chained images (share)", "decision",
+              "noise est. % (planted)", "s"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     table = []
@@ -209,15 +213,17 @@ def main() -> None:
         planted_noise = 100.0 * len(row.flipped) / row.images
         decision = check(report, "leakage").get("metrics", {}).get("decision") or check(
             report, "near_duplicates").get("metrics", {}).get("thresholds", {}).get("min_cosine")
+        chained = check(report, "near_duplicates").get("metrics", {}).get("chained") or {}
         line = [row.name, str(row.images), str(row.held_out), str(len(row.leaked)), str(len(flagged)),
                 fmt(recall), fmt(precision), fmt(est.get("recall"), est.get("recall_interval")),
                 fmt(est.get("precision"), est.get("precision_interval")),
+                f"{chained['images']} ({chained['share_of_accepted_images']:.2f})" if chained else "–",
                 str(decision) if not isinstance(decision, dict) else decision.get("summary", ""),
                 f"{noise if noise is not None else '–'} ({planted_noise:.1f})", f"{seconds:.0f}"]
         print("| " + " | ".join(line) + " |", flush=True)
         table.append({"row": row.name, "images": row.images, "held_out": row.held_out, "true_leaks": len(row.leaked),
                       "flagged": len(flagged), "hits": hits, "recall": recall, "precision": precision,
-                      "estimate": est, "noise_estimate": noise, "planted_noise": planted_noise, "seconds": seconds,
+                      "estimate": est, "chained": chained, "noise_estimate": noise, "planted_noise": planted_noise, "seconds": seconds,
                       "missed": sorted(row.leaked - flagged), "false": sorted(flagged - row.leaked)})
     if args.json:
         args.json.write_text(json.dumps(table, indent=1, default=str))

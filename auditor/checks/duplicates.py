@@ -107,6 +107,12 @@ def compute_near(ctx: AuditContext) -> Evidence:
         if groups
         else f"no near-duplicates at {threshold_text}{quality_text}"
     ) + ("; " + "; ".join(unreliable) if unreliable else "")
+    chained = _chained(ctx)
+    if chained["pairs"]:
+        summary += (f"; {plural(chained['pairs'], 'accepted pair')} ({plural(chained['images'], 'image')}) in no group: "
+                    "they chain images that are not all duplicates of each other (look-alikes that pass the rule, "
+                    "or duplicates it misses); many of them mean look-alikes are common here, and the precision "
+                    "estimate, made on copies that do not show them, may be too high")
     if search is not None and not search["exact"]:
         summary += (f"; candidates by approximate search (recall@{search['k']} {search['recall']:.3f} against exact "
                     f"search on {search['queries_measured']} sampled images)")
@@ -133,9 +139,30 @@ def compute_near(ctx: AuditContext) -> Evidence:
             "tiers": choice.tiers,
             "detection_quality": quality,
             "search": search,
+            "chained": chained,
         },
         findings=findings,
     )
+
+
+CHAINED_EXAMPLES = 20  # chained pairs listed by path in the report (all are counted)
+
+
+def _chained(ctx: AuditContext) -> dict:
+    """Accepted pairs left out of the groups (DuplicateGraph.chained_edges): how many, the images they touch,
+    their share of the images in any accepted pair, and the first few as paths."""
+    graph = ctx.duplicate_graph
+    edges = graph.chained_edges()
+    touched = {node for edge in edges for node in edge}
+    accepted = {node for key, evidence in graph.edges.items() if set(evidence["kinds"]) - set(EXACT_KINDS)
+                for node in key}
+
+    def path_of(node: int) -> str:
+        return ctx.records[ctx.positions_by_sha[graph.shas[node]][0]].path
+
+    return {"pairs": len(edges), "images": len(touched),
+            "share_of_accepted_images": round(len(touched) / len(accepted), 4) if accepted else 0.0,
+            "examples": [[path_of(a), path_of(b)] for a, b in edges[:CHAINED_EXAMPLES]]}
 
 
 def _near_finding(ctx: AuditContext, group: list[int]) -> tuple[Finding, int]:

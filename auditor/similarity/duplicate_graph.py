@@ -61,6 +61,21 @@ class DuplicateGraph:
             groups.setdefault(label, []).append(node)
         return [members for members in groups.values() if len(members) > 1]
 
+    def chained_edges(self) -> list[tuple[int, int]]:
+        """Accepted near-duplicate pairs left out of the groups: chains A≈B≈C with A≉C, which a group (every two
+        members duplicates) cannot hold whole. Each is a pair the rule accepts between images that do not share a
+        group: a look-alike that passes the rule, or a duplicate whose other duplicates the rule misses; on planted
+        truth (bench/bench_truth.py) they were look-alikes (see the README). Sorted (a, b)."""
+        if self.near_groups is None:
+            return []
+        group_of: dict[int, int] = {}
+        for number, group in enumerate(self.near_groups):
+            for node in group:
+                group_of[node] = number
+        return sorted(key for key, evidence in self.edges.items()
+                      if set(evidence["kinds"]) - set(EXACT_KINDS)
+                      and (key[0] not in group_of or group_of[key[0]] != group_of.get(key[1])))
+
     def evidence_within(self, nodes: list[int]) -> list[tuple[int, int, dict[str, Any]]]:
         """The edges between these nodes, in (a, b) order: read from each node's own edges, so asking for
         every group costs O(edges) in all, not O(edges) per group."""

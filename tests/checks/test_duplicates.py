@@ -9,9 +9,9 @@ from auditor.checks.duplicates import NEAR_CHECK
 from tests.checks import synthetic_audit
 
 
-def synthetic_context(items):
+def synthetic_context(items, **config):
     """synthetic_audit's context, with a backbone that says its input size (calibration asks; it makes no copies)."""
-    ctx = synthetic_audit.synthetic_context(items)
+    ctx = synthetic_audit.synthetic_context(items, **config)
     ctx.backbone = type("Backbone", (), {"input_size": 224, "dim": 48, "cache_key": "test", "name": "test"})()
     return ctx
 
@@ -72,3 +72,33 @@ def test_the_decision_reads_the_shared_float16_matrix_and_its_k_nn_graph(approxi
     planted = {(i - 1, i) for i in range(1, 900, 50)}
     found = set(zip(pairs.query.tolist(), pairs.target.tolist())) | set(zip(pairs.target.tolist(), pairs.query.tolist()))
     assert planted <= found
+
+
+def chain_items(with_c: bool = True) -> list[dict]:
+    """Three images 14° and 12.5° apart in embedding space (cosines 0.970 and 0.976), the outer two 26.6° apart
+    (0.894): at a raw cosine of 0.95 A≈B and B≈C are accepted, A≉C, so one pair cannot join the group."""
+    def direction(angle_deg: float) -> np.ndarray:
+        v = np.zeros(48)
+        v[0], v[1] = np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))
+        return v
+
+    rng = np.random.default_rng(0)
+    items = [{"path": f"train/a/{name}.jpg", "label": "a", "vector": direction(angle)}
+             for name, angle in (("A", 0.0), ("B", 14.04), ("C", 26.57)) if with_c or name != "C"]
+    return items + [{"path": f"train/b/{i:03d}.jpg", "label": "b", "vector": rng.standard_normal(48)}
+                    for i in range(30)]
+
+
+def test_a_chain_of_look_alikes_is_counted_and_listed_not_grouped():
+    result = NEAR_CHECK.run(synthetic_context(chain_items(), min_cosine=0.95, min_correlation=0.9999))
+    chained = result.metrics["chained"]
+    assert result.metrics["groups"] == 1 and result.metrics["images_in_groups"] == 2
+    assert chained["pairs"] == 1 and chained["images"] == 2 and chained["share_of_accepted_images"] == round(2 / 3, 4)
+    assert len(chained["examples"]) == 1 and "train/a/B.jpg" in chained["examples"][0]
+    assert "1 accepted pair (2 images) in no group" in result.summary
+
+
+def test_without_chains_nothing_is_said_about_them():
+    result = NEAR_CHECK.run(synthetic_context(chain_items(with_c=False), min_cosine=0.95, min_correlation=0.9999))
+    assert result.metrics["groups"] == 1
+    assert result.metrics["chained"]["pairs"] == 0 and "in no group" not in result.summary

@@ -173,3 +173,17 @@ def test_add_merges_kinds_and_keeps_first_evidence():
 def test_single_image_graph_is_empty(family):
     graph, _ = graph_of(family, ["a_png"])
     assert graph.edges == {} and graph.components(["hash", "pixels"]) == []
+
+
+def test_accepted_pairs_outside_the_groups_are_the_chained_ones():
+    # A≈B, B≈C, A≉C: the group is {A, B} (or {B, C}); the other accepted pair chains, and is listed. Identical
+    # pixels (D, E) are never chained; an unrelated pair in a group of its own (F, G) neither.
+    graph = DuplicateGraph(shas=list("ABCDEFG"))
+    graph.add(0, 1, "embedding")
+    graph.add(1, 2, "correlation")
+    graph.add(3, 4, "pixels")
+    graph.add(5, 6, "embedding")
+    graph.near_groups = [[0, 1], [3, 4], [5, 6]]
+    assert graph.chained_edges() == [(1, 2)]
+    graph.near_groups = None  # before the groups are formed nothing can be called chained
+    assert graph.chained_edges() == []
