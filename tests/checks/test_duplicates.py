@@ -102,3 +102,20 @@ def test_without_chains_nothing_is_said_about_them():
     result = NEAR_CHECK.run(synthetic_context(chain_items(with_c=False), min_cosine=0.95, min_correlation=0.9999))
     assert result.metrics["groups"] == 1
     assert result.metrics["chained"]["pairs"] == 0 and "in no group" not in result.summary
+
+
+def test_a_leaked_image_in_a_chain_of_look_alikes_is_named_beside_the_leak_estimate():
+    from auditor.checks.leakage import CHECK as LEAKAGE
+
+    items = chain_items()
+    items[1] = {**items[1], "path": "val/a/B.jpg", "split": "val"}  # B, between A and C, is held out
+    items += [{"path": f"val/b/{i:03d}.jpg", "label": "b", "split": "val", "vector": np.eye(48)[10 + i]}
+              for i in range(5)]
+    result = LEAKAGE.run(synthetic_context(items, min_cosine=0.95, min_correlation=0.9999))
+    assert result.metrics["per_split"]["val"]["leaked"] == 1
+    assert result.metrics["chained_leaked_images"] == 1
+    assert "1 of the leaked images also match images outside their group" in result.summary
+    clean = LEAKAGE.run(synthetic_context([{**i, "split": "val", "path": "val/a/B.jpg"} if i["path"].endswith("/B.jpg")
+                                           else i for i in chain_items(with_c=False)], min_cosine=0.95,
+                                          min_correlation=0.9999))
+    assert clean.metrics["chained_leaked_images"] == 0 and "outside their group" not in clean.summary
