@@ -48,7 +48,7 @@ HASH_RELIABLE_SHARE = 0.9  # hash matches count on their own when at least this 
 NO_DUPLICATES_F1 = 0.05  # below this best estimated F1 the dataset shows no duplicates to calibrate on
 QUIET_MIN_RECALL = 0.8  # then: the quietest rule that still finds this share of the copies
 F1_TIE = 0.01  # estimated F1s closer than this count as equal: the rule finding more copies is taken
-MIN_RECAPTURED = 30  # images both tiers flag, at the least, for a rule to give a two-tier reading of π (see two_tier_share)
+MIN_RECAPTURED = 30  # images both tiers flag, at the least, for a two-tier reading of π (see two_tier_share)
 
 
 @dataclass(frozen=True)
@@ -399,28 +399,13 @@ class Calibrator:
         tiers miss the same duplicates (dependence) π is understated — most where a tier is so strict that it finds
         only near-identical copies, which the other finds too (a correlation of 0.985: π 0.029 against 0.065 on the
         same dataset at `--seed` 2), hence each tier must find half the copies alone —, where one tier flags
-        look-alikes the other does not, overstated. π is the median over the rules; its interval spans Chapman's 95 % interval at the
-        median rule and the quartiles of the rules' readings (their spread is the model's error, which one
-        rule's sampling interval does not show)."""
+        look-alikes the other does not, overstated (hence at least MIN_RECAPTURED seen twice: at 2 % leaks, with
+        fewer, a handful of look-alikes made it 1.4–2.3× the truth). π is the median over the rules; its interval
+        spans Chapman's 95 % interval at the median rule and the quartiles of the rules' readings (their spread is
+        the model's error, which one rule's sampling interval does not show)."""
         population = len(self.population)
-        if not population:
-            return None
-        readings = []
-        for rule in rules:
-            if rule.min_correlation is None or (rule.min_scaled is None and rule.min_cosine is None):
-                continue
-            embedding_rule = Rule(rule.min_scaled, None, min_cosine=rule.min_cosine)
-            pixel_rule = Rule(None, rule.min_correlation)
-            if min(self._copies_found(embedding_rule), self._copies_found(pixel_rule)) < MIN_REFERENCE_RECALL:
-                continue  # a tier that finds only the easiest duplicates finds the ones the other finds too
-            embedding = (self.best_s >= rule.min_scaled) if rule.min_scaled is not None else (self.best_cos >= rule.min_cosine)
-            embedding = embedding & self.in_pop
-            pixels = (self.best_c >= rule.min_correlation) & self.in_pop
-            both = int((embedding & pixels).sum())
-            if both < MIN_RECAPTURED:
-                continue
-            readings.append((*chapman(int(embedding.sum()), int(pixels.sum()), both), rule))
-        if not readings:
+        readings = [(*reading, rule) for rule in rules if (reading := self._recapture(rule)) is not None]
+        if not population or not readings:
             return None
         values = np.array([r[0] for r in readings]) / population
         median = float(np.median(values))
@@ -429,6 +414,23 @@ class Calibrator:
         share = float(np.clip(value / population, 0.0, 1.0))
         return ((share, float(np.clip(min(low / population, q_low), 0.0, share)),
                  float(np.clip(max(high / population, q_high), share, 1.0))), rule)
+
+    def _recapture(self, rule: Rule) -> tuple[float, float, float] | None:
+        """Chapman's count (estimate, low, high) of population images with a duplicate at one rule using both tiers,
+        or None where a tier finds fewer than MIN_REFERENCE_RECALL of the copies alone (a tier that finds only the
+        easiest duplicates finds the ones the other finds too) or fewer than MIN_RECAPTURED images are flagged by
+        both."""
+        if rule.min_correlation is None or (rule.min_scaled is None and rule.min_cosine is None):
+            return None
+        embedding_alone = Rule(rule.min_scaled, None, min_cosine=rule.min_cosine)
+        pixels_alone = Rule(None, rule.min_correlation)
+        if min(self._copies_found(embedding_alone), self._copies_found(pixels_alone)) < MIN_REFERENCE_RECALL:
+            return None
+        embedding = self.best_s >= rule.min_scaled if rule.min_scaled is not None else self.best_cos >= rule.min_cosine
+        embedding &= self.in_pop
+        pixels = (self.best_c >= rule.min_correlation) & self.in_pop
+        both = int((embedding & pixels).sum())
+        return chapman(int(embedding.sum()), int(pixels.sum()), both) if both >= MIN_RECAPTURED else None
 
     def _copies_found(self, rule: Rule) -> float:
         """The share of the copies `rule` finds."""

@@ -427,9 +427,9 @@ def test_the_duplicate_share_is_read_from_the_two_tiers_where_copies_are_easier_
     accepted = choice.rule.passes(dataset)
     found = (set(dataset.query[accepted]) | set(dataset.target[accepted]))
     assert len(found & set(range(120))) >= 110 and not found - set(range(120))
-    reading = Calibrator(dataset, n, copies).two_tier_share(choice.calibrator.clean_rules(choice.rules) and
-                                                             [c[3] for c in choice.calibrator.clean_rules(choice.rules)])
-    assert reading is not None and reading[1] == choice.reference_rule
+    clean = [c[3] for c in choice.calibrator.clean_rules(choice.rules)]
+    reading = choice.calibrator.two_tier_share(clean)
+    assert reading is not None and reading[1] == choice.reference_rule  # π was read from the tiers
 
 
 def test_without_rules_using_both_tiers_the_share_is_read_from_the_copies():
