@@ -49,6 +49,8 @@ NO_DUPLICATES_F1 = 0.05  # below this best estimated F1 the dataset shows no dup
 QUIET_MIN_RECALL = 0.8  # then: the quietest rule that still finds this share of the copies
 F1_TIE = 0.01  # estimated F1s closer than this count as equal: the rule finding more copies is taken
 MIN_RECAPTURED = 30  # images both tiers flag, at the least, for a two-tier reading of π (see two_tier_share)
+SHARE_FROM_TIERS = "the two tiers (capture-recapture)"
+SHARE_FROM_COPIES = "the calibration copies"
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class Estimate:
     copies_recall_interval: tuple[float, float] | None = None
     # How many independent copies the copies' recall interval is worth (between the number of sources and of copies).
     effective_copies: float | None = None
+    duplicate_share_interval: tuple[float, float] | None = None  # π's 95 % interval
+    duplicate_share_source: str | None = None  # what π was read from: SHARE_FROM_TIERS or SHARE_FROM_COPIES
 
     def with_dataset_recall(self, dataset_recall: tuple[float, float, float] | None) -> "Estimate":
         """The same estimate, its recall interval spanning both measurements (the copies' and the dataset's own)."""
@@ -130,6 +134,9 @@ class Estimate:
             "flagged": self.flagged,
             "images": self.population,
             "estimated_duplicate_share": round(self.duplicate_share, 4),
+            "estimated_duplicate_share_interval": None if self.duplicate_share_interval is None
+            else [round(v, 4) for v in self.duplicate_share_interval],
+            "duplicate_share_read_from": self.duplicate_share_source,
         }
 
 
@@ -334,7 +341,8 @@ class Calibrator:
                                       float(np.clip(pi[2] * high_r / share_flagged, 0.0, 1.0)))
         return Estimate(recall=recall, recall_interval=(low_r, high_r),
                         precision=precision, precision_interval=precision_interval, false_match_rate=false_rate,
-                        flagged=flagged, population=population, duplicate_share=pi[0], effective_copies=effective)
+                        flagged=flagged, population=population, duplicate_share=pi[0], effective_copies=effective,
+                        duplicate_share_interval=(pi[1], pi[2]))
 
     def duplicate_share(self, rules: list[Rule]) -> tuple[tuple[float, float, float], Rule | None]:
         """π, the share of population images with a duplicate, and the rule it was read at.
@@ -360,6 +368,13 @@ class Calibrator:
         # flags look-alikes the other does not): the interval spans both, the value is the tiers'.
         (value, low, high), rule = two_tier
         return (value, min(low, from_copies[1]), max(high, from_copies[2])), rule
+
+    def duplicate_share_source(self, rules: list[Rule]) -> str | None:
+        """What `duplicate_share(rules)` read π from (None: nothing, no rule was clean)."""
+        clean = self.clean_rules(rules)
+        if not clean:
+            return None
+        return SHARE_FROM_COPIES if self.two_tier_share([c[3] for c in clean]) is None else SHARE_FROM_TIERS
 
     def _copies_share(self, clean: list[tuple[float, float, int, Rule]]) -> tuple[tuple[float, float, float], Rule]:
         """π read from the copies at the clean rules (see duplicate_share), its interval, and the rule."""
@@ -596,7 +611,8 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
         rule, est = min(sensitive, key=lambda item: (item[1].flagged, -item[1].recall))
         reason = ("the dataset shows almost no duplicates: the rule that flags fewest images while finding "
                   f"{QUIET_MIN_RECALL:.0%} or more of {calibrator.m} calibration copies")
-    near = calibrator.estimate(rule, pi).with_dataset_recall(calibrator.dataset_recall(rule, rules))
+    near = dataclasses.replace(calibrator.estimate(rule, pi).with_dataset_recall(calibrator.dataset_recall(rule, rules)),
+                               duplicate_share_source=calibrator.duplicate_share_source(rules))
     choice = Choice(rule=rule, near=near, f1=f1, reason=reason, copies=calibrator.m,
                     reference_rule=reference, pi=pi, rules=rules, calibrator=calibrator)
     choice.per_kind_recall = calibrator.per_kind_recall(rule)

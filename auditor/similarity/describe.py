@@ -41,7 +41,9 @@ def detection_quality(ctx, estimate) -> dict[str, Any]:
         "method": "copies of the dataset's own images made like real leaks (same shot re-processed: crop, shift, "
                   "rescale, colour, JPEG; rotations; grey) give recall; the copies' matches with other images "
                   "(not counting images the decision calls duplicates of the source) give the false-match rate; "
-                  "precision = 1 - (1 - duplicate share) x false-match rate / flagged share",
+                  "precision = duplicate share x recall / flagged share, the duplicate share read from the two "
+                  "tiers (how many of one tier's flags the other finds again, where at least 30 images are flagged "
+                  "by both) or else from the copies (duplicate_share_read_from)",
         "caveat": "the recall interval spans two measurements: the calibration copies' 95 % interval "
                   "(recall_interval_copies) and the recall on the dataset's own duplicates (recall_on_dataset: of the "
                   "images the most sensitive rule without false matches on the copies flags, the share this rule "

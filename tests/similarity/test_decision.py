@@ -460,3 +460,14 @@ def test_chapman_counts_what_two_independent_looks_see():
     value, low, high = decision.chapman(int(first.sum()), int(second.sum()), int((first & second).sum()))
     assert low <= 1000 <= high and value == pytest.approx(1000, rel=0.1)
     assert decision.chapman(10, 10, 10) == (10.0, 10, 10.0)  # every one seen twice: no more than were seen
+
+
+def test_the_estimate_says_what_the_duplicate_share_was_read_from_and_its_interval():
+    dataset, n, copies = easy_copies_world(seed=0)
+    near = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True).near.as_dict()
+    assert near["duplicate_share_read_from"] == decision.SHARE_FROM_TIERS
+    low, high = near["estimated_duplicate_share_interval"]
+    assert low <= near["estimated_duplicate_share"] <= high
+    dataset, n, copies = world(dup_pairs=10)  # too few seen by both tiers
+    near = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True).near.as_dict()
+    assert near["duplicate_share_read_from"] == decision.SHARE_FROM_COPIES
