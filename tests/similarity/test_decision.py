@@ -22,14 +22,16 @@ def make_pairs(query, target, scaled, corr, hash_match=None) -> Pairs:
                  phash_distance=np.full(n, 99), dhash_distance=np.full(n, 99))
 
 
-def world(seed=0, n=400, dup_pairs=40, copies=300, useless_pixels=False):
+def world(seed=0, n=400, dup_pairs=40, copies=300, useless_pixels=False, dup_scaled=(0.55, 0.95),
+          dup_corr=(0.88, 1.0), copy_scaled=(0.5, 0.95), copy_corr=(0.87, 1.0)):
     """n images; the first 2·dup_pairs form duplicate pairs (2i, 2i+1). Duplicates: scaled 0.55–0.95,
-    correlation 0.88–1.0; other candidate pairs: scaled −0.1–0.5, correlation 0.2–0.86."""
+    correlation 0.88–1.0 (by default); other candidate pairs: scaled −0.1–0.5, correlation 0.2–0.86; each copy
+    with its source: scaled 0.5–0.95, correlation 0.87–1.0 (by default)."""
     rng = np.random.default_rng(seed)
     q, t, s, c = [], [], [], []
     for i in range(dup_pairs):
         q.append(2 * i); t.append(2 * i + 1)
-        s.append(rng.uniform(0.55, 0.95)); c.append(rng.uniform(0.88, 1.0))
+        s.append(rng.uniform(*dup_scaled)); c.append(rng.uniform(*dup_corr))
     for i in range(n):
         for j in rng.choice(n, 3, replace=False):
             if j != i and not (i < 2 * dup_pairs and j == (i ^ 1)):
@@ -41,7 +43,7 @@ def world(seed=0, n=400, dup_pairs=40, copies=300, useless_pixels=False):
     source = rng.choice(n, copies)
     cq, ct, cs, cc = [], [], [], []
     for k, src in enumerate(source):
-        cq.append(k); ct.append(src); cs.append(rng.uniform(0.5, 0.95)); cc.append(rng.uniform(0.87, 1.0))
+        cq.append(k); ct.append(src); cs.append(rng.uniform(*copy_scaled)); cc.append(rng.uniform(*copy_corr))
         for j in rng.choice(n, 3, replace=False):
             if j != src:
                 cq.append(k); ct.append(j); cs.append(rng.uniform(-0.1, 0.5)); cc.append(rng.uniform(0.2, 0.86))
@@ -394,27 +396,12 @@ def test_where_copies_are_like_the_duplicates_both_recalls_agree():
     assert near.recall_interval[1] - near.recall_interval[0] < 0.2
 
 
-def easy_copies_world(seed=0, n=1000, dup_pairs=60, copies=300):
-    """Copies easier to find than the dataset's duplicates in both tiers. Duplicate pairs: scaled cosine 0.35–0.95
-    and correlation 0.80–1.0, drawn independently (each tier misses its own); other candidate pairs: scaled
-    −0.1–0.5, correlation 0.2–0.86. Copies: scaled 0.5–0.98, correlation 0.75–1.0 with their source."""
-    rng = np.random.default_rng(seed)
-    q, t, s, c = [], [], [], []
-    for i in range(dup_pairs):
-        q.append(2 * i); t.append(2 * i + 1); s.append(rng.uniform(0.35, 0.95)); c.append(rng.uniform(0.80, 1.0))
-    for i in range(n):
-        for j in rng.choice(n, 3, replace=False):
-            if j != i and not (i < 2 * dup_pairs and j == (i ^ 1)):
-                q.append(min(i, j)); t.append(max(i, j)); s.append(rng.uniform(-0.1, 0.5)); c.append(rng.uniform(0.2, 0.86))
-    source = rng.choice(n, copies)
-    cq, ct, cs, cc = [], [], [], []
-    for k, src in enumerate(source):
-        cq.append(k); ct.append(src); cs.append(rng.uniform(0.5, 0.98)); cc.append(rng.uniform(0.75, 1.0))
-        for j in rng.choice(n, 3, replace=False):
-            if j != src:
-                cq.append(k); ct.append(j); cs.append(rng.uniform(-0.1, 0.5)); cc.append(rng.uniform(0.2, 0.86))
-    return make_pairs(q, t, s, c), n, CopySample(source=source, kind=["same_shot"] * copies,
-                                                 pairs=make_pairs(cq, ct, cs, cc))
+def easy_copies_world(seed=0):
+    """Copies easier to find than the dataset's duplicates in both tiers: 1 000 images, 60 duplicate pairs with
+    scaled cosine 0.35–0.95 and correlation 0.80–1.0, drawn independently (each tier misses its own); copies with
+    their source: scaled 0.5–0.98, correlation 0.75–1.0."""
+    return world(seed, n=1000, dup_pairs=60, copies=300, dup_scaled=(0.35, 0.95), dup_corr=(0.80, 1.0),
+                 copy_scaled=(0.5, 0.98), copy_corr=(0.75, 1.0))
 
 
 def test_the_duplicate_share_is_read_from_the_two_tiers_where_copies_are_easier_than_the_duplicates():
