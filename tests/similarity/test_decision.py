@@ -3,6 +3,8 @@ this tests the search for thresholds and the arithmetic of the estimates, not th
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -458,3 +460,16 @@ def test_the_estimate_says_what_the_duplicate_share_was_read_from_and_its_interv
     dataset, n, copies = world(dup_pairs=10)  # too few seen by both tiers
     near = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True).near.as_dict()
     assert near["duplicate_share_read_from"] == decision.SHARE_FROM_COPIES
+
+
+def test_the_second_choice_never_reads_a_lower_duplicate_share_than_the_first():
+    # Excusing matches can only lower the copies' false-match rate at each rule; a lower π after it would come
+    # from reading it among other (stricter) rules. The floor is the first choice's π; a lower floor changes nothing.
+    dataset, n, copies = world()
+    calibrator = Calibrator(dataset, n, copies)
+    plain = decision._choose_rule(calibrator, True, None, None)
+    high = dataclasses.replace(plain, pi=(0.5, 0.4, 0.6), reference_rule=Rule(0.9, 0.99))
+    floored = decision._choose_rule(calibrator, True, None, None, floor=high)
+    assert floored.pi == (0.5, 0.4, 0.6) and floored.reference_rule == Rule(0.9, 0.99)
+    low = dataclasses.replace(plain, pi=(0.0, 0.0, 0.0))
+    assert decision._choose_rule(calibrator, True, None, None, floor=low).pi == plain.pi
