@@ -152,6 +152,7 @@ class Choice:
     copies: int = 0
     reference_rule: Rule | None = None  # where the share of images with a duplicate was measured
     pi: tuple[float, float, float] | None = None  # that share (estimate, low, high)
+    pi_source: str | None = None  # what it was read from (SHARE_FROM_TIERS, SHARE_FROM_COPIES)
     rules: list[Rule] = field(default_factory=list, repr=False)  # the grid searched
     # The calibrator the rule was chosen with (copies' matches with the first choice's duplicates excused): its
     # estimates are the ones to report for this rule (or a variant of it).
@@ -308,7 +309,8 @@ class Calibrator:
         return {"pos_pass": pos_pass, "null_hits": null_hits, "flagged": int(flagged_nodes.sum()),
                 "flagged_nodes": flagged_nodes}
 
-    def estimate(self, rule: Rule, pi: tuple[float, float, float] | None = None, intervals: bool = True) -> Estimate:
+    def estimate(self, rule: Rule, pi: tuple[float, float, float] | None = None, intervals: bool = True,
+                 pi_source: str | None = None) -> Estimate:
         """Recall, precision and intervals of `rule`.
 
         `pi`: (estimate, low, high) of the share of population images that have a duplicate, measured at the
@@ -342,10 +344,11 @@ class Calibrator:
         return Estimate(recall=recall, recall_interval=(low_r, high_r),
                         precision=precision, precision_interval=precision_interval, false_match_rate=false_rate,
                         flagged=flagged, population=population, duplicate_share=pi[0], effective_copies=effective,
-                        duplicate_share_interval=(pi[1], pi[2]))
+                        duplicate_share_interval=(pi[1], pi[2]), duplicate_share_source=pi_source)
 
-    def duplicate_share(self, rules: list[Rule]) -> tuple[tuple[float, float, float], Rule | None]:
-        """π, the share of population images with a duplicate, and the rule it was read at.
+    def duplicate_share(self, rules: list[Rule]) -> tuple[tuple[float, float, float], Rule | None, str | None]:
+        """π, the share of population images with a duplicate, the rule it was read at and what it was read from
+        (SHARE_FROM_TIERS, SHARE_FROM_COPIES; None where no rule was clean).
 
         Read first from the dataset's two tiers (`two_tier_share`): where the copies show fewest false matches
         and both tiers find enough duplicates, the embedding and the pixel tier are two independent looks at the
@@ -359,22 +362,15 @@ class Calibrator:
         formula."""
         clean = self.clean_rules(rules)
         if not clean:
-            return (0.0, 0.0, 0.0), None
+            return (0.0, 0.0, 0.0), None, None
         from_copies, rule = self._copies_share(clean)
         two_tier = self.two_tier_share([c[3] for c in clean])
         if two_tier is None:
-            return from_copies, rule
+            return from_copies, rule, SHARE_FROM_COPIES
         # The two readings err in opposite directions (the copies' low at strict rules, the tiers' high where one
         # flags look-alikes the other does not): the interval spans both, the value is the tiers'.
         (value, low, high), rule = two_tier
-        return (value, min(low, from_copies[1]), max(high, from_copies[2])), rule
-
-    def duplicate_share_source(self, rules: list[Rule]) -> str | None:
-        """What `duplicate_share(rules)` read π from (None: nothing, no rule was clean)."""
-        clean = self.clean_rules(rules)
-        if not clean:
-            return None
-        return SHARE_FROM_COPIES if self.two_tier_share([c[3] for c in clean]) is None else SHARE_FROM_TIERS
+        return (value, min(low, from_copies[1]), max(high, from_copies[2])), rule, SHARE_FROM_TIERS
 
     def _copies_share(self, clean: list[tuple[float, float, int, Rule]]) -> tuple[tuple[float, float, float], Rule]:
         """π read from the copies at the clean rules (see duplicate_share), its interval, and the rule."""
@@ -589,14 +585,14 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
              if not (s is None and c is None and (fixed_cosine is None or not has_embeddings))]
     # π, the share of images with a duplicate, is measured once (where flags are least inflated by false
     # matches); at looser rules F grows with false matches, which then count against precision.
-    pi, reference = calibrator.duplicate_share(rules)
+    pi, reference, source = calibrator.duplicate_share(rules)
     if floor is not None and floor.pi is not None and floor.pi[0] > pi[0]:
         # Excusing more of the copies' matches lowers the false-match rate at every rule, so no rule's own reading
         # of π can fall; a lower π after it comes from reading among other rules (more of the strict ones are clean
         # now, and the copies overstate recall there). Hymenoptera with 15 planted leaks at --seed 2: the first
         # choice read 0.047 (true 0.073) and found 15 of 15; the second read 0.036 among 40 clean rules instead of 1
         # and chose a rule finding 4.
-        pi, reference = floor.pi, floor.reference_rule
+        pi, reference, source = floor.pi, floor.reference_rule, floor.pi_source
     table = []
     for rule in rules:
         est = calibrator.estimate(rule, pi, intervals=False)
@@ -619,10 +615,9 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
         rule, est = min(sensitive, key=lambda item: (item[1].flagged, -item[1].recall))
         reason = ("the dataset shows almost no duplicates: the rule that flags fewest images while finding "
                   f"{QUIET_MIN_RECALL:.0%} or more of {calibrator.m} calibration copies")
-    near = dataclasses.replace(calibrator.estimate(rule, pi).with_dataset_recall(calibrator.dataset_recall(rule, rules)),
-                               duplicate_share_source=calibrator.duplicate_share_source(rules))
+    near = calibrator.estimate(rule, pi, pi_source=source).with_dataset_recall(calibrator.dataset_recall(rule, rules))
     choice = Choice(rule=rule, near=near, f1=f1, reason=reason, copies=calibrator.m,
-                    reference_rule=reference, pi=pi, rules=rules, calibrator=calibrator)
+                    reference_rule=reference, pi=pi, pi_source=source, rules=rules, calibrator=calibrator)
     choice.per_kind_recall = calibrator.per_kind_recall(rule)
     choice.per_kind_interval = calibrator.per_kind_interval(rule)
     choice.tiers = _tiers(calibrator, rule, has_embeddings)

@@ -135,9 +135,8 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     hash_tier = hash_reliability(pairs, accepted)
     if hash_tier["reliable"]:
         rule = dataclasses.replace(choice.rule, hash_alone=True)
-        near = dataclasses.replace(
-            calibrator.estimate(rule, choice.pi).with_dataset_recall(calibrator.dataset_recall(rule, choice.rules)),
-            duplicate_share_source=choice.near.duplicate_share_source)
+        near = calibrator.estimate(rule, choice.pi, pi_source=choice.pi_source).with_dataset_recall(
+            calibrator.dataset_recall(rule, choice.rules))
         choice = dataclasses.replace(choice, rule=rule, near=near,
                                      per_kind_recall=calibrator.per_kind_recall(rule),
                                      per_kind_interval=calibrator.per_kind_interval(rule))
@@ -158,6 +157,5 @@ def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.nd
     calibrator = Calibrator(pairs, n, copies, population=np.flatnonzero(held_out & ~reference), partner_ok=crosses,
                             copy_target_ok=copy_ok, known_duplicates=known_duplicates)
     grid = [dataclasses.replace(r, hash_alone=rule.hash_alone) for r in rules] + [rule]
-    pi, _reference = calibrator.duplicate_share(grid)
-    return dataclasses.replace(calibrator.estimate(rule, pi).with_dataset_recall(calibrator.dataset_recall(rule, grid)),
-                               duplicate_share_source=calibrator.duplicate_share_source(grid))
+    pi, _reference, source = calibrator.duplicate_share(grid)
+    return calibrator.estimate(rule, pi, pi_source=source).with_dataset_recall(calibrator.dataset_recall(rule, grid))

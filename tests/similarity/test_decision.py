@@ -262,12 +262,12 @@ def test_calibrator_intervals_count_each_source_once_where_its_copies_agree(monk
     assert est.as_dict()["recall_effective_copies"] == 60.0
     assert calibrator.per_kind_interval(rule)["same_shot"] == [round(v, 3) for v in jeffreys(54, 60)]
     rules = [Rule(round(float(s), 2), None) for s in np.arange(0.5, 0.96, 0.02)]
-    pi, _ = calibrator.duplicate_share(rules)
+    pi, _, _ = calibrator.duplicate_share(rules)
     clustered = calibrator.estimate(rule, pi)
     monkeypatch.setattr(decision, "clustered_jeffreys",
                         lambda passed, cluster, level=0.95: clustered_jeffreys(passed, np.arange(len(passed)), level))
     plain_calibrator = Calibrator(dataset, n, copies)
-    plain_pi, _ = plain_calibrator.duplicate_share(rules)
+    plain_pi, _, _ = plain_calibrator.duplicate_share(rules)
     plain = plain_calibrator.estimate(rule, plain_pi)
     assert pi[0] == plain_pi[0] and clustered.precision == plain.precision and clustered.recall == plain.recall
     assert pi[1] <= plain_pi[1] and pi[2] >= plain_pi[2] and pi[2] - pi[1] > plain_pi[2] - plain_pi[1]
@@ -373,7 +373,7 @@ def test_recall_on_the_datasets_own_duplicates_widens_the_interval_where_copies_
     passed = strict.passes(dataset)
     flagged = set(dataset.query[passed]) | set(dataset.target[passed])
     truth = len(flagged & set(range(80))) / 80  # 0.5: the easy half of the real duplicates
-    pi, _reference = calibrator.duplicate_share(rules)
+    pi, _reference, _source = calibrator.duplicate_share(rules)
     plain = calibrator.estimate(strict, pi)
     assert plain.recall == pytest.approx(0.9, abs=0.04)
     assert not plain.recall_interval[0] <= truth  # the copies alone claim far more than is found
@@ -426,8 +426,9 @@ def test_without_rules_using_both_tiers_the_share_is_read_from_the_copies():
     calibrator = Calibrator(dataset, n, copies)
     embedding_only = [Rule(round(float(v), 2), None) for v in np.arange(0.5, 0.96, 0.05)]
     assert calibrator.two_tier_share(embedding_only) is None
-    pi, reference = calibrator.duplicate_share(embedding_only)
+    pi, reference, source = calibrator.duplicate_share(embedding_only)
     assert reference in embedding_only and pi[0] == pytest.approx(80 / n, abs=0.02)
+    assert source == decision.SHARE_FROM_COPIES
 
 
 def test_too_few_duplicates_seen_by_both_tiers_give_no_two_tier_reading():
@@ -468,8 +469,9 @@ def test_the_second_choice_never_reads_a_lower_duplicate_share_than_the_first():
     dataset, n, copies = world()
     calibrator = Calibrator(dataset, n, copies)
     plain = decision._choose_rule(calibrator, True, None, None)
-    high = dataclasses.replace(plain, pi=(0.5, 0.4, 0.6), reference_rule=Rule(0.9, 0.99))
+    high = dataclasses.replace(plain, pi=(0.5, 0.4, 0.6), reference_rule=Rule(0.9, 0.99), pi_source="the first")
     floored = decision._choose_rule(calibrator, True, None, None, floor=high)
     assert floored.pi == (0.5, 0.4, 0.6) and floored.reference_rule == Rule(0.9, 0.99)
+    assert floored.near.duplicate_share_source == "the first"  # the report names where the π it uses came from
     low = dataclasses.replace(plain, pi=(0.0, 0.0, 0.0))
     assert decision._choose_rule(calibrator, True, None, None, floor=low).pi == plain.pi
