@@ -10,6 +10,8 @@ EfficientNet-Lite0, offline), reads report.json and prints one row per dataset:
   members of `leakage` findings) against the truth (planted copies + genuine duplicates checked by eye);
 - the audit's own estimate of them (leakage `detection_quality`, with its interval when it gives one;
   older reports: near_duplicates' estimated recall / precision);
+- the leaked share: the leak estimate's share of held-out images with a train duplicate (π, from which its precision
+  is estimated) with its interval, against the planted truth;
 - chained images: near_duplicates' accepted pairs left out of the groups (look-alikes that pass the rule, or
   duplicates whose other duplicates it misses), the images they touch and their share of all images in an accepted
   pair;
@@ -168,12 +170,12 @@ def estimates(report: dict) -> dict:
     return {"recall": old.get("recall"), "precision": old.get("estimated_precision")}
 
 
-def fmt(value, interval=None) -> str:
+def fmt(value, interval=None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    text = f"{value:.2f}"
+    text = f"{value:.{digits}f}"
     if interval:
-        text += f" [{interval[0]:.2f}, {interval[1]:.2f}]"
+        text += f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
     return text
 
 
@@ -197,8 +199,8 @@ def main() -> None:
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
         rows = [r for r in rows if any(w in r.name for w in wanted)]
     header = ["row", "images", "held-out", "true leaks", "flagged", "leak recall", "leak precision",
-              "est. recall [interval]", "est. precision [interval]", "chained images (share)", "decision",
-              "noise est. % (planted)", "s"]
+              "est. recall [interval]", "est. precision [interval]", "leaked share: est. [interval] (true)",
+              "chained images (share)", "decision", "noise est. % (planted)", "s"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     table = []
@@ -214,17 +216,22 @@ def main() -> None:
         decision = check(report, "leakage").get("metrics", {}).get("decision") or check(
             report, "near_duplicates").get("metrics", {}).get("thresholds", {}).get("min_cosine")
         chained = check(report, "near_duplicates").get("metrics", {}).get("chained") or {}
+        # The leak estimate's π: the share of held-out images with a train duplicate (planted + genuine).
+        true_share = len(row.leaked) / row.held_out if row.held_out else float("nan")
         line = [row.name, str(row.images), str(row.held_out), str(len(row.leaked)), str(len(flagged)),
                 fmt(recall), fmt(precision), fmt(est.get("recall"), est.get("recall_interval")),
                 fmt(est.get("precision"), est.get("precision_interval")),
+                f"{fmt(est.get('estimated_duplicate_share'), est.get('estimated_duplicate_share_interval'), 3)} "
+                f"({true_share:.3f})",
                 f"{chained['images']} ({chained['share_of_accepted_images']:.2f})" if chained else "–",
                 str(decision) if not isinstance(decision, dict) else decision.get("summary", ""),
                 f"{noise if noise is not None else '–'} ({planted_noise:.1f})", f"{seconds:.0f}"]
         print("| " + " | ".join(line) + " |", flush=True)
         table.append({"row": row.name, "images": row.images, "held_out": row.held_out, "true_leaks": len(row.leaked),
                       "flagged": len(flagged), "hits": hits, "recall": recall, "precision": precision,
-                      "estimate": est, "chained": chained, "noise_estimate": noise, "planted_noise": planted_noise, "seconds": seconds,
-                      "missed": sorted(row.leaked - flagged), "false": sorted(flagged - row.leaked)})
+                      "estimate": est, "true_leaked_share": true_share, "chained": chained, "noise_estimate": noise,
+                      "planted_noise": planted_noise, "seconds": seconds, "missed": sorted(row.leaked - flagged),
+                      "false": sorted(flagged - row.leaked)})
     if args.json:
         args.json.write_text(json.dumps(table, indent=1, default=str))
 
