@@ -111,8 +111,8 @@ def compute_near(ctx: AuditContext) -> Evidence:
     if chained["pairs"]:
         summary += (f"; {plural(chained['pairs'], 'accepted pair')} ({plural(chained['images'], 'image')}) in no group: "
                     "they chain images that are not all duplicates of each other (look-alikes that pass the rule, "
-                    "or duplicates it misses); many of them mean look-alikes are common here, and the precision "
-                    "estimate, made on copies that do not show them, may be too high")
+                    "or duplicates it misses); many of them mean look-alikes are common here, which the calibration "
+                    "copies do not show, and the precision estimate may be too high")
     if search is not None and not search["exact"]:
         summary += (f"; candidates by approximate search (recall@{search['k']} {search['recall']:.3f} against exact "
                     f"search on {search['queries_measured']} sampled images)")
