@@ -475,3 +475,90 @@ def test_the_second_choice_never_reads_a_lower_duplicate_share_than_the_first():
     assert floored.near.duplicate_share_source == "the first"  # the report names where the π it uses came from
     low = dataclasses.replace(plain, pi=(0.0, 0.0, 0.0))
     assert decision._choose_rule(calibrator, True, None, None, floor=low).pi == plain.pi
+
+
+def with_falsely_matching_sources(dataset: Pairs, n: int, copies: CopySample, matches: list[tuple[float, float]],
+                                  per_source: int = 5, seed: int = 7) -> CopySample:
+    """`copies` plus, for each (scaled, correlation) in `matches`, `per_source` copies of one new source (found
+    with their source at scaled 0.9, correlation 0.97) that also match one other image with that evidence — an
+    image that is no candidate of the source, so nothing excuses the match."""
+    rng = np.random.default_rng(seed)
+    candidates = set(zip(dataset.query.tolist(), dataset.target.tolist()))
+    q, t, s, c = [copies.pairs.query], [copies.pairs.target], [copies.pairs.scaled], [copies.pairs.correlation]
+    source, kind, k = list(copies.source), list(copies.kind), len(copies.source)
+    for scaled, correlation in matches:
+        src = int(rng.integers(300, n))  # no image with a duplicate
+        other = next(j for j in rng.permutation(n) if j != src and (min(src, j), max(src, j)) not in candidates)
+        for _ in range(per_source):
+            q.append([k, k]); t.append([src, other]); s.append([0.9, scaled]); c.append([0.97, correlation])
+            source.append(src); kind.append("same_shot"); k += 1
+    pairs = make_pairs(np.concatenate(q), np.concatenate(t), np.concatenate(s), np.concatenate(c))
+    return CopySample(source=np.asarray(source), kind=kind, pairs=pairs)
+
+
+def test_near_clean_rules_are_those_not_shown_noisier_than_the_cleanest():
+    rules = [Rule(0.5 + i / 100, None) for i in range(6)]
+    # The Poisson 95 % upper bound of 0 is 3.7, of 2 is 7.2: within it, a rule is not shown to be noisier.
+    assert decision._near_clean([(0, rules[0]), (3, rules[1]), (4, rules[2])]) == rules[:2]
+    assert decision._near_clean([(2, rules[0]), (7, rules[1]), (8, rules[2])]) == rules[:2]
+    assert decision._near_clean([]) == []
+
+
+def test_near_clean_rules_count_a_sources_falsely_matching_copies_once():
+    dataset, n, copies = world()
+    calibrator = Calibrator(dataset, n, copies)
+    loose, strict = Rule(0.55, None), Rule(0.6, None)
+    assert calibrator.evaluate(loose)["null_hits"].sum() == calibrator.evaluate(strict)["null_hits"].sum() == 0
+    # Five copies of one source match another image at scaled 0.58: five copies, one source.
+    noisy = Calibrator(dataset, n, with_falsely_matching_sources(dataset, n, copies, [(0.58, 0.5)]))
+    assert noisy.evaluate(loose)["null_hits"].sum() == 5 and noisy.evaluate(strict)["null_hits"].sum() == 0
+    near = noisy.near_clean_rules([loose, strict])
+    assert loose in near and strict in near  # one source is within the noise of none
+    assert [c[3] for c in noisy.clean_rules([loose, strict])] == [strict]
+    # Five sources, one copy each, at the same evidence: five draws, more than none can explain.
+    spread = Calibrator(dataset, n, with_falsely_matching_sources(dataset, n, copies, [(0.58, 0.5)] * 5,
+                                                                  per_source=1))
+    assert spread.near_clean_rules([loose, strict]) == [strict]
+
+
+def lookalike_world(seed=0):
+    """easy_copies_world with 150 look-alike pairs that the embedding tier scores like duplicates (scaled
+    0.6–0.95) but whose thumbnails do not align (correlation 0.3–0.8)."""
+    dataset, n, copies = easy_copies_world(seed)
+    rng = np.random.default_rng(seed + 50)
+    a = rng.choice(np.arange(120, n), 150, replace=False)
+    b = np.array([rng.choice(np.arange(120, n)) for _ in a])
+    keep = a != b
+    look = make_pairs(np.minimum(a, b)[keep], np.maximum(a, b)[keep], rng.uniform(0.6, 0.95, keep.sum()),
+                      rng.uniform(0.3, 0.8, keep.sum()))
+    merged = make_pairs(np.r_[dataset.query, look.query], np.r_[dataset.target, look.target],
+                        np.r_[dataset.scaled, look.scaled], np.r_[dataset.correlation, look.correlation])
+    return merged, n, copies
+
+
+def test_a_two_tier_reading_whose_overlap_contradicts_the_copies_is_left_out(monkeypatch):
+    # The pixel tier finds 0.9 of the copies at 0.775 but confirms only a third of the embedding tier's flags:
+    # those are look-alikes, and counting them as duplicates the other tier missed inflates π.
+    dataset, n, copies = lookalike_world()
+    rule = Rule(0.6, 0.775)
+    calibrator = Calibrator(dataset, n, copies)
+    assert calibrator._copies_found(Rule(None, 0.775)) > 0.85
+    assert calibrator._recapture(rule) is None
+    monkeypatch.setattr(decision, "RECAPTURE_CONSISTENCY", 0.0)
+    inflated = Calibrator(dataset, n, copies)._recapture(rule)
+    assert inflated is not None and inflated[0] > 1.5 * 120  # 120 images have a duplicate
+
+
+def test_where_the_cleanest_rules_cannot_read_the_share_the_near_clean_ones_do():
+    # The copies of one source match another image at every rule, those of another at the looser ones: the
+    # cleanest rules are strict, where the pixel tier finds under half the copies alone (no two-tier reading),
+    # and the copies there (easier to find than the duplicates) understate π. The looser rules are as clean
+    # within the noise of a single source and read π from the tiers.
+    dataset, n, copies = easy_copies_world(seed=0)
+    noisy = with_falsely_matching_sources(dataset, n, copies, [(0.99, 0.99), (0.6, 0.9)])
+    choice = choose_rule(Calibrator(dataset, n, noisy), has_embeddings=True)
+    calibrator = choice.calibrator
+    assert calibrator.two_tier_share([c[3] for c in calibrator.clean_rules(choice.rules)]) is None
+    assert choice.pi_source == decision.SHARE_FROM_TIERS
+    assert choice.pi[0] == pytest.approx(120 / n, abs=0.015)
+    assert choice.pi[1] <= 120 / n <= choice.pi[2]
