@@ -7,7 +7,7 @@ from auditor.checks.common import group_id, members, percent, plural, quoted_pat
 from auditor.config import Policy
 from auditor.context import AuditContext
 from auditor.report import Finding, Severity, Status
-from auditor.similarity.describe import decision_text, detection_quality, interval_text
+from auditor.similarity.describe import decision_text, detection_quality, interval_text, precision_text
 from auditor.similarity.duplicate_graph import ALL_KINDS, EXACT_KINDS
 
 NOT_NEAR = {"pixels", "bytes"}  # kinds of evidence that make a pair an exact copy, not a near-duplicate
@@ -97,8 +97,7 @@ def compute_near(ctx: AuditContext) -> Evidence:
     quality = detection_quality(ctx, choice.near)
     threshold_text = decision_text(ctx)
     quality_text = (f"; estimated recall {interval_text(quality['recall'], quality['recall_interval'])}"
-                    + (f", precision {interval_text(quality['precision'], quality['precision_interval'])}"
-                       if groups and quality["precision"] is not None else ""))
+                    + (precision_text(quality) if groups else ""))
     unreliable = [f"{name} tier not used ({tier['note']})" for name, tier in choice.tiers.items()
                   if not tier.get("used") and tier.get("note") not in (None, "no embeddings", "no hash matches")]
     summary = (

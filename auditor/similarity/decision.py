@@ -54,6 +54,11 @@ MIN_RECAPTURED = 30  # images both tiers flag, at the least, for a two-tier read
 # _recapture). 0.6: real same-shot duplicates were found at 0.57–0.84 where the copies said 0.90–0.96.
 RECAPTURE_CONSISTENCY = 0.6
 NEAR_CLEAN_LEVEL = 0.975  # near-clean rules: false-matching sources within this Poisson upper bound of the fewest
+# Why precision is not estimated although images are flagged (Estimate.precision_note).
+PRECISION_UNSUPPORTED = ("not estimated: the copies match other images more often than this dataset's images are "
+                         "flagged, so their false-match rate does not describe this dataset")
+PRECISION_NO_REFERENCE = ("not estimated: no rule finds half of the calibration copies, so the share of images "
+                          "with a duplicate cannot be read")
 SHARE_FROM_TIERS = "the two tiers (capture-recapture)"
 SHARE_FROM_COPIES = "the calibration copies"
 
@@ -113,6 +118,7 @@ class Estimate:
     effective_copies: float | None = None
     duplicate_share_interval: tuple[float, float] | None = None  # π's 95 % interval
     duplicate_share_source: str | None = None  # what π was read from: SHARE_FROM_TIERS or SHARE_FROM_COPIES
+    precision_note: str | None = None  # why precision is None although images are flagged (PRECISION_…)
 
     def with_dataset_recall(self, dataset_recall: tuple[float, float, float] | None) -> "Estimate":
         """The same estimate, its recall interval spanning both measurements (the copies' and the dataset's own)."""
@@ -142,6 +148,7 @@ class Estimate:
             "estimated_duplicate_share_interval": None if self.duplicate_share_interval is None
             else [round(v, 4) for v in self.duplicate_share_interval],
             "duplicate_share_read_from": self.duplicate_share_source,
+            "precision_note": self.precision_note,
         }
 
 
@@ -339,11 +346,17 @@ class Calibrator:
         if pi is None:
             value = _share(share_flagged, false_rate, recall)
             pi = (value, value, value)
-        precision = precision_interval = effective = None
+        precision = precision_interval = effective = note = None
         low_r = high_r = recall
         if intervals:
             low_r, high_r, effective = clustered_jeffreys(result["pos_pass"], self.copies.source)
-        if flagged:
+        if flagged and pi[2] <= 0:
+            # π is nil even at the top of its interval, yet images are flagged: the copies' false-match rate exceeds
+            # every flag rate (copies of random crops of photos matching the other crops of their photo: 3.1 % of
+            # the copies against 18 of 20 018 held-out images flagged). F = N + π·R·(1 − N) cannot hold, so the
+            # copies cannot say how many flags are duplicates; "precision 0 % [0 %, 0 %]" was printed there.
+            note = PRECISION_UNSUPPORTED if pi_source is not None else PRECISION_NO_REFERENCE
+        elif flagged:
             precision = float(np.clip(pi[0] * recall / share_flagged, 0.0, 1.0))
             if intervals:
                 precision_interval = (float(np.clip(pi[1] * low_r / share_flagged, 0.0, 1.0)),
@@ -351,7 +364,8 @@ class Calibrator:
         return Estimate(recall=recall, recall_interval=(low_r, high_r),
                         precision=precision, precision_interval=precision_interval, false_match_rate=false_rate,
                         flagged=flagged, population=population, duplicate_share=pi[0], effective_copies=effective,
-                        duplicate_share_interval=(pi[1], pi[2]), duplicate_share_source=pi_source)
+                        duplicate_share_interval=(pi[1], pi[2]), duplicate_share_source=pi_source,
+                        precision_note=note)
 
     def duplicate_share(self, rules: list[Rule]) -> tuple[tuple[float, float, float], Rule | None, str | None]:
         """π, the share of population images with a duplicate, the rule it was read at and what it was read from

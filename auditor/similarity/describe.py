@@ -28,6 +28,13 @@ def interval_text(value: float | None, interval: list | tuple | None) -> str:
     return text + (f" [{interval[0]:.0%}, {interval[1]:.0%}]" if interval else "")
 
 
+def precision_text(quality: dict[str, Any]) -> str:
+    """", precision 93 % [71 %, 100 %]" for a summary; why it is missing where images are flagged; else ""."""
+    if quality["precision"] is not None:
+        return f", precision {interval_text(quality['precision'], quality['precision_interval'])}"
+    return f", precision {quality['precision_note']}" if quality.get("precision_note") else ""
+
+
 def detection_quality(ctx, estimate) -> dict[str, Any]:
     """Estimated recall and precision of the decision, with 95 % intervals and how they were measured."""
     decision = ctx.duplicate_decision
@@ -43,7 +50,9 @@ def detection_quality(ctx, estimate) -> dict[str, Any]:
                   "(not counting images the decision calls duplicates of the source) give the false-match rate; "
                   "precision = duplicate share x recall / flagged share, the duplicate share read from the two "
                   "tiers (how many of one tier's flags the other finds again, where at least 30 images are flagged "
-                  "by both) or else from the copies (duplicate_share_read_from)",
+                  "by both and each tier confirms the other's flags about as often as it finds the copies; at the "
+                  "rules the copies show fewest false matches at, else at those within that count's noise) or else "
+                  "from the copies (duplicate_share_read_from)",
         "caveat": "the recall interval spans two measurements: the calibration copies' 95 % interval "
                   "(recall_interval_copies) and the recall on the dataset's own duplicates (recall_on_dataset: of the "
                   "images the most sensitive rule without false matches on the copies flags, the share this rule "

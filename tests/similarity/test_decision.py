@@ -562,3 +562,40 @@ def test_where_the_cleanest_rules_cannot_read_the_share_the_near_clean_ones_do()
     assert choice.pi_source == decision.SHARE_FROM_TIERS
     assert choice.pi[0] == pytest.approx(120 / n, abs=0.015)
     assert choice.pi[1] <= 120 / n <= choice.pi[2]
+
+
+def test_where_copies_match_other_images_more_often_than_images_are_flagged_precision_is_not_claimed():
+    # 400 images, one duplicate pair (2 images flagged); each copy also matches another image as well as its
+    # source (copies of crops of one photo matching the photo's other crops): the copies' false-match rate (all of
+    # them) exceeds any flag rate, π reads 0 even at the top of its interval, and "precision 0 % [0 %, 0 %]" would be
+    # a claim the copies cannot support.
+    dataset, n, copies = world(dup_pairs=1)
+    rng = np.random.default_rng(3)
+    others = np.array([(src + 1 + rng.integers(n - 1)) % n for src in copies.source])
+    crowded = make_pairs(np.r_[copies.pairs.query, np.arange(len(others))], np.r_[copies.pairs.target, others],
+                         np.r_[copies.pairs.scaled, np.full(len(others), 0.96)],
+                         np.r_[copies.pairs.correlation, np.full(len(others), 0.99)])
+    calibrator = Calibrator(dataset, n, CopySample(copies.source, copies.kind, crowded))
+    rules = [Rule(0.52, 0.87), Rule(0.6, 0.9)]
+    pi, _rule, source = calibrator.duplicate_share(rules)
+    assert pi[2] == 0 and source == decision.SHARE_FROM_COPIES
+    est = calibrator.estimate(Rule(0.52, 0.87), pi, pi_source=source)
+    assert est.flagged == 2 and est.precision is None and est.precision_interval is None
+    assert est.precision_note == decision.PRECISION_UNSUPPORTED
+    assert est.as_dict()["precision_note"] == decision.PRECISION_UNSUPPORTED
+    # Where π has room above 0, precision is estimated as before and no note is given.
+    dataset, n, copies = world()
+    fine = Calibrator(dataset, n, copies)
+    pi, _rule, source = fine.duplicate_share(rules)
+    est = fine.estimate(Rule(0.52, 0.87), pi, pi_source=source)
+    assert est.precision is not None and est.precision_note is None
+
+
+def test_summaries_say_why_precision_is_missing():
+    from auditor.similarity.describe import precision_text
+
+    assert precision_text({"precision": 0.93, "precision_interval": [0.71, 1.0]}) == ", precision 93% [71%, 100%]"
+    assert precision_text({"precision": None, "precision_interval": None, "precision_note": None}) == ""
+    text = precision_text({"precision": None, "precision_interval": None,
+                           "precision_note": decision.PRECISION_UNSUPPORTED})
+    assert text == ", precision " + decision.PRECISION_UNSUPPORTED
