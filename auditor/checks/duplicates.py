@@ -130,6 +130,8 @@ def compute_near(ctx: AuditContext) -> Evidence:
                 "min_cosine": rule.min_cosine,
                 "min_scaled_cosine": rule.min_scaled,
                 "min_correlation": rule.min_correlation,
+                "joint_min_scaled_cosine": rule.joint_scaled,
+                "joint_min_correlation": rule.joint_correlation,
                 "hash_alone": rule.hash_alone,
                 "min_cosine_source": "given by the user" if ctx.config.min_cosine is not None else choice.reason,
                 "min_correlation_source": "given by the user" if ctx.config.min_correlation is not None else choice.reason,

@@ -15,6 +15,9 @@ def decision_text(ctx) -> str:
         parts.append(f"cosine ≥ {rule.min_cosine:.3f}")
     if rule.min_correlation is not None:
         parts.append(f"aligned pixel correlation ≥ {rule.min_correlation:.3f}")
+    if rule.has_joint:
+        parts.append(f"scaled cosine ≥ {rule.joint_scaled:.2f} and aligned pixel correlation ≥ "
+                     f"{rule.joint_correlation:.3f} together")
     if rule.hash_alone:
         parts.append(f"pHash ≤ {ctx.config.max_phash_distance} and dHash ≤ {ctx.config.max_dhash_distance} "
                      "(any rotation or mirroring)")

@@ -1,10 +1,11 @@
 """Who duplicates whom: one graph over unique image contents, with the evidence for every edge.
 
 Nodes are unique file contents (sha256) of usable images; records that share bytes share a node.
-Edges come from four kinds of evidence, each kept so the report can show it:
+Edges come from five kinds of evidence, each kept so the report can show it:
   - `pixels`: identical decoded pixels under another encoding;
-  - `embedding`, `correlation`, `hash`: pairs the near-duplicate decision accepts (auditor/similarity/):
-    scaled embedding cosine, aligned pixel correlation, perceptual hashes under rotation/mirroring.
+  - `embedding`, `correlation`, `hash`, `joint`: pairs the near-duplicate decision accepts (auditor/similarity/):
+    scaled embedding cosine, aligned pixel correlation, perceptual hashes under rotation/mirroring, and the
+    cosine and correlation together where neither alone reaches its threshold (the rule's both-tiers clause).
 Exact groups (`pixels` only) are connected components: identical pixels are transitive. Near-duplicate
 groups are not: inside each component every two members must be duplicates (similarity/groups.py), so
 similar-but-different images never chain into one group.
@@ -22,7 +23,7 @@ from auditor.similarity.neighbours import hamming_pairs, hex_to_codes
 
 # Kinds of edge. Exact: the same decoded pixels; all: any evidence of a near-duplicate too.
 EXACT_KINDS = ("pixels",)
-ALL_KINDS = ("pixels", "hash", "embedding", "correlation")
+ALL_KINDS = ("pixels", "hash", "embedding", "correlation", "joint")
 
 
 @dataclass

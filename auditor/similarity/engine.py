@@ -60,6 +60,8 @@ class DuplicateDecision:
             kinds.append("embedding")
         if self.rule.min_correlation is not None and p.correlation[k] >= self.rule.min_correlation:
             kinds.append("correlation")
+        if not kinds and self.rule.joint_passes(p.subset(np.array([k])))[0]:
+            kinds.append("joint")  # neither tier alone: both together (Rule.joint_scaled, joint_correlation)
         if p.hash_match[k] and (self.rule.hash_alone or kinds):
             kinds.append("hash")
         out: dict[str, Any] = {"kinds": kinds, "correlation": round(float(p.correlation[k]), 4),
@@ -80,12 +82,14 @@ class DuplicateDecision:
         superlinear part at scale: every two members of each chained component, each under 8 variants)."""
         embedding = pair_evidence(self.data, a, b, pixels=False)
         ok = self.rule.embedding_passes(embedding)
-        if self.rule.min_correlation is not None and not ok.all():
+        if (self.rule.min_correlation is not None or self.rule.has_joint) and not ok.all():
             rest = np.flatnonzero(~ok)
             correlation, _variant = ev.pair_correlation(self.data.thumbs, embedding.query[rest], self.data.thumbs,
                                                         embedding.target[rest], -1, every_variant=True,
                                                         memo=self.data.memo)
-            ok[rest] = correlation >= self.rule.min_correlation
+            judged = embedding.subset(rest)
+            judged.correlation = correlation.astype(np.float32)
+            ok[rest] = self.rule.passes(judged)
         return ok  # judged pairs carry no hash match: `hash_alone` accepts none of them
 
 

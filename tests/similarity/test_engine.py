@@ -64,7 +64,8 @@ def test_decide_finds_the_planted_copy_and_estimates_its_quality():
 
 
 @pytest.mark.parametrize("rule", [dict(min_scaled=0.3, min_correlation=0.9), dict(min_scaled=0.3, min_correlation=None),
-                                  dict(min_scaled=None, min_correlation=0.85)])
+                                  dict(min_scaled=None, min_correlation=0.85),
+                                  dict(min_scaled=0.95, min_correlation=0.999, joint_scaled=0.8, joint_correlation=0.99)])
 def test_judge_gives_the_rules_verdict_on_full_evidence(rule):
     """judge measures the pixel tier only where it decides; its verdicts are those of the rule on all evidence."""
     from types import SimpleNamespace
@@ -87,6 +88,9 @@ def test_judge_gives_the_rules_verdict_on_full_evidence(rule):
     got = decision.judge(a, b)
     assert np.array_equal(got, want)
     assert 0 < want.sum() < len(a)  # some pairs pass, some do not
+    if "joint_scaled" in rule:  # and some only by both tiers together
+        alone = Rule(rule["min_scaled"], rule["min_correlation"]).passes(pair_evidence(data, a, b))
+        assert (want & ~alone).any()
 
 
 def test_float16_rows_decide_as_their_float32_values():
