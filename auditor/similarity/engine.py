@@ -60,7 +60,9 @@ class DuplicateDecision:
             kinds.append("embedding")
         if self.rule.min_correlation is not None and p.correlation[k] >= self.rule.min_correlation:
             kinds.append("correlation")
-        if not kinds and self.rule.joint_passes(p.subset(np.array([k])))[0]:
+        rule = self.rule
+        if (not kinds and rule.has_joint and p.scaled[k] >= rule.joint_scaled
+                and p.correlation[k] >= rule.joint_correlation):
             kinds.append("joint")  # neither tier alone: both together (Rule.joint_scaled, joint_correlation)
         if p.hash_match[k] and (self.rule.hash_alone or kinds):
             kinds.append("hash")

@@ -594,15 +594,6 @@ def test_where_copies_match_other_images_more_often_than_images_are_flagged_prec
     assert est.precision is not None and est.precision_note is None
 
 
-def test_summaries_say_why_precision_is_missing():
-    from auditor.similarity.describe import precision_text
-
-    assert precision_text({"precision": 0.93, "precision_interval": [0.71, 1.0]}) == ", precision 93% [71%, 100%]"
-    assert precision_text({"precision": None, "precision_interval": None, "precision_note": None}) == ""
-    text = precision_text({"precision": None, "precision_interval": None,
-                           "precision_note": decision.PRECISION_UNSUPPORTED})
-    assert text == ", precision " + decision.PRECISION_UNSUPPORTED
-
 
 def two_tier_lookalike_world(seed=0, n=1000, dup_pairs=60, copies=300):
     """Each tier alone has a few look-alikes (1 in 10 other pairs, high on one tier only: scaled 0.45–0.58 with

@@ -112,3 +112,26 @@ def test_float16_rows_decide_as_their_float32_values():
         np.testing.assert_array_equal(getattr(half.pairs, field), getattr(single.pairs, field))
     np.testing.assert_array_equal(half.accepted, single.accepted)
     assert half.rule == single.rule and half.leak.as_dict() == single.leak.as_dict()
+
+
+def test_a_pair_only_the_both_tiers_clause_accepts_is_an_edge_of_kind_joint():
+    from types import SimpleNamespace
+
+    from auditor.similarity import evidence as ev
+    from auditor.similarity.decision import Rule
+    from auditor.similarity.engine import DuplicateDecision
+
+    thumbs = np.stack([grey32(jpeg(picture(s))) for s in range(4)])
+    unit = np.eye(4, 8, dtype=np.float32)
+    data = ev.make_dataset(unit, thumbs)
+    none = np.full(3, 99)
+    pairs = ev.Pairs(query=np.array([0, 0, 1]), target=np.array([1, 2, 3]), rank=np.zeros(3, np.int64),
+                     cosine=np.array([0.9, 0.5, 0.5], np.float32), scaled=np.array([0.9, 0.5, 0.5], np.float32),
+                     correlation=np.array([0.5, 0.91, 0.80], np.float32), variant=np.zeros(3, np.int64),
+                     hash_match=np.zeros(3, bool), phash_distance=none, dhash_distance=none)
+    rule = Rule(0.8, 0.95, joint_scaled=0.45, joint_correlation=0.9)
+    decision = DuplicateDecision(data=data, pairs=pairs, accepted=rule.passes(pairs),
+                                 choice=SimpleNamespace(rule=rule), hash_tier={}, leak=None)
+    assert decision.accepted.tolist() == [True, True, False]
+    assert decision.edge_evidence(0)["kinds"] == ["embedding"]
+    assert decision.edge_evidence(1)["kinds"] == ["joint"]

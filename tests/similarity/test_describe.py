@@ -1,0 +1,31 @@
+"""The duplicate decision in words: the rule (with its both-tiers clause) and why a precision is missing."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from auditor.similarity import decision
+from auditor.similarity.decision import Rule
+from auditor.similarity.describe import decision_text, precision_text
+
+
+def context(rule: Rule) -> SimpleNamespace:
+    return SimpleNamespace(duplicate_decision=SimpleNamespace(rule=rule),
+                           config=SimpleNamespace(max_phash_distance=6, max_dhash_distance=10))
+
+
+def test_the_rule_in_words_names_every_clause():
+    assert decision_text(context(Rule(0.61, 0.89))) == "scaled cosine ≥ 0.61 or aligned pixel correlation ≥ 0.890"
+    joint = Rule(0.61, 0.89, hash_alone=True, joint_scaled=0.41, joint_correlation=0.87)
+    assert decision_text(context(joint)) == (
+        "scaled cosine ≥ 0.61 or aligned pixel correlation ≥ 0.890 or scaled cosine ≥ 0.41 and aligned pixel "
+        "correlation ≥ 0.870 together or pHash ≤ 6 and dHash ≤ 10 (any rotation or mirroring)")
+    assert decision_text(context(Rule(None, None))) == "identical pixels only"
+
+
+def test_summaries_say_why_precision_is_missing():
+    assert precision_text({"precision": 0.93, "precision_interval": [0.71, 1.0]}) == ", precision 93% [71%, 100%]"
+    assert precision_text({"precision": None, "precision_interval": None, "precision_note": None}) == ""
+    text = precision_text({"precision": None, "precision_interval": None,
+                           "precision_note": decision.PRECISION_UNSUPPORTED})
+    assert text == ", precision " + decision.PRECISION_UNSUPPORTED
