@@ -1,6 +1,7 @@
 """Is what the audit says about leaks and label noise true? Planted truth on real photos, end to end.
 
     python bench/bench_truth.py [--quick] [--work /tmp/auditor_truth] [--cache-dir DIR] [--rows a,b,…]
+        [--leak-rates 0,0.02,0.10,0.3] [--plant-seed N] [--json out.json]
 
 Builds the truth datasets (see bench/truth_data.py) from ../shared/datasets, runs the audit through the
 CLI on each (`auditor audit --checks exact_duplicates,near_duplicates,leakage,label_conflicts,label_issues`,
@@ -60,8 +61,12 @@ def planted_count(rate: float, held_out: int) -> int:
     return 0 if rate <= 0 else max(1, int(round(rate * held_out)))
 
 
-def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, ...] = (0.02, 0.10)) -> list[td.Row]:
+def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, ...] = (0.02, 0.10),
+               plant_seed: int = 0) -> list[td.Row]:
+    """`plant_seed`: which train photos get a planted leak and how each is re-processed (0: the published table's
+    rows; another seed plants other leaks beside them, in rows named with `_p<seed>`)."""
     rows: list[td.Row] = []
+    tag = "" if plant_seed == 0 else f"_p{plant_seed}"
     pools = work / "pool"
     manifests = work / "rows"
     specs = [("cats_and_dogs_filtered", "cd", None), ("cats_and_dogs_filtered", "cd", 64),
@@ -78,9 +83,9 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
             if quick and rate != leak_rates[-1]:
                 continue
             count = planted_count(rate, held_out)
-            planted = td.plant_leaks(pool, photos, count, side, seed=0)
+            planted = td.plant_leaks(pool, photos, count, side, seed=plant_seed)
             row = td.Row(name=f"{variant} leaks {rate:.0%}", variant=variant,
-                         manifest=manifests / f"{variant}_leak{int(rate * 100):02d}.csv")
+                         manifest=manifests / f"{variant}_leak{int(rate * 100):02d}{tag}.csv")
             entries = base + [(p, label, split) for p, label, split, _src in planted]
             td.write_manifest(row.manifest, entries)
             row.leaked = {p for p, *_ in planted} | genuine_rel
@@ -108,9 +113,9 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
         if quick:
             break
         count = planted_count(rate, held_out)
-        planted = td.plant_digit_leaks(pool, photos, count, seed=0)
+        planted = td.plant_digit_leaks(pool, photos, count, seed=plant_seed)
         row = td.Row(name=f"digits_32 leaks {rate:.0%}", variant="digits_32",
-                     manifest=manifests / f"digits_32_leak{int(rate * 100):02d}.csv")
+                     manifest=manifests / f"digits_32_leak{int(rate * 100):02d}{tag}.csv")
         entries = base + [(p, label, split) for p, label, split, _src in planted]
         td.write_manifest(row.manifest, entries)
         row.leaked, row.planted, row.images, row.held_out = {p for p, *_ in planted}, count, len(entries), held_out + count
@@ -190,11 +195,15 @@ def main() -> None:
     parser.add_argument("--leak-rates", default="0.02,0.10",
                         help="planted leaks as shares of the held-out images (published test sets reach 0.3; 0: a row with none planted)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
+    parser.add_argument("--plant-seed", type=int, default=0,
+                        help="plant other leaks (other train photos, other re-processing) beside the default ones: "
+                             "a check that nothing was tuned to the default rows' leaks")
     args = parser.parse_args()
     if not args.shared.is_dir():
         raise SystemExit(f"no shared datasets at {args.shared}; pass --shared")
     cache_dir = args.cache_dir or args.work / "cache"
-    rows = build_rows(args.shared, args.work, args.quick, tuple(float(r) for r in args.leak_rates.split(",")))
+    rows = build_rows(args.shared, args.work, args.quick, tuple(float(r) for r in args.leak_rates.split(",")),
+                      args.plant_seed)
     if args.rows:
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
         rows = [r for r in rows if any(w in r.name for w in wanted)]

@@ -153,6 +153,12 @@ def build_pool(shared_dataset: Path, pool: Path, side: int | None, skip: set[str
     return rows
 
 
+def planted_folder(seed: int) -> str:
+    """Where the leaks planted at `seed` go: `planted` for seed 0 (the bench's default rows), else
+    `planted_s<seed>`, so leaks planted at another seed sit beside them and share the pool and its cache."""
+    return "planted" if seed == 0 else f"planted_s{seed}"
+
+
 def plant_leaks(pool: Path, photos: list[tuple[str, str, str, Path]], count: int, side: int | None,
                 seed: int) -> list[tuple[str, str, str, str]]:
     """`count` same-shot copies of distinct train photos into the held-out split: (path, label, 'val', source path).
@@ -163,7 +169,7 @@ def plant_leaks(pool: Path, photos: list[tuple[str, str, str, Path]], count: int
     planted = []
     for i in range(count):
         rel, _split, label, native = train[order[i]]
-        name = f"planted/{label}/leak_{i:04d}.jpg"
+        name = f"{planted_folder(seed)}/{label}/leak_{i:04d}.jpg"
         if not (pool / name).exists():
             local = np.random.default_rng([seed, i])
             copy = same_shot(Image.open(native), local, leak_kind(i))
@@ -251,7 +257,7 @@ def plant_digit_leaks(pool: Path, photos, count: int, seed: int) -> list[tuple[s
     planted = []
     for i in range(count):
         rel, _split, label, _native = train[order[i]]
-        name = f"planted/{label}/leak_{i:04d}.jpg"
+        name = f"{planted_folder(seed)}/{label}/leak_{i:04d}.jpg"
         if not (pool / name).exists():
             local = np.random.default_rng([seed, i])
             kind = leak_kind(i) if leak_kind(i) != "grey" else "plain"  # digits are grey already
