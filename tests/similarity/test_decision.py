@@ -669,3 +669,21 @@ def test_no_both_tiers_clause_where_it_would_only_add_false_matches():
     # With a tier switched off there is no clause either.
     dataset, n, copies = world(useless_pixels=True)
     assert not choose_rule(Calibrator(dataset, n, copies), has_embeddings=True).rule.has_joint
+
+
+def test_without_a_two_tier_reading_the_copies_are_read_again_at_the_near_clean_rules():
+    # Embedding-only rules (no two-tier reading). The copies of one source match another image at every rule, those
+    # of another at scaled 0.6 and below: the cleanest rules are stricter, where the copies (found more easily than
+    # the duplicates) read π low; the near-clean ones read it nearer the truth, and the higher reading is kept.
+    dataset, n, copies = easy_copies_world(seed=0)
+    noisy = with_falsely_matching_sources(dataset, n, copies, [(0.99, 0.99), (0.6, 0.9)])
+    calibrator = Calibrator(dataset, n, noisy)
+    rules = [Rule(round(float(v), 2), None) for v in np.arange(0.4, 0.96, 0.02)]
+    clean = calibrator.clean_rules(rules)
+    assert all(c[3].min_scaled > 0.6 for c in clean)
+    from_clean, _rule = calibrator._copies_share(clean)
+    pi, rule, source = calibrator.duplicate_share(rules)
+    assert source == decision.SHARE_FROM_COPIES and rule in calibrator.near_clean_rules(rules)
+    assert any(r.min_scaled <= 0.6 for r in calibrator.near_clean_rules(rules))  # looser rules were read too
+    assert from_clean[0] < pi[0] and abs(pi[0] - 120 / n) < abs(from_clean[0] - 120 / n)
+    assert pi[1] <= from_clean[1] and pi[2] >= from_clean[2]  # the interval spans both readings
