@@ -263,7 +263,7 @@ class Calibrator:
         in_pop[self.population] = True
         # Node-level maxima over the pairs that can flag a population node.
         self.best_s, self.best_c, self.has_hash = _node_best(dataset_pairs, n_nodes, partner_ok)
-        self.flaggable = dataset_pairs.subset(partner_ok)  # pair by pair, for a both-tiers clause
+        self.partner_ok = partner_ok  # pair by pair, for a both-tiers clause (no copy of the pairs: 10⁶ images)
         self.best_cos = np.full(n_nodes, -np.inf, dtype=np.float32)
         for end in (dataset_pairs.query[partner_ok], dataset_pairs.target[partner_ok]):
             np.maximum.at(self.best_cos, end, dataset_pairs.cosine[partner_ok])
@@ -337,9 +337,9 @@ class Calibrator:
         if rule.hash_alone:
             flagged_nodes |= self.has_hash
         if rule.has_joint:
-            joint = rule.joint_passes(self.flaggable)
-            flagged_nodes[self.flaggable.query[joint]] = True
-            flagged_nodes[self.flaggable.target[joint]] = True
+            joint = rule.joint_passes(self.pairs) & self.partner_ok
+            flagged_nodes[self.pairs.query[joint]] = True
+            flagged_nodes[self.pairs.target[joint]] = True
         flagged_nodes &= self.in_pop
         return {"pos_pass": pos_pass, "null_hits": null_hits, "flagged": int(flagged_nodes.sum()),
                 "flagged_nodes": flagged_nodes}
