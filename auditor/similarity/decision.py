@@ -1,8 +1,9 @@
 """The duplicate decision, chosen per dataset, and what it is expected to get right.
 
 A candidate pair is a duplicate when its scaled cosine reaches `min_scaled` (embedding tier) or its aligned
-pixel correlation reaches `min_correlation` (pixel tier); hash matches count on their own only where the
-hash tier proved reliable. The two thresholds are chosen on the dataset itself:
+pixel correlation reaches `min_correlation` (pixel tier), or both reach the lower thresholds of a both-tiers
+clause where the copies say it helps (`_with_joint_clause`); hash matches count on their own only where the
+hash tier proved reliable. The thresholds are chosen on the dataset itself:
 
 - recall R: the share of calibration copies (made like real leaks, see positives.py) whose own source
   passes among their candidates;
@@ -12,7 +13,8 @@ hash tier proved reliable. The two thresholds are chosen on the dataset itself:
   is a first choice made with only near-identical partners excused; the rule is then chosen again with
   that choice's duplicates excused, one fixed set for every rule judged (see `choose_rule`);
 - flagged F: the share of the dataset's images with a passing partner. With π the share of images that
-  have a duplicate, F = N + π·R·(1 − N), so π and the precision 1 − (1 − π)·N/F follow.
+  have a duplicate (read from the two tiers against each other where they see enough, else from the copies: see
+  `duplicate_share`), the precision is π·R / F.
 
 The thresholds maximise the estimated F1 over a grid that includes switching a tier off, so a tier that
 cannot separate copies from other images on this dataset is switched off *and reported as such*, never
