@@ -366,6 +366,7 @@ class Calibrator:
                             false_match_rate=float("nan"), flagged=flagged, population=population,
                             duplicate_share=0.0)
         share_flagged = flagged / population if population else 0.0
+        measured = pi is not None  # π read at a reference rule (duplicate_share), not from this rule's own flags
         if pi is None:
             value = _share(share_flagged, false_rate, recall)
             pi = (value, value, value)
@@ -373,7 +374,7 @@ class Calibrator:
         low_r = high_r = recall
         if intervals:
             low_r, high_r, effective = clustered_jeffreys(result["pos_pass"], self.copies.source)
-        if flagged and pi[2] <= 0:
+        if flagged and measured and pi[2] <= 0:
             # π is nil even at the top of its interval, yet images are flagged: the copies' false-match rate exceeds
             # every flag rate (copies of random crops of photos matching the other crops of their photo: 3.1 % of
             # the copies against 18 of 20 018 held-out images flagged). F = N + π·R·(1 − N) cannot hold, so the
@@ -421,7 +422,7 @@ class Calibrator:
             # like the second choice's): hymenoptera with leaks in 10 % of the held-out images planted at another
             # seed (bench_truth.py --plant-seed 1, --seed 2) found 3 of 15 with π read at 0.023, 11 with this (true
             # 0.073). Among the near-clean rules, not looser ones: there the copies miss the dataset's look-alikes.
-            near = self._near_clean
+            near = self.near_clean_readings(rules)
             if near:
                 (value, low, high), near_rule = self._copies_share(near)
                 if value > from_copies[0]:
@@ -544,13 +545,17 @@ class Calibrator:
         self._near_clean = _near_clean([(c[2], (c[0], c[3], c[4], c[5])) for c in candidates])
         return self._clean
 
+    def near_clean_readings(self, rules: list[Rule]) -> list[tuple[float, float, int, Rule]]:
+        """As `clean_rules`, for the rules that find at least MIN_REFERENCE_RECALL of the copies and that the copies
+        do not show to be noisier than the cleanest: the sources with a falsely matching copy are within the Poisson
+        upper bound (NEAR_CLEAN_LEVEL) of the fewest such sources. Counted in sources, not copies: a source with a
+        look-alike (or an unexcused duplicate) has all its copies matching it, one draw."""
+        self.clean_rules(rules)  # computes both, remembered for the last `rules`
+        return self._near_clean
+
     def near_clean_rules(self, rules: list[Rule]) -> list[Rule]:
-        """The rules that find at least MIN_REFERENCE_RECALL of the copies and that the copies do not show to be
-        noisier than the cleanest: the sources with a falsely matching copy are within the Poisson upper bound
-        (NEAR_CLEAN_LEVEL) of the fewest such sources. Counted in sources, not copies: a source with a look-alike
-        (or an unexcused duplicate) has all its copies matching it, one draw."""
-        self.clean_rules(rules)
-        return [c[3] for c in self._near_clean]
+        """The near-clean rules themselves (see near_clean_readings)."""
+        return [c[3] for c in self.near_clean_readings(rules)]
 
     def dataset_recall(self, rule: Rule, rules: list[Rule]) -> tuple[float, float, float] | None:
         """Recall of `rule` measured on the dataset's own duplicates, not on the copies: of the population images

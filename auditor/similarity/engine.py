@@ -53,6 +53,11 @@ class DuplicateDecision:
         """Which pairs the embedding tier accepts, judged once for all pairs (not one pair at a time per edge)."""
         return self.rule.embedding_passes(self.pairs)
 
+    @functools.cached_property
+    def _joint_passes(self) -> np.ndarray:
+        """Which pairs the rule's both-tiers clause accepts, judged once for all pairs."""
+        return self.rule.joint_passes(self.pairs)
+
     def edge_evidence(self, k: int) -> dict[str, Any]:
         p = self.pairs
         kinds = []
@@ -60,9 +65,7 @@ class DuplicateDecision:
             kinds.append("embedding")
         if self.rule.min_correlation is not None and p.correlation[k] >= self.rule.min_correlation:
             kinds.append("correlation")
-        rule = self.rule
-        if (not kinds and rule.has_joint and p.scaled[k] >= rule.joint_scaled
-                and p.correlation[k] >= rule.joint_correlation):
+        if not kinds and self._joint_passes[k]:
             kinds.append("joint")  # neither tier alone: both together (Rule.joint_scaled, joint_correlation)
         if p.hash_match[k] and (self.rule.hash_alone or kinds):
             kinds.append("hash")

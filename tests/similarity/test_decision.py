@@ -586,6 +586,11 @@ def test_where_copies_match_other_images_more_often_than_images_are_flagged_prec
     assert est.flagged == 2 and est.precision is None and est.precision_interval is None
     assert est.precision_note == decision.PRECISION_UNSUPPORTED
     assert est.as_dict()["precision_note"] == decision.PRECISION_UNSUPPORTED
+    # Where no rule found half the copies (π read nowhere: (0, 0, 0) without a source), the note says that instead.
+    unread = calibrator.estimate(Rule(0.52, 0.87), (0.0, 0.0, 0.0), pi_source=None)
+    assert unread.precision is None and unread.precision_note == decision.PRECISION_NO_REFERENCE
+    # A rule judged on its own flags (no π given: each tier alone, for the report's tiers) gets no note.
+    assert calibrator.estimate(Rule(0.52, 0.87)).precision_note is None
     # Where π has room above 0, precision is estimated as before and no note is given.
     dataset, n, copies = world()
     fine = Calibrator(dataset, n, copies)
