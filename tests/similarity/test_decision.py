@@ -106,14 +106,14 @@ def test_matches_with_the_sources_own_duplicates_are_not_false_matches():
     assert after.false_match_rate == pytest.approx(before.false_match_rate)
 
 
-def world_with_copies_finding_their_sources_duplicates(seed: int):
-    """world() with 10 duplicate pairs that align below EXCUSE_CORRELATION (0.88–0.92, like same-shot leaks of
-    photos) but whose embeddings agree (scaled 0.90–0.95), and every copy of a duplicate's source also matching
-    that duplicate (a copy of one image of a pair is a duplicate of both)."""
+def world_with_copies_finding_their_sources_duplicates(seed: int, dup_scaled=(0.9, 0.95), dup_corr=(0.88, 0.92)):
+    """world() with 10 duplicate pairs that align below EXCUSE_CORRELATION (0.88–0.92 by default, like same-shot
+    leaks of photos) and whose embeddings agree (scaled 0.90–0.95), and every copy of a duplicate's source also
+    matching that duplicate (a copy of one image of a pair is a duplicate of both)."""
     dataset, n, copies = world(seed=seed, dup_pairs=10)
     rng = np.random.default_rng(seed + 100)
-    dataset.scaled[:10] = rng.uniform(0.9, 0.95, 10)
-    dataset.correlation[:10] = rng.uniform(0.88, 0.92, 10)
+    dataset.scaled[:10] = rng.uniform(*dup_scaled, 10)
+    dataset.correlation[:10] = rng.uniform(*dup_corr, 10)
     extra_q = [k for k, src in enumerate(copies.source) if src < 20]
     extra_t = [copies.source[k] ^ 1 for k in extra_q]
     more = make_pairs(np.r_[copies.pairs.query, extra_q], np.r_[copies.pairs.target, extra_t],
@@ -122,8 +122,21 @@ def world_with_copies_finding_their_sources_duplicates(seed: int):
     return dataset, n, CopySample(copies.source, copies.kind, more), len(extra_q)
 
 
-def test_matches_with_a_duplicate_the_decision_finds_are_excused_whatever_the_rule_judged():
+def test_matches_with_a_partner_close_to_the_source_on_both_tiers_are_excused_from_the_start():
+    """Same-shot duplicates align below EXCUSE_CORRELATION; close on both tiers at once, they are still the
+    source's duplicates, and a copy matching them is no false match, whatever the rule."""
     dataset, n, copies, extra = world_with_copies_finding_their_sources_duplicates(seed=4)
+    both = Calibrator(dataset, n, copies)
+    dataset, n, copies, _ = world_with_copies_finding_their_sources_duplicates(seed=4, dup_scaled=(0.1, 0.3))
+    one_tier = Calibrator(dataset, n, copies)  # the same matches, the source's partner close on the pixel tier only
+    assert int(both.excused.sum()) - int(one_tier.excused.sum()) == extra > 0
+    dataset, n, copies, _ = world_with_copies_finding_their_sources_duplicates(seed=4, dup_corr=(0.7, 0.84))
+    assert int(Calibrator(dataset, n, copies).excused.sum()) == int(one_tier.excused.sum())  # embedding only
+
+
+def test_matches_with_a_duplicate_the_decision_finds_are_excused_whatever_the_rule_judged():
+    # The duplicates align poorly (0.70–0.84): only the first choice's acceptance can excuse their matches.
+    dataset, n, copies, extra = world_with_copies_finding_their_sources_duplicates(seed=4, dup_corr=(0.7, 0.84))
     calibrator = Calibrator(dataset, n, copies)
     assert calibrator.excusing(np.zeros(len(dataset), bool)) is calibrator  # nothing new excused: same object
     widened = calibrator.excusing(Rule(0.9, None).passes(dataset))  # the 10 duplicate pairs
