@@ -11,6 +11,13 @@ Builds a dataset of small photos from cats_and_dogs_filtered (each photo downsca
    epochs, accuracies and gap, and the counterfactual's, read from report.json.
 The wall time of step 2 is the number the issue asks about; the ratio of the head's seconds per epoch to the
 embedding stage's seconds per image is printed too, since absolute seconds depend on how busy the machine is.
+
+`--plant-copies N` (the near-duplicate issue's own end-to-end case: 2 000 train / 600 val, 100 val images planted
+copies of train images, no label changed): N of the validation images are same-shot copies of distinct training
+photos (bench/truth_data.py's re-processing, then squared down like the rest), under their source's label, and
+step 2 is `auditor audit DIR --finetune` (every check, as a user would run it). It prints how many copies the
+audit found, what `label_issues` claims about labels nobody changed, and the points `gap_attribution` gives
+each part — the mislabel part should be nil: no label is wrong by construction.
 """
 
 from __future__ import annotations
@@ -27,14 +34,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def build(shared: Path, work: Path, size: int, train: int, val: int) -> Path:
+def build(shared: Path, work: Path, size: int, train: int, val: int, plant: int = 0) -> Path:
     from PIL import Image
 
     source = shared / "cats_and_dogs_filtered"
-    root = work / f"cats_dogs_{size}px"
+    root = work / (f"cats_dogs_{size}px" + (f"_{plant}copies" if plant else ""))
     if root.is_dir():
         return root
-    for split, src_split, count in (("train", "train", train), ("val", "validation", val)):
+    for split, src_split, count in (("train", "train", train), ("val", "validation", val - plant)):
         for label in ("cats", "dogs"):
             files = sorted((source / src_split / label).glob("*.jpg"))[: count // 2]
             (root / split / label).mkdir(parents=True, exist_ok=True)
@@ -42,7 +49,45 @@ def build(shared: Path, work: Path, size: int, train: int, val: int) -> Path:
                 with Image.open(path) as image:
                     small = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
                     small.save(root / split / label / path.name, "JPEG", quality=75)
+    if plant:
+        plant_copies(root, source, size, train, plant)
     return root
+
+
+def plant_copies(root: Path, source: Path, size: int, train: int, count: int) -> None:
+    """`count` same-shot copies of distinct training photos into val, named copy_NNNN_of_<source>.jpg."""
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(REPO / "bench"))
+    from truth_data import jpeg, leak_kind, same_shot
+
+    trained = [(label, path) for label in ("cats", "dogs")
+               for path in sorted((source / "train" / label).glob("*.jpg"))[: train // 2]]
+    order = np.random.default_rng(0).permutation(len(trained))[:count]
+    for i, k in enumerate(order):
+        label, path = trained[k]
+        rng = np.random.default_rng([0, i])
+        with Image.open(path) as image:
+            copy = same_shot(image, rng, leak_kind(i)).resize((size, size), Image.Resampling.BICUBIC)
+        (root / "val" / label / f"copy_{i:04d}_of_{path.name}").write_bytes(jpeg(copy, int(rng.integers(50, 91))))
+
+
+def report_claims(report: dict, plant: int) -> None:
+    """What the audit says about the planted copies and the labels (none changed), and the gap's parts."""
+    checks = {c["id"]: c for c in report["checks"]}
+    leaked = {path for finding in checks["leakage"].get("findings", []) for path in finding.get("paths", [])
+              if Path(path).parts[0] == "val"}
+    found = sum(Path(path).name.startswith("copy_") for path in leaked)
+    print(f"planted copies: {plant}; val images the leakage check flags: {len(leaked)}, of them planted: {found}")
+    labels = checks["label_issues"]["metrics"]
+    print(f"label_issues (no label was changed): estimate {labels.get('estimated_noise_percent')} % "
+          f"{[round(100 * v, 2) for v in labels.get('noise_rate_interval', [])]}, supported {labels.get('supported')}, "
+          f"strong evidence {labels.get('strong_evidence')}; summary: {checks['label_issues']['summary']}")
+    gap = checks["gap_attribution"]["metrics"]
+    print(f"gap_attribution: gap {gap['gap_points']} points, parts {gap['decomposition']['points']}, "
+          f"mislabels {gap['probable_mislabels']}")
+    print(f"verdict: {gap['verdict']}")
 
 
 def run(arguments: list[str]) -> float:
@@ -62,15 +107,17 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=600)
     parser.add_argument("--schedule", default="fast", choices=("fast", "reference"))
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--plant-copies", type=int, default=0)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="auditor-bench-finetune-"))
-    data = build(args.shared, work, args.size, args.train, args.val)
+    data = build(args.shared, work, args.size, args.train, args.val, args.plant_copies)
     cache = work / f"cache-{args.schedule}"
     common = ["--offline", "--backbone", "efficientnet-lite0", "--cache-dir", str(cache), "-q"]
     embed_s = run(["embed", str(data), *common])
     out = work / f"out-{args.schedule}"
     # `embed` warms scans and embeddings; the feature maps come with the fine-tune's own encode pass.
-    finetune_s = run(["finetune", str(data), *common, "--finetune-schedule", args.schedule, "--out", str(out),
+    command = ["audit", str(data), "--finetune"] if args.plant_copies else ["finetune", str(data)]
+    finetune_s = run([*command, *common, "--finetune-schedule", args.schedule, "--out", str(out),
                       "--format", "json", "--exit-zero"])
     report = json.loads((out / "report.json").read_text())
     checks = {c["id"]: c for c in report["checks"]}
@@ -92,6 +139,8 @@ def main() -> None:
     else:
         print(f"counterfactual: not run ({cf.get('reason')})")
     print("timings:", json.dumps(report["timings_s"]))
+    if args.plant_copies:
+        report_claims(report, args.plant_copies)
 
 
 if __name__ == "__main__":
