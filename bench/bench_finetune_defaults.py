@@ -42,8 +42,8 @@ def build(shared: Path, work: Path, size: int, train: int, val: int, plant: int 
     if root.is_dir():
         return root
     for split, src_split, count in (("train", "train", train), ("val", "validation", val - plant)):
-        for label in ("cats", "dogs"):
-            files = sorted((source / src_split / label).glob("*.jpg"))[: count // 2]
+        for label, share in (("cats", count - count // 2), ("dogs", count // 2)):
+            files = sorted((source / src_split / label).glob("*.jpg"))[:share]
             (root / split / label).mkdir(parents=True, exist_ok=True)
             for path in files:
                 with Image.open(path) as image:
@@ -62,8 +62,8 @@ def plant_copies(root: Path, source: Path, size: int, train: int, count: int) ->
     sys.path.insert(0, str(REPO / "bench"))
     from truth_data import jpeg, leak_kind, same_shot
 
-    trained = [(label, path) for label in ("cats", "dogs")
-               for path in sorted((source / "train" / label).glob("*.jpg"))[: train // 2]]
+    trained = [(label, path) for label, share in (("cats", train - train // 2), ("dogs", train // 2))
+               for path in sorted((source / "train" / label).glob("*.jpg"))[:share]]
     order = np.random.default_rng(0).permutation(len(trained))[:count]
     for i, k in enumerate(order):
         label, path = trained[k]
