@@ -705,3 +705,41 @@ def test_without_a_two_tier_reading_the_copies_are_read_again_at_the_near_clean_
     assert any(r.min_scaled <= 0.6 for r in calibrator.near_clean_rules(rules))  # looser rules were read too
     assert from_clean[0] < pi[0] and abs(pi[0] - 120 / n) < abs(from_clean[0] - 120 / n)
     assert pi[1] <= from_clean[1] and pi[2] >= from_clean[2]  # the interval spans both readings
+
+
+def world_of_duplicates_close_on_both_tiers(seed=0):
+    """world() whose 10 duplicate pairs each tier alone only half-recognises (scaled 0.5–0.7, correlation
+    0.86–0.90) while the copies are easy (scaled 0.75–0.95, correlation 0.93–1.0): strict rules find the copies,
+    not the duplicates, as with same-shot leaks of photos; too few for a two-tier reading (under 30 images)."""
+    return world(seed=seed, dup_pairs=10, dup_scaled=(0.5, 0.7), dup_corr=(0.86, 0.9), copy_scaled=(0.75, 0.95),
+                 copy_corr=(0.93, 1.0))
+
+
+def test_the_share_of_images_with_a_duplicate_is_floored_by_the_both_tiers_reading(monkeypatch):
+    dataset, n, copies = world_of_duplicates_close_on_both_tiers()
+    calibrator = Calibrator(dataset, n, copies)
+    rules = [Rule(s, c) for s in (None, 0.5, 0.6, 0.7, 0.8) for c in (None, 0.86, 0.9, 0.95) if s or c]
+    pi, rule, source = calibrator.duplicate_share(rules)
+    assert source == decision.SHARE_FROM_COPIES and rule.has_joint and rule.min_scaled is None
+    assert pi[0] == pytest.approx(20 / n, abs=0.015) and pi[1] <= pi[0] <= pi[2]
+    monkeypatch.setattr(Calibrator, "_both_tiers_share", lambda self, rules: None)
+    assert Calibrator(dataset, n, copies).duplicate_share(rules)[0][0] < 0.5 * 20 / n  # the strict rules' reading
+
+
+def test_no_both_tiers_reading_where_a_tier_is_not_judged_or_it_misses_the_copies():
+    dataset, n, copies = world_of_duplicates_close_on_both_tiers()
+    calibrator = Calibrator(dataset, n, copies)
+    assert calibrator._both_tiers_share([Rule(None, 0.9), Rule(None, 0.95)]) is None  # no embeddings
+    assert calibrator._both_tiers_share([Rule(0.6, None)]) is None  # no pixel tier
+    dataset, n, copies = world(seed=1, copy_scaled=(0.0, 0.3))  # copies far apart in the embedding
+    assert Calibrator(dataset, n, copies)._both_tiers_share([Rule(0.6, 0.9)]) is None
+
+
+def test_with_the_both_tiers_reading_the_rule_finds_duplicates_the_strict_rules_miss(monkeypatch):
+    dataset, n, copies = world_of_duplicates_close_on_both_tiers()
+    choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    accepted = choice.rule.passes(dataset)
+    assert accepted[:10].sum() >= 9 and choice.near.precision > 0.8  # the duplicate pairs are the first 10
+    monkeypatch.setattr(Calibrator, "_both_tiers_share", lambda self, rules: None)
+    before = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    assert before.rule.passes(dataset)[:10].sum() < accepted[:10].sum()
