@@ -452,7 +452,6 @@ class Calibrator:
 
     def _copies_share(self, clean: list[tuple[float, float, int, Rule]]) -> tuple[tuple[float, float, float], Rule]:
         """π read from the copies at the clean rules (see duplicate_share), its interval, and the rule."""
-        population = len(self.population)
         # Rules where the copies show fewest false matches (none, where some rule finds half the copies without
         # one); a low quantile rather than the minimum, which would pick the luckiest of many noisy ratios and
         # understate π. Not every rule when none is clean: where most copies match some other image, F − N is
@@ -461,16 +460,24 @@ class Calibrator:
         # loosest was chosen (leak precision 0.34 and 0.27, the latter estimated 0.94; now 0.94 at both).
         values = np.array([c[0] for c in clean])
         target = float(np.quantile(values, REFERENCE_QUANTILE))
-        value, _recall, _flagged, rule = min(clean, key=lambda c: abs(c[0] - target))
-        result = self.evaluate(rule)
+        _value, _recall, _flagged, rule = min(clean, key=lambda c: abs(c[0] - target))
+        return self._read_share(self.evaluate(rule)), rule
+
+    def _read_share(self, result: dict[str, Any]) -> tuple[float, float, float]:
+        """π read from the copies at one evaluated rule (F = N + π·R·(1 − N) solved for π) and its interval, from the
+        binomial intervals of F, R and N through the same formula, false-match rate included (without it, where
+        the copies do show false matches, the interval sat above its own value: a leak precision of 8 %
+        "[32 %, 57 %]")."""
+        population = len(self.population)
         flagged = result["flagged"]
+        recall = float(result["pos_pass"].mean()) if self.m else 0.0
+        value = _share(flagged / population if population else 0.0,
+                       (int(result["null_hits"].sum()) + 0.5) / (self.m + 1), recall)
         low_r, high_r, _n = clustered_jeffreys(result["pos_pass"], self.copies.source)
         low_f, high_f = jeffreys(flagged, population)
         low_n, high_n, _n = clustered_jeffreys(result["null_hits"], self.copies.source)
-        # The interval from the same formula as the value, false-match rate included (without it, where the copies
-        # do show false matches, the interval sat above its own value: a leak precision of 8 % "[32 %, 57 %]").
         low, high = _share(low_f, high_n, high_r), _share(high_f, low_n, low_r)
-        return (value, min(low, value), max(high, value)), rule
+        return value, min(low, value), max(high, value)
 
     def _both_tiers_share(self, rules: list[Rule]) -> tuple[tuple[float, float, float], Rule] | None:
         """π read from the copies at the rule "close on both tiers at once" (EXCUSE_BOTH_SCALED and
@@ -488,18 +495,9 @@ class Calibrator:
             return None
         rule = Rule(None, None, joint_scaled=EXCUSE_BOTH_SCALED, joint_correlation=EXCUSE_BOTH_CORRELATION)
         result = self.evaluate(rule)
-        recall = float(result["pos_pass"].mean()) if self.m else 0.0
-        if recall < MIN_REFERENCE_RECALL:
+        if not self.m or float(result["pos_pass"].mean()) < MIN_REFERENCE_RECALL:
             return None
-        population = len(self.population)
-        flagged = result["flagged"]
-        false_rate = (int(result["null_hits"].sum()) + 0.5) / (self.m + 1)
-        value = _share(flagged / population if population else 0.0, false_rate, recall)
-        low_r, high_r, _n = clustered_jeffreys(result["pos_pass"], self.copies.source)
-        low_f, high_f = jeffreys(flagged, population)
-        low_n, high_n, _n = clustered_jeffreys(result["null_hits"], self.copies.source)
-        low, high = _share(low_f, high_n, high_r), _share(high_f, low_n, low_r)
-        return (value, min(low, value), max(high, value)), rule
+        return self._read_share(result), rule
 
     def two_tier_share(self, rules: list[Rule]) -> tuple[tuple[float, float, float], Rule] | None:
         """π by capture–recapture between the tiers, over `rules` (the clean ones), or None where no rule uses both
