@@ -16,6 +16,8 @@ EfficientNet-Lite0, offline), reads report.json and prints one row per dataset:
 - chained images: near_duplicates' accepted pairs left out of the groups (look-alikes that pass the rule, or
   duplicates whose other duplicates it misses), the images they touch and their share of all images in an accepted
   pair;
+- false within-split pairs: near_duplicates' grouped pairs of two images in one split that are not a genuine
+  duplicate listed in truth_genuine_duplicates.json (no leak is planted within a split; photo rows only);
 - label noise: label_issues' `estimated_noise_percent` against the planted flip rate;
 - seconds for the whole CLI run (start-up included; embeddings are cached across rows of one variant,
   so the first row of each variant pays for embedding it).
@@ -55,6 +57,27 @@ def genuine_leaks(dataset: str) -> set[str]:
     return {entry["held_out"] for entry in listed}
 
 
+def genuine_within_split(dataset: str) -> list[tuple[str, str]]:
+    """Pairs of photos of `dataset` in one split that are the same picture, checked by eye (native file names)."""
+    if not GENUINE.exists():
+        return []
+    return [tuple(pair) for pair in json.loads(GENUINE.read_text()).get("within_split", {}).get(dataset, [])]
+
+
+def false_within_split_pairs(report: dict, truth: set[frozenset[str]]) -> int:
+    """near_duplicates' grouped pairs whose two images sit in one split and are not a known duplicate: every such
+    pair is a false near-duplicate (no leak is planted within a split; the shared data's genuine ones are listed)."""
+    count = 0
+    for finding in check(report, "near_duplicates").get("findings", []):
+        evidence = finding.get("evidence", {})
+        split = {member["path"]: member["split"] for member in evidence.get("members", [])}
+        for pair in evidence.get("pairs", []):
+            a, b = pair.get("a"), pair.get("b")
+            if a in split and split[a] == split.get(b) and frozenset((a, b)) not in truth:
+                count += 1
+    return count
+
+
 def planted_count(rate: float, held_out: int) -> int:
     """Leaks to plant at `rate` of the held-out images: at least one, except at rate 0 (a row with no planted leak,
     where every flag is a false alarm unless the shared data's own genuine duplicates explain it)."""
@@ -77,6 +100,9 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
         photos = td.build_pool(shared / dataset, pool, side, skip={"imageNotFound.gif"})
         genuine = genuine_leaks(dataset)
         genuine_rel = {rel for rel, _s, _l, native in photos if native.relative_to(shared / dataset).as_posix() in genuine}
+        pool_path = {native.relative_to(shared / dataset).as_posix(): rel for rel, _s, _l, native in photos}
+        within = {frozenset(pool_path[p] for p in pair) for pair in genuine_within_split(dataset)
+                  if all(p in pool_path for p in pair)}
         base = [(rel, label, split) for rel, split, label, _native in photos]
         held_out = sum(1 for r in base if r[2] != "train")
         for rate in leak_rates:
@@ -91,6 +117,7 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
             row.leaked = {p for p, *_ in planted} | genuine_rel
             row.pairs = [(p, src) for p, _label, _split, src in planted]
             row.planted, row.images, row.held_out = count, len(entries), held_out + count
+            row.within_split = within
             td.save_truth(row)
             rows.append(row)
         if dataset == "cats_and_dogs_filtered" and side is None:
@@ -209,7 +236,7 @@ def main() -> None:
         rows = [r for r in rows if any(w in r.name for w in wanted)]
     header = ["row", "images", "held-out", "true leaks", "flagged", "leak recall", "leak precision",
               "est. recall [interval]", "est. precision [interval]", "leaked share: est. [interval] (true)",
-              "chained images (share)", "decision", "noise est. % (planted)", "s"]
+              "chained images (share)", "false within-split pairs", "decision", "noise est. % (planted)", "s"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     table = []
@@ -225,6 +252,7 @@ def main() -> None:
         decision = check(report, "leakage").get("metrics", {}).get("decision") or check(
             report, "near_duplicates").get("metrics", {}).get("thresholds", {}).get("min_cosine")
         chained = check(report, "near_duplicates").get("metrics", {}).get("chained") or {}
+        within = false_within_split_pairs(report, row.within_split) if row.within_split is not None else None
         # The leak estimate's π: the share of held-out images with a train duplicate (planted + genuine).
         true_share = len(row.leaked) / row.held_out if row.held_out else float("nan")
         line = [row.name, str(row.images), str(row.held_out), str(len(row.leaked)), str(len(flagged)),
@@ -233,12 +261,14 @@ def main() -> None:
                 f"{fmt(est.get('estimated_duplicate_share'), est.get('estimated_duplicate_share_interval'), 3)} "
                 f"({true_share:.3f})",
                 f"{chained['images']} ({chained['share_of_accepted_images']:.2f})" if chained else "–",
+                "–" if within is None else str(within),
                 str(decision) if not isinstance(decision, dict) else decision.get("summary", ""),
                 f"{noise if noise is not None else '–'} ({planted_noise:.1f})", f"{seconds:.0f}"]
         print("| " + " | ".join(line) + " |", flush=True)
         table.append({"row": row.name, "images": row.images, "held_out": row.held_out, "true_leaks": len(row.leaked),
                       "flagged": len(flagged), "hits": hits, "recall": recall, "precision": precision,
-                      "estimate": est, "true_leaked_share": true_share, "chained": chained, "noise_estimate": noise,
+                      "estimate": est, "true_leaked_share": true_share, "chained": chained,
+                      "false_within_split_pairs": within, "noise_estimate": noise,
                       "planted_noise": planted_noise, "seconds": seconds, "missed": sorted(row.leaked - flagged),
                       "false": sorted(flagged - row.leaked)})
     if args.json:

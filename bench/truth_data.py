@@ -40,6 +40,9 @@ class Row:
     planted: int = 0
     flipped: set[str] = field(default_factory=set)  # paths whose label was changed
     pairs: list[tuple[str, str]] = field(default_factory=list)  # (held-out copy, its train source)
+    # Pairs within one split that are truly duplicates (genuine ones checked by eye); None where unknown (digits,
+    # the 25-image set), so no within-split pair is scored there.
+    within_split: set[frozenset[str]] | None = None
     images: int = 0
     held_out: int = 0
 

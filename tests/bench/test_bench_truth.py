@@ -36,3 +36,15 @@ def test_leaks_planted_at_another_seed_sit_beside_the_default_ones(tmp_path):
     assert all(p.startswith("planted_s1/") for p, *_ in other)  # the default rows' files are not overwritten
     assert all((pool / p).is_file() for p, *_ in default + other)
     assert [src for *_, src in default] != [src for *_, src in other]  # other train photos
+
+
+def test_false_within_split_pairs_count_grouped_pairs_in_one_split_that_are_not_known_duplicates():
+    from bench_truth import false_within_split_pairs
+
+    members = [{"path": "t/a", "split": "train"}, {"path": "t/b", "split": "train"}, {"path": "t/c", "split": "train"},
+               {"path": "v/d", "split": "val"}]
+    pairs = [{"a": "t/a", "b": "t/b"}, {"a": "t/b", "b": "t/c"}, {"a": "t/a", "b": "v/d"}]
+    report = {"checks": [{"id": "near_duplicates", "findings": [{"evidence": {"members": members, "pairs": pairs}}]}]}
+    assert false_within_split_pairs(report, set()) == 2  # the cross-split pair is a leak, scored elsewhere
+    assert false_within_split_pairs(report, {frozenset(("t/b", "t/a"))}) == 1  # a genuine duplicate is no false pair
+    assert false_within_split_pairs({"checks": []}, set()) == 0
