@@ -59,8 +59,7 @@ def plant_copies(root: Path, source: Path, size: int, train: int, count: int) ->
     import numpy as np
     from PIL import Image
 
-    sys.path.insert(0, str(REPO / "bench"))
-    from truth_data import jpeg, leak_kind, same_shot
+    from truth_data import jpeg, leak_kind, same_shot  # beside this script (its folder is on sys.path)
 
     trained = [(label, path) for label, share in (("cats", train - train // 2), ("dogs", train // 2))
                for path in sorted((source / "train" / label).glob("*.jpg"))[:share]]
