@@ -143,6 +143,8 @@ class AuditContext:
             copy_thumbs=cal.thumbs,
             copy_source=np.array([node_of[cal_pool[i]] for i in cal.source], dtype=np.int64),
             copy_kind=cal.kind,
+            grey=np.array([self.encoded.scans[s].is_grey for s in shas], dtype=bool),
+            copy_grey=cal.grey,
             max_phash=self.config.max_phash_distance,
             max_dhash=self.config.max_dhash_distance,
             fixed_cosine=self.config.min_cosine,

@@ -132,6 +132,7 @@ def compute_near(ctx: AuditContext) -> Evidence:
                 "min_correlation": rule.min_correlation,
                 "joint_min_scaled_cosine": rule.joint_scaled,
                 "joint_min_correlation": rule.joint_correlation,
+                "pixel_min_scaled_cosine": rule.pixel_min_scaled,
                 "hash_alone": rule.hash_alone,
                 "min_cosine_source": "given by the user" if ctx.config.min_cosine is not None else choice.reason,
                 "min_correlation_source": "given by the user" if ctx.config.min_correlation is not None else choice.reason,

@@ -72,6 +72,11 @@ class ImageScan:
     def usable(self) -> bool:
         return not any(p.severity == "error" for p in self.problems)
 
+    @property
+    def is_grey(self) -> bool:
+        """No colour: a grey file, or grey pixels stored as colour (image_properties' channel spread)."""
+        return bool(self.properties.get("greyscale_as_rgb")) or self.mode in ("1", "L", "LA", "I", "I;16", "F")
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -143,7 +143,8 @@ def duplicate_decision(ctx) -> dict:
     config, rule = ctx.config, ctx.duplicate_decision.rule
     return {"rule": decision_text(ctx), "min_scaled_cosine": rule.min_scaled, "min_cosine": rule.min_cosine,
             "min_correlation": rule.min_correlation, "joint_min_scaled_cosine": rule.joint_scaled,
-            "joint_min_correlation": rule.joint_correlation, "hash_alone": rule.hash_alone,
+            "joint_min_correlation": rule.joint_correlation, "pixel_min_scaled_cosine": rule.pixel_min_scaled,
+            "hash_alone": rule.hash_alone,
             "max_phash_distance": config.max_phash_distance, "max_dhash_distance": config.max_dhash_distance,
             "chosen_by": "the user" if config.min_cosine is not None and config.min_correlation is not None
             else "the audit, on this dataset"}

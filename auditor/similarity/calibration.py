@@ -44,6 +44,7 @@ class Calibration:
     kind: list[str]  # (m,) how each copy was made
     vectors: np.ndarray | None  # (m, d) raw embeddings, or None without a backbone
     thumbs: np.ndarray  # (m, 32, 32) uint8 grey thumbnails
+    grey: np.ndarray | None = None  # (m,) bool: the copy has no colour (ImageScan.is_grey)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -123,4 +124,5 @@ def calibrate(
         kind=[c[1] for c in copies],
         vectors=np.stack([vectors[c[3]] for c in copies]) if backbone is not None and copies else None,
         thumbs=thumbs,
+        grey=np.array([c[2].is_grey for c in copies], dtype=bool),
     )

@@ -55,6 +55,8 @@ QUIET_MIN_RECALL = 0.8  # then: the quietest rule that still finds this share of
 F1_TIE = 0.01  # estimated F1s closer than this count as equal: the rule finding more copies is taken
 JOINT_SCALED_STEPS = (0.05, 0.1, 0.15, 0.2, 0.3)  # a both-tiers clause: this far below the scaled threshold …
 JOINT_CORRELATION_STEPS = (0.01, 0.02, 0.03, 0.05)  # … and this far below the correlation threshold
+LOOK_ALIKE_SCALED_STEPS = (-0.5, -0.4, -0.3, -0.2, -0.1)  # the pixel tier's look-alike check, strictest last
+AS_IS_VARIANTS = (0, 4)  # dihedral variants without a rotation: as is, mirrored (evidence.Pairs.variant)
 MIN_RECAPTURED = 30  # images both tiers flag, at the least, for a two-tier reading of π (see two_tier_share)
 # A tier's recall on the dataset's duplicates implied by the recapture (the share of the other tier's flags it finds
 # again), at the least, as a share of its recall on the copies; below, the other tier flags look-alikes (see
@@ -81,6 +83,11 @@ class Rule:
     # (each below its tier's own threshold) passes too.
     joint_scaled: float | None = None
     joint_correlation: float | None = None
+    # The pixel tier's look-alike check (see `_with_look_alike_check`): a pair the pixels align as is or mirrored
+    # passes the pixel tier only where its scaled cosine reaches this too (None: no check). Rotated alignments and
+    # grey against colour are exempt: the embeddings are neither rotation- nor colour-invariant, so a rotated or
+    # grey copy's cosine says little.
+    pixel_min_scaled: float | None = None
 
     @property
     def uses_embeddings(self) -> bool:
@@ -104,10 +111,20 @@ class Rule:
             ok |= pairs.cosine >= self.min_cosine
         return ok
 
+    def pixel_passes(self, pairs: Pairs) -> np.ndarray:
+        """The pairs the pixel tier accepts (none without one)."""
+        if self.min_correlation is None:
+            return np.zeros(len(pairs), dtype=bool)
+        ok = pairs.correlation >= self.min_correlation
+        if self.pixel_min_scaled is not None:
+            exempt = ~np.isin(pairs.variant, AS_IS_VARIANTS)
+            if pairs.colour_differs is not None:
+                exempt |= pairs.colour_differs
+            ok &= exempt | (pairs.scaled >= self.pixel_min_scaled)
+        return ok
+
     def passes(self, pairs: Pairs) -> np.ndarray:
-        ok = self.embedding_passes(pairs)
-        if self.min_correlation is not None:
-            ok |= pairs.correlation >= self.min_correlation
+        ok = self.embedding_passes(pairs) | self.pixel_passes(pairs)
         if self.hash_alone:
             ok |= pairs.hash_match
         return ok | self.joint_passes(pairs)
@@ -345,8 +362,13 @@ class Calibrator:
             flagged_nodes |= self.best_s >= rule.min_scaled
         if rule.min_cosine is not None:
             flagged_nodes |= self.best_cos >= rule.min_cosine
-        if rule.min_correlation is not None:
+        if rule.min_correlation is not None and rule.pixel_min_scaled is None:
             flagged_nodes |= self.best_c >= rule.min_correlation
+        if rule.min_correlation is not None and rule.pixel_min_scaled is not None:
+            # Pair by pair: a node's best-aligned partner may be the look-alike the check turns away.
+            pixel = rule.pixel_passes(self.pairs) & self.partner_ok
+            flagged_nodes[self.pairs.query[pixel]] = True
+            flagged_nodes[self.pairs.target[pixel]] = True
         if rule.hash_alone:
             flagged_nodes |= self.has_hash
         if rule.has_joint:
@@ -765,6 +787,7 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
                   f"{QUIET_MIN_RECALL:.0%} or more of {calibrator.m} calibration copies")
     elif fixed_cosine is None and fixed_correlation is None:
         rule, est, f1 = _with_joint_clause(calibrator, pi, (rule, est, f1), top)
+        rule, est, f1 = _with_look_alike_check(calibrator, pi, (rule, est, f1), top)
     near = calibrator.estimate(rule, pi, pi_source=source).with_dataset_recall(calibrator.dataset_recall(rule, rules))
     choice = Choice(rule=rule, near=near, f1=f1, reason=reason, copies=calibrator.m,
                     reference_rule=reference, pi=pi, pi_source=source, rules=rules, calibrator=calibrator)
@@ -801,13 +824,37 @@ def _with_joint_clause(calibrator: Calibrator, pi: tuple[float, float, float], c
                key=lambda item: (item[1].recall, round(item[2], 4), -item[1].false_match_rate, -item[0].has_joint))
 
 
+def _with_look_alike_check(calibrator: Calibrator, pi: tuple[float, float, float],
+                           chosen: tuple[Rule, Estimate, float], top: float) -> tuple[Rule, Estimate, float]:
+    """The chosen rule, or it with the pixel tier's look-alike check (`Rule.pixel_min_scaled`) at one of
+    LOOK_ALIKE_SCALED_STEPS, whichever the same criterion prefers (the most sensitive within F1_TIE of the best).
+
+    Small images that merely look alike align well (32 px cats and dogs of the same pose and colouring: correlation
+    0.90–0.91) while their embeddings say they show different things (scaled cosine −0.2 to −0.6); real same-shot
+    duplicates aligned as is almost never sit that low. Where the embeddings do not tell duplicates apart (digits,
+    grey copies of low-detail images), the check costs copies and the criterion leaves it off: chosen per dataset,
+    like the thresholds."""
+    rule = chosen[0]
+    if rule.min_correlation is None or rule.min_scaled is None:
+        return chosen
+    table = [chosen]
+    for step in LOOK_ALIKE_SCALED_STEPS:
+        checked = dataclasses.replace(rule, pixel_min_scaled=step)
+        est = calibrator.estimate(checked, pi, intervals=False)
+        table.append((checked, est, _f1(est)))
+    best = max(top, max(f1 for _rule, _est, f1 in table))
+    return max((item for item in table if item[2] >= best - F1_TIE),
+               key=lambda item: (item[1].recall, round(item[2], 4), -item[1].false_match_rate))
+
+
 def _tiers(calibrator: Calibrator, rule: Rule, has_embeddings: bool) -> dict[str, dict[str, Any]]:
     """Each tier alone: its recall on the copies and whether the decision uses it (and why not)."""
     tiers: dict[str, dict[str, Any]] = {}
     embedding_threshold = rule.min_scaled if rule.min_scaled is not None else rule.min_cosine
     for name, alone, threshold in (("embedding", Rule(rule.min_scaled, None, min_cosine=rule.min_cosine),
                                     embedding_threshold),
-                                   ("pixels", Rule(None, rule.min_correlation), rule.min_correlation)):
+                                   ("pixels", Rule(None, rule.min_correlation, pixel_min_scaled=rule.pixel_min_scaled),
+                                    rule.min_correlation)):
         if name == "embedding" and not has_embeddings:
             tiers[name] = {"used": False, "reliable": False, "note": "no embeddings"}
             continue
@@ -820,6 +867,8 @@ def _tiers(calibrator: Calibrator, rule: Rule, has_embeddings: bool) -> dict[str
         tiers[name] = {"used": True, "reliable": True, "measure": measure, "threshold": threshold,
                        "recall_alone": round(est.recall, 3) if calibrator.m else None,
                        "false_match_rate_alone": round(est.false_match_rate, 5) if calibrator.m else None}
+        if name == "pixels":
+            tiers[name]["look_alike_min_scaled"] = rule.pixel_min_scaled
     return tiers
 
 

@@ -54,6 +54,11 @@ class DuplicateDecision:
         return self.rule.embedding_passes(self.pairs)
 
     @functools.cached_property
+    def _pixel_passes(self) -> np.ndarray:
+        """Which pairs the rule's pixel tier accepts (its look-alike check included), judged once for all pairs."""
+        return self.rule.pixel_passes(self.pairs)
+
+    @functools.cached_property
     def _joint_passes(self) -> np.ndarray:
         """Which pairs the rule's both-tiers clause accepts, judged once for all pairs."""
         return self.rule.joint_passes(self.pairs)
@@ -63,7 +68,7 @@ class DuplicateDecision:
         kinds = []
         if self._embedding_passes[k]:
             kinds.append("embedding")
-        if self.rule.min_correlation is not None and p.correlation[k] >= self.rule.min_correlation:
+        if self._pixel_passes[k]:
             kinds.append("correlation")
         if not kinds and self._joint_passes[k]:
             kinds.append("joint")  # neither tier alone: both together (Rule.joint_scaled, joint_correlation)
@@ -89,11 +94,12 @@ class DuplicateDecision:
         ok = self.rule.embedding_passes(embedding)
         if (self.rule.min_correlation is not None or self.rule.has_joint) and not ok.all():
             rest = np.flatnonzero(~ok)
-            correlation, _variant = ev.pair_correlation(self.data.thumbs, embedding.query[rest], self.data.thumbs,
-                                                        embedding.target[rest], -1, every_variant=True,
-                                                        memo=self.data.memo)
+            correlation, variant = ev.pair_correlation(self.data.thumbs, embedding.query[rest], self.data.thumbs,
+                                                       embedding.target[rest], -1, every_variant=True,
+                                                       memo=self.data.memo)
             judged = embedding.subset(rest)
             judged.correlation = correlation.astype(np.float32)
+            judged.variant = np.asarray(variant, dtype=np.int64)  # the look-alike check reads how they aligned
             ok[rest] = self.rule.passes(judged)
         return ok  # judged pairs carry no hash match: `hash_alone` accepts none of them
 
@@ -115,26 +121,32 @@ def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray, pixels: bool =
         correlation, variant = np.full(len(a), -1.0, dtype=np.float32), np.zeros(len(a), dtype=np.int64)
     none = np.full(len(a), 99, dtype=np.int64)
     return ev.Pairs(query=a, target=b, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
-                    variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none, dhash_distance=none)
+                    variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none, dhash_distance=none,
+                    colour_differs=data.colour_differs(a, b))
 
 
 def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | None, held_out: np.ndarray | None,
            copy_unit: np.ndarray | None, copy_thumbs: np.ndarray, copy_source: np.ndarray, copy_kind: list[str],
            max_phash: int, max_dhash: int, fixed_cosine: float | None = None,
            fixed_correlation: float | None = None, small_images: bool = False,
-           memo: Any = None) -> DuplicateDecision:
+           memo: Any = None, grey: np.ndarray | None = None, copy_grey: np.ndarray | None = None) -> DuplicateDecision:
     """reference / held_out: bool per node (a node can be both: the same file in two splits), or None.
     small_images: the images are small (input_size.are_small): candidates by pixel likeness too.
-    memo: a similarity.pixel_memo.PixelMemo (pixel evidence remembered across audits), or None."""
+    memo: a similarity.pixel_memo.PixelMemo (pixel evidence remembered across audits), or None.
+    grey, copy_grey: bool per node and per copy, the image has no colour (None: not known); the pixel tier's
+    look-alike check does not judge a grey image against a colour one by its embedding (Rule.pixel_min_scaled)."""
     n = len(thumbs)
     if unit is not None and unit.dtype == np.float16 and len(unit) <= neighbours.EXACT_LIMIT:
         # Searched exactly and gathered pair by pair several times below: decoded once (the same bits), not per
         # use (0.3 of the 1.1 CPU-s a 3 000-image gate's decision took). Above the limit the shared float16
         # matrix is kept: its approximate index and k-NN graph belong to that array object.
         unit = to_float32(unit)
-    data = ev.make_dataset(unit, thumbs, small_images=small_images, memo=memo)
+    data = ev.make_dataset(unit, thumbs, small_images=small_images, memo=memo, grey=grey)
     pairs = ev.unordered(ev.search(data, unit, data.thumbs, max_phash, max_dhash, self_nodes=np.arange(n)))
+    pairs.colour_differs = data.colour_differs(pairs.query, pairs.target)
     copy_pairs = ev.search(data, copy_unit, copy_thumbs, max_phash, max_dhash)
+    if copy_grey is not None:
+        copy_pairs.colour_differs = data.colour_differs(copy_pairs.query, copy_pairs.target, copy_grey)
     copies = CopySample(source=np.asarray(copy_source, dtype=np.int64), kind=list(copy_kind), pairs=copy_pairs)
     choice = choose_rule(Calibrator(pairs, n, copies), unit is not None, fixed_cosine, fixed_correlation)
     calibrator = choice.calibrator

@@ -58,6 +58,14 @@ class Dataset:
     pixel_index: object | None = None  # FAISS index over `descriptors`, built once
     pixel_candidates: bool = True  # search by pixel likeness too (small images, or no embeddings)
     memo: object | None = None  # pixel_memo.PixelMemo: pixel evidence remembered across audits, or None
+    grey: np.ndarray | None = None  # (n,) bool: the image has no colour (see Pairs.colour_differs), or None: unknown
+
+    def colour_differs(self, a: np.ndarray, b: np.ndarray, a_grey: np.ndarray | None = None) -> np.ndarray | None:
+        """Per pair (a, b) of nodes, or of queries a (whose greyness is `a_grey`) and nodes b: one grey, the other
+        not. None where the dataset's greyness is not known."""
+        if self.grey is None:
+            return None
+        return (self.grey[a] if a_grey is None else np.asarray(a_grey, dtype=bool)[a]) != self.grey[b]
 
 
 @dataclass
@@ -74,12 +82,16 @@ class Pairs:
     hash_match: np.ndarray  # bool: pHash and dHash within the thresholds under some variant
     phash_distance: np.ndarray
     dhash_distance: np.ndarray
+    # bool: one image of the pair is grey, the other in colour (their embeddings then differ whatever they show);
+    # None where not known (every pair taken as both in colour or both grey)
+    colour_differs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.query)
 
     def subset(self, mask: np.ndarray) -> "Pairs":
-        return Pairs(**{name: getattr(self, name)[mask] for name in self.__dataclass_fields__})
+        return Pairs(**{name: None if getattr(self, name) is None else getattr(self, name)[mask]
+                        for name in self.__dataclass_fields__})
 
 
 CODE_CHUNK = 32_768  # thumbnails per call of a per-thumbnail function (pHash's DCT holds 8 KB of float64 each)
@@ -112,9 +124,11 @@ def dihedral_codes(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return phash, dhash
 
 
-def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool = False, memo=None) -> Dataset:
+def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool = False, memo=None,
+                 grey: np.ndarray | None = None) -> Dataset:
     """`small_images`: the dataset's images are small (similarity/input_size.py `are_small`): candidates are
-    searched by pixel likeness as well as by embedding. Without embeddings pixel likeness is the only search."""
+    searched by pixel likeness as well as by embedding. Without embeddings pixel likeness is the only search.
+    `grey`: bool per image, no colour (or None: not known)."""
     from auditor.similarity.neighbours import knn
 
     thumbs = np.ascontiguousarray(thumbs, dtype=np.uint8)
@@ -129,7 +143,8 @@ def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool
     # Block descriptors only where pixel likeness is searched (256 MB and seconds at 10⁶ images otherwise).
     descriptors = _chunked(px.block_descriptors, thumbs, 64, np.float32) if pixel_candidates else None
     return Dataset(unit=unit, thumbs=thumbs, phash=phash, dhash=dhash, background=background,
-                   descriptors=descriptors, neighbours=neighbours, pixel_candidates=pixel_candidates, memo=memo)
+                   descriptors=descriptors, neighbours=neighbours, pixel_candidates=pixel_candidates, memo=memo,
+                   grey=None if grey is None else np.asarray(grey, dtype=bool))
 
 
 def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
