@@ -55,7 +55,10 @@ QUIET_MIN_RECALL = 0.8  # then: the quietest rule that still finds this share of
 F1_TIE = 0.01  # estimated F1s closer than this count as equal: the rule finding more copies is taken
 JOINT_SCALED_STEPS = (0.05, 0.1, 0.15, 0.2, 0.3)  # a both-tiers clause: this far below the scaled threshold …
 JOINT_CORRELATION_STEPS = (0.01, 0.02, 0.03, 0.05)  # … and this far below the correlation threshold
-LOOK_ALIKE_SCALED_STEPS = (-0.5, -0.4, -0.3, -0.2, -0.1)  # the pixel tier's look-alike check, strictest last
+# The pixel tier's look-alike check (Rule.pixel_min_scaled), strictest last. Not −0.1: replayed on 141 dumped decisions,
+# the step from −0.2 to −0.1 turned away 47 false pairs for 10 real leaks (−0.3 to −0.2: 87 for 4); the copies, less
+# spread than real same-shot leaks at 32 px, do not show that cost.
+LOOK_ALIKE_SCALED_STEPS = (-0.5, -0.4, -0.3, -0.2)
 AS_IS_VARIANTS = (0, 4)  # dihedral variants without a rotation: as is, mirrored (evidence.Pairs.variant)
 MIN_RECAPTURED = 30  # images both tiers flag, at the least, for a two-tier reading of π (see two_tier_share)
 # A tier's recall on the dataset's duplicates implied by the recapture (the share of the other tier's flags it finds
@@ -787,7 +790,8 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
                   f"{QUIET_MIN_RECALL:.0%} or more of {calibrator.m} calibration copies")
     elif fixed_cosine is None and fixed_correlation is None:
         rule, est, f1 = _with_joint_clause(calibrator, pi, (rule, est, f1), top)
-        rule, est, f1 = _with_look_alike_check(calibrator, pi, (rule, est, f1), top)
+        if has_embeddings:
+            rule, est, f1 = _with_look_alike_check(calibrator, pi, (rule, est, f1), top)
     near = calibrator.estimate(rule, pi, pi_source=source).with_dataset_recall(calibrator.dataset_recall(rule, rules))
     choice = Choice(rule=rule, near=near, f1=f1, reason=reason, copies=calibrator.m,
                     reference_rule=reference, pi=pi, pi_source=source, rules=rules, calibrator=calibrator)
@@ -833,9 +837,10 @@ def _with_look_alike_check(calibrator: Calibrator, pi: tuple[float, float, float
     0.90–0.91) while their embeddings say they show different things (scaled cosine −0.2 to −0.6); real same-shot
     duplicates aligned as is almost never sit that low. Where the embeddings do not tell duplicates apart (digits,
     grey copies of low-detail images), the check costs copies and the criterion leaves it off: chosen per dataset,
-    like the thresholds."""
+    like the thresholds. Tried with the embedding tier switched off too: its scaled cosines can still say what is
+    not a duplicate where its thresholds cannot say what is one."""
     rule = chosen[0]
-    if rule.min_correlation is None or rule.min_scaled is None:
+    if rule.min_correlation is None:
         return chosen
     table = [chosen]
     for step in LOOK_ALIKE_SCALED_STEPS:

@@ -347,3 +347,13 @@ def test_channel_spread_is_numpy_s_mean_over_channels_bit_for_bit():
         rgb = rng.integers(0, 256, shape).astype(np.float32)
         rgb[..., 1] = rgb[..., 0] + rng.integers(-1, 2, shape[:2])  # near-grey too: the cut-off at 1 matters
         assert channel_spread_of(rgb) == float(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean())
+
+
+def test_a_scan_says_whether_the_image_has_colour():
+    colour = smooth_image(1)
+    grey_file = colour.convert("L")
+    grey_as_rgb = grey_file.convert("RGB")
+    limits = ScanLimits()
+    assert not scan_bytes(encode(colour, "PNG"), limits)[0].is_grey
+    assert scan_bytes(encode(grey_file, "PNG"), limits)[0].is_grey
+    assert scan_bytes(encode(grey_as_rgb, "JPEG", quality=90), limits)[0].is_grey

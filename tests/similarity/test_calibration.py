@@ -68,3 +68,17 @@ def test_a_cache_another_seed_filled_gives_the_copies_an_empty_cache_gives(tmp_p
     assert _run(shas, photos, tmp_path / "shared", seed=1, sample_images=6) == fresh_seed_1
     # The copies' pixels do not depend on the embedding's input size (its embeddings are keyed by it): one key serves.
     assert _run(shas, photos, tmp_path / "fresh-32", seed=1, input_size=32, sample_images=6) == fresh_seed_1
+
+
+def test_the_grey_copies_and_only_they_are_marked_grey(tmp_path):
+    """The look-alike check exempts grey against colour (decision.Rule.pixel_min_scaled): the copies say which."""
+    (tmp_path / "photos").mkdir()
+    photos = _photos(tmp_path / "photos", 9)
+    shas = list(photos["paths"])
+    for cache in ("cache", "cache"):  # made, then read back from the cache
+        calibration = calibrate(shas=shas, paths=photos["paths"], scans=photos["scans"], embeddings=None,
+                                backbone=None, cache=Cache(tmp_path / cache), sample_images=9,
+                                limits=ScanLimits(), input_size=224, seed=0)
+        kinds = np.array(calibration.kind)
+        assert "grey" in kinds and len(set(kinds)) > 1
+        assert np.array_equal(calibration.grey, kinds == "grey")

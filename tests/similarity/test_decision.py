@@ -743,3 +743,76 @@ def test_with_the_both_tiers_reading_the_rule_finds_duplicates_the_strict_rules_
     monkeypatch.setattr(Calibrator, "_both_tiers_share", lambda self, rules: None)
     before = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
     assert before.rule.passes(dataset)[:10].sum() < accepted[:10].sum()
+
+
+def test_the_look_alike_check_turns_away_pairs_aligned_as_is_whose_embeddings_disagree():
+    pairs = make_pairs([0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [-0.5, -0.5, -0.5, -0.2, 0.9, -0.5],
+                       [0.95, 0.95, 0.95, 0.95, 0.5, 0.85])
+    pairs.variant = np.array([0, 1, 0, 4, 0, 0])  # as is, rotated 90°, as is, mirrored, …
+    pairs.colour_differs = np.array([False, False, True, False, False, False])
+    plain, checked = Rule(0.8, 0.9), Rule(0.8, 0.9, pixel_min_scaled=-0.3)
+    assert plain.passes(pairs).tolist() == [True, True, True, True, True, False]
+    # As is with the embeddings apart: turned away; rotated or grey against colour: the embeddings cannot tell.
+    assert checked.passes(pairs).tolist() == [False, True, True, True, True, False]
+    assert checked.pixel_passes(pairs).tolist() == [False, True, True, True, False, False]
+    pairs.colour_differs = None  # greyness not known: every pair judged as both in colour
+    assert checked.passes(pairs).tolist() == [False, True, False, True, True, False]
+
+
+def look_alike_world(seed=0, n=600, dup_pairs=60, copies=300, look_alikes=True, copies_embed_apart=False):
+    """Duplicates and copies align well (correlation 0.9–1.0) and embed anywhere from unrelated to close (scaled
+    −0.1–0.95), so the pixel tier is needed; one in ten other pairs is a look-alike that aligns as well (0.9–1.0)
+    while its embeddings disagree (scaled −0.6 to −0.3). `copies_embed_apart`: the copies' (and duplicates')
+    scaled cosines reach down to −0.6 as well, as where the embeddings do not tell duplicates apart (digits)."""
+    rng = np.random.default_rng(seed)
+    low = -0.6 if copies_embed_apart else -0.1
+    q, t = list(range(0, 2 * dup_pairs, 2)), list(range(1, 2 * dup_pairs, 2))
+    s, c = list(rng.uniform(low, 0.95, dup_pairs)), list(rng.uniform(0.9, 1.0, dup_pairs))
+
+    def other(count):
+        alike = (rng.random(count) < 0.1) & look_alikes
+        return (np.where(alike, rng.uniform(-0.6, 0.95 if copies_embed_apart else -0.3, count),
+                         rng.uniform(-0.1, 0.4, count)),
+                np.where(alike, rng.uniform(0.9, 1.0, count), rng.uniform(0.2, 0.8, count)))
+
+    for i in range(2 * dup_pairs, n):
+        for j in rng.choice(np.arange(2 * dup_pairs, n), 2, replace=False):
+            if j != i:
+                q.append(min(i, j)); t.append(max(i, j))
+    os_, oc = other(len(q) - dup_pairs)
+    dataset = make_pairs(q, t, s + list(os_), c + list(oc))
+    source = rng.choice(n, copies)
+    cq, ct = list(range(copies)), list(source)
+    cs, cc = list(rng.uniform(low, 0.95, copies)), list(rng.uniform(0.9, 1.0, copies))
+    for k, src in enumerate(source):
+        for j in rng.choice(n, 2, replace=False):
+            if j != src:
+                cq.append(k); ct.append(j)
+    os_, oc = other(len(cq) - copies)
+    return dataset, n, CopySample(source=source, kind=["same_shot"] * copies,
+                                  pairs=make_pairs(cq, ct, cs + list(os_), cc + list(oc)))
+
+
+def test_the_look_alike_check_is_chosen_where_look_alikes_align_but_embed_apart():
+    dataset, n, copies = look_alike_world()
+    choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    rule = choice.rule
+    assert rule.min_correlation is not None and rule.pixel_min_scaled is not None
+    assert rule.pixel_min_scaled <= -0.1  # no duplicate turned away
+    accepted = rule.passes(dataset)
+    flagged = set(dataset.query[accepted]) | set(dataset.target[accepted])
+    assert flagged == set(range(120))
+    without = dataclasses.replace(rule, pixel_min_scaled=None).passes(dataset)
+    assert without.sum() > accepted.sum() + 20  # the look-alikes the plain rule accepted
+    assert choice.tiers["pixels"]["look_alike_min_scaled"] == rule.pixel_min_scaled
+    assert choice.near.precision == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize("world_options", [dict(look_alikes=False), dict(copies_embed_apart=True)])
+def test_no_look_alike_check_where_it_only_costs_duplicates(world_options):
+    # Without look-alikes there is nothing to turn away; where the embeddings tell duplicates from look-alikes no
+    # better than chance (digits), every check loses as many duplicates as look-alikes.
+    dataset, n, copies = look_alike_world(**world_options)
+    choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    assert choice.rule.pixel_min_scaled is None
+    assert choice.near.recall > 0.95

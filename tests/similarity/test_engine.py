@@ -65,7 +65,8 @@ def test_decide_finds_the_planted_copy_and_estimates_its_quality():
 
 @pytest.mark.parametrize("rule", [dict(min_scaled=0.3, min_correlation=0.9), dict(min_scaled=0.3, min_correlation=None),
                                   dict(min_scaled=None, min_correlation=0.85),
-                                  dict(min_scaled=0.95, min_correlation=0.999, joint_scaled=0.8, joint_correlation=0.99)])
+                                  dict(min_scaled=0.95, min_correlation=0.999, joint_scaled=0.8, joint_correlation=0.99),
+                                  dict(min_scaled=0.95, min_correlation=0.85, pixel_min_scaled=0.0)])
 def test_judge_gives_the_rules_verdict_on_full_evidence(rule):
     """judge measures the pixel tier only where it decides; its verdicts are those of the rule on all evidence."""
     from types import SimpleNamespace
@@ -79,8 +80,10 @@ def test_judge_gives_the_rules_verdict_on_full_evidence(rule):
     thumbs = np.concatenate([base, np.clip(base.astype(int) + rng.integers(-6, 7, base.shape), 0, 255).astype(np.uint8)])
     unit = rng.normal(size=(24, 16)).astype(np.float32)
     unit[12:] = unit[:12] + rng.normal(0, 0.6, (12, 16))
+    if "pixel_min_scaled" in rule:
+        unit[12:18] = -unit[:6]  # look-alikes: the pixels align, the embeddings disagree
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
-    data = ev.make_dataset(unit, thumbs)
+    data = ev.make_dataset(unit, thumbs, grey=np.arange(24) % 5 == 0)
     decision = DuplicateDecision(data=data, pairs=ev._empty_pairs(), accepted=np.zeros(0, bool),
                                  choice=SimpleNamespace(rule=Rule(**rule)), hash_tier={}, leak=None)
     a, b = np.triu_indices(24, 1)
@@ -91,6 +94,11 @@ def test_judge_gives_the_rules_verdict_on_full_evidence(rule):
     if "joint_scaled" in rule:  # and some only by both tiers together
         alone = Rule(rule["min_scaled"], rule["min_correlation"]).passes(pair_evidence(data, a, b))
         assert (want & ~alone).any()
+    if "pixel_min_scaled" in rule:  # the check turns some away and exempts grey against colour
+        evidence = pair_evidence(data, a, b)
+        plain = Rule(rule["min_scaled"], rule["min_correlation"]).passes(evidence)
+        assert (plain & ~want).any()
+        assert np.array_equal(evidence.colour_differs, (a % 5 == 0) != (b % 5 == 0))
 
 
 def test_float16_rows_decide_as_their_float32_values():
