@@ -790,8 +790,7 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
                   f"{QUIET_MIN_RECALL:.0%} or more of {calibrator.m} calibration copies")
     elif fixed_cosine is None and fixed_correlation is None:
         rule, est, f1 = _with_joint_clause(calibrator, pi, (rule, est, f1), top)
-        if has_embeddings:
-            rule, est, f1 = _with_look_alike_check(calibrator, pi, (rule, est, f1), top)
+        rule, est, f1 = _with_look_alike_check(calibrator, pi, (rule, est, f1), top)
     near = calibrator.estimate(rule, pi, pi_source=source).with_dataset_recall(calibrator.dataset_recall(rule, rules))
     choice = Choice(rule=rule, near=near, f1=f1, reason=reason, copies=calibrator.m,
                     reference_rule=reference, pi=pi, pi_source=source, rules=rules, calibrator=calibrator)
@@ -837,10 +836,11 @@ def _with_look_alike_check(calibrator: Calibrator, pi: tuple[float, float, float
     0.90–0.91) while their embeddings say they show different things (scaled cosine −0.2 to −0.6); real same-shot
     duplicates aligned as is almost never sit that low. Where the embeddings do not tell duplicates apart (digits,
     grey copies of low-detail images), the check costs copies and the criterion leaves it off: chosen per dataset,
-    like the thresholds. Tried with the embedding tier switched off too: its scaled cosines can still say what is
-    not a duplicate where its thresholds cannot say what is one."""
+    like the thresholds. Only where the rule uses the embedding tier: where the copies switched it off, its cosines
+    are not trusted to turn pairs away either (digits with 7 planted leaks: tried there, the check took a rule
+    finding 3 of them instead of 5, its estimated precision as wrong as the rest of that dataset's)."""
     rule = chosen[0]
-    if rule.min_correlation is None:
+    if rule.min_correlation is None or rule.min_scaled is None:
         return chosen
     table = [chosen]
     for step in LOOK_ALIKE_SCALED_STEPS:

@@ -16,8 +16,8 @@ def decision_text(ctx) -> str:
     if rule.min_correlation is not None and rule.pixel_min_scaled is None:
         parts.append(f"aligned pixel correlation ≥ {rule.min_correlation:.3f}")
     if rule.min_correlation is not None and rule.pixel_min_scaled is not None:
-        parts.append(f"aligned pixel correlation ≥ {rule.min_correlation:.3f} (with scaled cosine ≥ "
-                     f"{rule.pixel_min_scaled:.2f} unless aligned rotated)")
+        parts.append(f"aligned pixel correlation ≥ {rule.min_correlation:.3f} with scaled cosine ≥ "
+                     f"{rule.pixel_min_scaled:.2f} (not asked of rotated or grey-against-colour pairs)")
     if rule.has_joint:
         parts.append(f"scaled cosine ≥ {rule.joint_scaled:.2f} and aligned pixel correlation ≥ "
                      f"{rule.joint_correlation:.3f} together")

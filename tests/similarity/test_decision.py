@@ -759,18 +759,23 @@ def test_the_look_alike_check_turns_away_pairs_aligned_as_is_whose_embeddings_di
     assert checked.passes(pairs).tolist() == [False, True, False, True, True, False]
 
 
-def look_alike_world(seed=0, n=600, dup_pairs=60, copies=300, look_alikes=True, copies_embed_apart=False):
-    """Duplicates and copies align well (correlation 0.9–1.0) and embed anywhere from unrelated to close (scaled
-    −0.1–0.95), so the pixel tier is needed; one in ten other pairs is a look-alike that aligns as well (0.9–1.0)
+def look_alike_world(seed=0, n=600, dup_pairs=60, copies=300, look_alikes=True, copies_embed_apart=False,
+                     close_share=0.5):
+    """Duplicates and copies align well (correlation 0.9–1.0); half of them embed close (scaled 0.6–0.95), half no
+    closer than unrelated images (−0.1–0.4), so both tiers are needed; one in 33 other pairs is a look-alike that aligns as well (0.9–1.0)
     while its embeddings disagree (scaled −0.6 to −0.3). `copies_embed_apart`: the copies' (and duplicates')
     scaled cosines reach down to −0.6 as well, as where the embeddings do not tell duplicates apart (digits)."""
     rng = np.random.default_rng(seed)
     low = -0.6 if copies_embed_apart else -0.1
+
+    def duplicate_scaled(count):
+        return np.where(rng.random(count) < close_share, rng.uniform(0.6, 0.95, count), rng.uniform(low, 0.4, count))
+
     q, t = list(range(0, 2 * dup_pairs, 2)), list(range(1, 2 * dup_pairs, 2))
-    s, c = list(rng.uniform(low, 0.95, dup_pairs)), list(rng.uniform(0.9, 1.0, dup_pairs))
+    s, c = list(duplicate_scaled(dup_pairs)), list(rng.uniform(0.9, 1.0, dup_pairs))
 
     def other(count):
-        alike = (rng.random(count) < 0.1) & look_alikes
+        alike = (rng.random(count) < 0.03) & look_alikes
         return (np.where(alike, rng.uniform(-0.6, 0.95 if copies_embed_apart else -0.3, count),
                          rng.uniform(-0.1, 0.4, count)),
                 np.where(alike, rng.uniform(0.9, 1.0, count), rng.uniform(0.2, 0.8, count)))
@@ -783,7 +788,7 @@ def look_alike_world(seed=0, n=600, dup_pairs=60, copies=300, look_alikes=True, 
     dataset = make_pairs(q, t, s + list(os_), c + list(oc))
     source = rng.choice(n, copies)
     cq, ct = list(range(copies)), list(source)
-    cs, cc = list(rng.uniform(low, 0.95, copies)), list(rng.uniform(0.9, 1.0, copies))
+    cs, cc = list(duplicate_scaled(copies)), list(rng.uniform(0.9, 1.0, copies))
     for k, src in enumerate(source):
         for j in rng.choice(n, 2, replace=False):
             if j != src:
@@ -797,15 +802,15 @@ def test_the_look_alike_check_is_chosen_where_look_alikes_align_but_embed_apart(
     dataset, n, copies = look_alike_world()
     choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
     rule = choice.rule
-    assert rule.min_correlation is not None and rule.pixel_min_scaled is not None
+    assert rule.min_scaled is not None and rule.min_correlation is not None and rule.pixel_min_scaled is not None
     assert rule.pixel_min_scaled <= -0.1  # no duplicate turned away
     accepted = rule.passes(dataset)
     flagged = set(dataset.query[accepted]) | set(dataset.target[accepted])
-    assert flagged == set(range(120))
+    assert flagged <= set(range(120)) and len(flagged) >= 100  # duplicates only, nearly all
     without = dataclasses.replace(rule, pixel_min_scaled=None).passes(dataset)
-    assert without.sum() > accepted.sum() + 20  # the look-alikes the plain rule accepted
+    assert without.sum() > accepted.sum() + 15  # the look-alikes the plain rule accepted
     assert choice.tiers["pixels"]["look_alike_min_scaled"] == rule.pixel_min_scaled
-    assert choice.near.precision == pytest.approx(1.0, abs=0.05)
+    assert choice.near.precision > 0.9  # all accepted pairs are duplicates; the estimate says so, within its error
 
 
 @pytest.mark.parametrize("world_options", [dict(look_alikes=False), dict(copies_embed_apart=True)])
@@ -816,3 +821,12 @@ def test_no_look_alike_check_where_it_only_costs_duplicates(world_options):
     choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
     assert choice.rule.pixel_min_scaled is None
     assert choice.near.recall > 0.95
+
+
+def test_no_look_alike_check_where_the_embedding_tier_is_switched_off():
+    # No duplicate embeds closer than unrelated images: the embedding tier is off, and its cosines are not trusted
+    # to turn pairs away either, though here they would.
+    dataset, n, copies = look_alike_world(close_share=0.0)
+    choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    assert choice.rule.min_scaled is None and choice.rule.min_correlation is not None
+    assert choice.rule.pixel_min_scaled is None

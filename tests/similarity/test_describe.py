@@ -21,6 +21,10 @@ def test_the_rule_in_words_names_every_clause():
         "scaled cosine ≥ 0.61 or aligned pixel correlation ≥ 0.890 or scaled cosine ≥ 0.41 and aligned pixel "
         "correlation ≥ 0.870 together or pHash ≤ 6 and dHash ≤ 10 (any rotation or mirroring)")
     assert decision_text(context(Rule(None, None))) == "identical pixels only"
+    checked = Rule(0.61, 0.89, pixel_min_scaled=-0.3)
+    assert decision_text(context(checked)) == (
+        "scaled cosine ≥ 0.61 or aligned pixel correlation ≥ 0.890 with scaled cosine ≥ -0.30 (not asked of rotated "
+        "or grey-against-colour pairs)")
 
 
 def test_summaries_say_why_precision_is_missing():
