@@ -82,6 +82,7 @@ def test_judge_gives_the_rules_verdict_on_full_evidence(rule):
     unit[12:] = unit[:12] + rng.normal(0, 0.6, (12, 16))
     if "pixel_min_scaled" in rule:
         unit[12:18] = -unit[:6]  # look-alikes: the pixels align, the embeddings disagree
+        thumbs[12:14] = np.rot90(thumbs[12:14], 1, axes=(1, 2))  # two of them align only rotated: not judged
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
     data = ev.make_dataset(unit, thumbs, grey=np.arange(24) % 5 == 0)
     decision = DuplicateDecision(data=data, pairs=ev._empty_pairs(), accepted=np.zeros(0, bool),
@@ -98,6 +99,8 @@ def test_judge_gives_the_rules_verdict_on_full_evidence(rule):
         evidence = pair_evidence(data, a, b)
         plain = Rule(rule["min_scaled"], rule["min_correlation"]).passes(evidence)
         assert (plain & ~want).any()
+        rotated = ((a == 0) & (b == 12)) | ((a == 1) & (b == 13))
+        assert want[rotated].all() and not np.isin(evidence.variant[rotated], (0, 4)).any()
         assert np.array_equal(evidence.colour_differs, (a % 5 == 0) != (b % 5 == 0))
 
 
