@@ -368,17 +368,18 @@ class Calibrator:
             flagged_nodes |= self.best_cos >= rule.min_cosine
         if rule.min_correlation is not None and rule.pixel_min_scaled is None:
             flagged_nodes |= self.best_c >= rule.min_correlation
-        if rule.min_correlation is not None and rule.pixel_min_scaled is not None:
-            # Pair by pair: a node's best-aligned partner may be the look-alike the check turns away.
-            pixel = rule.pixel_passes(self.pairs) & self.partner_ok
-            flagged_nodes[self.pairs.query[pixel]] = True
-            flagged_nodes[self.pairs.target[pixel]] = True
         if rule.hash_alone:
             flagged_nodes |= self.has_hash
-        if rule.has_joint:
-            joint = rule.joint_passes(self.pairs) & self.partner_ok
-            flagged_nodes[self.pairs.query[joint]] = True
-            flagged_nodes[self.pairs.target[joint]] = True
+        # Pair by pair, not from the nodes' maxima: the both-tiers clause needs both tiers of one pair, and under the
+        # look-alike check a node's best-aligned partner may be the look-alike it turns away.
+        # Only where needed: the grid's plain rules (thousands per decision) are read from the maxima alone.
+        if rule.has_joint or rule.pixel_min_scaled is not None:
+            by_pair = rule.joint_passes(self.pairs)
+            if rule.pixel_min_scaled is not None:
+                by_pair |= rule.pixel_passes(self.pairs)
+            by_pair &= self.partner_ok
+            flagged_nodes[self.pairs.query[by_pair]] = True
+            flagged_nodes[self.pairs.target[by_pair]] = True
         flagged_nodes &= self.in_pop
         return {"pos_pass": pos_pass, "null_hits": null_hits, "flagged": int(flagged_nodes.sum()),
                 "flagged_nodes": flagged_nodes}
@@ -823,9 +824,7 @@ def _with_joint_clause(calibrator: Calibrator, pi: tuple[float, float, float], c
                                         joint_correlation=round(rule.min_correlation - below_correlation, 3))
             est = calibrator.estimate(joint, pi, intervals=False)
             table.append((joint, est, _f1(est)))
-    best = max(top, max(f1 for _rule, _est, f1 in table))
-    return max((item for item in table if item[2] >= best - F1_TIE),
-               key=lambda item: (item[1].recall, round(item[2], 4), -item[1].false_match_rate, -item[0].has_joint))
+    return _most_sensitive(table, top, added=lambda r: r.has_joint)
 
 
 def _with_look_alike_check(calibrator: Calibrator, pi: tuple[float, float, float],
@@ -848,9 +847,17 @@ def _with_look_alike_check(calibrator: Calibrator, pi: tuple[float, float, float
         checked = dataclasses.replace(rule, pixel_min_scaled=step)
         est = calibrator.estimate(checked, pi, intervals=False)
         table.append((checked, est, _f1(est)))
+    return _most_sensitive(table, top, added=lambda r: r.pixel_min_scaled is not None)
+
+
+def _most_sensitive(table: list[tuple[Rule, Estimate, float]], top: float,
+                    added) -> tuple[Rule, Estimate, float]:
+    """Of a chosen rule and its variants with an optional part (`table`, the chosen rule first), the one finding most
+    copies among those within F1_TIE of the best estimated F1 (`top`: the best of the plain rules, or better), then the
+    higher F1, then fewer false matches; on a full tie the rule without the part (`added(rule)` says which have it)."""
     best = max(top, max(f1 for _rule, _est, f1 in table))
     return max((item for item in table if item[2] >= best - F1_TIE),
-               key=lambda item: (item[1].recall, round(item[2], 4), -item[1].false_match_rate))
+               key=lambda item: (item[1].recall, round(item[2], 4), -item[1].false_match_rate, -added(item[0])))
 
 
 def _tiers(calibrator: Calibrator, rule: Rule, has_embeddings: bool) -> dict[str, dict[str, Any]]:
