@@ -31,6 +31,7 @@ class DuplicateGraph:
     shas: list[str]
     edges: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     near_groups: list[list[int]] | None = None  # groups in which every two members are duplicates
+    split: Any = None  # similarity.groups.SplitStats: how the chained components were split into groups
 
     def add(self, a: int, b: int, kind: str, **evidence: Any) -> None:
         key = (min(a, b), max(a, b))
@@ -123,7 +124,7 @@ def hash_distance_pairs(scans: list[ImageScan], max_phash: int, max_dhash: int) 
 def build_graph(shas: list[str], scans: dict[str, ImageScan], decision: Any) -> DuplicateGraph:
     """All the evidence, in one graph over the given (usable, unique) contents. `decision`: a
     similarity.engine.DuplicateDecision over the same nodes."""
-    from auditor.similarity.groups import clique_groups
+    from auditor.similarity.groups import SplitStats, clique_groups
 
     graph = DuplicateGraph(shas=list(shas))
     by_pixels: dict[str, int] = {}
@@ -145,5 +146,7 @@ def build_graph(shas: list[str], scans: dict[str, ImageScan], decision: Any) -> 
         return (same_pixels[a] == same_pixels[b]) | decision.judge(a, b)
 
     edges = np.array(list(graph.edges), dtype=np.int64).reshape(-1, 2)
-    graph.near_groups = clique_groups(len(shas), edges, judge)
+    stats: list[SplitStats] = []
+    graph.near_groups = clique_groups(len(shas), edges, judge, stats=stats)
+    graph.split = stats[0]
     return graph

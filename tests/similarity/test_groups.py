@@ -79,3 +79,53 @@ def test_greedy_cliques_start_from_the_best_connected_nodes_as_first_written():
         assert _greedy_cliques(nodes, linked) == _greedy_reference(nodes, linked)
     # a hub linked to everyone opens the first clique, which takes its best-connected partners
     assert _greedy_cliques([1, 2, 3, 4], {(1, 4), (2, 4), (3, 4), (1, 2)}) == [[1, 2, 4]]
+
+
+def _chains(count: int, length: int, start: int = 0) -> list[tuple[int, int]]:
+    return [(start + length * k + i, start + length * k + i + 1) for k in range(count) for i in range(length - 1)]
+
+
+def test_pairs_judged_on_demand_stay_within_the_budget_smallest_components_first():
+    from auditor.similarity.groups import SplitStats
+
+    # Ten chains of 4 (3 missing pairs each) and one chain of 20 (171 missing pairs); a budget of 40 pairs
+    # measures the ten small ones (30 pairs) and splits the long one on its own links only.
+    edges = np.array(_chains(10, 4) + _chains(1, 20, start=40))
+    asked, stats = [], []
+
+    def judge(a, b):
+        asked.extend(zip(a.tolist(), b.tolist()))
+        return np.ones(len(a), dtype=bool)
+
+    groups = clique_groups(60, edges, judge, budget=40, stats=stats)
+    assert len(asked) == 30 and all(b < 40 for _a, b in asked)
+    assert stats == [SplitStats(components=11, judged_pairs=30, budget=40, unjudged_components=1, unjudged_images=20)]
+    assert [[4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3] for k in range(10)] == [g for g in groups if len(g) == 4]
+    long_chain = [g for g in groups if g[0] >= 40]
+    assert all(len(g) == 2 and g[1] == g[0] + 1 for g in long_chain)  # never chained, never merged unmeasured
+    # with room for everything, the long chain is judged too and stays whole
+    stats.clear()
+    groups = clique_groups(60, edges, judge, budget=10_000, stats=stats)
+    assert list(range(40, 60)) in groups and stats[0].unjudged_components == 0 and stats[0].judged_pairs == 201
+
+
+def test_the_default_budget_grows_with_the_dataset():
+    from auditor.similarity.groups import JUDGED_PAIRS_PER_IMAGE, MIN_JUDGED_PAIRS, judged_pairs_budget
+
+    assert judged_pairs_budget(100) == MIN_JUDGED_PAIRS
+    assert judged_pairs_budget(10**6) == JUDGED_PAIRS_PER_IMAGE * 10**6 > MIN_JUDGED_PAIRS
+
+
+def test_greedy_split_of_a_large_component_matches_the_first_written_one():
+    from auditor.similarity.groups import _greedy_cliques
+
+    # Many small cliques joined by a few bridges: the neighbour-indexed search tries only cliques holding a
+    # neighbour, and must pick the same first clique as trying every clique in order.
+    rng = np.random.default_rng(1)
+    nodes = list(range(300))
+    linked = set()
+    for start in range(0, 300, 5):
+        block = list(range(start, start + 5))
+        linked |= {(a, b) for i, a in enumerate(block) for b in block[i + 1:] if rng.random() < 0.8}
+    linked |= {tuple(sorted(rng.choice(300, 2, replace=False).tolist())) for _ in range(200)}
+    assert _greedy_cliques(nodes, linked) == _greedy_reference(nodes, linked)
