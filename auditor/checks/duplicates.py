@@ -112,9 +112,17 @@ def compute_near(ctx: AuditContext) -> Evidence:
                     "they chain images that are not all duplicates of each other (look-alikes that pass the rule, "
                     "or duplicates it misses); many of them mean look-alikes are common here, which the calibration "
                     "copies do not show, and the precision estimate may be too high")
+    if chained["split"] and chained["split"]["components_split_on_measured_pairs_only"]:
+        summary += (f"; {plural(chained['split']['components_split_on_measured_pairs_only'], 'chained component')} "
+                    f"({plural(chained['split']['images_in_them'], 'image')}) too large to measure every pair "
+                    "were split on the pairs already measured: their groups may be smaller than the true ones")
     if search is not None and not search["exact"]:
         summary += (f"; candidates by approximate search (recall@{search['k']} {search['recall']:.3f} against exact "
                     f"search on {search['queries_measured']} sampled images)")
+    hashes = ctx.duplicate_decision.hash_search
+    if hashes is not None and not hashes["exact"] and hashes.get("recall") is not None:
+        summary += (f"; hash candidates by approximate search (recall {hashes['recall']:.3f} against exact search on "
+                    f"{hashes['parameters']['probes_with_matches']} sampled images and rotations with a match)")
     rule = choice.rule
     return Evidence(
         summary=summary,
@@ -141,6 +149,7 @@ def compute_near(ctx: AuditContext) -> Evidence:
             "tiers": choice.tiers,
             "detection_quality": quality,
             "search": search,
+            "hash_search": ctx.duplicate_decision.hash_search,
             "chained": chained,
         },
         findings=findings,
@@ -152,7 +161,8 @@ CHAINED_EXAMPLES = 20  # chained pairs listed by path in the report (all are cou
 
 def _chained(ctx: AuditContext) -> dict:
     """Accepted pairs left out of the groups (DuplicateGraph.chained_edges): how many, the images they touch,
-    their share of the images in any accepted pair, and the first few as paths."""
+    their share of the images in any accepted pair, the first few as paths, and how the chained components were
+    split (pairs measured on demand within their budget; components split on measured pairs only)."""
     graph = ctx.duplicate_graph
     edges = graph.chained_edges()
     touched = {node for edge in edges for node in edge}
@@ -164,7 +174,8 @@ def _chained(ctx: AuditContext) -> dict:
 
     return {"pairs": len(edges), "images": len(touched),
             "share_of_accepted_images": round(len(touched) / len(accepted), 4) if accepted else 0.0,
-            "examples": [[path_of(a), path_of(b)] for a, b in edges[:CHAINED_EXAMPLES]]}
+            "examples": [[path_of(a), path_of(b)] for a, b in edges[:CHAINED_EXAMPLES]],
+            "split": graph.split.to_dict() if graph.split is not None else None}
 
 
 def _near_finding(ctx: AuditContext, group: list[int]) -> tuple[Finding, int]:

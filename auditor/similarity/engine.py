@@ -33,6 +33,7 @@ class DuplicateDecision:
     choice: Choice
     hash_tier: dict[str, Any]
     leak: Estimate | None
+    hash_search: dict[str, Any] | None = None  # how the hash candidates were searched (neighbours.SearchQuality)
 
     @functools.cached_property
     def groups(self) -> list[list[int]]:
@@ -142,7 +143,9 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
         # matrix is kept: its approximate index and k-NN graph belong to that array object.
         unit = to_float32(unit)
     data = ev.make_dataset(unit, thumbs, small_images=small_images, memo=memo, grey=grey)
-    pairs = ev.unordered(ev.search(data, unit, data.thumbs, max_phash, max_dhash, self_nodes=np.arange(n)))
+    hash_search: list = []
+    pairs = ev.unordered(ev.search(data, unit, data.thumbs, max_phash, max_dhash, self_nodes=np.arange(n),
+                                   quality=hash_search))
     pairs.colour_differs = data.colour_differs(pairs.query, pairs.target)
     copy_pairs = ev.search(data, copy_unit, copy_thumbs, max_phash, max_dhash)
     if copy_grey is not None:
@@ -166,7 +169,8 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     leak = None
     if reference is not None and held_out is not None and reference.any() and held_out.any():
         leak = _leak_estimate(pairs, n, copies, reference, held_out, choice.rule, choice.rules, known)
-    return DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak)
+    return DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak,
+                             hash_search=hash_search[0].to_dict() if hash_search else None)
 
 
 def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.ndarray, held_out: np.ndarray,

@@ -13,7 +13,7 @@ dataset images only, O(n·k) in all:
     and no change with another (the look-alike pairs can pull the rule chosen there loose). So full-size
     images keep the embedding's candidates, the nearest one tried under every rotation, and
   - the images whose pHash and dHash are within the user's thresholds under any of the 8 rotations and
-    mirrorings of the query (FAISS binary index).
+    mirrorings of the query (FAISS binary index), at most `HASH_CANDIDATES` per variant, the closest.
 
 On each candidate pair three numbers are measured:
   - `cosine` of the embeddings;
@@ -41,6 +41,11 @@ CANDIDATES = 5  # nearest neighbours per image examined as candidate duplicates
 BACKGROUND_RANK = 10  # the neighbour whose cosine describes how crowded an image's neighbourhood is
 PIXEL_CANDIDATES = 3  # nearest by pixel likeness, as is and mirrored
 ROTATED_CANDIDATES = 1  # … and under each rotation
+# Hash matches kept per image and variant, the closest first: on photos an image matches at most 13 others
+# (digits at 32 px; photos ≤ 2, every truth row of bench/bench_truth.py), so this keeps them all there; where a
+# dataset is hundreds of copies of each picture it keeps the candidate pairs — and their pixel work — linear.
+HASH_CANDIDATES = 16
+HASH_SEARCHED = 32  # nearest by pHash searched per image and variant, before dHash and the cap above
 EXACT_PIXEL_SEARCH = 20_000  # above this many images the pixel search is approximate (FAISS IVF)
 
 
@@ -188,11 +193,12 @@ def scaled_cosine(cosine: np.ndarray, background_a: np.ndarray, background_b: np
 
 
 def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarray, max_phash: int, max_dhash: int,
-           self_nodes: np.ndarray | None = None, candidates: int = CANDIDATES) -> Pairs:
+           self_nodes: np.ndarray | None = None, candidates: int = CANDIDATES, quality: list | None = None) -> Pairs:
     """Candidate pairs of each query with dataset images, with their evidence.
 
     `self_nodes[q]`: the dataset node that query q *is* (never its own candidate), or -1; None when the
-    queries are not dataset images (calibration copies)."""
+    queries are not dataset images (calibration copies). `quality`: a list the hash search's SearchQuality is
+    appended to (approximate above neighbours.HAMMING_EXACT_LIMIT images)."""
     from auditor.similarity.neighbours import knn, paired_cosines
 
     nq = len(query_thumbs)
@@ -222,14 +228,21 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     # not eight), whose matches come variant by variant, query by query, as eight searches would give them.
     q_phash, q_dhash = _query_codes(data, query_thumbs)
     if nq and len(data.phash):
-        matches = _hamming_matches(data.phash, q_phash.reshape(8 * nq, -1), max_phash)
-        variant, q, j, p_dist = matches[:, 0] // nq, matches[:, 0] % nq, matches[:, 1], matches[:, 2]
-        keep = j != self_nodes[q]
-        variant, q, j, p_dist = variant[keep], q[keep], j[keep], p_dist[keep]
-        d_dist = np.unpackbits(np.bitwise_xor(q_dhash[variant, q], data.dhash[j]), axis=1).sum(axis=1).astype(np.int64)
-        close = d_dist <= max_dhash
-        events.append(Sightings.of(q[close], j[close], variant=variant[close], phash=p_dist[close],
-                                   dhash=d_dist[close]))
+        probe_dhash = q_dhash.reshape(8 * nq, -1)
+
+        def closest(rows: np.ndarray) -> np.ndarray:
+            # Each chunk of matches, as found: not the query itself, dHash agreeing, the closest HASH_CANDIDATES.
+            q, j = rows[:, 0] % nq, rows[:, 1]
+            rows = rows[j != self_nodes[q]]
+            d_dist = np.unpackbits(np.bitwise_xor(probe_dhash[rows[:, 0]], data.dhash[rows[:, 1]]),
+                                   axis=1).sum(axis=1).astype(np.int64)
+            close = d_dist <= max_dhash
+            return closest_per_probe(np.column_stack([rows[close], d_dist[close]]), HASH_CANDIDATES)
+
+        matches = _hamming_matches(data.phash, q_phash.reshape(8 * nq, -1), max_phash, reduce=closest,
+                                   quality=quality)
+        variant, q, j = matches[:, 0] // nq, matches[:, 0] % nq, matches[:, 1]
+        events.append(Sightings.of(q, j, variant=variant, phash=matches[:, 2], dhash=matches[:, 3]))
     merged = merge_sightings(events, symmetric)
     if merged is None:
         return _empty_pairs()
@@ -418,13 +431,27 @@ def _best_correlation(a: np.ndarray, b: np.ndarray, extra_variant: np.ndarray, e
     return best, variant
 
 
-def _hamming_matches(codes: np.ndarray, queries: np.ndarray, max_distance: int) -> np.ndarray:
-    """(query, code index, distance) rows within max_distance bits: neighbours.hamming_pairs, exact flat search
-    for small sets, multi-index hashing (complete within the radius) for large ones (a flat search of 10⁶
-    queries against 10⁶ codes is 10¹² comparisons per variant)."""
-    from auditor.similarity.neighbours import hamming_pairs
+def _hamming_matches(codes: np.ndarray, queries: np.ndarray, max_distance: int, reduce=None,
+                     quality: list | None = None) -> np.ndarray:
+    """(query, code index, distance, …) rows: each query's HASH_SEARCHED nearest codes within max_distance bits
+    (neighbours.hamming_nearest: exact for small sets, an approximate binary index whose recall is measured
+    for large ones: a flat search of 10⁶ queries against 10⁶ codes is 10¹² comparisons per variant), `reduce`
+    applied to each chunk found."""
+    from auditor.similarity.neighbours import hamming_nearest
 
-    return hamming_pairs(codes, max_distance, queries=queries)
+    return hamming_nearest(codes, queries, max_distance, HASH_SEARCHED, reduce=reduce, quality=quality)
+
+
+def closest_per_probe(rows: np.ndarray, most: int) -> np.ndarray:
+    """Of (probe, code, pHash distance, dHash distance) rows ordered by probe then code, each probe's `most`
+    closest by pHash + dHash distance (ties: the lower code), still in (probe, code) order."""
+    if not len(rows):
+        return rows.reshape(0, 4)
+    by_distance = np.lexsort((rows[:, 1], rows[:, 2] + rows[:, 3], rows[:, 0]))
+    probe = rows[by_distance, 0]
+    first = np.flatnonzero(np.r_[True, probe[1:] != probe[:-1]])
+    rank = np.arange(len(probe)) - np.repeat(first, np.diff(np.r_[first, len(probe)]))
+    return rows[np.sort(by_distance[rank < most])]
 
 
 def _empty_pairs() -> Pairs:

@@ -110,3 +110,44 @@ def test_pair_correlation_is_the_per_pair_correlation_in_the_callers_order(monke
     for i in range(40):
         c, v = ev._best_correlation(thumbs[rows_a[i:i + 1]], thumbs[rows_b[i:i + 1]], extra[i:i + 1])
         assert abs(correlation[i] - c[0]) <= 1e-6 and variant[i] == v[0]
+
+
+def test_closest_per_probe_keeps_each_probes_nearest_matches_in_probe_then_code_order():
+    # (probe, code, pHash distance, dHash distance), ordered by probe then code
+    rows = np.array([[0, 1, 4, 4], [0, 2, 1, 0], [0, 3, 2, 2], [0, 5, 1, 0], [2, 0, 6, 6], [2, 9, 0, 1]])
+    kept = ev.closest_per_probe(rows, 2)
+    assert kept.tolist() == [[0, 2, 1, 0], [0, 5, 1, 0], [2, 0, 6, 6], [2, 9, 0, 1]]
+    assert ev.closest_per_probe(rows, 1).tolist() == [[0, 2, 1, 0], [2, 9, 0, 1]]  # ties: the lower code
+    assert ev.closest_per_probe(rows, 10).tolist() == rows.tolist()
+    assert ev.closest_per_probe(np.zeros((0, 4), dtype=np.int64), 3).shape == (0, 4)
+
+
+def _smooth_picture(rng, size=32):
+    small = rng.integers(0, 256, (4, 4)).astype(np.float64)
+    return np.kron(small, np.ones((size // 4, size // 4)))
+
+
+def test_hash_candidates_per_query_are_the_closest_few(monkeypatch):
+    # One query and twelve dataset images: eight faint variations of it (hash-alike) and four unrelated ones.
+    rng = np.random.default_rng(3)
+    base = _smooth_picture(rng)
+    alike = [np.clip(base + rng.normal(0, 1 + level, base.shape), 0, 255) for level in range(8)]
+    others = [_smooth_picture(rng) for _ in range(4)]
+    thumbs = np.stack(alike + others).astype(np.uint8)
+    query = base[None].astype(np.uint8)
+    data = ev.make_dataset(None, thumbs)
+
+    def hash_matches():
+        pairs = ev.search(data, None, query, max_phash=10, max_dhash=10)
+        return sorted(pairs.target[pairs.hash_match].tolist())
+
+    every = hash_matches()
+    assert len(every) >= 6 and set(every) <= set(range(8))
+    monkeypatch.setattr(ev, "HASH_CANDIDATES", 2)
+    capped = hash_matches()
+    assert len(capped) == 2 and set(capped) <= set(every)
+    # the two kept are the two closest by pHash + dHash distance
+    phash, dhash = ev._query_codes(data, query)
+    distance = {j: int(np.unpackbits(phash[0, 0] ^ data.phash[j]).sum() + np.unpackbits(dhash[0, 0] ^ data.dhash[j]).sum())
+                for j in every}
+    assert max(distance[j] for j in capped) <= min(distance[j] for j in every if j not in capped)

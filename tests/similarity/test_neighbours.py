@@ -406,3 +406,83 @@ def test_multi_index_hamming_search_returns_the_flat_searchs_pairs_in_its_order(
     assert len(flat) > 600
     np.testing.assert_array_equal(multi, flat)
     np.testing.assert_array_equal(hamming_pairs(codes, 6), flat_self)
+
+
+@pytest.mark.parametrize("exact_limit", [10**9, 100])
+def test_hamming_search_in_chunks_on_threads_returns_the_single_searchs_rows_and_reduces_each_chunk(monkeypatch,
+                                                                                                   exact_limit):
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, (300, 8), dtype=np.uint8)
+    near = base[rng.integers(0, 300, 500)].copy()
+    for row, bits in enumerate(rng.integers(0, 64, (500, 2))):
+        for bit in bits:
+            near[row, bit // 8] ^= np.uint8(1 << (bit % 8))
+    codes = np.concatenate([base, near])
+    queries = np.concatenate([near, base])
+    monkeypatch.setattr(neighbour_search, "HAMMING_EXACT_LIMIT", exact_limit)
+    whole = hamming_pairs(codes, 6, queries=queries)
+    monkeypatch.setattr(neighbour_search, "HAMMING_CHUNK", 37)  # 22 chunks, on two threads
+    np.testing.assert_array_equal(hamming_pairs(codes, 6, queries=queries), whole)
+    seen = []
+
+    def reduce(rows):
+        seen.append(len(rows))
+        return rows[rows[:, 2] == 0]  # query numbers are global: keep exact matches only
+
+    reduced = hamming_pairs(codes, 6, queries=queries, reduce=reduce)
+    assert len(seen) == -(-len(queries) // 37) and sum(seen) == len(whole)
+    np.testing.assert_array_equal(reduced, whole[whole[:, 2] == 0])
+
+
+def _clustered_64bit(rng, n, centres=40, flip=0.04):
+    base = rng.integers(0, 256, (centres, 8), dtype=np.uint8)
+    bits = np.unpackbits(base[rng.integers(0, centres, n)], axis=1)
+    return np.packbits(bits ^ (rng.random(bits.shape) < flip), axis=1)
+
+
+def _brute_nearest(codes, probes, radius, k):
+    distance = np.unpackbits(probes[:, None, :] ^ codes[None, :, :], axis=2).sum(axis=2)
+    rows = []
+    for p in range(len(probes)):
+        within = np.flatnonzero(distance[p] <= radius)
+        order = within[np.lexsort((within, distance[p, within]))][:k]
+        rows += [(p, int(c), int(distance[p, c])) for c in sorted(order)]
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("exact_limit", [10**9, 100])  # flat, and multi-index hashing (complete)
+def test_hamming_nearest_is_exact_below_the_limit(monkeypatch, exact_limit):
+    from auditor.similarity.neighbours import hamming_nearest
+
+    monkeypatch.setattr(neighbour_search, "HAMMING_EXACT_LIMIT", exact_limit)
+    rng = np.random.default_rng(7)
+    codes = _clustered_64bit(rng, 600)
+    probes = np.concatenate([codes[:150], rng.integers(0, 256, (50, 8), dtype=np.uint8)])
+    quality: list = []
+    found = hamming_nearest(codes, probes, 6, k=5, quality=quality)
+    np.testing.assert_array_equal(found, _brute_nearest(codes, probes, 6, 5))
+    assert quality[0].exact and quality[0].kind == "hamming_nearest"
+    assert ("multi-index" in quality[0].method) == (exact_limit == 100)
+
+
+def test_hamming_nearest_above_the_limit_is_approximate_and_says_how_close(monkeypatch):
+    from auditor.similarity.neighbours import hamming_nearest
+
+    rng = np.random.default_rng(8)
+    codes = np.concatenate([_clustered_64bit(rng, 3000, centres=200), rng.integers(0, 256, (3000, 8), dtype=np.uint8)])
+    probes = np.concatenate([codes[::3], _clustered_64bit(rng, 500, centres=200)])
+    monkeypatch.setattr(neighbour_search, "HAMMING_APPROXIMATE_FROM", 1000)
+    monkeypatch.setattr(neighbour_search, "HAMMING_IVF_NPROBE", 4)  # of 77 lists: misses some
+    monkeypatch.setattr(neighbour_search, "HAMMING_QUALITY_SAMPLE", len(probes))  # measure every probe
+    quality: list = []
+    found = hamming_nearest(codes, probes, 6, k=8, quality=quality)
+    truth = _brute_nearest(codes, probes, 6, 8)
+    record = quality[0]
+    assert not record.exact and record.method.startswith("approximate: FAISS IndexBinaryIVF")
+    assert as_set(found) <= {tuple(r) for r in _brute_nearest(codes, probes, 6, 100).tolist()}  # within the radius
+    # its reported recall is the recall against exact search, probe by probe
+    per_probe = [len(as_set(found[found[:, 0] == p]) & as_set(truth[truth[:, 0] == p])) / (truth[:, 0] == p).sum()
+                 for p in np.unique(truth[:, 0])]
+    assert record.recall == pytest.approx(np.mean(per_probe), abs=1e-9)
+    assert 0.5 <= record.recall < 1.0
+    assert record.parameters["probes_with_matches"] == len(per_probe)
