@@ -230,6 +230,8 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     if nq and len(data.phash):
         probe_dhash = q_dhash.reshape(8 * nq, -1)
 
+        from auditor.similarity.neighbours import nearest_per_probe
+
         def closest(rows: np.ndarray) -> np.ndarray:
             # Each chunk of matches, as found: not the query itself, dHash agreeing, the closest HASH_CANDIDATES.
             q, j = rows[:, 0] % nq, rows[:, 1]
@@ -237,7 +239,8 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             d_dist = np.unpackbits(np.bitwise_xor(probe_dhash[rows[:, 0]], data.dhash[rows[:, 1]]),
                                    axis=1).sum(axis=1).astype(np.int64)
             close = d_dist <= max_dhash
-            return closest_per_probe(np.column_stack([rows[close], d_dist[close]]), HASH_CANDIDATES)
+            rows = np.column_stack([rows[close], d_dist[close]])  # (probe, code, pHash, dHash distance)
+            return nearest_per_probe(rows, HASH_CANDIDATES, distance=rows[:, 2] + rows[:, 3])
 
         matches = _hamming_matches(data.phash, q_phash.reshape(8 * nq, -1), max_phash, reduce=closest,
                                    quality=quality)
@@ -440,18 +443,6 @@ def _hamming_matches(codes: np.ndarray, queries: np.ndarray, max_distance: int, 
     from auditor.similarity.neighbours import hamming_nearest
 
     return hamming_nearest(codes, queries, max_distance, HASH_SEARCHED, reduce=reduce, quality=quality)
-
-
-def closest_per_probe(rows: np.ndarray, most: int) -> np.ndarray:
-    """Of (probe, code, pHash distance, dHash distance) rows ordered by probe then code, each probe's `most`
-    closest by pHash + dHash distance (ties: the lower code), still in (probe, code) order."""
-    if not len(rows):
-        return rows.reshape(0, 4)
-    by_distance = np.lexsort((rows[:, 1], rows[:, 2] + rows[:, 3], rows[:, 0]))
-    probe = rows[by_distance, 0]
-    first = np.flatnonzero(np.r_[True, probe[1:] != probe[:-1]])
-    rank = np.arange(len(probe)) - np.repeat(first, np.diff(np.r_[first, len(probe)]))
-    return rows[np.sort(by_distance[rank < most])]
 
 
 def _empty_pairs() -> Pairs:

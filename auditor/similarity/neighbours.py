@@ -565,12 +565,13 @@ HAMMING_IVF_NPROBE = 64
 HAMMING_QUALITY_SAMPLE = 10_000  # probes whose result is compared with exact search, every run (matches are rare)
 
 
-def nearest_per_probe(rows: np.ndarray, k: int) -> np.ndarray:
-    """Of (probe, code, distance, …) rows ordered by probe then code, each probe's k nearest by the distance
-    column (ties: the lower code), still in (probe, code) order."""
+def nearest_per_probe(rows: np.ndarray, k: int, distance: np.ndarray | None = None) -> np.ndarray:
+    """Of (probe, code, distance, …) rows ordered by probe then code, each probe's k nearest by `distance` (one
+    value per row; default: the third column), ties to the lower code, still in (probe, code) order."""
     if not len(rows):
         return rows
-    by_distance = np.lexsort((rows[:, 1], rows[:, 2], rows[:, 0]))
+    distance = rows[:, 2] if distance is None else distance
+    by_distance = np.lexsort((rows[:, 1], distance, rows[:, 0]))
     probe = rows[by_distance, 0]
     first = np.flatnonzero(np.r_[True, probe[1:] != probe[:-1]])
     rank = np.arange(len(probe)) - np.repeat(first, np.diff(np.r_[first, len(probe)]))

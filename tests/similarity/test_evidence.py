@@ -112,14 +112,18 @@ def test_pair_correlation_is_the_per_pair_correlation_in_the_callers_order(monke
         assert abs(correlation[i] - c[0]) <= 1e-6 and variant[i] == v[0]
 
 
-def test_closest_per_probe_keeps_each_probes_nearest_matches_in_probe_then_code_order():
-    # (probe, code, pHash distance, dHash distance), ordered by probe then code
+def test_nearest_per_probe_keeps_each_probes_nearest_matches_in_probe_then_code_order():
+    from auditor.similarity.neighbours import nearest_per_probe
+
+    # (probe, code, pHash distance, dHash distance), ordered by probe then code; nearest by both distances
     rows = np.array([[0, 1, 4, 4], [0, 2, 1, 0], [0, 3, 2, 2], [0, 5, 1, 0], [2, 0, 6, 6], [2, 9, 0, 1]])
-    kept = ev.closest_per_probe(rows, 2)
-    assert kept.tolist() == [[0, 2, 1, 0], [0, 5, 1, 0], [2, 0, 6, 6], [2, 9, 0, 1]]
-    assert ev.closest_per_probe(rows, 1).tolist() == [[0, 2, 1, 0], [2, 9, 0, 1]]  # ties: the lower code
-    assert ev.closest_per_probe(rows, 10).tolist() == rows.tolist()
-    assert ev.closest_per_probe(np.zeros((0, 4), dtype=np.int64), 3).shape == (0, 4)
+    both = rows[:, 2] + rows[:, 3]
+    assert nearest_per_probe(rows, 2, both).tolist() == [[0, 2, 1, 0], [0, 5, 1, 0], [2, 0, 6, 6], [2, 9, 0, 1]]
+    assert nearest_per_probe(rows, 1, both).tolist() == [[0, 2, 1, 0], [2, 9, 0, 1]]  # ties: the lower code
+    assert nearest_per_probe(rows, 10, both).tolist() == rows.tolist()
+    assert nearest_per_probe(rows, 1).tolist() == [[0, 2, 1, 0], [2, 9, 0, 1]]  # by the third column
+    assert nearest_per_probe(rows[[0, 2]], 1).tolist() == [[0, 3, 2, 2]]  # pHash 2 before 4
+    assert nearest_per_probe(np.zeros((0, 4), dtype=np.int64), 3).shape == (0, 4)
 
 
 def _smooth_picture(rng, size=32):
