@@ -262,6 +262,10 @@ def _run_checks(args, ctx, meter, n, quality) -> None:
                                  "findings": len(judged.findings)}
             if evidence.metrics.get("search"):
                 results[check_id]["search"] = evidence.metrics["search"]
+            if evidence.metrics.get("hash_search"):
+                results[check_id]["hash_search"] = evidence.metrics["hash_search"]
+            if (evidence.metrics.get("chained") or {}).get("split"):
+                results[check_id]["chained_split"] = evidence.metrics["chained"]["split"]
     print(json.dumps(results, indent=1))
     check_rows = [r for r in meter.rows if r["stage"].startswith("check ")]
     total = sum(r["wall_s"] for r in check_rows)
