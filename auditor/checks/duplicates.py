@@ -114,8 +114,8 @@ def compute_near(ctx: AuditContext) -> Evidence:
                     "copies do not show, and the precision estimate may be too high")
     if chained["split"] and chained["split"]["components_split_on_measured_pairs_only"]:
         summary += (f"; {plural(chained['split']['components_split_on_measured_pairs_only'], 'chained component')} "
-                    f"({plural(chained['split']['images_in_them'], 'image')}) too large to measure every pair "
-                    "were split on the pairs already measured: their groups may be smaller than the true ones")
+                    f"({plural(chained['split']['images_in_them'], 'image')}) split on the pairs already measured "
+                    "only (too large to measure every pair): their groups may be smaller than the true ones")
     if search is not None and not search["exact"]:
         summary += (f"; candidates by approximate search (recall@{search['k']} {search['recall']:.3f} against exact "
                     f"search on {search['queries_measured']} sampled images)")

@@ -105,7 +105,7 @@ def test_a_chained_component_beyond_the_budget_of_judged_pairs_is_split_on_measu
     result = NEAR_CHECK.run(synthetic_context(chain_items(), min_cosine=0.95, min_correlation=0.9999))
     split = result.metrics["chained"]["split"]
     assert split["chained_components"] == 1 and split["pairs_judged_on_demand"] == 1
-    assert split["components_split_on_measured_pairs_only"] == 0 and "too large" not in result.summary
+    assert split["components_split_on_measured_pairs_only"] == 0 and "already measured" not in result.summary
     # … and with no budget left it is split on its two accepted pairs only, and the summary says so.
     monkeypatch.setattr(groups, "MIN_JUDGED_PAIRS", 0)
     monkeypatch.setattr(groups, "JUDGED_PAIRS_PER_IMAGE", 0)
@@ -114,7 +114,7 @@ def test_a_chained_component_beyond_the_budget_of_judged_pairs_is_split_on_measu
     assert split["pairs_judged_on_demand"] == 0 and split["pairs_budget"] == 0
     assert split["components_split_on_measured_pairs_only"] == 1 and split["images_in_them"] == 3
     assert result.metrics["groups"] == 1 and result.metrics["images_in_groups"] == 2  # still no chained group
-    assert "1 chained component (3 images) too large to measure every pair" in result.summary
+    assert "1 chained component (3 images) split on the pairs already measured only" in result.summary
 
 
 def test_without_chains_nothing_is_said_about_them():
