@@ -198,7 +198,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
 
     `self_nodes[q]`: the dataset node that query q *is* (never its own candidate), or -1; None when the
     queries are not dataset images (calibration copies). `quality`: a list the hash search's SearchQuality is
-    appended to (approximate above neighbours.HAMMING_EXACT_LIMIT images)."""
+    appended to (approximate from neighbours.HAMMING_APPROXIMATE_FROM images on)."""
     from auditor.similarity.neighbours import knn, paired_cosines
 
     nq = len(query_thumbs)
