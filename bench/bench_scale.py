@@ -87,7 +87,8 @@ class Meter:
         stop.set()
         sampler.join()
         row = {"stage": name, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-               "peak_rss_gb": round(_status("VmHWM") / 2**30, 3), "peak_anon_gb": round(peak_anon[0] / 2**30, 3)}
+               "peak_rss_gb": round(_status("VmHWM") / 2**30, 3), "peak_anon_gb": round(peak_anon[0] / 2**30, 3),
+               "anon_after_gb": round(_status("RssAnon") / 2**30, 3)}
         if error:
             row["error"] = error
         self.rows.append(row)
@@ -251,6 +252,10 @@ def _run_checks(args, ctx, meter, n, quality) -> None:
     checks = [c for c in (args.checks.split(",") if args.checks else BOUNDED_CHECKS)]
     if {"near_duplicates", "exact_duplicates", "leakage"} & set(checks):
         meter.run("synthetic thumbnails (grey32 in the scans, from each vector)", add_thumbnails, ctx)
+        # The checks that read the duplicate decision share it and the graph built from it; measured apart so that
+        # time and memory can be told apart (the first such check would otherwise carry both).
+        meter.run("duplicate decision (candidates, calibration, rule, judged pairs)", lambda: ctx.duplicate_decision)
+        meter.run("duplicate graph (edges, groups without chains)", lambda: ctx.duplicate_graph)
     results = {}
     for check_id in checks:
         evidence = meter.run(f"check {check_id}", CHECKS[check_id].compute, ctx)
@@ -357,8 +362,34 @@ def main() -> None:
     parser.add_argument("--cache", default=None, help="(images) a cache folder (default: a fresh one)")
     parser.add_argument("--no-hamming", action="store_true", help="(vectors) skip the stand-alone Hamming search stage")
     parser.add_argument("--checks", default=None, help="comma list of check ids (default: vectors: the bounded ones)")
+    parser.add_argument("--memory-trace", type=float, default=0.0, metavar="SECONDS",
+                        help="every SECONDS, print anonymous RSS and where the main thread is in auditor's code "
+                             "(to tell which step holds memory)")
     args = parser.parse_args()
+    if args.memory_trace:
+        start_memory_trace(args.memory_trace)
     (run_images if args.what == "images" else run_vectors)(args)
+
+
+def start_memory_trace(every: float) -> None:
+    """A daemon thread printing `memory: <s> <anon GB> <innermost auditor frames>` lines: a time series that ties
+    memory growth to the code running at the time (sampled, so short peaks between samples are missed)."""
+    import sys
+    import traceback
+
+    main_id = threading.main_thread().ident
+    start = time.perf_counter()
+
+    def trace():
+        while True:
+            time.sleep(every)
+            frame = sys._current_frames().get(main_id)
+            where = [f"{Path(f.filename).stem}:{f.name}:{f.lineno}" for f in traceback.extract_stack(frame)
+                     if "/auditor/" in f.filename][-3:] if frame is not None else []
+            print(f"memory: {time.perf_counter() - start:.0f} s {_status('RssAnon') / 2**30:.2f} GB "
+                  f"{' > '.join(where)}", flush=True)
+
+    threading.Thread(target=trace, daemon=True).start()
 
 
 if __name__ == "__main__":

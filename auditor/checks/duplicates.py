@@ -163,18 +163,20 @@ def _chained(ctx: AuditContext) -> dict:
     """Accepted pairs left out of the groups (DuplicateGraph.chained_edges): how many, the images they touch,
     their share of the images in any accepted pair, the first few as paths, and how the chained components were
     split (pairs measured on demand within their budget; components split on measured pairs only)."""
+    import numpy as np
+
     graph = ctx.duplicate_graph
     edges = graph.chained_edges()
-    touched = {node for edge in edges for node in edge}
-    accepted = {node for key, evidence in graph.edges.items() if set(evidence["kinds"]) - set(EXACT_KINDS)
-                for node in key}
+    touched = len(np.unique(edges))
+    near = graph.near()
+    accepted = len(np.unique(np.concatenate([graph.a[near], graph.b[near]])))
 
     def path_of(node: int) -> str:
         return ctx.records[ctx.positions_by_sha[graph.shas[node]][0]].path
 
-    return {"pairs": len(edges), "images": len(touched),
-            "share_of_accepted_images": round(len(touched) / len(accepted), 4) if accepted else 0.0,
-            "examples": [[path_of(a), path_of(b)] for a, b in edges[:CHAINED_EXAMPLES]],
+    return {"pairs": len(edges), "images": touched,
+            "share_of_accepted_images": round(touched / accepted, 4) if accepted else 0.0,
+            "examples": [[path_of(a), path_of(b)] for a, b in edges[:CHAINED_EXAMPLES].tolist()],
             "split": graph.split.to_dict() if graph.split is not None else None}
 
 

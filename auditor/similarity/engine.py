@@ -64,6 +64,15 @@ class DuplicateDecision:
         """Which pairs the rule's both-tiers clause accepts, judged once for all pairs."""
         return self.rule.joint_passes(self.pairs)
 
+    def kind_masks(self) -> dict[str, np.ndarray]:
+        """Per candidate pair, which kinds of evidence accept it: `edge_evidence`'s kinds for every pair at once
+        (the duplicate graph keeps them as bits, not as a list per edge)."""
+        embedding, pixel = self._embedding_passes, self._pixel_passes
+        joint = self._joint_passes & ~embedding & ~pixel  # neither tier alone: both together
+        any_tier = embedding | pixel | joint
+        hashed = np.asarray(self.pairs.hash_match, dtype=bool) & (bool(self.rule.hash_alone) | any_tier)
+        return {"embedding": embedding, "correlation": pixel, "joint": joint, "hash": hashed}
+
     def edge_evidence(self, k: int) -> dict[str, Any]:
         p = self.pairs
         kinds = []

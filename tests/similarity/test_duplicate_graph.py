@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from auditor.similarity.duplicate_graph import DuplicateGraph, build_graph, hash_distance_pairs
+from auditor.similarity.duplicate_graph import KIND_BIT, NO_SOURCE, DuplicateGraph, build_graph
 from auditor.encoding.imaging import ScanLimits, scan_bytes
 
 MAX_PHASH, MAX_DHASH = 6, 10
@@ -100,7 +100,7 @@ def graph_of(family, names, embeddings=None, min_cosine=None):
 
 def named_edges(graph: DuplicateGraph, at: dict[str, int]) -> dict[frozenset, dict]:
     name_of = {i: n for n, i in at.items()}
-    return {frozenset((name_of[a], name_of[b])): ev for (a, b), ev in graph.edges.items()}
+    return {frozenset((name_of[a], name_of[b])): ev for a, b, ev in graph.pairs()}
 
 
 NAMES = ["a_png", "b", "a_bmp", "c", "a_small", "d", "a_mirror"]
@@ -136,54 +136,99 @@ def test_a_users_min_cosine_is_a_raw_cosine_threshold(family, embeddings):
     assert frozenset(("c", "d")) not in edges or "embedding" not in edges[frozenset(("c", "d"))]["kinds"]
 
 
-def test_mirror_is_found_only_through_the_mirror_hashes(family):
-    a, mirror = family["a_png"], family["a_mirror"]
-    direct_only = [dataclasses.replace(s, phash_mirror="0" * 16, dhash_mirror="0" * 16) for s in (a, mirror)]
-    assert hash_distance_pairs([a, mirror], MAX_PHASH, MAX_DHASH) == {
-        (0, 1): {"phash_distance": 0, "dhash_distance": 0, "mirrored": True}
-    }
-    assert hash_distance_pairs(direct_only, MAX_PHASH, MAX_DHASH) == {}
+def test_mirror_is_found_by_hash_only_under_the_mirror_variant(family):
+    # The candidate search hashes every rotation and mirroring of each image: a mirror image matches its source
+    # only as the mirrored variant (its direct hashes are far).
+    from auditor.similarity import evidence as ev
+    from auditor.similarity.pixels import decode_grey32
+
+    thumbs = np.stack([decode_grey32(family[name].grey32) for name in ("a_png", "a_mirror", "b")])
+    data = ev.make_dataset(None, thumbs)
+    pairs = ev.search(data, None, thumbs, MAX_PHASH, MAX_DHASH, self_nodes=np.arange(3))
+    matched = {(int(q), int(t)): int(v) for q, t, v, h in zip(pairs.query, pairs.target, pairs.variant, pairs.hash_match) if h}
+    assert set(matched) == {(0, 1)}  # the mirror pair, once, and nothing with the unrelated picture
+    assert matched[(0, 1)] == 4  # "mirrored"
+    direct = np.unpackbits(data.phash[0] ^ data.phash[1]).sum()
+    assert direct > MAX_PHASH  # so only the mirrored variant could have found it
 
 
-def test_hash_edge_needs_dhash_to_agree_too(family):
-    a, small = family["a_png"], family["a_small"]
-    far_dhash = f"{int(small.dhash, 16) ^ 0xFFFF_FFFF_0000_0000:016x}"  # 32 bits away
-    disagreeing = dataclasses.replace(small, dhash=far_dhash, phash_mirror="0" * 16, dhash_mirror="0" * 16)
-    assert hash_distance_pairs([a, small], MAX_PHASH, MAX_DHASH)
-    assert hash_distance_pairs([a, disagreeing], MAX_PHASH, MAX_DHASH) == {}
+def test_a_hash_match_needs_dhash_to_agree_too(family):
+    from auditor.similarity import evidence as ev
+    from auditor.similarity.pixels import decode_grey32
+
+    thumbs = np.stack([decode_grey32(family[name].grey32) for name in ("a_png", "a_small")])
+    data = ev.make_dataset(None, thumbs)
+    pairs = ev.search(data, None, thumbs[:1], MAX_PHASH, MAX_DHASH)
+    assert (pairs.target == 1).any() and pairs.hash_match[pairs.target == 1].all()
+    far = data.dhash.copy()
+    far[1] ^= 0xFF  # every dHash bit of a_small flipped: pHash still agrees, dHash does not
+    pairs = ev.search(dataclasses.replace(data, dhash=far), None, thumbs[:1], MAX_PHASH, MAX_DHASH)
+    assert not pairs.hash_match[pairs.target == 1].any()
 
 
-def test_hash_thresholds_are_inclusive_of_the_measured_distance(family):
-    a, small = family["a_png"], family["a_small"]
-    found = hash_distance_pairs([a, small], MAX_PHASH, MAX_DHASH)[(0, 1)]
-    p, d = found["phash_distance"], found["dhash_distance"]
-    assert hash_distance_pairs([a, small], p, d)
-    if p > 0:
-        assert hash_distance_pairs([a, small], p - 1, MAX_DHASH) == {}
+def test_from_pairs_merges_kinds_and_keeps_the_lowest_sources_evidence():
+    evidence = {3: {"kinds": ["embedding"], "cosine": 0.97}, 5: {"kinds": ["hash"], "phash_distance": 3}}
+    graph = DuplicateGraph.from_pairs(
+        ["x", "y", "z"], a=[2, 0, 0, 1], b=[0, 2, 2, 1],
+        kinds=[KIND_BIT["hash"], KIND_BIT["embedding"], KIND_BIT["pixels"], KIND_BIT["hash"]],
+        source=[5, 3, NO_SOURCE, 7], evidence_of=lambda k: dict(evidence[k]))
+    assert len(graph) == 1  # one node pair; the self-pair (1, 1) is no edge
+    assert list(graph.pairs()) == [(0, 2, {"kinds": ["pixels", "embedding", "hash"], "cosine": 0.97})]
 
 
-def test_add_merges_kinds_and_keeps_first_evidence():
-    graph = DuplicateGraph(shas=["x", "y", "z"])
-    graph.add(2, 0, "hash", phash_distance=3)
-    graph.add(0, 2, "embedding", cosine=0.97, phash_distance=99)
-    graph.add(0, 2, "hash")
-    assert graph.edges == {(0, 2): {"kinds": ["hash", "embedding"], "phash_distance": 3, "cosine": 0.97}}
+def test_edges_are_sorted_and_each_nodes_evidence_is_read_from_its_own_edges():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 40, 300), rng.integers(0, 40, 300)
+    graph = DuplicateGraph.from_pairs([str(i) for i in range(40)], a, b, np.full(300, KIND_BIT["embedding"]),
+                                      source=np.arange(300), evidence_of=lambda k: {"k": k})
+    keys = list(zip(graph.a.tolist(), graph.b.tolist()))
+    assert keys == sorted({(min(x, y), max(x, y)) for x, y in zip(a.tolist(), b.tolist()) if x != y})
+    nodes = [3, 17, 5, 29, 11]
+    expected = [(x, y) for x, y in keys if x in nodes and y in nodes]
+    within = graph.evidence_within(nodes)
+    assert expected and [(x, y) for x, y, _ in within] == expected
+    first: dict = {}
+    for k, (x, y) in enumerate(zip(a.tolist(), b.tolist())):
+        first.setdefault((min(x, y), max(x, y)), k)
+    assert all(ev["k"] == first[(x, y)] for x, y, ev in within)  # the lowest source's evidence
+
+
+def test_components_of_exact_kinds_are_connected_components():
+    graph = DuplicateGraph.from_pairs(list("ABCDEF"), [0, 1, 3, 4], [1, 2, 4, 5],
+                                      [KIND_BIT["pixels"], KIND_BIT["pixels"], KIND_BIT["embedding"], KIND_BIT["pixels"]])
+    assert sorted(graph.components(["pixels"])) == [[0, 1, 2], [4, 5]]
+    assert sorted(graph.components(["pixels", "embedding"])) == [[0, 1, 2], [3, 4, 5]]
 
 
 def test_single_image_graph_is_empty(family):
     graph, _ = graph_of(family, ["a_png"])
-    assert graph.edges == {} and graph.components(["hash", "pixels"]) == []
+    assert len(graph) == 0 and graph.components(["hash", "pixels"]) == []
 
 
 def test_accepted_pairs_outside_the_groups_are_the_chained_ones():
     # A≈B, B≈C, A≉C: the group is {A, B} (or {B, C}); the other accepted pair chains, and is listed. Identical
     # pixels (D, E) are never chained; an unrelated pair in a group of its own (F, G) neither.
-    graph = DuplicateGraph(shas=list("ABCDEFG"))
-    graph.add(0, 1, "embedding")
-    graph.add(1, 2, "correlation")
-    graph.add(3, 4, "pixels")
-    graph.add(5, 6, "embedding")
+    graph = DuplicateGraph.from_pairs(list("ABCDEFG"), [0, 1, 3, 5], [1, 2, 4, 6],
+                                      [KIND_BIT["embedding"], KIND_BIT["correlation"], KIND_BIT["pixels"],
+                                       KIND_BIT["embedding"]])
     graph.near_groups = [[0, 1], [3, 4], [5, 6]]
-    assert graph.chained_edges() == [(1, 2)]
+    assert graph.chained_edges().tolist() == [[1, 2]]
     graph.near_groups = None  # before the groups are formed nothing can be called chained
-    assert graph.chained_edges() == []
+    assert graph.chained_edges().tolist() == []
+
+
+@pytest.mark.parametrize("min_cosine", [None, 0.9])
+def test_each_edges_kinds_are_the_decisions_kinds_for_its_pair(family, embeddings, min_cosine):
+    # The graph keeps kinds as bits computed for all pairs at once (DuplicateDecision.kind_masks); the report's
+    # per-pair evidence (edge_evidence) must name the same kinds.
+    graph, _ = graph_of(family, NAMES[:6] if min_cosine else NAMES, embeddings if min_cosine else None,
+                        min_cosine=min_cosine)
+    decision = graph.evidence_of.__self__
+    edges = 0
+    for edge in range(len(graph)):
+        if graph.source[edge] == NO_SOURCE:
+            continue
+        edges += 1
+        own = [kind for kind in graph.evidence(edge)["kinds"] if kind != "pixels"]
+        assert own == decision.edge_evidence(int(graph.source[edge]))["kinds"]
+    assert edges >= 1
