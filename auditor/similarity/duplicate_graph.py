@@ -46,20 +46,21 @@ def _empty(dtype) -> np.ndarray:
 @dataclass
 class DuplicateGraph:
     """Edges a < b, sorted by (a, b), one per pair of nodes; `source`: the decision's candidate pair whose
-    evidence the edge shows (NO_SOURCE for identical pixels alone); `evidence_of(k)`: that pair's evidence."""
+    evidence the edge shows (NO_SOURCE for identical pixels alone); `evidence_of(ks)`: those pairs' evidence
+    (a list of dicts)."""
     shas: list[str]
     a: np.ndarray = field(default_factory=lambda: _empty(np.int64))
     b: np.ndarray = field(default_factory=lambda: _empty(np.int64))
     kinds: np.ndarray = field(default_factory=lambda: _empty(np.uint8))
     source: np.ndarray = field(default_factory=lambda: _empty(np.int64))
-    evidence_of: Callable[[int], dict[str, Any]] | None = None
+    evidence_of: Callable[[list[int]], list[dict[str, Any]]] | None = None
     near_groups: list[list[int]] | None = None  # groups in which every two members are duplicates
     split: Any = None  # similarity.groups.SplitStats: how the chained components were split into groups
 
     @classmethod
     def from_pairs(cls, shas: list[str], a: np.ndarray, b: np.ndarray, kinds: np.ndarray,
                    source: np.ndarray | None = None,
-                   evidence_of: Callable[[int], dict[str, Any]] | None = None) -> "DuplicateGraph":
+                   evidence_of: Callable[[list[int]], list[dict[str, Any]]] | None = None) -> "DuplicateGraph":
         """One edge per node pair from pairs in any order and orientation: a pair given more than once has the
         union of its kinds and the evidence of its lowest source (pairs without kinds, or of a node with itself,
         are no edges)."""
@@ -94,18 +95,31 @@ class DuplicateGraph:
 
     def evidence(self, edge: int) -> dict[str, Any]:
         """One edge's kinds (in KIND_ORDER) and the evidence of the decision's pair behind it."""
-        bits = int(self.kinds[edge])
-        out: dict[str, Any] = {"kinds": [kind for kind in KIND_ORDER if bits & KIND_BIT[kind]]}
-        if self.source[edge] != NO_SOURCE and self.evidence_of is not None:
-            measured = self.evidence_of(int(self.source[edge]))
-            measured.pop("kinds", None)
-            out.update(measured)
+        return self.evidence_of_edges([edge])[0]
+
+    def evidence_of_edges(self, edges: list[int]) -> list[dict[str, Any]]:
+        """These edges' kinds (in KIND_ORDER) and the evidence of the decision's pairs behind them (read for all
+        of them at once)."""
+        sources = self.source[np.asarray(edges, dtype=np.int64)].tolist()
+        with_source = [number for number, k in enumerate(sources) if k != NO_SOURCE]
+        measured = (self.evidence_of([sources[number] for number in with_source])
+                    if with_source and self.evidence_of is not None else [])
+        by_edge = dict(zip(with_source, measured))
+        out = []
+        for number, edge in enumerate(edges):
+            bits = int(self.kinds[edge])
+            evidence: dict[str, Any] = {"kinds": [kind for kind in KIND_ORDER if bits & KIND_BIT[kind]]}
+            if number in by_edge:
+                found = by_edge[number]
+                found.pop("kinds", None)
+                evidence.update(found)
+            out.append(evidence)
         return out
 
     def pairs(self) -> Iterable[tuple[int, int, dict[str, Any]]]:
         """Every edge as (a, b, evidence), in (a, b) order (evidence built on demand)."""
-        for edge in range(len(self.a)):
-            yield int(self.a[edge]), int(self.b[edge]), self.evidence(edge)
+        for edge, evidence in enumerate(self.evidence_of_edges(list(range(len(self.a))))):
+            yield int(self.a[edge]), int(self.b[edge]), evidence
 
     def components(self, kinds: Iterable[str]) -> list[list[int]]:
         """Groups (node lists, size ≥ 2) for the given kinds: the non-chaining near-duplicate groups when any
@@ -148,7 +162,8 @@ class DuplicateGraph:
             for offset, other in enumerate(self.b[first:last].tolist()):
                 if other in inside:
                     found.append(first + offset)
-        return [(int(self.a[edge]), int(self.b[edge]), self.evidence(edge)) for edge in found]
+        return [(int(self.a[edge]), int(self.b[edge]), evidence)
+                for edge, evidence in zip(found, self.evidence_of_edges(found))]
 
     @cached_property
     def _run_starts(self) -> np.ndarray:
@@ -168,7 +183,7 @@ def build_graph(shas: list[str], scans: dict[str, ImageScan], decision: Any) -> 
                             for position, sha in enumerate(shas)], dtype=np.int64)
     copies = np.flatnonzero(same_pixels != np.arange(len(shas)))
     accepted = np.flatnonzero(decision.accepted)
-    masks = decision.kind_masks()
+    masks = decision.kind_masks
     bits = np.zeros(len(accepted), dtype=np.uint8)
     for kind, mask in masks.items():
         bits |= np.where(mask[accepted], KIND_BIT[kind], 0).astype(np.uint8)
@@ -178,7 +193,7 @@ def build_graph(shas: list[str], scans: dict[str, ImageScan], decision: Any) -> 
         np.concatenate([copies, decision.pairs.target[accepted]]),
         np.concatenate([np.full(len(copies), KIND_BIT["pixels"], np.uint8), bits]),
         np.concatenate([np.full(len(copies), NO_SOURCE, np.int64), accepted]),
-        evidence_of=decision.edge_evidence)
+        evidence_of=decision.edges_evidence)
 
     def judge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (same_pixels[a] == same_pixels[b]) | decision.judge(a, b)

@@ -64,35 +64,43 @@ class DuplicateDecision:
         """Which pairs the rule's both-tiers clause accepts, judged once for all pairs."""
         return self.rule.joint_passes(self.pairs)
 
+    @functools.cached_property
     def kind_masks(self) -> dict[str, np.ndarray]:
-        """Per candidate pair, which kinds of evidence accept it: `edge_evidence`'s kinds for every pair at once
-        (the duplicate graph keeps them as bits, not as a list per edge)."""
+        """Per candidate pair, which kinds of evidence accept it, in the order a pair lists them: the embedding
+        tier, the pixel tier, both together where neither alone does, and the hashes (counted where hash matches
+        count alone, or beside another tier). The duplicate graph keeps them as bits, not as a list per edge."""
         embedding, pixel = self._embedding_passes, self._pixel_passes
-        joint = self._joint_passes & ~embedding & ~pixel  # neither tier alone: both together
+        joint = self._joint_passes & ~embedding & ~pixel
         any_tier = embedding | pixel | joint
         hashed = np.asarray(self.pairs.hash_match, dtype=bool) & (bool(self.rule.hash_alone) | any_tier)
         return {"embedding": embedding, "correlation": pixel, "joint": joint, "hash": hashed}
 
     def edge_evidence(self, k: int) -> dict[str, Any]:
+        return self.edges_evidence([k])[0]
+
+    def edges_evidence(self, ks) -> list[dict[str, Any]]:
+        """The report's evidence of these candidate pairs: kinds, correlation, alignment, cosines, hash distances.
+        Each field is read for all of them at once: read pair by pair, numpy's per-element access cost more than
+        building the dicts (the duplicate checks read every group's pairs)."""
+        ks = np.asarray(ks, dtype=np.int64)
         p = self.pairs
-        kinds = []
-        if self._embedding_passes[k]:
-            kinds.append("embedding")
-        if self._pixel_passes[k]:
-            kinds.append("correlation")
-        if not kinds and self._joint_passes[k]:
-            kinds.append("joint")  # neither tier alone: both together (Rule.joint_scaled, joint_correlation)
-        if p.hash_match[k] and (self.rule.hash_alone or kinds):
-            kinds.append("hash")
-        out: dict[str, Any] = {"kinds": kinds, "correlation": round(float(p.correlation[k]), 4),
-                               "transform": VARIANT_NAMES[int(p.variant[k])],
-                               "mirrored": bool(int(p.variant[k]) >= 4)}
-        if self.data.unit is not None:
-            out["cosine"] = round(float(p.cosine[k]), 4)
-            out["scaled_cosine"] = round(float(p.scaled[k]), 4)
-        if p.hash_match[k]:
-            out["phash_distance"] = int(p.phash_distance[k])
-            out["dhash_distance"] = int(p.dhash_distance[k])
+        flags = [(kind, mask[ks].tolist()) for kind, mask in self.kind_masks.items()]
+        correlation, variant, hashed = p.correlation[ks].tolist(), p.variant[ks].tolist(), p.hash_match[ks].tolist()
+        embedded = self.data.unit is not None
+        cosine, scaled = (p.cosine[ks].tolist(), p.scaled[ks].tolist()) if embedded else (None, None)
+        phash, dhash = p.phash_distance[ks].tolist(), p.dhash_distance[ks].tolist()
+        out = []
+        for i in range(len(ks)):
+            evidence: dict[str, Any] = {"kinds": [kind for kind, flag in flags if flag[i]],
+                                        "correlation": round(correlation[i], 4),
+                                        "transform": VARIANT_NAMES[variant[i]], "mirrored": variant[i] >= 4}
+            if embedded:
+                evidence["cosine"] = round(cosine[i], 4)
+                evidence["scaled_cosine"] = round(scaled[i], 4)
+            if hashed[i]:
+                evidence["phash_distance"] = int(phash[i])
+                evidence["dhash_distance"] = int(dhash[i])
+            out.append(evidence)
         return out
 
     def judge(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

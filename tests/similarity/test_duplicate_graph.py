@@ -171,7 +171,7 @@ def test_from_pairs_merges_kinds_and_keeps_the_lowest_sources_evidence():
     graph = DuplicateGraph.from_pairs(
         ["x", "y", "z"], a=[2, 0, 0, 1], b=[0, 2, 2, 1],
         kinds=[KIND_BIT["hash"], KIND_BIT["embedding"], KIND_BIT["pixels"], KIND_BIT["hash"]],
-        source=[5, 3, NO_SOURCE, 7], evidence_of=lambda k: dict(evidence[k]))
+        source=[5, 3, NO_SOURCE, 7], evidence_of=lambda ks: [dict(evidence[k]) for k in ks])
     assert len(graph) == 1  # one node pair; the self-pair (1, 1) is no edge
     assert list(graph.pairs()) == [(0, 2, {"kinds": ["pixels", "embedding", "hash"], "cosine": 0.97})]
 
@@ -180,7 +180,7 @@ def test_edges_are_sorted_and_each_nodes_evidence_is_read_from_its_own_edges():
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, 40, 300), rng.integers(0, 40, 300)
     graph = DuplicateGraph.from_pairs([str(i) for i in range(40)], a, b, np.full(300, KIND_BIT["embedding"]),
-                                      source=np.arange(300), evidence_of=lambda k: {"k": k})
+                                      source=np.arange(300), evidence_of=lambda ks: [{"k": k} for k in ks])
     keys = list(zip(graph.a.tolist(), graph.b.tolist()))
     assert keys == sorted({(min(x, y), max(x, y)) for x, y in zip(a.tolist(), b.tolist()) if x != y})
     nodes = [3, 17, 5, 29, 11]
@@ -232,3 +232,41 @@ def test_each_edges_kinds_are_the_decisions_kinds_for_its_pair(family, embedding
         own = [kind for kind in graph.evidence(edge)["kinds"] if kind != "pixels"]
         assert own == decision.edge_evidence(int(graph.source[edge]))["kinds"]
     assert edges >= 1
+
+
+def per_pair_evidence(decision, k: int) -> dict:
+    """The report's evidence of one candidate pair as it was first written, one pair at a time (the reference)."""
+    from auditor.similarity.engine import VARIANT_NAMES
+
+    p, rule = decision.pairs, decision.rule
+    single = p.subset(np.arange(len(p)) == k)
+    kinds = []
+    if rule.embedding_passes(single)[0]:
+        kinds.append("embedding")
+    if rule.pixel_passes(single)[0]:
+        kinds.append("correlation")
+    if not kinds and rule.joint_passes(single)[0]:
+        kinds.append("joint")
+    if p.hash_match[k] and (rule.hash_alone or kinds):
+        kinds.append("hash")
+    out = {"kinds": kinds, "correlation": round(float(p.correlation[k]), 4),
+           "transform": VARIANT_NAMES[int(p.variant[k])], "mirrored": bool(int(p.variant[k]) >= 4)}
+    if decision.data.unit is not None:
+        out["cosine"] = round(float(p.cosine[k]), 4)
+        out["scaled_cosine"] = round(float(p.scaled[k]), 4)
+    if p.hash_match[k]:
+        out["phash_distance"] = int(p.phash_distance[k])
+        out["dhash_distance"] = int(p.dhash_distance[k])
+    return out
+
+
+@pytest.mark.parametrize("min_cosine", [None, 0.9])
+def test_pairs_evidence_read_together_is_each_pairs_own(family, embeddings, min_cosine):
+    graph, _ = graph_of(family, NAMES[:6] if min_cosine else NAMES, embeddings if min_cosine else None,
+                        min_cosine=min_cosine)
+    decision = graph.evidence_of.__self__
+    every = list(range(len(decision.pairs)))
+    assert len(every) >= 3
+    together = decision.edges_evidence(every)
+    assert together == [per_pair_evidence(decision, k) for k in every]
+    assert [decision.edges_evidence([k])[0] for k in reversed(every)] == together[::-1]
