@@ -71,48 +71,55 @@ def clique_groups(n: int, edges: np.ndarray,
     duplicates after all (measured on demand, all components' pairs in one call); None: only the given edges
     count. budget: at most this many pairs judged (default `judged_pairs_budget(n)`); components are taken
     smallest first while their pairs fit. stats: a list the `SplitStats` is appended to.
-    Each component keeps only its own edges: one shared set copied per component cost O(components × edges),
-    and a call to judge per component cost its fixed overhead thousands of times (15 000 images: 36 of 72
-    CPU-seconds of the whole decision)."""
+    Each component is split on its own edges, held as arrays: a set of pair tuples per component cost ≈ 150
+    bytes per edge (≈ 10⁷ edges at 10⁶ resampled vectors), and a call to judge per component cost its fixed
+    overhead thousands of times (15 000 images: 36 of 72 CPU-seconds of the whole decision)."""
     edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    edges = np.unique(np.sort(edges, axis=1), axis=0) if len(edges) else edges
+    edges = edges[edges[:, 0] != edges[:, 1]]
     components = connected(n, edges)
     budget = judged_pairs_budget(n) if budget is None else budget
     component_of = np.full(n, -1, dtype=np.int64)
     for number, component in enumerate(components):
         component_of[component] = number
-    linked: list[set[tuple[int, int]]] = [set() for _ in components]
-    for a, b in edges.tolist():
-        linked[component_of[a]].add((min(a, b), max(a, b)))
-    missing: list[tuple[int, int]] = []
-    owner: list[int] = []
-    unjudged = [number for number, c in enumerate(components) if len(c) > 2]
-    if judge is not None:
-        measured = _components_within_budget(components, linked, budget)
-        unjudged = [number for number in unjudged if number not in measured]
-        for number in sorted(measured):  # in component order, as before there was a budget
-            component, own = components[number], linked[number]
-            for i, a in enumerate(component):
-                for b in component[i + 1:]:
-                    if (a, b) not in own:
-                        missing.append((a, b))
-                        owner.append(number)
-    if missing:
-        pairs = np.array(missing, dtype=np.int64)
-        for pair, number, ok in zip(missing, owner, judge(pairs[:, 0], pairs[:, 1])):
-            if ok:
-                linked[number].add(pair)
+    edge_counts = np.bincount(component_of[edges[:, 0]], minlength=len(components)) if len(edges) else \
+        np.zeros(len(components), dtype=np.int64)
+    chained = [number for number, c in enumerate(components) if len(c) > 2]
+    measured = _components_within_budget(components, edge_counts, budget) if judge is not None else set()
+    unjudged = [number for number in chained if number not in measured]
+    missing = _unmeasured_pairs(components, sorted(measured), edges, component_of)
+    judged = missing[np.asarray(judge(missing[:, 0], missing[:, 1]), dtype=bool)] if len(missing) else missing
     if stats is not None:
-        stats.append(SplitStats(components=sum(len(c) > 2 for c in components), judged_pairs=len(missing),
+        stats.append(SplitStats(components=len(chained), judged_pairs=len(missing),
                                 budget=budget, unjudged_components=len(unjudged),
                                 unjudged_images=sum(len(components[k]) for k in unjudged)))
+    linked = np.concatenate([edges, judged])
+    order = np.argsort(component_of[linked[:, 0]], kind="stable")  # each component's links, one run each
+    linked = linked[order]
+    run_starts = np.searchsorted(component_of[linked[:, 0]], np.arange(len(components) + 1))
     groups: list[list[int]] = []
     for number, component in enumerate(components):
-        groups.extend([component] if len(component) == 2 else _greedy_cliques(component, linked[number]))
+        if len(component) == 2:
+            groups.append(component)
+        else:
+            groups.extend(_greedy_cliques(np.asarray(component, dtype=np.int64),
+                                          linked[run_starts[number]:run_starts[number + 1]]))
     return sorted(groups, key=lambda g: (-len(g), g[0]))
 
 
-def _components_within_budget(components: list[list[int]], linked: list[set[tuple[int, int]]],
-                              budget: int) -> set[int]:
+def _unmeasured_pairs(components: list[list[int]], numbers: list[int], edges: np.ndarray,
+                      component_of: np.ndarray) -> np.ndarray:
+    """Every two members of these components that are not already an edge, component by component, each pair
+    (a < b) in member order."""
+    wanted = np.zeros(len(components), dtype=bool)
+    wanted[numbers] = True
+    known = {(a, b) for a, b in edges[wanted[component_of[edges[:, 0]]]].tolist()} if len(edges) else set()
+    missing = [(a, b) for number in numbers for i, a in enumerate(components[number])
+               for b in components[number][i + 1:] if (a, b) not in known]
+    return np.array(missing, dtype=np.int64).reshape(-1, 2)
+
+
+def _components_within_budget(components: list[list[int]], edge_counts: np.ndarray, budget: int) -> set[int]:
     """Numbers of the chained components (3 to MAX_COMPONENT_CHECKED members) whose unmeasured pairs are
     measured: smallest first while the total stays within the budget (many small components split exactly
     rather than one large one)."""
@@ -124,7 +131,7 @@ def _components_within_budget(components: list[list[int]], linked: list[set[tupl
             continue
         if size > MAX_COMPONENT_CHECKED:
             break
-        to_measure = size * (size - 1) // 2 - len(linked[number])
+        to_measure = size * (size - 1) // 2 - int(edge_counts[number])
         if spent + to_measure > budget:
             continue
         chosen.add(number)
@@ -132,27 +139,37 @@ def _components_within_budget(components: list[list[int]], linked: list[set[tupl
     return chosen
 
 
-def _greedy_cliques(nodes: list[int], linked: set[tuple[int, int]]) -> list[list[int]]:
-    """Best-connected nodes first; each joins the first clique it is linked to entirely, else starts one."""
-    # Degrees from the links themselves (each is a pair of this component's nodes): asking is_linked for every
-    # two nodes cost 22·10⁶ set lookups on 60 000 32 px crops, a third of the time of splitting chains.
-    neighbours: dict[int, set[int]] = {node: set() for node in nodes}
-    for a, b in linked:
-        neighbours[a].add(b)
-        neighbours[b].add(a)
+def _greedy_cliques(nodes: np.ndarray, pairs: np.ndarray) -> list[list[int]]:
+    """Best-connected nodes first; each joins the first clique it is linked to entirely, else starts one.
+
+    nodes: the component's nodes, ascending; pairs: its links (a < b, each once). A clique the node is linked to
+    entirely holds one of its neighbours, so only those cliques are tried, in the order they were opened (the
+    first one wins, as when every clique was tried, which is quadratic in the component: one of 10⁵ nodes split
+    into 10⁴ cliques could take 10⁹ tries). Neighbours are arrays (CSR), and a node's neighbours are marked in
+    one boolean array while its cliques are tried."""
+    size = len(nodes)
+    ends = np.searchsorted(nodes, pairs.reshape(-1, 2).T.ravel())  # local numbers: a's then b's
+    half = len(ends) // 2
+    others = np.concatenate([ends[half:], ends[:half]])
+    order = np.argsort(ends, kind="stable")
+    neighbours = others[order]
+    bounds = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(ends, minlength=size), out=bounds[1:])
+    degree = np.diff(bounds)
+    clique_of = np.full(size, -1, dtype=np.int64)
     cliques: list[list[int]] = []
-    clique_of: dict[int, int] = {}
-    for node in sorted(nodes, key=lambda a: (-len(neighbours[a]), a)):
-        # A clique the node is linked to entirely holds one of its neighbours, so only those cliques are tried,
-        # in the order they were opened (the first one wins, as when every clique was tried, which is quadratic in
-        # the component: one of 10⁵ nodes split into 10⁴ cliques could take 10⁹ tries).
-        mine = neighbours[node]
-        for number in sorted({clique_of[m] for m in mine if m in clique_of}):
-            if all(other in mine for other in cliques[number]):
+    marked = np.zeros(size, dtype=bool)
+    for node in np.lexsort((nodes, -degree)).tolist():  # by (-degree, node)
+        mine = neighbours[bounds[node]:bounds[node + 1]]
+        tried = clique_of[mine]
+        marked[mine] = True
+        for number in np.unique(tried[tried >= 0]).tolist():
+            if marked[cliques[number]].all():
                 cliques[number].append(node)
                 clique_of[node] = number
                 break
         else:
             clique_of[node] = len(cliques)
             cliques.append([node])
-    return [sorted(c) for c in cliques if len(c) > 1]
+        marked[mine] = False
+    return [sorted(nodes[c].tolist()) for c in cliques if len(c) > 1]
