@@ -124,8 +124,11 @@ def dihedral_codes(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     phash = np.empty((8, len(thumbs), 8), dtype=np.uint8)
     dhash = np.empty((8, len(thumbs), 8), dtype=np.uint8)
     for v in range(8):
-        variant = np.ascontiguousarray(px.dihedral(thumbs, v))
-        phash[v], dhash[v] = _chunked(px.phash_codes, variant, 8, np.uint8), _chunked(px.dhash_codes, variant, 8, np.uint8)
+        # Each chunk turned as it is hashed: turning all thumbnails first held a copy of them per variant (1 GB
+        # at 10⁶ images).
+        turned = lambda function: lambda chunk: function(np.ascontiguousarray(px.dihedral(chunk, v)))
+        phash[v] = _chunked(turned(px.phash_codes), thumbs, 8, np.uint8)
+        dhash[v] = _chunked(turned(px.dhash_codes), thumbs, 8, np.uint8)
     return phash, dhash
 
 
@@ -297,12 +300,16 @@ class Sightings:
 
     @classmethod
     def of(cls, query, target, rank=None, variant=None, likeness=None, phash=None, dhash=None) -> "Sightings":
+        # Narrow types (21 bytes a sighting instead of 56): at 10⁶ copy-heavy images there are tens of millions
+        # of sightings, held while they are merged. Likeness is a float32 similarity from FAISS, so float32 holds
+        # it exactly; nodes fit int32 below 2³¹ images.
         n = len(query)
+        node = np.int32 if n == 0 or max(np.max(query), np.max(target)) < 2**31 - 1 else np.int64
         fill = lambda value, default, dtype: (np.full(n, default, dtype=dtype) if value is None
                                               else np.asarray(value, dtype=dtype))
-        return cls(np.asarray(query, dtype=np.int64), np.asarray(target, dtype=np.int64), fill(rank, -1, np.int64),
-                   fill(variant, -1, np.int64), fill(likeness, -np.inf, np.float64), fill(phash, NO_HASH, np.int64),
-                   fill(dhash, NO_HASH, np.int64), phash is not None)
+        return cls(np.asarray(query, dtype=node), np.asarray(target, dtype=node), fill(rank, -1, np.int32),
+                   fill(variant, -1, np.int8), fill(likeness, -np.inf, np.float32), fill(phash, NO_HASH, np.int16),
+                   fill(dhash, NO_HASH, np.int16), phash is not None)
 
 
 def merge_sightings(events: list[Sightings], symmetric: bool):
@@ -325,7 +332,8 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
     seq = np.arange(len(query))
     low, high = (np.minimum(query, target), np.maximum(query, target)) if symmetric else (query, target)
     span = int(max(low.max(), high.max())) + 1
-    key = low * span + high
+    key = low.astype(np.int64) * span + high  # int64: nodes may be int32, their product is not
+    del low, high
     order = np.lexsort((seq, key))  # by pair, then sighting order
     sorted_key = key[order]
     starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
@@ -362,7 +370,8 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
         out_variant[pairs], out_phash[pairs], out_dhash[pairs], hash_match[pairs] = (
             variant[chosen], phash[chosen], dhash[chosen], True)
     inserted = np.argsort(first, kind="stable")  # pairs in order of first sighting
-    return (p_query[inserted], p_target[inserted], out_rank[inserted], out_variant[inserted], out_phash[inserted],
+    wide = lambda values: values[inserted].astype(np.int64)
+    return (wide(p_query), wide(p_target), out_rank[inserted], out_variant[inserted], out_phash[inserted],
             out_dhash[inserted], hash_match[inserted])
 
 

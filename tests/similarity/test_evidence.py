@@ -155,3 +155,15 @@ def test_hash_candidates_per_query_are_the_closest_few(monkeypatch):
     distance = {j: int(np.unpackbits(phash[0, 0] ^ data.phash[j]).sum() + np.unpackbits(dhash[0, 0] ^ data.dhash[j]).sum())
                 for j in every}
     assert max(distance[j] for j in capped) <= min(distance[j] for j in every if j not in capped)
+
+
+def test_dihedral_codes_turned_chunk_by_chunk_are_the_codes_of_each_turned_thumbnail(monkeypatch):
+    from auditor.similarity import pixels as px
+
+    rng = np.random.default_rng(11)
+    thumbs = rng.integers(0, 256, (37, 32, 32), dtype=np.uint8)
+    monkeypatch.setattr(ev, "CODE_CHUNK", 8)  # several chunks, the last one short
+    phash, dhash = ev.dihedral_codes(thumbs)
+    for v in range(8):
+        turned = np.ascontiguousarray(px.dihedral(thumbs, v))
+        assert np.array_equal(phash[v], px.phash_codes(turned)) and np.array_equal(dhash[v], px.dhash_codes(turned))
