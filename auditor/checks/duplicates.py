@@ -58,13 +58,14 @@ def judge_exact(evidence: Evidence, policy: Policy) -> Verdict:
     return Verdict(status, policy=f"warn above {limit} %" if evidence.metrics["groups"] else "")
 
 
-def near_groups(ctx: AuditContext) -> list[list[int]]:
-    """Groups joined by near-duplicate evidence: some pair inside is not merely an exact copy."""
+def near_groups(ctx: AuditContext) -> list[tuple[list[int], list[dict]]]:
+    """Groups joined by near-duplicate evidence (some pair inside is not merely an exact copy), each with its
+    pairs' evidence (read once: it is most of this check's time at scale)."""
     groups = []
     for group in ctx.record_groups(ALL_KINDS, include_byte_identical=False):
         pairs = ctx.group_evidence(group)
         if any(not NOT_NEAR & set(pair["kinds"]) for pair in pairs):
-            groups.append(group)
+            groups.append((group, pairs))
     return groups
 
 
@@ -85,11 +86,12 @@ def candidate_search(ctx: AuditContext) -> dict | None:
 def compute_near(ctx: AuditContext) -> Evidence:
     choice = ctx.duplicate_decision.choice
     search = candidate_search(ctx)
-    groups = near_groups(ctx)
+    with_pairs = near_groups(ctx)
+    groups = [group for group, _pairs in with_pairs]
     findings = []
     near_pairs = 0
-    for group in groups:
-        finding, count = _near_finding(ctx, group)
+    for group, pairs in with_pairs:
+        finding, count = _near_finding(ctx, group, pairs)
         findings.append(finding)
         near_pairs += count
     redundant = _redundant(groups)
@@ -180,9 +182,9 @@ def _chained(ctx: AuditContext) -> dict:
             "split": graph.split.to_dict() if graph.split is not None else None}
 
 
-def _near_finding(ctx: AuditContext, group: list[int]) -> tuple[Finding, int]:
-    """One group's finding, and how many near (not exact) pairs it holds."""
-    pairs = ctx.group_evidence(group)
+def _near_finding(ctx: AuditContext, group: list[int], pairs: list[dict]) -> tuple[Finding, int]:
+    """One group's finding (`pairs`: its pairs' evidence, ctx.group_evidence), and how many near (not exact)
+    pairs it holds."""
     near = [p for p in pairs if not NOT_NEAR & set(p["kinds"])]
     cosines = [p["cosine"] for p in near if "cosine" in p]
     correlations = [p["correlation"] for p in near if "correlation" in p]
