@@ -245,6 +245,15 @@ def run_vectors(args) -> None:
     _run_checks(args, ctx, meter, n, quality)
 
 
+def _print_memo_use(ctx, when: str) -> None:
+    """How much pixel evidence came from the bench's cache (one per n in --work, kept between runs): a run that
+    finds its pixel evidence there is not a cold run, and its decision time says little about a first audit."""
+    decision = ctx.__dict__.get("duplicate_decision")
+    memo = decision.data.memo if decision is not None else None
+    if memo is not None:
+        print(json.dumps({"pixel_memo": when, "reused": memo.reused, "computed": memo.computed}), flush=True)
+
+
 def _run_checks(args, ctx, meter, n, quality) -> None:
     from auditor.checks import CHECKS
 
@@ -255,7 +264,9 @@ def _run_checks(args, ctx, meter, n, quality) -> None:
         # The checks that read the duplicate decision share it and the graph built from it; measured apart so that
         # time and memory can be told apart (the first such check would otherwise carry both).
         meter.run("duplicate decision (candidates, calibration, rule, judged pairs)", lambda: ctx.duplicate_decision)
+        _print_memo_use(ctx, "after the decision")
         meter.run("duplicate graph (edges, groups without chains)", lambda: ctx.duplicate_graph)
+        _print_memo_use(ctx, "after the graph (pairs judged on demand included)")
     results = {}
     for check_id in checks:
         evidence = meter.run(f"check {check_id}", CHECKS[check_id].compute, ctx)
