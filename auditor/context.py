@@ -117,7 +117,6 @@ class AuditContext:
         from auditor.config import REFERENCE_SPLIT
         from auditor.similarity.neighbours import normalise
         from auditor.similarity.input_size import are_small
-        from auditor.similarity.pixels import decode_grey32
 
         shas = self.unique_shas
         cal = self.calibration
@@ -135,7 +134,7 @@ class AuditContext:
             unit = self.unit_matrix if len(self.embedded_shas) == len(shas) else self.unit_embeddings(shas)
         return dict(
             unit=unit,
-            thumbs=self._thumbnails(shas, decode_grey32),
+            thumbs=self._thumbnails(shas),
             reference=np.array([REFERENCE_SPLIT in splits[s] for s in shas]) if two_splits else None,
             held_out=np.array([bool(splits[s] - {REFERENCE_SPLIT}) for s in shas]) if two_splits else None,
             copy_unit=normalise(cal.vectors) if unit is not None and cal.vectors is not None else None,
@@ -152,12 +151,14 @@ class AuditContext:
                                     for s in shas if self.encoded.scans[s].width]),
         )
 
-    def _thumbnails(self, shas: list[str], decode) -> np.ndarray:
+    def _thumbnails(self, shas: list[str]) -> np.ndarray:
         """(n, 32, 32) uint8 grey thumbnails of these contents, decoded into one array (a list of arrays then
-        stacked held them twice: 2 GB at 10⁶ images)."""
+        stacked held them twice: +2 GB at 10⁶ images, measured)."""
+        from auditor.similarity.pixels import decode_grey32
+
         thumbs = np.empty((len(shas), 32, 32), dtype=np.uint8)
         for row, sha in enumerate(shas):
-            thumbs[row] = decode(self.encoded.scans[sha].grey32)
+            thumbs[row] = decode_grey32(self.encoded.scans[sha].grey32)
         return thumbs
 
     @cached_property

@@ -75,9 +75,6 @@ class DuplicateDecision:
         hashed = np.asarray(self.pairs.hash_match, dtype=bool) & (bool(self.rule.hash_alone) | any_tier)
         return {"embedding": embedding, "correlation": pixel, "joint": joint, "hash": hashed}
 
-    def edge_evidence(self, k: int) -> dict[str, Any]:
-        return self.edges_evidence([k])[0]
-
     def edges_evidence(self, ks) -> list[dict[str, Any]]:
         """The report's evidence of these candidate pairs: kinds, correlation, alignment, cosines, hash distances.
         Each field is read for all of them at once: read pair by pair, numpy's per-element access cost more than

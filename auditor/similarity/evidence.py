@@ -126,7 +126,7 @@ def dihedral_codes(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for v in range(8):
         # Each chunk turned as it is hashed: turning all thumbnails first held a copy of them per variant (1 GB
         # at 10⁶ images).
-        turned = lambda function: lambda chunk: function(np.ascontiguousarray(px.dihedral(chunk, v)))
+        turned = lambda function, v=v: lambda chunk: function(np.ascontiguousarray(px.dihedral(chunk, v)))
         phash[v] = _chunked(turned(px.phash_codes), thumbs, 8, np.uint8)
         dhash[v] = _chunked(turned(px.dhash_codes), thumbs, 8, np.uint8)
     return phash, dhash

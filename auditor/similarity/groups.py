@@ -71,9 +71,9 @@ def clique_groups(n: int, edges: np.ndarray,
     duplicates after all (measured on demand, all components' pairs in one call); None: only the given edges
     count. budget: at most this many pairs judged (default `judged_pairs_budget(n)`); components are taken
     smallest first while their pairs fit. stats: a list the `SplitStats` is appended to.
-    Each component is split on its own edges, held as arrays: a set of pair tuples per component cost ≈ 150
-    bytes per edge (≈ 10⁷ edges at 10⁶ resampled vectors), and a call to judge per component cost its fixed
-    overhead thousands of times (15 000 images: 36 of 72 CPU-seconds of the whole decision)."""
+    Each component is split on its own edges, held as arrays: a set of pair tuples per component, then a set of
+    neighbours per node, cost of the order of 150 bytes per edge (by arithmetic: a tuple, two ints, set slots),
+    and a call to judge per component cost its fixed overhead thousands of times (15 000 images: 36 of 72 CPU-seconds of the whole decision)."""
     edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
     edges = np.unique(np.sort(edges, axis=1), axis=0) if len(edges) else edges
     edges = edges[edges[:, 0] != edges[:, 1]]

@@ -144,5 +144,4 @@ def test_a_pair_only_the_both_tiers_clause_accepts_is_an_edge_of_kind_joint():
     decision = DuplicateDecision(data=data, pairs=pairs, accepted=rule.passes(pairs),
                                  choice=SimpleNamespace(rule=rule), hash_tier={}, leak=None)
     assert decision.accepted.tolist() == [True, True, False]
-    assert decision.edge_evidence(0)["kinds"] == ["embedding"]
-    assert decision.edge_evidence(1)["kinds"] == ["joint"]
+    assert [e["kinds"] for e in decision.edges_evidence([0, 1])] == [["embedding"], ["joint"]]
