@@ -129,6 +129,7 @@ def test_robust_z_floors_the_scale_of_a_near_constant_quantity():
     assert empty.size == 0 and np.isnan(median)
 
 
+@pytest.mark.slow  # seconds: run by `make test`, not the edit-test loop
 @pytest.mark.parametrize("groups", [False, True])
 def test_permutation_refits_on_threads_give_the_scores_of_one_thread(monkeypatch, groups):
     """The refits of each chunk run on every core; the permutations are drawn up front, so the observed score,

@@ -8,6 +8,7 @@ import pytest
 from auditor.backbones.registry import _load, packaged_efficientnet_weights
 
 
+@pytest.mark.slow  # seconds: run by `make test`, not the edit-test loop
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_an_image_embeds_alike_in_a_short_batch_and_a_full_one(precision):
     weights = packaged_efficientnet_weights()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from auditor.gate.merge import CHECK as MERGE, is_existing_only
 from auditor.index.merged import EXISTING, INCOMING, MergedIndex
 from auditor.report import Finding, Severity, Status
@@ -82,6 +84,7 @@ def test_a_merge_audit_skips_whole_dataset_tests_and_runs_merge(tmp_path):
         assert results[check_id].status == Status.SKIPPED and "merge audit" in results[check_id].summary
 
 
+@pytest.mark.slow  # seconds: run by `make test`, not the edit-test loop
 def test_the_shift_test_finds_shifted_incoming_images_on_a_capped_existing_side():
     import numpy as np
 

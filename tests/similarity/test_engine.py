@@ -104,6 +104,7 @@ def test_judge_gives_the_rules_verdict_on_full_evidence(rule):
         assert np.array_equal(evidence.colour_differs, (a % 5 == 0) != (b % 5 == 0))
 
 
+@pytest.mark.slow  # seconds: run by `make test`, not the edit-test loop
 def test_float16_rows_decide_as_their_float32_values():
     """The decision decodes a small float16 matrix once (exact search, pairs gathered several times): the
     same pairs, evidence and choice as the float32 rows with the same bits."""

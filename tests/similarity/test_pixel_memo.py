@@ -4,6 +4,7 @@ entry recomputed, and a decision with the memo identical to one without."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from auditor.encoding.cache import Cache
@@ -71,6 +72,7 @@ def test_dihedral_codes_equal_the_direct_computation():
     np.testing.assert_array_equal(dhash, direct[1])
 
 
+@pytest.mark.slow  # seconds: run by `make test`, not the edit-test loop
 def test_a_decision_with_the_cache_memo_is_the_same_and_the_second_computes_nothing(tmp_path):
     rng = np.random.default_rng(3)
     thumbs = thumbnails(40, seed=1)
