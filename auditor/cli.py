@@ -154,8 +154,7 @@ def split_command(flags: Flags) -> int:
 
 
 def _audit(flags: Flags, fixed_checks: tuple[str, ...] | None = None, finetune: bool = False) -> int:
-    from auditor.formats.write import parse_formats, prepare_output_dir, write_reports
-    from auditor.runner import audit
+    from auditor.formats.write import output_folder, parse_formats
 
     formats = parse_formats(flags.format)
     check_ids = _check_ids(flags, fixed_checks)  # a typo is an error now, not after the embedding
@@ -166,7 +165,19 @@ def _audit(flags: Flags, fixed_checks: tuple[str, ...] | None = None, finetune: 
     if update_baseline and baseline_path is None:
         raise ConfigError("--update-baseline needs a file", "Pass --baseline FILE (or set baseline in [tool.auditor]).")
     _require_writable(config, baseline_file=baseline_path if update_baseline else None)
-    out = prepare_output_dir(flags.out or _default_out(flags.dataset_dir, config.manifest))
+    with output_folder(flags.out or _default_out(flags.dataset_dir, config.manifest)) as out:
+        report = _audit_into(out, flags, formats, config, check_ids, baseline_path, update_baseline)
+    if report.failed and not flags.exit_zero:
+        return EXIT_FAILED
+    return EXIT_ERROR if report.errored else EXIT_OK
+
+
+def _audit_into(out: Path, flags: Flags, formats: list[str], config, check_ids: list[str] | None,
+                baseline_path: Path | None, update_baseline: bool):
+    """Audit, then print and write the report into `out`; returns the report."""
+    from auditor.formats.write import write_reports
+    from auditor.runner import audit
+
     baseline_ids = None
     if baseline_path is not None and not update_baseline:
         from auditor.gate.baseline import load_baseline
@@ -182,9 +193,7 @@ def _audit(flags: Flags, fixed_checks: tuple[str, ...] | None = None, finetune: 
         _stdout_console().print(build_renderable(report))
     for path in write_reports(report, out, formats, ctx):
         _stderr(f"report written to {path}")
-    if report.failed and not flags.exit_zero:
-        return EXIT_FAILED
-    return EXIT_ERROR if report.errored else EXIT_OK
+    return report
 
 
 def _check_ids(flags: Flags, fixed: tuple[str, ...] | None) -> list[str] | None:

@@ -5,7 +5,10 @@ Shared by the command line and the Python API, so both write the same files the 
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from auditor.errors import ConfigError
 
@@ -38,6 +41,29 @@ def prepare_output_dir(out: Path) -> Path:
     if not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is not a folder", "Pass a folder for the reports.")
     return out
+
+
+@contextmanager
+def output_folder(out: Path) -> Iterator[Path]:
+    """`prepare_output_dir`, and when the work inside fails before anything is written there (a dataset that does
+    not exist, a bad manifest), the folders this call created are removed again if still empty: a failed audit
+    leaves no empty `reports/<name>` behind. Folders that existed before, or hold anything, are never touched."""
+    out = Path(out).expanduser()
+    created = []  # the folder and the parents it lacks, deepest first
+    for folder in (out, *out.parents):
+        if os.path.lexists(folder):
+            break
+        created.append(folder)
+    folder = prepare_output_dir(out)
+    try:
+        yield folder
+    except BaseException:
+        for path in created:
+            try:
+                path.rmdir()  # only an empty folder; anything written there stays
+            except OSError:
+                break
+        raise
 
 
 def write_reports(report, out: Path, formats: list[str], ctx=None) -> list[Path]:

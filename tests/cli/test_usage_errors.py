@@ -42,3 +42,22 @@ def test_an_unknown_check_id_is_refused_before_any_work(tmp_path):
     result = run_cli("audit", SAMPLES, "--checks", "leakage,leakag", "--cache-dir", tmp_path / "c", "-q")
     _assert_clean_error(result, "unknown check id(s): leakag")
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # nothing was embedded
+
+
+def test_a_failed_audit_leaves_no_empty_report_folder_behind(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --out is reports/<dataset> below the working folder
+    _assert_clean_error(run_cli("audit", tmp_path / "nope", "--cache-dir", tmp_path / "c"), "does not exist")
+    assert not (tmp_path / "reports").exists()
+    _assert_clean_error(run_cli("audit", tmp_path / "nope", "--cache-dir", tmp_path / "c", "--out", tmp_path / "a" / "b"),
+                        "does not exist")
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_failed_audit_leaves_folders_that_existed_and_what_they_hold(tmp_path):
+    kept = tmp_path / "kept"
+    (kept / "old").mkdir(parents=True)
+    _assert_clean_error(run_cli("audit", tmp_path / "nope", "--cache-dir", tmp_path / "c", "--out", kept), "does not exist")
+    assert (kept / "old").is_dir()
+    _assert_clean_error(run_cli("audit", tmp_path / "nope", "--cache-dir", tmp_path / "c", "--out", kept / "new"),
+                        "does not exist")
+    assert sorted(p.name for p in kept.iterdir()) == ["old"]
