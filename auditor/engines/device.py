@@ -8,7 +8,10 @@ Precision `auto`:
   - GPUs that compute bfloat16 natively (NVIDIA compute capability 8.0 and later: A100, A10(G), L4, L40S,
     H100, H200, RTX 30xx/40xx) → bfloat16 (Keras' mixed_bfloat16: float32 weights, bfloat16 maths);
   - older GPUs (T4, V100, P100) → float16 (mixed_float16), which their tensor cores do compute;
-  - CPUs → bfloat16 where the CPU has native bf16 (AVX512_BF16 or AMX), else float32.
+  - CPUs → bfloat16 where the CPU has AMX tiles for it (amx_bf16: Sapphire Rapids and later Xeons), else float32.
+    AVX512_BF16 alone (Cooper Lake, AMD Zen 4, VMs that hide AMX) is not enough: there bfloat16 ran slower than
+    float32 (bench/bench_precision.py: 0.83× for EfficientNet-Lite0, 0.60× for ResNet50), while with AMX it ran
+    1.9× faster (bench/bench_folding.py).
 Batch size `auto`: 32 images on CPUs (larger batches do not run faster there and cost memory), 256 on
 GPUs (a GPU is mostly idle at 32 images per call for a network this small).
 """
@@ -109,16 +112,18 @@ def precision_for(devices: Devices, requested: str) -> str:
     return cpu_precision()
 
 
-def cpu_precision() -> str:
-    """bfloat16 where the CPU computes it natively (AVX512_BF16 or AMX), else float32. Only TensorFlow's
-    CPU kernels use those instructions for Keras' mixed_bfloat16; elsewhere bfloat16 would be emulated."""
+def cpu_precision(cpuinfo: str | None = None) -> str:
+    """bfloat16 where the CPU has AMX tiles for it, else float32 (see the module's docstring for the measurements).
+    Only TensorFlow's CPU kernels (oneDNN) use AMX for Keras' mixed_bfloat16; elsewhere bfloat16 would be emulated.
+    `cpuinfo`: the text of /proc/cpuinfo (read when None)."""
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         return "float32"
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
-    except OSError:
-        return "float32"
-    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="ignore")
+        except OSError:
+            return "float32"
+    return "bfloat16" if "amx_bf16" in cpuinfo.split() else "float32"
 
 
 def _capability(row: list[str]) -> float:

@@ -85,3 +85,22 @@ def test_float16_for_older_gpus_builds_and_embeds_like_float32():
     a, b = vectors["float32"], vectors["float16"]
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() > 0.999  # 0.99998 measured
+
+
+FLAGS = "flags\t\t: fpu sse sse2 avx2 avx512f avx512bw avx512vl"
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("", "float32"),
+    (" avx512_bf16", "float32"),  # the dot-product instructions alone: bfloat16 measured slower than float32
+    (" avx512_bf16 amx_bf16 amx_tile", "bfloat16"),  # AMX tiles: bfloat16 measured 1.9× faster
+    (" avx512_bf16 amx_tile", "float32"),  # tiles without their bf16 instructions
+])
+def test_cpus_get_bfloat16_only_where_they_have_amx_for_it(monkeypatch, extra, expected):
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert cpu_precision(f"processor\t: 0\n{FLAGS}{extra}\n") == expected
+
+
+def test_other_keras_backends_run_float32_on_cpus(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert cpu_precision(f"{FLAGS} avx512_bf16 amx_bf16 amx_tile\n") == "float32"
