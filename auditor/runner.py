@@ -12,7 +12,7 @@ from auditor.gate.baseline import accept_findings, apply_statuses
 from auditor.encoding.cache import Cache
 from auditor.checks import CHECKS
 from auditor.checks.base import Check, Evidence
-from auditor.config import AuditConfig
+from auditor.config import PRECISIONS, AuditConfig
 from auditor.context import AuditContext, scan_limits
 from auditor.index.dataset import DatasetIndex, load_dataset
 from auditor.encoding.encode import encode_dataset
@@ -64,6 +64,10 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
         progress=progress or SilentProgress(),
         feature_maps=feature_maps,
         engine=engine,
+        # `auto` may follow the precision the cache holds these images in (another machine's); not for the fine-tune,
+        # whose feature-map store is keyed by the precision chosen above.
+        other_precisions=(tuple(p for p in PRECISIONS if p not in ("auto", precision))
+                          if config.precision == "auto" and feature_maps is None else ()),
     )
     return AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache)
 

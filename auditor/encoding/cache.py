@@ -67,6 +67,12 @@ class Cache:
             store = self._stores[model] = EmbeddingStore(self._db, self.directory, model)
         return store
 
+    def count_stored_embeddings(self, model: str, shas: Iterable[str]) -> int:
+        """How many of these contents have an embedding stored under this model key (nothing is opened or made)."""
+        from auditor.encoding.embedding_store import count_stored
+
+        return count_stored(self._db, model, shas)
+
     # Scans -----------------------------------------------------------------------------------
     def get_scans(self, hashes: Iterable[str]) -> dict[str, ImageScan]:
         found: dict[str, ImageScan] = {}

@@ -76,6 +76,20 @@ def _codec(dim: int):
     return codec
 
 
+def count_stored(db, model: str, shas: Iterable[str]) -> int:
+    """How many of these contents have a stored row under `model`: a count only (no store opened, no folder made,
+    nothing indexed or migrated), 0 in a cache no store was ever written to."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'embedding_rows'").fetchone():
+        return 0
+    wanted, count = list(dict.fromkeys(shas)), 0
+    for start in range(0, len(wanted), _QUERY_CHUNK):
+        part = wanted[start:start + _QUERY_CHUNK]
+        marks = ",".join("?" * len(part))
+        count += db.execute(f"SELECT COUNT(*) FROM embedding_rows WHERE model = ? AND sha256 IN ({marks})",
+                            (model, *part)).fetchone()[0]
+    return count
+
+
 class EmbeddingStore:
     """Content-keyed unit embeddings of one model key, on disk (or in a private temp folder for --no-cache)."""
 

@@ -63,11 +63,14 @@ def encode_dataset(
     progress: Progress | None = None,
     feature_maps: Any = None,
     engine: Any = None,
+    other_precisions: tuple[str, ...] = (),
 ) -> Encoded:
     """Hash, scan and (if a backbone is given) embed every record, using and filling the cache.
 
     With a `FeatureMapStore` as `feature_maps`, the backbone's spatial maps are computed in the same
-    pass as the embeddings (one forward pass gives both) for every image the store lacks."""
+    pass as the embeddings (one forward pass gives both) for every image the store lacks.
+    `other_precisions`: precisions the backbone may switch to when the cache holds these images' embeddings in one
+    of them (`follow_cached_precision`; given when the precision was `auto`)."""
     progress = progress or SilentProgress()
     if backbone is not None:
         backbone.batch_shape = batch_size
@@ -78,6 +81,8 @@ def encode_dataset(
     stats["hash_s"] = time.perf_counter() - started
 
     unique = list(hashed.first_path)
+    if backbone is not None and other_precisions:
+        follow_cached_precision(cache, backbone, unique, other_precisions, index.notes)
     scans = cache.get_scans(unique)
     embeddings = load_embeddings(cache, backbone, unique)
     jobs = plan_jobs(hashed.first_path, scans, embeddings, backbone, feature_maps)
@@ -102,6 +107,30 @@ def encode_dataset(
     stats["decode_embed_s"] = time.perf_counter() - started
     return Encoded(record_sha=hashed.record_sha, read_problems=hashed.read_problems, scans=scans,
                    embeddings=embeddings, stats=stats, feature_maps=feature_maps)
+
+
+def follow_cached_precision(cache: Cache, backbone: Backbone, shas: list[str], others: tuple[str, ...],
+                            notes: list[str]) -> None:
+    """`--precision auto` picks what computes fastest on this machine (engines/device.py), which differs between
+    machines (bfloat16 with AMX, float32 without). Embeddings another machine cached in another precision are the
+    same function up to rounding, so where one of `others` holds more than half of these contents and more than the
+    chosen precision does, the backbone switches to it: a merge gate on a CI runner without AMX then embeds only
+    the incoming images, not the whole existing dataset again. Only the count of cached rows is read."""
+    import dataclasses
+
+    def count(precision: str) -> int:
+        return cache.count_stored_embeddings(dataclasses.replace(backbone, precision=precision).cache_key, shas)
+
+    counts = {backbone.precision: count(backbone.precision)}
+    if counts[backbone.precision] == len(shas):  # a re-audit on a machine like the last one: nothing to follow
+        return
+    counts.update({precision: count(precision) for precision in others})
+    best = max(others, key=lambda p: counts[p], default=None)
+    if best is None or counts[best] <= max(counts[backbone.precision], len(shas) / 2):
+        return
+    notes.append(f"Precision: {best}, in which the cache holds {counts[best]} of these {len(shas)} images' embeddings "
+                 f"({backbone.precision}, the fastest here, holds {counts[backbone.precision]}).")
+    backbone.precision = best
 
 
 def load_embeddings(cache: Cache, backbone: Backbone | None, shas: list[str]) -> Mapping[str, np.ndarray]:
