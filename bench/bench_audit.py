@@ -70,6 +70,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
+    from machine import describe  # the bench folder is on sys.path when a bench runs as a script
+
+    print(describe(), flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="auditor-bench-"))
     manifest = work / "subset.csv"

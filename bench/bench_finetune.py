@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "datasets")
     args = parser.parse_args()
+    from machine import describe  # the bench folder is on sys.path when a bench runs as a script
+
+    print(describe(), flush=True)
     print(f"CPU cores: {os.cpu_count()}")
     for shape, name in (((7, 7, 1280), "EfficientNet-Lite0 maps"),):
         seconds = steady_epoch_seconds(args.images, shape, 1024)

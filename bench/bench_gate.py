@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--gate-repeats", type=int, default=3,
                         help="gate runs, each from the first audit's cache; the ratios use their median")
     args = parser.parse_args()
+    from machine import describe  # the bench folder is on sys.path when a bench runs as a script
+
+    print(describe(), flush=True)
 
     records = sorted(load_dataset(args.dataset, AuditConfig()).records, key=lambda r: r.path)
     incoming_n = max(1, round(args.existing * args.incoming_percent / 100))

@@ -258,6 +258,9 @@ def main() -> None:
                         help="also time the probe on this many vectors resampled from the photos' embeddings, "
                              "with the product's cap and with none (e.g. 100000)")
     args = parser.parse_args()
+    from machine import describe  # the bench folder is on sys.path when a bench runs as a script
+
+    print(describe(), flush=True)
     if args.cap is not None:
         la.PROBE_MAX_FIT_IMAGES = args.cap
     config = AuditConfig(backbone="efficientnet-lite0", cache_dir=args.cache_dir, offline=True,

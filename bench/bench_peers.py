@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--imagededup-python", default=None)
     parser.add_argument("--work", type=Path, default=Path("/tmp/auditor-bench-peers"))
     args = parser.parse_args()
+    from machine import describe  # the bench folder is on sys.path when a bench runs as a script
+
+    print(describe(), flush=True)
     work = args.work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

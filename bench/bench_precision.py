@@ -54,15 +54,6 @@ def rate(model, batch: np.ndarray, seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
-def cpu_bf16_features() -> str:
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text(errors="ignore").split())
-    except OSError:
-        return "unknown (no /proc/cpuinfo)"
-    wanted = ["avx512_bf16", "amx_bf16", "amx_tile"]
-    return ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in wanted)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
@@ -71,7 +62,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="224,96", help="input sides in px (ResNet50: 224 only)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from auditor.engines.device import cpu_precision
+    from machine import describe
 
     cases = [(name, side) for name in args.backbones.split(",") for side in map(int, args.sizes.split(","))
              if name != "resnet50" or side == 224]
@@ -83,7 +74,7 @@ def main() -> None:
         for key, model in models.items():
             rates[key].append(rate(model, batches[key[1]], args.seconds))
             print(f"round {round_ + 1}: {key[0]} {key[1]} px {key[2]}: {rates[key][-1]:.1f} images/s", flush=True)
-    print(f"\nCPU: {os.cpu_count()} cores; {cpu_bf16_features()}; `--precision auto` chooses {cpu_precision()} here\n")
+    print(f"\n{describe()}\n")
     print("| backbone | input | bfloat16 images/s | float32 images/s | bfloat16 / float32 |\n|---|---:|---:|---:|---:|")
     for name, side in cases:
         bf16 = statistics.median(rates[(name, side, "bfloat16")])

@@ -377,6 +377,9 @@ def main() -> None:
                         help="every SECONDS, print anonymous RSS and where the main thread is in auditor's code "
                              "(to tell which step holds memory)")
     args = parser.parse_args()
+    from machine import describe  # the bench folder is on sys.path when a bench runs as a script
+
+    print(describe(), flush=True)
     if args.memory_trace:
         start_memory_trace(args.memory_trace)
     (run_images if args.what == "images" else run_vectors)(args)

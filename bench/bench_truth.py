@@ -226,6 +226,9 @@ def main() -> None:
                         help="plant other leaks (other train photos, other re-processing) beside the default ones: "
                              "a check that nothing was tuned to the default rows' leaks")
     args = parser.parse_args()
+    from machine import describe  # the bench folder is on sys.path when a bench runs as a script
+
+    print(describe(), flush=True)
     if not args.shared.is_dir():
         raise SystemExit(f"no shared datasets at {args.shared}; pass --shared")
     cache_dir = args.cache_dir or args.work / "cache"
