@@ -100,7 +100,7 @@ GROUPS: dict[str, dict[str, Opt]] = {
             None, "--batch-size", min=1, max=4096, help="Images per backbone batch (default: 32 on CPUs, 256 on GPUs).")),
         "precision": Opt(PrecisionChoice, typer.Option(
             PrecisionChoice.auto, "--precision",
-            help="auto: bfloat16 on GPUs that compute it (float16 on older ones) and on CPUs with native bf16, else float32.")),
+            help="auto: bfloat16 on GPUs that compute it (float16 on older ones) and on CPUs with AMX for it, else float32 (auto follows the precision the cache already holds the images in).")),
         "cache_dir": Opt(Optional[Path], typer.Option(
             None, "--cache-dir", help="Cache folder (default ~/.cache/auditor or $AUDITOR_CACHE_DIR).")),
         "no_cache": Opt(bool, typer.Option(False, "--no-cache", help="Keep nothing between runs.")),
