@@ -35,6 +35,8 @@ class Devices:
     gpus: int = 0  # GPUs the embedding can use (0: CPUs only)
     models: tuple[str, ...] = ()  # e.g. ("NVIDIA H200",) or ("A100",)
     bfloat16: bool = False  # every GPU computes bfloat16 natively
+    # CPUs only: every node that embeds has AMX for bfloat16 (a Ray cluster's nodes, probed); None: this machine decides
+    cpu_bfloat16: bool | None = None
 
     @property
     def kind(self) -> str:
@@ -109,21 +111,32 @@ def precision_for(devices: Devices, requested: str) -> str:
         return requested
     if devices.gpus:
         return "bfloat16" if devices.bfloat16 else "float16"
+    if devices.cpu_bfloat16 is not None:  # the nodes that embed were asked (a Ray cluster)
+        return _cpu_choice(devices.cpu_bfloat16)
     return cpu_precision()
 
 
 def cpu_precision(cpuinfo: str | None = None) -> str:
     """bfloat16 where the CPU has AMX tiles for it, else float32 (see the module's docstring for the measurements).
-    Only TensorFlow's CPU kernels (oneDNN) use AMX for Keras' mixed_bfloat16; elsewhere bfloat16 would be emulated.
     `cpuinfo`: the text of /proc/cpuinfo (read when None)."""
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        return "float32"
+    return _cpu_choice(has_amx_bf16(cpuinfo))
+
+
+def has_amx_bf16(cpuinfo: str | None = None) -> bool:
+    """The CPU lists `amx_bf16` (read from /proc/cpuinfo when `cpuinfo` is None; False where it cannot be read)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(errors="ignore")
         except OSError:
-            return "float32"
-    return "bfloat16" if "amx_bf16" in cpuinfo.split() else "float32"
+            return False
+    return "amx_bf16" in cpuinfo.split()
+
+
+def _cpu_choice(amx: bool) -> str:
+    # Only TensorFlow's CPU kernels (oneDNN) use AMX for Keras' mixed_bfloat16; elsewhere bfloat16 would be emulated.
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return "float32"
+    return "bfloat16" if amx else "float32"
 
 
 def _capability(row: list[str]) -> float:

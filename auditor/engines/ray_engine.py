@@ -30,7 +30,8 @@ import numpy as np
 
 from auditor.encoding.imaging import ImageScan, Problem, ScanLimits, sha256_hex
 from auditor.engines import DecodeJob, EncodedBatch
-from auditor.engines.device import CPU_ONLY, Devices, backend_can_use_gpus, cluster_devices, local_devices
+from auditor.engines.device import (CPU_ONLY, Devices, backend_can_use_gpus, cluster_devices, has_amx_bf16,
+                                    local_devices)
 from auditor.engines.local import decode_or_why
 from auditor.engines.urls import check_protocols, read_source
 from auditor.errors import AuditorError, ConfigError
@@ -75,7 +76,10 @@ class RayEngine:
                 self._devices = found if found.gpus and backend_can_use_gpus() else CPU_ONLY
             else:
                 with self.session() as ray:
-                    self._devices = cluster_devices(ray.cluster_resources())
+                    found = cluster_devices(ray.cluster_resources())
+                    if not found.gpus:  # CPUs embed: their AMX, not the driver's, decides `--precision auto`
+                        found = replace(found, cpu_bfloat16=nodes_have_amx_bf16(ray))
+                    self._devices = found
         return self._devices
 
     @contextmanager
@@ -272,6 +276,21 @@ def collect(batches: Iterator[dict[str, np.ndarray]]) -> Iterator[EncodedBatch]:
         if "cpu_s" in rows:
             batch.worker_cpu_s = float(np.sum(rows["cpu_s"]))
         yield batch
+
+
+def nodes_have_amx_bf16(ray, timeout_s: float = 60.0) -> bool | None:
+    """Whether every alive node of the cluster has AMX for bfloat16: one task pinned to each node reads its
+    /proc/cpuinfo. None (the driver's own CPU decides, as before) where the nodes cannot be asked in time."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe = ray.remote(num_cpus=0)(has_amx_bf16)
+    try:
+        nodes = [node["NodeID"] for node in ray.nodes() if node.get("Alive")]
+        answers = ray.get([probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote()
+                           for node in nodes], timeout=timeout_s)
+    except Exception:  # a node that does not answer must not stop the audit (the report names the precision run)
+        return None
+    return bool(answers) and all(answers)
 
 
 def ship_backbone(ray, backbone) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import stat
 
 import pytest
 
+from auditor.engines import device
 from auditor.engines.device import (CPU_ONLY, Devices, batch_size_for, cluster_devices, cpu_precision,
                                     local_devices, precision_for)
 
@@ -104,3 +105,11 @@ def test_cpus_get_bfloat16_only_where_they_have_amx_for_it(monkeypatch, extra, e
 def test_other_keras_backends_run_float32_on_cpus(monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     assert cpu_precision(f"{FLAGS} avx512_bf16 amx_bf16 amx_tile\n") == "float32"
+
+
+@pytest.mark.parametrize("nodes_have_amx, expected", [(True, "bfloat16"), (False, "float32")])
+def test_a_clusters_cpu_nodes_decide_the_precision_not_the_driver(monkeypatch, nodes_have_amx, expected):
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    monkeypatch.setattr(device, "cpu_precision", lambda cpuinfo=None: "unused: the driver's CPU")
+    assert precision_for(Devices(cpu_bfloat16=nodes_have_amx), "auto") == expected
+    assert precision_for(Devices(cpu_bfloat16=nodes_have_amx), "float16") == "float16"  # asked for: obeyed

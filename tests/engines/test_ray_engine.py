@@ -165,3 +165,15 @@ def test_decoding_apart_from_embedding_the_gpu_layout_gives_the_same_vectors_and
     shas = sorted(local.embeddings)
     np.testing.assert_allclose(ray_maps.gather(shas).astype(np.float32), local_maps.gather(shas).astype(np.float32),
                                rtol=1e-2, atol=1e-2)
+
+
+def test_each_cpu_node_is_asked_whether_it_has_amx_for_the_precision(ray_session):
+    """A cluster's nodes, not the driver, decide `--precision auto` on CPUs: one pinned task per node reads its
+    own CPU features (here the local Ray's single node is this machine, so it must agree with the local answer)."""
+    from auditor.engines.device import has_amx_bf16, precision_for
+    from auditor.engines.ray_engine import RayEngine, nodes_have_amx_bf16
+
+    assert nodes_have_amx_bf16(ray_session) is has_amx_bf16()
+    devices = RayEngine(workers=2, address="local").devices()  # Ray already runs here: the cluster's way
+    assert devices.gpus == 0 and devices.cpu_bfloat16 is has_amx_bf16()
+    assert precision_for(devices, "auto") == ("bfloat16" if has_amx_bf16() else "float32")
