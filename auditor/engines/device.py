@@ -10,8 +10,9 @@ Precision `auto`:
   - older GPUs (T4, V100, P100) → float16 (mixed_float16), which their tensor cores do compute;
   - CPUs → bfloat16 where the CPU has AMX tiles for it (amx_bf16: Sapphire Rapids and later Xeons), else float32.
     AVX512_BF16 alone is not enough: on a VM with it and no AMX, bfloat16 ran slower than float32
-    (bench/bench_precision.py: 0.83× for EfficientNet-Lite0, 0.60× for ResNet50), while with AMX it ran 1.9× faster
-    (bench/bench_folding.py). Cooper Lake and Zen 4 CPUs have AVX512_BF16 without AMX too (not measured here).
+    (bench/bench_precision.py: 0.83× for EfficientNet-Lite0, 0.60× for ResNet50), while on the earlier machines it
+    ran 1.9× faster (bench/bench_folding.py; that those had AMX is inferred from their speed, not read from flags).
+    Cooper Lake and Zen 4 CPUs have AVX512_BF16 without AMX too (not measured here).
 Batch size `auto`: 32 images on CPUs (larger batches do not run faster there and cost memory), 256 on
 GPUs (a GPU is mostly idle at 32 images per call for a network this small).
 """
