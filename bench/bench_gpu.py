@@ -73,12 +73,16 @@ def backend_devices() -> list[str]:
     return ["unknown"]
 
 
-def raw_inference(precision: str, batch_size: int, seconds: float, images: np.ndarray) -> tuple[float, np.ndarray, float]:
+def raw_inference(precision: str, batch_size: int, seconds: float, images: np.ndarray,
+                  backbone_name: str = "efficientnet-lite0") -> tuple[float, np.ndarray, float]:
     """Images/s of backbone.embed on decoded uint8 arrays (after warm-up), the vectors of `images`, and the
-    one-off cost of building and compiling the model (the warm-up's time beyond its two batches' share)."""
+    one-off cost of building and compiling the model (the warm-up's time beyond its two batches' share).
+    ResNet50 runs with random weights (its ImageNet weights cannot be fetched offline): its speed is the
+    same, its vectors mean nothing."""
     from auditor.backbones.registry import resolve_backbone
 
-    backbone = resolve_backbone("efficientnet-lite0", None, offline=True, precision=precision)
+    weights = "none" if backbone_name == "resnet50" else None
+    backbone = resolve_backbone(backbone_name, weights, offline=True, precision=precision)
     backbone.batch_shape = batch_size
     batch = np.resize(images, (batch_size, *images.shape[1:]))
     started = time.perf_counter()
@@ -147,7 +151,13 @@ def main() -> int:
                         help="Engine for the whole audit (ray: a local Ray with --workers CPUs and the GPUs; its start-up "
                              "of about a minute is part of the figures, so give it thousands of images).")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="Decoding threads (local) or local Ray CPUs.")
-    parser.add_argument("--out", type=Path, default=None, help="Write the results as JSON here too.")
+    parser.add_argument("--resnet50-batch-sizes", default=None,
+                        help="Raw-inference batch sizes for ResNet50 (random weights: speed only); default the "
+                             "device's audit batch size; 0 skips it.")
+    parser.add_argument("--skip-audit", action="store_true", help="Raw inference only.")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="Write the results as JSON here too (rewritten after every measurement, so a run "
+                             "stopped at a time limit keeps what it measured).")
     parser.add_argument("--workdir", type=Path, default=None, help="Where the dataset and caches go (default: a temp folder).")
     args = parser.parse_args()
 
@@ -174,57 +184,70 @@ def main() -> int:
     probe = rng.integers(0, 256, (max(sizes + [audit_batch]), 224, 224, 3), dtype=np.uint8)
     sample_photos = _decoded_samples(max(sizes + [audit_batch]))
     precisions = ["float32"] + ([auto_precision] if auto_precision != "float32" else [])
-    for size in sorted(set(sizes + [audit_batch])):
+    resnet_sizes = ([int(s) for s in args.resnet50_batch_sizes.split(",") if int(s) > 0]
+                    if args.resnet50_batch_sizes else [audit_batch])
+    runs = [("efficientnet-lite0", size) for size in sorted(set(sizes + [audit_batch]))]
+    runs += [("resnet50", size) for size in resnet_sizes]
+    for backbone_name, size in runs:
         vectors = {}
         for precision in precisions:
             rate, vectors[precision], build_s = raw_inference(precision, size, seconds,
-                                                              sample_photos if len(sample_photos) else probe)
-            row = {"batch_size": size, "precision": precision, "images_per_s": round(rate, 1),
-                   "build_and_compile_s": round(build_s, 2)}
-            if precision != "float32":
+                                                              sample_photos if len(sample_photos) else probe,
+                                                              backbone_name)
+            row = {"backbone": backbone_name, "batch_size": size, "precision": precision,
+                   "images_per_s": round(rate, 1), "build_and_compile_s": round(build_s, 2)}
+            if precision != "float32" and backbone_name != "resnet50":  # random weights: agreement means nothing
                 a, b = vectors["float32"], vectors[precision]
                 cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
                 row["min_cosine_to_float32"] = round(float(cosine.min()), 5)
             result["raw_inference"].append(row)
-            print(f"raw inference  batch {size:4d}  {precision:8s}  {rate:9.1f} images/s"
+            _save(args.out, result)
+            print(f"raw inference  {backbone_name:18s} batch {size:4d}  {precision:8s}  {rate:9.1f} images/s"
                   + (f"  (min cosine to float32: {row['min_cosine_to_float32']})" if "min_cosine_to_float32" in row else ""),
                   flush=True)
+    if args.skip_audit:
+        return 0
 
+    reference_row = next(r for r in result["raw_inference"] if r["backbone"] == "efficientnet-lite0"
+                         and r["batch_size"] == audit_batch and r["precision"] == auto_precision)
+    reference = reference_row["images_per_s"]
     with tempfile.TemporaryDirectory(prefix="bench-gpu-", dir=args.workdir) as work:
         work = Path(work)
         started = time.perf_counter()
         make_dataset(work / "data", images)
         print(f"dataset: {images} distinct JPEGs made in {time.perf_counter() - started:.1f} s", flush=True)
         first_s, stats, timings = run_audit(work / "data", work / "cache", args.engine, args.workers)
+        embed_rate = stats["embeddings_computed"] / stats["decode_embed_s"]
+        # The audit builds its model once inside the embedding stage: without that one-off cost (measured in
+        # (1) at the same batch size and precision) the stage's rate is what a larger dataset would see.
+        steady_s = max(stats["decode_embed_s"] - reference_row["build_and_compile_s"], 1e-9)
+        steady_rate = stats["embeddings_computed"] / steady_s
+        audit_rate = images / first_s
+        result["audit"] = {
+            "engine": args.engine, "images": images, "batch_size": audit_batch, "precision": auto_precision,
+            "embeddings_computed": int(stats["embeddings_computed"]),
+            "first_audit_s": round(first_s, 2),
+            "hash_s": round(stats["hash_s"], 2), "decode_embed_s": round(stats["decode_embed_s"], 2),
+            "inference_s": round(stats["inference_s"], 2),
+            "embed_stage_images_per_s": round(embed_rate, 1), "whole_audit_images_per_s": round(audit_rate, 1),
+            "embed_stage_ratio_to_raw": round(embed_rate / reference, 3),
+            "embed_stage_without_model_build_images_per_s": round(steady_rate, 1),
+            "embed_stage_without_model_build_ratio_to_raw": round(steady_rate / reference, 3),
+            "whole_audit_ratio_to_raw": round(audit_rate / reference, 3),
+            "slowest_stages_s": dict(sorted(((k, round(v, 2)) for k, v in timings.items()), key=lambda kv: -kv[1])[:8]),
+        }
+        _save(args.out, result)
+        print(json.dumps(result["audit"], indent=1), flush=True)
         second_s, _, _ = run_audit(work / "data", work / "cache", args.engine, args.workers)
-    reference_row = next(r for r in result["raw_inference"]
-                         if r["batch_size"] == audit_batch and r["precision"] == auto_precision)
-    reference = reference_row["images_per_s"]
-    embed_rate = stats["embeddings_computed"] / stats["decode_embed_s"]
-    # The audit builds its model once inside the embedding stage: without that one-off cost (measured in
-    # (1) at the same batch size and precision) the stage's rate is what a larger dataset would see.
-    steady_s = max(stats["decode_embed_s"] - reference_row["build_and_compile_s"], 1e-9)
-    steady_rate = stats["embeddings_computed"] / steady_s
-    audit_rate = images / first_s
-    result["audit"] = {
-        "engine": args.engine, "images": images, "batch_size": audit_batch, "precision": auto_precision,
-        "embeddings_computed": int(stats["embeddings_computed"]),
-        "first_audit_s": round(first_s, 2), "second_audit_s": round(second_s, 2),
-        "hash_s": round(stats["hash_s"], 2), "decode_embed_s": round(stats["decode_embed_s"], 2),
-        "inference_s": round(stats["inference_s"], 2),
-        "embed_stage_images_per_s": round(embed_rate, 1), "whole_audit_images_per_s": round(audit_rate, 1),
-        "embed_stage_ratio_to_raw": round(embed_rate / reference, 3),
-        "embed_stage_without_model_build_images_per_s": round(steady_rate, 1),
-        "embed_stage_without_model_build_ratio_to_raw": round(steady_rate / reference, 3),
-        "whole_audit_ratio_to_raw": round(audit_rate / reference, 3),
-        "second_run_speedup": round(first_s / second_s, 1),
-        "slowest_stages_s": dict(sorted(((k, round(v, 2)) for k, v in timings.items()), key=lambda kv: -kv[1])[:8]),
-    }
+        result["audit"].update(second_audit_s=round(second_s, 2), second_run_speedup=round(first_s / second_s, 1))
     print(json.dumps(result["audit"], indent=1), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1))
-        print(f"written: {args.out}")
+    _save(args.out, result)
     return 0
+
+
+def _save(out: Path | None, result: dict) -> None:
+    if out is not None:
+        out.write_text(json.dumps(result, indent=1))
 
 
 def _decoded_samples(count: int) -> np.ndarray:

@@ -87,7 +87,17 @@ def backend_can_use_gpus() -> bool:
                 return True
         except (ImportError, ValueError):
             continue
-    return False
+    # CUDA 13 builds of torch name their runtime packages differently (nvidia/cu13/…); their version says it
+    return backend == "torch" and "+cu" in _distribution_version("torch")
+
+
+def _distribution_version(name: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
 
 
 def cluster_devices(resources: dict[str, float]) -> Devices:

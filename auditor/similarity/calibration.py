@@ -110,8 +110,9 @@ def calibrate(
                 copies.append((node_of[sha], kind, scan, key))
     if new_scans:
         cache.put_scans(new_scans)
-    for start in range(0, len(to_embed), 32):
-        part = to_embed[start : start + 32]
+    step = getattr(backbone, "batch_shape", 32)  # whole traced batches: a GPU's 256 is not padded from 32
+    for start in range(0, len(to_embed), step):
+        part = to_embed[start : start + step]
         computed = backbone.embed(np.stack([array for _key, array in part]))
         cache.put_embeddings(backbone.cache_key, [key for key, _array in part], computed)
         vectors.update({key: v for (key, _array), v in zip(part, computed)})

@@ -113,3 +113,22 @@ def test_a_clusters_cpu_nodes_decide_the_precision_not_the_driver(monkeypatch, n
     monkeypatch.setattr(device, "cpu_precision", lambda cpuinfo=None: "unused: the driver's CPU")
     assert precision_for(Devices(cpu_bfloat16=nodes_have_amx), "auto") == expected
     assert precision_for(Devices(cpu_bfloat16=nodes_have_amx), "float16") == "float16"  # asked for: obeyed
+
+
+@pytest.mark.parametrize("torch_version, expected", [("2.11.0+cu130", True), ("2.11.0+cpu", False), ("", False)])
+def test_a_cuda_13_torch_is_known_by_its_version_when_no_cuda_12_package_is_found(monkeypatch, torch_version, expected):
+    import importlib.util
+
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no nvidia.cuda_runtime / nvidia.cudnn
+    monkeypatch.setattr(device, "_distribution_version", lambda name: torch_version if name == "torch" else "")
+    assert device.backend_can_use_gpus() is expected
+
+
+def test_a_cpu_only_tensorflow_cannot_use_gpus_whatever_torch_says(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(device, "_distribution_version", lambda name: "2.11.0+cu130")
+    assert device.backend_can_use_gpus() is False
