@@ -104,7 +104,9 @@ GROUPS: dict[str, dict[str, Opt]] = {
         "cache_dir": Opt(Optional[Path], typer.Option(
             None, "--cache-dir", help="Cache folder (default ~/.cache/auditor or $AUDITOR_CACHE_DIR).")),
         "no_cache": Opt(bool, typer.Option(False, "--no-cache", help="Keep nothing between runs.")),
-        "workers": Opt(int, typer.Option(2, "--workers", min=1, max=64, help="Decoding threads.")),
+        "workers": Opt(Optional[int], typer.Option(
+            None, "--workers", min=1, max=64,
+            help="Decoding workers (default: this machine's cores): threads, or processes when a GPU embeds.")),
         "engine": Opt(EngineChoice, typer.Option(
             EngineChoice.local, "--engine", help="Where decoding and embedding run: local threads, or ray "
                                                  "(Ray Data; RAY_ADDRESS selects a cluster; pip install auditor[ray]).")),

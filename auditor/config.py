@@ -27,6 +27,16 @@ REFERENCE_SPLIT = "train"
 GATE_STATUSES = ("pass", "warn", "fail")  # what a check's outcome can be mapped to by the policy
 
 
+def default_workers() -> int:
+    """Decoding workers: this process's cores (at most 64). On a GPU machine the cores decode while the GPU
+    embeds, so two (the default before) held a 16-core H200 machine to ≈ 190 images/s."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 2
+    return max(1, min(64, cores))
+
+
 def default_cache_dir() -> Path:
     env = os.environ.get("AUDITOR_CACHE_DIR")
     if env:
@@ -142,7 +152,7 @@ class AuditConfig:
     batch_size: int | None = None  # None = for the device: 32 on CPUs, 256 on GPUs (engines/device.py)
     precision: str = "auto"  # auto = for the device (engines/device.py)
     offline: bool = False
-    workers: int = 2
+    workers: int = field(default_factory=default_workers)  # decoding threads or processes (engines/local.py)
     engine: str = "local"  # where the decode-and-embed map runs: local threads, or Ray Data (a cluster)
     cache_dir: Path = field(default_factory=default_cache_dir)
     use_cache: bool = True
