@@ -96,6 +96,7 @@ class AuditContext:
             shas=self.calibration_shas,
             paths=paths,
             scans=self.encoded.scans,
+            thumbnails=self.encoded.thumbnails,
             embeddings=self.encoded.embeddings if backbone else None,
             backbone=backbone,
             cache=self.cache,
@@ -152,14 +153,9 @@ class AuditContext:
         )
 
     def _thumbnails(self, shas: list[str]) -> np.ndarray:
-        """(n, 32, 32) uint8 grey thumbnails of these contents, decoded into one array (a list of arrays then
-        stacked held them twice: +2 GB at 10⁶ images, measured)."""
-        from auditor.similarity.pixels import decode_grey32
-
-        thumbs = np.empty((len(shas), 32, 32), dtype=np.uint8)
-        for row, sha in enumerate(shas):
-            thumbs[row] = decode_grey32(self.encoded.scans[sha].grey32)
-        return thumbs
+        """(n, 32, 32) uint8 grey thumbnails of these contents: the encoded table's own array when they are its
+        first rows in order (an audit's nodes are), else gathered from it."""
+        return self.encoded.thumbnails.of(shas)
 
     @cached_property
     def duplicate_graph(self) -> DuplicateGraph:

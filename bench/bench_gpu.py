@@ -118,7 +118,7 @@ def make_photo(job: tuple[Path, Path, int]) -> None:
 
 def make_dataset(root: Path, count: int) -> int:
     """`count` distinct JPEGs in train/<class>/ and val/<class>/ (80/20), from samples/'s photos."""
-    sources = sorted(p for p in (REPO / "samples").glob("*/*/*.jpg"))
+    sources = [p for p in sorted((REPO / "samples").glob("*/*/*.jpg")) if _decodes(p)]  # samples/ plants a broken one
     jobs = []
     for i in range(count):
         source = sources[i % len(sources)]
@@ -128,6 +128,17 @@ def make_dataset(root: Path, count: int) -> int:
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 2, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(make_photo, jobs, chunksize=32))
     return count
+
+
+def _decodes(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.convert("RGB")
+        return True
+    except OSError:
+        return False
 
 
 def run_audit(dataset: Path, cache: Path, engine: str, workers: int) -> tuple[float, dict, dict]:

@@ -199,22 +199,22 @@ def synthetic_context(n: int, work: Path, seed: int = 0, near_copy_share: float 
 def add_thumbnails(ctx, seed: int = 0, block: int = 65_536) -> None:
     """Synthetic 32×32 grey thumbnails for the duplicate decision, drawn from each image's own vector: a fixed
     random projection to 8×8, upsampled, plus pixel noise, so images with close vectors get alike thumbnails
-    (correlation follows cosine), as copies' thumbnails do. Stored in the scans as the encode phase stores them."""
+    (correlation follows cosine), as copies' thumbnails do. Held in one table, as an audit's encode phase holds them."""
     from auditor.encoding.embedding_store import to_float32
-    from auditor.similarity.pixels import encode_grey32
+    from auditor.encoding.thumbnails import Thumbnails
 
     unit = ctx.unit_matrix
     rng = np.random.default_rng(seed + 7)
     projection = rng.standard_normal((unit.shape[1], 64)).astype(np.float32) / np.sqrt(unit.shape[1])
     shas = ctx.embedded_shas
+    thumbnails = np.empty((len(shas), 32, 32), np.uint8)
     for start in range(0, len(shas), block):
         low = to_float32(np.asarray(unit[start:start + block])) @ projection  # (b, 64), about N(0, 1/√d)
         low = (low - low.mean(axis=1, keepdims=True)) / np.maximum(low.std(axis=1, keepdims=True), 1e-6)
         grey = np.repeat(np.repeat(low.reshape(-1, 8, 8), 4, axis=1), 4, axis=2) * 40 + 128
         grey += rng.normal(0, 6, grey.shape)
-        grey = np.clip(grey, 0, 255).astype(np.uint8)
-        for sha, thumb in zip(shas[start:start + block], grey):
-            ctx.encoded.scans[sha].grey32 = encode_grey32(thumb)
+        thumbnails[start:start + block] = np.clip(grey, 0, 255).astype(np.uint8)
+    ctx.encoded.thumbnails = Thumbnails(list(shas), thumbnails)
 
 
 BOUNDED_CHECKS = ("integrity", "class_balance", "image_quality", "split_shift", "shortcuts", "outliers")
@@ -260,7 +260,7 @@ def _run_checks(args, ctx, meter, n, quality) -> None:
     work = Path(args.work)
     checks = [c for c in (args.checks.split(",") if args.checks else BOUNDED_CHECKS)]
     if {"near_duplicates", "exact_duplicates", "leakage"} & set(checks):
-        meter.run("synthetic thumbnails (grey32 in the scans, from each vector)", add_thumbnails, ctx)
+        meter.run("synthetic thumbnails (one table, from each vector)", add_thumbnails, ctx)
         # The checks that read the duplicate decision share it and the graph built from it; measured apart so that
         # time and memory can be told apart (the first such check would otherwise carry both).
         meter.run("duplicate decision (candidates, calibration, rule, judged pairs)", lambda: ctx.duplicate_decision)

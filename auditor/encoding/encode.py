@@ -23,6 +23,7 @@ from auditor.encoding.cache import Cache
 from auditor.encoding.embedding_store import StoredEmbeddings
 from auditor.encoding.imaging import ImageScan, Problem, ScanLimits, sha256_hex
 from auditor.encoding.reading import read_file
+from auditor.encoding.thumbnails import Thumbnails
 from auditor.engines import DecodeJob, EncodedBatch
 from auditor.engines.local import LocalEngine, bounded_map, interruptible_threads
 from auditor.engines.urls import is_url
@@ -43,6 +44,10 @@ class Encoded:
     # StoredEmbeddings over the embedding store, whose `unit_rows(shas)` reads many rows at once
     stats: dict[str, float] = field(default_factory=dict)
     feature_maps: Any = None  # a FeatureMapStore when the fine-tune asked for the base's maps, else None
+    thumbnails: Thumbnails | None = None  # given, or moved out of the scans (their grey32) when this is made
+
+    def __post_init__(self) -> None:
+        self.thumbnails = Thumbnails.taken_from(self.scans, into=self.thumbnails, order=self.record_sha)
 
 
 @dataclass

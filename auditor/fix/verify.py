@@ -42,7 +42,7 @@ def split_context(ctx, plan):
         origin.append(position_of[entry.path])
     index = DatasetIndex(root=ctx.index.root, layout="splits", records=records)
     encoded = Encoded(record_sha=[ctx.encoded.record_sha[p] for p in origin], read_problems={},
-                      scans=ctx.encoded.scans, embeddings=ctx.encoded.embeddings)
+                      scans=ctx.encoded.scans, embeddings=ctx.encoded.embeddings, thumbnails=ctx.encoded.thumbnails)
     return AuditContext(index=index, config=ctx.config, encoded=encoded, backbone=ctx.backbone, cache=ctx.cache), origin
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from auditor.encoding.imaging import ImageScan, ScanLimits, decode_for_embedding, scan_bytes
+from auditor.encoding.thumbnails import Thumbnails
 from auditor.similarity.pixels import decode_grey32
 from auditor.similarity.positives import copy_kinds, make_copy
 
@@ -61,6 +62,7 @@ def calibrate(
     shas: list[str],
     paths: dict[str, Path],
     scans: dict[str, ImageScan],
+    thumbnails: Thumbnails,
     embeddings: dict[str, np.ndarray] | None,
     backbone: Any | None,
     cache: Any,
@@ -77,7 +79,7 @@ def calibrate(
     # Sorted by content, so the sample and every copy depend on the images alone, not on the order in which
     # an entry point listed them (the command line and the Python API must agree; a cached copy must be the
     # copy this run would make).
-    eligible = sorted(s for s in shas if (embeddings is None or s in embeddings) and scans[s].grey32)
+    eligible = sorted(s for s in shas if (embeddings is None or s in embeddings) and s in thumbnails)
     chosen = sorted(rng.choice(len(eligible), size=min(sample_images, len(eligible)), replace=False)) if eligible else []
     sample = [eligible[i] for i in chosen]
     plan = {sha: copy_kinds((scans[sha].width or 0, scans[sha].height or 0), COPIES_PER_IMAGE, offset=n)

@@ -23,8 +23,17 @@ def _photos(folder, count: int) -> dict:
     return {"paths": paths, "scans": scans}
 
 
+def _thumbnails(photos):
+    """The thumbnails table of these scans (made from copies: the fixture's scans keep their text)."""
+    import copy
+
+    from auditor.encoding.thumbnails import Thumbnails
+
+    return Thumbnails.taken_from(copy.deepcopy(photos["scans"]))
+
+
 def _run(shas, photos, cache_dir, seed=0, input_size=224, sample_images=4):
-    calibration = calibrate(shas=shas, paths=photos["paths"], scans=photos["scans"], embeddings=None,
+    calibration = calibrate(shas=shas, paths=photos["paths"], scans=photos["scans"], thumbnails=_thumbnails(photos), embeddings=None,
                             backbone=None, cache=Cache(cache_dir), sample_images=sample_images,
                             limits=ScanLimits(), input_size=input_size, seed=seed)
     rows = sorted(zip((shas[s] for s in calibration.source), calibration.kind, map(bytes, calibration.thumbs)))
@@ -76,7 +85,7 @@ def test_the_grey_copies_and_only_they_are_marked_grey(tmp_path):
     photos = _photos(tmp_path / "photos", 9)
     shas = list(photos["paths"])
     for cache in ("cache", "cache"):  # made, then read back from the cache
-        calibration = calibrate(shas=shas, paths=photos["paths"], scans=photos["scans"], embeddings=None,
+        calibration = calibrate(shas=shas, paths=photos["paths"], scans=photos["scans"], thumbnails=_thumbnails(photos), embeddings=None,
                                 backbone=None, cache=Cache(tmp_path / cache), sample_images=9,
                                 limits=ScanLimits(), input_size=224, seed=0)
         kinds = np.array(calibration.kind)
