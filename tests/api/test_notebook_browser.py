@@ -63,6 +63,7 @@ def cell(tmp_path_factory) -> str:
     return notebook_frame(page, report)
 
 
+@pytest.mark.slow  # 1.4-3 s: `make test` runs it, the edit-test loop does not
 def test_the_notebook_view_renders_quietly_and_offline(cell, tmp_path):
     # Chromium puts a sandboxed frame in a process of its own, and a headless screenshot sometimes comes before
     # that process has drawn it (2 runs in 5 on a loaded machine): an undrawn frame proves nothing about its

@@ -71,6 +71,7 @@ def test_to_dict_is_the_json_schema(report):
     assert "_context" not in json.dumps(report.to_dict()) and report.to_dict()["schema_version"] == 1
 
 
+@pytest.mark.slow  # 1.4-3 s: `make test` runs it, the edit-test loop does not
 def test_save_writes_the_files_the_cli_writes(report, tmp_path):
     written = report.save(tmp_path / "out" / "nested")
     assert [p.name for p in written] == ["report.json", "report.html"]
@@ -124,6 +125,7 @@ def test_notebook_view_is_the_whole_page_in_a_sandboxed_frame(report):
     assert cell == notebook_frame(report.html(), report)
 
 
+@pytest.mark.slow  # 1.4-3 s: `make test` runs it, the edit-test loop does not
 def test_the_page_is_drawn_once_per_content(report, monkeypatch):
     calls = []
     import auditor.formats.write as write

@@ -257,6 +257,7 @@ def test_support_needs_a_narrow_interval_and_a_probe_that_separates_the_classes(
     assert la.support(estimate(0.05, 0.04, 0.065), 0.75, min_probe_accuracy=0.7)[0]  # the setting relaxes it
 
 
+@pytest.mark.slow  # 1.4-3 s: `make test` runs it, the edit-test loop does not
 def test_the_neighbour_search_is_reported_with_its_measured_recall_when_approximate(monkeypatch):
     from auditor.similarity import neighbours
 

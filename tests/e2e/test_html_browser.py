@@ -64,6 +64,7 @@ def page(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # 1.4-3 s: `make test` runs it, the edit-test loop does not
 def test_page_loads_without_console_messages_and_every_image_decodes(page, tmp_path):
     probed = tmp_path / "probed.html"
     probed.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE, 1), encoding="utf-8")
@@ -101,6 +102,7 @@ def test_console_detection_works(tmp_path):
     assert any("Content Security Policy" in m for m in messages) and any("boom" in m for m in messages)
 
 
+@pytest.mark.slow  # 1.4-3 s: `make test` runs it, the edit-test loop does not
 def test_screenshot_a_person_can_look_at(page, tmp_path):
     shot = tmp_path / "report.png"
     result = chromium(tmp_path, "--hide-scrollbars", "--window-size=1280,2400", "--virtual-time-budget=5000",

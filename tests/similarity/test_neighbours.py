@@ -354,6 +354,7 @@ def test_streamed_exact_search_matches_brute_force_over_all_rows_or_some():
     assert np.isin(rows, among).all() and (rows == among[true_rows]).mean() > 0.98
 
 
+@pytest.mark.slow  # 1.4-3 s: `make test` runs it, the edit-test loop does not
 def test_a_matrix_the_reduced_space_ranks_poorly_gets_more_candidates_re_ranked_until_recall_is_reached(
         approximate, monkeypatch):
     """Where the PCA keeps too little to rank near neighbours (here 4 of 48 dimensions), the refine factor is
@@ -477,6 +478,7 @@ def test_hamming_nearest_is_exact_below_the_limit(monkeypatch, exact_limit):
     assert ("multi-index" in quality[0].method) == (exact_limit == 100)
 
 
+@pytest.mark.slow  # 1.4-3 s: `make test` runs it, the edit-test loop does not
 def test_hamming_nearest_above_the_limit_is_approximate_and_says_how_close(monkeypatch):
     from auditor.similarity.neighbours import hamming_nearest
 
