@@ -10,11 +10,13 @@ embedded 16 000. There the workers are processes, each decoding a chunk of jobs 
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import time
 from collections import deque
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cached_property, partial
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
@@ -97,6 +99,20 @@ def decode_or_why(job: DecodeJob, limits: ScanLimits, max_file_bytes: int, embed
     return scan, array, None
 
 
+def main_module_is_safe_to_spawn() -> bool:
+    """Whether a spawned process may import this program's main module: it does so before its first task, and a
+    script without an `if __name__ == "__main__":` guard would run again there (its audit too). Safe: auditor's
+    own commands (the console scripts and `python -m auditor` are guarded), and sessions with no main file (a
+    notebook, the REPL, `python -c`). A script of yours decodes in threads unless it builds
+    `LocalEngine(decode_in="processes")` itself."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None:
+        return True
+    spec = getattr(main, "__spec__", None)
+    return getattr(spec, "name", None) == "auditor.__main__" or Path(path).name in ("audit", "auditor")
+
+
 class LocalEngine:
     def __init__(self, workers: int = 2, decode_in: str = "auto"):
         """`decode_in`: "threads", "processes", or "auto": processes when a GPU embeds (and there are more
@@ -120,7 +136,7 @@ class LocalEngine:
     def decodes_in_processes(self, embeds: bool) -> bool:
         if self.decode_in != "auto":
             return self.decode_in == "processes"
-        return embeds and self.workers > 2 and self.devices().gpus > 0
+        return embeds and self.workers > 2 and self.devices().gpus > 0 and main_module_is_safe_to_spawn()
 
     def run(self, jobs: list[DecodeJob], backbone, limits: ScanLimits, max_file_bytes: int, batch_size: int,
             want_maps: bool) -> Iterator[EncodedBatch]:

@@ -4,7 +4,9 @@ in the same order, and both stop when the caller does."""
 from __future__ import annotations
 
 import os
+import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from auditor.config import AuditConfig, default_workers
 from auditor.encoding.imaging import ScanLimits, sha256_hex
 from auditor.engines import DecodeJob
 from auditor.engines.device import Devices
+from auditor.engines import local
 from auditor.engines.local import LocalEngine
 
 SIZE = 24
@@ -102,8 +105,42 @@ def _engine_on(gpus: int, workers: int) -> LocalEngine:
     (0, 16, True, False),  # the CPUs embed: they are busy anyway
     (1, 2, True, False),  # two processes would not pay for their start
 ])
-def test_auto_decodes_in_processes_only_when_a_gpu_embeds(gpus, workers, embeds, expected):
+def test_auto_decodes_in_processes_only_when_a_gpu_embeds(gpus, workers, embeds, expected, monkeypatch):
+    monkeypatch.setattr(local, "main_module_is_safe_to_spawn", lambda: True)
     assert _engine_on(gpus, workers).decodes_in_processes(embeds) is expected
+
+
+def test_auto_keeps_threads_where_a_spawned_process_could_rerun_the_program(monkeypatch):
+    monkeypatch.setattr(local, "main_module_is_safe_to_spawn", lambda: False)
+    assert _engine_on(1, 16).decodes_in_processes(embeds=True) is False
+
+
+def _main(file: str | None, spec_name: str | None = None):
+    module = types.ModuleType("__main__")
+    if file is not None:
+        module.__file__ = file
+    module.__spec__ = None if spec_name is None else types.SimpleNamespace(name=spec_name)
+    return module
+
+
+@pytest.mark.parametrize("main, safe", [
+    (_main(None), True),  # a notebook, the REPL, python -c: nothing to import
+    (_main("/venv/bin/audit"), True),  # the console scripts pip writes are guarded
+    (_main("/venv/bin/auditor"), True),
+    (_main("/src/auditor/__main__.py", "auditor.__main__"), True),  # python -m auditor: guarded too
+    (_main("/home/me/train.py"), False),  # a script of the user's may have no guard
+    (_main("/venv/lib/pytest/__main__.py", "pytest.__main__"), False),
+])
+def test_which_main_modules_a_spawned_process_may_import(monkeypatch, main, safe):
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert local.main_module_is_safe_to_spawn() is safe
+
+
+def test_python_m_auditor_runs_nothing_when_a_spawned_process_imports_it(capsys):
+    import runpy
+
+    runpy.run_module("auditor.__main__", run_name="__mp_main__")  # what a spawned process does with it
+    assert capsys.readouterr().out == ""  # no command ran (it would print usage and exit)
 
 
 def test_asking_for_processes_or_threads_is_obeyed_and_nonsense_refused():
