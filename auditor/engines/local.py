@@ -56,9 +56,18 @@ def interruptible_threads(workers: int, name: str = "auditor-read"):
 def interruptible_processes(workers: int):
     """A pool of fresh interpreters (spawned, not forked: the backbone's runtime already runs threads in this
     process), dropped like `interruptible_threads` when the caller stops early."""
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_leave_interrupts_to_the_parent)
     with _dropped_on_error(pool):
         yield pool
+
+
+def _leave_interrupts_to_the_parent() -> None:
+    """Ctrl-C reaches every process of the terminal's group: the parent stops the audit in one line; a decoding
+    process would print a traceback of its own. It finishes its chunk and exits when the pool is dropped."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextmanager

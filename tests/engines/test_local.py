@@ -172,3 +172,10 @@ def test_a_real_backbone_embeds_alike_whichever_workers_decoded(tmp_path):
         vectors[mode] = _run(LocalEngine(2, decode_in=mode), jobs, backbone=backbone)[2]
     assert vectors["threads"].shape == (9, 1280)
     assert np.array_equal(vectors["threads"], vectors["processes"])
+
+
+def test_a_decoding_process_leaves_ctrl_c_to_the_parent():
+    import signal
+
+    with local.interruptible_processes(1) as pool:
+        assert pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN
