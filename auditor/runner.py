@@ -7,6 +7,7 @@ import traceback
 from pathlib import Path
 
 from auditor import __version__
+from auditor.backbones.keras_import import keep_compiled_models_in
 from auditor.backbones.registry import Backbone, resolve_backbone
 from auditor.gate.baseline import accept_findings, apply_statuses
 from auditor.encoding.cache import Cache
@@ -45,6 +46,8 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
     precision = precision_for(devices, config.precision)
     backbone = (resolve_backbone(config.backbone, config.weights, config.offline, precision,
                                  cache_dir=config.cache_dir if config.use_cache else None) if embed else None)
+    if backbone is not None:  # under JAX, compiled models are kept in the cache folder (not with --no-cache)
+        keep_compiled_models_in(str(Path(config.cache_dir) / "compiled-models") if config.use_cache else None)
     if backbone is not None:
         _set_input_size(backbone, index, config)
     feature_maps = None
