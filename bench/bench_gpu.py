@@ -17,7 +17,8 @@ What it measures:
      lowest cosine between the two precisions' vectors of the same images);
   2. the whole audit (`audit DIR`, a fresh cache) of a dataset made from samples/ (each image a distinct
      random crop, so the cache cannot deduplicate), and its embedding stage alone (read + decode + embed),
-     as images/s and as ratios to (1) at the batch size the audit chose;
+     as images/s and as ratios to (1) at the batch size the audit chose; by default twice, each from a fresh
+     cache: the local engine decoding in threads, then in processes (`--decoding`);
   3. the same audit again on the unchanged dataset (everything from the cache).
 """
 
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +168,9 @@ def main() -> int:
                         help="Raw-inference batch sizes for ResNet50 (random weights: speed only); default the "
                              "device's audit batch size; 0 skips it.")
     parser.add_argument("--skip-audit", action="store_true", help="Raw inference only.")
+    parser.add_argument("--decoding", default="both", choices=["both", "threads", "processes", "auto"],
+                        help="How the local engine decodes in the whole audit: both (threads, then processes, each "
+                             "from a fresh cache), one of them, or auto (what `audit` would pick here).")
     parser.add_argument("--out", type=Path, default=None,
                         help="Write the results as JSON here too (rewritten after every measurement, so a run "
                              "stopped at a time limit keeps what it measured).")
@@ -221,39 +226,68 @@ def main() -> int:
 
     reference_row = next(r for r in result["raw_inference"] if r["backbone"] == "efficientnet-lite0"
                          and r["batch_size"] == audit_batch and r["precision"] == auto_precision)
-    reference = reference_row["images_per_s"]
     with tempfile.TemporaryDirectory(prefix="bench-gpu-", dir=args.workdir) as work:
         work = Path(work)
         started = time.perf_counter()
         make_dataset(work / "data", images)
         print(f"dataset: {images} distinct JPEGs made in {time.perf_counter() - started:.1f} s", flush=True)
-        first_s, stats, timings = run_audit(work / "data", work / "cache", args.engine, args.workers)
-        embed_rate = stats["embeddings_computed"] / stats["decode_embed_s"]
-        # The audit builds its model once inside the embedding stage: without that one-off cost (measured in
-        # (1) at the same batch size and precision) the stage's rate is what a larger dataset would see.
-        steady_s = max(stats["decode_embed_s"] - reference_row["build_and_compile_s"], 1e-9)
-        steady_rate = stats["embeddings_computed"] / steady_s
-        audit_rate = images / first_s
-        result["audit"] = {
-            "engine": args.engine, "images": images, "batch_size": audit_batch, "precision": auto_precision,
-            "embeddings_computed": int(stats["embeddings_computed"]),
-            "first_audit_s": round(first_s, 2),
-            "hash_s": round(stats["hash_s"], 2), "decode_embed_s": round(stats["decode_embed_s"], 2),
-            "inference_s": round(stats["inference_s"], 2),
-            "embed_stage_images_per_s": round(embed_rate, 1), "whole_audit_images_per_s": round(audit_rate, 1),
-            "embed_stage_ratio_to_raw": round(embed_rate / reference, 3),
-            "embed_stage_without_model_build_images_per_s": round(steady_rate, 1),
-            "embed_stage_without_model_build_ratio_to_raw": round(steady_rate / reference, 3),
-            "whole_audit_ratio_to_raw": round(audit_rate / reference, 3),
-            "slowest_stages_s": dict(sorted(((k, round(v, 2)) for k, v in timings.items()), key=lambda kv: -kv[1])[:8]),
-        }
-        _save(args.out, result)
-        print(json.dumps(result["audit"], indent=1), flush=True)
-        second_s, _, _ = run_audit(work / "data", work / "cache", args.engine, args.workers)
-        result["audit"].update(second_audit_s=round(second_s, 2), second_run_speedup=round(first_s / second_s, 1))
-    print(json.dumps(result["audit"], indent=1), flush=True)
+        modes = ["threads", "processes"] if args.decoding == "both" else [args.decoding]
+        result["audits"] = {}
+        for mode in modes:  # each from a fresh cache
+            with decoding_in(mode):
+                first_s, stats, timings = run_audit(work / "data", work / f"cache-{mode}", args.engine, args.workers)
+            result["audits"][mode] = audit_row(args, images, audit_batch, auto_precision, reference_row, first_s,
+                                               stats, timings)
+            _save(args.out, result)
+            print(f"decoding in {mode}:", json.dumps(result["audits"][mode], indent=1), flush=True)
+        with decoding_in(modes[-1]):
+            second_s, _, _ = run_audit(work / "data", work / f"cache-{modes[-1]}", args.engine, args.workers)
+        result["audits"][modes[-1]].update(second_audit_s=round(second_s, 2),
+                                           second_run_speedup=round(first_s / second_s, 1))
+    print(json.dumps(result["audits"], indent=1), flush=True)
     _save(args.out, result)
     return 0
+
+
+@contextmanager
+def decoding_in(mode: str):
+    """The local engine decoding in threads or processes, whatever its `auto` would pick (this script is guarded by
+    `if __name__ == "__main__"`, so spawned processes may import it; `auto` only trusts auditor's own commands)."""
+    from auditor.engines.local import LocalEngine
+
+    if mode == "auto":
+        yield
+        return
+    original = LocalEngine.decodes_in_processes
+    LocalEngine.decodes_in_processes = lambda self, embeds: mode == "processes"
+    try:
+        yield
+    finally:
+        LocalEngine.decodes_in_processes = original
+
+
+def audit_row(args, images: int, audit_batch: int, precision: str, reference_row: dict, first_s: float, stats: dict,
+              timings: dict) -> dict:
+    reference = reference_row["images_per_s"]
+    embed_rate = stats["embeddings_computed"] / stats["decode_embed_s"]
+    # The audit builds its model once inside the embedding stage: without that one-off cost (measured in
+    # (1) at the same batch size and precision) the stage's rate is what a larger dataset would see.
+    steady_s = max(stats["decode_embed_s"] - reference_row["build_and_compile_s"], 1e-9)
+    steady_rate = stats["embeddings_computed"] / steady_s
+    audit_rate = images / first_s
+    return {
+        "engine": args.engine, "workers": args.workers, "images": images, "batch_size": audit_batch,
+        "precision": precision, "embeddings_computed": int(stats["embeddings_computed"]),
+        "first_audit_s": round(first_s, 2),
+        "hash_s": round(stats["hash_s"], 2), "decode_embed_s": round(stats["decode_embed_s"], 2),
+        "inference_s": round(stats["inference_s"], 2),
+        "embed_stage_images_per_s": round(embed_rate, 1), "whole_audit_images_per_s": round(audit_rate, 1),
+        "embed_stage_ratio_to_raw": round(embed_rate / reference, 3),
+        "embed_stage_without_model_build_images_per_s": round(steady_rate, 1),
+        "embed_stage_without_model_build_ratio_to_raw": round(steady_rate / reference, 3),
+        "whole_audit_ratio_to_raw": round(audit_rate / reference, 3),
+        "slowest_stages_s": dict(sorted(((k, round(v, 2)) for k, v in timings.items()), key=lambda kv: -kv[1])[:8]),
+    }
 
 
 def _save(out: Path | None, result: dict) -> None:
