@@ -29,7 +29,7 @@ GATE_STATUSES = ("pass", "warn", "fail")  # what a check's outcome can be mapped
 
 def default_workers() -> int:
     """Decoding workers: this process's cores (at most 64). On a GPU machine the cores decode while the GPU
-    embeds, so two (the default before) held a 16-core H200 machine to ≈ 190 images/s."""
+    embeds; two (the default before) left most of them idle there."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux

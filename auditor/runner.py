@@ -46,9 +46,9 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
     precision = precision_for(devices, config.precision)
     backbone = (resolve_backbone(config.backbone, config.weights, config.offline, precision,
                                  cache_dir=config.cache_dir if config.use_cache else None) if embed else None)
-    if backbone is not None:  # under JAX, compiled models are kept in the cache folder (not with --no-cache)
-        keep_compiled_models_in(str(Path(config.cache_dir) / "compiled-models") if config.use_cache else None)
     if backbone is not None:
+        # under JAX, compiled models are kept in the cache folder (not with --no-cache)
+        keep_compiled_models_in(str(Path(config.cache_dir) / "compiled-models") if config.use_cache else None)
         _set_input_size(backbone, index, config)
     feature_maps = None
     if config.finetune is not None and backbone is not None:

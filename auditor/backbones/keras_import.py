@@ -72,7 +72,9 @@ def keep_compiled_models_in(folder: str | None) -> None:
     """Where the JAX backend keeps the models it compiles, across runs (None: nowhere). Set before Keras is imported;
     applied when it is, and only under JAX: XLA compiled each batch shape and precision of a backbone in 4-23 s on an
     H200, in every audit, which a merge gate of 30 images on a GPU would pay in full. TensorFlow and torch run the
-    model without such a compilation."""
+    model without such a compilation. None does not take back a folder JAX was
+    already given in this process (JAX keeps its cache once set up): a --no-cache audit after a cached one in the
+    same Python process still keeps its compilations there."""
     global _compiled_models_folder
     _compiled_models_folder = folder
     if "keras" in sys.modules and sys.modules["keras"] is not None and folder is not None:

@@ -4,8 +4,8 @@ batches. Bounded memory: at most two batches of decoded images in flight.
 The workers are threads while the backbone runs on the CPUs: Pillow's decode and resizes release the GIL,
 and the cores are busy with inference anyway. When a GPU embeds, the cores are free for decoding, and threads
 are held back by the share of each scan that holds the GIL (the hashes', properties' and numpy's Python work,
-≈ 40 % of a photo's scan here): on a 16-core H200 machine 16 threads decoded ≈ 190 images/s for a GPU that
-embedded 16 000. There the workers are processes, each decoding a chunk of jobs per task."""
+≈ 40 % of a photo's scan here, by its profile): on a 16-core H200 machine with 16 threads the embedding stage
+ran at 189 images/s for a GPU that embedded 16 000. There the workers are processes, each decoding a chunk of jobs per task."""
 
 from __future__ import annotations
 

@@ -145,7 +145,6 @@ def test_python_m_auditor_runs_nothing_when_a_spawned_process_imports_it(capsys)
 
 def test_asking_for_processes_or_threads_is_obeyed_and_nonsense_refused():
     assert LocalEngine(2, decode_in="processes").decodes_in_processes(embeds=False) is True
-    assert _engine_on(1, 16).decode_in == "auto"
     engine = _engine_on(1, 16)
     engine.decode_in = "threads"
     assert engine.decodes_in_processes(embeds=True) is False
