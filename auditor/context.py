@@ -17,6 +17,7 @@ from auditor.index.dataset import DatasetIndex, ImageRecord
 from auditor.similarity.duplicate_graph import DuplicateGraph, build_graph
 from auditor.encoding.encode import Encoded
 from auditor.encoding.imaging import ScanLimits
+from auditor.engines.local import WorkerPool
 
 
 def scan_limits(config: AuditConfig) -> ScanLimits:
@@ -30,6 +31,8 @@ class AuditContext:
     encoded: Encoded
     backbone: Backbone | None
     cache: Cache
+    # Where per-image work after the encode phase runs (the calibration copies): the engine's decoding workers.
+    pool: WorkerPool = field(default_factory=WorkerPool)
     _group_memo: dict = field(default_factory=dict, repr=False)
     check_seconds: dict = field(default_factory=dict, repr=False)  # check id → seconds it took
     reused_checks: list = field(default_factory=list, repr=False)  # check ids served from the result cache
@@ -105,6 +108,7 @@ class AuditContext:
             limits=scan_limits(config),
             input_size=backbone.input_size if backbone else 224,
             seed=config.seed or 0,
+            pool=self.pool,
         )
 
     @cached_property

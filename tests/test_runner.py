@@ -37,3 +37,16 @@ def test_a_crash_in_a_judge_is_an_error_result_too(monkeypatch):
     ctx = synthetic_context([{"path": f"train/a/{i}.jpg", "label": "a"} for i in range(3)], with_embeddings=False)
     [result] = run_checks(ctx, ["class_balance"])
     assert result.status == Status.ERROR and "judge exploded" in result.summary
+
+
+def test_work_after_encoding_runs_where_the_engine_decodes():
+    """Calibration copies are made on the local engine's decoding workers (processes when a GPU embeds); with a
+    cluster engine, on this machine's threads."""
+    from auditor.config import AuditConfig
+    from auditor.engines.local import LocalEngine, WorkerPool
+    from auditor.runner import _pool_after_encoding
+
+    config = AuditConfig(workers=6)
+    assert _pool_after_encoding(LocalEngine(6, decode_in="processes"), config, embeds=True) == WorkerPool(6, True)
+    assert _pool_after_encoding(LocalEngine(6, decode_in="threads"), config, embeds=True) == WorkerPool(6, False)
+    assert _pool_after_encoding(object(), config, embeds=True) == WorkerPool(6, False)

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -167,20 +168,42 @@ class LocalEngine:
         if batch.done:
             yield _embedded(batch, arrays, backbone, want_maps)
 
+    def pool(self, embeds: bool) -> "WorkerPool":
+        """Where this engine's per-image work runs (decoding, and the calibration copies made after it)."""
+        return WorkerPool(self.workers, self.decodes_in_processes(embeds))
+
     def _decoded(self, jobs: list[DecodeJob], limits: ScanLimits, max_file_bytes: int, embed_size: int | None,
                  batch_size: int) -> Iterator[tuple[DecodeJob, ImageScan | None, np.ndarray | None]]:
         """Every job's (job, scan, pixels), in order, never more than about two batches ahead of the caller."""
-        if not self.decodes_in_processes(embeds=embed_size is not None and any(j.want_pixels for j in jobs)):
-            with interruptible_threads(self.workers) as pool:
-                yield from bounded_map(pool, lambda job: decode_job(job, limits, max_file_bytes, embed_size), jobs,
-                                       lookahead=2 * batch_size)
+        pool = self.pool(embeds=embed_size is not None and any(j.want_pixels for j in jobs))
+        if not pool.processes:
+            yield from pool.map(partial(decode_job, limits=limits, max_file_bytes=max_file_bytes, embed_size=embed_size),
+                                jobs, lookahead=2 * batch_size)
             return
         chunks = [jobs[i : i + JOBS_PER_TASK] for i in range(0, len(jobs), JOBS_PER_TASK)]
         task = partial(decode_jobs, limits=limits, max_file_bytes=max_file_bytes, embed_size=embed_size)
-        with interruptible_processes(self.workers) as pool:
-            lookahead = max(2 * self.workers, -(-2 * batch_size // JOBS_PER_TASK))
-            for decoded in bounded_map(pool, task, chunks, lookahead=lookahead):
-                yield from decoded
+        lookahead = max(2 * self.workers, -(-2 * batch_size // JOBS_PER_TASK))
+        for decoded in pool.map(task, chunks, lookahead=lookahead):
+            yield from decoded
+
+
+@dataclass(frozen=True)
+class WorkerPool:
+    """Where independent per-image work runs on this machine: `workers` threads, or as many spawned processes
+    (then `fn` must be a module-level function and its items and results picklable). One worker: this thread."""
+
+    workers: int = 1
+    processes: bool = False
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], lookahead: int) -> Iterator[R]:
+        """fn(item) for every item, in order, never more than `lookahead` results in flight. Stopping early (an
+        error, Ctrl-C, the caller closing the iterator) drops the queued work."""
+        if self.workers <= 1 and not self.processes:
+            yield from map(fn, items)
+            return
+        opened = interruptible_processes(self.workers) if self.processes else interruptible_threads(self.workers)
+        with opened as pool:
+            yield from bounded_map(pool, fn, items, lookahead)
 
 
 def _embedded(batch: EncodedBatch, arrays: list[np.ndarray], backbone, want_maps: bool) -> EncodedBatch:

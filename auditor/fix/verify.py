@@ -43,7 +43,8 @@ def split_context(ctx, plan):
     index = DatasetIndex(root=ctx.index.root, layout="splits", records=records)
     encoded = Encoded(record_sha=[ctx.encoded.record_sha[p] for p in origin], read_problems={},
                       scans=ctx.encoded.scans, embeddings=ctx.encoded.embeddings, thumbnails=ctx.encoded.thumbnails)
-    return AuditContext(index=index, config=ctx.config, encoded=encoded, backbone=ctx.backbone, cache=ctx.cache), origin
+    return AuditContext(index=index, config=ctx.config, encoded=encoded, backbone=ctx.backbone, cache=ctx.cache,
+                        pool=ctx.pool), origin
 
 
 def verified_plan(ctx, request: SplitRequest, group_by: str | None = None, drop_suspect_labels: bool = False,

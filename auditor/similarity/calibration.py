@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from auditor.encoding.imaging import ImageScan, ScanLimits, decode_for_embedding, scan_bytes
 from auditor.encoding.thumbnails import Thumbnails
+from auditor.engines.local import WorkerPool
 from auditor.similarity.pixels import decode_grey32
 from auditor.similarity.positives import copy_kinds, make_copy
 
@@ -58,6 +60,35 @@ def copy_key(sha: str, kind: str, number: int, seed: int) -> str:
     return f"{sha}|{kind}|{number}|seed {seed}|{CALIBRATION_VERSION}"
 
 
+@dataclass(frozen=True)
+class CopyJob:
+    """The copies one sampled image still needs: made, scanned and resized in a worker (copy_key names each)."""
+
+    path: Path
+    kinds: tuple[str, ...]
+    keys: tuple[str, ...]
+    rng_seed: tuple[int, int]  # (seed, crc32 of the source's content); copy i draws from [*rng_seed, i]
+
+
+def scanned_copies(job: CopyJob, limits: ScanLimits, input_size: int | None) -> list[tuple[ImageScan, np.ndarray | None]]:
+    """Each copy's scan (keyed by its copy_key) and, with `input_size`, its pixels for the backbone; [] when the
+    source can no longer be read or decoded. A pure function of the job: the same copies in a thread, a process
+    or this one."""
+    try:
+        data = Path(job.path).read_bytes()
+    except OSError:  # moved or deleted since it was scanned: no copies of it
+        return []
+    image = decode_for_embedding(data, input_size or 224)
+    if image is None:
+        return []
+    made = []
+    for i, (kind, key) in enumerate(zip(job.kinds, job.keys)):
+        scan, array = scan_bytes(make_copy(image, kind, np.random.default_rng([*job.rng_seed, i])), limits, input_size)
+        scan.sha256 = key
+        made.append((scan, array))
+    return made
+
+
 def calibrate(
     shas: list[str],
     paths: dict[str, Path],
@@ -70,11 +101,13 @@ def calibrate(
     limits: ScanLimits,
     input_size: int,
     seed: int = 0,
+    pool: WorkerPool = WorkerPool(),
 ) -> Calibration:
     """Copy a seeded sample of `shas` (COPIES_PER_IMAGE copies each), scan and embed every copy.
 
     The copies' scans and embeddings are cached like real images' (`copy_key`: source content, kind, number and
-    seed), so a re-run over an unchanged dataset decodes and embeds nothing here either."""
+    seed), so a re-run over an unchanged dataset decodes and embeds nothing here either. Copies are made on
+    `pool`'s workers while this thread embeds the ones already made."""
     rng = np.random.default_rng(seed)
     # Sorted by content, so the sample and every copy depend on the images alone, not on the order in which
     # an entry point listed them (the command line and the Python API must agree; a cached copy must be the
@@ -88,36 +121,45 @@ def calibrate(
     all_keys = [k for sha in sample for k in keys[sha]]
     cached_scans = cache.get_scans(all_keys)
     vectors = cache.get_embeddings(backbone.cache_key, all_keys) if backbone is not None else {}
+    complete = {sha for sha in sample
+                if all(k in cached_scans and (backbone is None or k in vectors or not cached_scans[k].usable)
+                       for k in keys[sha])}
+    jobs = [CopyJob(paths[sha], tuple(plan[sha]), tuple(keys[sha]), (seed, zlib.crc32(sha.encode())))
+            for sha in sample if sha not in complete]
+    step = getattr(backbone, "batch_shape", 32)  # whole traced batches: a GPU's 256 is not padded from 32
+    made = pool.map(partial(scanned_copies, limits=limits, input_size=input_size if backbone is not None else None),
+                    jobs, lookahead=max(2 * pool.workers, -(-2 * step // COPIES_PER_IMAGE)))
     node_of = {sha: i for i, sha in enumerate(shas)}
     copies: list[tuple[int, str, ImageScan, str]] = []  # (source node, kind, scan, key)
     to_embed: list[tuple[str, np.ndarray]] = []
     new_scans: list[ImageScan] = []
-    for n, sha in enumerate(sample):
-        complete = all(k in cached_scans and (backbone is None or k in vectors or not cached_scans[k].usable)
-                       for k in keys[sha])
-        image = None if complete else decode_for_embedding(paths[sha].read_bytes(), input_size)
-        for i, (kind, key) in enumerate(zip(plan[sha], keys[sha])):
-            if complete:
-                scan = cached_scans[key]
-            elif image is None:
-                break
-            else:
-                data = make_copy(image, kind, np.random.default_rng([seed, zlib.crc32(sha.encode()), i]))
-                scan, array = scan_bytes(data, limits, input_size if backbone is not None else None)
-                scan.sha256 = key
-                new_scans.append(scan)
-                if array is not None and backbone is not None and key not in vectors:
-                    to_embed.append((key, array))
-            if scan.usable and scan.grey32:
-                copies.append((node_of[sha], kind, scan, key))
-    if new_scans:
-        cache.put_scans(new_scans)
-    step = getattr(backbone, "batch_shape", 32)  # whole traced batches: a GPU's 256 is not padded from 32
-    for start in range(0, len(to_embed), step):
-        part = to_embed[start : start + step]
+
+    def embed(part: list[tuple[str, np.ndarray]]) -> None:
         computed = backbone.embed(np.stack([array for _key, array in part]))
         cache.put_embeddings(backbone.cache_key, [key for key, _array in part], computed)
         vectors.update({key: v for (key, _array), v in zip(part, computed)})
+
+    try:
+        for sha in sample:
+            if sha in complete:
+                scanned = [(cached_scans[key], None) for key in keys[sha]]
+            else:
+                scanned = next(made)
+                new_scans.extend(scan for scan, _array in scanned)
+                to_embed.extend((scan.sha256, array) for scan, array in scanned
+                                if array is not None and backbone is not None and scan.sha256 not in vectors)
+            copies.extend((node_of[sha], kind, scan, scan.sha256) for kind, (scan, _array) in zip(plan[sha], scanned)
+                          if scan.usable and scan.grey32)
+            while len(to_embed) >= step:
+                embed(to_embed[:step])
+                del to_embed[:step]
+        list(made)  # nothing is left: this lets the pool close and wait for its workers
+    finally:
+        made.close()  # on an error, drops the copies still queued
+    if to_embed:
+        embed(to_embed)
+    if new_scans:
+        cache.put_scans(new_scans)
     if backbone is not None:
         copies = [c for c in copies if c[3] in vectors]
     thumbs = np.stack([decode_grey32(c[2].grey32) for c in copies]) if copies else np.zeros((0, 32, 32), np.uint8)

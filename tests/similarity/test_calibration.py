@@ -91,3 +91,56 @@ def test_the_grey_copies_and_only_they_are_marked_grey(tmp_path):
         kinds = np.array(calibration.kind)
         assert "grey" in kinds and len(set(kinds)) > 1
         assert np.array_equal(calibration.grey, kinds == "grey")
+
+
+class _Embedder:
+    """A stand-in for the backbone that records its batches (the copies' order and batching are what is tested;
+    tests/checks run the real backbones through calibration)."""
+
+    cache_key, batch_shape = "stand-in", 4
+
+    def __init__(self):
+        self.batches = []
+
+    def embed(self, arrays):
+        self.batches.append(len(arrays))
+        return arrays.reshape(len(arrays), -1)[:, :8].astype(np.float32)
+
+
+def _calibrated(photos, shas, cache_dir, pool, backbone=None):
+    embeddings = {sha: np.zeros(8, np.float32) for sha in shas} if backbone is not None else None
+    return calibrate(shas=shas, paths=photos["paths"], scans=photos["scans"], thumbnails=_thumbnails(photos),
+                     embeddings=embeddings, backbone=backbone, cache=Cache(cache_dir), sample_images=5,
+                     limits=ScanLimits(), input_size=32, seed=0, pool=pool)
+
+
+def test_copies_made_on_threads_or_processes_are_the_copies_made_here(tmp_path):
+    from auditor.engines.local import WorkerPool
+
+    (tmp_path / "photos").mkdir()
+    photos = _photos(tmp_path / "photos", 7)
+    shas = list(photos["paths"])
+    results = {}
+    for name, pool in [("here", WorkerPool()), ("threads", WorkerPool(2)), ("processes", WorkerPool(2, processes=True))]:
+        embedder = _Embedder()
+        results[name] = (_calibrated(photos, shas, tmp_path / name, pool, embedder), embedder.batches)
+    here, batches = results["here"]
+    assert batches == [4] * 6 + [1]  # 25 copies embedded in whole batches while they are made
+    for name in ("threads", "processes"):
+        other, other_batches = results[name]
+        assert other_batches == batches
+        assert np.array_equal(other.source, here.source) and other.kind == here.kind
+        assert np.array_equal(other.thumbs, here.thumbs) and np.array_equal(other.vectors, here.vectors)
+
+
+def test_a_source_gone_since_its_scan_gets_no_copies(tmp_path):
+    from auditor.engines.local import WorkerPool
+
+    (tmp_path / "photos").mkdir()
+    photos = _photos(tmp_path / "photos", 5)
+    shas = list(photos["paths"])
+    gone = shas[0]
+    photos["paths"][gone].unlink()
+    calibration = _calibrated(photos, shas, tmp_path / "cache", WorkerPool(2))
+    assert calibration.sample_images == 5
+    assert gone not in {shas[s] for s in calibration.source} and len(calibration.kind) == 20
