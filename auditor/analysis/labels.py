@@ -599,7 +599,10 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
     # within 3 × the count at the top of the interval (strong evidence re-ranks them with the neighbours' votes).
     candidates = np.maximum(wrong, wrong_at_top) >= MISLABEL_PROBABILITY
     candidates[np.argsort(-wrong, kind="stable")[:3 * int(round(high * len(wrong)))]] = True
-    agreement, majority = neighbour_label_agreement(vectors, content_row, label_names, labels_of_content,
+    # The neighbours of the shared float16 matrix when the contents are its rows: below the exact-search limit the
+    # same exact graph the duplicate candidates and the outliers read, not an all-pairs search of its own.
+    neighbour_vectors = ctx.unit_matrix if contents == ctx.embedded_shas else vectors
+    agreement, majority = neighbour_label_agreement(neighbour_vectors, content_row, label_names, labels_of_content,
                                                     config.label_neighbours, majority_for=candidates)
     neighbours_k = min(config.label_neighbours, len(contents) - 1)
     strong = (strong_evidence(wrong, noise.rate, neighbour_likelihood_ratio(agreement, wrong, neighbours_k), low)

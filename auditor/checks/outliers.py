@@ -231,18 +231,20 @@ def exact_nearest_samples(vectors: np.ndarray, query_sets: list[np.ndarray], amo
 def nearest_among(vectors: np.ndarray, query_rows: np.ndarray, among: np.ndarray, seed: int = 0,
                   exact: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """For each row in `query_rows`: the cosine to, and row of, its nearest *other* row in `among` (sorted), and
-    how it was found (for the report). Exact (restricted search) up to the exact-search limit;
-    above it, the first `among` row in the shared k-NN graph (best first, so the nearest of them), and a
-    restricted search only for queries whose graph neighbours hold no `among` row: no second full search.
-    The approximate answer is checked against exact search on a seeded sample of the queries (recall@1);
+    how it was found (for the report): the first `among` row in the shared k-NN graph (best first, so the nearest
+    of them), and a restricted search only for queries whose graph neighbours hold no `among` row: no second full
+    search. Up to the exact-search limit the graph is exact, and so is the answer; above it, the approximate answer is checked against exact search on a seeded sample of the queries (recall@1);
     `exact`: that sample's exact answer when already computed (`exact_nearest_samples`)."""
-    from auditor.similarity.neighbours import EXACT_LIMIT, SELF_K, _interval, drop_self_rows, knn
+    from auditor.similarity.neighbours import EXACT_LIMIT, SELF_K, _interval, drop_self_rows, has_exact_graph, knn
 
     query_rows = np.asarray(query_rows, dtype=np.int64)
-    if len(vectors) <= EXACT_LIMIT:
+    exact_search = len(vectors) <= EXACT_LIMIT
+    if exact_search and 2 * len(query_rows) < len(vectors) and not has_exact_graph(vectors, SELF_K):
+        # A few queries (a merge audit's incoming images) and no graph yet: searching them alone costs less.
         sims, ids = knn(vectors, 2, queries=vectors[query_rows], among=among)
         sims, ids = drop_self_rows(sims, ids, query_rows, 1)
         return sims[:, 0].astype(float), ids[:, 0], {"method": "exact search among train", "exact": True}
+    # Below the limit the graph is exact, so its first training row is the nearest one (no second search).
     graph_sims, graph_ids = knn(vectors, SELF_K)
     graph_sims, graph_ids = graph_sims[query_rows], graph_ids[query_rows]
     allowed = np.zeros(len(vectors), dtype=bool)
@@ -257,6 +259,10 @@ def nearest_among(vectors: np.ndarray, query_rows: np.ndarray, among: np.ndarray
         extra_sims, extra_ids = knn(vectors, 2, queries=vectors[query_rows[missing]], among=among)
         extra_sims, extra_ids = drop_self_rows(extra_sims, extra_ids, query_rows[missing], 1)
         sims[missing], ids[missing] = extra_sims[:, 0], extra_ids[:, 0]
+    if exact_search:
+        return sims, ids, {"method": f"exact: the first train image among the {SELF_K - 1} nearest neighbours, else a "
+                                     "search among train", "exact": True, "searched_among_train": int(len(missing)),
+                           "queries": int(len(query_rows))}
     sample = _recall_sample(len(query_rows), seed)
     true_sims, true_ids = exact if exact is not None else exact_nearest_samples(vectors, [query_rows], among, seed)[0]
     _true_sims, true_ids = drop_self_rows(true_sims, true_ids, query_rows[sample], 1)

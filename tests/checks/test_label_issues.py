@@ -400,3 +400,25 @@ def test_findings_suggest_the_true_class_and_metrics_name_the_confused_pairs(pla
     assert "no accuracy ceiling claimed" in result.summary
     assert result.status == Status.PASS
     assert all(not p.startswith("/") for f in result.findings for p in f.paths)
+
+
+def test_label_agreement_outliers_and_duplicate_candidates_share_one_all_pairs_search(monkeypatch):
+    """Below the exact-search limit each of them searched every image's neighbours on its own (three all-pairs
+    searches of the same vectors were half the checks' time at 10⁴ images); now one serves them all."""
+    from auditor.checks import CHECKS
+    from auditor.similarity import neighbours
+
+    vectors, labels = gaussian_classes(120, 2, seed=9)
+    items = [{"path": f"{'val' if i % 5 == 4 else 'train'}/c{label}/{i}.jpg", "label": f"c{label}",
+              "split": "val" if i % 5 == 4 else "train", "vector": vector}
+             for i, (vector, label) in enumerate(zip(vectors, labels))]
+    ctx = synthetic_context(items)
+    ctx.backbone = type("NoCopiesMade", (), {"input_size": 224, "cache_key": "none"})()  # calibration_images is 0
+    full_searches: list[int] = []
+    original = neighbours._exact_search
+    monkeypatch.setattr(neighbours, "_exact_graphs", {})
+    monkeypatch.setattr(neighbours, "_exact_search",
+                        lambda x, q, k: (len(q) == len(x) == 240 and full_searches.append(k)) or original(x, q, k))
+    for check in ("exact_duplicates", "label_issues", "split_shift", "outliers"):
+        assert CHECKS[check].run(ctx).status != Status.ERROR
+    assert full_searches == [11]

@@ -260,3 +260,24 @@ def test_a_merge_audit_flags_an_incoming_outlier_and_leaves_existing_ones_to_the
     # the same images in an ordinary audit: every image scored, both placeholders flagged
     plain = ol.CHECK.run(synthetic_context(items + incoming))
     assert {p for f in plain.findings for p in f.paths} >= {"train/ant/new_placeholder.gif", "train/ant/old_placeholder.gif"}
+
+
+def test_the_nearest_training_image_read_from_the_exact_graph_is_the_restricted_searchs(monkeypatch):
+    from auditor.similarity import neighbours
+    from auditor.similarity.neighbours import drop_self_rows, knn, normalise
+
+    monkeypatch.setattr(neighbours, "_exact_graphs", {})
+    rng = np.random.default_rng(4)
+    vectors = normalise(rng.normal(size=(400, 12))).astype(np.float16)
+    train = np.sort(rng.choice(400, 60, replace=False))  # so some rows have no train image among their 10 nearest
+    few = np.arange(10)
+    sims, ids, how = ol.nearest_among(vectors, few, train)  # few queries, no graph yet: searched alone
+    assert how["method"] == "exact search among train" and not neighbours.has_exact_graph(vectors, 11)
+    everyone = np.arange(400)
+    sims, ids, how = ol.nearest_among(vectors, everyone, train)
+    assert how["exact"] and how["method"].startswith("exact: the first train image")
+    assert how["searched_among_train"] > 0  # those rows: searched among train
+    expected_sims, expected_ids = drop_self_rows(*knn(vectors, 2, queries=vectors[everyone], among=train), everyone, 1)
+    assert np.array_equal(ids, expected_ids[:, 0]) and np.allclose(sims, expected_sims[:, 0])
+    sims, ids, how = ol.nearest_among(vectors, few, train)  # the graph is there now: read, not searched
+    assert how["method"].startswith("exact: the first") and np.array_equal(ids, expected_ids[:10, 0])

@@ -501,3 +501,39 @@ def test_hamming_nearest_above_the_limit_is_approximate_and_says_how_close(monke
     assert record.recall == pytest.approx(np.mean(per_probe), abs=1e-9)
     assert 0.5 <= record.recall < 1.0
     assert record.parameters["probes_with_matches"] == len(per_probe)
+
+
+def test_one_exact_graph_serves_every_self_query_of_the_same_vectors(monkeypatch):
+    """The duplicate candidates search a float32 copy of the shared float16 matrix, the outliers and the label
+    agreement the matrix itself, with 6 to 11 neighbours: one all-pairs search, known by the vectors' values."""
+    from auditor.encoding.embedding_store import to_float32
+
+    rng = np.random.default_rng(11)
+    x = normalise(rng.normal(size=(300, 16))).astype(np.float16)
+    original = neighbour_search._exact_search
+    direct_sims, direct_ids = original(to_float32(x), to_float32(x), 11)
+    searched: list[int] = []
+    monkeypatch.setattr(neighbour_search, "_exact_graphs", {})
+    monkeypatch.setattr(neighbour_search, "_exact_search", lambda a, q, k: searched.append(k) or original(a, q, k))
+    sims, ids = knn(x, 6)
+    assert np.array_equal(ids, direct_ids[:, :6]) and np.array_equal(sims, direct_sims[:, :6])
+    sims[:] = 0  # a caller's change does not reach the next caller
+    sims, ids = knn(to_float32(x), 11)
+    assert np.array_equal(ids, direct_ids) and np.array_equal(sims, direct_sims)
+    assert neighbour_search.has_exact_graph(x, 11) and not neighbour_search.has_exact_graph(x, 12)
+    assert searched == [11]
+    knn(normalise(rng.normal(size=(300, 16))), 5)  # other vectors: a search of their own
+    assert searched == [11, 11]
+
+
+def test_the_exact_graphs_kept_are_the_largest(monkeypatch):
+    """One class's images are searched once each (outliers within a class): they must not push out the whole
+    dataset's graph, which later checks read."""
+    rng = np.random.default_rng(12)
+    monkeypatch.setattr(neighbour_search, "_exact_graphs", {})
+    whole = normalise(rng.normal(size=(400, 8)))
+    knn(whole, 11)
+    for _ in range(2 * neighbour_search.EXACT_GRAPHS_KEPT):
+        knn(normalise(rng.normal(size=(50, 8))), 11)
+    assert neighbour_search.has_exact_graph(whole, 11)
+    assert len(neighbour_search._exact_graphs) == neighbour_search.EXACT_GRAPHS_KEPT
