@@ -4,6 +4,7 @@ different orders, and a copy read back from the cache must be the copy this run 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from auditor.encoding.cache import Cache
@@ -114,23 +115,39 @@ def _calibrated(photos, shas, cache_dir, pool, backbone=None):
                      limits=ScanLimits(), input_size=32, seed=0, pool=pool)
 
 
-def test_copies_made_on_threads_or_processes_are_the_copies_made_here(tmp_path):
+def _copies_made_on(pool, tmp_path):
+    """The copies made here and on `pool`: (calibration, embedded batch sizes) of each."""
     from auditor.engines.local import WorkerPool
 
     (tmp_path / "photos").mkdir()
     photos = _photos(tmp_path / "photos", 7)
     shas = list(photos["paths"])
-    results = {}
-    for name, pool in [("here", WorkerPool()), ("threads", WorkerPool(2)), ("processes", WorkerPool(2, processes=True))]:
+    results = []
+    for name, where in [("here", WorkerPool()), ("there", pool)]:
         embedder = _Embedder()
-        results[name] = (_calibrated(photos, shas, tmp_path / name, pool, embedder), embedder.batches)
-    here, batches = results["here"]
+        results.append((_calibrated(photos, shas, tmp_path / name, where, embedder), embedder.batches))
+    return results
+
+
+def _assert_same_copies(here, there):
+    (calibration, batches), (other, other_batches) = here, there
     assert batches == [4] * 6 + [1]  # 25 copies embedded in whole batches while they are made
-    for name in ("threads", "processes"):
-        other, other_batches = results[name]
-        assert other_batches == batches
-        assert np.array_equal(other.source, here.source) and other.kind == here.kind
-        assert np.array_equal(other.thumbs, here.thumbs) and np.array_equal(other.vectors, here.vectors)
+    assert other_batches == batches
+    assert np.array_equal(other.source, calibration.source) and other.kind == calibration.kind
+    assert np.array_equal(other.thumbs, calibration.thumbs) and np.array_equal(other.vectors, calibration.vectors)
+
+
+def test_copies_made_on_threads_are_the_copies_made_here(tmp_path):
+    from auditor.engines.local import WorkerPool
+
+    _assert_same_copies(*_copies_made_on(WorkerPool(2), tmp_path))
+
+
+@pytest.mark.slow  # a second of spawning processes
+def test_copies_made_in_processes_are_the_copies_made_here(tmp_path):
+    from auditor.engines.local import WorkerPool
+
+    _assert_same_copies(*_copies_made_on(WorkerPool(2, processes=True), tmp_path))
 
 
 def test_a_source_gone_since_its_scan_gets_no_copies(tmp_path):
