@@ -32,7 +32,7 @@ def _items(n: int, seed: int = 0) -> list[dict]:
 
 def test_below_the_exact_limit_the_candidate_search_is_reported_exact():
     result = NEAR_CHECK.run(synthetic_context(_items(120)))
-    assert result.metrics["search"] == {"kind": "cosine_knn", "method": "exact (FAISS IndexFlatIP)", "n": 120,
+    assert result.metrics["search"] == {"kind": "cosine_knn", "method": "exact (every pair: matrix products)", "n": 120,
                                         "exact": True, "k": 10}
     assert "approximate search" not in result.summary
 

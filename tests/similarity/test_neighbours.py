@@ -537,3 +537,22 @@ def test_the_exact_graphs_kept_are_the_largest(monkeypatch):
         knn(normalise(rng.normal(size=(50, 8))), 11)
     assert neighbour_search.has_exact_graph(whole, 11)
     assert len(neighbour_search._exact_graphs) == neighbour_search.EXACT_GRAPHS_KEPT
+
+
+def test_exact_search_is_brute_force_best_first_with_ties_by_row(monkeypatch):
+    """Blocks of queries on every core, each a matrix product and a partial sort: the same neighbours as a full
+    sort, ties (identical vectors) in row order, and rows beyond the matrix padded as FAISS pads them."""
+    monkeypatch.setattr(neighbour_search, "EXACT_BLOCK_SIMILARITIES", 64 * 40)  # several blocks of 32 queries
+    rng = np.random.default_rng(21)
+    x = normalise(rng.normal(size=(64, 8)))
+    x[10] = x[3]  # an identical pair
+    queries = np.concatenate([x[:50], normalise(rng.normal(size=(30, 8)))])
+    sims, ids = neighbour_search._exact_search(x.astype(np.float16), queries, 7)
+    full = queries @ neighbour_search._f32(x.astype(np.float16)).T
+    expected = np.lexsort((np.broadcast_to(np.arange(64), full.shape), -full), axis=1)[:, :7]
+    assert np.array_equal(ids, expected)
+    assert np.allclose(sims, np.take_along_axis(full, expected, axis=1), atol=1e-6)
+    assert list(ids[3, :2]) == [3, 10] and list(ids[10, :2]) == [3, 10]
+    few_sims, few_ids = neighbour_search._exact_search(x[:3], queries[:2], 5)
+    assert (few_ids[:, 3:] == -1).all() and (few_sims[:, 3:] == -np.finfo(np.float32).max).all()
+    assert sorted(few_ids[0, :3]) == [0, 1, 2]
