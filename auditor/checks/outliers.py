@@ -233,8 +233,9 @@ def nearest_among(vectors: np.ndarray, query_rows: np.ndarray, among: np.ndarray
     """For each row in `query_rows`: the cosine to, and row of, its nearest *other* row in `among` (sorted), and
     how it was found (for the report): the first `among` row in the shared k-NN graph (best first, so the nearest
     of them), and a restricted search only for queries whose graph neighbours hold no `among` row: no second full
-    search. Up to the exact-search limit the graph is exact, and so is the answer; above it, the approximate answer is checked against exact search on a seeded sample of the queries (recall@1);
-    `exact`: that sample's exact answer when already computed (`exact_nearest_samples`)."""
+    search. Up to the exact-search limit the graph is exact, and so is the answer; above it, the approximate
+    answer is checked against exact search on a seeded sample of the queries (recall@1); `exact`: that sample's
+    exact answer when already computed (`exact_nearest_samples`)."""
     from auditor.similarity.neighbours import EXACT_LIMIT, SELF_K, _interval, drop_self_rows, has_exact_graph, knn
 
     query_rows = np.asarray(query_rows, dtype=np.int64)

@@ -177,8 +177,8 @@ class LocalEngine:
         """Every job's (job, scan, pixels), in order, never more than about two batches ahead of the caller."""
         pool = self.pool(embeds=embed_size is not None and any(j.want_pixels for j in jobs))
         if not pool.processes:
-            yield from pool.map(partial(decode_job, limits=limits, max_file_bytes=max_file_bytes, embed_size=embed_size),
-                                jobs, lookahead=2 * batch_size)
+            task = partial(decode_job, limits=limits, max_file_bytes=max_file_bytes, embed_size=embed_size)
+            yield from pool.map(task, jobs, lookahead=2 * batch_size)
             return
         chunks = [jobs[i : i + JOBS_PER_TASK] for i in range(0, len(jobs), JOBS_PER_TASK)]
         task = partial(decode_jobs, limits=limits, max_file_bytes=max_file_bytes, embed_size=embed_size)

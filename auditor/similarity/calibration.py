@@ -70,7 +70,8 @@ class CopyJob:
     rng_seed: tuple[int, int]  # (seed, crc32 of the source's content); copy i draws from [*rng_seed, i]
 
 
-def scanned_copies(job: CopyJob, limits: ScanLimits, input_size: int | None) -> list[tuple[ImageScan, np.ndarray | None]]:
+def scanned_copies(job: CopyJob, limits: ScanLimits,
+                   input_size: int | None) -> list[tuple[ImageScan, np.ndarray | None]]:
     """Each copy's scan (keyed by its copy_key) and, with `input_size`, its pixels for the backbone; [] when the
     source can no longer be read or decoded. A pure function of the job: the same copies in a thread, a process
     or this one."""

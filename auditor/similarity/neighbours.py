@@ -124,7 +124,7 @@ def _blocks(n: int, size: int = BLOCK):
 def _exact_search(x: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner-product k-NN of q among x, best first (ties: the lower row first); where x has fewer than k rows
     the rest is padded as FAISS pads it (row -1, similarity -FLT_MAX). numpy's matrix product and a partial sort,
-    a block of queries per core: FAISS's flat search took 3× as long on the same vectors (its k-selection), and
+    a block of queries per core: FAISS's flat search took 3–5× as long on the same vectors (its k-selection), and
     the neighbours are the same (the similarities differ in the last float32 bits)."""
     from auditor.parallel import run_blocks
 
@@ -138,7 +138,10 @@ def _exact_search(x: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.
 
     def search(start: int) -> None:
         block = _f32(q[start : start + rows]) @ x.T
-        top = np.argpartition(-block, found - 1, axis=1)[:, :found] if found < n else np.broadcast_to(np.arange(n), block.shape)
+        if found < n:
+            top = np.argpartition(-block, found - 1, axis=1)[:, :found]
+        else:
+            top = np.broadcast_to(np.arange(n), block.shape)
         values = np.take_along_axis(block, top, axis=1)
         order = np.lexsort((top, -values), axis=1)  # by similarity, then by row
         stop = start + len(block)
@@ -400,7 +403,7 @@ def _exact_self_graph(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         with _lock:
             _exact_graphs[key] = graph
             while len(_exact_graphs) > EXACT_GRAPHS_KEPT:  # the smallest go first: one class's images, searched once
-                del _exact_graphs[min(_exact_graphs, key=lambda kept: (kept[0][0], list(_exact_graphs).index(kept)))]
+                del _exact_graphs[min(_exact_graphs, key=lambda kept: kept[0][0])]  # of equal sizes, the oldest
     return graph[0][:, :k].copy(), graph[1][:, :k].copy()
 
 
