@@ -180,6 +180,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="Write the results as JSON here too (rewritten after every measurement, so a run "
                              "stopped at a time limit keeps what it measured).")
+    parser.add_argument("--profile-checks", type=Path, default=None,
+                        help="After the audits, profile every check (cold: no check results or pixel evidence "
+                             "cached) in a process of its own and write the top functions here.")
     parser.add_argument("--workdir", type=Path, default=None, help="Where the dataset and caches go (default: a temp folder).")
     args = parser.parse_args()
 
@@ -254,6 +257,9 @@ def main() -> int:
                                              second_run_speedup=round(first_s / second_s, 1))
             _save(args.out, result)
             print(f"decoding in {key}:", json.dumps(result["audits"][key], indent=1), flush=True)
+        if args.profile_checks is not None:
+            checks_s = profile_checks(work / "data", work / f"cache-{modes[-1]}", args.workers, args.profile_checks)
+            print(f"checks profiled ({checks_s:.1f} s): {args.profile_checks}", flush=True)
     print(json.dumps(result["audits"], indent=1), flush=True)
     _save(args.out, result)
     return 0
@@ -268,6 +274,48 @@ def audit_in_a_fresh_process(mode: str, dataset: Path, cache: Path, engine: str,
         shutil.copytree(compiled_from, cache / "compiled-models")
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_audit_job, mode, dataset, cache, engine, workers, again).result()
+
+
+def profile_checks(dataset: Path, cache: Path, workers: int, out_path: Path) -> float:
+    """Where the checks' time goes on this machine: cProfile of every check in a process of its own, on the audited
+    dataset's cache with its check results and pixel evidence removed (the checks as a first audit runs them;
+    embeddings and calibration copies are read back). Writes the top functions by cumulative and by own time
+    (this thread's: work on other threads and processes shows as waiting) to `out_path`; returns the checks' s."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        seconds, text = pool.submit(_profile_job, dataset, cache, workers).result()
+    out_path.write_text(text)
+    return seconds
+
+
+def _profile_job(dataset: Path, cache: Path, workers: int) -> tuple[float, str]:
+    import cProfile
+    import io
+    import pstats
+    import sqlite3
+
+    from auditor.encoding import result_cache
+    from auditor.runner import prepare, run_checks
+    from auditor.settings import resolve
+
+    with sqlite3.connect(cache / "cache.sqlite3") as db:
+        for table in ("pixel_evidence", "check_results"):
+            db.execute(f"DELETE FROM {table}")
+    result_cache.inputs_key = lambda ctx: None  # no check result is stored or read back
+    config = resolve(dataset, {"backbone": "efficientnet-lite0", "offline": True, "cache_dir": cache,
+                               "workers": workers}).config
+    ctx = prepare(dataset, config)
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    run_checks(ctx)
+    profiler.disable()
+    seconds = time.perf_counter() - started
+    out = io.StringIO()
+    out.write(f"checks {seconds:.2f} s; per check: "
+              f"{ {k: round(v, 2) for k, v in sorted(ctx.check_seconds.items(), key=lambda kv: -kv[1])} }\n")
+    for order, count in (("cumulative", 60), ("tottime", 40)):
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(count)
+    return seconds, out.getvalue()
 
 
 def _audit_job(mode: str, dataset: Path, cache: Path, engine: str, workers: int, again: bool):
