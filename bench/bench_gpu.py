@@ -21,7 +21,8 @@ What it measures:
      cache and in a process of its own (cold, as a user's first audit): the local engine decoding in threads,
      then in processes (`--decoding`); under JAX, once more from a fresh cache holding only the compiled
      models the previous audit kept;
-  3. the same audit again on the unchanged dataset (everything from the cache).
+  3. the same audit again on the unchanged dataset (everything from the cache);
+  4. with `--profile-checks FILE`, where the checks' time goes: every check profiled cold on the last audit's cache.
 """
 
 from __future__ import annotations
