@@ -268,8 +268,11 @@ class AuditContext:
         every check, so neighbour searches on it share one index (similarity.neighbours)."""
         bulk = getattr(self.encoded.embeddings, "unit_rows", None)
         if bulk is not None:
-            return bulk(self.embedded_shas)
-        return self.unit_embeddings(self.embedded_shas).astype(np.float16)
+            matrix = bulk(self.embedded_shas)
+        else:
+            matrix = self.unit_embeddings(self.embedded_shas).astype(np.float16)
+        matrix.flags.writeable = False  # shared by every check (and its search fingerprint kept: neighbours.py)
+        return matrix
 
 
 @dataclass

@@ -72,16 +72,10 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
         other_precisions=(tuple(p for p in PRECISIONS if p not in ("auto", precision))
                           if config.precision == "auto" and feature_maps is None else ()),
     )
+    # Per-image work after the encode phase (the calibration copies) runs where the engine says: the local engine's
+    # decoding workers (threads, or processes when a GPU embeds); a cluster engine's threads on this machine.
     return AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache,
-                        pool=_pool_after_encoding(engine, config, embeds=backbone is not None))
-
-
-def _pool_after_encoding(engine, config: AuditConfig, embeds: bool):
-    """Where per-image work after the encode phase runs: the local engine's decoding workers (threads, or
-    processes when a GPU embeds); with a cluster engine, threads on this machine."""
-    from auditor.engines.local import LocalEngine, WorkerPool
-
-    return engine.pool(embeds) if isinstance(engine, LocalEngine) else WorkerPool(config.workers)
+                        pool=engine.pool(embeds=backbone is not None))
 
 
 def _set_input_size(backbone: Backbone, index: DatasetIndex, config: AuditConfig) -> None:

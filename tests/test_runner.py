@@ -39,14 +39,27 @@ def test_a_crash_in_a_judge_is_an_error_result_too(monkeypatch):
     assert result.status == Status.ERROR and "judge exploded" in result.summary
 
 
-def test_work_after_encoding_runs_where_the_engine_decodes():
-    """Calibration copies are made on the local engine's decoding workers (processes when a GPU embeds); with a
-    cluster engine, on this machine's threads."""
+def test_work_after_encoding_runs_where_the_engine_says(monkeypatch, tmp_path):
+    """Calibration copies are made on the engine's pool: the local engine's decoding workers (processes when a GPU
+    embeds), a cluster engine's threads on this machine."""
+    from PIL import Image
+
     from auditor.config import AuditConfig
     from auditor.engines.local import LocalEngine, WorkerPool
-    from auditor.runner import _pool_after_encoding
+    from auditor.engines.ray_engine import RayEngine
+    from auditor.runner import prepare
 
-    config = AuditConfig(workers=6)
-    assert _pool_after_encoding(LocalEngine(6, decode_in="processes"), config, embeds=True) == WorkerPool(6, True)
-    assert _pool_after_encoding(LocalEngine(6, decode_in="threads"), config, embeds=True) == WorkerPool(6, False)
-    assert _pool_after_encoding(object(), config, embeds=True) == WorkerPool(6, False)
+    assert LocalEngine(6, decode_in="processes").pool(embeds=True) == WorkerPool(6, True)
+    assert LocalEngine(6, decode_in="threads").pool(embeds=True) == WorkerPool(6, False)
+    assert LocalEngine(6).pool(embeds=False) == WorkerPool(6, False)  # nothing embeds: no GPU to feed
+    assert RayEngine(6).pool(embeds=True) == WorkerPool(6, False)
+
+    class Engine(LocalEngine):
+        def pool(self, embeds):
+            return WorkerPool(5, embeds)
+
+    monkeypatch.setattr("auditor.runner.resolve_engine", lambda name, workers: Engine(workers))
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    Image.new("RGB", (40, 40), "red").save(tmp_path / "data" / "cat" / "a.png")
+    ctx = prepare(tmp_path / "data", AuditConfig(cache_dir=tmp_path / "cache"), embed=False)
+    assert ctx.pool == WorkerPool(5, False)

@@ -239,8 +239,8 @@ def nearest_among(vectors: np.ndarray, query_rows: np.ndarray, among: np.ndarray
     from auditor.similarity.neighbours import EXACT_LIMIT, SELF_K, _interval, drop_self_rows, has_exact_graph, knn
 
     query_rows = np.asarray(query_rows, dtype=np.int64)
-    exact_search = len(vectors) <= EXACT_LIMIT
-    if exact_search and 2 * len(query_rows) < len(vectors) and not has_exact_graph(vectors, SELF_K):
+    below_limit = len(vectors) <= EXACT_LIMIT
+    if below_limit and 2 * len(query_rows) < len(vectors) and not has_exact_graph(vectors, SELF_K):
         # A few queries (a merge audit's incoming images) and no graph yet: searching them alone costs less.
         sims, ids = knn(vectors, 2, queries=vectors[query_rows], among=among)
         sims, ids = drop_self_rows(sims, ids, query_rows, 1)
@@ -260,7 +260,7 @@ def nearest_among(vectors: np.ndarray, query_rows: np.ndarray, among: np.ndarray
         extra_sims, extra_ids = knn(vectors, 2, queries=vectors[query_rows[missing]], among=among)
         extra_sims, extra_ids = drop_self_rows(extra_sims, extra_ids, query_rows[missing], 1)
         sims[missing], ids[missing] = extra_sims[:, 0], extra_ids[:, 0]
-    if exact_search:
+    if below_limit:
         return sims, ids, {"method": f"exact: the first train image among the {SELF_K - 1} nearest neighbours, else a "
                                      "search among train", "exact": True, "searched_among_train": int(len(missing)),
                            "queries": int(len(query_rows))}

@@ -9,6 +9,7 @@ An engine is any object with
 yielding every job exactly once (in any order), each batch at most `batch_size` embedded images, and
 
     devices() -> Devices   (engines/device.py: the GPUs the map would run on, for batch size and precision `auto`)
+    pool(embeds) -> WorkerPool   (engines/local.py: where per-image work after the map runs, on this machine)
 
 An engine that can read files named by URL where their bytes are also has
 `hash_urls(urls, max_file_bytes) -> Iterator[(position, sha | None, Problem | None)]`.

@@ -68,6 +68,12 @@ class RayEngine:
         self._devices: Devices | None = None
 
     # -- what the run will use -------------------------------------------------------------------
+    def pool(self, embeds: bool):
+        """Where per-image work after the encode phase runs (the calibration copies): threads on the driver."""
+        from auditor.engines.local import WorkerPool
+
+        return WorkerPool(self.workers)
+
     def devices(self) -> Devices:
         """The cluster's GPUs (connecting to it), or this machine's for a local Ray."""
         if self._devices is None:

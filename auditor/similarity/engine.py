@@ -156,6 +156,7 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
         # use (0.3 of the 1.1 CPU-s a 3 000-image gate's decision took). Above the limit the shared float16
         # matrix is kept: its approximate index and k-NN graph belong to that array object.
         unit = to_float32(unit)
+        unit.flags.writeable = False  # one copy for the whole decision (its search fingerprint is kept)
     data = ev.make_dataset(unit, thumbs, small_images=small_images, memo=memo, grey=grey)
     hash_search: list = []
     pairs = ev.unordered(ev.search(data, unit, data.thumbs, max_phash, max_dhash, self_nodes=np.arange(n),

@@ -371,6 +371,7 @@ def drop_self_rows(sims: np.ndarray, labels: np.ndarray, query_rows: np.ndarray,
 _lock = threading.Lock()
 _indexes: "weakref.WeakKeyDictionary[Any, ApproximateIndex]" = weakref.WeakKeyDictionary()
 _by_id: dict[int, tuple[weakref.ref, ApproximateIndex]] = {}
+_fingerprints: dict[int, tuple[weakref.ref, tuple]] = {}  # read-only arrays' fingerprints, by object
 _exact_graphs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # by the vectors' values: a few, the largest kept
 EXACT_GRAPHS_KEPT = 4  # at most 2.6 MB each (20 000 × 11 neighbours)
 
@@ -416,13 +417,22 @@ def has_exact_graph(x: np.ndarray, k: int) -> bool:
 
 
 def _fingerprint(x: np.ndarray) -> tuple:
-    """The vectors' float32 values, hashed block by block (0.1 s at the exact-search limit, 20 000 × 1 280)."""
+    """The vectors' float32 values, hashed block by block (0.1 s at the exact-search limit, 20 000 × 1 280), once per
+    array object: the checks ask about the same matrix several times."""
     import hashlib
 
+    with _lock:
+        entry = _fingerprints.get(id(x))
+        if entry is not None and entry[0]() is x:
+            return entry[1]
     digest = hashlib.blake2b(digest_size=16)
     for start, stop in _blocks(len(x)):
         digest.update(_f32(x[start:stop]).tobytes())
-    return x.shape, digest.hexdigest()
+    key = (x.shape, digest.hexdigest())
+    if not x.flags.writeable:  # a writeable array may change under the same id: hashed every time
+        with _lock:
+            _fingerprints[id(x)] = (weakref.ref(x, lambda _ref, at=id(x), table=_fingerprints: table.pop(at, None)), key)
+    return key
 
 
 def search_quality(unit_vectors: np.ndarray, k: int | None = None) -> SearchQuality:

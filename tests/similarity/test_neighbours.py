@@ -556,3 +556,20 @@ def test_exact_search_is_brute_force_best_first_with_ties_by_row(monkeypatch):
     few_sims, few_ids = neighbour_search._exact_search(x[:3], queries[:2], 5)
     assert (few_ids[:, 3:] == -1).all() and (few_sims[:, 3:] == -np.finfo(np.float32).max).all()
     assert sorted(few_ids[0, :3]) == [0, 1, 2]
+
+
+def test_a_read_only_matrix_is_hashed_once_a_writeable_one_each_time(monkeypatch):
+    """The checks ask about the shared (read-only) matrix several times: its fingerprint is kept with the object.
+    A writeable array may change under the same object, so it is hashed again."""
+    rng = np.random.default_rng(13)
+    converted: list[int] = []
+    original = neighbour_search._f32
+    monkeypatch.setattr(neighbour_search, "_f32", lambda block: converted.append(len(block)) or original(block))
+    shared = normalise(rng.normal(size=(50, 8))).astype(np.float16)
+    shared.flags.writeable = False
+    key = neighbour_search._fingerprint(shared)
+    assert neighbour_search._fingerprint(shared) == key and len(converted) == 1
+    mine = normalise(rng.normal(size=(50, 8)))
+    before = neighbour_search._fingerprint(mine)
+    mine[0] = mine[1]
+    assert neighbour_search._fingerprint(mine) != before and len(converted) == 3
