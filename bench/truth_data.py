@@ -270,6 +270,68 @@ def plant_digit_leaks(pool: Path, photos, count: int, seed: int) -> list[tuple[s
     return planted
 
 
+TILE_GRID = 4  # tiles a side: 16 disjoint tiles of each photo's centre square
+
+TILE_MIN_STD = 12.0  # tiles whose grey levels vary less than this (of 255) are left out: flat sky, walls, blank
+# backgrounds (7 % of the tiles) are the same picture whichever photo they come from, so calling two of them "not a
+# duplicate" would make the truth, not the audit, wrong
+
+
+def tile_boxes(width: int, height: int, grid: int = TILE_GRID) -> list[tuple[int, int, int, int]]:
+    """The grid × grid disjoint square tiles of the centre square of a width × height photo (row by row)."""
+    side = min(width, height) // grid
+    left, top = (width - side * grid) // 2, (height - side * grid) // 2
+    return [(left + c * side, top + r * side, left + (c + 1) * side, top + (r + 1) * side)
+            for r in range(grid) for c in range(grid)]
+
+
+def tiles_pool(shared: Path, pool: Path, side: int = 32, grid: int = TILE_GRID
+               ) -> list[tuple[str, str, str, tuple[Path, tuple[int, int, int, int]]]]:
+    """A large dataset of distinct small images: every shared photo (cats/dogs and hymenoptera) cut into grid × grid
+    disjoint tiles, each squared down to `side` px (JPEG q75), filed under its photo's split and class; all tiles of
+    one photo stay in its split, so tiles of other photos are the look-alikes across splits (same class, similar
+    colours and textures) that a large tiny-image set has; near-flat tiles are left out (TILE_MIN_STD). Rows:
+    (relative path, split, label, (photo, tile box))."""
+    rows = []
+    for dataset, short in (("cats_and_dogs_filtered", "cd"), ("hymenoptera_data", "hy")):
+        for split, label, path in list_photos(shared / dataset):
+            if path.name == "imageNotFound.gif":
+                continue
+            names = [f"orig/{split}/{label}/{short}_{path.stem}_t{t:02d}.jpg" for t in range(grid * grid)]
+            image = None
+            if not all((pool / name).exists() for name in names):
+                image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+            with Image.open(path) as probe:
+                width, height = ImageOps.exif_transpose(probe).size if image is None else image.size
+            for name, box in zip(names, tile_boxes(width, height, grid)):
+                if image is not None and not (pool / name).exists():
+                    _write(pool / name, finish(image.crop(box), side, 75))
+                with Image.open(pool / name) as tile:
+                    if float(np.asarray(tile.convert("L"), dtype=np.float32).std()) < TILE_MIN_STD:
+                        continue
+                rows.append((name, split, label, (path, box)))
+    return rows
+
+
+def plant_tile_leaks(pool: Path, tiles, count: int, side: int, seed: int) -> list[tuple[str, str, str, str]]:
+    """`count` same-shot copies of distinct train tiles into the held-out split, made from the tile's region of the
+    native photo (re-processed as `plant_leaks` does, then squared down to `side` px)."""
+    rng = np.random.default_rng(seed)
+    train = [t for t in tiles if t[1] == "train"]
+    order = rng.permutation(len(train))
+    planted = []
+    for i in range(count):
+        rel, _split, label, (native, box) = train[order[i]]
+        name = f"{planted_folder(seed)}/{label}/leak_{i:05d}.jpg"
+        if not (pool / name).exists():
+            local = np.random.default_rng([seed, i])
+            region = ImageOps.exif_transpose(Image.open(native)).convert("RGB").crop(box)
+            copy = same_shot(region, local, leak_kind(i))
+            _write(pool / name, finish(copy, side, int(local.integers(50, 91))))
+        planted.append((name, label, "val", rel))
+    return planted
+
+
 def flip_labels(rows: list[tuple[str, str, str]], rate: float, seed: int) -> tuple[list[tuple[str, str, str]], set[str]]:
     rng = np.random.default_rng(seed)
     labels = sorted({r[1] for r in rows})

@@ -48,3 +48,43 @@ def test_false_within_split_pairs_count_grouped_pairs_in_one_split_that_are_not_
     assert false_within_split_pairs(report, set()) == 2  # the cross-split pair is a leak, scored elsewhere
     assert false_within_split_pairs(report, {frozenset(("t/b", "t/a"))}) == 1  # a genuine duplicate is no false pair
     assert false_within_split_pairs({"checks": []}, set()) == 0
+
+
+def test_tiles_are_disjoint_squares_of_the_centre_and_flat_ones_are_left_out(tmp_path):
+    """The large rows' tiles: grid × grid disjoint squares of each photo's centre square, in its split and class;
+    near-flat tiles (the same picture whichever photo they come from) left out; leaks planted from a tile's region."""
+    import numpy as np
+    from PIL import Image
+
+    from truth_data import TILE_GRID, plant_tile_leaks, tile_boxes, tiles_pool
+
+    boxes = tile_boxes(500, 300)
+    assert len(boxes) == TILE_GRID ** 2 and all(b[2] - b[0] == b[3] - b[1] == 75 for b in boxes)
+    assert boxes[0][:2] == (100, 0) and boxes[-1][2:] == (400, 300)  # the centre square, edge to edge
+    covered = np.zeros((300, 500), dtype=int)
+    for left, top, right, bottom in boxes:
+        covered[top:bottom, left:right] += 1
+    assert covered.max() == 1 and covered.sum() == 300 * 300  # disjoint, and the whole centre square
+
+    shared = tmp_path / "shared"
+    rng = np.random.default_rng(0)
+    for dataset, split, label, name in (("cats_and_dogs_filtered", "train", "cats", "a.jpg"),
+                                        ("cats_and_dogs_filtered", "validation", "dogs", "b.jpg"),
+                                        ("hymenoptera_data", "train", "ants", "c.jpg")):
+        path = shared / dataset / split / label / name
+        path.parent.mkdir(parents=True)
+        pixels = rng.integers(0, 256, (160, 200, 3), dtype=np.uint8)
+        if name == "c.jpg":
+            pixels[:, :] = 128  # a flat photo: all its tiles are left out
+        Image.fromarray(pixels).save(path, quality=95)
+    pool = tmp_path / "pool"
+    tiles = tiles_pool(shared, pool, side=32)
+    assert len(tiles) == 2 * TILE_GRID ** 2
+    assert {(split, label) for _rel, split, label, _src in tiles} == {("train", "cats"), ("val", "dogs")}
+    assert all(Image.open(pool / rel).size == (32, 32) for rel, *_ in tiles)
+    assert tiles_pool(shared, pool, side=32) == tiles  # made once, read back the same
+    planted = plant_tile_leaks(pool, tiles, 3, 32, seed=0)
+    sources = {rel: source for rel, _split, _label, source in tiles}
+    assert len({src for *_, src in planted}) == 3 and all(sources[src][0].name == "a.jpg" for *_, src in planted)
+    assert all(split == "val" and (pool / p).is_file() and Image.open(pool / p).size == (32, 32)
+               for p, _label, split, _src in planted)
