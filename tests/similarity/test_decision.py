@@ -134,6 +134,24 @@ def test_matches_with_a_partner_close_to_the_source_on_both_tiers_are_excused_fr
     assert int(Calibrator(dataset, n, copies).excused.sum()) == int(one_tier.excused.sum())  # embedding only
 
 
+def test_a_partner_aligning_only_rotated_or_with_embeddings_apart_is_not_near_identical():
+    """Low-detail images (one edge between two flat tones) align at 0.95–0.99 with unrelated ones once turned:
+    a copy matching such a partner of its source counts as a false match, so the rule cannot look precise by it."""
+    pairs = make_pairs([0, 0, 0, 0, 1], [1, 2, 3, 4, 2], scaled=[0.3, 0.3, -0.4, 0.0, 0.6], corr=[0.97] * 4 + [0.93])
+    pairs.variant[:] = [0, 1, 4, 4, 0]  # as is, rotated 90°, mirrored, mirrored, as is
+    assert decision.near_identical(pairs, np.arange(5)).tolist() == [True, False, False, True, False]
+    # In the calibrator: every copy of a source whose near-partner is rotated matches that partner.
+    dataset, n, copies, extra = world_with_copies_finding_their_sources_duplicates(seed=4, dup_scaled=(0.1, 0.3),
+                                                                                   dup_corr=(0.96, 0.99))
+    as_is = Calibrator(dataset, n, copies)
+    dataset.variant[:10] = 1  # the same partners, aligned only rotated
+    turned = Calibrator(dataset, n, copies)
+    assert int(as_is.excused.sum()) - int(turned.excused.sum()) == extra > 0
+    dataset.variant[:10] = 0
+    dataset.scaled[:10] = -0.2  # as is, but the embeddings call them different
+    assert int(Calibrator(dataset, n, copies).excused.sum()) == int(turned.excused.sum())
+
+
 def test_matches_with_a_duplicate_the_decision_finds_are_excused_whatever_the_rule_judged():
     # The duplicates align poorly (0.70–0.84): only the first choice's acceptance can excuse their matches.
     dataset, n, copies, extra = world_with_copies_finding_their_sources_duplicates(seed=4, dup_corr=(0.7, 0.84))
