@@ -143,14 +143,8 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
             break
         count = planted_count(rate, held_out)
         planted = td.plant_digit_leaks(pool, photos, count, seed=plant_seed)
-        row = td.Row(name=f"digits_32 leaks {rate:.0%}", variant="digits_32",
-                     manifest=manifests / f"digits_32_leak{int(rate * 100):02d}{tag}.csv")
-        entries = base + [(p, label, split) for p, label, split, _src in planted]
-        td.write_manifest(row.manifest, entries)
-        row.leaked, row.planted, row.images, row.held_out = {p for p, *_ in planted}, count, len(entries), held_out + count
-        row.pairs = [(p, src) for p, _label, _split, src in planted]
-        td.save_truth(row)
-        rows.append(row)
+        rows.append(leak_row(f"digits_32 leaks {rate:.0%}", "digits_32",
+                             manifests / f"digits_32_leak{int(rate * 100):02d}{tag}.csv", base, planted, held_out))
     if tiles:
         rows += tile_rows(shared, work, leak_rates, plant_seed)
     # The 25-image set.
@@ -176,17 +170,24 @@ def tile_rows(shared: Path, work: Path, leak_rates: tuple[float, ...], plant_see
     held_out = sum(1 for r in base if r[2] != "train")
     rows = []
     for rate in leak_rates:
-        count = planted_count(rate, held_out)
-        planted = td.plant_tile_leaks(pool, tiles, count, 32, seed=plant_seed)
-        row = td.Row(name=f"tiles_32 leaks {rate:.0%}", variant="tiles_32",
-                     manifest=work / "rows" / f"tiles_32_leak{int(rate * 100):02d}{tag}.csv")
-        entries = base + [(p, label, split) for p, label, split, _src in planted]
-        td.write_manifest(row.manifest, entries)
-        row.leaked, row.planted, row.images, row.held_out = {p for p, *_ in planted}, count, len(entries), held_out + count
-        row.pairs = [(p, src) for p, _label, _split, src in planted]
-        td.save_truth(row)
-        rows.append(row)
+        planted = td.plant_tile_leaks(pool, tiles, planted_count(rate, held_out), 32, seed=plant_seed)
+        rows.append(leak_row(f"tiles_32 leaks {rate:.0%}", "tiles_32",
+                             work / "rows" / f"tiles_32_leak{int(rate * 100):02d}{tag}.csv", base, planted, held_out))
     return rows
+
+
+def leak_row(name: str, variant: str, manifest: Path, base: list[tuple[str, str, str]],
+             planted: list[tuple[str, str, str, str]], held_out: int) -> td.Row:
+    """A row of `base` images plus the `planted` leaks (path, label, split, source), whose truth is the planted
+    leaks alone: its manifest and truth file written."""
+    row = td.Row(name=name, variant=variant, manifest=manifest)
+    entries = base + [(p, label, split) for p, label, split, _src in planted]
+    td.write_manifest(row.manifest, entries)
+    row.leaked, row.planted, row.images = {p for p, *_ in planted}, len(planted), len(entries)
+    row.held_out = held_out + len(planted)
+    row.pairs = [(p, src) for p, _label, _split, src in planted]
+    td.save_truth(row)
+    return row
 
 
 def run_audit(row: td.Row, work: Path, cache_dir: Path, python: str) -> tuple[dict, float]:

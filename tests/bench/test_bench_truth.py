@@ -88,3 +88,17 @@ def test_tiles_are_disjoint_squares_of_the_centre_and_flat_ones_are_left_out(tmp
     assert len({src for *_, src in planted}) == 3 and all(sources[src][0].name == "a.jpg" for *_, src in planted)
     assert all(split == "val" and (pool / p).is_file() and Image.open(pool / p).size == (32, 32)
                for p, _label, split, _src in planted)
+
+
+def test_a_leak_row_counts_its_planted_leaks_as_its_only_truth(tmp_path):
+    import json
+
+    from bench_truth import leak_row
+
+    base = [("orig/train/a/1.jpg", "a", "train"), ("orig/val/a/2.jpg", "a", "val")]
+    planted = [("planted/a/leak_0000.jpg", "a", "val", "orig/train/a/1.jpg")]
+    row = leak_row("x leaks 50%", "x", tmp_path / "rows" / "x.csv", base, planted, held_out=1)
+    assert (row.planted, row.images, row.held_out) == (1, 3, 2)
+    assert row.leaked == {"planted/a/leak_0000.jpg"} and row.pairs == [("planted/a/leak_0000.jpg", "orig/train/a/1.jpg")]
+    assert (tmp_path / "rows" / "x.csv").read_text().count("\n") == 4  # header and three images
+    assert json.loads((tmp_path / "rows" / "x.truth.json").read_text())["leaked"] == ["planted/a/leak_0000.jpg"]
