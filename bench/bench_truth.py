@@ -252,8 +252,8 @@ def main() -> None:
                         help="planted leaks as shares of the held-out images (published test sets reach 0.3; 0: a row with none planted)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
     parser.add_argument("--tiles", action="store_true",
-                        help="also the large rows: 50 000 disjoint 32 px tiles of the shared photos (≈ 5 minutes a row "
-                             "on 2 cores, the first longer)")
+                        help="also the large rows: 50 000 disjoint 32 px tiles of the shared photos (1–2 minutes a "
+                             "row on 2 cores, ≈ 5 the first, which makes the tiles and embeds them)")
     parser.add_argument("--plant-seed", type=int, default=0,
                         help="plant other leaks (other train photos, other re-processing) beside the default ones: "
                              "a check that nothing was tuned to the default rows' leaks")

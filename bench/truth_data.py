@@ -298,13 +298,10 @@ def tiles_pool(shared: Path, pool: Path, side: int = 32, grid: int = TILE_GRID
             if path.name == "imageNotFound.gif":
                 continue
             names = [f"orig/{split}/{label}/{short}_{path.stem}_t{t:02d}.jpg" for t in range(grid * grid)]
-            image = None
-            if not all((pool / name).exists() for name in names):
-                image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
-            with Image.open(path) as probe:
-                width, height = ImageOps.exif_transpose(probe).size if image is None else image.size
-            for name, box in zip(names, tile_boxes(width, height, grid)):
-                if image is not None and not (pool / name).exists():
+            with Image.open(path) as opened:
+                image = ImageOps.exif_transpose(opened).convert("RGB")  # decoded once, for its size and its tiles
+            for name, box in zip(names, tile_boxes(*image.size, grid)):
+                if not (pool / name).exists():
                     _write(pool / name, finish(image.crop(box), side, 75))
                 with Image.open(pool / name) as tile:
                     if float(np.asarray(tile.convert("L"), dtype=np.float32).std()) < TILE_MIN_STD:

@@ -144,7 +144,7 @@ def near_identical(pairs: Pairs, rows: np.ndarray) -> np.ndarray:
     mirrored, so the copies of such a source had their false matches excused, the rule looked precise and was
     loose (replayed, 2 % planted leaks: 759 images flagged for 206 of 342 leaks, estimated precision 0.73; with this
     test 442 for 208, estimated 0.57, measured 0.47). A rotated duplicate of the source, rare, then counts against
-    the rule instead."""
+    the rule instead. Without embeddings every scaled cosine is 0, so the test is the alignment's alone."""
     return ((pairs.correlation[rows] >= EXCUSE_CORRELATION) & np.isin(pairs.variant[rows], AS_IS_VARIANTS)
             & (pairs.scaled[rows] >= EXCUSE_MIN_SCALED))
 
@@ -325,8 +325,8 @@ class Calibrator:
             [lookup.get((min(s, j), max(s, j)), -1) for s, j in zip(copies.source[null.query], null.target)],
             dtype=np.int64)
         # Not a false match: the other image is itself a duplicate of the copy's source — their thumbnails align
-        # almost perfectly as they are (`near_identical`), or they are close on both tiers at once (same-shot duplicates of photos align at
-        # 0.88–0.94, below the first test; of 362 000 copy matches with other images on the bench rows, 3 had a
+        # almost perfectly as they are (`near_identical`), or they are close on both tiers at once (same-shot
+        # duplicates of photos align at 0.88–0.94, below the first test; of 362 000 copy matches with other images on the bench rows, 3 had a
         # source that close on both tiers, and 86 % of the matches with a planted duplicate of the source did;
         # without it, the copies of a source with a duplicate made every rule finding that duplicate look
         # imprecise: hymenoptera with leaks in 10 % of its held-out images found 4 of 15). Fixed, strict tests:
