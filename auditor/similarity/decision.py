@@ -107,7 +107,7 @@ class Rule:
         """The pairs the both-tiers clause accepts (none without one)."""
         if not self.has_joint:
             return np.zeros(len(pairs), dtype=bool)
-        return (pairs.scaled >= self.joint_scaled) & (pairs.correlation >= self.joint_correlation)
+        return (pairs.scaled >= self.joint_scaled) & (pairs.pixel_score >= self.joint_correlation)
 
     def embedding_passes(self, pairs: Pairs) -> np.ndarray:
         ok = np.zeros(len(pairs), dtype=bool)
@@ -121,7 +121,7 @@ class Rule:
         """The pairs the pixel tier accepts (none without one)."""
         if self.min_correlation is None:
             return np.zeros(len(pairs), dtype=bool)
-        ok = pairs.correlation >= self.min_correlation
+        ok = pairs.pixel_score >= self.min_correlation
         if self.pixel_min_scaled is not None:
             exempt = ~np.isin(pairs.variant, AS_IS_VARIANTS)
             if pairs.colour_differs is not None:
@@ -145,7 +145,7 @@ def near_identical(pairs: Pairs, rows: np.ndarray) -> np.ndarray:
     loose (replayed, 2 % planted leaks: 759 images flagged for 206 of 342 leaks, estimated precision 0.73; with this
     test 442 for 208, estimated 0.57, measured 0.47). A rotated duplicate of the source, rare, then counts against
     the rule instead. Without embeddings every scaled cosine is 0, so the test is the alignment's alone."""
-    return ((pairs.correlation[rows] >= EXCUSE_CORRELATION) & np.isin(pairs.variant[rows], AS_IS_VARIANTS)
+    return ((pairs.pixel_score[rows] >= EXCUSE_CORRELATION) & np.isin(pairs.variant[rows], AS_IS_VARIANTS)
             & (pairs.scaled[rows] >= EXCUSE_MIN_SCALED))
 
 
@@ -281,7 +281,7 @@ def _node_best(pairs: Pairs, n: int, mask: np.ndarray | None = None) -> tuple[np
     chosen = np.ones(len(pairs), dtype=bool) if mask is None else mask
     for end in (pairs.query[chosen], pairs.target[chosen]):
         np.maximum.at(best_s, end, pairs.scaled[chosen])
-        np.maximum.at(best_c, end, pairs.correlation[chosen])
+        np.maximum.at(best_c, end, pairs.pixel_score[chosen])
         has_hash[end[pairs.hash_match[chosen]]] = True
     return best_s, best_c, has_hash
 
@@ -338,7 +338,7 @@ class Calibrator:
         partner = null_src_pair[known]
         self.excused[known] = near_identical(dataset_pairs, partner) | (
             (dataset_pairs.scaled[partner] >= EXCUSE_BOTH_SCALED)
-            & (dataset_pairs.correlation[partner] >= EXCUSE_BOTH_CORRELATION))
+            & (dataset_pairs.pixel_score[partner] >= EXCUSE_BOTH_CORRELATION))
         if known_duplicates is not None:
             self.excused[known] |= np.asarray(known_duplicates, dtype=bool)[null_src_pair[known]]
         self._clean_key: tuple[Rule, ...] | None = None
@@ -891,7 +891,9 @@ def _tiers(calibrator: Calibrator, rule: Rule, has_embeddings: bool) -> dict[str
                            "note": "switched off: at any threshold it adds more false matches than duplicates here"}
             continue
         est = calibrator.estimate(alone)
-        measure = ("correlation" if name == "pixels" else "cosine" if rule.min_cosine is not None else "scaled_cosine")
+        relative = calibrator.pairs.relative_correlation is not None
+        measure = (("relative_correlation" if relative else "correlation") if name == "pixels"
+                   else "cosine" if rule.min_cosine is not None else "scaled_cosine")
         tiers[name] = {"used": True, "reliable": True, "measure": measure, "threshold": threshold,
                        "recall_alone": round(est.recall, 3) if calibrator.m else None,
                        "false_match_rate_alone": round(est.false_match_rate, 5) if calibrator.m else None}

@@ -83,6 +83,7 @@ class DuplicateDecision:
         p = self.pairs
         flags = [(kind, mask[ks].tolist()) for kind, mask in self.kind_masks.items()]
         correlation, variant, hashed = p.correlation[ks].tolist(), p.variant[ks].tolist(), p.hash_match[ks].tolist()
+        relative = None if p.relative_correlation is None else p.relative_correlation[ks].tolist()
         embedded = self.data.unit is not None
         cosine, scaled = (p.cosine[ks].tolist(), p.scaled[ks].tolist()) if embedded else (None, None)
         phash, dhash = p.phash_distance[ks].tolist(), p.dhash_distance[ks].tolist()
@@ -90,6 +91,7 @@ class DuplicateDecision:
         for i in range(len(ks)):
             evidence: dict[str, Any] = {"kinds": [kind for kind, flag in flags if flag[i]],
                                         "correlation": round(correlation[i], 4),
+                                        **({} if relative is None else {"relative_correlation": round(relative[i], 4)}),
                                         "transform": VARIANT_NAMES[variant[i]], "mirrored": variant[i] >= 4}
             if embedded:
                 evidence["cosine"] = round(cosine[i], 4)
@@ -114,6 +116,7 @@ class DuplicateDecision:
                                                        memo=self.data.memo)
             judged = embedding.subset(rest)
             judged.correlation = correlation.astype(np.float32)
+            judged.relative_correlation = _relative(self.data, judged)
             judged.variant = np.asarray(variant, dtype=np.int64)  # the look-alike check reads how they aligned
             ok[rest] = self.rule.passes(judged)
         return ok  # judged pairs carry no hash match: `hash_alone` accepts none of them
@@ -135,9 +138,21 @@ def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray, pixels: bool =
     else:
         correlation, variant = np.full(len(a), -1.0, dtype=np.float32), np.zeros(len(a), dtype=np.int64)
     none = np.full(len(a), 99, dtype=np.int64)
-    return ev.Pairs(query=a, target=b, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
-                    variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none, dhash_distance=none,
-                    colour_differs=data.colour_differs(a, b))
+    pairs = ev.Pairs(query=a, target=b, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
+                     variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none,
+                     dhash_distance=none, colour_differs=data.colour_differs(a, b))
+    if pixels:
+        pairs.relative_correlation = _relative(data, pairs)
+    return pairs
+
+
+def _relative(data: ev.Dataset, pairs: ev.Pairs) -> np.ndarray | None:
+    """The relative correlation of dataset pairs measured after the decision's own (None where the decision reads
+    the correlation itself: the user fixed its threshold)."""
+    if data.pixel_background is None:
+        return None
+    return ev.relative_correlation(pairs.correlation, data.pixel_background[pairs.query],
+                                   data.pixel_background[pairs.target])
 
 
 def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | None, held_out: np.ndarray | None,
@@ -163,6 +178,10 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
                                    quality=hash_search))
     pairs.colour_differs = data.colour_differs(pairs.query, pairs.target)
     copy_pairs = ev.search(data, copy_unit, copy_thumbs, max_phash, max_dhash)
+    if fixed_correlation is None:
+        # The calibrated pixel tier judges the correlation relative to each image's background; a threshold the
+        # user gives is one on the correlation itself (as --min-cosine is on the raw cosine).
+        ev.relate_to_backgrounds(data, pairs, copy_pairs, len(copy_thumbs))
     if copy_grey is not None:
         copy_pairs.colour_differs = data.colour_differs(copy_pairs.query, copy_pairs.target, copy_grey)
     copies = CopySample(source=np.asarray(copy_source, dtype=np.int64), kind=list(copy_kind), pairs=copy_pairs)
