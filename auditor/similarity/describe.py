@@ -6,20 +6,24 @@ from typing import Any
 
 
 def decision_text(ctx) -> str:
-    """The rule in words, e.g. "scaled cosine ≥ 0.61 or aligned pixel correlation ≥ 0.890"."""
-    rule = ctx.duplicate_decision.rule
+    """The rule in words, e.g. "scaled cosine ≥ 0.61 or relative pixel correlation ≥ 0.890"."""
+    decision = ctx.duplicate_decision
+    rule = decision.rule
+    # The calibrated pixel tier judges the correlation relative to both images' backgrounds (evidence.py), a
+    # threshold the user gave the correlation itself.
+    pixel = "relative" if decision.pairs.relative_correlation is not None else "aligned"
     parts = []
     if rule.min_scaled is not None:
         parts.append(f"scaled cosine ≥ {rule.min_scaled:.2f}")
     if rule.min_cosine is not None:
         parts.append(f"cosine ≥ {rule.min_cosine:.3f}")
     if rule.min_correlation is not None and rule.pixel_min_scaled is None:
-        parts.append(f"aligned pixel correlation ≥ {rule.min_correlation:.3f}")
+        parts.append(f"{pixel} pixel correlation ≥ {rule.min_correlation:.3f}")
     if rule.min_correlation is not None and rule.pixel_min_scaled is not None:
-        parts.append(f"aligned pixel correlation ≥ {rule.min_correlation:.3f} with scaled cosine ≥ "
+        parts.append(f"{pixel} pixel correlation ≥ {rule.min_correlation:.3f} with scaled cosine ≥ "
                      f"{rule.pixel_min_scaled:.2f} (not asked of rotated or grey-against-colour pairs)")
     if rule.has_joint:
-        parts.append(f"scaled cosine ≥ {rule.joint_scaled:.2f} and aligned pixel correlation ≥ "
+        parts.append(f"scaled cosine ≥ {rule.joint_scaled:.2f} and {pixel} pixel correlation ≥ "
                      f"{rule.joint_correlation:.3f} together")
     if rule.hash_alone:
         parts.append(f"pHash ≤ {ctx.config.max_phash_distance} and dHash ≤ {ctx.config.max_dhash_distance} "

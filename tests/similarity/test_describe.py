@@ -9,8 +9,9 @@ from auditor.similarity.decision import Rule
 from auditor.similarity.describe import decision_text, precision_text
 
 
-def context(rule: Rule) -> SimpleNamespace:
-    return SimpleNamespace(duplicate_decision=SimpleNamespace(rule=rule),
+def context(rule: Rule, relative: bool = False) -> SimpleNamespace:
+    pairs = SimpleNamespace(relative_correlation=[0.9] if relative else None)
+    return SimpleNamespace(duplicate_decision=SimpleNamespace(rule=rule, pairs=pairs),
                            config=SimpleNamespace(max_phash_distance=6, max_dhash_distance=10))
 
 
@@ -21,6 +22,9 @@ def test_the_rule_in_words_names_every_clause():
         "scaled cosine ≥ 0.61 or aligned pixel correlation ≥ 0.890 or scaled cosine ≥ 0.41 and aligned pixel "
         "correlation ≥ 0.870 together or pHash ≤ 6 and dHash ≤ 10 (any rotation or mirroring)")
     assert decision_text(context(Rule(None, None))) == "identical pixels only"
+    # the calibrated pixel tier judges the correlation relative to the images' backgrounds, and says so
+    assert decision_text(context(Rule(0.61, 0.89), relative=True)) == (
+        "scaled cosine ≥ 0.61 or relative pixel correlation ≥ 0.890")
     checked = Rule(0.61, 0.89, pixel_min_scaled=-0.3)
     assert decision_text(context(checked)) == (
         "scaled cosine ≥ 0.61 or aligned pixel correlation ≥ 0.890 with scaled cosine ≥ -0.30 (not asked of rotated "

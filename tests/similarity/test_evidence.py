@@ -167,3 +167,25 @@ def test_dihedral_codes_turned_chunk_by_chunk_are_the_codes_of_each_turned_thumb
     for v in range(8):
         turned = np.ascontiguousarray(px.dihedral(thumbs, v))
         assert np.array_equal(phash[v], px.phash_codes(turned)) and np.array_equal(dhash[v], px.dhash_codes(turned))
+
+
+def test_pixel_background_is_the_third_best_alignment_with_pictures_the_embeddings_call_different():
+    # node 0: aligned at 0.99 (same picture by embedding: not background), 0.9, 0.8, 0.7, 0.6; node 5: one partner
+    nodes = np.array([0, 0, 0, 0, 0, 5])
+    correlation = np.array([0.99, 0.6, 0.9, 0.7, 0.8, 0.5], dtype=np.float32)
+    scaled = np.array([0.9, 0.0, 0.1, -0.2, 0.3, 0.0], dtype=np.float32)
+    background = ev.pixel_backgrounds(nodes, correlation, scaled, 6)
+    assert background[0] == pytest.approx(0.7)  # 0.9, 0.8, then 0.7; the 0.99 same picture left out
+    assert background[5] == pytest.approx(0.5)  # fewer than three: its worst
+    assert np.isnan(background[[1, 2, 3, 4]]).all()  # no candidates
+
+
+def test_relative_correlation_is_the_correlation_at_a_typical_background_and_less_where_everything_aligns():
+    c = np.array([0.95, 0.95, 0.99, 0.95], dtype=np.float32)
+    typical = ev.TYPICAL_PIXEL_BACKGROUND
+    a = np.array([typical, 0.97, 0.97, np.nan], dtype=np.float32)
+    relative = ev.relative_correlation(c, a, a)
+    assert relative[0] == pytest.approx(0.95)  # a typical background: the correlation itself
+    assert relative[1] < 0.5  # an image aligning at 0.97 with its look-alikes: 0.95 is below its background
+    assert relative[2] == pytest.approx(1 - 0.01 * (1 - typical) / 0.03, abs=1e-5)  # (c − b)/(1 − b) rescaled
+    assert relative[3] == pytest.approx(0.95)  # no background known: counted as typical
