@@ -174,9 +174,9 @@ def test_pixel_background_is_the_third_best_alignment_with_pictures_the_embeddin
     nodes = np.array([0, 0, 0, 0, 0, 5])
     correlation = np.array([0.99, 0.6, 0.9, 0.7, 0.8, 0.5], dtype=np.float32)
     scaled = np.array([0.9, 0.0, 0.1, -0.2, 0.3, 0.0], dtype=np.float32)
-    background = ev.pixel_backgrounds(nodes, correlation, scaled, 6)
-    assert background[0] == pytest.approx(0.7)  # 0.9, 0.8, then 0.7; the 0.99 same picture left out
-    assert background[5] == pytest.approx(0.5)  # fewer than three: its worst
+    background = ev.pixel_backgrounds(6, (nodes[:3], correlation[:3], scaled[:3]), (nodes[3:], correlation[3:], scaled[3:]))
+    assert background[0] == pytest.approx(0.7, abs=1e-4)  # 0.9, 0.8, then 0.7; the 0.99 same picture left out
+    assert background[5] == pytest.approx(0.5, abs=1e-4)  # fewer than three: its worst
     assert np.isnan(background[[1, 2, 3, 4]]).all()  # no candidates
 
 
