@@ -1,7 +1,8 @@
 """The duplicate decision, chosen per dataset, and what it is expected to get right.
 
 A candidate pair is a duplicate when its scaled cosine reaches `min_scaled` (embedding tier) or its aligned
-pixel correlation reaches `min_correlation` (pixel tier; where the copies say it helps, a pair aligned as is must
+pixel correlation, relative to both images' pixel backgrounds where measured (`Pairs.pixel_score`, see evidence.py),
+reaches `min_correlation` (pixel tier; where the copies say it helps, a pair aligned as is must
 not have embeddings that clearly disagree: `_with_look_alike_check`), or both reach the lower thresholds of a
 both-tiers clause where the copies say it helps (`_with_joint_clause`); hash matches count on their own only where
 the hash tier proved reliable. The thresholds are chosen on the dataset itself:

@@ -45,9 +45,10 @@ CANDIDATES = 5  # nearest neighbours per image examined as candidate duplicates
 BACKGROUND_RANK = 10  # the neighbour whose cosine describes how crowded an image's neighbourhood is
 # The candidate (by aligned correlation, 1-based) whose correlation describes how well an image aligns with images
 # that are not its copies: the third, so that an image with two duplicates still has a background of look-alikes.
-# Replayed on dumped decisions (bench/decision_replay.py): 50 000 32 px tiles with 2 % planted leaks, leak recall /
-# precision 0.82 / 0.96 at the second, 0.77 / 0.96 at the third, 0.74 / 0.94 at the fifth; on the 25-image set
-# (a photo with three copies) the second let one copy's background be another copy (a pair 0.08 above it).
+# Replayed on dumped decisions (bench/decision_replay.py; scaled by the dataset's median background then, before
+# BACKGROUND_MAX_SCALED): 50 000 32 px tiles with 2 % planted leaks, leak recall / precision 0.82 / 0.96 at the
+# second, 0.77 / 0.96 at the third, 0.74 / 0.94 at the fifth; on the 25-image set (a photo with three copies) the
+# second made another copy the background of a tenth of the true pairs (their scaled correlation 0.08 and less).
 PIXEL_BACKGROUND_RANK = 3
 BACKGROUND_MAX_SCALED = 0.4  # partners at least this close by scaled cosine are the same picture, not background
 # The background at which the relative correlation equals the correlation itself: how well a photo's look-alikes
@@ -241,7 +242,8 @@ def pixel_backgrounds(n: int, *ends: tuple[np.ndarray, np.ndarray, np.ndarray]) 
         for start in range(0, len(nodes), BACKGROUND_CHUNK):  # chunks: the temporaries stay small at 10⁶ images
             part = slice(start, start + BACKGROUND_CHUNK)
             other = np.asarray(scaled[part]) < BACKGROUND_MAX_SCALED
-            worse = np.round((1.0 - np.clip(np.asarray(correlation[part], dtype=np.float32)[other], -1.0, 1.0))
+            aligned = np.nan_to_num(np.asarray(correlation[part], dtype=np.float32)[other], nan=-1.0)
+            worse = np.round((1.0 - np.clip(aligned, -1.0, 1.0))
                              * (BACKGROUND_LEVELS / 2.0)).astype(np.int64)  # 0: a perfect alignment
             taken = len(worse)
             key[filled:filled + taken] = (np.asarray(nodes[part], dtype=np.int64)[other] << 16) | worse
