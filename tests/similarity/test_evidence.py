@@ -189,3 +189,5 @@ def test_relative_correlation_is_the_correlation_at_a_typical_background_and_les
     assert relative[1] < 0.5  # an image aligning at 0.97 with its look-alikes: 0.95 is below its background
     assert relative[2] == pytest.approx(1 - 0.01 * (1 - typical) / 0.03, abs=1e-5)  # (c − b)/(1 − b) rescaled
     assert relative[3] == pytest.approx(0.95)  # no background known: counted as typical
+    low = ev.relative_correlation(np.array([0.8], np.float32), np.array([0.3], np.float32), np.array([0.3], np.float32))
+    assert low[0] == pytest.approx(0.8)  # a low background never lowers the bar below the correlation itself
