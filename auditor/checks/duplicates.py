@@ -125,6 +125,10 @@ def compute_near(ctx: AuditContext) -> Evidence:
     if hashes is not None and not hashes["exact"] and hashes.get("recall") is not None:
         summary += (f"; hash candidates by approximate search (recall {hashes['recall']:.3f} against exact search on "
                     f"{hashes['parameters']['probes_with_matches']} sampled images and rotations with a match)")
+    pixels = ctx.duplicate_decision.pixel_search
+    if pixels is not None and pixels.get("recall") is not None:
+        summary += (f"; pixel-alike candidates by approximate search (recall@{pixels['k']} {pixels['recall']:.3f} "
+                    f"against exact search on {pixels['queries_measured']} sampled images)")
     rule = choice.rule
     return Evidence(
         summary=summary,
@@ -152,6 +156,7 @@ def compute_near(ctx: AuditContext) -> Evidence:
             "detection_quality": quality,
             "search": search,
             "hash_search": ctx.duplicate_decision.hash_search,
+            "pixel_search": pixels,
             "chained": chained,
         },
         findings=findings,

@@ -34,6 +34,7 @@ class DuplicateDecision:
     hash_tier: dict[str, Any]
     leak: Estimate | None
     hash_search: dict[str, Any] | None = None  # how the hash candidates were searched (neighbours.SearchQuality)
+    pixel_search: dict[str, Any] | None = None  # how the pixel-alike candidates were searched (approximate only)
 
     @functools.cached_property
     def groups(self) -> list[list[int]]:
@@ -173,9 +174,11 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
         unit = to_float32(unit)
         unit.flags.writeable = False  # one copy for the whole decision (its search fingerprint is kept)
     data = ev.make_dataset(unit, thumbs, small_images=small_images, memo=memo, grey=grey)
-    hash_search: list = []
+    searches: list = []  # neighbours.SearchQuality of the approximate searches, by kind
     pairs = ev.unordered(ev.search(data, unit, data.thumbs, max_phash, max_dhash, self_nodes=np.arange(n),
-                                   quality=hash_search))
+                                   quality=searches))
+    hash_search = [q for q in searches if q.kind.startswith("hamming")]
+    pixel_search = [q for q in searches if q.kind == "pixel_knn"]
     pairs.colour_differs = data.colour_differs(pairs.query, pairs.target)
     copy_pairs = ev.search(data, copy_unit, copy_thumbs, max_phash, max_dhash)
     if fixed_correlation is None:
@@ -204,7 +207,8 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     if reference is not None and held_out is not None and reference.any() and held_out.any():
         leak = _leak_estimate(pairs, n, copies, reference, held_out, choice.rule, choice.rules, known)
     return DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak,
-                             hash_search=hash_search[0].to_dict() if hash_search else None)
+                             hash_search=hash_search[0].to_dict() if hash_search else None,
+                             pixel_search=pixel_search[0].to_dict() if pixel_search else None)
 
 
 def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.ndarray, held_out: np.ndarray,

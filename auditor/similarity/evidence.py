@@ -4,7 +4,8 @@ Every query image (a dataset image, or a transformed copy made for calibration) 
 dataset images only, O(n·k) in all:
   - its `CANDIDATES` nearest neighbours by embedding cosine (FAISS),
   - on small images (and without embeddings) only: its nearest neighbours by pixel likeness (standardised
-    8×8 block means, FAISS) as it is and mirrored (`PIXEL_CANDIDATES` each) and under each of the 6
+    8×8 block means, FAISS; a dataset image is as close as the best of its own and five crops' descriptors,
+    pixels.crop_descriptors) as it is and mirrored (`PIXEL_CANDIDATES` each) and under each of the 6
     rotations (`ROTATED_CANDIDATES`): on tiny images the embedding ranks a re-cropped copy below look-alikes
     now and then, and a rotated copy often (bench/bench_truth.py, planted leaks: 32 px cats/dogs recall
     0.84 → 0.88, 64 px 0.90 → 0.92). On full-size photos they trade precision for rotated copies:
@@ -63,6 +64,8 @@ ROTATED_CANDIDATES = 1  # … and under each rotation
 HASH_CANDIDATES = 16
 HASH_SEARCHED = 32  # nearest by pHash searched per image and variant, before dHash and the cap above
 EXACT_PIXEL_SEARCH = 20_000  # above this many images the pixel search is approximate (FAISS IVF)
+PIXEL_NPROBE = 16  # IVF cells searched per query above that
+PIXEL_INDEX_CHUNK = 65_536  # images whose descriptors are made and indexed at a time
 
 
 @dataclass
@@ -74,9 +77,11 @@ class Dataset:
     phash: np.ndarray  # (n, 8) uint8 pHash codes of the thumbnails (identity)
     dhash: np.ndarray  # (n, 8) uint8
     background: np.ndarray  # (n,) cosine of each image's BACKGROUND_RANK-th neighbour (0 without embeddings)
-    descriptors: np.ndarray | None = None  # (n, 64) block descriptors (pixels.block_descriptors)
+    # (n, DESCRIPTORS_PER_IMAGE · 64): block descriptors of each image and its crops (pixels.crop_descriptors);
+    # released once `pixel_index` holds them
+    descriptors: np.ndarray | None = None
     neighbours: tuple[np.ndarray, np.ndarray] | None = None  # self k-NN by embedding (sims, labels), reused
-    pixel_index: object | None = None  # FAISS index over `descriptors`, built once
+    pixel_index: object | None = None  # above EXACT_PIXEL_SEARCH: FAISS index over `descriptors`' rows, built once
     pixel_candidates: bool = True  # search by pixel likeness too (small images, or no embeddings)
     memo: object | None = None  # pixel_memo.PixelMemo: pixel evidence remembered across audits, or None
     grey: np.ndarray | None = None  # (n,) bool: the image has no colour (see Pairs.colour_differs), or None: unknown
@@ -176,32 +181,137 @@ def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool
         background = _backgrounds(*neighbours, np.arange(len(unit)))
     pixel_candidates = small_images or unit is None
     # Block descriptors only where pixel likeness is searched (256 MB and seconds at 10⁶ images otherwise).
-    descriptors = _chunked(px.block_descriptors, thumbs, 64, np.float32) if pixel_candidates else None
+    # Above EXACT_PIXEL_SEARCH images they go straight into an index (`pixel_neighbours`), in chunks.
+    descriptors = (_chunked(px.crop_descriptors, thumbs, 64 * px.DESCRIPTORS_PER_IMAGE, np.float32)
+                   if pixel_candidates and len(thumbs) <= EXACT_PIXEL_SEARCH else None)
     return Dataset(unit=unit, thumbs=thumbs, phash=phash, dhash=dhash, background=background,
                    descriptors=descriptors, neighbours=neighbours, pixel_candidates=pixel_candidates, memo=memo,
                    grey=None if grey is None else np.asarray(grey, dtype=bool))
 
 
 def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest dataset images by block descriptor: (sims, labels), exact up to EXACT_PIXEL_SEARCH images,
-    above that a FAISS IVF index (a copy's descriptor is close to its source's, so they share a cell)."""
+    """The k dataset images nearest to each query descriptor, an image as near as the best of its own and its crops'
+    descriptors: (sims, labels), labels −1 past the images there are. Exact up to EXACT_PIXEL_SEARCH images, above
+    that a FAISS IVF index (a copy's descriptor is close to its source's, so they share a cell)."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if len(data.thumbs) <= EXACT_PIXEL_SEARCH:
+        return _exact_pixel_search(data.descriptors, queries, k)
+    per_image = px.DESCRIPTORS_PER_IMAGE
+    if data.pixel_index is None:
+        data.pixel_index = _pixel_ivf(data.thumbs)
+    # An image has at most `per_image` rows, so its k·per_image nearest rows hold at least k distinct images.
+    sims, rows = data.pixel_index.search(queries, k * per_image)
+    return nearest_distinct(sims, np.where(rows >= 0, rows // per_image, -1), k)
+
+
+PIXEL_QUALITY_SAMPLE = 1_000  # queries whose approximate pixel neighbours are checked against exact search
+
+
+def pixel_search_quality(data: Dataset, queries: np.ndarray, found: np.ndarray, self_nodes: np.ndarray):
+    """How many of the exact pixel neighbours the approximate search found (`found`: its labels for every query,
+    `queries` their descriptors), on PIXEL_QUALITY_SAMPLE seeded queries: a neighbours.SearchQuality. The exact
+    neighbours come from the thumbnails' descriptors made again a chunk at a time (the index keeps 8-bit rows)."""
+    from auditor.similarity.neighbours import SearchQuality, _interval
+
+    k = found.shape[1]
+    chosen = np.sort(np.random.default_rng(0).choice(len(queries), min(len(queries), PIXEL_QUALITY_SAMPLE),
+                                                     replace=False))
+    best_sims = np.full((len(chosen), 0), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(chosen), 0), dtype=np.int64)
+    width = 64 * px.DESCRIPTORS_PER_IMAGE
+    for start in range(0, len(data.thumbs), PIXEL_INDEX_CHUNK):
+        part = _chunked(px.crop_descriptors, data.thumbs[start:start + PIXEL_INDEX_CHUNK], width, np.float32)
+        sims, rows = _exact_pixel_search(part, queries[chosen], k)
+        best_sims = np.concatenate([best_sims, sims], axis=1)
+        best_rows = np.concatenate([best_rows, np.where(rows >= 0, rows + start, -1)], axis=1)
+        top = np.argsort(-best_sims, axis=1, kind="stable")[:, :k]
+        best_sims, best_rows = np.take_along_axis(best_sims, top, axis=1), np.take_along_axis(best_rows, top, axis=1)
+    per_query = []
+    for row, query in enumerate(chosen):  # a thousand small sets: the query itself is no neighbour
+        wanted = set(best_rows[row].tolist()) - {-1, int(self_nodes[query])}
+        if wanted:
+            per_query.append(len(wanted & set(found[query].tolist())) / len(wanted))
+    lists = data.pixel_index.nlist
+    # k − 1: the nearest other images (the query itself is among its k nearest)
+    record = SearchQuality("pixel_knn", f"approximate: FAISS IVF, 8-bit rows ({lists} lists, {PIXEL_NPROBE} searched "
+                           "per query), by block descriptor", len(data.thumbs), k - 1, exact=False)
+    if per_query:
+        record.recall, record.recall_interval = _interval(np.array(per_query))
+    record.queries_measured = len(chosen)
+    record.parameters = {"lists": lists, "nprobe": PIXEL_NPROBE, "k": k - 1, "seed": 0,
+                         "rows_per_image": px.DESCRIPTORS_PER_IMAGE}
+    return record
+
+
+def _pixel_ivf(thumbs: np.ndarray):
+    """A FAISS IVF inner-product index over the descriptor rows of every thumbnail (row image·DESCRIPTORS_PER_IMAGE
+    + crop), 4·√rows cells of which PIXEL_NPROBE are searched, rows stored as 8-bit scalars: 0.4 GB at 10⁶ images
+    where float32 rows took 1.5 GB (and their array as much again while the index was filled). Filled a chunk of
+    images at a time."""
     import faiss
 
-    base = np.ascontiguousarray(data.descriptors, dtype=np.float32)
-    k = min(k, len(base))
-    if data.pixel_index is None:
-        if len(base) <= EXACT_PIXEL_SEARCH:
-            index = faiss.IndexFlatIP(base.shape[1])
-        else:
-            lists = int(4 * np.sqrt(len(base)))
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(base.shape[1]), base.shape[1], lists,
-                                       faiss.METRIC_INNER_PRODUCT)
-            sample = base[np.random.default_rng(0).choice(len(base), min(len(base), 50 * lists), replace=False)]
-            index.train(sample)
-            index.nprobe = 8
-        index.add(base)
-        data.pixel_index = index
-    return data.pixel_index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    per_image, width = px.DESCRIPTORS_PER_IMAGE, 64 * px.DESCRIPTORS_PER_IMAGE
+    describe = lambda images: _chunked(px.crop_descriptors, images, width, np.float32).reshape(-1, 64)
+    lists = int(4 * np.sqrt(len(thumbs) * per_image))
+    sample = np.random.default_rng(0).choice(len(thumbs), min(len(thumbs), -(-50 * lists // per_image)),
+                                             replace=False)
+    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(64), 64, lists, faiss.ScalarQuantizer.QT_8bit,
+                                          faiss.METRIC_INNER_PRODUCT)
+    index.train(describe(thumbs[np.sort(sample)]))
+    index.nprobe = PIXEL_NPROBE
+    for start in range(0, len(thumbs), PIXEL_INDEX_CHUNK):
+        index.add(describe(thumbs[start:start + PIXEL_INDEX_CHUNK]))
+    return index
+
+
+def _exact_pixel_search(descriptors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`pixel_neighbours` by matrix products, a block of queries per core: each image's similarity is the best of
+    its rows, then a partial sort (ties: the lower image first). FAISS's flat search over the rows, then keeping
+    distinct images, took 5× as long (20 000 32 px tiles, 8 variants: 51 s)."""
+    from auditor.parallel import run_blocks
+
+    n, per_image = len(descriptors), px.DESCRIPTORS_PER_IMAGE
+    # One contiguous (n, 64) matrix per crop: the best of them is a running maximum over contiguous products.
+    crops = [np.ascontiguousarray(descriptors[:, c * 64:(c + 1) * 64], dtype=np.float32) for c in range(per_image)]
+    found = min(k, n)
+    sims = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    labels = np.full((len(queries), k), -1, dtype=np.int64)
+    if not n or not len(queries):
+        return sims, labels
+    block = int(np.clip((1 << 22) // n, 16, 1024))  # queries at a time: ≈ 16 MB of similarities
+
+    def search(start: int) -> None:
+        part = queries[start:start + block]
+        best = part @ crops[0].T
+        for crop in crops[1:]:
+            np.maximum(best, part @ crop.T, out=best)
+        top = (np.argpartition(-best, found - 1, axis=1)[:, :found] if found < n
+               else np.broadcast_to(np.arange(n), best.shape))
+        values = np.take_along_axis(best, top, axis=1)
+        order = np.lexsort((top, -values), axis=1)
+        sims[start:start + len(best), :found] = np.take_along_axis(values, order, axis=1)
+        labels[start:start + len(best), :found] = np.take_along_axis(top, order, axis=1)
+
+    run_blocks(search, range(0, len(queries), block))
+    return sims, labels
+
+
+def nearest_distinct(sims: np.ndarray, owners: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (sorted best first), the first k distinct owners (≥ 0) and their best similarity: (sims, owners),
+    padded with −inf and −1."""
+    width = owners.shape[1]
+    earlier = np.tril(np.ones((width, width), dtype=bool), k=-1)  # [i, j]: column j comes before column i
+    keep = owners >= 0
+    for start in range(0, len(owners), 65_536):  # rows × width² comparisons: 0.6 GB at 10⁶ queries in one go
+        part = owners[start:start + 65_536]
+        keep[start:start + 65_536] &= ~((part[:, :, None] == part[:, None, :]) & earlier[None]).any(axis=2)
+    keep &= np.cumsum(keep, axis=1) <= k
+    out_sims = np.full((len(owners), k), -np.inf, dtype=np.float32)
+    out_owners = np.full((len(owners), k), -1, dtype=np.int64)
+    rows, columns = np.nonzero(keep)
+    slot = (np.cumsum(keep, axis=1) - 1)[rows, columns]
+    out_sims[rows, slot], out_owners[rows, slot] = sims[rows, columns], owners[rows, columns]
+    return out_sims, out_owners
 
 
 def _backgrounds(sims: np.ndarray, labels: np.ndarray, exclude: np.ndarray) -> np.ndarray:
@@ -300,8 +410,9 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     """Candidate pairs of each query with dataset images, with their evidence.
 
     `self_nodes[q]`: the dataset node that query q *is* (never its own candidate), or -1; None when the
-    queries are not dataset images (calibration copies). `quality`: a list the hash search's SearchQuality is
-    appended to (approximate from neighbours.HAMMING_APPROXIMATE_FROM images on)."""
+    queries are not dataset images (calibration copies). `quality`: a list the SearchQuality of each approximate
+    search is appended to: the pixel search's (above EXACT_PIXEL_SEARCH images), the hash search's (from
+    neighbours.HAMMING_APPROXIMATE_FROM images on)."""
     from auditor.similarity.neighbours import knn, paired_cosines
 
     nq = len(query_thumbs)
@@ -324,6 +435,8 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             wanted = PIXEL_CANDIDATES if variant in (0, 4) else ROTATED_CANDIDATES
             turned = _chunked(px.block_descriptors, px.dihedral(query_thumbs, variant), 64, np.float32)
             sims, labels = pixel_neighbours(data, turned, wanted + 1)
+            if variant == 0 and quality is not None and len(data.thumbs) > EXACT_PIXEL_SEARCH:
+                quality.append(pixel_search_quality(data, turned, labels, self_nodes))
             q, j, position = _first_valid(labels, self_nodes, wanted)
             events.append(Sightings.of(q, j, variant=np.full(len(q), variant),
                                        likeness=sims[q, _column_of(labels, self_nodes, wanted)]))

@@ -85,7 +85,7 @@ class SearchQuality:
     def to_dict(self) -> dict[str, Any]:
         out = {"kind": self.kind, "method": self.method, "n": self.n, "exact": self.exact}
         if self.k is not None:
-            out["k" if self.kind == "cosine_knn" else "radius"] = self.k
+            out["k" if self.kind in ("cosine_knn", "pixel_knn") else "radius"] = self.k
         if not self.exact:
             out.update(queries_measured=self.queries_measured,
                        recall=None if self.recall is None else round(self.recall, 4),

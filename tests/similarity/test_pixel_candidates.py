@@ -11,6 +11,7 @@ from PIL import Image
 
 from auditor.encoding.imaging import ScanLimits, scan_bytes
 from auditor.similarity import evidence as ev
+from auditor.similarity import pixels as px
 from auditor.similarity.input_size import SMALL_SIDE, are_small
 from auditor.similarity.pixels import decode_grey32
 
@@ -79,3 +80,73 @@ def test_small_means_a_typical_longer_side_of_at_most_small_side():
     assert not are_small([SMALL_SIDE + 1] * 5)
     assert not are_small([32] * 3 + [500] * 10)
     assert not are_small([])
+
+
+def cropped_copy_among_look_alikes() -> tuple[np.ndarray, np.ndarray, int]:
+    """60 tiny pictures; the top-left 85 % of picture 17 as a copy; and four noisy versions of that copy, whose
+    8×8 block means are closer to the copy's (0.95) than its source's whole frame is (0.64)."""
+    originals = [picture(seed) for seed in range(60)]
+    copy = tiny_grey32(originals[17].crop((0, 0, 109, 82)).resize((128, 96)))
+    rng = np.random.default_rng(1)
+    look_alikes = [np.clip(copy + rng.normal(0, 45, copy.shape), 0, 255).astype(np.uint8) for _ in range(4)]
+    return np.concatenate([np.stack([tiny_grey32(im) for im in originals]), np.stack(look_alikes)]), copy, 17
+
+
+def test_a_cropped_copy_is_found_through_its_source_s_crops_despite_closer_look_alikes():
+    thumbs, copy, source = cropped_copy_among_look_alikes()
+    query = px.block_descriptors(copy[None])
+    assert (px.block_descriptors(thumbs[[source]]) @ query[0])[0] < 0.7  # the whole frame ranks below the four
+    data = ev.make_dataset(None, thumbs, small_images=True)
+    sims, labels = ev.pixel_neighbours(data, query, 4)
+    assert labels[0, 0] == source and sims[0, 0] >= 0.99  # through its top-left crop
+    assert len(set(labels[0].tolist())) == 4  # distinct images, each by its best row
+    # In the search (fake embeddings pointing away, hashes off): a pixel candidate that aligns as a copy.
+    rng = np.random.default_rng(0)
+    unit = rng.normal(size=(len(thumbs), 16)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    pairs = ev.search(ev.make_dataset(unit, thumbs, small_images=True), -unit[[source]], copy[None],
+                      max_phash=0, max_dhash=0)
+    k = np.flatnonzero(pairs.target == source)
+    assert len(k) == 1 and pairs.rank[k[0]] == -1 and pairs.correlation[k[0]] >= 0.95
+
+
+def test_the_exact_pixel_search_is_each_image_s_best_row_ranked():
+    rng = np.random.default_rng(2)
+    descriptors = rng.normal(size=(50, px.DESCRIPTORS_PER_IMAGE, 64)).astype(np.float32)
+    descriptors /= np.linalg.norm(descriptors, axis=2, keepdims=True)
+    queries = rng.normal(size=(7, 64)).astype(np.float32)
+    sims, labels = ev._exact_pixel_search(descriptors.reshape(50, -1), queries, 5)
+    best = np.einsum("qd,ncd->qnc", queries, descriptors).max(axis=2)
+    expected = np.argsort(-best, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_allclose(sims, np.take_along_axis(best, expected, axis=1), rtol=1e-5)
+    sims, labels = ev._exact_pixel_search(descriptors[:3].reshape(3, -1), queries, 5)  # fewer images than k
+    assert (labels[:, 3:] == -1).all() and np.isinf(sims[:, 3:]).all() and (labels[:, :3] >= 0).all()
+
+
+def test_nearest_distinct_keeps_each_owner_s_first_and_best_row():
+    sims = np.array([[0.9, 0.8, 0.7, 0.6, 0.5], [0.9, 0.8, 0.7, 0.6, 0.5]], dtype=np.float32)
+    owners = np.array([[3, 3, 1, 3, 2], [1, -1, -1, -1, -1]])
+    out_sims, out_owners = ev.nearest_distinct(sims, owners, 3)
+    np.testing.assert_array_equal(out_owners, [[3, 1, 2], [1, -1, -1]])
+    np.testing.assert_allclose(out_sims, [[0.9, 0.7, 0.5], [0.9, -np.inf, -np.inf]])
+
+
+def test_above_the_exact_limit_an_ivf_index_finds_the_copy_and_measures_its_recall(monkeypatch):
+    monkeypatch.setattr(ev, "EXACT_PIXEL_SEARCH", 30)
+    thumbs, copy, source = cropped_copy_among_look_alikes()
+    data = ev.make_dataset(None, thumbs, small_images=True)
+    assert data.descriptors is None  # rows go straight into the index
+    query = px.block_descriptors(copy[None])
+    sims, labels = ev.pixel_neighbours(data, query, 4)
+    assert labels[0, 0] == source and sims[0, 0] >= 0.98  # 8-bit rows: close, not exact
+    # Every cell searched: the approximate neighbours are the exact ones, as the quality record measures.
+    data.pixel_index.nprobe = data.pixel_index.nlist
+    own = px.block_descriptors(thumbs)
+    _sims, found = ev.pixel_neighbours(data, own, 4)
+    record = ev.pixel_search_quality(data, own, found, np.arange(len(thumbs)))
+    assert record.kind == "pixel_knn" and not record.exact and record.queries_measured == len(thumbs)
+    assert record.recall >= 0.95 and record.to_dict()["k"] == 3
+    # A search that found nothing measures as such.
+    nothing = ev.pixel_search_quality(data, own, np.full_like(found, -1), np.arange(len(thumbs)))
+    assert nothing.recall == 0.0

@@ -208,3 +208,22 @@ def test_fast_scores_without_zooms_equal_the_reference():
     got = px._block_scores(images, a_of, images, b_of, True, zooms=(1.0,))
     want = px.aligned_correlation(images[a_of].astype(np.float32), images[b_of].astype(np.float32), zooms=(1.0,))
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE)
+
+
+def test_crop_descriptors_are_the_block_descriptors_of_the_image_and_of_its_crops():
+    rng = np.random.default_rng(3)
+    thumbs = rng.integers(0, 256, (4, 32, 32)).astype(np.uint8)
+    rows = px.crop_descriptors(thumbs).reshape(4, px.DESCRIPTORS_PER_IMAGE, 64)
+    np.testing.assert_allclose(rows[:, 0], px.block_descriptors(thumbs), atol=1e-6)
+    # Each pixel as 20 × 20 sub-pixels: the crops (27.2 px, at 0, 2.4 or 4.8 px) fall on sub-pixel edges, so an
+    # 8 × 8 block's mean over its area is a plain mean of sub-pixels.
+    fine = 20
+    side, slack = round(32 * px.CROP_KEEP * fine), round(32 * (1 - px.CROP_KEEP) * fine)
+    assert side % 8 == 0 and abs(side - 32 * px.CROP_KEEP * fine) < 1e-9
+    for c, (across, down) in enumerate(px.CROP_OFFSETS, start=1):
+        left, top = round(slack * across), round(slack * down)
+        for i, thumb in enumerate(thumbs):
+            big = np.kron(thumb.astype(np.float64), np.ones((fine, fine)))[top:top + side, left:left + side]
+            means = big.reshape(8, side // 8, 8, side // 8).mean(axis=(1, 3))
+            expected = (means - means.mean()).ravel()
+            np.testing.assert_allclose(rows[i, c], expected / np.linalg.norm(expected), atol=2e-5)
