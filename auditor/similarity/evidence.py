@@ -65,6 +65,9 @@ HASH_CANDIDATES = 16
 HASH_SEARCHED = 32  # nearest by pHash searched per image and variant, before dHash and the cap above
 EXACT_PIXEL_SEARCH = 20_000  # above this many images the pixel search is approximate (FAISS IVF)
 PIXEL_NPROBE = 16  # IVF cells searched per query above that
+PIXEL_LISTS_PER_ROOT = 4  # IVF cells: this many times √rows
+PIXEL_TRAIN_PER_LIST = 40  # rows sampled per cell to train the cells (FAISS asks for 39 at least)
+PIXEL_TRAIN_ITERATIONS = 10  # k-means iterations training them
 PIXEL_INDEX_CHUNK = 65_536  # images whose descriptors are made and indexed at a time
 
 
@@ -245,18 +248,25 @@ def pixel_search_quality(data: Dataset, queries: np.ndarray, found: np.ndarray, 
 
 def _pixel_ivf(thumbs: np.ndarray):
     """A FAISS IVF inner-product index over the descriptor rows of every thumbnail (row image·DESCRIPTORS_PER_IMAGE
-    + crop), 4·√rows cells of which PIXEL_NPROBE are searched, rows stored as 8-bit scalars: 0.4 GB at 10⁶ images
-    where float32 rows took 1.5 GB (and their array as much again while the index was filled). Filled a chunk of
-    images at a time."""
+    + crop), PIXEL_LISTS_PER_ROOT·√rows cells of which PIXEL_NPROBE are searched, rows stored as 8-bit scalars:
+    0.4 GB at 10⁶ images where float32 rows would take 1.5 GB (and their array as much again while the index was
+    filled). Filled a chunk of images at a time.
+
+    Measured on 50 399 32 px tiles (recall of the 3 nearest other images against exact search, index + search
+    seconds for 8 rotations on 2 cores): 4·√rows cells, 16 searched, 50 rows a cell and 25 iterations: 0.895, 9.8 +
+    12.5 s; 40 rows and 10 iterations: 0.900, 8.6 + 13.0 s (at 200 000 thumbnails 48 → 40 s to build); 2·√rows
+    cells, 16 searched: 0.911, 3.4 + 18.1 s, but at 200 000 thumbnails 16 + 138 s against 40 + 92 s; 8 searched:
+    0.854; 1·√rows and 4 searched: 0.800."""
     import faiss
 
     per_image, width = px.DESCRIPTORS_PER_IMAGE, 64 * px.DESCRIPTORS_PER_IMAGE
     describe = lambda images: _chunked(px.crop_descriptors, images, width, np.float32).reshape(-1, 64)
-    lists = int(4 * np.sqrt(len(thumbs) * per_image))
-    sample = np.random.default_rng(0).choice(len(thumbs), min(len(thumbs), -(-50 * lists // per_image)),
-                                             replace=False)
+    lists = int(PIXEL_LISTS_PER_ROOT * np.sqrt(len(thumbs) * per_image))
+    wanted = min(len(thumbs), -(-PIXEL_TRAIN_PER_LIST * lists // per_image))  # images, each giving per_image rows
+    sample = np.random.default_rng(0).choice(len(thumbs), wanted, replace=False)
     index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(64), 64, lists, faiss.ScalarQuantizer.QT_8bit,
                                           faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = PIXEL_TRAIN_ITERATIONS
     index.train(describe(thumbs[np.sort(sample)]))
     index.nprobe = PIXEL_NPROBE
     for start in range(0, len(thumbs), PIXEL_INDEX_CHUNK):
@@ -267,7 +277,7 @@ def _pixel_ivf(thumbs: np.ndarray):
 def _exact_pixel_search(descriptors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """`pixel_neighbours` by matrix products, a block of queries per core: each image's similarity is the best of
     its rows, then a partial sort (ties: the lower image first). FAISS's flat search over the rows, then keeping
-    distinct images, took 5× as long (20 000 32 px tiles, 8 variants: 51 s)."""
+    distinct images, took 51 s where this takes 21 s (20 000 32 px tiles, 8 variants, 2 cores)."""
     from auditor.parallel import run_blocks
 
     n, per_image = len(descriptors), px.DESCRIPTORS_PER_IMAGE

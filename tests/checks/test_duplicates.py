@@ -138,3 +138,17 @@ def test_a_leaked_image_in_a_chain_of_look_alikes_is_named_beside_the_leak_estim
                                            else i for i in chain_items(with_c=False)], min_cosine=0.95,
                                           min_correlation=0.9999))
     assert clean.metrics["chained_leaked_images"] == 0 and "outside their group" not in clean.summary
+
+
+def test_on_small_images_above_the_exact_pixel_limit_the_pixel_search_recall_is_reported(monkeypatch):
+    from auditor.similarity import evidence
+
+    items = [dict(item, width=32, height=32) for item in _items(120)]
+    result = NEAR_CHECK.run(synthetic_context(items))
+    assert result.metrics["pixel_search"] is None and "pixel-alike" not in result.summary  # exact below the limit
+    monkeypatch.setattr(evidence, "EXACT_PIXEL_SEARCH", 60)
+    result = NEAR_CHECK.run(synthetic_context(items))
+    pixels = result.metrics["pixel_search"]
+    assert pixels["kind"] == "pixel_knn" and pixels["exact"] is False and pixels["queries_measured"] == 120
+    assert (f"pixel-alike candidates by approximate search (recall@3 {pixels['recall']:.3f} against exact search on "
+            "120 sampled images)") in result.summary

@@ -195,3 +195,27 @@ def test_low_detail_look_alikes_are_not_duplicates_while_copies_of_detailed_pict
     grouped = {node for group in decision.groups for node in group}
     assert [3, 120] in decision.groups
     assert not grouped & set(range(60, 120))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exact_limit", [20, 20_000])
+def test_an_approximate_pixel_search_reports_its_measured_recall_and_still_finds_the_copy(monkeypatch, exact_limit):
+    import auditor.similarity.evidence as ev
+
+    monkeypatch.setattr(ev, "EXACT_PIXEL_SEARCH", exact_limit)
+    originals = [picture(s) for s in range(40)]
+    rng = np.random.default_rng(7)
+    thumbs = np.stack([grey32(jpeg(im)) for im in originals] + [grey32(make_copy(originals[3], "same_shot", rng))])
+    reference = np.array([True] * 40 + [False])
+    copies = [(i, kind, grey32(make_copy(originals[i], kind, np.random.default_rng([i, k]))))
+              for i in range(0, 40, 4) for k, kind in enumerate(copy_kinds(originals[i].size, 5, offset=i))]
+    decision = decide(None, thumbs, reference, ~reference, None, np.stack([c[2] for c in copies]),
+                      np.array([c[0] for c in copies]), [c[1] for c in copies], max_phash=6, max_dhash=10)
+    assert [3, 40] in decision.groups
+    if exact_limit >= len(thumbs):
+        assert decision.pixel_search is None  # exact: nothing to measure
+    else:
+        record = decision.pixel_search
+        assert record["kind"] == "pixel_knn" and record["exact"] is False and record["k"] == 3
+        assert record["queries_measured"] == len(thumbs) and 0.0 <= record["recall"] <= 1.0
+        assert record["parameters"]["rows_per_image"] == 6
