@@ -80,8 +80,8 @@ class Dataset:
     phash: np.ndarray  # (n, 8) uint8 pHash codes of the thumbnails (identity)
     dhash: np.ndarray  # (n, 8) uint8
     background: np.ndarray  # (n,) cosine of each image's BACKGROUND_RANK-th neighbour (0 without embeddings)
-    # (n, DESCRIPTORS_PER_IMAGE · 64): block descriptors of each image and its crops (pixels.crop_descriptors);
-    # released once `pixel_index` holds them
+    # (n, DESCRIPTORS_PER_IMAGE · 64): block descriptors of each image and its crops (pixels.crop_descriptors), up to
+    # EXACT_PIXEL_SEARCH images; above, only `pixel_index` holds them
     descriptors: np.ndarray | None = None
     neighbours: tuple[np.ndarray, np.ndarray] | None = None  # self k-NN by embedding (sims, labels), reused
     pixel_index: object | None = None  # above EXACT_PIXEL_SEARCH: FAISS index over `descriptors`' rows, built once

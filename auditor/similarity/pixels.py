@@ -220,14 +220,18 @@ SCREEN = 0.70  # coarse (16×16) correlation below which the full 32×32 search 
 DESCRIPTOR_SIDE = 8
 
 
+def _unit_centred(x: np.ndarray) -> np.ndarray:
+    """Rows minus their mean, scaled to unit length (a flat row stays near zero)."""
+    x = x - x.mean(axis=1, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+
+
 def block_descriptors(thumbs: np.ndarray, side: int = DESCRIPTOR_SIDE) -> np.ndarray:
     """(N, side²) unit vectors: each thumbnail's side×side block means, standardised."""
     x = np.asarray(thumbs, dtype=np.float32)
     n, s, _ = x.shape
     f = s // side
-    x = x.reshape(n, side, f, side, f).mean(axis=(2, 4)).reshape(n, side * side)
-    x = x - x.mean(axis=1, keepdims=True)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+    return _unit_centred(x.reshape(n, side, f, side, f).mean(axis=(2, 4)).reshape(n, side * side))
 
 
 # A same-shot copy is often its source cropped by 5–20 % at some offset, squared back to size: its block means are
@@ -251,11 +255,6 @@ def _crop_blocks(side: int, blocks: int, keep: float, offset: float) -> np.ndarr
     pixels = np.arange(side)
     overlap = (np.minimum(edges[1:, None], pixels[None, :] + 1) - np.maximum(edges[:-1, None], pixels[None, :]))
     return (np.clip(overlap, 0.0, None) / (length / blocks)).astype(np.float32)
-
-
-def _unit_centred(x: np.ndarray) -> np.ndarray:
-    x = x - x.mean(axis=1, keepdims=True)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
 
 
 def crop_descriptors(thumbs: np.ndarray, side: int = DESCRIPTOR_SIDE) -> np.ndarray:
