@@ -84,7 +84,9 @@ class Dataset:
     # EXACT_PIXEL_SEARCH images; above, only `pixel_index` holds them
     descriptors: np.ndarray | None = None
     neighbours: tuple[np.ndarray, np.ndarray] | None = None  # self k-NN by embedding (sims, labels), reused
-    pixel_index: object | None = None  # above EXACT_PIXEL_SEARCH: FAISS index over `descriptors`' rows, built once
+    # above EXACT_PIXEL_SEARCH: FAISS indexes over the descriptor rows with crops and without, each built once
+    pixel_index: object | None = None
+    plain_pixel_index: object | None = None
     pixel_candidates: bool = True  # search by pixel likeness too (small images, or no embeddings)
     memo: object | None = None  # pixel_memo.PixelMemo: pixel evidence remembered across audits, or None
     grey: np.ndarray | None = None  # (n,) bool: the image has no colour (see Pairs.colour_differs), or None: unknown
@@ -192,18 +194,21 @@ def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool
                    grey=None if grey is None else np.asarray(grey, dtype=bool))
 
 
-def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k dataset images nearest to each query descriptor, an image as near as the best of its own and its crops'
-    descriptors: (sims, labels), labels −1 past the images there are. Exact up to EXACT_PIXEL_SEARCH images, above
-    that a FAISS IVF index (a copy's descriptor is close to its source's, so they share a cell)."""
+def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int, crops: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The k dataset images nearest to each query descriptor: (sims, labels), labels −1 past the images there are.
+    With `crops` an image is as near as the best of its own and its crops' descriptors, without by its own only.
+    Exact up to EXACT_PIXEL_SEARCH images, above that a FAISS IVF index (a copy's descriptor is close to its
+    source's, so they share a cell)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if len(data.thumbs) <= EXACT_PIXEL_SEARCH:
-        return _exact_pixel_search(data.descriptors, queries, k)
-    per_image = px.DESCRIPTORS_PER_IMAGE
-    if data.pixel_index is None:
-        data.pixel_index = _pixel_ivf(data.thumbs)
+        return _exact_pixel_search(data.descriptors if crops else data.descriptors[:, :64], queries, k)
+    per_image = px.DESCRIPTORS_PER_IMAGE if crops else 1
+    if crops and data.pixel_index is None:
+        data.pixel_index = _pixel_ivf(data.thumbs, crops=True)
+    if not crops and data.plain_pixel_index is None:
+        data.plain_pixel_index = _pixel_ivf(data.thumbs, crops=False)
     # An image has at most `per_image` rows, so its k·per_image nearest rows hold at least k distinct images.
-    sims, rows = data.pixel_index.search(queries, k * per_image)
+    sims, rows = (data.pixel_index if crops else data.plain_pixel_index).search(queries, k * per_image)
     return nearest_distinct(sims, np.where(rows >= 0, rows // per_image, -1), k)
 
 
@@ -246,9 +251,9 @@ def pixel_search_quality(data: Dataset, queries: np.ndarray, found: np.ndarray, 
     return record
 
 
-def _pixel_ivf(thumbs: np.ndarray):
-    """A FAISS IVF inner-product index over the descriptor rows of every thumbnail (row image·DESCRIPTORS_PER_IMAGE
-    + crop), PIXEL_LISTS_PER_ROOT·√rows cells of which PIXEL_NPROBE are searched, rows stored as 8-bit scalars:
+def _pixel_ivf(thumbs: np.ndarray, crops: bool):
+    """A FAISS IVF inner-product index over the descriptor rows of every thumbnail (with `crops` row
+    image·DESCRIPTORS_PER_IMAGE + crop, without row image), PIXEL_LISTS_PER_ROOT·√rows cells of which PIXEL_NPROBE are searched, rows stored as 8-bit scalars:
     0.4 GB at 10⁶ images where float32 rows would take 1.5 GB (and their array as much again while the index was
     filled). Filled a chunk of images at a time.
 
@@ -259,8 +264,9 @@ def _pixel_ivf(thumbs: np.ndarray):
     0.854; 1·√rows and 4 searched: 0.800."""
     import faiss
 
-    per_image, width = px.DESCRIPTORS_PER_IMAGE, 64 * px.DESCRIPTORS_PER_IMAGE
-    describe = lambda images: _chunked(px.crop_descriptors, images, width, np.float32).reshape(-1, 64)
+    per_image = px.DESCRIPTORS_PER_IMAGE if crops else 1
+    function = px.crop_descriptors if crops else px.block_descriptors
+    describe = lambda images: _chunked(function, images, 64 * per_image, np.float32).reshape(-1, 64)
     lists = int(PIXEL_LISTS_PER_ROOT * np.sqrt(len(thumbs) * per_image))
     wanted = min(len(thumbs), -(-PIXEL_TRAIN_PER_LIST * lists // per_image))  # images, each giving per_image rows
     sample = np.random.default_rng(0).choice(len(thumbs), wanted, replace=False)
@@ -276,11 +282,11 @@ def _pixel_ivf(thumbs: np.ndarray):
 
 def _exact_pixel_search(descriptors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """`pixel_neighbours` by matrix products, a block of queries per core: each image's similarity is the best of
-    its rows, then a partial sort (ties: the lower image first). FAISS's flat search over the rows, then keeping
+    its rows (`descriptors`: (n, rows · 64)), then a partial sort (ties: the lower image first). FAISS's flat search over the rows, then keeping
     distinct images, took 51 s where this takes 21 s (20 000 32 px tiles, 8 variants, 2 cores)."""
     from auditor.parallel import run_blocks
 
-    n, per_image = len(descriptors), px.DESCRIPTORS_PER_IMAGE
+    n, per_image = len(descriptors), descriptors.shape[1] // 64
     # One contiguous (n, 64) matrix per crop: the best of them is a running maximum over contiguous products.
     crops = [np.ascontiguousarray(descriptors[:, c * 64:(c + 1) * 64], dtype=np.float32) for c in range(per_image)]
     found = min(k, n)
@@ -444,7 +450,12 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         for variant in range(8):
             wanted = PIXEL_CANDIDATES if variant in (0, 4) else ROTATED_CANDIDATES
             turned = _chunked(px.block_descriptors, px.dihedral(query_thumbs, variant), 64, np.float32)
-            sims, labels = pixel_neighbours(data, turned, wanted + 1)
+            # Crops as is and mirrored only. Under rotations too (a first version), on 32 px cats/dogs at plant seeds 1
+            # and 2 they added 2–8 false leak flags a row: rotated look-alikes aligned at 0.86–0.92, which the pixel
+            # tier's look-alike check does not judge (replayed: 32 px 10 % seed 1 106 flags for 98 leaks; as is and
+            # mirrored only, 98 for 95, as before crops). On 50 000 tiles they were the better choice (no planted
+            # leak: 3 false flags against 13), the one measure where rotations gained.
+            sims, labels = pixel_neighbours(data, turned, wanted + 1, crops=variant in (0, 4))
             if variant == 0 and quality is not None and len(data.thumbs) > EXACT_PIXEL_SEARCH:
                 quality.append(pixel_search_quality(data, turned, labels, self_nodes))
             q, j, position = _first_valid(labels, self_nodes, wanted)

@@ -100,6 +100,9 @@ def test_a_cropped_copy_is_found_through_its_source_s_crops_despite_closer_look_
     sims, labels = ev.pixel_neighbours(data, query, 4)
     assert labels[0, 0] == source and sims[0, 0] >= 0.99  # through its top-left crop
     assert len(set(labels[0].tolist())) == 4  # distinct images, each by its best row
+    # Without crops (the search under rotations) the source is as near as its whole frame: behind the look-alikes.
+    sims, labels = ev.pixel_neighbours(data, query, 4, crops=False)
+    assert source not in labels[0] and sims[0, 0] >= 0.9
     # In the search (fake embeddings pointing away, hashes off): a pixel candidate that aligns as a copy.
     rng = np.random.default_rng(0)
     unit = rng.normal(size=(len(thumbs), 16)).astype(np.float32)
@@ -140,6 +143,8 @@ def test_above_the_exact_limit_an_ivf_index_finds_the_copy_and_measures_its_reca
     query = px.block_descriptors(copy[None])
     sims, labels = ev.pixel_neighbours(data, query, 4)
     assert labels[0, 0] == source and sims[0, 0] >= 0.98  # 8-bit rows: close, not exact
+    _sims, labels = ev.pixel_neighbours(data, query, 4, crops=False)  # a second index, of whole frames
+    assert source not in labels[0] and data.plain_pixel_index.ntotal == len(thumbs)
     # Every cell searched: the approximate neighbours are the exact ones, as the quality record measures.
     data.pixel_index.nprobe = data.pixel_index.nlist
     own = px.block_descriptors(thumbs)
