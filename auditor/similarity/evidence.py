@@ -4,8 +4,8 @@ Every query image (a dataset image, or a transformed copy made for calibration) 
 dataset images only, O(n·k) in all:
   - its `CANDIDATES` nearest neighbours by embedding cosine (FAISS),
   - on small images (and without embeddings) only: its nearest neighbours by pixel likeness (standardised
-    8×8 block means, FAISS; a dataset image is as close as the best of its own and five crops' descriptors,
-    pixels.crop_descriptors) as it is and mirrored (`PIXEL_CANDIDATES` each) and under each of the 6
+    8×8 block means, FAISS; as is and mirrored a dataset image is as close as the best of its own and five crops'
+    descriptors, pixels.crop_descriptors) as it is and mirrored (`PIXEL_CANDIDATES` each) and under each of the 6
     rotations (`ROTATED_CANDIDATES`): on tiny images the embedding ranks a re-cropped copy below look-alikes
     now and then, and a rotated copy often (bench/bench_truth.py, planted leaks: 32 px cats/dogs recall
     0.84 → 0.88, 64 px 0.90 → 0.92). On full-size photos they trade precision for rotated copies:

@@ -9,9 +9,9 @@
   says it can be high: blurring raises correlation, so the coarse value bounds the fine one from above
   in practice (measured on 32 px photos: no pair below 0.70 coarse reached 0.66 fine).
 - Block descriptors: standardised 8×8 block means, unit vectors, for finding pixel-alike candidates
-  under every rotation and mirroring with a FAISS search (the embedding misses some rotated copies); each
-  dataset image is found by its own descriptor and those of five crops of it (`crop_descriptors`), as a
-  same-shot copy is often a crop of its source.
+  under every rotation and mirroring with a FAISS search (the embedding misses some rotated copies); as is and
+  mirrored each dataset image is found by its own descriptor and those of five crops of it (`crop_descriptors`),
+  as a same-shot copy is often a crop of its source.
 
 Pure numpy on arrays; the thumbnails come from `ImageScan.grey32`.
 """
