@@ -242,7 +242,8 @@ def pixel_search_quality(data: Dataset, queries: np.ndarray, found: np.ndarray, 
     lists = data.pixel_index.nlist
     # k − 1: the nearest other images (the query itself is among its k nearest)
     record = SearchQuality("pixel_knn", f"approximate: FAISS IVF, 8-bit rows ({lists} lists, {PIXEL_NPROBE} searched "
-                           "per query), by block descriptor", len(data.thumbs), k - 1, exact=False)
+                           "per query), by the best of each image's block descriptor and five crops'", len(data.thumbs), k - 1,
+                           exact=False)
     if per_query:
         record.recall, record.recall_interval = _interval(np.array(per_query))
     record.queries_measured = len(chosen)
