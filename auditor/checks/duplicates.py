@@ -127,8 +127,11 @@ def compute_near(ctx: AuditContext) -> Evidence:
                     f"{hashes['parameters']['probes_with_matches']} sampled images and rotations with a match)")
     pixels = ctx.duplicate_decision.pixel_search
     if pixels is not None and pixels.get("recall") is not None:
-        summary += (f"; pixel-alike candidates by approximate search (recall@{pixels['k']} {pixels['recall']:.3f} "
-                    f"against exact search on {pixels['queries_measured']} sampled images)")
+        frames = pixels.get("whole_frames") or {}
+        rotated = (f", under rotations recall@{frames['k']} {frames['recall']:.3f}"
+                   if frames.get("recall") is not None else "")
+        summary += (f"; pixel-alike candidates by approximate search (recall@{pixels['k']} {pixels['recall']:.3f}"
+                    f"{rotated} against exact search on {pixels['queries_measured']} sampled images)")
     rule = choice.rule
     return Evidence(
         summary=summary,

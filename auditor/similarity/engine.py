@@ -208,7 +208,18 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
         leak = _leak_estimate(pairs, n, copies, reference, held_out, choice.rule, choice.rules, known)
     return DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak,
                              hash_search=hash_search[0].to_dict() if hash_search else None,
-                             pixel_search=pixel_search[0].to_dict() if pixel_search else None)
+                             pixel_search=_pixel_search_record(pixel_search))
+
+
+def _pixel_search_record(records: list) -> dict[str, Any] | None:
+    """The approximate pixel search's SearchQuality (with crops, as is and mirrored) as a dict, the whole-frame index's
+    (under rotations) under `whole_frames`; None where the search was exact."""
+    if not records:
+        return None
+    out = records[0].to_dict()
+    if len(records) > 1:
+        out["whole_frames"] = records[1].to_dict()
+    return out
 
 
 def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.ndarray, held_out: np.ndarray,

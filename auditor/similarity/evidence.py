@@ -215,10 +215,12 @@ def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int, crops: bool = T
 PIXEL_QUALITY_SAMPLE = 1_000  # queries whose approximate pixel neighbours are checked against exact search
 
 
-def pixel_search_quality(data: Dataset, queries: np.ndarray, found: np.ndarray, self_nodes: np.ndarray):
+def pixel_search_quality(data: Dataset, queries: np.ndarray, found: np.ndarray, self_nodes: np.ndarray,
+                         crops: bool = True):
     """How many of the exact pixel neighbours the approximate search found (`found`: its labels for every query,
-    `queries` their descriptors), on PIXEL_QUALITY_SAMPLE seeded queries: a neighbours.SearchQuality. The exact
-    neighbours come from the thumbnails' descriptors made again a chunk at a time (the index keeps 8-bit rows)."""
+    `queries` their descriptors, `crops`: which index, as in `pixel_neighbours`), on PIXEL_QUALITY_SAMPLE seeded
+    queries: a neighbours.SearchQuality. The exact neighbours come from the thumbnails' descriptors made again a
+    chunk at a time (the index keeps 8-bit rows)."""
     from auditor.similarity.neighbours import SearchQuality, _interval
 
     k = found.shape[1]
@@ -226,9 +228,10 @@ def pixel_search_quality(data: Dataset, queries: np.ndarray, found: np.ndarray, 
                                                      replace=False))
     best_sims = np.full((len(chosen), 0), -np.inf, dtype=np.float32)
     best_rows = np.zeros((len(chosen), 0), dtype=np.int64)
-    width = 64 * px.DESCRIPTORS_PER_IMAGE
+    per_image = px.DESCRIPTORS_PER_IMAGE if crops else 1
+    function = px.crop_descriptors if crops else px.block_descriptors
     for start in range(0, len(data.thumbs), PIXEL_INDEX_CHUNK):
-        part = _chunked(px.crop_descriptors, data.thumbs[start:start + PIXEL_INDEX_CHUNK], width, np.float32)
+        part = _chunked(function, data.thumbs[start:start + PIXEL_INDEX_CHUNK], 64 * per_image, np.float32)
         sims, rows = _exact_pixel_search(part, queries[chosen], k)
         best_sims = np.concatenate([best_sims, sims], axis=1)
         best_rows = np.concatenate([best_rows, np.where(rows >= 0, rows + start, -1)], axis=1)
@@ -239,16 +242,15 @@ def pixel_search_quality(data: Dataset, queries: np.ndarray, found: np.ndarray, 
         wanted = set(best_rows[row].tolist()) - {-1, int(self_nodes[query])}
         if wanted:
             per_query.append(len(wanted & set(found[query].tolist())) / len(wanted))
-    lists = data.pixel_index.nlist
+    lists = (data.pixel_index if crops else data.plain_pixel_index).nlist
+    rows = "the best of each image's block descriptor and five crops'" if crops else "each image's block descriptor"
     # k − 1: the nearest other images (the query itself is among its k nearest)
     record = SearchQuality("pixel_knn", f"approximate: FAISS IVF, 8-bit rows ({lists} lists, {PIXEL_NPROBE} searched "
-                           "per query), by the best of each image's block descriptor and five crops'", len(data.thumbs), k - 1,
-                           exact=False)
+                           f"per query), by {rows}", len(data.thumbs), k - 1, exact=False)
     if per_query:
         record.recall, record.recall_interval = _interval(np.array(per_query))
     record.queries_measured = len(chosen)
-    record.parameters = {"lists": lists, "nprobe": PIXEL_NPROBE, "k": k - 1, "seed": 0,
-                         "rows_per_image": px.DESCRIPTORS_PER_IMAGE}
+    record.parameters = {"lists": lists, "nprobe": PIXEL_NPROBE, "k": k - 1, "seed": 0, "rows_per_image": per_image}
     return record
 
 
@@ -457,8 +459,9 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             # mirrored only, 98 for 95, as before crops). On 50 000 tiles they were the better choice (no planted
             # leak: 3 false flags against 13), the one measure where rotations gained.
             sims, labels = pixel_neighbours(data, turned, wanted + 1, crops=variant in (0, 4))
-            if variant == 0 and quality is not None and len(data.thumbs) > EXACT_PIXEL_SEARCH:
-                quality.append(pixel_search_quality(data, turned, labels, self_nodes))
+            if variant in (0, 1) and quality is not None and len(data.thumbs) > EXACT_PIXEL_SEARCH:
+                # Each index measured once: with crops as is, by whole frames under the first rotation.
+                quality.append(pixel_search_quality(data, turned, labels, self_nodes, crops=variant == 0))
             q, j, position = _first_valid(labels, self_nodes, wanted)
             events.append(Sightings.of(q, j, variant=np.full(len(q), variant),
                                        likeness=sims[q, _column_of(labels, self_nodes, wanted)]))

@@ -219,3 +219,5 @@ def test_an_approximate_pixel_search_reports_its_measured_recall_and_still_finds
         assert record["kind"] == "pixel_knn" and record["exact"] is False and record["k"] == 3
         assert record["queries_measured"] == len(thumbs) and 0.0 <= record["recall"] <= 1.0
         assert record["parameters"]["rows_per_image"] == 6
+        frames = record["whole_frames"]  # the index searched under rotations, one row an image
+        assert frames["k"] == 1 and frames["parameters"]["rows_per_image"] == 1 and 0.0 <= frames["recall"] <= 1.0

@@ -152,6 +152,10 @@ def test_above_the_exact_limit_an_ivf_index_finds_the_copy_and_measures_its_reca
     record = ev.pixel_search_quality(data, own, found, np.arange(len(thumbs)))
     assert record.kind == "pixel_knn" and not record.exact and record.queries_measured == len(thumbs)
     assert record.recall >= 0.95 and record.to_dict()["k"] == 3
+    data.plain_pixel_index.nprobe = data.plain_pixel_index.nlist
+    _sims, found_whole = ev.pixel_neighbours(data, own, 2, crops=False)
+    whole = ev.pixel_search_quality(data, own, found_whole, np.arange(len(thumbs)), crops=False)
+    assert whole.recall >= 0.95 and whole.to_dict()["k"] == 1 and whole.parameters["rows_per_image"] == 1
     # A search that found nothing measures as such.
     nothing = ev.pixel_search_quality(data, own, np.full_like(found, -1), np.arange(len(thumbs)))
     assert nothing.recall == 0.0
