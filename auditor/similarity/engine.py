@@ -117,7 +117,7 @@ class DuplicateDecision:
                                                        memo=self.data.memo)
             judged = embedding.subset(rest)
             judged.correlation = correlation.astype(np.float32)
-            judged.relative_correlation = _relative(self.data, judged)
+            judged.relative_correlation = ev.dataset_relative_correlation(self.data, judged)
             judged.variant = np.asarray(variant, dtype=np.int64)  # the look-alike check reads how they aligned
             ok[rest] = self.rule.passes(judged)
         return ok  # judged pairs carry no hash match: `hash_alone` accepts none of them
@@ -143,17 +143,8 @@ def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray, pixels: bool =
                      variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none,
                      dhash_distance=none, colour_differs=data.colour_differs(a, b))
     if pixels:
-        pairs.relative_correlation = _relative(data, pairs)
+        pairs.relative_correlation = ev.dataset_relative_correlation(data, pairs)
     return pairs
-
-
-def _relative(data: ev.Dataset, pairs: ev.Pairs) -> np.ndarray | None:
-    """The relative correlation of dataset pairs measured after the decision's own (None where the decision reads
-    the correlation itself: the user fixed its threshold)."""
-    if data.pixel_background is None:
-        return None
-    return ev.relative_correlation(pairs.correlation, data.pixel_background[pairs.query],
-                                   data.pixel_background[pairs.target])
 
 
 def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | None, held_out: np.ndarray | None,
@@ -214,11 +205,13 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
 def _pixel_search_record(records: list) -> dict[str, Any] | None:
     """The approximate pixel search's SearchQuality (with crops, as is and mirrored) as a dict, the whole-frame index's
     (under rotations) under `whole_frames`; None where the search was exact."""
-    if not records:
+    crops = [r for r in records if r.parameters.get("rows_per_image", 1) > 1]
+    if not crops:
         return None
-    out = records[0].to_dict()
-    if len(records) > 1:
-        out["whole_frames"] = records[1].to_dict()
+    out = crops[0].to_dict()
+    frames = [r for r in records if r.parameters.get("rows_per_image", 1) == 1]
+    if frames:
+        out["whole_frames"] = frames[0].to_dict()
     return out
 
 

@@ -256,12 +256,13 @@ def pixel_search_quality(data: Dataset, queries: np.ndarray, found: np.ndarray, 
 
 def _pixel_ivf(thumbs: np.ndarray, crops: bool):
     """A FAISS IVF inner-product index over the descriptor rows of every thumbnail (with `crops` row
-    image·DESCRIPTORS_PER_IMAGE + crop, without row image), PIXEL_LISTS_PER_ROOT·√rows cells of which PIXEL_NPROBE are searched, rows stored as 8-bit scalars:
-    0.4 GB at 10⁶ images where float32 rows would take 1.5 GB (and their array as much again while the index was
-    filled). Filled a chunk of images at a time.
+    image·DESCRIPTORS_PER_IMAGE + crop, without row image), PIXEL_LISTS_PER_ROOT·√rows cells of which PIXEL_NPROBE
+    are searched, rows stored as 8-bit scalars: 72 bytes a row with its id, 0.43 GB for 6·10⁶ rows, where float32
+    rows would take 1.6 GB and their array as much again while the index was filled (computed, not measured at
+    10⁶). Filled a chunk of images at a time.
 
     Measured on 50 399 32 px tiles (recall of the 3 nearest other images against exact search, index + search
-    seconds for 8 rotations on 2 cores): 4·√rows cells, 16 searched, 50 rows a cell and 25 iterations: 0.895, 9.8 +
+    seconds for 8 rotations on 2 cores, all with crops as the first version searched): 4·√rows cells, 16 searched, 50 rows a cell and 25 iterations: 0.895, 9.8 +
     12.5 s; 40 rows and 10 iterations: 0.900, 8.6 + 13.0 s (at 200 000 thumbnails 48 → 40 s to build); 2·√rows
     cells, 16 searched: 0.911, 3.4 + 18.1 s, but at 200 000 thumbnails 16 + 138 s against 40 + 92 s; 8 searched:
     0.854; 1·√rows and 4 searched: 0.800."""
@@ -407,6 +408,15 @@ def relative_correlation(correlation: np.ndarray, background_a: np.ndarray, back
     return np.clip(1.0 - (1.0 - np.asarray(correlation)) * (1.0 - typical) / (1.0 - b), -1.0, 1.0).astype(np.float32)
 
 
+def dataset_relative_correlation(data: Dataset, pairs: Pairs) -> np.ndarray | None:
+    """The relative correlation of pairs of dataset images, from the backgrounds `relate_to_backgrounds` set on
+    `data` (None before, or where it set none: the correlation itself is judged there)."""
+    if data.pixel_background is None:
+        return None
+    return relative_correlation(pairs.correlation, data.pixel_background[pairs.query],
+                                data.pixel_background[pairs.target])
+
+
 def relate_to_backgrounds(data: Dataset, pairs: Pairs, copy_pairs: Pairs, copies: int) -> None:
     """Set each image's pixel background on `data` (from the dataset's candidate pairs, both ends) and the relative
     correlation of every pair in `pairs` and `copy_pairs` (a copy's background from its own candidates; `copies`:
@@ -417,8 +427,7 @@ def relate_to_backgrounds(data: Dataset, pairs: Pairs, copy_pairs: Pairs, copies
     background = pixel_backgrounds(len(data.thumbs), (pairs.query, pairs.correlation, pairs.scaled),
                                    (pairs.target, pairs.correlation, pairs.scaled))
     data.pixel_background = background
-    pairs.relative_correlation = relative_correlation(pairs.correlation, background[pairs.query],
-                                                      background[pairs.target])
+    pairs.relative_correlation = dataset_relative_correlation(data, pairs)
     copy_background = pixel_backgrounds(copies, (copy_pairs.query, copy_pairs.correlation, copy_pairs.scaled))
     copy_pairs.relative_correlation = relative_correlation(copy_pairs.correlation, copy_background[copy_pairs.query],
                                                            background[copy_pairs.target])
