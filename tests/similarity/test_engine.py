@@ -203,6 +203,7 @@ def test_an_approximate_pixel_search_reports_its_measured_recall_and_still_finds
     import auditor.similarity.evidence as ev
 
     monkeypatch.setattr(ev, "EXACT_PIXEL_SEARCH", exact_limit)
+    monkeypatch.setattr(ev, "PIXEL_NPROBE", 10_000)  # every cell searched: the measured recall must then be near 1
     originals = [picture(s) for s in range(40)]
     rng = np.random.default_rng(7)
     thumbs = np.stack([grey32(jpeg(im)) for im in originals] + [grey32(make_copy(originals[3], "same_shot", rng))])
@@ -217,7 +218,8 @@ def test_an_approximate_pixel_search_reports_its_measured_recall_and_still_finds
     else:
         record = decision.pixel_search
         assert record["kind"] == "pixel_knn" and record["exact"] is False and record["k"] == 3
-        assert record["queries_measured"] == len(thumbs) and 0.0 <= record["recall"] <= 1.0
+        assert record["queries_measured"] == len(thumbs) and record["recall"] >= 0.95
         assert record["parameters"]["rows_per_image"] == 6
         frames = record["whole_frames"]  # the index searched under rotations, one row an image
-        assert frames["k"] == 1 and frames["parameters"]["rows_per_image"] == 1 and 0.0 <= frames["recall"] <= 1.0
+        assert frames["k"] == 1 and frames["parameters"]["rows_per_image"] == 1
+        assert frames["recall"] >= 0.95  # 8-bit rows: a near tie can swap (0.99 measured)
