@@ -548,7 +548,9 @@ def test_exact_search_is_brute_force_best_first_with_ties_by_row(monkeypatch):
     x[10] = x[3]  # an identical pair
     queries = np.concatenate([x[:50], normalise(rng.normal(size=(30, 8)))])
     sims, ids = neighbour_search._exact_search(x.astype(np.float16), queries, 7)
-    full = queries @ neighbour_search._f32(x.astype(np.float16)).T
+    # The reference without BLAS: a matrix product may round identical columns differently by their position
+    # (seen on a CPU without AVX512-BF16: x[3] and x[10] 1 ulp apart), which would order the tie by chance.
+    full = (queries[:, None, :].astype(np.float64) * neighbour_search._f32(x.astype(np.float16))[None]).sum(axis=2)
     expected = np.lexsort((np.broadcast_to(np.arange(64), full.shape), -full), axis=1)[:, :7]
     assert np.array_equal(ids, expected)
     assert np.allclose(sims, np.take_along_axis(full, expected, axis=1), atol=1e-6)
