@@ -466,7 +466,8 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             # and 2 they added 2–8 false leak flags a row: rotated look-alikes aligned at 0.86–0.92, which the pixel
             # tier's look-alike check does not judge (replayed: 32 px 10 % seed 1 106 flags for 98 leaks; as is and
             # mirrored only, 98 for 95, as before crops). On 50 000 tiles they were the better choice (no planted
-            # leak: 3 false flags against 13), the one measure where rotations gained.
+            # leak: 3 false flags against 13), the one measure where rotations gained. Using what they find only to
+            # raise backgrounds was measured too and cost the photo rows' precision (README, "Rotated look-alikes").
             sims, labels = pixel_neighbours(data, turned, wanted + 1, crops=variant in (0, 4))
             if variant in (0, 1) and quality is not None and len(data.thumbs) > EXACT_PIXEL_SEARCH:
                 # Each index measured once: with crops as is, by whole frames under the first rotation.

@@ -147,10 +147,12 @@ def test_on_small_images_above_the_exact_pixel_limit_the_pixel_search_recall_is_
     result = NEAR_CHECK.run(synthetic_context(items))
     assert result.metrics["pixel_search"] is None and "pixel-alike" not in result.summary  # exact below the limit
     monkeypatch.setattr(evidence, "EXACT_PIXEL_SEARCH", 60)
+    monkeypatch.setattr(evidence, "PIXEL_NPROBE", 10_000)  # every cell searched: both recalls near 1
     result = NEAR_CHECK.run(synthetic_context(items))
     pixels = result.metrics["pixel_search"]
     assert pixels["kind"] == "pixel_knn" and pixels["exact"] is False and pixels["queries_measured"] == 120
     frames = pixels["whole_frames"]
-    assert frames["k"] == 1 and frames["parameters"]["rows_per_image"] == 1 and 0.0 <= frames["recall"] <= 1.0
+    assert frames["k"] == 1 and frames["parameters"]["rows_per_image"] == 1
+    assert pixels["recall"] >= 0.95 and frames["recall"] >= 0.95
     assert (f"pixel-alike candidates by approximate search (recall@3 {pixels['recall']:.3f}, under rotations "
             f"recall@1 {frames['recall']:.3f} against exact search on 120 sampled images)") in result.summary
