@@ -66,5 +66,19 @@ def require_writable_folder(folder: Path, what: str, flag: str) -> None:
                           f"Pass a writable folder with {flag}.")
 
 
+def refuse_inside(path: Path, datasets: list[Path], what: str, tip: str) -> None:
+    """Raise a ConfigError when `path` (to be written) is one of the `datasets` folders or lies inside one:
+    auditor never writes into a dataset it audits (a report folder there would even be read as a split by the
+    next audit). Links are resolved, so a path that only looks outside is caught too."""
+    from auditor.errors import ConfigError
+
+    resolved = Path(path).expanduser().resolve()
+    for dataset in datasets:
+        root = Path(dataset).expanduser().resolve()
+        if resolved == root or resolved.is_relative_to(root):
+            raise ConfigError(f"{what} {str(path)!r} is inside the dataset {str(dataset)!r}; auditor never writes there",
+                              tip)
+
+
 def atomic_write_text(destination: Path, text: str) -> None:
     atomic_write_bytes(destination, text.encode("utf-8"))

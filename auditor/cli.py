@@ -65,7 +65,7 @@ def embed_command(flags: Flags) -> int:
         from auditor.runner import prepare
 
         config = _settings(flags).config
-        _require_writable(config)
+        _require_writable(config, datasets=_audited_folders(flags, config))
         ctx = prepare(flags.dataset_dir, config, _progress(flags.quiet))
         stats = ctx.encoded.stats
         print(
@@ -88,7 +88,7 @@ def manifest_command(flags: Flags) -> int:
         from auditor.index.dataset import load_dataset, write_manifest
 
         config = _settings(flags).config
-        _require_writable(config, manifest_file=flags.output)
+        _require_writable(config, manifest_file=flags.output, datasets=_audited_folders(flags, config))
         index = load_dataset(flags.dataset_dir, config)
         left_out = write_manifest(index, flags.output)
         counts = ", ".join(f"{s} {info['images']}" for s, info in index.summary()["splits"].items())
@@ -164,8 +164,10 @@ def _audit(flags: Flags, fixed_checks: tuple[str, ...] | None = None, finetune: 
     update_baseline = flags.values.get("update_baseline", False)
     if update_baseline and baseline_path is None:
         raise ConfigError("--update-baseline needs a file", "Pass --baseline FILE (or set baseline in [tool.auditor]).")
-    _require_writable(config, baseline_file=baseline_path if update_baseline else None)
-    with output_folder(flags.out or _default_out(flags.dataset_dir, config.manifest)) as out:
+    out_folder = flags.out or _default_out(flags.dataset_dir, config.manifest)
+    _require_writable(config, baseline_file=baseline_path if update_baseline else None,
+                      datasets=_audited_folders(flags, config), out=out_folder)
+    with output_folder(out_folder) as out:
         report = _audit_into(out, flags, formats, config, check_ids, baseline_path, update_baseline)
     if report.failed and not flags.exit_zero:
         return EXIT_FAILED
@@ -248,17 +250,38 @@ def _file_enables_finetune(flags: Flags) -> bool:
     return bare.config.finetune is not None
 
 
-def _require_writable(config, manifest_file: Path | None = None, baseline_file: Path | None = None) -> None:
-    """Check every place the command will write, before any work: a bad path must not cost an audit."""
-    from auditor.atomic import require_writable_folder
+def _require_writable(config, manifest_file: Path | None = None, baseline_file: Path | None = None,
+                      datasets: list[Path] = (), out: Path | None = None) -> None:
+    """Check every place the command will write, before any work: a bad path must not cost an audit. Nothing
+    may be written inside the `datasets` (the audited folder, and --against's)."""
+    from auditor.atomic import refuse_inside, require_writable_folder
 
+    if out is not None:
+        refuse_inside(out, list(datasets), "the report folder",
+                      "Pass --out with a folder outside the dataset, e.g. --out ../reports.")
     if config.use_cache and manifest_file is None:
+        refuse_inside(config.cache_dir, list(datasets), "the cache folder",
+                      "Pass --cache-dir with a folder outside the dataset (or --no-cache).")
         require_writable_folder(config.cache_dir, "cache folder", "--cache-dir (or --no-cache)")
+    for path, what, flag in ((manifest_file, "the manifest", "--output"), (baseline_file, "the baseline", "--baseline")):
+        if path is not None:
+            refuse_inside(path, list(datasets), what, f"Pass {flag} with a file outside the dataset.")
     for path, flag in ((manifest_file, "--output"), (baseline_file, "--baseline")):
         if path is not None:
             if Path(path).is_dir():
                 raise ConfigError(f"{str(path)!r} is a folder; {flag} expects a file", f"Pass a file name with {flag}.")
             require_writable_folder(Path(path).expanduser().parent, "folder", flag)
+
+
+def _audited_folders(flags: Flags, config) -> list[Path]:
+    """The dataset folders a command walks for images: the dataset, and --against's when it is a folder. Nothing
+    is written inside them (a report folder there would be walked as a split by the next audit). A dataset given
+    by a manifest is the files it lists, which are only ever read; its root folder may hold the reports."""
+    folders = [] if config.manifest is not None else [Path(flags.dataset_dir)]
+    against = flags.values.get("against")
+    if against is not None and Path(against).expanduser().is_dir():
+        folders.append(Path(against))
+    return folders
 
 
 def _default_out(dataset_dir: Path, manifest: Path | None) -> Path:

@@ -57,10 +57,9 @@ def report_paths(options: SplitOptions) -> dict[str, Path]:
 
 
 def _refuse_inside(path: Path, dataset_dir: Path, what: str) -> None:
-    resolved, root = Path(path).expanduser().resolve(), Path(dataset_dir).expanduser().resolve()
-    if resolved == root or resolved.is_relative_to(root):
-        raise ConfigError(f"{what} {str(path)!r} is inside the dataset {str(dataset_dir)!r}; auditor never writes there",
-                          "Write it next to the dataset instead, e.g. -o split.csv in another folder.")
+    from auditor.atomic import refuse_inside
+
+    refuse_inside(path, [dataset_dir], what, "Write it next to the dataset instead, e.g. -o split.csv in another folder.")
 
 
 def validate(dataset_dir: Path, options: SplitOptions) -> None:

@@ -113,3 +113,39 @@ def test_out_that_is_a_file_fails_before_any_work(tmp_path, captured):
         result = invoke("audit", data, "--out", out)
         assert result.exit_code == 2 and "error: --out" in result.output
         assert "config" not in captured  # the audit never started
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_nothing_is_written_inside_the_audited_dataset(tmp_path, captured, monkeypatch):
+    """A report or cache folder inside the dataset would change it (and the next audit would walk it as a split):
+    every such place is refused before any work, the default report folder too when the command runs inside the
+    dataset, and nothing is created there."""
+    data = dataset_with_settings(tmp_path, "")
+    (data / "cat" / "0.jpg").write_bytes(b"x")
+    before = _listing(data)
+    cases = [("audit", data, "--out", data / "reports"), ("audit", data, "--out", data),
+             ("audit", data, "--out", tmp_path / "out", "--cache-dir", data / ".cache"),
+             ("embed", data, "--cache-dir", data / "cat" / "cache"),
+             ("manifest", data, "-o", data / "m.csv"),
+             ("audit", data, "--out", tmp_path / "out", "--baseline", data / "base.json", "--update-baseline"),
+             ("audit", tmp_path / "new", "--against", data, "--out", data / "gate")]  # the existing dataset too
+    (tmp_path / "new" / "cat").mkdir(parents=True)
+    for args in cases:
+        result = invoke(*args)
+        assert result.exit_code == 2 and "inside the dataset" in result.output and "Tip:" in result.output, args
+    monkeypatch.chdir(data)  # `audit .` from inside the dataset: the default reports/<name> lands in it
+    result = invoke("audit", ".")
+    assert result.exit_code == 2 and "the report folder 'reports/data'" in result.output
+    assert "config" not in captured and _listing(data) == before
+
+
+def test_reports_and_cache_beside_the_dataset_or_in_a_manifests_root_are_allowed(tmp_path, captured):
+    data = dataset_with_settings(tmp_path, "")
+    result = invoke("audit", data, "--out", tmp_path / "reports", "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == CAPTURED, result.output
+    (data / "m.csv").write_text("path,label,split\ncat/0.jpg,cat,train\n")  # a manifest's files are only read
+    result = invoke("audit", data, "--manifest", data / "m.csv", "--out", data / "reports")
+    assert result.exit_code == CAPTURED, result.output
