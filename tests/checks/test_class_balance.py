@@ -8,6 +8,7 @@ import pytest
 from auditor.checks import CHECKS
 from auditor.checks.class_balance import distribution_test
 from auditor.config import Policy
+from auditor.encoding.imaging import Problem
 from auditor.report import Status
 from tests.checks.synthetic_audit import synthetic_context
 
@@ -18,6 +19,9 @@ def dataset(train: dict[str, int], val: dict[str, int]) -> list[dict]:
         for label, n in counts.items():
             items += [{"path": f"{split}/{label}/{i}.jpg", "label": label, "split": split} for i in range(n)]
     return items
+
+
+UNREADABLE = Problem("not_an_image", "error", "not an image")
 
 
 def run(items, **config):
@@ -45,6 +49,16 @@ def test_a_class_missing_from_train_fails_and_from_val_warns():
     result = run(dataset({"a": 10, "b": 10}, {"a": 5}))
     assert result.status == Status.WARN
     assert result.metrics["per_split"]["val"]["missing_classes"] == ["b"]
+
+
+def test_a_class_without_a_usable_image_fails_in_a_single_split_pool_too():
+    """One pool of class folders (or a dataset whose only files cannot be read): a class with no usable image
+    cannot be learnt, whatever the number of splits; its finding is an error, so the check fails."""
+    items = [{"path": f"a/{i}.jpg", "label": "a"} for i in range(5)]
+    items.append({"path": "b/notes.jpg", "label": "b", "problems": [UNREADABLE]})
+    result = run(items)
+    assert list(result.metrics["per_split"]) == ["train"] and result.status == Status.FAIL
+    assert any(f.evidence.get("class") == "b" and f.severity.value == "error" for f in result.findings)
 
 
 def test_a_different_label_distribution_is_tested_and_judged():
