@@ -73,13 +73,20 @@ def compute(ctx: AuditContext) -> Evidence:
     kinds = Counter(f.evidence["kind"] for f in findings)
     unusable = len(ctx.records) - len(ctx.usable_positions)
     counted = [f for f in findings if f.severity != Severity.INFO]
+    severity_rank = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
     if findings:
-        top = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in kinds.most_common(4))
+        # The gravest kinds first (an unreadable file before a loose README), then the commonest; none left unsaid.
+        gravest = {}
+        for f in findings:
+            gravest[f.evidence["kind"]] = min(gravest.get(f.evidence["kind"], 2), severity_rank[f.severity])
+        ordered = sorted(kinds, key=lambda kind: (gravest[kind], -kinds[kind], kind))
+        top = ", ".join(f"{kinds[kind]} {kind.replace('_', ' ')}" for kind in ordered[:4])
+        if len(ordered) > 4:
+            top += f", {plural(len(ordered) - 4, 'other kind')}"
         summary = (f"{plural(unusable, 'file')} of {len(ctx.records)} cannot be used; "
                    f"{plural(len(findings), 'finding')} ({top})")
     else:
         summary = f"all {len(ctx.records)} files decode as images; nothing odd found"
-    severity_rank = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
     findings.sort(key=lambda f: (severity_rank[f.severity], f.paths[0]))
     return Evidence(
         summary=summary,

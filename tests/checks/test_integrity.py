@@ -95,3 +95,16 @@ def test_a_record_without_a_scan_is_never_silent():
     result = integrity.CHECK.run(ctx)
     assert result.metrics["unusable_files"] == 1
     assert [f.evidence["kind"] for f in result.findings if f.paths == ["train/a/0.jpg"]] == ["not_scanned"]
+
+
+def test_the_summary_names_the_gravest_kinds_first_and_counts_the_rest():
+    """Four loose notes and a tiny image must not push an unreadable file out of the summary's list."""
+    ctx = synthetic_context(items(problems=[Problem("truncated", "error", "image file is truncated")]),
+                            with_embeddings=False)
+    ctx.index.issues += [WalkIssue(f"note{i}.txt", "loose_file", "a file beside the split folders") for i in range(4)]
+    ctx.index.issues += [WalkIssue(f"n{i}", kind, "odd") for i, kind in
+                         enumerate(["control_characters_in_name", "non_utf8_name", "empty_class_folder",
+                                    "symlink_loop"])]
+    summary = run(ctx).summary
+    listed = summary[summary.index("(") + 1:]
+    assert listed.startswith("1 truncated, ") and "loose file" not in listed and "2 other kinds)" in listed
