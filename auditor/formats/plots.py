@@ -34,9 +34,14 @@ def _to_uri(figure) -> str:
 
 
 def _draw(draw, width: float, height: float) -> str:
+    import warnings
+
     import matplotlib
 
-    with matplotlib.rc_context(RC):
+    with matplotlib.rc_context(RC), warnings.catch_warnings():
+        # A label in a script the font lacks (🐜, 猫): the SVG keeps it as text (svg.fonttype none) and the browser
+        # draws it; matplotlib's warning about its own layout metrics would only reach the user's terminal.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
         figure = _figure(width, height)
         draw(figure)
         return _to_uri(figure)

@@ -169,3 +169,15 @@ def test_every_format_shows_hostile_names_escaped_and_json_keeps_them_exact():
     document = render_json(report)
     assert not raw_control.search(document)
     assert json.loads(document)["checks"][0]["findings"][0]["paths"] == [name]  # exact, for tools
+
+
+def test_a_label_the_font_cannot_draw_is_kept_as_text_without_a_warning():
+    import base64
+    import warnings
+
+    from auditor.formats.plots import class_balance_chart
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would reach the user's terminal
+        uri = class_balance_chart({"train": {"classes": {"🐜 ant": 3, "bee": 2}}, "val": {"classes": {"🐜 ant": 1, "bee": 1}}})
+    assert "🐜" in base64.b64decode(uri.split(",", 1)[1]).decode("utf-8")
