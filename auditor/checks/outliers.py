@@ -331,6 +331,7 @@ def compute(ctx: AuditContext) -> Evidence:
     per_split = _per_split(ctx, isolation, np.array(flagged_rows, dtype=np.int64),
                            None if scope is None else scope.reported)
     far = held_out_far_from_train(ctx, scope=scope)
+    findings += _far_findings(far, {path for f in findings for path in f.paths})
     quality = search_quality(ctx.unit_matrix, min(10, len(shas) - 1)).to_dict()
     ctx.search_quality["embeddings"] = quality
     total_images = sum(m["images"] for m in per_split.values())
@@ -445,6 +446,24 @@ def _class_distance_from_graph(graph: tuple[np.ndarray, np.ndarray], queried: np
     top = -np.sort(-filled, axis=1)[:, :k]
     top = np.where(np.isfinite(top), top, farthest[:, None])
     return np.clip(np.mean(1.0 - top, axis=1), 1e-6, None)
+
+
+def _far_findings(far: dict[str, dict], already: set[str]) -> list[Finding]:
+    """A warning for each held-out image listed as far from every training image (the farthest, at most 10 a
+    split: `held_out_far_from_train`'s examples) that is not already an isolated image: the model never saw
+    anything like it, which the summary counts and the policy's "warn on any" must then see too."""
+    return [
+        Finding(
+            id=stable_finding_id(CHECK_ID, "far_from_train", [example["path"]]),
+            severity=Severity.WARNING,
+            message=(f"{split} image far from every training image (nearest training image "
+                     f"{example['nearest_train']} at cosine {example['cosine']:.2f}, robust z {example['robust_z']:.1f} "
+                     f"against training images' own nearest distances): {example['path']}"),
+            paths=[example["path"]],
+            evidence={"kind": "far_from_train", "split": split, **example, "max_z": measured["max_z"]},
+        )
+        for split, measured in far.items() for example in measured["examples"] if example["path"] not in already
+    ]
 
 
 def _finding(ctx: AuditContext, isolation: Isolation, i: int, max_z: float, cutoff_source: str) -> Finding:

@@ -86,6 +86,11 @@ def test_held_out_images_far_from_every_training_image_are_measured():
     assert far["far_from_train"] == bees_in_val
     assert all("/bee/" in example["path"] for example in far["examples"])
     assert ol.held_out_far_from_train(synthetic_context(items))["val"]["far_from_train"] == bees_in_val
+    # Each image the summary counts as far is a warning the policy sees ("warn on any"), unless already isolated.
+    named = {p for f in result.findings for p in f.paths}
+    assert result.status == Status.WARN and {e["path"] for e in far["examples"]} <= named
+    far_findings = [f for f in result.findings if f.evidence.get("kind") == "far_from_train"]
+    assert all(f.evidence["split"] == "val" and "/bee/" in f.paths[0] for f in far_findings)
 
 
 @pytest.fixture
