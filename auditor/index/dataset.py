@@ -279,6 +279,8 @@ def index_keras_split(root: Path, validation_split: float, seed: int | None, sty
             index.issues.append(WalkIssue(name, "empty_class_folder",
                                           f"Keras ({style}) finds no image in this class folder and still counts it "
                                           "as a class (with 0 images)"))
+    _note_loose_files(root, index, "unlabelled_file",
+                      "file sits at the top level, not in a class folder; Keras leaves it out")
     seed_text = f", seed={seed}" if style == "keras-dataset" else ""
     index.notes.append(f"Split reproduced as Keras makes it ({style}, validation_split={validation_split}{seed_text}).")
     return index
@@ -386,14 +388,16 @@ def write_manifest(index: DatasetIndex, destination: Path) -> list[str]:
     return left_out
 
 
-def _note_loose_files(root: Path, index: DatasetIndex) -> None:
-    """Files beside the split folders (a README, a labels.csv) are not part of any split: noted, not audited."""
+def _note_loose_files(root: Path, index: DatasetIndex, kind: str = "loose_file",
+                      message: str = "beside the split folders, not in any split; not audited") -> None:
+    """Files beside the split folders (a README, a labels.csv) are not part of any split: noted, not audited.
+    (Beside the class folders of a Keras split: `unlabelled_file`, as in a pool of class folders.)"""
     try:
         loose = sorted(e.name for e in os.scandir(root) if not _ignored_name(e.name, is_dir=False) and e.is_file())
     except OSError:
         return
     for name in loose:
-        index.issues.append(WalkIssue(name, "loose_file", "beside the split folders, not in any split; not audited"))
+        index.issues.append(WalkIssue(name, kind, message))
 
 
 def _ignored_name(name: str, is_dir: bool) -> bool:

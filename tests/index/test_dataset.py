@@ -134,6 +134,19 @@ def test_file_at_top_of_class_layout_is_unlabelled(tmp_path):
     assert triples(index) == {("cat/a.png", "train", "cat")}
 
 
+@pytest.mark.parametrize("style", ["keras-dataset", "keras-generator"])
+def test_a_file_at_the_top_of_a_keras_split_is_unlabelled_too(tmp_path, style):
+    root = tmp_path / "data"
+    make_image(root / "cat" / "a.png", 1)
+    make_image(root / "dog" / "b.png", 3)
+    make_image(root / "top.png", 2)
+    (root / "notes.txt").write_text("how these were collected")
+    (root / ".hidden").write_text("")
+    index = load_dataset(root, AuditConfig(validation_split=0.5, seed=1, split_style=style))
+    assert issues_by_path(index) == {"notes.txt": "unlabelled_file", "top.png": "unlabelled_file"}
+    assert {r.path for r in index.records} == {"cat/a.png", "dog/b.png"}
+
+
 def test_loose_files_at_root_are_noted(tmp_path):
     root = split_tree(tmp_path / "data")
     (root / "README.md").write_text("about this dataset")
