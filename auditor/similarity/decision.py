@@ -802,10 +802,12 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
     if top < NO_DUPLICATES_F1:
         # No duplicates show, so every flag would be false: of the rules that still find most copies, the one
         # flagging fewest images (then the most sensitive of those).
-        sensitive = [(r, e) for r, e, _f in table if e.recall >= QUIET_MIN_RECALL] or [(r, e) for r, e, _f in table]
-        rule, est = min(sensitive, key=lambda item: (item[1].flagged, -item[1].recall))
+        sensitive = [(r, e) for r, e, _f in table if e.recall >= QUIET_MIN_RECALL]
+        rule, est = min(sensitive or [(r, e) for r, e, _f in table], key=lambda item: (item[1].flagged, -item[1].recall))
         reason = ("the dataset shows almost no duplicates: the rule that flags fewest images while finding "
-                  f"{QUIET_MIN_RECALL:.0%} or more of {calibrator.m} calibration copies")
+                  f"{QUIET_MIN_RECALL:.0%} or more of {calibrator.m} calibration copies" if sensitive else
+                  f"no rule finds {QUIET_MIN_RECALL:.0%} of {calibrator.m} calibration copies without matching "
+                  f"other images as often: the rule that flags fewest images (it finds {est.recall:.0%} of them)")
     elif fixed_cosine is None and fixed_correlation is None:
         rule, est, f1 = _with_joint_clause(calibrator, pi, (rule, est, f1), top)
         rule, est, f1 = _with_look_alike_check(calibrator, pi, (rule, est, f1), top)

@@ -95,3 +95,22 @@ def test_finding_ids_follow_contents_not_paths():
     first = run("leakage", CLEAN + [image("leak.jpg", "cat", "val", content="train/cat/1.jpg")])
     renamed = run("leakage", CLEAN + [image("renamed.jpg", "cat", "val", content="train/cat/1.jpg")])
     assert first.findings[0].id == renamed.findings[0].id
+
+
+def test_no_leak_found_by_a_nearly_blind_decision_warns_instead_of_passing():
+    """24 copies of one picture: no rule finds the calibration copies without matching everything, so the
+    decision's recall interval lies near 0 and "0 % leaked" proves nothing."""
+    from auditor.checks.base import Evidence
+    from auditor.checks.leakage import BLIND_RECALL, judge
+
+    def evidence(interval, percent=0.0):
+        return Evidence(summary="", metrics={
+            "groups": 0, "has_train": True, "per_split": {"val": {"percent": percent}},
+            "detection_quality": {"recall": interval[0], "recall_interval": list(interval)}}, findings=[])
+
+    blind = judge(evidence((0.0, BLIND_RECALL - 0.1)), Policy())
+    assert blind.status == Status.WARN and "estimated recall" in blind.policy
+    assert judge(evidence((0.4, 0.9)), Policy()).status == Status.PASS
+    assert judge(evidence((0.0, 0.1), percent=50.0), Policy()).status == Status.FAIL
+    assert judge(Evidence(summary="", metrics={"groups": 0, "has_train": True, "per_split": {},
+                                               "detection_quality": None}, findings=[]), Policy()).status == Status.PASS
