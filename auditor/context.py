@@ -12,7 +12,7 @@ import numpy as np
 from auditor.backbones.registry import Backbone
 from auditor.encoding.cache import Cache
 from auditor.similarity.calibration import Calibration, calibrate, default_sample_images
-from auditor.config import AuditConfig
+from auditor.config import REFERENCE_SPLIT, AuditConfig
 from auditor.index.dataset import DatasetIndex, ImageRecord
 from auditor.similarity.duplicate_graph import DuplicateGraph, build_graph
 from auditor.encoding.encode import Encoded
@@ -164,6 +164,31 @@ class AuditContext:
     @cached_property
     def duplicate_graph(self) -> DuplicateGraph:
         return build_graph(self.unique_shas, self.encoded.scans, self.duplicate_decision)
+
+    @cached_property
+    def left_out_leaks(self) -> list[list[int]]:
+        """Held-out images the rule pairs with a training image but that the groups left alone (in no group: the
+        partner went into a clique they could not join entirely, e.g. with a mirrored look-alike of both): each
+        with its first training partner (node order), record positions, a group of its own. Such an image has its
+        own train duplicate, so `leakage` and `gap_attribution` count it; a held-out image inside some group keeps
+        that group's verdict (its left-out pairs are look-alikes' chains)."""
+        if self.index.reference_split is None:
+            return []
+        graph = self.duplicate_graph
+        chained = graph.chained_edges()
+        if not len(chained):
+            return []
+        grouped = {p for g in self.duplicate_groups for p in g}
+        positions_of = lambda node: self.positions_by_sha[graph.shas[int(node)]]
+        in_train = lambda p: self.records[p].split == REFERENCE_SPLIT
+        found: dict[tuple[int, ...], list[int]] = {}
+        for a, b in chained.tolist():
+            for held_node, train_node in ((a, b), (b, a)):
+                held = [p for p in positions_of(held_node) if not in_train(p)]
+                train = [p for p in positions_of(train_node) if in_train(p)]
+                if held and train and not grouped.intersection(positions_of(held_node)):
+                    found.setdefault(tuple(held), sorted(held + train))
+        return sorted(found.values())
 
     @property
     def duplicate_groups(self) -> list[list[int]]:

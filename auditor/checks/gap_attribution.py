@@ -126,7 +126,7 @@ def duplicate_kinds(ctx: AuditContext, train: list[int], val: list[int]) -> dict
     duplicate with the same label) or "clean" (no train duplicate)."""
     train_set, val_set = set(train), set(val)
     kinds = {p: "clean" for p in val}
-    for group in ctx.duplicate_groups:
+    for group in ctx.duplicate_groups + ctx.left_out_leaks:  # the leaks `leakage` counts
         train_labels = {ctx.records[p].label for p in group if p in train_set}
         if not train_labels:
             continue

@@ -16,7 +16,8 @@ from auditor.report import Finding, Severity, Status
 
 
 def leaking_groups(ctx: AuditContext) -> list[list[int]]:
-    return [g for g in ctx.duplicate_groups if len({ctx.records[p].split for p in g}) > 1]
+    groups = [g for g in ctx.duplicate_groups if len({ctx.records[p].split for p in g}) > 1]
+    return groups + ctx.left_out_leaks
 
 
 def leaked_positions(ctx: AuditContext) -> dict[str, set[int]]:

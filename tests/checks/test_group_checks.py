@@ -114,3 +114,32 @@ def test_no_leak_found_by_a_nearly_blind_decision_warns_instead_of_passing():
     assert judge(evidence((0.0, 0.1), percent=50.0), Policy()).status == Status.FAIL
     assert judge(Evidence(summary="", metrics={"groups": 0, "has_train": True, "per_split": {},
                                                "detection_quality": None}, findings=[]), Policy()).status == Status.PASS
+
+
+def test_a_held_out_image_the_groups_left_alone_still_leaks_through_its_own_pair():
+    """val/v pairs with train/t, but t went into a clique (t, t2, val/w) that v cannot join entirely: v is in no
+    group, yet it has its own train duplicate. A held-out image inside a group keeps that group's verdict."""
+    import numpy as np
+
+    ctx = synthetic_context([image("t.jpg", "cat"), image("t2.jpg", "cat"), image("w.jpg", "cat", "val"),
+                             image("v.jpg", "cat", "val"), image("u.jpg", "cat", "val")])
+    shas = ctx.unique_shas
+    node = {ctx.records[p].path: shas.index(ctx.encoded.record_sha[p]) for p in range(len(ctx.records))}
+
+    class Graph:  # the clique split's outcome: one group, and the accepted pairs it left out
+        def __init__(self):
+            self.shas = shas
+
+        def components(self, kinds):
+            return [[node["train/cat/t.jpg"], node["train/cat/t2.jpg"], node["val/cat/w.jpg"]]]
+
+        def chained_edges(self):
+            return np.array([[node["train/cat/t.jpg"], node["val/cat/v.jpg"]],  # v alone: a leak of its own
+                             [node["val/cat/w.jpg"], node["train/cat/t2.jpg"]]])  # inside the group already
+
+    ctx.__dict__["duplicate_graph"] = Graph()
+    left_out = [[ctx.records[p].path for p in group] for group in ctx.left_out_leaks]
+    assert left_out == [["train/cat/t.jpg", "val/cat/v.jpg"]]
+    from auditor.checks.leakage import leaked_positions
+
+    assert {ctx.records[p].path for p in leaked_positions(ctx)["val"]} == {"val/cat/w.jpg", "val/cat/v.jpg"}
