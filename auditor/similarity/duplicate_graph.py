@@ -140,6 +140,18 @@ class DuplicateGraph:
         outside = self.near() & ((group_of[self.a] < 0) | (group_of[self.a] != group_of[self.b]))
         return np.stack([self.a[outside], self.b[outside]], axis=1)
 
+    def chained_edges_on_both_tiers(self) -> np.ndarray:
+        """The chained edges (`chained_edges`) that what the images show (the embedding tier) and how their pixels
+        align or hash (the pixel tier, the hashes) accept alike: look-alikes pass one tier, rarely both."""
+        chained = self.chained_edges()
+        if not len(chained):
+            return chained
+        edge = np.searchsorted(self.a * len(self.shas) + self.b, chained[:, 0] * len(self.shas) + chained[:, 1])
+        kinds = self.kinds[edge]
+        pixel_side = KIND_BIT["correlation"] | KIND_BIT["hash"]
+        both = ((kinds & KIND_BIT["embedding"]) != 0) & ((kinds & pixel_side) != 0)
+        return chained[both]
+
     def evidence_within(self, nodes: list[int]) -> list[tuple[int, int, dict[str, Any]]]:
         """The edges between these nodes, in (a, b) order: read from each node's own edges (a contiguous run of
         the sorted edges), so asking for every group costs O(edges) in all, not O(edges) per group. Groups are

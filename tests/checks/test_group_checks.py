@@ -117,8 +117,9 @@ def test_no_leak_found_by_a_nearly_blind_decision_warns_instead_of_passing():
 
 
 def test_a_held_out_image_the_groups_left_alone_still_leaks_through_its_own_pair():
-    """val/v pairs with train/t, but t went into a clique (t, t2, val/w) that v cannot join entirely: v is in no
-    group, yet it has its own train duplicate. A held-out image inside a group keeps that group's verdict."""
+    """val/v pairs with train/t on both tiers, but t went into a clique (t, t2, val/w) that v cannot join
+    entirely: v is in no group, yet it has its own train duplicate. A held-out image inside a group keeps that
+    group's verdict."""
     import numpy as np
 
     ctx = synthetic_context([image("t.jpg", "cat"), image("t2.jpg", "cat"), image("w.jpg", "cat", "val"),
@@ -133,7 +134,7 @@ def test_a_held_out_image_the_groups_left_alone_still_leaks_through_its_own_pair
         def components(self, kinds):
             return [[node["train/cat/t.jpg"], node["train/cat/t2.jpg"], node["val/cat/w.jpg"]]]
 
-        def chained_edges(self):
+        def chained_edges_on_both_tiers(self):
             return np.array([[node["train/cat/t.jpg"], node["val/cat/v.jpg"]],  # v alone: a leak of its own
                              [node["val/cat/w.jpg"], node["train/cat/t2.jpg"]]])  # inside the group already
 

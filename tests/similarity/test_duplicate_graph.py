@@ -217,6 +217,17 @@ def test_accepted_pairs_outside_the_groups_are_the_chained_ones():
     assert graph.chained_edges().tolist() == []
 
 
+def test_chained_pairs_on_both_tiers_need_the_embedding_and_a_pixel_or_hash_tier():
+    # Groups {A, B}, {D, E}; chained: B–C (embedding and correlation), A–F (embedding and hash), D–G (correlation and
+    # hash: no embedding), E–H (embedding only).
+    E, C, H = KIND_BIT["embedding"], KIND_BIT["correlation"], KIND_BIT["hash"]
+    graph = DuplicateGraph.from_pairs(list("ABCDEFGH"), [0, 1, 0, 3, 3, 4], [1, 2, 5, 4, 6, 7],
+                                      [E, E | C, E | H, E, C | H, E])
+    graph.near_groups = [[0, 1], [3, 4]]
+    assert graph.chained_edges().tolist() == [[0, 5], [1, 2], [3, 6], [4, 7]]
+    assert graph.chained_edges_on_both_tiers().tolist() == [[0, 5], [1, 2]]
+
+
 @pytest.mark.parametrize("min_cosine", [None, 0.9])
 def test_each_edges_kinds_are_its_pairs_kinds_judged_one_pair_at_a_time(family, embeddings, min_cosine):
     # The graph packs kinds into bits from masks computed for all pairs at once (DuplicateDecision.kind_masks);
