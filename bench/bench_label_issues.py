@@ -2,7 +2,7 @@
 
     python bench/bench_label_issues.py [--shared ../shared/datasets] [--work /tmp/auditor_bench_label]
         [--cache-dir /tmp/auditor_bench_cache] [--datasets photos,photos_32,photos_64,digits_32]
-        [--rates 0,0.005,0.02,0.05,0.10] [--seeds 0,1] [--cap N] [--scale 100000]
+        [--rates 0,0.005,0.02,0.05,0.10] [--seeds 0,1] [--flip-kind uniform|pair] [--cap N] [--scale 100000]
 
 Datasets (made once under --work, embedded once into the cache):
 
@@ -13,7 +13,8 @@ Datasets (made once under --work, embedded once into the cache):
 - `digits_32`, `digits_16`: scikit-learn's 1 797 handwritten digits upscaled to 32 / 16 px PNG (10 classes, a
   different domain; at 16 px a weaker probe).
 
-For each flip rate (share of images given another class, uniformly, seeded) it rewrites the index — no file is
+For each flip rate (share of images given another class, uniformly or, with `--flip-kind pair`, always the class
+whose mean embedding is nearest its own, seeded) it rewrites the index — no file is
 copied or moved — and prints per row: the planted share of wrong labels; the check's estimate with its 95 %
 interval and whether it is supported; how far off it is (×, estimate over planted); precision and recall of
 the strong-evidence findings (warnings) and of every probably-mislabelled image; the probe's out-of-fold
@@ -112,16 +113,39 @@ def dataset_index(name: str, shared: Path, work: Path, config: AuditConfig) -> D
     return DatasetIndex(root=work, layout="splits", records=records)
 
 
-def flipped(index: DatasetIndex, rate: float, seed: int) -> tuple[DatasetIndex, set[int]]:
+def flipped(index: DatasetIndex, rate: float, seed: int,
+            partner: dict[str, str] | None = None) -> tuple[DatasetIndex, set[int]]:
+    """The index with `rate` of its images given another class: uniformly among the others, or with `partner`
+    always the image's class's partner (noise concentrated on confusable pairs, as human labelling errors are)."""
     rng = np.random.default_rng(seed)
     classes = index.classes
     count = int(round(rate * len(index.records)))
     chosen = rng.choice(len(index.records), size=count, replace=False)
     records = list(index.records)
     for position in chosen:
-        others = [c for c in classes if c != records[position].label]
+        label = records[position].label
+        if partner is not None:
+            records[position] = dataclasses.replace(records[position], label=partner[label])
+            continue
+        others = [c for c in classes if c != label]
         records[position] = dataclasses.replace(records[position], label=str(rng.choice(others)))
     return DatasetIndex(root=index.root, layout=index.layout, records=records), set(int(p) for p in chosen)
+
+
+def confusable_partners(ctx: AuditContext) -> dict[str, str]:
+    """Each class's partner: the class whose mean unit embedding is nearest to its own (ties: the first in the
+    class order), e.g. cats → dogs, ants → bees. Pair flips move labels along these."""
+    index, encoded = ctx.index, ctx.encoded
+    classes = index.classes
+    shas = [encoded.record_sha[p] for p in range(len(index.records))]
+    known = [p for p, sha in enumerate(shas) if sha in encoded.embeddings]
+    vectors = ctx.unit_embeddings([shas[p] for p in known]).astype(np.float64)
+    labels = np.array([classes.index(index.records[p].label) for p in known])
+    means = np.stack([vectors[labels == k].mean(axis=0) for k in range(len(classes))])
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    similarity = means @ means.T
+    np.fill_diagonal(similarity, -np.inf)
+    return {c: classes[int(np.argmax(similarity[k]))] for k, c in enumerate(classes)}
 
 
 def precision_recall(flagged: set[int], truth: set[int]) -> tuple[float, float, int]:
@@ -252,6 +276,9 @@ def main() -> None:
     parser.add_argument("--embedding-input-size", type=int, default=None,
                         help="backbone input side in px (default: the audit's own choice, smaller for small images)")
     parser.add_argument("--seeds", default="0,1", help="flip seeds; one row each, then their mean")
+    parser.add_argument("--flip-kind", choices=("uniform", "pair"), default="uniform",
+                        help="uniform: to any other class; pair: always to the class whose mean embedding is "
+                             "nearest (cats → dogs), the concentrated noise of human labelling")
     parser.add_argument("--cap", type=int, default=None,
                         help="fit each fold's probe on at most this many images (default: the product's cap)")
     parser.add_argument("--scale", type=int, default=0,
@@ -283,12 +310,17 @@ def main() -> None:
         print(f"\n## {name}: {len(index.records)} images, classes {', '.join(index.classes)}, embedded at "
               f"{backbone.input_size} px "
               f"(encode {time.perf_counter() - started:.0f} s, {int(encoded.stats['embeddings_computed'])} embedded)")
+        partner = None
+        if args.flip_kind == "pair":
+            partner = confusable_partners(AuditContext(index=index, config=config, encoded=encoded,
+                                                       backbone=backbone, cache=cache))
+            print("flips go to the partner class: " + ", ".join(f"{a} → {b}" for a, b in partner.items()))
         print(header)
         reference, all_seconds = None, []
         for rate in rates:
             results = []
             for seed in seeds:
-                noisy, truth = flipped(index, rate, seed) if rate > 0 else (index, set())
+                noisy, truth = flipped(index, rate, seed, partner) if rate > 0 else (index, set())
                 ctx = AuditContext(index=noisy, config=config.replace(seed=seed), encoded=encoded, backbone=backbone,
                                    cache=cache)
                 results.append(evaluate(ctx, truth))

@@ -84,6 +84,10 @@ def compute(ctx: AuditContext) -> Evidence:
         "noise_rate_interval": [round(low, 5), round(high, 5)],
         "noise_rate_profile_interval": [round(noise.interval[0], 5), round(noise.interval[1], 5)],
         "noise_rate_level": noise.level,
+        # the check of the estimate's assumption: the rate read as if wrong labels concentrated between classes
+        "noise_rate_if_concentrated": (None if analysis.concentrated is None else {
+            "rate": round(analysis.concentrated.rate, 5),
+            "interval": [round(v, 5) for v in analysis.concentrated.interval]}),
         "noise_model_temperature": round(noise.temperature, 4),
         "noise_fit_samples": noise.samples,
         "estimated_noise_percent": round(100 * noise.rate, 2),

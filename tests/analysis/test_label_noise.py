@@ -8,6 +8,8 @@ failure of confident learning's count this module replaces).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,41 @@ def test_bad_input_is_refused():
         ln.estimate_noise_rate(np.zeros((0, 2)), np.zeros(0, dtype=int))
     with pytest.raises(ValueError):
         ln.estimate_noise_rate(np.ones((5, 1)), np.zeros(5, dtype=int))
+
+
+@functools.lru_cache(maxsize=None)
+def _pairs_world(kind: str, rate: float, seed: int = 0, n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Four classes in two close pairs (like cats/dogs and ants/bees), labels moved at `rate` to the class's partner
+    (`pair`) or to any other class (`uniform`), and a real out-of-fold logistic probe trained on those labels."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    rng = np.random.default_rng(seed)
+    centres = np.repeat(rng.normal(size=(2, 16)) * 3.0, 2, axis=0) + rng.normal(size=(4, 16)) * 0.5
+    true = np.repeat(np.arange(4), n)
+    x = centres[true] + rng.normal(size=(len(true), 16))
+    labels = true.copy()
+    flip = rng.random(len(true)) < rate
+    labels[flip] = (np.array([1, 0, 3, 2])[true[flip]] if kind == "pair"
+                    else (true[flip] + rng.integers(1, 4, flip.sum())) % 4)
+    probs = cross_val_predict(LogisticRegression(max_iter=2000), x, labels, cv=5, method="predict_proba")
+    return probs, labels
+
+
+def test_flips_that_all_go_to_the_nearest_class_are_read_by_the_concentrated_model_and_unsupport_the_estimate():
+    # The probe learns flips that always go one way as its own confusion of the two classes: the estimate, which
+    # spreads wrong labels over the other classes, reads almost none of 10 %; the reading with a destination per
+    # class sees them, and the estimate is then not supported.
+    probs, labels = _pairs_world("pair", 0.10)
+    estimate, concentrated = ln.estimate_noise_rate(probs, labels), ln.estimate_concentrated_noise(probs, labels)
+    assert estimate.interval[1] < 0.03 and concentrated.interval[0] > 0.06
+    supported, reason = la.support(estimate, 0.9, concentrated=concentrated)
+    assert not supported and "concentrated between similar classes" in reason
+
+
+@pytest.mark.parametrize("kind, rate", [("uniform", 0.0), ("uniform", 0.10), ("pair", 0.0)])
+def test_where_wrong_labels_spread_or_there_are_none_the_concentrated_reading_agrees(kind, rate):
+    probs, labels = _pairs_world(kind, rate)
+    estimate, concentrated = ln.estimate_noise_rate(probs, labels), ln.estimate_concentrated_noise(probs, labels)
+    assert concentrated.interval[0] <= estimate.interval[1] + la.CONCENTRATION_MARGIN
+    assert la.support(estimate, 0.9, concentrated=concentrated) == la.support(estimate, 0.9)
