@@ -221,22 +221,25 @@ def expected_accuracy(probs: np.ndarray, labels: np.ndarray, estimate: NoiseEsti
 # Wrong labels concentrated between similar classes (cats ↔ dogs), as human labelling errors are. The model above
 # sends a wrong label to each other class alike: flips that all go one way look to it like the probe's own
 # confusion of those classes (native photos, 10 % of labels moved to the nearest class: 0.0 % [0, 0.34]). The
-# same model with a destination per class, P(label = j | true i ≠ j) = η·D[i, j] (D by EM), reads those flips
-# (10.1 % [9.3, 11.1]) but also reads part of the probe's pair-specific confusion as noise (clean 32 px photos:
-# up to 1.9 % [1.1, 2.7]), so it is not the estimate: it is the check of the estimate's assumption
-# (bench/bench_label_issues.py --flip-kind pair; README).
-# Coarser grids than the estimate's (it is a check, and it runs EM at every grid point): 7 temperatures 2.5× apart,
-# 33 rates 28 % apart, 12 EM steps for the destinations from uniform ones.
-CONCENTRATED_TEMPERATURES = TEMPERATURES[::8]
-CONCENTRATED_RATES = RATES[::3]
-CONCENTRATED_ITERATIONS = 12
+# same model with a destination per class, P(label = j | true i ≠ j) = η·D[i, j] (D by EM), reads those flips, but
+# it also reads part of the probe's pair-specific confusion as noise (clean 32 px photos: up to 2.2 % [0.4, 3.1]),
+# so it is not the estimate: it checks the estimate's assumption (labels.support; README, "Wrong labels
+# concentrated between similar classes").
+# Grids for this reading (it runs EM at every grid point): 9 temperatures 13 % apart around the estimate's own (a
+# coarse grid over all of them left the probe miscalibrated, and its miscalibration read as noise: clean 32 px
+# photos 3.2 % [2.1, 3.9] with temperatures 2.5× apart), 49 rates 19 % apart, 15 EM steps from uniform destinations.
+CONCENTRATED_TEMPERATURE_STEPS = np.geomspace(0.6, 1.6, 9)
+CONCENTRATED_RATES = RATES[::2]
+CONCENTRATED_ITERATIONS = 15
 CONCENTRATED_MAX_CLASSES = 20  # (rates × samples × classes) arrays, classes² destinations: bounded here
 
 
-def estimate_concentrated_noise(probs: np.ndarray, labels: np.ndarray, level: float = 0.95) -> NoiseEstimate:
+def estimate_concentrated_noise(probs: np.ndarray, labels: np.ndarray, temperature: float,
+                                level: float = 0.95) -> NoiseEstimate:
     """The noise rate when each class's wrong labels may go to the other classes in any proportion (a destination
-    row D[i] per class, fitted by EM at every rate and temperature on the grids): maximum likelihood and the
-    profile-likelihood interval (grid points, D and T profiled out). `temperature` is the best one on the grid."""
+    row D[i] per class, fitted by EM at every rate and temperature on the grids, the temperatures around
+    `temperature`, the estimate's): maximum likelihood and the profile-likelihood interval (D and T profiled out).
+    `temperature` of the result is the best one on the grid."""
     from scipy.stats import chi2
 
     probs = np.asarray(probs, dtype=float)
@@ -247,15 +250,15 @@ def estimate_concentrated_noise(probs: np.ndarray, labels: np.ndarray, level: fl
     rates = CONCENTRATED_RATES[:, None]
     profile = np.full(len(CONCENTRATED_RATES), -np.inf)
     temperature_of = np.zeros(len(CONCENTRATED_RATES))
-    for temperature in CONCENTRATED_TEMPERATURES:
-        q = tempered(probs, temperature)
+    for step in CONCENTRATED_TEMPERATURE_STEPS:
+        q = tempered(probs, temperature * step)
         q_label = q[rows, labels][None]
         destinations = np.full((len(CONCENTRATED_RATES), n_classes, n_classes), 1.0 / (n_classes - 1))
         destinations[:, np.arange(n_classes), np.arange(n_classes)] = 0.0
-        for step in range(CONCENTRATED_ITERATIONS + 1):
+        for iteration in range(CONCENTRATED_ITERATIONS + 1):
             arriving = np.matmul(q[None], destinations)[:, rows, labels]  # Σ_i q_i D[i, label]: (rates, n)
             likelihood = np.maximum((1.0 - rates) * q_label + rates * arriving, EPS)
-            if step == CONCENTRATED_ITERATIONS:
+            if iteration == CONCENTRATED_ITERATIONS:
                 break
             # E: how likely each other class is the true one; M: D[i, j] ∝ those responsibilities where labelled j.
             responsibility = (rates[:, :, None] * q.T[None] * destinations[:, :, labels]) / likelihood[:, None, :]
@@ -266,10 +269,15 @@ def estimate_concentrated_noise(probs: np.ndarray, labels: np.ndarray, level: fl
             destinations[:, np.arange(n_classes), np.arange(n_classes)] = 0.0
         log_likelihood = np.log(likelihood).sum(axis=1)
         better = log_likelihood > profile
-        profile[better], temperature_of[better] = log_likelihood[better], temperature
+        profile[better], temperature_of[better] = log_likelihood[better], temperature * step
     best = int(np.argmax(profile))
-    inside = np.flatnonzero(profile >= profile[best] - chi2.ppf(level, 1) / 2.0)
-    return NoiseEstimate(rate=float(CONCENTRATED_RATES[best]),
-                         interval=(float(CONCENTRATED_RATES[inside.min()]), float(CONCENTRATED_RATES[inside.max()])),
+    cut = profile[best] - chi2.ppf(level, 1) / 2.0
+    inside = np.flatnonzero(profile >= cut)
+    low_i, high_i, last = int(inside.min()), int(inside.max()), len(CONCENTRATED_RATES) - 1
+    # Where the profile crosses the cut between grid points (the estimate's way): the grid is coarse, and a grid
+    # point's end would make the interval narrower than the data say (a check must not overstate its low end).
+    low = 0.0 if low_i == 0 else _crossing(CONCENTRATED_RATES, profile, low_i - 1, low_i, cut)
+    high = MAX_RATE if high_i == last else _crossing(CONCENTRATED_RATES, profile, high_i, high_i + 1, cut)
+    return NoiseEstimate(rate=float(CONCENTRATED_RATES[best]), interval=(low, high),
                          level=level, temperature=float(temperature_of[best]), samples=n, n_classes=n_classes,
                          log_likelihood_gain=max(0.0, float(profile[best] - profile[0])))

@@ -67,9 +67,10 @@ NOISE_FIT_MAX_SAMPLES = 50_000  # the rate is fitted on at most this many sample
 # label_noise.CONCENTRATED_MAX_CLASSES classes …
 CONCENTRATED_MAX_SAMPLES = 5_000
 # … contradicts the estimate when its whole interval lies more than this above the estimate's: then the estimate is
-# not supported. Measured (bench_label_issues.py, seeds 0–1): flips concentrated on the nearest class at 5 and 10 %
-# are caught on native and 32 px photos (estimated 0.0–0.1 % before), at 2 % on 32 px photos; no cell with flips
-# spread over the classes, nor a clean one, is caught (clean 32 px photos, seed 1: 1.10 against 0.23 + 1 point).
+# not supported. Measured (bench_label_issues.py --flip-kind pair / uniform, photos native, 64 px, 32 px, digits
+# 32 px, seeds 0–1): flips all moved to the nearest class are caught at 5 and 10 % on every photo set (estimated
+# 0.0–0.4 % before), at 2 % on 32 px photos and on one 64 px seed, at 10 % on digits; not at 2 % on native photos
+# (1.0–1.2 %) nor at 5 % on digits (2.8–3.0 %); no clean cell and no cell of flips spread over the classes is caught.
 CONCENTRATION_MARGIN = 0.01
 
 # Supported: the interval of the noise rate is at most 2 points wide, or no wider than the estimate itself
@@ -537,16 +538,16 @@ def fit_noise(probs: np.ndarray, labels: np.ndarray, seed: int,
     return label_noise.estimate_noise_rate(probs, labels)
 
 
-def fit_concentrated_noise(probs: np.ndarray, labels: np.ndarray, seed: int,
+def fit_concentrated_noise(probs: np.ndarray, labels: np.ndarray, seed: int, temperature: float,
                            max_samples: int = CONCENTRATED_MAX_SAMPLES) -> label_noise.NoiseEstimate | None:
-    """The rate read as if wrong labels concentrated between classes, on at most `max_samples` samples (seeded);
-    None above label_noise.CONCENTRATED_MAX_CLASSES classes."""
+    """The rate read as if wrong labels concentrated between classes, on at most `max_samples` samples (seeded),
+    temperatures around the estimate's; None above label_noise.CONCENTRATED_MAX_CLASSES classes."""
     if probs.shape[1] > label_noise.CONCENTRATED_MAX_CLASSES or probs.shape[1] < 3:
         return None  # two classes: a wrong label has one destination, the estimate already reads it
     if len(labels) > max_samples:
         chosen = np.sort(np.random.default_rng(seed + 1).choice(len(labels), size=max_samples, replace=False))
-        return label_noise.estimate_concentrated_noise(probs[chosen], labels[chosen])
-    return label_noise.estimate_concentrated_noise(probs, labels)
+        return label_noise.estimate_concentrated_noise(probs[chosen], labels[chosen], temperature)
+    return label_noise.estimate_concentrated_noise(probs, labels, temperature)
 
 
 def content_vectors(ctx, contents: list[str]) -> np.ndarray:
@@ -620,7 +621,7 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
     accuracy = float((probs.argmax(axis=1) == unit_labels).mean())
     true_accuracy = label_noise.expected_accuracy(probs, unit_labels, noise, wrong)
     started = time.perf_counter()
-    concentrated = fit_concentrated_noise(probs, unit_labels, seed)
+    concentrated = fit_concentrated_noise(probs, unit_labels, seed, noise.temperature)
     concentrated_seconds = time.perf_counter() - started
     supported, reason = support(noise, true_accuracy, config.label_min_probe_accuracy, concentrated)
     reported = noise.interval

@@ -155,7 +155,8 @@ def test_flips_that_all_go_to_the_nearest_class_are_read_by_the_concentrated_mod
     # spreads wrong labels over the other classes, reads almost none of 10 %; the reading with a destination per
     # class sees them, and the estimate is then not supported.
     probs, labels = _pairs_world("pair", 0.10)
-    estimate, concentrated = ln.estimate_noise_rate(probs, labels), ln.estimate_concentrated_noise(probs, labels)
+    estimate = ln.estimate_noise_rate(probs, labels)
+    concentrated = ln.estimate_concentrated_noise(probs, labels, estimate.temperature)
     assert estimate.interval[1] < 0.03 and concentrated.interval[0] > 0.06
     supported, reason = la.support(estimate, 0.9, concentrated=concentrated)
     assert not supported and "concentrated between similar classes" in reason
@@ -164,6 +165,7 @@ def test_flips_that_all_go_to_the_nearest_class_are_read_by_the_concentrated_mod
 @pytest.mark.parametrize("kind, rate", [("uniform", 0.0), ("uniform", 0.10), ("pair", 0.0)])
 def test_where_wrong_labels_spread_or_there_are_none_the_concentrated_reading_agrees(kind, rate):
     probs, labels = _pairs_world(kind, rate)
-    estimate, concentrated = ln.estimate_noise_rate(probs, labels), ln.estimate_concentrated_noise(probs, labels)
+    estimate = ln.estimate_noise_rate(probs, labels)
+    concentrated = ln.estimate_concentrated_noise(probs, labels, estimate.temperature)
     assert concentrated.interval[0] <= estimate.interval[1] + la.CONCENTRATION_MARGIN
     assert la.support(estimate, 0.9, concentrated=concentrated) == la.support(estimate, 0.9)
