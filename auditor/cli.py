@@ -327,7 +327,8 @@ def _guarded(work: Callable[[], int]) -> int:
             _stderr(f"Tip: {exc.tip}")
         return EXIT_ERROR
     except KeyboardInterrupt:
-        _stderr("interrupted: finished work is kept in the cache; run again to resume")
+        _stderr("interrupted: work finished before this point is kept in the cache (not with --no-cache); "
+                "run again to resume")
         return EXIT_ERROR
     except Exception as exc:  # the last resort: never a traceback for users
         if os.environ.get("AUDITOR_DEBUG"):

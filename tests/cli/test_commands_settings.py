@@ -149,3 +149,18 @@ def test_reports_and_cache_beside_the_dataset_or_in_a_manifests_root_are_allowed
     (data / "m.csv").write_text("path,label,split\ncat/0.jpg,cat,train\n")  # a manifest's files are only read
     result = invoke("audit", data, "--manifest", data / "m.csv", "--out", data / "reports")
     assert result.exit_code == CAPTURED, result.output
+
+
+def test_an_interrupt_is_one_line_and_exit_2_and_does_not_promise_a_cache_it_may_not_have():
+    from auditor import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert cli._guarded(interrupted) == 2
+    assert err.getvalue().count("\n") == 1 and "not with --no-cache" in err.getvalue()
