@@ -121,7 +121,8 @@ def run_split(dataset_dir: Path, config, options: SplitOptions, progress=None, c
     written = [Path(options.output)]
     if options.materialize is not None:
         stats["materialized"] = _materialize(ctx, plan, options)
-    exit_code = EXIT_OK if verification["clean"] else EXIT_FAILED  # written, but a re-audit may find a leak
+    # Written, but a re-audit may find a leak, or a split is left empty.
+    exit_code = EXIT_OK if verification["clean"] and not stats["empty_splits"] else EXIT_FAILED
     after = stats["after"]
     if after["leaks"]["groups_spanning_splits"] or after["conflicts"]["groups"]:  # impossible by construction
         stats["warnings"].insert(0, "internal error: the written split still has a leak or a conflict; please report it")

@@ -50,6 +50,13 @@ def split_statistics(plan: SplitPlan) -> dict:
     stats["sizes"] = {s: {"before": before_sizes.get(s, {}).get("images", 0),
                           "after": stats["after"]["splits"].get(s, {}).get("images", 0)}
                       for s in sorted(set(before_sizes) | set(plan.splits), key=split_sort_key)}
+    # A split left without any image (every image of the dataset one picture, or conflicting copies): the CSV is
+    # written, but nothing can be trained or measured on it — said first, and the command exits 1.
+    stats["empty_splits"] = [s for s in plan.splits if not stats["after"]["splits"].get(s, {}).get("images", 0)]
+    for split in stats["empty_splits"]:
+        stats["warnings"].append(f"{split} is empty after the split ({stats['sizes'].get(split, {}).get('before', 0)} "
+                                 f"images before, {len(kept)} of {len(items)} kept in all): nothing can be "
+                                 f"{'trained' if split == plan.reference else 'measured'} on it")
     if not request.keep_existing:
         stats["targets"] = _targets(plan, kept)
         stats["warnings"].extend(_explain(plan, kept, stats["targets"]))

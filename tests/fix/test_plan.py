@@ -195,3 +195,13 @@ def test_the_csv_does_not_depend_on_python_hash_randomisation():
                               env={"PYTHONHASHSEED": seed, "PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}).stdout
                for seed in ("1", "2")]
     assert outputs[0] == outputs[1] and len(outputs[0].split()) == 2
+
+
+def test_a_split_left_empty_is_said_first():
+    # One picture filed as a and as b, in train and val: both copies are excluded, nothing is left anywhere.
+    items = [Item("train/a/1.jpg", "a", "train", duplicate_group="g"), Item("val/b/1.jpg", "b", "val", duplicate_group="g")]
+    stats = split_statistics(plan_split(items, SplitRequest(fractions=None)))
+    assert stats["empty_splits"] == ["train", "val"]
+    assert stats["warnings"][0].startswith("train is empty after the split (1 images before, 0 of 2 kept in all)")
+    clean = [Item("train/a/1.jpg", "a", "train"), Item("val/a/2.jpg", "a", "val")]
+    assert split_statistics(plan_split(clean, SplitRequest(fractions=None)))["empty_splits"] == []
