@@ -251,21 +251,22 @@ def _file_enables_finetune(flags: Flags) -> bool:
 
 
 def _require_writable(config, manifest_file: Path | None = None, baseline_file: Path | None = None,
-                      datasets: list[Path] = (), out: Path | None = None) -> None:
+                      datasets: list[Path] | None = None, out: Path | None = None) -> None:
     """Check every place the command will write, before any work: a bad path must not cost an audit. Nothing
     may be written inside the `datasets` (the audited folder, and --against's)."""
     from auditor.atomic import refuse_inside, require_writable_folder
 
+    datasets = datasets or []
     if out is not None:
-        refuse_inside(out, list(datasets), "the report folder",
+        refuse_inside(out, datasets, "the report folder",
                       "Pass --out with a folder outside the dataset, e.g. --out ../reports.")
     if config.use_cache and manifest_file is None:
-        refuse_inside(config.cache_dir, list(datasets), "the cache folder",
+        refuse_inside(config.cache_dir, datasets, "the cache folder",
                       "Pass --cache-dir with a folder outside the dataset (or --no-cache).")
         require_writable_folder(config.cache_dir, "cache folder", "--cache-dir (or --no-cache)")
     for path, what, flag in ((manifest_file, "the manifest", "--output"), (baseline_file, "the baseline", "--baseline")):
         if path is not None:
-            refuse_inside(path, list(datasets), what, f"Pass {flag} with a file outside the dataset.")
+            refuse_inside(path, datasets, what, f"Pass {flag} with a file outside the dataset.")
     for path, flag in ((manifest_file, "--output"), (baseline_file, "--baseline")):
         if path is not None:
             if Path(path).is_dir():

@@ -176,7 +176,7 @@ class AuditContext:
         if self.index.reference_split is None:
             return []
         graph = self.duplicate_graph
-        chained = graph.chained_edges_on_both_tiers()
+        chained = graph.chained_edges(both_tiers=True)
         if not len(chained):
             return []
         grouped = {p for g in self.duplicate_groups for p in g}

@@ -127,30 +127,22 @@ class DuplicateGraph:
         chosen = self.with_kinds(kinds)
         return connected(len(self.shas), np.stack([self.a[chosen], self.b[chosen]], axis=1))
 
-    def chained_edges(self) -> np.ndarray:
+    def chained_edges(self, both_tiers: bool = False) -> np.ndarray:
         """Accepted near-duplicate pairs left out of the groups: chains A≈B≈C with A≉C, which a group (every two
         members duplicates) cannot hold whole. Each is a pair the rule accepts between images that do not share a
         group: a look-alike that passes the rule, or a duplicate whose other duplicates the rule misses; on planted
-        truth (bench/bench_truth.py) they were look-alikes (see the README). (m, 2) array of (a, b), sorted."""
+        truth (bench/bench_truth.py) they were look-alikes (see the README). With `both_tiers`, only those that
+        what the images show (the embedding tier) and how their pixels align or hash accept alike: look-alikes pass
+        one tier, rarely both. (m, 2) array of (a, b), sorted."""
         if self.near_groups is None:
             return np.zeros((0, 2), np.int64)
         group_of = np.full(len(self.shas), -1, dtype=np.int64)
         for number, group in enumerate(self.near_groups):
             group_of[group] = number
         outside = self.near() & ((group_of[self.a] < 0) | (group_of[self.a] != group_of[self.b]))
+        if both_tiers:
+            outside &= self.with_kinds(["embedding"]) & self.with_kinds(["correlation", "hash"])
         return np.stack([self.a[outside], self.b[outside]], axis=1)
-
-    def chained_edges_on_both_tiers(self) -> np.ndarray:
-        """The chained edges (`chained_edges`) that what the images show (the embedding tier) and how their pixels
-        align or hash (the pixel tier, the hashes) accept alike: look-alikes pass one tier, rarely both."""
-        chained = self.chained_edges()
-        if not len(chained):
-            return chained
-        edge = np.searchsorted(self.a * len(self.shas) + self.b, chained[:, 0] * len(self.shas) + chained[:, 1])
-        kinds = self.kinds[edge]
-        pixel_side = KIND_BIT["correlation"] | KIND_BIT["hash"]
-        both = ((kinds & KIND_BIT["embedding"]) != 0) & ((kinds & pixel_side) != 0)
-        return chained[both]
 
     def evidence_within(self, nodes: list[int]) -> list[tuple[int, int, dict[str, Any]]]:
         """The edges between these nodes, in (a, b) order: read from each node's own edges (a contiguous run of

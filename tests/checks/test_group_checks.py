@@ -134,7 +134,8 @@ def test_a_held_out_image_the_groups_left_alone_still_leaks_through_its_own_pair
         def components(self, kinds):
             return [[node["train/cat/t.jpg"], node["train/cat/t2.jpg"], node["val/cat/w.jpg"]]]
 
-        def chained_edges_on_both_tiers(self):
+        def chained_edges(self, both_tiers=False):
+            assert both_tiers  # a pair on one tier only is not a leak of its own
             return np.array([[node["train/cat/t.jpg"], node["val/cat/v.jpg"]],  # v alone: a leak of its own
                              [node["val/cat/w.jpg"], node["train/cat/t2.jpg"]]])  # inside the group already
 

@@ -225,7 +225,7 @@ def test_chained_pairs_on_both_tiers_need_the_embedding_and_a_pixel_or_hash_tier
                                       [E, E | C, E | H, E, C | H, E])
     graph.near_groups = [[0, 1], [3, 4]]
     assert graph.chained_edges().tolist() == [[0, 5], [1, 2], [3, 6], [4, 7]]
-    assert graph.chained_edges_on_both_tiers().tolist() == [[0, 5], [1, 2]]
+    assert graph.chained_edges(both_tiers=True).tolist() == [[0, 5], [1, 2]]
 
 
 @pytest.mark.parametrize("min_cosine", [None, 0.9])
