@@ -351,7 +351,39 @@ def audit_main() -> None:
     run_as_program(audit_app)
 
 
-def run_as_program(application: Callable[[], None]) -> None:
+def _invoke(application: Callable[..., object]) -> object:
+    """Run the app and return its exit code (or a SystemExit message). Usage errors (an unknown option, a value of
+    the wrong type, a missing argument) are answered like every other error: one line and a tip, exit 2, not
+    click's usage block with a framed message."""
+    exceptions = _click_exceptions()
+    try:
+        result = application(standalone_mode=False)
+    except SystemExit as done:
+        return done.code
+    except exceptions.ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the bare command: its help is already printed
+            return exc.exit_code
+        context = getattr(exc, "ctx", None)
+        command = context.command_path if context is not None else "auditor"
+        _stderr(f"error: {exc.format_message()}")
+        _stderr(f"Tip: run '{command} --help' for its arguments and options.")
+        return EXIT_ERROR
+    except exceptions.Abort:
+        _stderr("interrupted")
+        return EXIT_ERROR
+    return result if isinstance(result, int) else 0
+
+
+def _click_exceptions():
+    """The click that Typer runs on: its own copy in recent Typer versions, the click package in older ones."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def run_as_program(application: Callable[..., object]) -> None:
     """Run a Typer app as this process's program and end the process as soon as it returns.
 
     When a command returns, its work is durable: reports are written atomically, every cache write was committed
@@ -362,11 +394,7 @@ def run_as_program(application: Callable[[], None]) -> None:
     from auditor.backbones.keras_import import skip_keras_optional_imports
 
     skip_keras_optional_imports()  # this process is auditor's own: its Keras needs no pandas or matplotlib
-    try:
-        application()
-        code: object = 0
-    except SystemExit as done:
-        code = done.code
+    code = _invoke(application)
     if isinstance(code, str):
         print(code, file=sys.stderr)
         code = 1

@@ -41,3 +41,23 @@ def test_the_audit_command_keeps_its_usage_exit_code():
     done = subprocess.run([sys.executable, "-m", "auditor", "audit", "/nonexistent/dataset"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_usage_errors_are_one_line_and_a_tip_with_exit_2():
+    for argv, said in ((["audit", "/tmp", "--bogus"], "No such option: --bogus"),
+                       (["audit", "--min-cosine", "abc", "/tmp"], "Invalid value for '--min-cosine'"),
+                       (["audit"], "Missing argument"),
+                       (["splitx"], "No such command 'splitx'")):
+        done = subprocess.run([sys.executable, "-m", "auditor", *argv], capture_output=True, text=True, timeout=120)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2, (argv, done.stderr)
+        assert lines[0].startswith("error: ") and said in lines[0], (argv, done.stderr)
+        assert len(lines) == 2 and lines[1].startswith("Tip: run '") and "--help" in lines[1], (argv, done.stderr)
+
+
+def test_help_and_the_bare_command_still_print_the_help():
+    shown = subprocess.run([sys.executable, "-m", "auditor", "audit", "--help"], capture_output=True, text=True,
+                           timeout=120)
+    assert shown.returncode == 0 and "dataset_dir" in shown.stdout.lower()
+    bare = subprocess.run([sys.executable, "-m", "auditor"], capture_output=True, text=True, timeout=120)
+    assert bare.returncode == 2 and "audit" in bare.stdout and "error" not in bare.stderr
