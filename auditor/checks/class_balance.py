@@ -8,6 +8,7 @@ import numpy as np
 from auditor.config import REFERENCE_SPLIT
 from auditor.context import AuditContext
 from auditor.checks.base import Check, Evidence, Verdict
+from auditor.checks.common import plural
 from auditor.config import Policy
 from auditor.report import Finding, Severity, Status, stable_finding_id
 
@@ -57,7 +58,8 @@ def compute(ctx: AuditContext) -> Evidence:
     findings = [missing_finding(split, c, missing_from_train=split == reference)
                 for split in splits for c in per_split[split]["missing_classes"]]
     ratio = per_split[reference]["imbalance_ratio"]
-    parts = [f"{len(classes)} classes; {reference} imbalance ratio {ratio:.1f}" if ratio else f"{len(classes)} classes"]
+    parts = [f"{plural(len(classes), 'class', 'classes')}; {reference} imbalance ratio {ratio:.1f}" if ratio
+             else plural(len(classes), "class", "classes")]
     for split, result in tests.items():
         if result["p_value"] is not None:
             parts.append(f"{split} vs {reference}: p = {result['p_value']:.2g}, V = {result['cramers_v']:.2f}")

@@ -18,11 +18,16 @@ STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red", S
 SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "dim"}
 
 
+def _count(n: int, word: str, plural_word: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (plural_word or word + 's')}"
+
+
 def build_renderable(report: Report, findings_per_check: int = 5) -> Group:
     report = printable_report(report)  # no name reaches the terminal raw (escapes, CR, bidi overrides)
     dataset = report.dataset
     split_text = ", ".join(
-        f"{name} {info['images']} images / {len(info['classes'])} classes" for name, info in dataset["splits"].items()
+        f"{name} {_count(info['images'], 'image')} / {_count(len(info['classes']), 'class', 'classes')}"
+        for name, info in dataset["splits"].items()
     )
     header = Text.assemble(
         ("auditor ", "bold"), (report.tool_version, "dim"), "  ",

@@ -80,3 +80,7 @@ def test_distribution_test_matches_scipy():
     assert result["chi2"] == pytest.approx(chi2, rel=1e-4) and result["p_value"] == pytest.approx(p, rel=1e-3)
     assert result["dof"] == dof
     assert distribution_test(np.array([5, 0]), np.array([0, 0]))["p_value"] is None
+
+
+def test_one_class_is_said_in_the_singular():
+    assert run(dataset({"a": 10}, {"a": 5})).summary.startswith("1 class;")

@@ -181,3 +181,12 @@ def test_a_label_the_font_cannot_draw_is_kept_as_text_without_a_warning():
         warnings.simplefilter("error")  # a warning would reach the user's terminal
         uri = class_balance_chart({"train": {"classes": {"🐜 ant": 3, "bee": 2}}, "val": {"classes": {"🐜 ant": 1, "bee": 1}}})
     assert "🐜" in base64.b64decode(uri.split(",", 1)[1]).decode("utf-8")
+
+
+def test_the_header_counts_one_image_and_one_class_in_the_singular(sample):
+    from auditor.formats.terminal import render_terminal
+
+    report, _ = sample
+    for text in (render_terminal(report, width=400), render_html(report)):
+        assert "train 3 images / 2 classes" in text and "val 1 image / 1 class" in text
+        assert "1 images" not in text and "1 classes" not in text
