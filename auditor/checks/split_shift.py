@@ -54,6 +54,11 @@ CLASS_CLASSIFIER_PERMUTATIONS = 49  # per shifted class: supporting evidence (th
 MAX_CLASSES_WITH_CLASSIFIER_P = 5  # … for at most this many classes, the most shifted first
 MAX_MMD_PERMUTATIONS = 20_000
 MIN_MMD_PERMUTATIONS = 999  # MMD permutations are cheap: never fewer, so its p-value is resolved finely
+# A cross-validated domain classifier can score well below chance: with few images, or when held-out images are
+# copies of training ones (a copy's twin sits in the other class of the training folds and pulls it the wrong way).
+# Printed bare, such an AUC reads as a malfunction, so the summary says what it means.
+BELOW_CHANCE_AUC = 0.4
+BELOW_CHANCE_NOTE = "below chance: no sign of shift; this low with few images or with copies of train images"
 LEAST_LIKE_SHOWN = 10  # held-out images listed as looking least like train
 MAX_PROPERTY_IMAGES = 20_000  # per side in the property-drift tests (seeded subsample; effects are per image)
 
@@ -408,8 +413,9 @@ def judge(evidence: Evidence, policy: Policy) -> Verdict:
         class_text = (f"{len(shifted_classes)} of {len(entry['per_class'])} classes shifted "
                       f"({', '.join(map(repr, shifted_classes))})"
                       if shifted_classes else f"no class shifted ({len(entry['per_class'])} tested)")
-        split_text = (f"domain classifier AUC {auc:.2f} (p = {_p_text(entry['domain_classifier']['p_value'])}), "
-                      f"MMD p = {_p_text(entry['mmd']['p_value'])}")
+        split_text = (f"domain classifier AUC {auc:.2f} (p = {_p_text(entry['domain_classifier']['p_value'])}"
+                      + (f"; {BELOW_CHANCE_NOTE}" if auc < BELOW_CHANCE_AUC else "")
+                      + f"), MMD p = {_p_text(entry['mmd']['p_value'])}")
         sentences.append(f"{split} {verdict} {REFERENCE_SPLIT}: {split_text}; {class_text}; "
                          + (drift_text if drift_text else "no property drift"))
     status = Status.FAIL if any_fail else Status.WARN if any_warn else Status.PASS

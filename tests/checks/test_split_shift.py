@@ -48,6 +48,27 @@ def _scan(i: int, width: int, brightness: float, fmt: str = "JPEG") -> ImageScan
                                                        "jpeg_quality": 90})
 
 
+def test_an_auc_far_below_chance_is_explained_not_printed_bare():
+    """Held-out images that are copies of training ones drive the cross-validated AUC far below 0.5."""
+    from auditor.checks import CHECKS
+    from tests.checks.synthetic_audit import synthetic_context
+
+    def summary(copies: bool) -> tuple[float, str]:
+        rng = np.random.default_rng(0)
+        train = rng.normal(size=(40, 64))
+        held_out = train[:20] if copies else rng.normal(size=(20, 64))
+        items = [{"path": f"train/{'ab'[i % 2]}/{i}.jpg", "label": "ab"[i % 2], "vector": v} for i, v in enumerate(train)]
+        items += [{"path": f"val/{'ab'[i % 2]}/{i}.jpg", "label": "ab"[i % 2], "split": "val", "vector": v}
+                  for i, v in enumerate(held_out)]
+        result = CHECKS["split_shift"].run(synthetic_context(items))
+        return result.metrics["per_split"]["val"]["domain_classifier"]["auc"], result.summary
+
+    auc, text = summary(copies=True)
+    assert auc < ss.BELOW_CHANCE_AUC and ss.BELOW_CHANCE_NOTE in text
+    auc, text = summary(copies=False)
+    assert auc >= ss.BELOW_CHANCE_AUC and "below chance" not in text
+
+
 def test_property_drift_flags_what_moved_and_nothing_else():
     rng = np.random.default_rng(4)
     reference = [_scan(i, int(rng.integers(400, 600)), float(rng.normal(110, 20))) for i in range(200)]
