@@ -7,7 +7,7 @@ from auditor.checks.common import group_id, members, percent, plural, quoted_pat
 from auditor.config import Policy
 from auditor.context import AuditContext
 from auditor.report import Finding, Severity, Status
-from auditor.similarity.describe import decision_text, detection_quality, interval_text, precision_text
+from auditor.similarity.describe import decision_text, detection_quality, precision_text, recall_text
 from auditor.similarity.duplicate_graph import ALL_KINDS, EXACT_KINDS
 
 NOT_NEAR = {"pixels", "bytes"}  # kinds of evidence that make a pair an exact copy, not a near-duplicate
@@ -98,7 +98,7 @@ def compute_near(ctx: AuditContext) -> Evidence:
     share = percent(redundant, len(ctx.usable_positions))
     quality = detection_quality(ctx, choice.near)
     threshold_text = decision_text(ctx)
-    quality_text = (f"; estimated recall {interval_text(quality['recall'], quality['recall_interval'])}"
+    quality_text = (f"; estimated recall {recall_text(quality)}"
                     + (precision_text(quality) if groups else ""))
     unreliable = [f"{name} tier not used ({tier['note']})" for name, tier in choice.tiers.items()
                   if not tier.get("used") and tier.get("note") not in (None, "no embeddings", "no hash matches")]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from auditor.checks.common import group_id, members, percent, plural, quoted_paths
 from auditor.config import REFERENCE_SPLIT
 from auditor.context import AuditContext
-from auditor.similarity.describe import decision_text, detection_quality, interval_text, precision_text
+from auditor.similarity.describe import decision_text, detection_quality, precision_text, recall_text
 from auditor.checks.base import Check, Evidence, Verdict, skipped
 from auditor.config import Policy
 from auditor.report import Finding, Severity, Status
@@ -91,7 +91,7 @@ def compute(ctx: AuditContext) -> Evidence:
                             for s, m in per_split.items())
         if quality is not None:
             summary += (f" (near duplicates at {decision_text(ctx)}: estimated recall "
-                        f"{interval_text(quality['recall'], quality['recall_interval'])}"
+                        f"{recall_text(quality)}"
                         + precision_text(quality) + ")")
         if chained:
             summary += (f"; {chained} of the leaked images also match images outside their group (look-alikes: "

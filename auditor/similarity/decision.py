@@ -169,9 +169,9 @@ class Estimate:
     flagged: int
     population: int
     duplicate_share: float  # π
-    # Recall measured on the dataset's own duplicates (Calibrator.dataset_recall): (estimate, low, high), or None;
-    # recall_interval then spans it and the copies' own interval, which is kept here.
-    dataset_recall: tuple[float, float, float] | None = None
+    # Recall measured on the dataset's own duplicates (Calibrator.dataset_recall): (estimate, low, high, images the
+    # reference rule flags), or None; recall_interval then spans it and the copies' own interval, kept here.
+    dataset_recall: tuple[float, float, float, int] | None = None
     copies_recall_interval: tuple[float, float] | None = None
     # How many independent copies the copies' recall interval is worth (between the number of sources and of copies).
     effective_copies: float | None = None
@@ -179,7 +179,7 @@ class Estimate:
     duplicate_share_source: str | None = None  # what π was read from: SHARE_FROM_TIERS or SHARE_FROM_COPIES
     precision_note: str | None = None  # why precision is None although images are flagged (PRECISION_…)
 
-    def with_dataset_recall(self, dataset_recall: tuple[float, float, float] | None) -> "Estimate":
+    def with_dataset_recall(self, dataset_recall: tuple[float, float, float, int] | None) -> "Estimate":
         """The same estimate, its recall interval spanning both measurements (the copies' and the dataset's own)."""
         if dataset_recall is None:
             return self
@@ -198,6 +198,7 @@ class Estimate:
             "recall_effective_copies": None if self.effective_copies is None else round(self.effective_copies, 1),
             "recall_on_dataset": None if dataset is None else round(dataset[0], 3),
             "recall_on_dataset_interval": None if dataset is None else [round(dataset[1], 3), round(dataset[2], 3)],
+            "recall_on_dataset_images": None if dataset is None else dataset[3],
             "precision": None if self.precision is None else round(self.precision, 3),
             "precision_interval": None if self.precision_interval is None else [round(v, 3) for v in self.precision_interval],
             "false_match_rate": round(self.false_match_rate, 5) if measured else None,
@@ -646,11 +647,12 @@ class Calibrator:
         """The near-clean rules themselves (see near_clean_readings)."""
         return [c[3] for c in self.near_clean_readings(rules)]
 
-    def dataset_recall(self, rule: Rule, rules: list[Rule]) -> tuple[float, float, float] | None:
+    def dataset_recall(self, rule: Rule, rules: list[Rule]) -> tuple[float, float, float, int] | None:
         """Recall of `rule` measured on the dataset's own duplicates, not on the copies: of the population images
         flagged by the most sensitive clean rule (the one finding most copies among `clean_rules`: its flags are
         the dataset's duplicates as far as the copies can tell), the share `rule` flags too, times the copies'
-        recall at that clean rule. (estimate, low, high), from the Jeffreys intervals of both shares; None when
+        recall at that clean rule. (estimate, low, high, images that rule flags), from the Jeffreys intervals of
+        both shares; None when
         that clean rule flags fewer images than `rule` (it could only bound the recall from below, uselessly: on
         hymenoptera and the 25-image set such a strict reference said 0.59 and 0.70 where 0.93 and 1.00 were found).
 
@@ -674,7 +676,7 @@ class Calibrator:
         both = int((sensitive & judged).sum())
         low_r, high_r, _n = clustered_jeffreys(found["pos_pass"], self.copies.source)
         low_s, high_s = jeffreys(both, total)
-        return recall * both / total, low_r * low_s, min(1.0, high_r * high_s)
+        return recall * both / total, low_r * low_s, min(1.0, high_r * high_s), total
 
     def per_kind_recall(self, rule: Rule) -> dict[str, float]:
         passed = self.evaluate(rule)["pos_pass"]

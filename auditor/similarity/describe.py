@@ -38,6 +38,21 @@ def interval_text(value: float | None, interval: list | tuple | None) -> str:
     return text + (f" [{interval[0]:.0%}, {interval[1]:.0%}]" if interval else "")
 
 
+def recall_text(quality: dict[str, Any]) -> str:
+    """The estimated recall for a summary: "92 % [83 %, 95 %]", the interval spanning the copies' measurement and
+    the dataset's own — or, where the two disagree (the dataset's interval lies wholly below the copies'), both,
+    named: a bare "90 % [0 %, 92 %]" reads as a malfunction. On a dataset without duplicates the dataset's reading
+    is the share of a more sensitive rule's flags (look-alikes, there) that the decision also flags, so it is low
+    by construction; on one whose real duplicates are processed unlike the copies it is what warns of it."""
+    copies, dataset = quality.get("recall_interval_copies"), quality.get("recall_on_dataset_interval")
+    if quality["recall"] is None or copies is None or dataset is None or dataset[1] >= copies[0]:
+        return interval_text(quality["recall"], quality["recall_interval"])
+    images = quality.get("recall_on_dataset_images")
+    return (f"{interval_text(quality['recall'], copies)} on copies of its images, but "
+            f"{interval_text(quality['recall_on_dataset'], dataset)} of the "
+            + (f"{images} " if images else "") + "images a more sensitive rule flags")
+
+
 def precision_text(quality: dict[str, Any]) -> str:
     """", precision 93 % [71 %, 100 %]" for a summary; why it is missing where images are flagged; else ""."""
     if quality["precision"] is not None:

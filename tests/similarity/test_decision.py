@@ -420,6 +420,7 @@ def test_recall_on_the_datasets_own_duplicates_widens_the_interval_where_copies_
     reported = est.as_dict()
     assert reported["recall_interval_copies"] == [round(v, 3) for v in plain.recall_interval]
     assert reported["recall_on_dataset"] == round(dataset_recall[0], 3)
+    assert reported["recall_on_dataset_images"] == dataset_recall[3] > 0  # the images the reference rule flags
 
 
 def test_where_copies_are_like_the_duplicates_both_recalls_agree():

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from auditor.similarity import decision
 from auditor.similarity.decision import Rule
-from auditor.similarity.describe import decision_text, precision_text
+from auditor.similarity.describe import decision_text, precision_text, recall_text
 
 
 def context(rule: Rule, relative: bool = False) -> SimpleNamespace:
@@ -37,3 +37,17 @@ def test_summaries_say_why_precision_is_missing():
     text = precision_text({"precision": None, "precision_interval": None,
                            "precision_note": decision.PRECISION_UNSUPPORTED})
     assert text == ", precision " + decision.PRECISION_UNSUPPORTED
+
+
+def test_recall_names_both_measurements_only_where_they_disagree():
+    agree = {"recall": 0.9, "recall_interval": [0.83, 0.95], "recall_interval_copies": [0.88, 0.95],
+             "recall_on_dataset": 0.87, "recall_on_dataset_interval": [0.83, 0.93], "recall_on_dataset_images": 40}
+    assert recall_text(agree) == "90% [83%, 95%]"
+    clean = {"recall": 0.9, "recall_interval": [0.0, 0.92], "recall_interval_copies": [0.88, 0.92],
+             "recall_on_dataset": 0.0, "recall_on_dataset_interval": [0.0, 0.65], "recall_on_dataset_images": 2}
+    assert recall_text(clean) == "90% [88%, 92%] on copies of its images, but 0% [0%, 65%] of the 2 images a more " \
+                                 "sensitive rule flags"
+    copies_only = {"recall": 0.9, "recall_interval": [0.88, 0.92], "recall_interval_copies": [0.88, 0.92],
+                   "recall_on_dataset": None, "recall_on_dataset_interval": None}
+    assert recall_text(copies_only) == "90% [88%, 92%]"
+    assert recall_text({"recall": None, "recall_interval": None}) == "n/a"
