@@ -169,9 +169,9 @@ class AuditContext:
     def left_out_leaks(self) -> list[list[int]]:
         """Held-out images the rule pairs with a training image on both tiers but that the groups left alone (in
         no group: the partner went into a clique they could not join entirely, e.g. with a mirrored look-alike of
-        both): each with its first such training partner (node order), record positions, a group of its own. Such
-        an image has its own train duplicate, so `leakage` and `gap_attribution` count it. A pair accepted on one
-        tier only is not enough (on digits, where look-alikes align, it added 6 false leak flags to 3 rows and no
+        both): each with its best-evidenced such training partner (the highest cosine), record positions, a group
+        of its own. Such an image has its own train duplicate, so `leakage` and `gap_attribution` count it. A pair
+        accepted on one tier only is not enough (on digits, where look-alikes align, it added 6 false leak flags to 3 rows and no
         leak); a held-out image inside some group keeps that group's verdict."""
         if self.index.reference_split is None:
             return []
@@ -183,6 +183,7 @@ class AuditContext:
         positions_of = lambda node: self.positions_by_sha[graph.shas[int(node)]]
         in_train = lambda p: self.records[p].split == REFERENCE_SPLIT
         found: dict[tuple[int, ...], list[int]] = {}
+        chained = chained[np.argsort(-self._pair_cosines(graph.shas, chained), kind="stable")]  # best partner first
         for a, b in chained.tolist():
             for held_node, train_node in ((a, b), (b, a)):
                 held = [p for p in positions_of(held_node) if not in_train(p)]
@@ -190,6 +191,16 @@ class AuditContext:
                 if held and train and not grouped.intersection(positions_of(held_node)):
                     found.setdefault(tuple(held), sorted(held + train))
         return sorted(found.values())
+
+    def _pair_cosines(self, shas: list[str], pairs: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """Cosine of the embeddings of each (a, b) node pair (both embedded), a chunk of pairs at a time."""
+        out = np.empty(len(pairs), np.float32)
+        for start in range(0, len(pairs), chunk):
+            block = pairs[start:start + chunk]
+            first = self.unit_embeddings([shas[int(n)] for n in block[:, 0]])
+            second = self.unit_embeddings([shas[int(n)] for n in block[:, 1]])
+            out[start:start + len(block)] = np.einsum("ij,ij->i", first, second)
+        return out
 
     @property
     def duplicate_groups(self) -> list[list[int]]:

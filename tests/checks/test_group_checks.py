@@ -122,8 +122,9 @@ def test_a_held_out_image_the_groups_left_alone_still_leaks_through_its_own_pair
     group's verdict."""
     import numpy as np
 
-    ctx = synthetic_context([image("t.jpg", "cat"), image("t2.jpg", "cat"), image("w.jpg", "cat", "val"),
-                             image("v.jpg", "cat", "val"), image("u.jpg", "cat", "val")])
+    vectors = np.random.default_rng(0).normal(size=(5, 8))  # pairs accepted on both tiers are embedded
+    ctx = synthetic_context([image(name, "cat", split, vector=v) for (name, split), v in zip(
+        (("t.jpg", "train"), ("t2.jpg", "train"), ("w.jpg", "val"), ("v.jpg", "val"), ("u.jpg", "val")), vectors)])
     shas = ctx.unique_shas
     node = {ctx.records[p].path: shas.index(ctx.encoded.record_sha[p]) for p in range(len(ctx.records))}
 
@@ -145,3 +146,29 @@ def test_a_held_out_image_the_groups_left_alone_still_leaks_through_its_own_pair
     from auditor.checks.leakage import leaked_positions
 
     assert {ctx.records[p].path for p in leaked_positions(ctx)["val"]} == {"val/cat/w.jpg", "val/cat/v.jpg"}
+
+
+def test_a_left_out_held_out_image_is_shown_with_its_closest_training_partner():
+    """Paired on both tiers with two training images (t first in node order, t2 closer): the leak names t2."""
+    import numpy as np
+
+    near, far, other = np.array([1.0, 0.0, 0.0]), np.array([0.8, 0.6, 0.0]), np.array([0.0, 0.0, 1.0])
+    ctx = synthetic_context([image("t.jpg", "cat", vector=far), image("t2.jpg", "cat", vector=near),
+                             image("v.jpg", "cat", "val", vector=near * 0.99 + other * 0.01)])
+    shas = ctx.unique_shas
+    node = {ctx.records[p].path: shas.index(ctx.encoded.record_sha[p]) for p in range(len(ctx.records))}
+
+    class Graph:  # no group; v accepted on both tiers with t and with t2
+        def __init__(self):
+            self.shas = shas
+
+        def components(self, kinds):
+            return []
+
+        def chained_edges(self, both_tiers=False):
+            return np.array(sorted([sorted([node["train/cat/t.jpg"], node["val/cat/v.jpg"]]),
+                                    sorted([node["train/cat/t2.jpg"], node["val/cat/v.jpg"]])]))
+
+    ctx.__dict__["duplicate_graph"] = Graph()
+    left_out = [[ctx.records[p].path for p in group] for group in ctx.left_out_leaks]
+    assert left_out == [["train/cat/t2.jpg", "val/cat/v.jpg"]]
