@@ -357,7 +357,7 @@ def _invoke(application: Callable[..., object]) -> object:
     click's usage block with a framed message."""
     exceptions = _click_exceptions()
     try:
-        result = application(standalone_mode=False)
+        result = application(standalone_mode=False) if isinstance(application, typer.Typer) else application()
     except SystemExit as done:
         return done.code
     except exceptions.ClickException as exc:
@@ -368,7 +368,7 @@ def _invoke(application: Callable[..., object]) -> object:
         _stderr(f"error: {exc.format_message()}")
         _stderr(f"Tip: run '{command} --help' for its arguments and options.")
         return EXIT_ERROR
-    except exceptions.Abort:
+    except typer.Abort:
         _stderr("interrupted")
         return EXIT_ERROR
     return result if isinstance(result, int) else 0
