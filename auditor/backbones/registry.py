@@ -7,7 +7,7 @@ Never random weights unless the user asks with `--weights none`.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,13 @@ class Backbone:
     _model: Any = None
     _maps_model: Any = None  # [pooled, feature maps] in one pass; built only when the fine-tune asks
     batch_shape: int = 32  # short batches are padded to this many images
+    # A LiteRT copy of the same network (backbones/lite.py), attached for small jobs: embed() runs it instead of
+    # building the Keras model (a merge gate then never starts TensorFlow).
+    lite: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def keras_built(self) -> bool:
+        return self._model is not None
 
     @property
     def model(self) -> Any:
@@ -90,6 +97,8 @@ class Backbone:
         """uint8 (N, S, S, 3) → float32 (N, dim)."""
         if self._maps_model is not None and self._model is None:
             return self.embed_with_maps(batch)[0]  # the maps model is loaded already: no second model
+        if self.lite is not None:
+            return self.lite.embed(batch)
         count = len(batch)
         if count < self.batch_shape:
             # Pad a short (last) batch to the traced shape: retracing the graph costs more than the padding.
@@ -114,6 +123,8 @@ class Backbone:
             "precision": self.precision,
             # How the network computes, when that differs from its layers one to one (e.g. BatchNorms folded).
             "graph": GRAPH_VERSIONS.get(self.name),
+            # What embeds this run's new images: the Keras model, or its cached LiteRT copy for a small job.
+            "runtime": "litert" if self.lite is not None else "keras",
             "note": self.note,
         }
 

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from auditor.backbones import lite
 from auditor.backbones.registry import Backbone
 from auditor.encoding.cache import Cache
 from auditor.encoding.embedding_store import StoredEmbeddings
@@ -101,6 +102,10 @@ def encode_dataset(
 
     started = time.perf_counter()
     wanted = {job.sha for job in jobs if job.want_pixels and job.sha not in embeddings}
+    cache_directory = cache.path.parent if cache.path is not None else None
+    local = isinstance(engine, LocalEngine)
+    if local and backbone is not None and feature_maps is None:
+        stats["lite_runtime"] = lite.attach_copy(backbone, cache_directory, len(wanted), workers)
     label = f"embedding ({backbone.name})" if any(job.want_pixels for job in jobs) else "decoding images"
     unstable: set[str] = set()
     with progress.stage(label, len(jobs)) as task:
@@ -110,6 +115,18 @@ def encode_dataset(
             task.advance(len(batch.done))
     mark_unstable(hashed, unstable)
     stats["decode_embed_s"] = time.perf_counter() - started
+    if local and backbone is not None:
+        started = time.perf_counter()
+        if lite.wants_copy(backbone, cache_directory):
+            with progress.stage("keeping a LiteRT copy of the backbone for small jobs", 1) as task:
+                why_not = lite.keep_copy(backbone, cache_directory)
+                task.advance(1)
+        else:
+            why_not = None
+        stats["lite_copy_s"] = time.perf_counter() - started
+        if why_not:
+            index.notes.append(f"no LiteRT copy of the backbone was kept for small jobs ({why_not}); they start "
+                               "TensorFlow instead")
     return Encoded(record_sha=hashed.record_sha, read_problems=hashed.read_problems, scans=scans,
                    embeddings=embeddings, stats=stats, feature_maps=feature_maps)
 

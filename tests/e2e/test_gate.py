@@ -137,3 +137,68 @@ def test_a_bad_config_exits_2_naming_the_key(world, tmp_path):
     bad_value.write_text("[policy.leakage]\nmax_percent = 150\n")
     result = run_cli("audit", dataset, "--config", bad_value, *world["common"], out=tmp_path / "out")
     assert result.exit_code == 2 and "policy.leakage.max_percent must be in [0.0, 100.0]" in result.stderr
+
+
+BLOCK_TENSORFLOW = """
+import sys
+
+class NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError("this run must not start TensorFlow: " + name)
+
+sys.meta_path.insert(0, NoTensorFlow())
+from auditor.cli import app_main
+sys.argv = ["auditor", *sys.argv[1:]]
+app_main()
+"""
+
+
+def test_a_small_merge_embeds_its_new_images_without_starting_tensorflow(tmp_path):
+    """The first float32 audit leaves a LiteRT copy of the backbone in the cache; a gate's few new images are then
+    embedded by it, in a process where importing TensorFlow fails, with vectors the Keras model would give."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from auditor.backbones import lite
+
+    if not lite.runtime_available():
+        pytest.skip("ai-edge-litert is not installed here")
+    if not PHOTOS.is_dir():
+        pytest.skip(f"real photos not found at {PHOTOS}")
+    existing, incoming, cache = tmp_path / "existing", tmp_path / "incoming", tmp_path / "cache"
+    for label in ("ants", "bees"):
+        _copy(_take("train", label, 0, 8), existing / "train" / label)
+        _copy(_take("val", label, 0, 3), existing / "val" / label)
+        _copy(_take("train", label, 8, 2), incoming / "train" / label)
+    common = ("--offline", "--backbone", "efficientnet-lite0", "--precision", "float32", "--cache-dir", str(cache),
+              "--calibration-images", "5", "-q", "--format", "json")
+    first = run_cli("audit", existing, *common, "--exit-zero", out=tmp_path / "out-first")
+    assert first.exit_code == 0, first.stderr
+    assert list((cache / lite.LITE_DIRECTORY).glob("*.tflite"))
+    script = tmp_path / "no_tensorflow.py"
+    script.write_text(BLOCK_TENSORFLOW)
+    gate = subprocess.run([sys.executable, str(script), "audit", str(incoming), "--against", str(existing), *common,
+                           "--out", str(tmp_path / "out-gate")], capture_output=True, text=True, timeout=300)
+    assert gate.returncode == 0, gate.stderr
+    assert gate.stderr.strip() == f"report written to {tmp_path / 'out-gate' / 'report.json'}"  # nothing else
+    report = json.loads((tmp_path / "out-gate" / "report.json").read_text())
+    assert report["backbone"]["runtime"] == "litert" and report["backbone"]["precision"] == "float32"
+    assert check(report, "merge")["metrics"]["embeddings_computed"] == 4
+
+    from auditor.backbones.registry import resolve_backbone
+    from auditor.config import AuditConfig
+    from auditor.encoding.cache import Cache
+    from auditor.encoding.encode import encode_dataset, load_embeddings
+    from auditor.encoding.imaging import ScanLimits
+    from auditor.index.dataset import load_dataset
+
+    keras_side = resolve_backbone("efficientnet-lite0", None, True, "float32")  # the Keras model, no cache
+    fresh = encode_dataset(load_dataset(incoming, AuditConfig()), Cache(None), keras_side, ScanLimits(), 1 << 30)
+    assert keras_side.keras_built and len(fresh.embeddings) == 4
+    stored = load_embeddings(Cache(cache), keras_side, list(fresh.embeddings))
+    for sha, expected in fresh.embeddings.items():
+        got = np.asarray(stored[sha], dtype=np.float64)
+        assert float(got @ expected / np.linalg.norm(got) / np.linalg.norm(expected)) > 0.99999

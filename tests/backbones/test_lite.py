@@ -1,0 +1,65 @@
+"""The LiteRT copy of the backbone that embeds a small job (a merge gate's new images) without starting TensorFlow:
+used only where it is the same network at float32, and its vectors equal the Keras model's within rounding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from auditor.backbones import lite
+from auditor.backbones.registry import _load, packaged_efficientnet_weights
+
+pytestmark = pytest.mark.skipif(not lite.runtime_available(), reason="ai-edge-litert is not installed here")
+
+
+def sample_photos(count: int, size: int) -> np.ndarray:
+    """Real photos from the repository's samples, squashed to size × size uint8 RGB."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    files = sorted((Path(__file__).resolve().parents[2] / "samples").rglob("*.jpg"))[:count]
+    assert len(files) == count
+    return np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+                     for f in files])
+
+
+def backbone(precision: str = "float32", weights: bool = True, input_size: int = 64):
+    made = _load("efficientnet-lite0", packaged_efficientnet_weights() if weights else None, "packaged", precision, "n")
+    made.input_size = input_size
+    return made
+
+
+def test_a_copy_is_attached_only_to_a_small_float32_job_with_a_readable_copy(tmp_path):
+    model = backbone()
+    path = lite.copy_path(tmp_path, model.cache_key)
+    assert not lite.attach_copy(model, tmp_path, 30, 2)  # no copy yet
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a model")
+    assert not lite.attach_copy(model, tmp_path, 30, 2) and model.lite is None  # unreadable: the Keras model embeds
+    assert not lite.attach_copy(model, None, 30, 2)  # no cache
+    assert not lite.attach_copy(model, tmp_path, 0, 2)  # nothing to embed
+    assert not lite.attach_copy(model, tmp_path, lite.LITE_MAX_IMAGES + 1, 2)  # a large job keeps the Keras model
+    assert not lite.can_copy(backbone("bfloat16"))  # rounding LiteRT's float32 kernels would not reproduce
+    assert not lite.can_copy(backbone(weights=False))  # random weights are drawn anew every run
+    assert lite.copy_path(tmp_path, backbone("bfloat16").cache_key) != path  # keyed like the cached vectors
+    assert lite.copy_path(tmp_path, backbone(input_size=96).cache_key) != path
+
+
+@pytest.mark.slow  # builds and converts the real network (≈ 10 s)
+def test_the_copy_embeds_real_photos_as_the_keras_model_does(tmp_path):
+    images = sample_photos(12, size=64)
+    keras_side = backbone()
+    expected = keras_side.embed(images)
+    assert lite.wants_copy(keras_side, tmp_path)
+    assert lite.keep_copy(keras_side, tmp_path) is None
+    assert lite.copy_path(tmp_path, keras_side.cache_key).is_file() and not lite.wants_copy(keras_side, tmp_path)
+
+    small_job = backbone()
+    assert lite.attach_copy(small_job, tmp_path, len(images), 2) and not small_job.keras_built
+    got = small_job.embed(images)
+    assert not small_job.keras_built and small_job.describe()["runtime"] == "litert"
+    cosine = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
+    assert cosine.min() > 0.99999
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+    assert np.array_equal(small_job.embed(images[:3]), small_job.embed(images)[:3])  # alike in any batch
