@@ -105,7 +105,7 @@ def encode_dataset(
     cache_directory = cache.path.parent if cache.path is not None else None
     local = isinstance(engine, LocalEngine)
     if local and backbone is not None and feature_maps is None:
-        stats["lite_runtime"] = lite.attach_copy(backbone, cache_directory, len(wanted), workers)
+        lite.attach_copy(backbone, cache_directory, len(wanted), workers)  # a small job: no TensorFlow start-up
     label = f"embedding ({backbone.name})" if any(job.want_pixels for job in jobs) else "decoding images"
     unstable: set[str] = set()
     with progress.stage(label, len(jobs)) as task:
@@ -117,18 +117,23 @@ def encode_dataset(
     stats["decode_embed_s"] = time.perf_counter() - started
     if local and backbone is not None:
         started = time.perf_counter()
-        if lite.wants_copy(backbone, cache_directory):
-            with progress.stage("keeping a LiteRT copy of the backbone for small jobs", 1) as task:
-                why_not = lite.keep_copy(backbone, cache_directory)
-                task.advance(1)
-        else:
-            why_not = None
+        _keep_lite_copy(backbone, cache_directory, progress, index.notes)
         stats["lite_copy_s"] = time.perf_counter() - started
-        if why_not:
-            index.notes.append(f"no LiteRT copy of the backbone was kept for small jobs ({why_not}); they start "
-                               "TensorFlow instead")
     return Encoded(record_sha=hashed.record_sha, read_problems=hashed.read_problems, scans=scans,
                    embeddings=embeddings, stats=stats, feature_maps=feature_maps)
+
+
+def _keep_lite_copy(backbone: Backbone, cache_directory: Path | None, progress: Progress, notes: list[str]) -> None:
+    """Once per cache and backbone key, after a job that built the Keras model: its LiteRT copy for later small
+    jobs (backbones/lite.py). A graph the converter cannot take is a note, not an error."""
+    if not lite.wants_copy(backbone, cache_directory):
+        return
+    with progress.stage("keeping a LiteRT copy of the backbone for small jobs", 1) as task:
+        why_not = lite.keep_copy(backbone, cache_directory)
+        task.advance(1)
+    if why_not:
+        notes.append(f"no LiteRT copy of the backbone was kept for small jobs ({why_not}); they start TensorFlow "
+                     "instead")
 
 
 def follow_cached_precision(cache: Cache, backbone: Backbone, shas: list[str], others: tuple[str, ...],

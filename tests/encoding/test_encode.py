@@ -367,3 +367,22 @@ def test_an_interrupt_cancels_the_queued_reads():
         release.set()
     time.sleep(0.3)
     assert len(started) <= 2, "queued reads ran after the interrupt"
+
+
+def test_a_backbone_the_lite_converter_cannot_take_leaves_a_note_not_an_error(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from auditor.backbones import lite
+    from auditor.encoding import encode
+    from auditor.progress import SilentProgress
+
+    monkeypatch.setattr(lite, "runtime_available", lambda: True)
+    monkeypatch.setattr(lite, "write_copy", lambda model, path: "ConverterError: an op it does not know")
+    built = SimpleNamespace(precision="float32", weights_path=tmp_path / "w.pth", lite=None, keras_built=True,
+                            cache_key="efficientnet-lite0|k", model=object())
+    notes: list[str] = []
+    encode._keep_lite_copy(built, tmp_path, SilentProgress(), notes)
+    assert notes == ["no LiteRT copy of the backbone was kept for small jobs (ConverterError: an op it does not "
+                     "know); they start TensorFlow instead"]
+    encode._keep_lite_copy(SimpleNamespace(**{**vars(built), "precision": "bfloat16"}), tmp_path, SilentProgress(), notes)
+    assert len(notes) == 1  # bfloat16 has no copy to keep: nothing tried, nothing said
