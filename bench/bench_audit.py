@@ -26,6 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from auditor.backbones import lite  # noqa: E402
 from auditor.backbones.registry import resolve_backbone  # noqa: E402
 from auditor.index.dataset import load_dataset  # noqa: E402
 from auditor.config import AuditConfig  # noqa: E402
@@ -48,6 +49,15 @@ def write_subset_manifest(dataset: Path, limit: int | None, destination: Path) -
         for r in records:
             writer.writerow([r.path, r.label, r.split])
     return len(records)
+
+
+def raw_inference(backbone, batch: np.ndarray) -> float:
+    backbone.embed(batch)  # build and warm up
+    started, done = time.perf_counter(), 0
+    while time.perf_counter() - started < 20 or done < 4 * len(batch):
+        backbone.embed(batch)
+        done += len(batch)
+    return rate(done, time.perf_counter() - started)
 
 
 def run_audit(dataset: Path, manifest: Path, cache: Path, out: Path, args) -> tuple[float, dict]:
@@ -101,16 +111,14 @@ def main() -> None:
         list(pool.map(lambda b: scan_bytes(b, limits, 224), sample))
         decode_rate_2 = rate(len(sample), time.perf_counter() - started)
 
-    # Reference: raw inference on decoded arrays.
-    backbone = resolve_backbone(args.backbone, args.weights, True, args.precision)
+    # Reference: raw inference on decoded arrays, with the Keras model and, where the audit embeds with it, the
+    # LiteRT copy (backbones/lite.py); the audit is compared with the runtime it used.
     batch = np.stack([a for a in arrays if a is not None][: args.batch_size])
-    backbone.embed(batch)  # build and warm up
-    started, done = time.perf_counter(), 0
-    while time.perf_counter() - started < 20 or done < 4 * len(batch):
-        backbone.embed(batch)
-        done += len(batch)
-    raw_rate = rate(done, time.perf_counter() - started)
-    del backbone
+    raw_rates = {"keras": raw_inference(resolve_backbone(args.backbone, args.weights, True, args.precision), batch)}
+    lite_side = resolve_backbone(args.backbone, args.weights, True, args.precision)
+    if lite.applies(has_gpu=False) and lite.keep_copy(lite_side, work / "lite") is None and \
+            lite.attach_copy(lite_side, work / "lite", os.cpu_count() or 1):
+        raw_rates["litert"] = raw_inference(lite_side, batch)
 
     # The whole audit, first run on an empty cache, then again on the unchanged dataset.
     cache = work / "cache"
@@ -121,13 +129,16 @@ def main() -> None:
     calibration = (near["metrics"].get("detection_quality") or {}).get("calibration_copies", "no")
     decision_s = timings.get("check:exact_duplicates", float("nan"))  # the duplicate decision and its graph
 
+    runtime = report["backbone"].get("runtime", "keras")
+    raw_rate = raw_rates[runtime]
     audit_rate = rate(n, first_s)
     embed_stage_rate = rate(n, timings["decode_embed_s"])
     rows = [
         ("read + sha256", f"{read_rate:,.0f}", f"{read_rate / raw_rate:.1f}×"),
         ("decode + hashes + properties (1 thread)", f"{decode_rate_1:,.0f}", f"{decode_rate_1 / raw_rate:.1f}×"),
         ("decode + hashes + properties (2 threads)", f"{decode_rate_2:,.0f}", f"{decode_rate_2 / raw_rate:.1f}×"),
-        (f"raw {args.backbone} inference (reference)", f"{raw_rate:,.1f}", "1.00"),
+        *((f"raw {args.backbone} inference, {name}" + (" (reference: the audit's runtime)" if name == runtime else ""),
+           f"{value:,.1f}", f"{value / raw_rate:.2f}") for name, value in raw_rates.items()),
         ("embedding stage in the audit (decode pipelined with inference)", f"{embed_stage_rate:,.1f}", f"{embed_stage_rate / raw_rate:.2f}"),
         (f"whole first audit incl. start-up and {calibration} calibration copies", f"{audit_rate:,.1f}", f"{audit_rate / raw_rate:.2f}"),
         (f"duplicate decision (search, {calibration} calibration copies, rule, groups)", f"{rate(n, decision_s):,.0f}",

@@ -1,18 +1,19 @@
-"""A LiteRT copy of the backbone, for small embedding jobs: a merge gate's few new images.
+"""A LiteRT copy of the backbone: what embeds every float32 job on the CPU.
 
-Why: a gate that embeds 30 images spent most of its time starting TensorFlow (importing it ≈ 2–4.6 s, building
-and tracing the model ≈ 1–1.5 s) — more than all of its own work. LiteRT (`ai-edge-litert`, TensorFlow Lite's
-runtime on its own, with XNNPACK on the CPU) imports in ≈ 0.1 s and loads the same network in ≈ 0.1 s.
+Why: LiteRT (`ai-edge-litert`, TensorFlow Lite's runtime on its own, with XNNPACK's CPU kernels) runs the same
+network faster than Keras on TensorFlow here — EfficientNet-Lite0 2.1× at 224 px and 1.8× at 96 px, ResNet50
+1.2× (bench/bench_lite.py, one run on 2 cores) — and starts in ≈ 0.1 s, where importing TensorFlow and building
+and tracing the Keras model take 5–7 s: most of a merge gate that embeds 30 new images.
 
-The copy is the backbone's own Keras graph (exported, then converted by TensorFlow's converter), written into the
-cache the first time a float32 audit builds the Keras model, and keyed by the backbone's cache key (weights,
-preprocessing, input size, precision), so it is only ever used for the embeddings it was made from. Only float32:
-a bfloat16 network rounds its activations, which LiteRT's float32 kernels would not reproduce, and the cache
-keeps the two precisions apart. Its vectors equal the Keras model's within float32 rounding (tested: cosine
-≥ 0.99999 on real photos), far inside anything the checks decide on.
-
-Jobs above LITE_MAX_IMAGES keep the Keras model: its throughput on many images is the measured one, and a
-first audit that builds it anyway pays no extra start-up.
+The copy is the backbone's own Keras graph, traced for any batch, its weights frozen, converted by TensorFlow's
+converter, and kept in the cache (`lite-models/`) keyed by the backbone's cache key (weights, preprocessing,
+input size, precision), so it only ever stands in for the model it was made from. The first job with a cache
+builds the Keras model once to convert it (1.8 s for EfficientNet-Lite0, 7.4 s for ResNet50, on top of building);
+later jobs never import TensorFlow. Only float32: a bfloat16 network rounds its activations, which LiteRT's float32
+kernels would not reproduce, and the cache keeps the two precisions apart. Only on the CPU, with Keras on its
+TensorFlow backend (the converter is TensorFlow's; a GPU embeds faster than the CPU). Its vectors equal the Keras
+model's within float32 rounding (real photos: cosine ≥ 0.99999 tested, 0.9999999 measured), far inside anything
+the checks decide on. Feature maps (the fine-tune's input) still come from the Keras model.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-LITE_MAX_IMAGES = 256  # embedding jobs up to this many images use the LiteRT copy, when one is cached
 LITE_DIRECTORY = "lite-models"
 LITE_PRECISIONS = ("float32",)
 
@@ -109,10 +109,16 @@ class LiteModel:
         return np.array(self.interpreter.get_tensor(self._output), dtype=np.float32)
 
 
-def attach_copy(backbone: Any, cache_directory: Path | None, images: int, threads: int) -> bool:
-    """Give `backbone` its cached LiteRT copy for a job of `images` new embeddings, when the job is small and a
-    copy exists; True when attached. A copy that cannot be loaded is skipped (the Keras model embeds)."""
-    if cache_directory is None or not 0 < images <= LITE_MAX_IMAGES or not can_copy(backbone):
+def applies(has_gpu: bool) -> bool:
+    """Whether this process embeds with LiteRT at all: on the CPU, with Keras on TensorFlow (whose converter makes
+    the copy), where the runtime is installed."""
+    return not has_gpu and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" and runtime_available()
+
+
+def attach_copy(backbone: Any, cache_directory: Path | None, threads: int) -> bool:
+    """Give `backbone` its cached LiteRT copy, when one exists; True when attached. A copy that cannot be loaded is
+    skipped (the Keras model embeds)."""
+    if cache_directory is None or not can_copy(backbone):
         return False
     path = copy_path(cache_directory, backbone.cache_key)
     if not path.is_file():
@@ -125,15 +131,15 @@ def attach_copy(backbone: Any, cache_directory: Path | None, images: int, thread
 
 
 def wants_copy(backbone: Any, cache_directory: Path | None) -> bool:
-    """Whether a job that built the Keras model should leave its LiteRT copy in the cache: once per cache key."""
-    if cache_directory is None or not can_copy(backbone) or backbone.lite is not None or not backbone.keras_built:
+    """Whether the cache should get this backbone's LiteRT copy: it can have one and has none yet."""
+    if cache_directory is None or not can_copy(backbone) or backbone.lite is not None:
         return False
     return not copy_path(cache_directory, backbone.cache_key).is_file()
 
 
 def keep_copy(backbone: Any, cache_directory: Path | None) -> str | None:
-    """Write the LiteRT copy `wants_copy` asks for. None when there was nothing to do or it was written; else why
-    it was not."""
+    """Build the Keras model and write the LiteRT copy `wants_copy` asks for. None when there was nothing to do or
+    it was written; else why it was not."""
     if not wants_copy(backbone, cache_directory):
         return None
     return write_copy(backbone.model, copy_path(cache_directory, backbone.cache_key))

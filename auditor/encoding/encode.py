@@ -103,9 +103,8 @@ def encode_dataset(
     started = time.perf_counter()
     wanted = {job.sha for job in jobs if job.want_pixels and job.sha not in embeddings}
     cache_directory = cache.path.parent if cache.path is not None else None
-    local = isinstance(engine, LocalEngine)
-    if local and backbone is not None and feature_maps is None:
-        lite.attach_copy(backbone, cache_directory, len(wanted), workers)  # a small job: no TensorFlow start-up
+    if isinstance(engine, LocalEngine) and backbone is not None and feature_maps is None and wanted:
+        _use_lite_copy(backbone, cache_directory, engine, workers, progress, index.notes)
     label = f"embedding ({backbone.name})" if any(job.want_pixels for job in jobs) else "decoding images"
     unstable: set[str] = set()
     with progress.stage(label, len(jobs)) as task:
@@ -115,25 +114,25 @@ def encode_dataset(
             task.advance(len(batch.done))
     mark_unstable(hashed, unstable)
     stats["decode_embed_s"] = time.perf_counter() - started
-    if local and backbone is not None:
-        started = time.perf_counter()
-        _keep_lite_copy(backbone, cache_directory, progress, index.notes)
-        stats["lite_copy_s"] = time.perf_counter() - started
     return Encoded(record_sha=hashed.record_sha, read_problems=hashed.read_problems, scans=scans,
                    embeddings=embeddings, stats=stats, feature_maps=feature_maps)
 
 
-def _keep_lite_copy(backbone: Backbone, cache_directory: Path | None, progress: Progress, notes: list[str]) -> None:
-    """Once per cache and backbone key, after a job that built the Keras model: its LiteRT copy for later small
-    jobs (backbones/lite.py). A graph the converter cannot take is a note, not an error."""
-    if not lite.wants_copy(backbone, cache_directory):
+def _use_lite_copy(backbone: Backbone, cache_directory: Path | None, engine: LocalEngine, threads: int,
+                   progress: Progress, notes: list[str]) -> None:
+    """Embed with the backbone's LiteRT copy (backbones/lite.py): the cached one, or one converted now from the
+    Keras model, once per cache and backbone key. A graph the converter cannot take is a note, and the Keras model
+    embeds."""
+    if not lite.applies(has_gpu=engine.devices().gpus > 0):
         return
-    with progress.stage("keeping a LiteRT copy of the backbone for small jobs", 1) as task:
-        why_not = lite.keep_copy(backbone, cache_directory)
-        task.advance(1)
-    if why_not:
-        notes.append(f"no LiteRT copy of the backbone was kept for small jobs ({why_not}); they start TensorFlow "
-                     "instead")
+    if lite.wants_copy(backbone, cache_directory):
+        with progress.stage("converting the backbone for LiteRT (once per cache)", 1) as task:
+            why_not = lite.keep_copy(backbone, cache_directory)
+            task.advance(1)
+        if why_not:
+            notes.append(f"the backbone could not be converted for LiteRT ({why_not}); Keras embedded the images")
+            return
+    lite.attach_copy(backbone, cache_directory, threads)
 
 
 def follow_cached_precision(cache: Cache, backbone: Backbone, shas: list[str], others: tuple[str, ...],

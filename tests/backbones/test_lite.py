@@ -30,20 +30,26 @@ def backbone(precision: str = "float32", weights: bool = True, input_size: int =
     return made
 
 
-def test_a_copy_is_attached_only_to_a_small_float32_job_with_a_readable_copy(tmp_path):
+def test_a_copy_is_attached_only_to_a_float32_backbone_with_a_readable_copy(tmp_path):
     model = backbone()
     path = lite.copy_path(tmp_path, model.cache_key)
-    assert not lite.attach_copy(model, tmp_path, 30, 2)  # no copy yet
+    assert not lite.attach_copy(model, tmp_path, 2)  # no copy yet
+    assert lite.wants_copy(model, tmp_path) and not lite.wants_copy(model, None)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a model")
-    assert not lite.attach_copy(model, tmp_path, 30, 2) and model.lite is None  # unreadable: the Keras model embeds
-    assert not lite.attach_copy(model, None, 30, 2)  # no cache
-    assert not lite.attach_copy(model, tmp_path, 0, 2)  # nothing to embed
-    assert not lite.attach_copy(model, tmp_path, lite.LITE_MAX_IMAGES + 1, 2)  # a large job keeps the Keras model
+    assert not lite.attach_copy(model, tmp_path, 2) and model.lite is None  # unreadable: the Keras model embeds
+    assert not lite.attach_copy(model, None, 2)  # no cache
     assert not lite.can_copy(backbone("bfloat16"))  # rounding LiteRT's float32 kernels would not reproduce
     assert not lite.can_copy(backbone(weights=False))  # random weights are drawn anew every run
     assert lite.copy_path(tmp_path, backbone("bfloat16").cache_key) != path  # keyed like the cached vectors
     assert lite.copy_path(tmp_path, backbone(input_size=96).cache_key) != path
+
+
+def test_only_the_cpu_under_tensorflow_embeds_with_litert(monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert lite.applies(has_gpu=False) and not lite.applies(has_gpu=True)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # no TensorFlow converter there
+    assert not lite.applies(has_gpu=False)
 
 
 @pytest.mark.slow  # builds and converts the real network (≈ 10 s)
@@ -56,7 +62,7 @@ def test_the_copy_embeds_real_photos_as_the_keras_model_does(tmp_path):
     assert lite.copy_path(tmp_path, keras_side.cache_key).is_file() and not lite.wants_copy(keras_side, tmp_path)
 
     small_job = backbone()
-    assert lite.attach_copy(small_job, tmp_path, len(images), 2) and not small_job.keras_built
+    assert lite.attach_copy(small_job, tmp_path, 2) and not small_job.keras_built
     got = small_job.embed(images)
     assert not small_job.keras_built and small_job.describe()["runtime"] == "litert"
     cosine = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)

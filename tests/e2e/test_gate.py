@@ -155,8 +155,9 @@ app_main()
 
 
 def test_a_small_merge_embeds_its_new_images_without_starting_tensorflow(tmp_path):
-    """The first float32 audit leaves a LiteRT copy of the backbone in the cache; a gate's few new images are then
-    embedded by it, in a process where importing TensorFlow fails, with vectors the Keras model would give."""
+    """The first float32 audit converts the backbone for LiteRT once, keeps the copy in the cache and embeds with
+    it; a gate's few new images are then embedded by it in a process where importing TensorFlow fails, with the
+    vectors the Keras model would give."""
     import subprocess
     import sys
 
@@ -177,7 +178,7 @@ def test_a_small_merge_embeds_its_new_images_without_starting_tensorflow(tmp_pat
               "--calibration-images", "5", "-q", "--format", "json")
     first = run_cli("audit", existing, *common, "--exit-zero", out=tmp_path / "out-first")
     assert first.exit_code == 0, first.stderr
-    assert list((cache / lite.LITE_DIRECTORY).glob("*.tflite"))
+    assert list((cache / lite.LITE_DIRECTORY).glob("*.tflite")) and first.report["backbone"]["runtime"] == "litert"
     script = tmp_path / "no_tensorflow.py"
     script.write_text(BLOCK_TENSORFLOW)
     gate = subprocess.run([sys.executable, str(script), "audit", str(incoming), "--against", str(existing), *common,

@@ -369,20 +369,26 @@ def test_an_interrupt_cancels_the_queued_reads():
     assert len(started) <= 2, "queued reads ran after the interrupt"
 
 
-def test_a_backbone_the_lite_converter_cannot_take_leaves_a_note_not_an_error(tmp_path, monkeypatch):
+def test_a_backbone_the_lite_converter_cannot_take_leaves_a_note_and_keras_embeds(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from auditor.backbones import lite
     from auditor.encoding import encode
     from auditor.progress import SilentProgress
 
+    monkeypatch.setattr(lite, "applies", lambda has_gpu: not has_gpu)
     monkeypatch.setattr(lite, "runtime_available", lambda: True)
     monkeypatch.setattr(lite, "write_copy", lambda model, path: "ConverterError: an op it does not know")
-    built = SimpleNamespace(precision="float32", weights_path=tmp_path / "w.pth", lite=None, keras_built=True,
+    cpu = SimpleNamespace(devices=lambda: SimpleNamespace(gpus=0))
+    built = SimpleNamespace(precision="float32", weights_path=tmp_path / "w.pth", lite=None,
                             cache_key="efficientnet-lite0|k", model=object())
     notes: list[str] = []
-    encode._keep_lite_copy(built, tmp_path, SilentProgress(), notes)
-    assert notes == ["no LiteRT copy of the backbone was kept for small jobs (ConverterError: an op it does not "
-                     "know); they start TensorFlow instead"]
-    encode._keep_lite_copy(SimpleNamespace(**{**vars(built), "precision": "bfloat16"}), tmp_path, SilentProgress(), notes)
-    assert len(notes) == 1  # bfloat16 has no copy to keep: nothing tried, nothing said
+    encode._use_lite_copy(built, tmp_path, cpu, 2, SilentProgress(), notes)
+    assert notes == ["the backbone could not be converted for LiteRT (ConverterError: an op it does not know); "
+                     "Keras embedded the images"] and built.lite is None
+    bfloat16 = SimpleNamespace(**{**vars(built), "precision": "bfloat16"})
+    encode._use_lite_copy(bfloat16, tmp_path, cpu, 2, SilentProgress(), notes)
+    assert len(notes) == 1 and bfloat16.lite is None  # bfloat16 has no copy: nothing tried, nothing said
+    gpu = SimpleNamespace(devices=lambda: SimpleNamespace(gpus=1))
+    encode._use_lite_copy(built, tmp_path, gpu, 2, SilentProgress(), notes)
+    assert len(notes) == 1  # a GPU embeds: no conversion tried
