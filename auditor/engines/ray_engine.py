@@ -300,8 +300,8 @@ def nodes_have_amx_bf16(ray, timeout_s: float = 60.0) -> bool | None:
 
 
 def ship_backbone(ray, backbone) -> dict[str, Any]:
-    """The backbone without its built model or LiteRT copy (each actor builds its own Keras model), and its weights file in the
-    object store, so nodes need not have the weights at the driver's path."""
+    """The backbone without its built model or LiteRT copy (each actor builds its own Keras model), and its weights
+    file in the object store, so nodes need not have the weights at the driver's path."""
     shipped: dict[str, Any] = {"backbone": replace(backbone, _model=None, _maps_model=None, lite=None)}
     if backbone.weights_path is not None:
         data = Path(backbone.weights_path).read_bytes()
