@@ -58,9 +58,10 @@ def write_copy(model: Any, path: Path) -> str | None:
     None when written, else why not (the audit goes on without it: the copy only saves start-up time)."""
     from auditor.backbones.keras_import import quiet_native_stderr
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".lite-", dir=path.parent))
+    work = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".lite-", dir=path.parent))
         with quiet_native_stderr():
             import tensorflow as tf
             from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -78,7 +79,8 @@ def write_copy(model: Any, path: Path) -> str | None:
     except Exception as exc:  # a converter that cannot take this graph: no copy, nothing else changes
         return f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 class LiteModel:

@@ -69,3 +69,10 @@ def test_the_copy_embeds_real_photos_as_the_keras_model_does(tmp_path):
     assert cosine.min() > 0.99999
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
     assert np.array_equal(small_job.embed(images[:3]), small_job.embed(images)[:3])  # alike in any batch
+
+
+def test_a_cache_folder_that_cannot_hold_the_copy_is_a_reason_not_an_error(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the copies' folder would go")
+    why_not = lite.write_copy(object(), blocked / "lite-models" / "x.tflite")
+    assert why_not is not None and "Error" in why_not
