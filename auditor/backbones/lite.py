@@ -145,3 +145,9 @@ def keep_copy(backbone: Any, cache_directory: Path | None) -> str | None:
     if not wants_copy(backbone, cache_directory):
         return None
     return write_copy(backbone.model, copy_path(cache_directory, backbone.cache_key))
+
+
+def discard_copy(backbone: Any, cache_directory: Path | None) -> None:
+    """Remove this backbone's copy from the cache (one that cannot be loaded), so that it is made again."""
+    if cache_directory is not None:
+        copy_path(cache_directory, backbone.cache_key).unlink(missing_ok=True)

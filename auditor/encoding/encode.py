@@ -125,14 +125,17 @@ def _use_lite_copy(backbone: Backbone, cache_directory: Path | None, engine: Loc
     embeds."""
     if not lite.applies(has_gpu=engine.devices().gpus > 0):
         return
-    if lite.wants_copy(backbone, cache_directory):
-        with progress.stage("converting the backbone for LiteRT (once per cache)", 1) as task:
-            why_not = lite.keep_copy(backbone, cache_directory)
-            task.advance(1)
-        if why_not:
-            notes.append(f"the backbone could not be converted for LiteRT ({why_not}); Keras embedded the images")
+    for _attempt in range(2):
+        if lite.wants_copy(backbone, cache_directory):
+            with progress.stage("converting the backbone for LiteRT (once per cache)", 1) as task:
+                why_not = lite.keep_copy(backbone, cache_directory)
+                task.advance(1)
+            if why_not:
+                notes.append(f"the backbone could not be converted for LiteRT ({why_not}); Keras embedded the images")
+                return
+        if lite.attach_copy(backbone, cache_directory, threads) or not lite.can_copy(backbone):
             return
-    lite.attach_copy(backbone, cache_directory, threads)
+        lite.discard_copy(backbone, cache_directory)  # unreadable (cut short, another runtime's format): made again
 
 
 def follow_cached_precision(cache: Cache, backbone: Backbone, shas: list[str], others: tuple[str, ...],

@@ -70,6 +70,20 @@ def test_the_copy_embeds_real_photos_as_the_keras_model_does(tmp_path):
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
     assert np.array_equal(small_job.embed(images[:3]), small_job.embed(images)[:3])  # alike in any batch
 
+    # A copy that cannot be loaded (cut short, another runtime's format) is made again, not left to slow every run.
+    from types import SimpleNamespace
+
+    from auditor.encoding.encode import _use_lite_copy
+    from auditor.progress import SilentProgress
+
+    path = lite.copy_path(tmp_path, keras_side.cache_key)
+    path.write_bytes(path.read_bytes()[:1000])
+    another_job, notes = backbone(), []
+    _use_lite_copy(another_job, tmp_path, SimpleNamespace(devices=lambda: SimpleNamespace(gpus=0)), 2,
+                   SilentProgress(), notes)
+    assert another_job.lite is not None and not notes and path.stat().st_size > 1_000_000
+    assert np.array_equal(another_job.embed(images), got)
+
 
 def test_a_cache_folder_that_cannot_hold_the_copy_is_a_reason_not_an_error(tmp_path):
     blocked = tmp_path / "file"
