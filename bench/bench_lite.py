@@ -14,7 +14,6 @@ calling it once, against importing LiteRT, loading the copy and calling it once.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -28,16 +27,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_precision import backbone, photos  # noqa: E402  (the same photos and backbones as the precision bench)
-
-
-def rate(embed, batch: np.ndarray, seconds: float) -> float:
-    embed(batch)  # traces / allocates
-    started, done = time.perf_counter(), 0
-    while time.perf_counter() - started < seconds:
-        embed(batch)
-        done += len(batch)
-    return done / (time.perf_counter() - started)
+# The same photos, backbones, options and timing as the precision bench.
+from bench_precision import arguments, backbone, photos, rate  # noqa: E402
 
 
 STARTUP = {
@@ -59,12 +50,7 @@ def startup_seconds(runtime: str, **fields) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--backbones", default="efficientnet-lite0,resnet50")
-    parser.add_argument("--sizes", default="224,96", help="input sides in px (ResNet50: 224 only)")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from machine import describe
 

@@ -45,22 +45,28 @@ def backbone(name: str, precision: str, side: int):
     return model
 
 
-def rate(model, batch: np.ndarray, seconds: float) -> float:
-    model.embed(batch)  # traces
+def rate(embed, batch: np.ndarray, seconds: float) -> float:
+    """Images/s of `embed` on `batch` for `seconds`, after a first, untimed call (tracing, allocation)."""
+    embed(batch)
     started, done = time.perf_counter(), 0
     while time.perf_counter() - started < seconds:
-        model.embed(batch)
+        embed(batch)
         done += len(batch)
     return done / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(description: str) -> argparse.Namespace:
+    """The options of the raw-inference benches (this one and bench_lite.py)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--backbones", default="efficientnet-lite0,resnet50")
     parser.add_argument("--sizes", default="224,96", help="input sides in px (ResNet50: 224 only)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments(__doc__)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from machine import describe
 
@@ -72,7 +78,7 @@ def main() -> None:
     rates: dict[tuple, list[float]] = {key: [] for key in models}
     for round_ in range(args.rounds):
         for key, model in models.items():
-            rates[key].append(rate(model, batches[key[1]], args.seconds))
+            rates[key].append(rate(model.embed, batches[key[1]], args.seconds))
             print(f"round {round_ + 1}: {key[0]} {key[1]} px {key[2]}: {rates[key][-1]:.1f} images/s", flush=True)
     print(f"\n{describe()}\n")
     print("| backbone | input | bfloat16 images/s | float32 images/s | bfloat16 / float32 |\n|---|---:|---:|---:|---:|")
