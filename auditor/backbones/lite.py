@@ -49,13 +49,14 @@ def can_copy(backbone: Any) -> bool:
     """Whether this backbone's embeddings can come from a LiteRT copy: float32, with weights (random weights are
     for tests and are drawn anew each run), and the runtime installed."""
     # getattr: the encoding stage takes any object that embeds (tests give it fakes without these fields)
-    return (getattr(backbone, "precision", None) in LITE_PRECISIONS and getattr(backbone, "weights_path", None) is not None
+    return (getattr(backbone, "precision", None) in LITE_PRECISIONS
+            and getattr(backbone, "weights_path", None) is not None
             and hasattr(backbone, "lite") and runtime_available())
 
 
 def write_copy(model: Any, path: Path) -> str | None:
     """Convert the built Keras model (uint8 pixels in, embeddings out) into a LiteRT file at `path`, atomically.
-    None when written, else why not (the audit goes on without it: the copy only saves start-up time)."""
+    None when written, else why not (the audit goes on without it, embedding with the Keras model)."""
     from auditor.backbones.keras_import import quiet_native_stderr
 
     work = None
