@@ -171,8 +171,8 @@ class AuditContext:
         no group: the partner went into a clique they could not join entirely, e.g. with a mirrored look-alike of
         both): each with its best-evidenced such training partner (the highest cosine), record positions, a group
         of its own. Such an image has its own train duplicate, so `leakage` and `gap_attribution` count it. A pair
-        accepted on one tier only is not enough (on digits, where look-alikes align, it added 6 false leak flags to 3 rows and no
-        leak); a held-out image inside some group keeps that group's verdict."""
+        accepted on one tier only is not enough (on digits, where look-alikes align, it added 6 false leak flags to
+        3 rows and no leak); a held-out image inside some group keeps that group's verdict."""
         if self.index.reference_split is None:
             return []
         graph = self.duplicate_graph
