@@ -36,8 +36,8 @@ class Backbone:
     _model: Any = None
     _maps_model: Any = None  # [pooled, feature maps] in one pass; built only when the fine-tune asks
     batch_shape: int = 32  # short batches are padded to this many images
-    # A LiteRT copy of the same network (backbones/lite.py), attached for small jobs: embed() runs it instead of
-    # building the Keras model (a merge gate then never starts TensorFlow).
+    # A LiteRT copy of the same network (backbones/lite.py), attached for float32 jobs on the CPU: embed() runs it
+    # instead of the Keras model (faster, and a job whose copy is cached never starts TensorFlow).
     lite: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -123,7 +123,7 @@ class Backbone:
             "precision": self.precision,
             # How the network computes, when that differs from its layers one to one (e.g. BatchNorms folded).
             "graph": GRAPH_VERSIONS.get(self.name),
-            # What embeds this run's new images: the Keras model, or its cached LiteRT copy for a small job.
+            # What embeds this run's new images: the Keras model, or its LiteRT copy (backbones/lite.py).
             "runtime": "litert" if self.lite is not None else "keras",
             "note": self.note,
         }

@@ -1,5 +1,6 @@
-"""The LiteRT copy of the backbone that embeds a small job (a merge gate's new images) without starting TensorFlow:
-used only where it is the same network at float32, and its vectors equal the Keras model's within rounding."""
+"""The LiteRT copy of the backbone that embeds float32 jobs on the CPU (and a merge gate without starting
+TensorFlow): used only where it is the same network at float32, and its vectors equal the Keras model's within
+rounding."""
 
 from __future__ import annotations
 
