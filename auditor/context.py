@@ -183,7 +183,7 @@ class AuditContext:
         positions_of = lambda node: self.positions_by_sha[graph.shas[int(node)]]
         in_train = lambda p: self.records[p].split == REFERENCE_SPLIT
         found: dict[tuple[int, ...], list[int]] = {}
-        chained = chained[np.argsort(-self._pair_cosines(graph.shas, chained), kind="stable")]  # best partner first
+        chained = chained[np.argsort(-self._edge_cosines(graph.shas, chained), kind="stable")]  # best partner first
         for a, b in chained.tolist():
             for held_node, train_node in ((a, b), (b, a)):
                 held = [p for p in positions_of(held_node) if not in_train(p)]
@@ -192,15 +192,12 @@ class AuditContext:
                     found.setdefault(tuple(held), sorted(held + train))
         return sorted(found.values())
 
-    def _pair_cosines(self, shas: list[str], pairs: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        """Cosine of the embeddings of each (a, b) node pair (both embedded), a chunk of pairs at a time."""
-        out = np.empty(len(pairs), np.float32)
-        for start in range(0, len(pairs), chunk):
-            block = pairs[start:start + chunk]
-            first = self.unit_embeddings([shas[int(n)] for n in block[:, 0]])
-            second = self.unit_embeddings([shas[int(n)] for n in block[:, 1]])
-            out[start:start + len(block)] = np.einsum("ij,ij->i", first, second)
-        return out
+    def _edge_cosines(self, shas: list[str], pairs: np.ndarray) -> np.ndarray:
+        """Cosine of each (a, b) node pair's embeddings (both embedded), read from the shared unit matrix."""
+        from auditor.similarity.neighbours import paired_cosines
+
+        rows = np.array([[self.embedded_row[shas[int(n)]] for n in pair] for pair in pairs.tolist()], np.int64)
+        return paired_cosines(self.unit_matrix, rows[:, 0], self.unit_matrix, rows[:, 1])
 
     @property
     def duplicate_groups(self) -> list[list[int]]:
