@@ -101,3 +101,8 @@ def utf8_bytes(text: str) -> bytes:
         return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a surrogate no file name decodes to (from JSON, say)
         return text.encode("utf-8", "surrogatepass")
+
+
+def plural(count: int, word: str, plural_word: str | None = None) -> str:
+    """"1 class", "3 classes": the count and the word it takes."""
+    return f"{count} {word if count == 1 else (plural_word or word + 's')}"

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 
 from auditor.context import AuditContext
 from auditor.report import stable_finding_id
+from auditor.text import plural  # noqa: F401  (the checks' count-and-word, imported from here)
 
 
 def members(ctx: AuditContext, positions: list[int]) -> list[dict]:
@@ -21,10 +22,6 @@ def group_id(ctx: AuditContext, check_id: str, kind: str, positions: list[int]) 
 
 def percent(part: int, whole: int) -> float:
     return round(100.0 * part / whole, 2) if whole else 0.0
-
-
-def plural(count: int, word: str, plural_word: str | None = None) -> str:
-    return f"{count} {word if count == 1 else (plural_word or word + 's')}"
 
 
 def quoted_paths(ctx: AuditContext, positions: list[int], limit: int = 4) -> str:

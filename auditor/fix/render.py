@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 
+from auditor.text import plural
+
 MAX_CLASS_COLUMNS = 12  # wider tables list the rest in the JSON only
 MAX_WARNINGS = 30
 
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _class_columns(stats: dict) -> tuple[list[str], int]:
@@ -32,15 +30,15 @@ def _leak_text(state: dict) -> str:
     leaks = state["leaks"]
     if not leaks["per_split"]:
         spanning = leaks["groups_spanning_splits"]
-        return f"{_plural(spanning, 'duplicate group')} {'spans' if spanning == 1 else 'span'} splits"
+        return f"{plural(spanning, 'duplicate group')} {'spans' if spanning == 1 else 'span'} splits"
     parts = [f"{s} {m['leaked']} of {m['images']} ({m['percent']:g} %)" for s, m in leaks["per_split"].items()]
     spanning = leaks["groups_spanning_splits"]
-    return "; ".join(parts) + f" · {_plural(spanning, 'group')} {'spans' if spanning == 1 else 'span'} splits"
+    return "; ".join(parts) + f" · {plural(spanning, 'group')} {'spans' if spanning == 1 else 'span'} splits"
 
 
 def _conflict_text(state: dict) -> str:
     c = state["conflicts"]
-    return f"{_plural(c['groups'], 'group')} ({c['images']} images)" if c["groups"] else "none"
+    return f"{plural(c['groups'], 'group')} ({c['images']} images)" if c["groups"] else "none"
 
 
 def _mode_text(stats: dict) -> str:

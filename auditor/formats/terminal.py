@@ -11,22 +11,18 @@ from rich.table import Table
 from rich.text import Text
 
 from auditor.report import Report, Status
-from auditor.text import printable_report
+from auditor.text import plural, printable_report
 
 STYLE = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.ERROR: "bold magenta",
          Status.SKIPPED: "dim"}
 SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "dim"}
 
 
-def _count(n: int, word: str, plural_word: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (plural_word or word + 's')}"
-
-
 def build_renderable(report: Report, findings_per_check: int = 5) -> Group:
     report = printable_report(report)  # no name reaches the terminal raw (escapes, CR, bidi overrides)
     dataset = report.dataset
     split_text = ", ".join(
-        f"{name} {_count(info['images'], 'image')} / {_count(len(info['classes']), 'class', 'classes')}"
+        f"{name} {plural(info['images'], 'image')} / {plural(len(info['classes']), 'class', 'classes')}"
         for name, info in dataset["splits"].items()
     )
     header = Text.assemble(
