@@ -2,8 +2,8 @@
 
 Why: LiteRT (`ai-edge-litert`, TensorFlow Lite's runtime on its own, with XNNPACK's CPU kernels) runs the same
 network faster than Keras on TensorFlow here — EfficientNet-Lite0 2.1× at 224 px and 1.8× at 96 px, ResNet50
-1.2× (bench/bench_lite.py, one run on 2 cores) — and starts in ≈ 0.1 s, where importing TensorFlow and building
-and tracing the Keras model take 5–7 s: most of a merge gate that embeds 30 new images.
+1.2× (bench/bench_lite.py, one run on 2 cores) — and reaches its first embedding in 0.03–0.2 s, where importing
+TensorFlow and building and calling the Keras model took 6.1–8.7 s: most of a merge gate that embeds 30 new images.
 
 The copy is the backbone's own Keras graph, traced for any batch, its weights frozen, converted by TensorFlow's
 converter, and kept in the cache (`lite-models/`) keyed by the backbone's cache key (weights, preprocessing,

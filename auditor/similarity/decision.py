@@ -652,9 +652,9 @@ class Calibrator:
         flagged by the most sensitive clean rule (the one finding most copies among `clean_rules`: its flags are
         the dataset's duplicates as far as the copies can tell), the share `rule` flags too, times the copies'
         recall at that clean rule. (estimate, low, high, images that rule flags), from the Jeffreys intervals of
-        both shares; None when
-        that clean rule flags fewer images than `rule` (it could only bound the recall from below, uselessly: on
-        hymenoptera and the 25-image set such a strict reference said 0.59 and 0.70 where 0.93 and 1.00 were found).
+        both shares; None when that clean rule flags fewer images than `rule` (it could only bound the recall from
+        below, uselessly: on hymenoptera and the 25-image set such a strict reference said 0.59 and 0.70 where 0.93
+        and 1.00 were found).
 
         The copies can be easier to find than the dataset's real duplicates, most of all at strict rules: on
         native cats/dogs with 20 planted same-shot leaks (bench/bench_truth.py, --seed 0–2) the copies said 0.90–0.96
