@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+from auditor.backbones.torch_pickle import WeightsFormatError, load_torch_state_dict
+from tests.keras_group import KERAS, lazy_module
 
-from auditor.backbones import efficientnet_lite0 as lite0  # noqa: E402
-from auditor.backbones.torch_pickle import WeightsFormatError, load_torch_state_dict  # noqa: E402
+keras = lazy_module("keras")
+lite0 = lazy_module("auditor.backbones.efficientnet_lite0")
+pytestmark = KERAS
 
 BEE_CLASS = 309
 DOG_CLASSES = range(151, 269)
@@ -85,7 +87,7 @@ def test_constants():
 
 
 def test_module_is_backend_neutral():
-    source = Path(lite0.__file__).read_text()
+    source = Path(importlib.import_module("auditor.backbones.efficientnet_lite0").__file__).read_text()
     code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
     assert not re.search(r"\bimport tensorflow\b|\bfrom tensorflow\b|\btf\.", code)
 
@@ -103,7 +105,7 @@ def test_random_init_shapes():
 
 
 def test_missing_weights_package(monkeypatch):
-    monkeypatch.setattr(lite0, "_WEIGHTS_PACKAGE", "no_such_weights_package_xyz")
+    monkeypatch.setattr("auditor.backbones.efficientnet_lite0._WEIGHTS_PACKAGE", "no_such_weights_package_xyz")
     with pytest.raises(FileNotFoundError, match="no_such_weights_package_xyz.* is not installed"):
         lite0.default_efficientnet_lite0_weights()
 
@@ -188,7 +190,7 @@ def test_mismatched_state_dict_is_rejected(monkeypatch, change, folded):
     else:
         state["_conv_head.weight"] = state["_conv_head.weight"][:640]
         expected = "_conv_head.weight"
-    monkeypatch.setattr(lite0, "load_torch_state_dict", lambda path: state)
+    monkeypatch.setattr("auditor.backbones.efficientnet_lite0.load_torch_state_dict", lambda path: state)
     with pytest.raises(WeightsFormatError, match=expected):
         lite0.build_efficientnet_lite0(weights="unused.pth", fold_batch_norm=folded)
 

@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-from keras import layers  # noqa: E402
+from auditor.backbones.folding import fold_batch_norms, foldable_pairs
+from tests.keras_group import KERAS, lazy_module
 
-from auditor.backbones.folding import fold_batch_norms, foldable_pairs  # noqa: E402
+keras = lazy_module("keras")
+layers = lazy_module("keras.layers")
+pytestmark = KERAS
 
 
 def _randomise_batch_norms(model, seed=0):

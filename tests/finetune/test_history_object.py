@@ -17,6 +17,9 @@ from auditor.config import AuditConfig, FinetuneOptions
 from auditor.encoding.result_cache import inputs_key
 from auditor.errors import ConfigError
 from auditor.finetune.history import History, history_from_keras, read_history
+from tests.keras_group import KERAS
+
+pytestmark = KERAS  # some tests here import Keras
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,9 @@ from auditor.config import AuditConfig
 from auditor.errors import DatasetError
 from auditor.index.dataset import load_dataset
 from auditor.index.from_keras import index_from_keras
+from tests.keras_group import KERAS
+
+pytestmark = KERAS  # some tests here import Keras
 
 HYMENOPTERA = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "hymenoptera_data" / "train"
 SEED = 1337

@@ -27,6 +27,9 @@ from auditor.index.keras_splits import (
     keras_dataset_split,
     keras_generator_split,
 )
+from tests.keras_group import KERAS
+
+pytestmark = KERAS  # some tests here import Keras
 
 DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 HYMENOPTERA = DATASETS / "hymenoptera_data"
