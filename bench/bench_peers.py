@@ -87,7 +87,8 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "bench"))
     from bench_scale import raw_inference_rate  # the backbone alone on decoded arrays, at the audit's input size
 
-    raw_rate = raw_inference_rate(args.dataset, input_size, seconds=30.0)
+    runtime = report["backbone"].get("runtime", "keras")
+    raw_rate = raw_inference_rate(args.dataset, input_size, seconds=30.0, runtime=runtime)
     if args.fastdup_python:
         rows["fastdup (defaults)"] = timed([args.fastdup_python, "-c", FASTDUP, str(args.dataset), str(work / "fastdup")],
                                           {"SENTRY_OPT_OUT": "1"})
@@ -104,7 +105,7 @@ def main() -> None:
     for name, row in rows.items():
         print(f"{name}: {' / '.join(row['tail'])}")
     audit = rows["auditor (cold audit, every check)"]
-    print(f"\nraw inference at {input_size} px: {raw_rate:.0f} images/s; the whole cold audit ran at "
+    print(f"\nraw inference at {input_size} px ({runtime}): {raw_rate:.0f} images/s; the whole cold audit ran at "
           f"{images / audit['wall']:.0f} images/s = {images / audit['wall'] / raw_rate:.2f} of raw inference; "
           f"its stages: {json.dumps(report.get('timings_s', {}))}")
 
