@@ -165,6 +165,14 @@ def evaluate_rules(rows: dict[str, np.ndarray], max_z: float) -> tuple[list[tupl
     return issues, distribution
 
 
+def shown_z(evidence: dict) -> float:
+    """The robust z as the message shows it: signed like the value against the dataset median. A rule's z is of
+    a transformed quantity (too bright: log(256 − shadows), which falls as the shadows brighten), so its own sign
+    can contradict the value printed beside it ("shadows 194.5, dataset median 14.6, robust z −13.7")."""
+    size = abs(evidence["robust_z"])
+    return size if evidence["value"] >= evidence["dataset_median"] else -size
+
+
 DESCRIPTIONS = {rule.kind: rule.description for rule in RULES} | {"greyscale_as_rgb": "greyscale stored as colour"}
 SEVERITIES = {rule.kind: rule.severity for rule in RULES} | {"greyscale_as_rgb": Severity.WARNING}
 
@@ -185,7 +193,7 @@ def compute(ctx: AuditContext) -> Evidence:
         if severity != Severity.INFO:
             kinds_of.setdefault(sha, set()).add(kind)
         detail = (f"{evidence['value_name']} {evidence['value']:g}, dataset median {evidence['dataset_median']:g}, "
-                  f"robust z {evidence['robust_z']:.1f}") if kind != "greyscale_as_rgb" else \
+                  f"robust z {shown_z(evidence):.1f}") if kind != "greyscale_as_rgb" else \
             f"stored as {evidence['mode']}, all three channels equal; {100 * evidence['dataset_greyscale_share']:.1f} % of the dataset is greyscale"
         findings.append(((0 if severity != Severity.INFO else 1, -evidence["score"], paths[0]), Finding(
             id=stable_finding_id(CHECK_ID, kind, [sha]),

@@ -75,6 +75,21 @@ def test_each_planted_problem_is_flagged_with_its_kind_and_nothing_else_is():
     assert result.metrics["per_split"]["train"]["per_kind"]["dark"] == 1
 
 
+def test_the_message_signs_the_robust_z_like_the_value_beside_it():
+    items = _normal_items()
+    for kind in ("dark", "bright"):
+        items.append({"path": f"train/c/{kind}.jpg", "label": "c", "width": 500, "height": 375, **PLANTED[kind]})
+    result = iq.CHECK.run(synthetic_context(items, with_embeddings=False))
+    by_kind = {f.evidence["kind"]: f for f in result.findings}
+    bright, dark = by_kind["bright"], by_kind["dark"]
+    # too bright: the shadows lie above the median, and the z the message prints is positive (the z of the
+    # rule's own quantity, log(256 − shadows), is negative, and stays so in the evidence)
+    assert bright.evidence["value"] > bright.evidence["dataset_median"] and bright.evidence["robust_z"] < 0
+    assert f"robust z {abs(bright.evidence['robust_z']):.1f}" in bright.message
+    assert dark.evidence["value"] < dark.evidence["dataset_median"]
+    assert f"robust z -{abs(dark.evidence['robust_z']):.1f}" in dark.message
+
+
 def test_a_clean_sample_passes():
     result = iq.CHECK.run(synthetic_context(_normal_items(seed=3), with_embeddings=False))
     assert result.status == Status.PASS and result.findings == []
