@@ -134,6 +134,8 @@ class FinetuneOptions:
         _within("finetune.dropout", self.dropout, 0.0, 0.99)
         _within("finetune.holdout_fraction", self.holdout_fraction, 0.0, 1.0, open_interval=True)
         _within("finetune.bootstrap", self.bootstrap, 100, 1_000_000)
+        if self.seed is not None:
+            _within("finetune.seed", self.seed, 0, MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,8 @@ class AuditConfig:
                     "validation_split cannot be combined with a manifest",
                     "A manifest already says which split each image is in.",
                 )
+        if self.seed is not None:
+            _within("seed", self.seed, 0, MAX_SEED)
         _within("source_depth", self.source_depth, 0, 64)
         if self.source_depth and self.manifest is not None:
             raise ConfigError(
@@ -269,6 +273,10 @@ def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
 # threshold must sit above it with a margin (measured: of 103 790 real evaluations under 0.70 coarse, one reached
 # 0.806 at full size) for the scores it reads to be full-size ones. The chosen thresholds start at 0.80.
 LOWEST_MIN_CORRELATION = 0.75
+
+# Seeds go to NumPy, scikit-learn (random_state: below 2³²) and Keras, some offset by a few thousand per retry: a
+# negative one made NumPy raise mid-audit.
+MAX_SEED = 2**31 - 1
 
 
 def _within(key: str, value: float, low: float, high: float, open_interval: bool = False) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from auditor.config import AuditConfig
+from auditor.errors import DatasetError
 from auditor.index.dataset import DatasetIndex, WalkIssue, load_dataset
 
 INCOMING, EXISTING = "incoming", "existing"
@@ -42,6 +43,9 @@ class MergedIndex(DatasetIndex):
 def load_one(path: Path, config: AuditConfig) -> DatasetIndex:
     """A dataset folder, or a manifest file (paths relative to the manifest's folder)."""
     path = Path(path).expanduser()
+    if not path.exists():
+        raise DatasetError(f"the existing dataset {str(path)!r} (--against) does not exist",
+                           "Pass the existing dataset's folder, or a manifest CSV of its images.")
     if path.is_file():
         return load_dataset(path.parent, replace(config, manifest=path, validation_split=None))
     return load_dataset(path, replace(config, manifest=None))

@@ -29,6 +29,18 @@ def test_manifest_without_required_columns(tmp_path):
 def test_bad_option_values_name_the_key(tmp_path):
     _assert_clean_error(run_cli("audit", SAMPLES, "--min-cosine", "1.5", "--cache-dir", tmp_path / "c"), "min_cosine")
     _assert_clean_error(run_cli("audit", SAMPLES, "--format", "pdf", "--cache-dir", tmp_path / "c"), "pdf")
+    # a negative seed made NumPy raise mid-audit ("internal error"); one past scikit-learn's range would have too
+    _assert_clean_error(run_cli("audit", SAMPLES, "--seed", "-5", "--cache-dir", tmp_path / "c"), "seed must be in")
+    _assert_clean_error(run_cli("audit", SAMPLES, "--seed", str(2**32), "--cache-dir", tmp_path / "c"), "seed must be in")
+    _assert_clean_error(run_cli("audit", SAMPLES, "--finetune-seed", "-1", "--cache-dir", tmp_path / "c"),
+                        "finetune.seed must be in")
+
+
+def test_a_missing_existing_dataset_is_named_as_such(tmp_path):
+    # --against takes a folder or a manifest CSV: "dataset directory 'existing.csv' does not exist" misled
+    result = run_cli("audit", SAMPLES, "--against", tmp_path / "existing.csv", "--cache-dir", tmp_path / "c")
+    _assert_clean_error(result, "the existing dataset")
+    assert "manifest CSV" in result.stderr + result.stdout
 
 
 def test_validation_split_on_a_split_layout_is_refused(tmp_path):
