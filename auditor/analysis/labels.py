@@ -41,6 +41,10 @@ PROBE_MAX_DIMS = 256
 PROBE_SAMPLES_PER_DIM = 10  # whitening more dimensions than n/10 amplifies noise (ants/bees, 398 images: 94 % → 88 %)
 
 MISLABEL_PROBABILITY = 0.5  # "probably mislabelled": the label is more likely wrong than right under the model
+# A probe that does not beat always guessing the largest class (one-sided binomial test at this level) names no
+# candidates: at chance, "the probe disagrees with the label" is a coin toss (21 images of 2 classes, 52 % accurate:
+# 10 of them were listed "for review").
+CHANCE_ALPHA = 0.05
 
 NEIGHBOURS_DISAGREE = 0.5  # "neighbours disagree" (finding evidence): most of the k nearest carry another label
 
@@ -225,6 +229,7 @@ class LabelAnalysis:
     neighbour_majority: list[str | None]
     neighbours_k: int
     supported: bool = False  # can label errors be told apart from the probe's confusion?
+    beats_chance: bool = True  # is the probe more accurate than always guessing the largest class (`beats_chance`)?
     reason: str | None = None  # why not, when not supported
     # the rate read as if wrong labels concentrated between classes (the check of the estimate's assumption), or
     # None: not measured (more than label_noise.CONCENTRATED_MAX_CLASSES classes)
@@ -242,6 +247,8 @@ class LabelAnalysis:
         is not supported, the candidates for review: more likely wrong than right were the rate at the top of
         what the data allows (on 246 photos with 7 % flipped, interval 0–9.7 %: 14 of 17 flips, 1 other photo).
         Strong evidence is always among them."""
+        if not self.supported and not self.beats_chance:
+            return self.strong  # all False: a probe at chance names nobody
         wrong = self.wrong_probability if self.supported else self.wrong_probability_at_top
         return (wrong >= MISLABEL_PROBABILITY) | self.strong
 
@@ -260,6 +267,19 @@ class LabelAnalysis:
     @property
     def expected_pair_counts(self) -> np.ndarray:
         return label_noise.expected_pair_counts(self.probs, self.unit_labels, self.noise, self.wrong_probability)
+
+
+def chance_test(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The probe's out-of-fold accuracy against always guessing the largest class: that share, and the one-sided
+    binomial p-value of doing at least this well by such guessing."""
+    from scipy.stats import binom
+
+    n = len(labels)
+    if not n:
+        return {"chance_accuracy": 0.0, "p_value": 1.0}
+    correct = int((probs.argmax(axis=1) == labels).sum())
+    chance = float(np.bincount(labels).max() / n)
+    return {"chance_accuracy": chance, "p_value": float(binom.sf(correct - 1, n, chance))}
 
 
 def _skipped(reason: str, classes: list[str] | None = None, excluded: dict[str, int] | None = None) -> LabelAnalysis:
@@ -624,6 +644,7 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
     concentrated = fit_concentrated_noise(probs, unit_labels, seed, noise.temperature)
     concentrated_seconds = time.perf_counter() - started
     supported, reason = support(noise, true_accuracy, config.label_min_probe_accuracy, concentrated)
+    chance = chance_test(probs, unit_labels)
     reported = noise.interval
     if not supported:
         # Confusion may be all of what looks like noise (down to 0), and a probe that learns the noise hides it
@@ -656,7 +677,9 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
         strong_mask=strong, suggested=label_noise.likeliest_true_class(probs, unit_labels, noise),
         neighbour_agreement=agreement, neighbour_majority=majority,
         neighbours_k=neighbours_k, supported=supported, reason=reason, concentrated=concentrated,
+        beats_chance=chance["p_value"] < CHANCE_ALPHA,
         stats={"probe_accuracy": accuracy, "probe_accuracy_true_labels": true_accuracy, "probe_c": probe_c,
+               "probe_chance_accuracy": chance["chance_accuracy"], "probe_chance_p_value": chance["p_value"],
                "probe_dims": int(features.shape[1]), "probe_fit_images": fit_images, "probe_seconds": probe_seconds,
                "noise_seconds": noise_seconds, "concentrated_noise_seconds": concentrated_seconds,
                "neighbour_search": neighbour_search},

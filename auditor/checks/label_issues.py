@@ -109,6 +109,9 @@ def compute(ctx: AuditContext) -> Evidence:
         "strong_evidence_rule": "the round(noise_rate × unique_samples) likeliest wrong labels, ranked by the odds of "
                                 "P(wrong) × the neighbours' likelihood ratio (estimated from the data)",
         "probe_accuracy": round(accuracy, 4),
+        "probe_chance_accuracy": round(analysis.stats["probe_chance_accuracy"], 4),
+        "probe_chance_p_value": float(f"{analysis.stats['probe_chance_p_value']:.4g}"),
+        "probe_beats_chance": analysis.beats_chance,
         "probe_accuracy_true_labels": round(analysis.stats["probe_accuracy_true_labels"], 4),
         "probe_c": analysis.stats["probe_c"],
         "probe_dims": analysis.stats["probe_dims"],
@@ -142,6 +145,11 @@ def _summary_parts(ctx: AuditContext, analysis, by_split: dict, flagged: int, ju
         parts = [f"label errors cannot be told apart from the probe's confusion: between {_pct(low)} and "
                  f"{_pct(high)} % of labels may be wrong (95 %), no accuracy ceiling claimed"
                  + (f"; {plural(flagged, 'candidate')} listed for review" if flagged else "")]
+        if not analysis.beats_chance:
+            stats = analysis.stats
+            parts.append(f"no candidates named: the probe does no better than always guessing the largest class "
+                         f"({100 * stats['probe_chance_accuracy']:.1f} % of the images; one-sided binomial p = "
+                         f"{stats['probe_chance_p_value']:.2g})")
         reduced = _reduced_input_size(ctx)
         if reduced:
             parts.append(f"the images were embedded at {reduced} px, below the backbone's own; a {FULL_INPUT_SIZE} px input "

@@ -231,6 +231,25 @@ def test_a_weak_probe_gives_an_interval_from_zero_no_ceiling_and_no_strong_evide
     assert (analysis.wrong_probability_range[0] == 0).all()
 
 
+def test_a_probe_no_better_than_guessing_the_largest_class_names_no_candidates():
+    # Labels that say nothing about the vectors (a 21-image set of 32 px photos read like this: a 52 % probe
+    # listed 10 of its 21 images "for review"); the same vectors with their true labels are named as before.
+    vectors, true = gaussian_classes(15, 2, seed=3, spread=0.35)
+    labels = np.random.default_rng(0).permutation(true)
+    items = [{"path": f"train/{'ab'[c]}/{i}.jpg", "label": "ab"[c], "split": "train", "vector": v}
+             for i, (v, c) in enumerate(zip(vectors, labels))]
+    result = li.CHECK.run(synthetic_context(items, seed=0))
+    metrics = result.metrics
+    assert metrics["supported"] is False and metrics["probe_beats_chance"] is False
+    assert metrics["probe_chance_accuracy"] == 0.5 and metrics["probe_chance_p_value"] >= la.CHANCE_ALPHA
+    assert result.findings == [] and metrics["flagged"] == 0
+    assert "no candidates named: the probe does no better than always guessing the largest class" in result.summary
+    # a probe that separates the classes beats chance by far
+    items, _flipped = _items()
+    metrics = li.CHECK.run(synthetic_context(items, seed=0)).metrics
+    assert metrics["probe_beats_chance"] is True and metrics["probe_chance_p_value"] < 1e-6
+
+
 def test_a_weak_probe_on_images_embedded_smaller_than_the_backbone_takes_points_to_a_larger_input():
     items, _flipped = _items(spread=1.3)
     ctx = synthetic_context(items, seed=0)
