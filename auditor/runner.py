@@ -224,10 +224,21 @@ def build_report(ctx: AuditContext, checks: list[CheckResult]) -> Report:
     return Report(
         tool_version=__version__,
         dataset=ctx.index.summary(),
-        backbone=backbone.describe() if backbone else {"name": None, "note": "no embeddings computed"},
+        backbone=described_backbone(backbone, stats),
         checks=checks,
         notes=notes,
     )
+
+
+def described_backbone(backbone: Backbone | None, stats: dict) -> dict:
+    """The report's `backbone`. Its `runtime` names what embedded this run's new images, so it is None where the run
+    embedded nothing (every embedding and feature map came from the cache): "keras" there was a guess."""
+    if backbone is None:
+        return {"name": None, "note": "no embeddings computed"}
+    described = backbone.describe()
+    if not stats.get("embeddings_computed") and not stats.get("feature_maps_computed"):
+        described["runtime"] = None
+    return described
 
 
 def _accept(checks: list[CheckResult], baseline_ids: set[str], merging: bool) -> None:

@@ -63,3 +63,17 @@ def test_work_after_encoding_runs_where_the_engine_says(monkeypatch, tmp_path):
     Image.new("RGB", (40, 40), "red").save(tmp_path / "data" / "cat" / "a.png")
     ctx = prepare(tmp_path / "data", AuditConfig(cache_dir=tmp_path / "cache"), embed=False)
     assert ctx.pool == WorkerPool(5, False)
+
+
+def test_the_report_names_no_runtime_where_nothing_was_embedded():
+    # A re-run whose embeddings all came from the cache said "runtime: keras" though no network ran.
+    from types import SimpleNamespace
+
+    from auditor.runner import described_backbone
+
+    backbone = SimpleNamespace(describe=lambda: {"name": "efficientnet-lite0", "runtime": "litert"})
+    assert described_backbone(backbone, {"embeddings_computed": 3})["runtime"] == "litert"
+    assert described_backbone(backbone, {"embeddings_computed": 0, "feature_maps_computed": 2})["runtime"] == "litert"
+    assert described_backbone(backbone, {"embeddings_computed": 0, "feature_maps_computed": 0})["runtime"] is None
+    assert described_backbone(backbone, {})["runtime"] is None
+    assert described_backbone(None, {}) == {"name": None, "note": "no embeddings computed"}

@@ -123,7 +123,8 @@ class Backbone:
             "precision": self.precision,
             # How the network computes, when that differs from its layers one to one (e.g. BatchNorms folded).
             "graph": GRAPH_VERSIONS.get(self.name),
-            # What embeds this run's new images: the Keras model, or its LiteRT copy (backbones/lite.py).
+            # What embeds this run's new images: the Keras model, or its LiteRT copy (backbones/lite.py); the report
+            # says None where a run embedded nothing (runner.described_backbone).
             "runtime": "litert" if self.lite is not None else "keras",
             "note": self.note,
         }
