@@ -70,7 +70,7 @@ def merge_finetune(from_file: Any, given: Any) -> FinetuneOptions | None:
 
         path = Path(fields["history"]).expanduser()
         if not path.is_file():
-            raise ConfigError(f"history file {str(path)!r} does not exist",
+            raise ConfigError(f"history file {str(path)!r} " + ("is not a file" if path.exists() else "does not exist"),
                               "Pass the log Keras printed during fit, a CSVLogger file or a JSON dump of History.history.")
         fields["history"] = read_history(path)
     return FinetuneOptions.with_schedule(**fields)

@@ -75,5 +75,7 @@ def test_finetune_false_turns_the_file_off(tmp_path):
 
 
 def test_missing_history_file_is_reported_before_any_work(tmp_path):
-    with pytest.raises(ConfigError, match="history file"):
+    with pytest.raises(ConfigError, match="history file .* does not exist"):
         merge_finetune(None, {"history": tmp_path / "nope.log"})
+    with pytest.raises(ConfigError, match="history file .* is not a file"):  # a folder: it exists
+        merge_finetune(None, {"history": tmp_path})
