@@ -229,7 +229,7 @@ class LabelAnalysis:
     neighbour_majority: list[str | None]
     neighbours_k: int
     supported: bool = False  # can label errors be told apart from the probe's confusion?
-    beats_chance: bool = True  # is the probe more accurate than always guessing the largest class (`beats_chance`)?
+    beats_chance: bool = True  # is the probe more accurate than always guessing the largest class (`chance_test`)?
     reason: str | None = None  # why not, when not supported
     # the rate read as if wrong labels concentrated between classes (the check of the estimate's assumption), or
     # None: not measured (more than label_noise.CONCENTRATED_MAX_CLASSES classes)

@@ -7,7 +7,7 @@ the model; the finding is a `warning` (strong evidence) when the estimate is sup
 round(η̂ · n) likeliest wrong labels, ranked by the probe and its neighbours' votes together (`strong_evidence` in
 `auditor/analysis/labels.py`; such an image is listed even when its P(wrong) alone is below ½). When it is not supported, the check says that label errors cannot be
 told apart from the probe's confusion, gives only the interval, makes no accuracy ceiling claim and lists its
-candidates as `info`.
+candidates as `info` — none where the probe does no better than always guessing the largest class.
 """
 
 from __future__ import annotations
