@@ -131,7 +131,7 @@ def shared_embeddings(work: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 # (b) vectors ----------------------------------------------------------------------------------
 
 
-def synthetic_context(n: int, work: Path, seed: int = 0, near_copy_share: float = 0.01):
+def synthetic_context(n: int, work: Path, seed: int = 0):
     """An AuditContext of n images whose embeddings are in an embedding store (written in batches, as the
     encode phase writes them), with synthetic records and scans."""
     from scale_data import resampled_vectors
@@ -164,11 +164,6 @@ def synthetic_context(n: int, work: Path, seed: int = 0, near_copy_share: float 
     records, scans = [], {}
     widths = np.exp(rng.uniform(np.log(32), np.log(257), n)).astype(int)
     heights = np.clip((widths * np.exp(rng.normal(0, 0.2, n))).astype(int), 32, None)
-    hashes = rng.integers(0, 2**63, (n, 4), dtype=np.int64)
-    copies = rng.random(n) < near_copy_share  # near-copies: the hashes of the previous image, 2 bits flipped
-    for i in np.flatnonzero(copies):
-        if i:
-            hashes[i] = hashes[i - 1] ^ (np.int64(1) << rng.integers(0, 62, 4))
     brightness = rng.normal(115, 25, n)
     contrast = np.abs(rng.normal(55, 12, n))
     sharpness = np.exp(rng.normal(6.5, 1.0, n))
@@ -180,10 +175,8 @@ def synthetic_context(n: int, work: Path, seed: int = 0, near_copy_share: float 
         split = "val" if which[i] % 5 == 0 else "train"
         path = f"{split}/{label}/img_{i:07d}.jpg"
         records.append(ImageRecord(path, work / path, split, label))
-        h = [f"{int(v) & (2**64 - 1):016x}" for v in hashes[i]]
         scans[sha] = ImageScan(sha256=sha, file_size=int(widths[i] * heights[i] * 0.4), format="JPEG", mode="RGB",
-                               width=int(widths[i]), height=int(heights[i]), pixel_hash=sha, phash=h[0], dhash=h[1],
-                               phash_mirror=h[2], dhash_mirror=h[3],
+                               width=int(widths[i]), height=int(heights[i]), pixel_hash=sha,
                                properties={"brightness": float(brightness[i]), "contrast": float(contrast[i]),
                                            "sharpness": float(sharpness[i]), "colourfulness": float(colourfulness[i]),
                                            "entropy": float(entropy[i]), "greyscale_as_rgb": False,
@@ -194,6 +187,17 @@ def synthetic_context(n: int, work: Path, seed: int = 0, near_copy_share: float 
                                               "input_size": 224})()
     config = AuditConfig(calibration_images=0, seed=seed)
     return AuditContext(index=index, config=config, encoded=encoded, backbone=backbone, cache=cache)
+
+
+def synthetic_codes(n: int, seed: int = 0, near_copy_share: float = 0.01) -> np.ndarray:
+    """(n, 8) uint8 64-bit codes for the Hamming search alone: random, except a share of near copies (the code of
+    the previous image with 4 bits flipped)."""
+    rng = np.random.default_rng(seed + 3)
+    codes = rng.integers(0, 2**63, n, dtype=np.int64)
+    for i in np.flatnonzero(rng.random(n) < near_copy_share):
+        if i:
+            codes[i] = codes[i - 1] ^ np.bitwise_or.reduce(np.int64(1) << rng.integers(0, 62, 4))
+    return codes.view(np.uint8).reshape(n, 8)
 
 
 def add_thumbnails(ctx, seed: int = 0, block: int = 65_536) -> None:
@@ -233,11 +237,11 @@ def run_vectors(args) -> None:
     quality = meter.run("recall of the search (exact search on a sample)", neighbours.search_quality, ctx.unit_matrix)
     print(json.dumps(quality.to_dict()), flush=True)
     codes = None
-    from auditor.similarity.neighbours import hamming_pairs, hex_to_codes
+    from auditor.similarity.neighbours import hamming_pairs
 
     if args.no_hamming:
         return _run_checks(args, ctx, meter, n, quality)
-    codes = meter.run("pHash codes (hex → uint8)", lambda: hex_to_codes([ctx.encoded.scans[s].phash for s in ctx.unique_shas]))
+    codes = meter.run("random pHash codes, 1 % near copies", synthetic_codes, n)
     hamming_quality: list = []
     pairs = meter.run("Hamming range search (pHash ≤ 6)", hamming_pairs, codes, 6, None, hamming_quality)
     if pairs is not None:

@@ -232,7 +232,7 @@ def test_the_image_loader_never_raises_and_says_why_an_image_is_unusable(data, e
     scan, array = scan_bytes(data, ScanLimits(max_pixels=1_000_000), embed_size=16 if embed else None)
     assert scan.file_size == len(data)
     if scan.usable:
-        assert scan.width and scan.height and scan.phash and scan.pixel_hash
+        assert scan.width and scan.height and scan.grey32 and scan.pixel_hash
         assert (array is not None and array.shape == (16, 16, 3)) if embed else array is None
     else:
         assert array is None and any(p.severity == "error" for p in scan.problems)

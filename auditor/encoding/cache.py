@@ -77,12 +77,15 @@ class Cache:
     def get_scans(self, hashes: Iterable[str]) -> dict[str, ImageScan]:
         found: dict[str, ImageScan] = {}
         for chunk in _chunks(list(hashes), 900):
+            asked = {sha: sha for sha in chunk}  # key and scan share the caller's string (113 bytes a scan, 10⁶ scans)
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
                 f"SELECT sha256, data FROM scans WHERE version = ? AND sha256 IN ({marks})", (SCAN_VERSION, *chunk)
             )
             for sha, data in rows:
-                found[sha] = ImageScan.from_json(json.loads(data))
+                scan = ImageScan.from_json(json.loads(data))
+                scan.sha256 = sha = asked.get(sha, sha)
+                found[sha] = scan
         return found
 
     def put_scans(self, scans: Iterable[ImageScan]) -> None:

@@ -1,5 +1,6 @@
-"""Safe image loading and everything computed from one decode: content hashes, perceptual hashes,
-image properties, and the resized array the backbone needs.
+"""Safe image loading and everything computed from one decode: content hashes, the 32×32 grey thumbnail
+(the duplicate decision's pixel tier and perceptual hashes are computed from it), image properties, and the
+resized array the backbone needs.
 
 Broken files never raise: `scan_bytes` returns an ImageScan whose `problems` say what is wrong, and
 the audit goes on without that image.
@@ -11,6 +12,7 @@ import base64
 import hashlib
 import io
 import logging
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -61,11 +63,7 @@ class ImageScan:
     height: int | None = None
     frames: int = 1
     pixel_hash: str | None = None
-    phash: str | None = None  # 64-bit hashes as 16 hex digits
-    dhash: str | None = None
-    phash_mirror: str | None = None
-    dhash_mirror: str | None = None
-    grey32: str | None = None  # the 32×32 grey thumbnail pHash is computed from (base64): the pixel tier's input
+    grey32: str | None = None  # the 32×32 grey thumbnail (base64): the pixel tier's and the hash codes' input
     properties: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,8 +80,21 @@ class ImageScan:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ImageScan":
+        """A cached scan. Held once per content (10⁶ at scale), so the strings every scan repeats (property
+        names, format, mode) are shared, not one copy per scan as json.loads makes them."""
         problems = [Problem(**p) for p in data.pop("problems", [])]
+        for legacy in LEGACY_FIELDS:
+            data.pop(legacy, None)
+        for name in ("format", "mode"):
+            if data.get(name) is not None:
+                data[name] = sys.intern(data[name])
+        data["properties"] = {sys.intern(k): v for k, v in data.get("properties", {}).items()}
         return cls(problems=problems, **data)
+
+
+# Fields older versions stored in a scan and nothing reads (the pHash/dHash hex strings: the duplicate decision
+# computes its hash codes from grey32 under all 8 rotations itself): skipped when a cached scan is read.
+LEGACY_FIELDS = ("phash", "dhash", "phash_mirror", "dhash_mirror")
 
 
 @dataclass(frozen=True)
@@ -128,7 +139,7 @@ def _scan(data: bytes, scan: ImageScan, limits: ScanLimits, embed_size: int | No
     _shape_problems(scan, limits)
     scan.pixel_hash = hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
     thumb = _thumbnail(rgb, THUMB_SIDE)
-    _perceptual_hashes(thumb, scan)
+    scan.grey32 = grey_thumbnail(thumb)
     scan.properties = image_properties(thumb, image, scan)
     embed_array = None
     if embed_size is not None:
@@ -242,37 +253,11 @@ def _thumbnail(image: Image.Image, side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
-def _perceptual_hashes(thumb: Image.Image, scan: ImageScan) -> None:
-    """pHash and dHash of the image and of its mirror image, bit for bit imagehash's (tested).
-
-    imagehash converts to grey and resizes to 32×32 (pHash) or 9×8 (dHash) itself; doing those two resizes
-    once here and mirroring the small images gives the same hashes for a fraction of the work (a Lanczos resize
-    commutes with a left-right mirror). Its arithmetic is repeated on the arrays (the same scipy DCT, median
-    and comparisons) without its image copies and bit-by-bit hex strings: 169 → 86 µs per image."""
-    grey = thumb.convert("L")
-    for_phash = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS))
-    for_dhash = np.asarray(grey.resize((9, 8), Image.Resampling.LANCZOS))
-    scan.phash, scan.phash_mirror = _phash_hex(for_phash), _phash_hex(for_phash[:, ::-1])
-    scan.dhash, scan.dhash_mirror = _dhash_hex(for_dhash), _dhash_hex(for_dhash[:, ::-1])
-    scan.grey32 = base64.b64encode(np.ascontiguousarray(for_phash, dtype=np.uint8).tobytes()).decode("ascii")
-
-
-def _phash_hex(pixels: np.ndarray) -> str:
-    """imagehash.phash of a 32×32 grey image, as its 16 hex digits."""
-    import scipy.fftpack
-
-    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)[:8, :8]
-    return _bits_hex(dct > np.median(dct))
-
-
-def _dhash_hex(pixels: np.ndarray) -> str:
-    """imagehash.dhash of a 9×8 grey image: is each pixel brighter than its left neighbour."""
-    return _bits_hex(pixels[:, 1:] > pixels[:, :-1])
-
-
-def _bits_hex(bits: np.ndarray) -> str:
-    """Row-major bits, most significant first, as hex digits: imagehash's str() of a hash."""
-    return np.packbits(bits.reshape(-1)).tobytes().hex()
+def grey_thumbnail(thumb: Image.Image) -> str:
+    """The 32×32 grey thumbnail, base64: what imagehash's pHash resizes an image to (grey, Lanczos), so the
+    duplicate decision's hash codes (`similarity.pixels.phash_codes`) are imagehash's, and its pixel tier's input."""
+    pixels = np.asarray(thumb.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.uint8)
+    return base64.b64encode(np.ascontiguousarray(pixels).tobytes()).decode("ascii")
 
 
 def image_properties(thumb: Image.Image, original: Image.Image, scan: ImageScan) -> dict[str, Any]:

@@ -36,16 +36,15 @@ def synthetic_context(items: list[dict], with_embeddings: bool = True, **config)
                                    label=item["label"]))
         record_sha.append(sha)
         if sha not in scans:
-            # Hashes drawn from the content: different contents are ~32 bits apart, never near-duplicates,
-            # unless an item gives its own (e.g. a near copy: the same hashes as another content).
+            # A 32×32 grey thumbnail of random pixels drawn from the content: different contents are never
+            # near-duplicates, unless an item names another's look (a near copy: the same pixels, so the same
+            # hash codes).
             look = item.get("hashes_of", item.get("content", path))
-            hashes = hashlib.sha256(look.encode()).hexdigest()
-            # A 32×32 grey thumbnail drawn from the same key: a near copy has the same pixels.
-            grey = np.random.default_rng(int(hashes[:8], 16)).integers(0, 256, (32, 32), dtype=np.uint8)
+            key = hashlib.sha256(look.encode()).hexdigest()
+            grey = np.random.default_rng(int(key[:8], 16)).integers(0, 256, (32, 32), dtype=np.uint8)
             scans[sha] = ImageScan(sha256=sha, file_size=1000, format="JPEG", mode=item.get("mode", "RGB"),
                                    width=item.get("width", 500), height=item.get("height", 375),
-                                   pixel_hash=sha, phash=hashes[:16], dhash=hashes[16:32],
-                                   phash_mirror=hashes[32:48], dhash_mirror=hashes[48:64],
+                                   pixel_hash=sha,
                                    grey32=base64.b64encode(grey.tobytes()).decode("ascii"),
                                    properties={**NORMAL_PROPERTIES, **item.get("properties", {})},
                                    problems=list(item.get("problems", [])))

@@ -33,7 +33,7 @@ def cache(tmp_path):
 
 def test_scans_round_trip(cache):
     good, tiny = real_scan(1), real_scan(2, size=(10, 10))
-    assert tiny.problems and good.phash
+    assert tiny.problems and good.grey32
     broken, _ = scan_bytes(b"not an image", ScanLimits())
     cache.put_scans([good, tiny, broken])
     found = cache.get_scans([good.sha256, tiny.sha256, broken.sha256, "f" * 64])

@@ -19,21 +19,15 @@ from tests.checks.synthetic_audit import gaussian_classes, synthetic_context
 
 
 def audited(items: list[dict], near: dict[str, str] | None = None, **config):
-    """A synthetic context whose duplicate graph is the real one: distinct random hashes per content, except
-    `near` (path → path): that content gets the other's hashes (a near copy at pHash distance 0)."""
+    """A synthetic context whose duplicate graph is the real one: distinct random thumbnails per content, except
+    `near` (path → path): that content gets the other's thumbnail (a near copy at pHash distance 0)."""
     settings = {"seed": 0, "calibration_images": 0, "min_cosine": 0.9999, "min_correlation": 0.9999, **config}
     ctx = synthetic_context(items, **settings)
     ctx.backbone = SimpleNamespace(input_size=224, cache_key="synthetic")
-    rng = np.random.default_rng(0)
-    for sha, scan in ctx.encoded.scans.items():
-        h = int(rng.integers(0, 2**63))
-        scan.phash = scan.dhash = f"{h:016x}"
-        scan.phash_mirror = scan.dhash_mirror = f"{h ^ (2**64 - 1):016x}"
-        scan.pixel_hash = sha
     sha_of_path = {r.path: ctx.sha(i) for i, r in enumerate(ctx.records)}
     for copy, original in (near or {}).items():
         source, target = ctx.encoded.scans[sha_of_path[original]], ctx.encoded.scans[sha_of_path[copy]]
-        target.phash, target.dhash = source.phash, source.dhash
+        target.grey32 = source.grey32
     return ctx
 
 
