@@ -11,8 +11,8 @@ audit as a ratio to raw inference measured in the same run (the backbone on alre
 
 (b) needs no image: N vectors resampled from real EfficientNet-Lite0 embeddings of the shared photos
 (bench/scale_data.py), written to an embedding store as the encode phase writes them, with synthetic
-records and scans (4 real classes, train/val by source photo, realistic property distributions, 1 % planted
-near-copies by hash). Every check then runs on that context, one at a time, with its wall and CPU time,
+records and scans (4 real classes, train/val by source photo, realistic property distributions; the stand-alone
+Hamming stage searches random codes with 1 % planted near copies). Every check then runs on that context, one at a time, with its wall and CPU time,
 and the peak RSS of each stage (the peak is reset before each one through /proc/self/clear_refs) and of
 anonymous memory (sampled; memory-mapped store pages are page cache the kernel can drop).
 --quick: 10⁵ vectors. The machine is shared: compare with the CPU seconds and the ratios, not only walls.
