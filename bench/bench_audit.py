@@ -116,8 +116,7 @@ def main() -> None:
     batch = np.stack([a for a in arrays if a is not None][: args.batch_size])
     raw_rates = {"keras": raw_inference(resolve_backbone(args.backbone, args.weights, True, args.precision), batch)}
     lite_side = resolve_backbone(args.backbone, args.weights, True, args.precision)
-    if lite.applies(has_gpu=False) and lite.keep_copy(lite_side, work / "lite") is None and \
-            lite.attach_copy(lite_side, work / "lite", os.cpu_count() or 1):
+    if lite.applies(has_gpu=False) and lite.use_copy(lite_side, work / "lite", os.cpu_count() or 1):
         raw_rates["litert"] = raw_inference(lite_side, batch)
 
     # The whole audit, first run on an empty cache, then again on the unchanged dataset.

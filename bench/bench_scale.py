@@ -315,8 +315,7 @@ def raw_inference_rate(images: Path, input_size: int, seconds: float = 60.0, run
     files = sorted(images.rglob("*.jpg"))[:32]
     batch = np.stack([scan_bytes(f.read_bytes(), ScanLimits(), backbone.input_size)[1] for f in files])
     with tempfile.TemporaryDirectory() as copies:
-        if runtime == "litert" and (lite.keep_copy(backbone, Path(copies)) is not None or
-                                    not lite.attach_copy(backbone, Path(copies), os.cpu_count() or 1)):
+        if runtime == "litert" and not lite.use_copy(backbone, Path(copies), os.cpu_count() or 1):
             raise RuntimeError("the audit embedded with its LiteRT copy, which could not be made here")
         backbone.embed(batch)
         started, done = time.perf_counter(), 0

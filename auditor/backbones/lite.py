@@ -148,6 +148,13 @@ def keep_copy(backbone: Any, cache_directory: Path | None) -> str | None:
     return write_copy(backbone.model, copy_path(cache_directory, backbone.cache_key))
 
 
+def use_copy(backbone: Any, cache_directory: Path, threads: int) -> bool:
+    """Make (or find) the copy in `cache_directory` and attach it: True when `backbone` now embeds with LiteRT.
+    For measuring the runtime itself (the benches); an audit goes through `encoding.encode`, which also retries
+    a copy it cannot load and says in the report why Keras embedded instead."""
+    return keep_copy(backbone, cache_directory) is None and attach_copy(backbone, cache_directory, threads)
+
+
 def discard_copy(backbone: Any, cache_directory: Path | None) -> None:
     """Remove this backbone's copy from the cache (one that cannot be loaded), so that it is made again."""
     if cache_directory is not None:

@@ -41,6 +41,7 @@ def test_a_copy_is_attached_only_to_a_float32_backbone_with_a_readable_copy(tmp_
     assert not lite.attach_copy(model, tmp_path, 2) and model.lite is None  # unreadable: the Keras model embeds
     assert not lite.attach_copy(model, None, 2)  # no cache
     assert not lite.can_copy(backbone("bfloat16"))  # rounding LiteRT's float32 kernels would not reproduce
+    assert not lite.use_copy(backbone("bfloat16"), tmp_path, 2)  # nor does the benches' shortcut make one
     assert not lite.can_copy(backbone(weights=False))  # random weights are drawn anew every run
     assert lite.copy_path(tmp_path, backbone("bfloat16").cache_key) != path  # keyed like the cached vectors
     assert lite.copy_path(tmp_path, backbone(input_size=96).cache_key) != path
@@ -70,6 +71,8 @@ def test_the_copy_embeds_real_photos_as_the_keras_model_does(tmp_path):
     assert cosine.min() > 0.99999
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
     assert np.array_equal(small_job.embed(images[:3]), small_job.embed(images)[:3])  # alike in any batch
+    bench_side = backbone()  # the benches' shortcut finds the copy made above and attaches it
+    assert lite.use_copy(bench_side, tmp_path, 2) and np.array_equal(bench_side.embed(images), got)
 
     # A copy that cannot be loaded (cut short, another runtime's format) is made again, not left to slow every run.
     from types import SimpleNamespace
