@@ -391,9 +391,9 @@ def run_as_program(application: Callable[..., object]) -> None:
     TensorFlow loaded took 0.8–1.7 s per run (a CI merge gate's whole budget is ≈ 8 s), so the process ends with
     os._exit after flushing its output. A local Ray started here is shut down by its engine; a Ray still running
     (somebody else's) gets the normal exit."""
-    from auditor.backbones.keras_import import skip_keras_optional_imports
+    from auditor import lean_imports
 
-    skip_keras_optional_imports()  # this process is auditor's own: its Keras needs no pandas or matplotlib
+    lean_imports.enable()  # this process is auditor's own: its Keras and scikit-learn need no pandas or matplotlib
     code = _invoke(application)
     if isinstance(code, str):
         print(code, file=sys.stderr)

@@ -7,6 +7,11 @@ first full audit of that dataset (target ≤ 0.1).
 1. `audit EXISTING` on an empty cache (the first full audit; it fills the cache).
 2. `audit DATASET --manifest incoming.csv --against existing.csv` (the gate: 1 % new images), `--gate-repeats`
    times (default 3), each from a copy of the cache as the first audit left it; ratios use the median gate.
+3. `audit EXISTING + INCOMING` on a cache that holds only what the tool itself keeps there (the backbone's LiteRT
+   copy, the record of a failed weight download) and no image's data: the full audit the gate stands in for, on a
+   machine that has run auditor before. The first audit (1.) also pays for converting the backbone (TensorFlow's
+   import, the model's build, the conversion: once per cache), which neither the gate nor this audit does, so the
+   ratios to this one are the fair ones; both are printed.
 Both run as subprocesses like CI would; the ratio is given for wall time (process start, imports and
 model load included), for the children's CPU time (user + system: less sensitive to other work on a
 shared machine, but the first audit embeds on every core and the gate mostly on one, so it reads lower
@@ -34,6 +39,10 @@ sys.path.insert(0, str(REPO))
 
 from auditor.config import AuditConfig  # noqa: E402
 from auditor.index.dataset import load_dataset  # noqa: E402
+
+
+# What a cache folder holds that belongs to the tool, not to any image: kept from run to run on a machine.
+TOOL_FILES = ("lite-models", "compiled-models", "download-failures.json")
 
 
 def write_manifest(records, destination: Path) -> None:
@@ -101,18 +110,38 @@ def main() -> None:
                                        work / "out-gate")
         gates.append((gate_wall, gate_cpu, gate["timings_s"]["total"]))
         rows.append((f"gate {repeat + 1}: +{len(incoming)} images --against", *gates[-1]))
+    # The full audit of the merged images, on a cache holding the tool's own files only (no scans, embeddings or
+    # results): what the gate replaces where auditor has run before.
+    tool_only = work / "cache-tool-only"
+    tool_only.mkdir()
+    for name in TOOL_FILES:
+        kept = work / "cache-after-first" / name
+        if kept.is_dir():
+            shutil.copytree(kept, tool_only / name)
+        elif kept.is_file():
+            shutil.copy2(kept, tool_only / name)
+    write_manifest(existing + incoming, work / "merged.csv")
+    full_common = [*common[:-1], str(tool_only)]
+    full_wall, full_cpu, full, _ = run([str(args.dataset), "--manifest", str(work / "merged.csv"), *full_common,
+                                        "--exit-zero"], work / "out-full")
+    rows.append((f"full audit of all {len(existing) + len(incoming)}, tool cached", full_wall, full_cpu,
+                 full["timings_s"]["total"]))
     merge = next(c for c in gate["checks"] if c["id"] == "merge")["metrics"]
     print(f"\n{'run':<36} {'wall s':>8} {'CPU s':>8} {'audit s':>8}")
     for name, wall, cpu, total in rows:
         print(f"{name:<36} {wall:8.1f} {cpu:8.1f} {total:8.1f}")
     print(f"load average now: {os.getloadavg()[0]:.1f}")
     gate_wall, gate_cpu, gate_total = (statistics.median(g[i] for g in gates) for i in range(3))
-    print(f"\nratio gate / first (median of {len(gates)} gate run(s)): wall {gate_wall / first_wall:.3f}, "
-          f"CPU {gate_cpu / first_cpu:.3f}, audit {gate_total / first['timings_s']['total']:.3f}"
-          f" (target ≤ 0.1); each run's wall ratio: {', '.join(f'{g[0] / first_wall:.3f}' for g in gates)}; "
+    print(f"\nratio gate / full audit of all, tool cached (median of {len(gates)} gate run(s)): "
+          f"wall {gate_wall / full_wall:.3f}, CPU {gate_cpu / full_cpu:.3f}, "
+          f"audit {gate_total / full['timings_s']['total']:.3f} (target ≤ 0.1); "
+          f"each run's wall ratio: {', '.join(f'{g[0] / full_wall:.3f}' for g in gates)}")
+    print(f"ratio gate / first audit (which also converted the backbone): wall {gate_wall / first_wall:.3f}, "
+          f"CPU {gate_cpu / first_cpu:.3f}, audit {gate_total / first['timings_s']['total']:.3f}; "
           f"gate exit code {gate_rc}; embeddings computed by the gate: {merge['embeddings_computed']}")
     print("last gate's stage timings:", json.dumps(gate["timings_s"]))
     print("first stage timings:", json.dumps(first["timings_s"]))
+    print("full audit (tool cached) stage timings:", json.dumps(full["timings_s"]))
 
 
 if __name__ == "__main__":

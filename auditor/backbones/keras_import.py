@@ -28,39 +28,16 @@ def quiet_native_stderr():
         os.close(devnull)
 
 
-# Libraries Keras imports only to accept their types as input (pandas frames in its data adapters) or to draw
-# (matplotlib in its visualisation helpers), each behind `try: import … except ImportError`. auditor uses neither
-# through Keras, and importing them cost ≈ 0.45 s of a ≈ 6.7 s merge gate (measured in the gate's own process).
-KERAS_OPTIONAL_IMPORTS = ("pandas", "matplotlib")
-_skip_optional_imports = False
-
-
-def skip_keras_optional_imports() -> None:
-    """Import Keras without KERAS_OPTIONAL_IMPORTS from now on. Only for the auditor command's own process, where
-    nothing but auditor uses Keras: a library caller's Keras keeps accepting pandas frames (a Keras module binds
-    the name once, when it is first imported). The libraries themselves stay importable afterwards."""
-    global _skip_optional_imports
-    _skip_optional_imports = True
-
-
 def import_keras():
+    """Keras and its backend (in the auditor command's process without pandas and matplotlib: `lean_imports`)."""
     if "keras" not in sys.modules:
-        # A None entry in sys.modules makes `import name` raise ImportError, which Keras' guards expect.
-        skipped = [name for name in KERAS_OPTIONAL_IMPORTS if _skip_optional_imports and name not in sys.modules]
-        for name in skipped:
-            sys.modules[name] = None  # type: ignore[assignment]
-        try:
-            with quiet_native_stderr():
-                import keras  # noqa: F401  (imports the backend, e.g. TensorFlow)
+        with quiet_native_stderr():
+            import keras  # noqa: F401  (imports the backend, e.g. TensorFlow)
 
-                if keras.backend.backend() == "tensorflow":
-                    import tensorflow  # noqa: F401
-                if keras.backend.backend() == "jax" and _compiled_models_folder is not None:
-                    keep_jax_compilations(_compiled_models_folder)
-        finally:
-            for name in skipped:
-                if name in sys.modules and sys.modules[name] is None:
-                    del sys.modules[name]
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow  # noqa: F401
+            if keras.backend.backend() == "jax" and _compiled_models_folder is not None:
+                keep_jax_compilations(_compiled_models_folder)
     return sys.modules["keras"]
 
 
