@@ -569,50 +569,67 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
       - rank: the lowest embedding rank of a sighting either way (-1: none);
       - variant: of the hash sighting (in the pair's direction) with the smallest pHash + dHash distance,
         else of the pixel sighting with the highest likeness whose variant is not 0 (a sighting the other way
-        round counts with the inverse variant), else -1; the first such sighting wins ties."""
+        round counts with the inverse variant), else -1; the first such sighting wins ties.
+    The events are consumed: each of their arrays is released once merged into one array of its kind (tens of
+    millions of sightings at 10⁶ copy-heavy images: holding them twice cost ≈ 20 bytes a sighting), and each
+    merged array once it has done its part."""
     events = [e for e in events if len(e.query)]
     if not events:
         return None
-    cat = lambda name: np.concatenate([getattr(e, name) for e in events])
-    query, target, rank, variant, likeness = cat("query"), cat("target"), cat("rank"), cat("variant"), cat("likeness")
-    phash, dhash = cat("phash"), cat("dhash")
-    by_hash = np.concatenate([np.full(len(e.query), e.by_hash) for e in events])
-    seq = np.arange(len(query))
+    by_hash = np.repeat(np.array([e.by_hash for e in events]), [len(e.query) for e in events])
+
+    def merged(name: str) -> np.ndarray:
+        parts = [getattr(e, name) for e in events]
+        for e in events:
+            setattr(e, name, None)
+        return np.concatenate(parts)
+
+    query, target = merged("query"), merged("target")
     low, high = (np.minimum(query, target), np.maximum(query, target)) if symmetric else (query, target)
     span = int(max(low.max(), high.max())) + 1
     key = low.astype(np.int64) * span + high  # int64: nodes may be int32, their product is not
     del low, high
-    order = np.lexsort((seq, key))  # by pair, then sighting order
+    order = np.argsort(key, kind="stable")  # by pair, then sighting order
     sorted_key = key[order]
+    del key
     starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    del sorted_key
     first = order[starts]  # each pair's first sighting
-    pair_of = np.empty(len(query), dtype=np.int64)
-    pair_of[order] = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
+    n_pairs = len(first)
+    index = np.int32 if n_pairs < 2**31 else np.int64
+    pair_of = np.empty(len(query), dtype=index)
+    pair_of[order] = np.repeat(np.arange(n_pairs, dtype=index), np.diff(np.r_[starts, len(order)]))
+    del order, starts
     p_query, p_target = query[first], target[first]
     forward = query == p_query[pair_of]  # the sighting is in its pair's direction
-    n_pairs = len(first)
+    del query, target
     # rank: the lowest of the embedding sightings
+    rank = merged("rank")
     out_rank = np.full(n_pairs, np.iinfo(np.int64).max, dtype=np.int64)
     embedded = rank >= 0
     np.minimum.at(out_rank, pair_of[embedded], rank[embedded])
+    del rank, embedded
     out_rank[out_rank == np.iinfo(np.int64).max] = -1
     out_variant = np.full(n_pairs, -1, dtype=np.int64)
-    # pixel sightings with a variant: the most alike, seen in the pair's direction (inverse variant otherwise)
-    pixel = ~by_hash & (variant > 0)
-    if pixel.any():
-        turned = np.where(forward, variant, INVERSE[np.maximum(variant, 0)])
-        rows = np.flatnonzero(pixel)
-        best = rows[np.lexsort((seq[rows], -likeness[rows], pair_of[rows]))]
+    # pixel sightings with a variant: the most alike, seen in the pair's direction (inverse variant otherwise);
+    # a sighting's index is its place in sighting order (ties go to the first)
+    variant, likeness = merged("variant"), merged("likeness")
+    rows = np.flatnonzero(~by_hash & (variant > 0))
+    if len(rows):
+        turned = np.where(forward[rows], variant[rows], INVERSE[np.maximum(variant[rows], 0)])
+        ranked = np.lexsort((rows, -likeness[rows], pair_of[rows]))
+        best, turned = rows[ranked], turned[ranked]
         lead = np.r_[True, pair_of[best][1:] != pair_of[best][:-1]]
-        out_variant[pair_of[best[lead]]] = turned[best[lead]]
+        out_variant[pair_of[best[lead]]] = turned[lead]
+    del likeness
     out_phash = np.full(n_pairs, NO_HASH, dtype=np.int64)
     out_dhash = np.full(n_pairs, NO_HASH, dtype=np.int64)
     hash_match = np.zeros(n_pairs, dtype=bool)
     # hash sightings in the pair's direction (the other way round they are dropped): the closest
-    hashed = by_hash & (forward | (not symmetric))
-    if hashed.any():
-        rows = np.flatnonzero(hashed)
-        best = rows[np.lexsort((seq[rows], phash[rows] + dhash[rows], pair_of[rows]))]
+    phash, dhash = merged("phash"), merged("dhash")
+    rows = np.flatnonzero(by_hash & (forward | (not symmetric)))
+    if len(rows):
+        best = rows[np.lexsort((rows, phash[rows] + dhash[rows], pair_of[rows]))]
         lead = np.r_[True, pair_of[best][1:] != pair_of[best][:-1]]
         chosen, pairs = best[lead], pair_of[best[lead]]
         out_variant[pairs], out_phash[pairs], out_dhash[pairs], hash_match[pairs] = (

@@ -63,9 +63,11 @@ def random_events(rng: np.random.Generator, n: int) -> list[ev.Sightings]:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_merge_sightings_equals_the_dict_merge(symmetric, seed):
     events = random_events(np.random.default_rng(seed), 60)  # few nodes: many repeated and reversed pairs
-    got, want = ev.merge_sightings(events, symmetric), dict_merge(events, symmetric)
+    want = dict_merge(events, symmetric)
+    got = ev.merge_sightings(events, symmetric)  # consumes the events
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+    assert all(e.query is None and e.likeness is None and e.dhash is None for e in events)
 
 
 def test_merge_sightings_of_nothing_is_none():
