@@ -132,13 +132,13 @@ def pair_evidence(data: ev.Dataset, a: np.ndarray, b: np.ndarray, pixels: bool =
     if data.unit is not None:
         cosine = paired_cosines(data.unit, a, data.unit, b)
         scaled = ev.scaled_cosine(cosine, data.background[a], data.background[b]).astype(np.float32)
-    rank = np.zeros(len(a), dtype=np.int64)
+    rank = np.zeros(len(a), dtype=np.int16)
     if pixels:
         correlation, variant = ev.pair_correlation(data.thumbs, a, data.thumbs, b, np.full(len(a), -1),
                                                    every_variant=True, memo=data.memo)
     else:
         correlation, variant = np.full(len(a), -1.0, dtype=np.float32), np.zeros(len(a), dtype=np.int64)
-    none = np.full(len(a), 99, dtype=np.int64)
+    none = np.full(len(a), ev.NO_HASH, dtype=np.int16)
     pairs = ev.Pairs(query=a, target=b, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
                      variant=variant, hash_match=np.zeros(len(a), dtype=bool), phash_distance=none,
                      dhash_distance=none, colour_differs=data.colour_differs(a, b))
