@@ -120,6 +120,10 @@ def main() -> None:
             shutil.copytree(kept, tool_only / name)
         elif kept.is_file():
             shutil.copy2(kept, tool_only / name)
+    kept = sorted(path.name for path in tool_only.iterdir())
+    print(f"the full audit's cache starts with the tool's files only: {kept}", flush=True)
+    if "lite-models" not in kept and first["backbone"].get("runtime") == "litert":
+        print("warning: the first audit's LiteRT copy was not found in its cache: the full audit converts again")
     write_manifest(existing + incoming, work / "merged.csv")
     full_common = [*common[:-1], str(tool_only)]
     full_wall, full_cpu, full, _ = run([str(args.dataset), "--manifest", str(work / "merged.csv"), *full_common,
