@@ -288,6 +288,24 @@ def _node_best(pairs: Pairs, n: int, mask: np.ndarray | None = None) -> tuple[np
     return best_s, best_c, has_hash
 
 
+def pair_index(query: np.ndarray, target: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each (a[i], b[i]): the index k of the pair (query[k], target[k]) == (min, max) of it, or -1; where a pair
+    occurs twice, its last index (as a dict built over the pairs in order would give). Sorted keys, not a dict: at
+    10⁶ images the ≈ 15·10⁶ candidate pairs as a dict of tuples took gigabytes (the decision's peak)."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    if not len(query) or not len(a):
+        return np.full(len(a), -1, dtype=np.int64)
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    span = int(max(np.max(query), np.max(target), high.max())) + 1
+    keys = np.asarray(query, dtype=np.int64) * span + np.asarray(target, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")  # equal keys keep their order: the last is the dict's
+    keys = keys[order]
+    wanted = low * span + high
+    position = np.searchsorted(keys, wanted, side="right") - 1
+    found = (position >= 0) & (keys[np.maximum(position, 0)] == wanted)
+    return np.where(found, order[np.maximum(position, 0)], -1).astype(np.int64)
+
+
 class Calibrator:
     """Everything the threshold search needs, precomputed once; `evaluate(rule)` is then cheap."""
 
@@ -322,10 +340,7 @@ class Calibrator:
         null = cp.subset(~is_source & copy_ok)
         self.null = null
         # For each null pair (copy q of source s, other image j): the dataset pair (s, j), if it is a candidate.
-        lookup = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(dataset_pairs.query, dataset_pairs.target))}
-        null_src_pair = np.array(
-            [lookup.get((min(s, j), max(s, j)), -1) for s, j in zip(copies.source[null.query], null.target)],
-            dtype=np.int64)
+        null_src_pair = pair_index(dataset_pairs.query, dataset_pairs.target, copies.source[null.query], null.target)
         # Not a false match: the other image is itself a duplicate of the copy's source — their thumbnails align
         # almost perfectly as they are (`near_identical`), or they are close on both tiers at once (same-shot
         # duplicates of photos align at 0.88–0.94, below the first test; of 362 000 copy matches with other images on the bench rows, 3 had a

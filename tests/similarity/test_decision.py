@@ -849,3 +849,16 @@ def test_no_look_alike_check_where_the_embedding_tier_is_switched_off():
     choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
     assert choice.rule.min_scaled is None and choice.rule.min_correlation is not None
     assert choice.rule.pixel_min_scaled is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pair_index_finds_what_a_dict_of_the_pairs_finds(seed):
+    # The Calibrator's lookup of (copy's source, other image) among the dataset's pairs, which was a dict of tuples.
+    rng = np.random.default_rng(seed)
+    query, target = rng.integers(0, 30, 200), rng.integers(0, 30, 200)  # few nodes: repeated pairs, both orders
+    a, b = rng.integers(0, 35, 500), rng.integers(0, 35, 500)  # some nodes beyond the pairs' own
+    lookup = {(int(q), int(t)): k for k, (q, t) in enumerate(zip(query, target))}
+    want = [lookup.get((min(int(x), int(y)), max(int(x), int(y))), -1) for x, y in zip(a, b)]
+    assert decision.pair_index(query, target, a, b).tolist() == want
+    assert decision.pair_index(query[:0], target[:0], a, b).tolist() == [-1] * len(a)
+    assert decision.pair_index(query, target, a[:0], b[:0]).tolist() == []
