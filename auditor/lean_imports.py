@@ -20,7 +20,7 @@ OPTIONAL_IMPORTS: dict[str, tuple[str, ...]] = {"keras": ("pandas", "matplotlib"
 
 def enable() -> None:
     """From now on, import each library of OPTIONAL_IMPORTS that is not imported yet without its optional imports."""
-    if not any(isinstance(finder, _LeanFinder) for finder in sys.meta_path):
+    if not enabled():
         sys.meta_path.insert(0, _LeanFinder())
 
 

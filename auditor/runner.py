@@ -7,7 +7,7 @@ import traceback
 from pathlib import Path
 
 from auditor import __version__
-from auditor.backbones.keras_import import keep_compiled_models_in
+from auditor.backbones.keras_import import COMPILED_MODELS, keep_compiled_models_in
 from auditor.backbones.registry import Backbone, resolve_backbone
 from auditor.gate.baseline import accept_findings, apply_statuses
 from auditor.encoding.cache import Cache
@@ -48,7 +48,7 @@ def prepare(dataset_dir: Path, config: AuditConfig, progress: Progress | None = 
                                  cache_dir=config.cache_dir if config.use_cache else None) if embed else None)
     if backbone is not None:
         # under JAX, compiled models are kept in the cache folder (not with --no-cache)
-        keep_compiled_models_in(str(Path(config.cache_dir) / "compiled-models") if config.use_cache else None)
+        keep_compiled_models_in(str(Path(config.cache_dir) / COMPILED_MODELS) if config.use_cache else None)
         _set_input_size(backbone, index, config)
     feature_maps = None
     if config.finetune is not None and backbone is not None:

@@ -37,12 +37,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from auditor.backbones.keras_import import COMPILED_MODELS  # noqa: E402
+from auditor.backbones.lite import LITE_DIRECTORY  # noqa: E402
+from auditor.backbones.registry import DOWNLOAD_MEMO  # noqa: E402
 from auditor.config import AuditConfig  # noqa: E402
 from auditor.index.dataset import load_dataset  # noqa: E402
 
 
 # What a cache folder holds that belongs to the tool, not to any image: kept from run to run on a machine.
-TOOL_FILES = ("lite-models", "compiled-models", "download-failures.json")
+TOOL_FILES = (LITE_DIRECTORY, COMPILED_MODELS, DOWNLOAD_MEMO)
 
 
 def write_manifest(records, destination: Path) -> None:

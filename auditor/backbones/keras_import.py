@@ -41,6 +41,7 @@ def import_keras():
     return sys.modules["keras"]
 
 
+COMPILED_MODELS = "compiled-models"  # the cache's folder for them
 _compiled_models_folder: str | None = None
 JAX_CACHE_MIN_COMPILE_S = 0.0  # every compilation: a backbone leaves ≈ 50 small ones and its model's (240 KB in all on CPUs)
 

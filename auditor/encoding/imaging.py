@@ -108,10 +108,12 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def scan_bytes(data: bytes, limits: ScanLimits, embed_size: int | None = None) -> tuple[ImageScan, np.ndarray | None]:
+def scan_bytes(data: bytes, limits: ScanLimits, embed_size: int | None = None,
+               sha256: str | None = None) -> tuple[ImageScan, np.ndarray | None]:
     """Decode once; return the scan and, if `embed_size` is given and the image is usable, the
-    RGB uint8 array resized (squashed, bilinear, as Keras' image_dataset_from_directory does) for the backbone."""
-    scan = ImageScan(sha256=sha256_hex(data), file_size=len(data))
+    RGB uint8 array resized (squashed, bilinear, as Keras' image_dataset_from_directory does) for the backbone.
+    `sha256`: the bytes' digest where the caller has it (the scan keeps that string: one per content, 10⁶ scans)."""
+    scan = ImageScan(sha256=sha256 or sha256_hex(data), file_size=len(data))
     if not data:
         scan.problems.append(Problem("zero_byte", "error", "file is empty (0 bytes)"))
         return scan, None

@@ -82,8 +82,8 @@ def scan_calls(monkeypatch) -> list[str]:
     calls: list[str] = []
     real = local_engine.scan_bytes
 
-    def counting(data, limits, embed_size=None):
-        scan, array = real(data, limits, embed_size)
+    def counting(data, limits, embed_size=None, sha256=None):
+        scan, array = real(data, limits, embed_size, sha256)
         calls.append(scan.sha256)
         return scan, array
 

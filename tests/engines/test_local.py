@@ -178,3 +178,13 @@ def test_a_decoding_process_leaves_ctrl_c_to_the_parent():
 
     with local.interruptible_processes(1) as pool:
         assert pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN
+
+
+def test_a_decoded_scan_keeps_the_job_s_digest_string(tmp_path):
+    # One sha256 string per content, not a second one hashed again from the same bytes (10⁶ scans held at once).
+    path = tmp_path / "a.png"
+    Image.new("RGB", (SIZE, SIZE), "red").save(path)
+    sha = sha256_hex(path.read_bytes())
+    scan, pixels, why = local.decode_or_why(DecodeJob(sha, path, want_scan=True, want_pixels=True), ScanLimits(),
+                                            2**20, SIZE)
+    assert why is None and scan.sha256 is sha and pixels.shape == (SIZE, SIZE, 3)
