@@ -73,7 +73,6 @@ def test_mmd_permutations_within_groups_ignore_a_different_group_mix():
     assert stats.mmd_test(x, y_shifted, 499, seed=0, groups=groups)["p_value"] < 0.01
 
 
-@pytest.mark.slow
 def test_domain_classifier_separates_shifted_gaussians_only():
     rng = np.random.default_rng(3)
     reference = rng.normal(size=(80, 40))
@@ -81,8 +80,63 @@ def test_domain_classifier_separates_shifted_gaussians_only():
     moved = stats.domain_classifier_test(reference, rng.normal(size=(40, 40)) + 0.5, 49, seed=0, want_scores=True)
     assert moved.auc > 0.9 and moved.p_value == pytest.approx(1 / 50)
     assert same.p_value > 0.05 and same.auc < 0.65
-    assert same.permutations < 49  # stopped early: clearly not significant
+    assert same.permutations == moved.permutations == 49  # every permutation runs: they are fitted together
     assert moved.held_out_scores.shape == (40,) and moved.held_out_scores.mean() > same.held_out_scores.mean()
+
+
+def test_ridge_test_scores_what_cross_validation_of_a_ridge_classifier_scores():
+    """The observed AUC is scikit-learn's cross_val_score of a ridge classifier on the same folds (mean of fold
+    ROC-AUCs), ties in the decision values included."""
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.model_selection import PredefinedSplit, cross_val_score
+
+    rng = np.random.default_rng(1)
+    features = np.round(rng.normal(size=(90, 6)), 1)
+    labels = (features[:, 0] + rng.normal(size=90) > 0.8).astype(int)
+    fold_of = np.r_[np.flatnonzero(labels == 0) % 4, np.flatnonzero(labels == 1) % 4][np.argsort(
+        np.r_[np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)])]
+    auc, p_value, permutations = stats.ridge_permutation_test(features, labels, fold_of, 0, seed=0)
+    expected = cross_val_score(RidgeClassifier(alpha=stats.RIDGE_ALPHA), features, labels,
+                               cv=PredefinedSplit(fold_of), scoring="roc_auc").mean()
+    assert auc == pytest.approx(expected, abs=1e-12) and p_value is None and permutations == 0
+
+
+def test_ridge_permutations_keep_each_folds_and_groups_counts(monkeypatch):
+    """Every permuted labelling shuffles labels within a fold (and group): each fold keeps its counts, so its AUC
+    is defined, and with groups a different group mix is not permuted away."""
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(60, 4))
+    labels = np.r_[np.zeros(40, int), np.ones(20, int)]
+    fold_of = np.arange(60) % 3
+    groups = (np.arange(60) // 7) % 2
+    seen = []
+    from sklearn import linear_model
+
+    real_fit = linear_model.Ridge.fit
+    monkeypatch.setattr(linear_model.Ridge, "fit", lambda self, x, y: seen.append(y.copy()) or real_fit(self, x, y))
+    stats.ridge_permutation_test(features, labels, fold_of, 300, seed=0, groups=groups)
+    permuted = [y for y in seen if y.shape[1] > 1]
+    assert sum(y.shape[1] for y in permuted) == 300 * 3  # 300 permutations, each fitted in the 3 folds
+    train_rows = {f: np.flatnonzero(fold_of != f) for f in range(3)}
+    for y, fold in zip(permuted, [0, 1, 2] * len(permuted)):
+        rows = train_rows[fold]
+        for f in range(3):
+            for g in range(2):
+                in_cell = (fold_of[rows] == f) & (groups[rows] == g)
+                if in_cell.any():  # the cell's count of ones, in every permuted column
+                    assert (y[in_cell].sum(axis=0) == labels[rows][in_cell].sum()).all()
+    assert any((y[:, 0] != labels[train_rows[0]]).any() for y in permuted[:1])  # it did permute
+
+
+def test_ridge_permutation_p_values_are_uniform_without_a_shift():
+    """No shift: p < 0.1 in about a tenth of draws, never far more (a valid test); a shift: always small."""
+    rng = np.random.default_rng(7)
+    null = [stats.domain_classifier_test(rng.normal(size=(50, 16)), rng.normal(size=(20, 16)), 99, seed=i).p_value
+            for i in range(120)]
+    assert 0.03 <= np.mean(np.array(null) < 0.1) <= 0.18
+    shifted = [stats.domain_classifier_test(rng.normal(size=(50, 16)), rng.normal(size=(20, 16)) + 0.6, 99,
+                                            seed=i).p_value for i in range(5)]
+    assert max(shifted) == pytest.approx(0.01)
 
 
 def test_lean_scorers_give_scikit_learns_values():
@@ -142,8 +196,14 @@ def test_permutation_refits_on_threads_give_the_scores_of_one_thread(monkeypatch
     classes = rng.integers(0, 3, 150) if groups else None
 
     def run():
-        test = stats.domain_classifier_test(reference, held_out, 99, seed=3, groups=classes)
-        return test.auc, test.p_value, test.permutations
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+
+        features = np.vstack([reference, held_out])
+        labels = np.r_[np.zeros(80, int), np.ones(70, int)]
+        return stats.sequential_permutation_test(LogisticRegression(solver="liblinear"), features, labels,
+                                                 StratifiedKFold(5, shuffle=True, random_state=3), "roc_auc", 99,
+                                                 seed=3, groups=classes)
 
     monkeypatch.setattr(parallel, "THREADS", 1)
     one = run()
