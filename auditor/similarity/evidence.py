@@ -587,60 +587,83 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
     query, target = merged("query"), merged("target")
     low, high = (np.minimum(query, target), np.maximum(query, target)) if symmetric else (query, target)
     span = int(max(low.max(), high.max())) + 1
-    key = low.astype(np.int64) * span + high  # int64: nodes may be int32, their product is not
-    del low, high
+    key = low.astype(np.int64)  # int64: nodes may be int32, their product is not; built in place (no temporaries)
+    del low
+    key *= span
+    key += high
+    del high
     order = np.argsort(key, kind="stable")  # by pair, then sighting order
-    sorted_key = key[order]
+    starts = _sorted_changes(key, order)  # True where a pair's run of sightings starts
     del key
-    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
-    del sorted_key
     first = order[starts]  # each pair's first sighting
     n_pairs = len(first)
     index = np.int32 if n_pairs < 2**31 else np.int64
     pair_of = np.empty(len(query), dtype=index)
-    pair_of[order] = np.repeat(np.arange(n_pairs, dtype=index), np.diff(np.r_[starts, len(order)]))
+    pair_of[order] = np.cumsum(starts, dtype=index) - 1  # the pair of each sighting, in sorted order
     del order, starts
     p_query, p_target = query[first], target[first]
     forward = query == p_query[pair_of]  # the sighting is in its pair's direction
     del query, target
-    # rank: the lowest of the embedding sightings
+    # rank: the lowest of the embedding sightings. Ranks (< CANDIDATES + BACKGROUND_RANK) and hash distances (≤ 64,
+    # or NO_HASH) are kept in 2 bytes, variants in 1: per pair through the whole decision (≈ 15·10⁶ pairs at 10⁶
+    # images), and per pair here beside the sightings.
     rank = merged("rank")
-    out_rank = np.full(n_pairs, np.iinfo(np.int64).max, dtype=np.int64)
+    out_rank = np.full(n_pairs, np.iinfo(np.int16).max, dtype=np.int16)
     embedded = rank >= 0
-    np.minimum.at(out_rank, pair_of[embedded], rank[embedded])
+    np.minimum.at(out_rank, pair_of[embedded], rank[embedded].astype(np.int16))
     del rank, embedded
-    out_rank[out_rank == np.iinfo(np.int64).max] = -1
-    out_variant = np.full(n_pairs, -1, dtype=np.int64)
+    out_rank[out_rank == np.iinfo(np.int16).max] = -1
+    out_variant = np.full(n_pairs, -1, dtype=np.int8)
     # pixel sightings with a variant: the most alike, seen in the pair's direction (inverse variant otherwise);
     # a sighting's index is its place in sighting order (ties go to the first)
     variant, likeness = merged("variant"), merged("likeness")
+    # (lexsort is stable and the rows ascend: among equal keys the first sighting comes first)
     rows = np.flatnonzero(~by_hash & (variant > 0))
     if len(rows):
-        turned = np.where(forward[rows], variant[rows], INVERSE[np.maximum(variant[rows], 0)])
-        ranked = np.lexsort((rows, -likeness[rows], pair_of[rows]))
-        best, turned = rows[ranked], turned[ranked]
-        lead = np.r_[True, pair_of[best][1:] != pair_of[best][:-1]]
-        out_variant[pair_of[best[lead]]] = turned[lead]
+        ranked = rows[np.lexsort((-likeness[rows], pair_of[rows]))]
+        ranked_pair = pair_of[ranked]
+        lead = np.r_[True, ranked_pair[1:] != ranked_pair[:-1]]
+        best = ranked[lead]
+        out_variant[ranked_pair[lead]] = np.where(forward[best], variant[best], INVERSE[variant[best]])
+        del ranked, ranked_pair, lead, best
     del likeness
-    out_phash = np.full(n_pairs, NO_HASH, dtype=np.int64)
-    out_dhash = np.full(n_pairs, NO_HASH, dtype=np.int64)
+    out_phash = np.full(n_pairs, NO_HASH, dtype=np.int16)
+    out_dhash = np.full(n_pairs, NO_HASH, dtype=np.int16)
     hash_match = np.zeros(n_pairs, dtype=bool)
     # hash sightings in the pair's direction (the other way round they are dropped): the closest
     phash, dhash = merged("phash"), merged("dhash")
     rows = np.flatnonzero(by_hash & (forward | (not symmetric)))
     if len(rows):
-        best = rows[np.lexsort((rows, phash[rows] + dhash[rows], pair_of[rows]))]
+        best = rows[np.lexsort((phash[rows] + dhash[rows], pair_of[rows]))]
         lead = np.r_[True, pair_of[best][1:] != pair_of[best][:-1]]
         chosen, pairs = best[lead], pair_of[best[lead]]
         out_variant[pairs], out_phash[pairs], out_dhash[pairs], hash_match[pairs] = (
             variant[chosen], phash[chosen], dhash[chosen], True)
+    del pair_of, forward, by_hash, variant, phash, dhash, rows  # the sightings are done with: only pairs from here
     inserted = np.argsort(first, kind="stable")  # pairs in order of first sighting
-    wide = lambda values: values[inserted].astype(np.int64)
-    # Ranks (< CANDIDATES + BACKGROUND_RANK) and hash distances (≤ 64, or NO_HASH) in 2 bytes: held per pair
-    # through the whole decision (≈ 15·10⁶ pairs at 10⁶ images).
-    narrow = lambda values: values[inserted].astype(np.int16)
-    return (wide(p_query), wide(p_target), narrow(out_rank), out_variant[inserted], narrow(out_phash),
-            narrow(out_dhash), hash_match[inserted])
+    del first
+    columns = [p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match]
+    del p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match
+    wide = (True, True, False, True, False, False, False)  # nodes and variants as int64, as Pairs holds them
+    out = []
+    for i, is_wide in enumerate(wide):  # one column at a time, each released once reordered
+        column, columns[i] = columns[i][inserted], None
+        out.append(column.astype(np.int64) if is_wide else column)
+    return tuple(out)
+
+
+SORTED_CHUNK = 1 << 22  # sorted keys compared at once (a gathered copy of every key cost 8 bytes a sighting)
+
+
+def _sorted_changes(key: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """changes[i]: key[order[i]] differs from key[order[i - 1]] (True at 0): where each run of equal keys starts,
+    in sorted order, gathered a chunk at a time."""
+    changes = np.empty(len(order), dtype=bool)
+    changes[:1] = True
+    for start in range(1, len(order), SORTED_CHUNK):
+        sorted_part = key[order[start - 1:start + SORTED_CHUNK]]
+        changes[start:start + len(sorted_part) - 1] = sorted_part[1:] != sorted_part[:-1]
+    return changes
 
 
 def _query_codes(data: Dataset, query_thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
