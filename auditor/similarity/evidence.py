@@ -491,12 +491,19 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
                                    axis=1).sum(axis=1).astype(np.int64)
             close = d_dist <= max_dhash
             rows = np.column_stack([rows[close], d_dist[close]])  # (probe, code, pHash, dHash distance)
-            return nearest_per_probe(rows, HASH_CANDIDATES, distance=rows[:, 2] + rows[:, 3])
+            # Kept until every chunk is found (tens of millions of matches at 10⁶ copy-heavy images): in 4 bytes
+            # a number where probes and codes fit.
+            narrow = np.int32 if 8 * nq < 2**31 and len(data.phash) < 2**31 else np.int64
+            return nearest_per_probe(rows, HASH_CANDIDATES, distance=rows[:, 2] + rows[:, 3]).astype(narrow)
 
         matches = _hamming_matches(data.phash, q_phash.reshape(8 * nq, -1), max_phash, reduce=closest,
                                    quality=quality)
-        variant, q, j = matches[:, 0] // nq, matches[:, 0] % nq, matches[:, 1]
-        events.append(Sightings.of(q, j, variant=variant, phash=matches[:, 2], dhash=matches[:, 3]))
+        events.append(Sightings.of(matches[:, 0] % nq, matches[:, 1], variant=matches[:, 0] // nq,
+                                   phash=matches[:, 2], dhash=matches[:, 3]))
+        del matches, probe_dhash  # the sightings hold their own narrow copies through the merge and the comparisons
+    # Nothing searched is needed past here, only the sightings (at 10⁶ images: descriptors 256 MB, dihedral codes
+    # 128 MB, the embedding candidates' rows 120 MB).
+    sims = labels = turned = q_phash = q_dhash = q = j = rank = position = None
     merged = merge_sightings(events, symmetric)
     if merged is None:
         return _empty_pairs()
@@ -693,14 +700,17 @@ def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndar
     added to `memo` (a pixel_memo.PixelMemo) when given."""
     rows_a, rows_b = np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
     if memo is not None:
-        from auditor.similarity.pixel_memo import digests
+        from auditor.similarity.pixel_memo import digest_table
 
-        digest_a, digest_b = digests(thumbs_a, rows_a), digests(thumbs_b, rows_b)  # each thumbnail hashed once
+        # Each thumbnail hashed once, its digest looked up by row per chunk of pairs (a digest per pair held
+        # 32 bytes a pair for the whole loop: ≈ 0.5 GB at 10⁶ images' candidate pairs).
+        digest_a, digest_b = digest_table(thumbs_a, rows_a), digest_table(thumbs_b, rows_b)
 
     def compare(part, a, b, extra, every):
         if memo is None:
             return _best_correlation(a, b, extra, every)
-        return memo.correlations(a, b, extra, every, _best_correlation, digest_a[part], digest_b[part])
+        return memo.correlations(a, b, extra, every, _best_correlation, digest_a[rows_a[part]],
+                                 digest_b[rows_b[part]])
 
     extra_variant = np.broadcast_to(np.asarray(extra_variant, dtype=np.int64), (len(rows_a),))
     every = np.broadcast_to(np.asarray(every_variant, dtype=bool), (len(rows_a),))

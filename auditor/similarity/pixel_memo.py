@@ -111,6 +111,19 @@ def digests(thumbs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     return np.frombuffer(joined, dtype=np.uint8).reshape(len(unique), DIGEST_BYTES)[inverse.reshape(-1)]
 
 
+def digest_table(thumbs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(len(thumbs), DIGEST_BYTES) uint8: the `digests` of the thumbnails that `rows` names, by row (zeros for the
+    others), each hashed once: a caller with a row per pair looks digests up a chunk at a time instead of holding
+    one per pair."""
+    used = np.zeros(len(thumbs), dtype=bool)
+    used[np.asarray(rows, dtype=np.int64)] = True
+    table = np.zeros((len(thumbs), DIGEST_BYTES), dtype=np.uint8)
+    named = np.flatnonzero(used)
+    if len(named):
+        table[named] = digests(thumbs, named)
+    return table
+
+
 def _rows_as_bytes(rows: np.ndarray) -> list[bytes]:
     """Each row of a uint8 matrix as one bytes object (without a Python loop over its columns)."""
     rows = np.ascontiguousarray(rows, dtype=np.uint8)

@@ -10,7 +10,7 @@ from PIL import Image
 from auditor.encoding.cache import Cache
 from auditor.similarity import evidence as ev
 from auditor.similarity.engine import decide
-from auditor.similarity.pixel_memo import PixelMemo, digests
+from auditor.similarity.pixel_memo import PixelMemo, digest_table, digests
 
 
 def thumbnails(n: int, seed: int = 0) -> np.ndarray:
@@ -125,3 +125,12 @@ def test_pair_correlation_with_a_memo_equals_the_direct_computation():
         np.testing.assert_array_equal(got[0], direct[0])
         np.testing.assert_array_equal(got[1], direct[1])
     assert memo.computed == 8 and memo.reused == 8
+
+
+def test_digest_table_holds_each_named_thumbnails_digest_by_row():
+    thumbs = thumbnails(9, seed=2)
+    rows = np.array([4, 1, 4, 7, 1])
+    table = digest_table(thumbs, rows)
+    assert table.shape == (9, 16)
+    np.testing.assert_array_equal(table[rows], digests(thumbs, rows))
+    assert not table[[0, 2, 3, 5, 6, 8]].any()  # rows nobody named are not hashed
