@@ -42,15 +42,15 @@ from auditor.analysis.domain import (MAX_IMAGES_PER_SPLIT, MIN_IMAGES_PER_SIDE, 
                                      subsample, unique_by_split, contents_by_class)
 from auditor.checks.base import Check, Evidence, Verdict, skipped
 from auditor.report import Finding, Severity, Status, stable_finding_id
-from auditor.stats import (CV_FOLDS, PCA_COMPONENTS, RIDGE_ALPHA, DomainTest, bonferroni_min,
-                           domain_classifier_test, holm, mmd_test, permutations_for)
+from auditor.stats import (CV_FOLDS, MIN_CLASSIFIER_PERMUTATIONS, PCA_COMPONENTS, RIDGE_ALPHA, DomainTest,
+                           bonferroni_min, domain_classifier_test, holm, mmd_test, permutations_for)
 
 CHECK_ID = "split_shift"
 
 # Bounds on the work, whatever the dataset size (reported under metrics["bounds"]).
 MAX_IMAGES_PER_CLASS = 300  # … per side in each per-class test
 MAX_CLASSES_TESTED = 20  # per-class tests on the classes with the most images in both splits
-MAX_SPLIT_CLASSIFIER_PERMUTATIONS = 999
+MAX_SPLIT_CLASSIFIER_PERMUTATIONS = 9999  # at alpha 0.01 and above: MIN_CLASSIFIER_PERMUTATIONS
 CLASS_CLASSIFIER_PERMUTATIONS = 999  # per shifted class: supporting evidence (the MMD p-value decides)
 MAX_CLASSES_WITH_CLASSIFIER_P = 5  # … for at most this many classes, the most shifted first
 MAX_MMD_PERMUTATIONS = 20_000
@@ -269,7 +269,7 @@ def _compute(ctx: AuditContext) -> Evidence:
     # Property drift on seeded subsamples: its effect sizes are per image, so 20 000 a side measure them as
     # well as a million, at a bounded cost (reading scans in Python is the expensive part).
     reference_scans = [ctx.encoded.scans[s] for s in subsample(reference_shas, MAX_PROPERTY_IMAGES, rng)]
-    split_permutations = permutations_for(alpha, 1, MAX_SPLIT_CLASSIFIER_PERMUTATIONS)
+    split_permutations = max(MIN_CLASSIFIER_PERMUTATIONS, permutations_for(alpha, 1, MAX_SPLIT_CLASSIFIER_PERMUTATIONS))
     split_mmd_permutations = max(MIN_MMD_PERMUTATIONS, permutations_for(alpha, 1, MAX_MMD_PERMUTATIONS))
     per_split: dict[str, dict] = {}
     for split in ctx.index.held_out_splits:

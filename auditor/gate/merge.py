@@ -34,7 +34,7 @@ from auditor.report import Finding, Severity, Status, stable_finding_id
 CHECK_ID = "merge"
 MIN_PER_SIDE_FOR_AUC = 10
 MAX_PER_SIDE = 2000  # embeddings per side of the incoming/existing comparison (seeded subsample)
-MAX_SHIFT_PERMUTATIONS = 999
+MAX_SHIFT_PERMUTATIONS = 9999
 EXISTING_PER_INCOMING = 10  # the shift test's existing side, per incoming image (see shift_test)
 MIN_EXISTING_FOR_SHIFT = 200
 MAX_EXISTING_FOR_LABELS = 200_000  # existing images searched for an incoming image's neighbours (seeded subsample)
@@ -173,10 +173,10 @@ def _sides(ctx, usable: set[int], split: str | None) -> dict[str, list[str]]:
 
 def _shift(ctx, usable: set[int]) -> dict:
     """Per split: the incoming against the existing embeddings (`shift_test`), on the audit's seed."""
-    from auditor.stats import permutations_for
+    from auditor.stats import MIN_CLASSIFIER_PERMUTATIONS, permutations_for
 
     seed = ctx.config.seed or 0
-    permutations = permutations_for(ctx.config.policy.alpha, 1, MAX_SHIFT_PERMUTATIONS)
+    permutations = max(MIN_CLASSIFIER_PERMUTATIONS, permutations_for(ctx.config.policy.alpha, 1, MAX_SHIFT_PERMUTATIONS))
     result: dict[str, dict] = {}
     for split in ctx.index.splits:
         sides = _sides(ctx, usable, split)
