@@ -193,3 +193,31 @@ def test_relative_correlation_is_the_correlation_at_a_typical_background_and_les
     assert relative[3] == pytest.approx(0.95)  # no background known: counted as typical
     low = ev.relative_correlation(np.array([0.8], np.float32), np.array([0.3], np.float32), np.array([0.3], np.float32))
     assert low[0] == pytest.approx(0.8)  # a low background never lowers the bar below the correlation itself
+
+
+def test_unordered_keeps_each_pair_once_oriented_with_its_stronger_direction():
+    """Against the plain reference (sort by (a, b, −strength), keep the first of each pair): the same pairs, in the
+    same order, every column taken from the stronger direction; ties keep the earlier row."""
+    rng = np.random.default_rng(3)
+    n = 400
+    query, target = rng.integers(0, 40, n), rng.integers(0, 40, n)
+    target[target == query] += 1
+    pairs = ev.Pairs(query=query, target=target, rank=rng.integers(-1, 5, n).astype(np.int16),
+                     cosine=rng.random(n).astype(np.float32),
+                     scaled=np.round(rng.random(n), 1).astype(np.float32),  # rounded: tied strengths
+                     correlation=np.round(rng.random(n), 1).astype(np.float32), variant=rng.integers(0, 8, n),
+                     hash_match=rng.random(n) < 0.3, phash_distance=rng.integers(0, 9, n).astype(np.int16),
+                     dhash_distance=rng.integers(0, 9, n).astype(np.int16))
+    a, b = np.minimum(query, target), np.maximum(query, target)
+    order = np.lexsort((-(pairs.correlation + pairs.scaled), b, a))
+    keys = np.stack([a[order], b[order]], axis=1)
+    first = np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)]
+    chosen = order[first]
+    expected = pairs.subset(chosen)
+    expected.query, expected.target = a[chosen], b[chosen]
+    got = ev.unordered(pairs)
+    assert len(got) == len({(x, y) for x, y in zip(a, b)}) < n  # some pairs were seen both ways
+    for name in expected.__dataclass_fields__:
+        want = getattr(expected, name)
+        assert (getattr(got, name) is None) if want is None else np.array_equal(getattr(got, name), want), name
+    assert pairs.query is None  # consumed
