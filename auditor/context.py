@@ -114,9 +114,12 @@ class AuditContext:
     @cached_property
     def duplicate_decision(self):
         """The near-duplicate decision chosen on this dataset (auditor/similarity/engine.py)."""
+        from auditor.memory import release_free_memory
         from auditor.similarity.engine import decide
 
-        return decide(**self._decision_inputs(), memo=self.cache.pixel_memo())
+        decision = decide(**self._decision_inputs(), memo=self.cache.pixel_memo())
+        release_free_memory()  # what its search and merge freed: gigabytes of heap chunks at 10⁶ images
+        return decision
 
     def _decision_inputs(self) -> dict:
         from auditor.config import REFERENCE_SPLIT
@@ -163,7 +166,11 @@ class AuditContext:
 
     @cached_property
     def duplicate_graph(self) -> DuplicateGraph:
-        return build_graph(self.unique_shas, self.encoded.scans, self.duplicate_decision)
+        from auditor.memory import release_free_memory
+
+        graph = build_graph(self.unique_shas, self.encoded.scans, self.duplicate_decision)
+        release_free_memory()
+        return graph
 
     @cached_property
     def left_out_leaks(self) -> list[list[int]]:
