@@ -195,7 +195,7 @@ def shift_test(incoming: np.ndarray, existing: np.ndarray, permutations: int, se
     The existing side is subsampled to EXISTING_PER_INCOMING × the incoming side (at least
     MIN_EXISTING_FOR_SHIFT): a two-sample test's power is set by the smaller side, so 30 incoming images
     against 300 existing keep 92 % of the effective sample size of 30 against 2 000 (2 / (1/30 + 1/300)
-    against 2 / (1/30 + 1/2000)), and every permutation refits on a tenth of the rows."""
+    against 2 / (1/30 + 1/2000)), and the permutations fit a tenth of the rows."""
     from auditor.stats import domain_classifier_test
 
     keep = max(MIN_EXISTING_FOR_SHIFT, EXISTING_PER_INCOMING * len(incoming))
