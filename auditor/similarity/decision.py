@@ -297,7 +297,9 @@ def pair_index(query: np.ndarray, target: np.ndarray, a: np.ndarray, b: np.ndarr
         return np.full(len(a), -1, dtype=np.int64)
     low, high = np.minimum(a, b), np.maximum(a, b)
     span = int(max(np.max(query), np.max(target), high.max())) + 1
-    keys = np.asarray(query, dtype=np.int64) * span + np.asarray(target, dtype=np.int64)
+    keys = np.asarray(query).astype(np.int64)  # built in place: one 8-byte array whatever the nodes' type
+    keys *= span
+    keys += target
     order = np.argsort(keys, kind="stable")  # equal keys keep their order: the last is the dict's
     keys = keys[order]
     wanted = low * span + high

@@ -518,7 +518,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     correlation, variant = pair_correlation(query_thumbs, query, data.thumbs, target, extra_variant, every_variant,
                                             memo=data.memo)
     return Pairs(query=query, target=target, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
-                 variant=variant, hash_match=hash_match, phash_distance=p_dist, dhash_distance=d_dist)
+                 variant=variant.astype(np.int8), hash_match=hash_match, phash_distance=p_dist, dhash_distance=d_dist)
 
 
 def _first_valid(labels: np.ndarray, self_nodes: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -647,15 +647,16 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
         out_variant[pairs], out_phash[pairs], out_dhash[pairs], hash_match[pairs] = (
             variant[chosen], phash[chosen], dhash[chosen], True)
     del pair_of, forward, by_hash, variant, phash, dhash, rows  # the sightings are done with: only pairs from here
+    # Nodes stay in the sightings' integer type (4 bytes below 2³¹ images), variants in 1 byte: per pair, held through
+    # the whole decision.
     inserted = np.argsort(first, kind="stable")  # pairs in order of first sighting
     del first
     columns = [p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match]
     del p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match
-    wide = (True, True, False, True, False, False, False)  # nodes and variants as int64, as Pairs holds them
     out = []
-    for i, is_wide in enumerate(wide):  # one column at a time, each released once reordered
+    for i in range(len(columns)):  # one column at a time, each released once reordered
         column, columns[i] = columns[i][inserted], None
-        out.append(column.astype(np.int64) if is_wide else column)
+        out.append(column)
     return tuple(out)
 
 
@@ -698,7 +699,9 @@ def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndar
     """`_best_correlation` of the pairs (thumbs_a[rows_a[i]], thumbs_b[rows_b[i]]), PAIR_CHUNK pairs at a time
     (the same numbers in bounded memory: at once, 10⁵ images' candidate pairs took 17 GB), looked up in and
     added to `memo` (a pixel_memo.PixelMemo) when given."""
-    rows_a, rows_b = np.asarray(rows_a, dtype=np.int64), np.asarray(rows_b, dtype=np.int64)
+    from auditor.similarity.neighbours import row_indices
+
+    rows_a, rows_b = row_indices(rows_a), row_indices(rows_b)
     if memo is not None:
         from auditor.similarity.pixel_memo import digest_table
 
@@ -712,7 +715,7 @@ def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndar
         return memo.correlations(a, b, extra, every, _best_correlation, digest_a[rows_a[part]],
                                  digest_b[rows_b[part]])
 
-    extra_variant = np.broadcast_to(np.asarray(extra_variant, dtype=np.int64), (len(rows_a),))
+    extra_variant = np.broadcast_to(np.asarray(extra_variant), (len(rows_a),))
     every = np.broadcast_to(np.asarray(every_variant, dtype=bool), (len(rows_a),))
     correlation = np.empty(len(rows_a), dtype=np.float32)
     variant = np.empty(len(rows_a), dtype=np.int64)

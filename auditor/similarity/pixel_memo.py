@@ -116,7 +116,7 @@ def digest_table(thumbs: np.ndarray, rows: np.ndarray) -> np.ndarray:
     others), each hashed once: a caller with a row per pair looks digests up a chunk at a time instead of holding
     one per pair."""
     used = np.zeros(len(thumbs), dtype=bool)
-    used[np.asarray(rows, dtype=np.int64)] = True
+    used[rows] = True
     table = np.zeros((len(thumbs), DIGEST_BYTES), dtype=np.uint8)
     named = np.flatnonzero(used)
     if len(named):
