@@ -3,9 +3,9 @@
 For every held-out split against train, on the cached embeddings and image properties (no image is
 read again):
 
-* a domain classifier (PCA → regularised logistic regression) learns to tell train from held-out;
-  its cross-validated ROC-AUC is the effect size (0.5 = no shift) and a permutation test (labels
-  shuffled, same folds) gives its p-value;
+* a domain classifier (PCA → ridge classifier) learns to tell train from held-out; its cross-validated
+  ROC-AUC is the effect size (0.5 = no shift) and a permutation test (labels shuffled within each fold and
+  class, all permutations fitted together) gives its p-value;
 * an MMD two-sample test (RBF kernel, median-heuristic bandwidth, permutation p-value) gives a
   second, model-free opinion;
 * the same two tests per class, on the classes with enough images in both splits. The per-class decision

@@ -570,7 +570,8 @@ class Sightings:
 def merge_sightings(events: list[Sightings], symmetric: bool):
     """One candidate pair per (query, target), or per unordered pair when `symmetric` (queries are the dataset
     itself), from all sightings at once (arrays: a dict filled per sighting cost ~1 µs each, 5·10⁶ and more at
-    10⁶ images). Returns (query, target, rank, variant, phash, dhash, hash_match) in order of first sighting,
+    10⁶ images). Returns (query, target, rank, variant, phash, dhash, hash_match) in order of first sighting
+    (nodes in the sightings' integer type, rank and distances int16, variant int8),
     or None when there is none. Per pair:
       - its direction (query → target) is that of its first sighting;
       - rank: the lowest embedding rank of a sighting either way (-1: none);
