@@ -575,3 +575,12 @@ def test_a_read_only_matrix_is_hashed_once_a_writeable_one_each_time(monkeypatch
     before = neighbour_search._fingerprint(mine)
     mine[0] = mine[1]
     assert neighbour_search._fingerprint(mine) != before and len(converted) == 3
+
+
+def test_row_indices_keep_an_integer_type_and_do_not_copy():
+    """Node numbers come as 4-byte integers at scale: used as they are (no 8-byte copy of every pair's nodes)."""
+    nodes = np.array([3, 1, 2], dtype=np.int32)
+    assert neighbour_search.row_indices(nodes) is nodes
+    assert neighbour_search.row_indices([3.0, 1.0]).dtype == np.int64
+    x = np.eye(4, dtype=np.float32)
+    np.testing.assert_allclose(neighbour_search.paired_cosines(x, nodes, x, np.array([3, 0, 2], np.int32)), [1, 0, 1])
