@@ -1,8 +1,9 @@
 """Shared statistics: pure functions on arrays, used by several checks (none imports another check's helpers).
 
 Multiple testing (Holm, Bonferroni), permutation tests with Besag–Clifford early stopping (scikit-learn's
-permutation_test_score underneath), two-sample tests on embeddings (a domain classifier's ROC-AUC and an
-MMD test), robust z-scores, and bootstrap intervals.
+permutation_test_score underneath: any estimator, e.g. `shortcuts`' tree), two-sample tests on embeddings (a ridge
+domain classifier's ROC-AUC with every permutation fitted at once, and an MMD test), robust z-scores, and
+bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -277,11 +278,11 @@ def ridge_permutation_test(features: np.ndarray, labels: np.ndarray, fold_of: np
 
     A ridge fit is linear in its targets, so one multi-target fit per fold (scikit-learn's `Ridge`) scores the
     observed labels and a block of permuted ones together: all `max_permutations` run (999 on 120 rows: 0.09 s;
-    on 4 000 rows: 0.6 s, one thread), where a refit per permutation took ≈ 10 ms and needed early stopping. The permutations shuffle labels within each
-    fold (and within each group, where `groups` is given: e.g. classes), so every permuted labelling keeps each
-    fold's counts and its AUC is defined: a permutation test conditional on the folds, valid because the folds
-    were drawn from the label counts alone. AUC is the mean over folds, as `cross_val_score` computes it.
-    """
+    on 4 000 rows: 0.6 s, one thread), where a refit per permutation took ≈ 10 ms and needed early stopping.
+    The permutations shuffle labels within each fold (and within each group, where `groups` is given: e.g.
+    classes), so every permuted labelling keeps each fold's counts and its AUC is defined: a permutation test
+    conditional on the folds, valid because the folds were drawn from the label counts alone. AUC is the mean
+    over folds, as `cross_val_score` computes it."""
     import sklearn
     from scipy.stats import rankdata
     from sklearn.linear_model import Ridge

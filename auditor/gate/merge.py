@@ -176,7 +176,8 @@ def _shift(ctx, usable: set[int]) -> dict:
     from auditor.stats import MIN_CLASSIFIER_PERMUTATIONS, permutations_for
 
     seed = ctx.config.seed or 0
-    permutations = max(MIN_CLASSIFIER_PERMUTATIONS, permutations_for(ctx.config.policy.alpha, 1, MAX_SHIFT_PERMUTATIONS))
+    alpha = ctx.config.policy.alpha
+    permutations = max(MIN_CLASSIFIER_PERMUTATIONS, permutations_for(alpha, 1, MAX_SHIFT_PERMUTATIONS))
     result: dict[str, dict] = {}
     for split in ctx.index.splits:
         sides = _sides(ctx, usable, split)
