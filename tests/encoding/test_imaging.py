@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from auditor.encoding.imaging import ImageScan, ScanLimits, estimate_jpeg_quality, scan_bytes
+from auditor.encoding.imaging import ImageScan, Properties, ScanLimits, estimate_jpeg_quality, scan_bytes
 from auditor.similarity import pixels as px
 from auditor.similarity.neighbours import hex_to_codes
 
@@ -263,6 +263,37 @@ def test_scans_read_from_json_share_their_repeated_strings():
     first, second = (ImageScan.from_json(json.loads(json.dumps(scan.to_json()))) for _ in range(2))
     assert first.format is second.format and first.mode is second.mode
     assert all(a is b for a, b in zip(first.properties, second.properties))
+    assert first.properties._names is second.properties._names  # one tuple of names for every such scan
+
+
+def test_properties_read_like_the_dict_they_were_made_from():
+    import copy
+    import json
+    import pickle
+    import tracemalloc
+
+    values = {"brightness": 91.5, "contrast": 56.2, "sharpness": 326.6, "colourfulness": 27.2, "entropy": 7.5,
+              "greyscale_as_rgb": False, "jpeg_quality": 70, "camera_model": None}  # a photo's, as scanned
+    properties = Properties(values)
+    assert properties == values and dict(properties) == values and list(properties) == list(values)
+    assert properties["jpeg_quality"] == 70 and properties.get("camera_model", "x") is None
+    assert properties.get("missing") is None and "entropy" in properties and "missing" not in properties
+    with pytest.raises(KeyError):
+        properties["missing"]
+    assert pickle.loads(pickle.dumps(properties)) == values and copy.deepcopy(properties) == values
+    scan = ImageScan(sha256="0" * 64, file_size=1, properties=dict(values))
+    assert isinstance(scan.properties, Properties) and json.loads(json.dumps(scan.to_json()))["properties"] == values
+    assert ImageScan.from_json(scan.to_json()) == scan
+    # smaller than a dict per scan: what 10⁶ scans hold
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    as_dicts = [dict(values) for _ in range(2000)]
+    dicts = tracemalloc.get_traced_memory()[0] - before
+    compact = [Properties(values) for _ in range(2000)]
+    mappings = tracemalloc.get_traced_memory()[0] - before - dicts
+    tracemalloc.stop()
+    assert mappings < 0.6 * dicts, (mappings, dicts)
+    del as_dicts, compact
 
 
 @pytest.mark.parametrize("quality", [50, 75, 90])
