@@ -180,11 +180,8 @@ def next_chunk(done: int, exceed: int, stop_after: int) -> int:
 def lean_scorer(scoring: str) -> str | Callable:
     """scikit-learn's scorer of that name, without its per-call input validation: the permutation test
     scores thousands of folds of inputs checked once, and that validation (type_of_target, check_array)
-    cost more than the fits. Same value as scikit-learn's (tested); other names are passed through."""
-    if scoring == "roc_auc":
-        def auc(estimator, features: np.ndarray, labels: np.ndarray) -> float:
-            return rank_auc(labels, estimator.decision_function(features))
-        return auc
+    cost more than the fits. Same value as scikit-learn's (tested); other names are passed through (the domain
+    test's ROC-AUC is `rank_auc`, in `ridge_permutation_test`)."""
     if scoring == "balanced_accuracy":
         def balanced_accuracy(estimator, features: np.ndarray, labels: np.ndarray) -> float:
             predicted = estimator.predict(features)
@@ -193,15 +190,17 @@ def lean_scorer(scoring: str) -> str | Callable:
     return scoring
 
 
-def rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Binary ROC-AUC as the Mann–Whitney U with average ranks for ties — what roc_auc_score computes."""
+def rank_auc(labels: np.ndarray, scores: np.ndarray) -> float | np.ndarray:
+    """Binary ROC-AUC as the Mann–Whitney U with average ranks for ties — what roc_auc_score computes; column by
+    column where labels (0/1) and scores are 2-D (rows × columns)."""
     from scipy.stats import rankdata
 
     positive = np.asarray(labels) == 1
-    n_positive = int(positive.sum())
+    n_positive = positive.sum(axis=0)
     n_negative = len(positive) - n_positive
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
+    ranks = rankdata(scores, axis=0)
+    auc = ((ranks * positive).sum(axis=0) - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative)
+    return float(auc) if np.ndim(auc) == 0 else auc
 
 
 @dataclass
@@ -284,7 +283,6 @@ def ridge_permutation_test(features: np.ndarray, labels: np.ndarray, fold_of: np
     conditional on the folds, valid because the folds were drawn from the label counts alone. AUC is the mean
     over folds, as `cross_val_score` computes it."""
     import sklearn
-    from scipy.stats import rankdata
     from sklearn.linear_model import Ridge
     from threadpoolctl import threadpool_limits
 
@@ -299,11 +297,7 @@ def ridge_permutation_test(features: np.ndarray, labels: np.ndarray, fold_of: np
         total = np.zeros(targets.shape[1])
         for train, test in folds:
             predicted = Ridge(alpha=RIDGE_ALPHA).fit(features[train], targets[train]).predict(features[test])
-            truth = targets[test]
-            positives = truth.sum(axis=0)
-            negatives = len(test) - positives
-            ranks = rankdata(predicted.reshape(len(test), -1), axis=0)
-            total += ((ranks * truth).sum(axis=0) - positives * (positives + 1) / 2) / (positives * negatives)
+            total += rank_auc(targets[test], predicted.reshape(len(test), -1))
         return total / len(folds)
 
     # Small products: BLAS threads hand off more than they gain; the inputs were checked once (finite floats).

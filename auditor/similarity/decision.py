@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from auditor.similarity.evidence import Pairs
+from auditor.similarity.evidence import Pairs, pair_key
 
 CORRELATION_GRID = np.round(np.arange(0.80, 0.996, 0.005), 3)
 DEFAULT_SCALED, DEFAULT_CORRELATION = 0.6, 0.95  # only without calibration copies (calibration_images = 0)
@@ -297,12 +297,10 @@ def pair_index(query: np.ndarray, target: np.ndarray, a: np.ndarray, b: np.ndarr
         return np.full(len(a), -1, dtype=np.int64)
     low, high = np.minimum(a, b), np.maximum(a, b)
     span = int(max(np.max(query), np.max(target), high.max())) + 1
-    keys = np.asarray(query).astype(np.int64)  # built in place: one 8-byte array whatever the nodes' type
-    keys *= span
-    keys += target
+    keys = pair_key(query, target, span)
     order = np.argsort(keys, kind="stable")  # equal keys keep their order: the last is the dict's
     keys = keys[order]
-    wanted = low * span + high
+    wanted = pair_key(low, high, span)
     position = np.searchsorted(keys, wanted, side="right") - 1
     found = (position >= 0) & (keys[np.maximum(position, 0)] == wanted)
     return np.where(found, order[np.maximum(position, 0)], -1).astype(np.int64)

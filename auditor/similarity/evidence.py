@@ -595,11 +595,8 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
     query, target = merged("query"), merged("target")
     low, high = (np.minimum(query, target), np.maximum(query, target)) if symmetric else (query, target)
     span = int(max(low.max(), high.max())) + 1
-    key = low.astype(np.int64)  # int64: nodes may be int32, their product is not; built in place (no temporaries)
-    del low
-    key *= span
-    key += high
-    del high
+    key = pair_key(low, high, span)
+    del low, high
     order = np.argsort(key, kind="stable")  # by pair, then sighting order
     starts = _sorted_changes(key, order)  # True where a pair's run of sightings starts
     del key
@@ -659,6 +656,15 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
         column, columns[i] = columns[i][inserted], None
         out.append(column)
     return tuple(out)
+
+
+def pair_key(a: np.ndarray, b: np.ndarray, span: int) -> np.ndarray:
+    """One int64 per node pair, a · span + b (span above every b): sorts as (a, b). Built in place, so the only
+    array made is the key (nodes may be int32; their product is not)."""
+    key = np.asarray(a).astype(np.int64)
+    key *= span
+    key += b
+    return key
 
 
 SORTED_CHUNK = 1 << 22  # sorted keys compared at once (a gathered copy of every key cost 8 bytes a sighting)
@@ -774,14 +780,10 @@ def unordered(pairs: Pairs) -> Pairs:
         return pairs
     a = np.minimum(pairs.query, pairs.target)
     b = np.maximum(pairs.query, pairs.target)
-    key = a.astype(np.int64)  # one sort key per pair, built in place: (a, b) in lexicographic order
-    key *= int(b.max()) + 1
-    key += b
+    key = pair_key(a, b, int(b.max()) + 1)
     order = np.lexsort((-(pairs.correlation + pairs.scaled), key))  # by pair, the stronger direction first
-    sorted_key = key[order]
+    first = _sorted_changes(key, order)
     del key
-    first = np.r_[True, sorted_key[1:] != sorted_key[:-1]]
-    del sorted_key
     chosen = order[first]
     del order, first
     a, b = a[chosen], b[chosen]
