@@ -182,7 +182,8 @@ def synthetic_context(n: int, work: Path, seed: int = 0):
                                            "entropy": float(entropy[i]), "greyscale_as_rgb": False,
                                            "jpeg_quality": int(quality[i]), "camera_model": None})
     index = DatasetIndex(root=work, layout="splits", records=records)
-    encoded = Encoded(record_sha=list(shas), read_problems={}, scans=scans, embeddings=StoredEmbeddings(store))
+    encoded = Encoded(record_sha=list(shas), read_problems={}, scans=scans, embeddings=StoredEmbeddings(store),
+                      thumbnail_folder=work)
     backbone = type("ResampledBackbone", (), {"dim": base.shape[1], "cache_key": model, "name": "resampled",
                                               "input_size": 224})()
     config = AuditConfig(calibration_images=0, seed=seed)
@@ -205,13 +206,13 @@ def add_thumbnails(ctx, seed: int = 0, block: int = 65_536) -> None:
     random projection to 8×8, upsampled, plus pixel noise, so images with close vectors get alike thumbnails
     (correlation follows cosine), as copies' thumbnails do. Held in one table, as an audit's encode phase holds them."""
     from auditor.encoding.embedding_store import to_float32
-    from auditor.encoding.thumbnails import Thumbnails
+    from auditor.encoding.thumbnails import Thumbnails, allocate
 
     unit = ctx.unit_matrix
     rng = np.random.default_rng(seed + 7)
     projection = rng.standard_normal((unit.shape[1], 64)).astype(np.float32) / np.sqrt(unit.shape[1])
     shas = ctx.embedded_shas
-    thumbnails = np.empty((len(shas), 32, 32), np.uint8)
+    thumbnails = allocate(len(shas), ctx.encoded.thumbnail_folder)
     for start in range(0, len(shas), block):
         low = to_float32(np.asarray(unit[start:start + block])) @ projection  # (b, 64), about N(0, 1/√d)
         low = (low - low.mean(axis=1, keepdims=True)) / np.maximum(low.std(axis=1, keepdims=True), 1e-6)

@@ -46,9 +46,11 @@ class Encoded:
     stats: dict[str, float] = field(default_factory=dict)
     feature_maps: Any = None  # a FeatureMapStore when the fine-tune asked for the base's maps, else None
     thumbnails: Thumbnails | None = None  # given, or moved out of the scans (their grey32) when this is made
+    thumbnail_folder: Path | None = None  # where a large thumbnail table's memory-mapped file goes (the cache's)
 
     def __post_init__(self) -> None:
-        self.thumbnails = Thumbnails.taken_from(self.scans, into=self.thumbnails, order=self.record_sha)
+        self.thumbnails = Thumbnails.taken_from(self.scans, into=self.thumbnails, order=self.record_sha,
+                                                folder=self.thumbnail_folder)
 
 
 @dataclass
@@ -115,7 +117,7 @@ def encode_dataset(
     mark_unstable(hashed, unstable)
     stats["decode_embed_s"] = time.perf_counter() - started
     return Encoded(record_sha=hashed.record_sha, read_problems=hashed.read_problems, scans=scans,
-                   embeddings=embeddings, stats=stats, feature_maps=feature_maps)
+                   embeddings=embeddings, stats=stats, feature_maps=feature_maps, thumbnail_folder=cache_directory)
 
 
 def _use_lite_copy(backbone: Backbone, cache_directory: Path | None, engine: LocalEngine, threads: int,

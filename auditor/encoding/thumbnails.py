@@ -3,17 +3,47 @@
 A scan carries its thumbnail as base64 text, which is how the cache stores it. Held that way by a million scans
 they cost 1.7 GB (measured with the bench's memory trace), and the duplicate decision then decoded them into an
 array of its own (1 GB more). Here they cost 1 KB each, and the decision reads this array itself when its
-contents are the array's rows in order (an audit's are)."""
+contents are the array's rows in order (an audit's are).
+
+A table of more than `IN_MEMORY_ROWS` thumbnails is a memory map of an unlinked temporary file in the cache folder
+(or the system's temporary folder): its pages are the kernel's to write back and drop under memory pressure, so a
+million thumbnails no longer hold 1 GB of anonymous memory through the duplicate decision. The file's space is
+reserved before anything is written (a full disk would otherwise kill the process on a write to the map), and
+where it cannot be, the table stays in memory."""
 
 from __future__ import annotations
 
 from typing import Iterable
+
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from auditor.encoding.imaging import ImageScan
 
 SIDE = 32
+IN_MEMORY_ROWS = 65_536  # 64 MiB of thumbnails; larger tables are memory-mapped files
+
+
+def allocate(rows: int, folder: Path | None = None) -> np.ndarray:
+    """An uninitialised uint8 (rows, 32, 32) table: in memory up to `IN_MEMORY_ROWS`, above that a shared memory map
+    of an unlinked temporary file in `folder` (the system's temporary folder when None), its space reserved first.
+    Falls back to memory when the file cannot be made or its space reserved."""
+    shape = (rows, SIDE, SIDE)
+    if rows <= IN_MEMORY_ROWS:
+        return np.empty(shape, np.uint8)
+    try:
+        with tempfile.TemporaryFile(prefix="auditor-thumbnails-", dir=folder) as handle:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(handle.fileno(), 0, rows * SIDE * SIDE)
+            else:  # pragma: no cover - not POSIX: the file is sized without a reservation
+                handle.truncate(rows * SIDE * SIDE)
+            # the map keeps its own descriptor: the file lives (unnamed) as long as the array does
+            return np.memmap(handle, dtype=np.uint8, mode="r+", shape=shape)
+    except (OSError, ValueError):
+        return np.empty(shape, np.uint8)
 
 
 class Thumbnails:
@@ -30,17 +60,18 @@ class Thumbnails:
 
     @classmethod
     def taken_from(cls, scans: dict[str, ImageScan], into: "Thumbnails | None" = None,
-                   order: Iterable[str | None] = ()) -> "Thumbnails":
+                   order: Iterable[str | None] = (), folder: Path | None = None) -> "Thumbnails":
         """The thumbnails of `scans` (after those already `into` this table), moved out of the scans: each scan's
         text is dropped as soon as it is copied, so both forms are never held whole at once. Rows follow `order`
-        (the records' contents, first seen first: the duplicate graph's nodes), then the other scans."""
+        (the records' contents, first seen first: the duplicate graph's nodes), then the other scans. A large
+        table is a memory-mapped file in `folder` (`allocate`)."""
         from auditor.similarity.pixels import decode_grey32
 
         into = into or cls.empty()
         ordered = dict.fromkeys(sha for sha in order if sha is not None and sha in scans)
         ordered.update(dict.fromkeys(scans))
         carrying = [sha for sha in ordered if scans[sha].grey32 and sha not in into]
-        array = np.empty((len(into) + len(carrying), SIDE, SIDE), np.uint8)
+        array = allocate(len(into) + len(carrying), folder)
         array[: len(into)] = into.array
         kept = list(into.shas)
         for sha in carrying:

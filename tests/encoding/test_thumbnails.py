@@ -3,6 +3,8 @@ base64 text, and the duplicate decision reads the table's own array."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -74,3 +76,34 @@ def test_an_encode_keeps_the_text_in_the_cache_so_the_next_run_has_the_thumbnail
         assert encoded.thumbnails.shas == encoded.record_sha
         runs.append(encoded.thumbnails.array)
     assert runs[0].shape == (3, 32, 32) and np.array_equal(runs[0], runs[1])
+
+
+def test_a_large_table_is_a_memory_mapped_file_that_leaves_nothing_behind(tmp_path, monkeypatch, thumbs):
+    from auditor.encoding import thumbnails as module
+
+    monkeypatch.setattr(module, "IN_MEMORY_ROWS", 2)
+    scans = {sha: _scan(sha, thumb) for sha, thumb in zip("abcd", thumbs)}
+    table = Thumbnails.taken_from(scans, order=list("dcba"), folder=tmp_path)
+    assert isinstance(table.array, np.memmap) and np.array_equal(table.array, thumbs[::-1])
+    assert list(tmp_path.iterdir()) == []  # unlinked at once: the map holds the only reference
+    if Path("/proc/self/maps").exists():  # file-backed (a shared map of the deleted file), not anonymous memory
+        mapped = [line for line in Path("/proc/self/maps").read_text().splitlines() if str(tmp_path) in line]
+        assert mapped and all(" rw-s " in line and line.endswith("(deleted)") for line in mapped)
+    assert np.array_equal(table.of(["b", "d"]), thumbs[[1, 3]])
+    small = Thumbnails.taken_from({"a": _scan("a", thumbs[0])}, folder=tmp_path)
+    assert not isinstance(small.array, np.memmap)
+
+
+def test_a_table_whose_file_cannot_be_made_stays_in_memory(tmp_path, monkeypatch, thumbs):
+    from auditor.encoding import thumbnails as module
+
+    monkeypatch.setattr(module, "IN_MEMORY_ROWS", 2)
+    scans = {sha: _scan(sha, thumb) for sha, thumb in zip("abcd", thumbs)}
+    table = Thumbnails.taken_from(scans, order=list("abcd"), folder=tmp_path / "missing")
+    assert not isinstance(table.array, np.memmap) and np.array_equal(table.array, thumbs)
+
+    def full_disk(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module.os, "posix_fallocate", full_disk)
+    assert not isinstance(module.allocate(3, tmp_path), np.memmap)
