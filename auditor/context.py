@@ -39,6 +39,7 @@ class AuditContext:
     # How each neighbour search of this audit was done ("embeddings", "hashes", …): exact, or an approximate
     # index with its recall measured against exact search on a sample (similarity.neighbours.SearchQuality).
     search_quality: dict = field(default_factory=dict, repr=False)
+    graph_store: object = field(default=None, repr=False)  # where the shared exact k-NN graph is kept (unit_matrix)
 
     @property
     def records(self) -> list[ImageRecord]:
@@ -313,7 +314,20 @@ class AuditContext:
         else:
             matrix = self.unit_embeddings(self.embedded_shas).astype(np.float16)
         matrix.flags.writeable = False  # shared by every check (and its search fingerprint kept: neighbours.py)
+        self._attach_stored_graphs(matrix)
         return matrix
+
+    def _attach_stored_graphs(self, matrix: np.ndarray) -> None:
+        """Below the exact-search limit, the checks' shared k-NN graph of this matrix is kept in the cache and
+        read (or extended: only new rows searched) by later audits of the same or a grown dataset
+        (similarity/graph_store.py)."""
+        from auditor.similarity import neighbours
+        from auditor.similarity.graph_store import GraphStore
+
+        if self.cache.directory is None or self.backbone is None or not 2 <= len(matrix) <= neighbours.EXACT_LIMIT:
+            return
+        self.graph_store = GraphStore(self.cache.directory, self.backbone.cache_key, self.embedded_shas)
+        neighbours.attach_graph_source(matrix, self.graph_store)
 
 
 @dataclass

@@ -380,6 +380,7 @@ _indexes: "weakref.WeakKeyDictionary[Any, ApproximateIndex]" = weakref.WeakKeyDi
 _by_id: dict[int, tuple[weakref.ref, ApproximateIndex]] = {}
 _fingerprints: dict[int, tuple[weakref.ref, tuple]] = {}  # read-only arrays' fingerprints, by object
 _exact_graphs: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # by the vectors' values: a few, the largest kept
+_graph_sources: dict[tuple, Any] = {}  # by the vectors' values: where a graph may be stored (attach_graph_source)
 EXACT_GRAPHS_KEPT = 4  # at most 2.6 MB each (20 000 × 11 neighbours)
 
 
@@ -407,12 +408,71 @@ def _exact_self_graph(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     with _lock:
         graph = _exact_graphs.get(key)
     if graph is None or graph[0].shape[1] < k:
-        graph = _exact_search(x, x, min(len(x), max(k, SELF_K)))
+        wanted = min(len(x), max(k, SELF_K))
+        with _lock:
+            source = _graph_sources.get(key)
+        graph = source.load(x, wanted) if source is not None else None
+        if graph is None:
+            graph = _exact_search(x, x, wanted)
+            if source is not None:
+                source.save(x, *graph)
         with _lock:
             _exact_graphs[key] = graph
             while len(_exact_graphs) > EXACT_GRAPHS_KEPT:  # the smallest go first: one class's images, searched once
                 del _exact_graphs[min(_exact_graphs, key=lambda kept: kept[0][0])]  # of equal sizes, the oldest
     return graph[0][:, :k].copy(), graph[1][:, :k].copy()
+
+
+def extend_exact_graph(x: np.ndarray, known_rows: np.ndarray, known_sims: np.ndarray, known_ids: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The exact self-query k-NN graph of x (as `_exact_search(x, x, k)` gives it) from known neighbours of some of
+    its rows: `known_rows` (rows of x), and for each its k' ≥ k nearest (`known_sims`, `known_ids`: rows of x, −1
+    padding) among a set of rows that holds every known row (a kept graph of an earlier, smaller dataset). Every
+    other row is searched among all rows; a known row keeps its known neighbours unless one of those rows is
+    nearer. Only (other rows × all rows) similarities are computed: a dataset that grew by 1 % costs 2 % of a full
+    search. Ordered as `_exact_search` orders (similarity, then the lower row), so the graph is a full search's up
+    to float rounding: a known similarity was computed in another matrix product, its last float32 bit may differ,
+    and with it the order of two neighbours tied that closely (identical vectors)."""
+    n = len(x)
+    k = min(k, n)
+    known_rows = np.asarray(known_rows, dtype=np.int64)
+    if known_sims.shape[1] < k:
+        raise ValueError(f"a known graph of {known_sims.shape[1]} neighbours cannot give {k}")
+    fresh = np.ones(n, dtype=bool)
+    fresh[known_rows] = False
+    new_rows = np.flatnonzero(fresh)
+    sims = np.empty((n, k), dtype=np.float32)
+    ids = np.empty((n, k), dtype=np.int64)
+    if len(new_rows):
+        sims[new_rows], ids[new_rows] = _exact_search(x, x[new_rows], k)
+    if not len(known_rows):
+        return sims, ids
+    old_sims = np.asarray(known_sims[:, :k], dtype=np.float32)
+    old_ids = np.asarray(known_ids[:, :k], dtype=np.int64)
+    if len(new_rows):
+        # A searched row among the known neighbours comes back from the search below: dropped here, not twice.
+        stale = (old_ids >= 0) & fresh[np.maximum(old_ids, 0)]
+        old_ids = np.where(stale, -1, old_ids)
+        near_sims, near = _exact_search(x[new_rows], x[known_rows], k)
+        old_sims = np.concatenate([old_sims, near_sims], axis=1)
+        old_ids = np.concatenate([old_ids, np.where(near >= 0, new_rows[np.maximum(near, 0)], -1)], axis=1)
+    padding = old_ids < 0  # after every real neighbour, whatever its similarity
+    order = np.lexsort((np.where(padding, n, old_ids), np.where(padding, np.inf, -old_sims)), axis=1)[:, :k]
+    sims[known_rows] = np.where(np.take_along_axis(padding, order, axis=1), -np.finfo(np.float32).max,
+                                np.take_along_axis(old_sims, order, axis=1))
+    ids[known_rows] = np.take_along_axis(old_ids, order, axis=1)
+    return sims, ids
+
+
+def attach_graph_source(x: np.ndarray, source) -> None:
+    """Where `_exact_self_graph` looks before it searches these vectors, and what it tells after a search: an
+    object with `load(x, k) -> (sims, ids) | None` and `save(x, sims, ids)` (the cache's stored graphs:
+    similarity/graph_store.py). Known by the vectors' values, as the graphs are."""
+    key = _fingerprint(x)
+    with _lock:
+        _graph_sources[key] = source
+        while len(_graph_sources) > EXACT_GRAPHS_KEPT:
+            del _graph_sources[next(iter(_graph_sources))]  # the oldest first
 
 
 def has_exact_graph(x: np.ndarray, k: int) -> bool:

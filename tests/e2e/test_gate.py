@@ -125,6 +125,41 @@ def test_a_baselined_leak_passes_even_after_renaming(world):
     assert check(strict.report, "near_duplicates")["status"] == "fail"
 
 
+def test_a_merge_extends_the_existing_audits_kept_neighbour_graph(world, tmp_path, monkeypatch):
+    """The existing audit kept its exact k-NN graph in the cache; a merge audit searches only its new rows, and its
+    checks say what a merge audit without the kept graph says."""
+    import auditor.similarity.neighbours as neighbour_search
+    from auditor.similarity.graph_store import GraphStore
+
+    monkeypatch.setattr(neighbour_search, "_exact_graphs", {})
+    assert list((world["root"] / "cache" / "knn-graphs").glob("*/graph-*.npz"))  # kept by the existing audit
+    incoming = tmp_path / "incoming"
+    shutil.copytree(world["clean"], incoming)
+    _copy(_take("train", "bees", 20, 1), incoming / "train" / "bees")  # a merge no other test ran (no cached results)
+    without = tmp_path / "cache-without-graphs"
+    shutil.copytree(world["root"] / "cache", without, ignore=shutil.ignore_patterns("knn-graphs"))
+    used = []
+    original = GraphStore.load
+
+    def load(self, x, k):
+        graph = original(self, x, k)
+        used.append((self.loaded_from, self.extended_rows, len(x)))
+        return graph
+
+    monkeypatch.setattr(GraphStore, "load", load)
+    common = list(world["common"])
+    with_graph = run_cli("audit", incoming, "--against", world["existing"], *common, out=tmp_path / "out-with")
+    assert with_graph.exit_code == 0, with_graph.stderr
+    assert len(used) == 1 and used[0][0] is not None and 1 <= used[0][1] <= 7 and used[0][2] == 39
+    common[common.index("--cache-dir") + 1] = str(without)
+    monkeypatch.setattr(neighbour_search, "_exact_graphs", {})  # as another process would start
+    plain = run_cli("audit", incoming, "--against", world["existing"], *common, out=tmp_path / "out-without")
+    assert used[1][0] is None  # nothing kept there: searched whole
+    for check_id in ("near_duplicates", "leakage", "outliers", "merge"):
+        assert check(with_graph.report, check_id)["findings"] == check(plain.report, check_id)["findings"]
+        assert check(with_graph.report, check_id)["summary"] == check(plain.report, check_id)["summary"]
+
+
 def test_a_bad_config_exits_2_naming_the_key(world, tmp_path):
     dataset = tmp_path / "data"
     shutil.copytree(world["clean"], dataset)

@@ -584,3 +584,73 @@ def test_row_indices_keep_an_integer_type_and_do_not_copy():
     assert neighbour_search.row_indices([3.0, 1.0]).dtype == np.int64
     x = np.eye(4, dtype=np.float32)
     np.testing.assert_allclose(neighbour_search.paired_cosines(x, nodes, x, np.array([3, 0, 2], np.int32)), [1, 0, 1])
+
+
+def assert_same_graph_up_to_rounding(x, graph, reference, tolerance=1e-5):
+    """Rank by rank the same similarities, each neighbour's similarity its true one, and the same neighbours but
+    among those tied within float rounding (BLAS rounds a product by where it sits in a block: identical vectors
+    compare at 0.999925 and 0.99992514 in two searches, and the row order of such ties follows those last bits)."""
+    from auditor.encoding.embedding_store import to_float32
+
+    (sims, ids), (ref_sims, ref_ids) = graph, reference
+    assert np.allclose(sims, ref_sims, atol=tolerance)
+    unit = to_float32(x)
+    real = ids >= 0
+    rows = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)
+    true = np.einsum("ij,ij->i", unit[rows[real]], unit[ids[real]])
+    assert np.allclose(true, sims[real], atol=tolerance)
+    for row in range(len(ids)):
+        kth = ref_sims[row, -1]
+        clear = lambda s, i: set(i[s > kth + tolerance].tolist())
+        assert clear(sims[row], ids[row]) == clear(ref_sims[row], ref_ids[row])
+        assert len(set(ids[row][ids[row] >= 0].tolist())) == (ids[row] >= 0).sum()
+
+
+@pytest.mark.parametrize("n_known, k, known_k", [(280, 11, 11), (150, 6, 11), (299, 11, 13), (4, 11, 11), (0, 5, 5)])
+def test_a_known_graph_extended_is_the_full_search(n_known, k, known_k):
+    """Only the new rows are searched, and a known row keeps its neighbours unless a new row is nearer: the graph is
+    the full search's, identical vectors (exact ties) ordered by row as it orders them, padding where too few."""
+    from auditor.encoding.embedding_store import to_float32
+
+    rng = np.random.default_rng(n_known)
+    x = normalise(rng.normal(size=(300, 16))).astype(np.float16)
+    x[[10, 200, 290]] = x[50]  # ties across the known and the new rows
+    x.flags.writeable = False
+    known_rows = np.sort(rng.choice(300, n_known, replace=False))
+    known_sims, known_ids = neighbour_search._exact_search(to_float32(x[known_rows]), to_float32(x[known_rows]), known_k)
+    known_ids = np.where(known_ids >= 0, known_rows[np.maximum(known_ids, 0)], -1)  # rows of x
+    sims, ids = neighbour_search.extend_exact_graph(x, known_rows, known_sims, known_ids, k)
+    full_sims, full_ids = neighbour_search._exact_search(to_float32(x), to_float32(x), k)
+    assert_same_graph_up_to_rounding(x, (sims, ids), (full_sims, full_ids))
+    if n_known == 0:
+        assert np.array_equal(ids, full_ids)
+    with pytest.raises(ValueError, match="neighbours"):
+        neighbour_search.extend_exact_graph(x, known_rows, known_sims[:, :2], known_ids, 3)
+
+
+def test_a_graph_source_is_asked_before_a_search_and_told_after_one(monkeypatch):
+    rng = np.random.default_rng(13)
+    monkeypatch.setattr(neighbour_search, "_exact_graphs", {})
+    monkeypatch.setattr(neighbour_search, "_graph_sources", {})
+    x = normalise(rng.normal(size=(120, 8)))
+    x.flags.writeable = False
+    told = []
+
+    class Source:
+        graph = None
+
+        def load(self, vectors, k):
+            return None if self.graph is None else (self.graph[0][:, :k], self.graph[1][:, :k])
+
+        def save(self, vectors, sims, ids):
+            told.append(len(sims))
+            self.graph = (sims.copy(), ids.copy())
+
+    source = Source()
+    neighbour_search.attach_graph_source(x, source)
+    sims, ids = knn(x, 6)
+    assert told == [120] and source.graph[1].shape == (120, neighbour_search.SELF_K)
+    monkeypatch.setattr(neighbour_search, "_exact_graphs", {})  # another process: the source answers
+    monkeypatch.setattr(neighbour_search, "_exact_search", lambda *a: pytest.fail("searched again"))
+    again = knn(x.copy(), 6)  # the same values in another array
+    assert np.array_equal(again[1], ids) and told == [120]
