@@ -50,14 +50,19 @@ def knn_distances(unit_vectors: np.ndarray, k: int, rows: np.ndarray | None = No
     """For each vector (or each of `rows`, searched among all): mean cosine distance to its k nearest *other*
     vectors, the nearest one's index and its cosine similarity. Above the exact-search limit this reads the
     k-NN graph shared with the other checks that search the same matrix (similarity.neighbours)."""
-    from auditor.similarity.neighbours import drop_self_rows, knn
+    from auditor.similarity.neighbours import drop_self_rows, has_exact_graph, knn
 
     n = len(unit_vectors)
     queries = n if rows is None else len(rows)
     k = min(k, n - 1)
     if k < 1:
         return np.full(queries, np.nan), np.full(queries, -1), np.full(queries, np.nan)
-    if rows is None:
+    if rows is not None and has_exact_graph(unit_vectors, k + 1):
+        # The rows of the exact graph at hand (a merge audit's duplicate decision searched it, or read it from the
+        # cache): a search of 2 000 rows among 10 000 (0.5 s) saved, the same neighbours.
+        sims, neighbours = knn(unit_vectors, k + 1)
+        sims, neighbours = drop_self_rows(sims[rows], neighbours[rows], np.asarray(rows), k)
+    elif rows is None:
         sims, neighbours = knn(unit_vectors, k + 1)
         sims, neighbours = drop_self(sims, neighbours, k)
     else:

@@ -286,3 +286,24 @@ def test_the_nearest_training_image_read_from_the_exact_graph_is_the_restricted_
     assert np.array_equal(ids, expected_ids[:, 0]) and np.allclose(sims, expected_sims[:, 0])
     sims, ids, how = ol.nearest_among(vectors, few, train)  # the graph is there now: read, not searched
     assert how["method"].startswith("exact: the first") and np.array_equal(ids, expected_ids[:10, 0])
+
+
+def test_scored_rows_read_the_exact_graph_at_hand_and_find_what_a_search_finds(monkeypatch):
+    """A merge audit scores its incoming rows and a reference sample: once the duplicate decision has the exact
+    graph of the matrix, those rows are read from it (no second search), with the same neighbours."""
+    from auditor.similarity import neighbours
+    from auditor.similarity.neighbours import knn, normalise
+
+    monkeypatch.setattr(neighbours, "_exact_graphs", {})
+    rng = np.random.default_rng(5)
+    vectors = normalise(rng.normal(size=(300, 12))).astype(np.float16)
+    vectors.flags.writeable = False
+    rows = np.sort(rng.choice(300, 40, replace=False))
+    searched = ol.knn_distances(vectors, 5, rows)  # no graph yet: a search of the 40 rows
+    knn(vectors, 11)  # the decision's graph
+    original = neighbours._exact_search
+    monkeypatch.setattr(neighbours, "_exact_search", lambda *a: pytest.fail("searched although the graph is at hand"))
+    read = ol.knn_distances(vectors, 5, rows)
+    monkeypatch.setattr(neighbours, "_exact_search", original)
+    assert np.array_equal(read[1], searched[1])
+    assert np.allclose(read[0], searched[0], atol=1e-6) and np.allclose(read[2], searched[2], atol=1e-6)
