@@ -15,8 +15,9 @@ One seam for scale. Callers see the same functions at any size; what runs undern
   complete by construction — and still measured against exact search on a sample, every run.
 * the duplicate candidates' hash search (`hamming_nearest`): each probe's k nearest codes within the radius;
   complete (the range search above) below `HAMMING_APPROXIMATE_FROM` codes, from it on a FAISS IndexBinaryIVF
-  (√n lists, `HAMMING_IVF_NPROBE` searched), ≈ 2.6× cheaper than multi-index hashing at 10⁶ codes and
-  approximate: its recall against exact search is measured on a seeded sample every run and reported.
+  (√n lists; the fewest of `HAMMING_IVF_NPROBES` searched that reach `TARGET_RECALL` on a seeded sample
+  searched exactly first), 2–6× cheaper than multi-index hashing at 10⁶ codes and approximate: its recall on
+  that sample is reported.
 
 Vectors may be float16 (the embedding store's memory-mapped rows) or float32; they are converted block by
 block, never whole. The index built for a matrix is kept (keyed by the array object), so several checks
@@ -689,12 +690,16 @@ def hamming_pairs(codes: np.ndarray, max_distance: int, queries: np.ndarray | No
 
 # Codes from which the duplicate candidates' hash search is approximate. Complete search (flat, then multi-index
 # hashing) costs ≈ 21 µs per probe at 60 000 real 32 px crops' codes and ≈ 165 µs at 10⁶ codes (8 probes per
-# image: 22 CPU-minutes at 10⁶ images); the binary IVF index ≈ 64 µs there, missing 1.4 % of the matches.
+# image: 22 CPU-minutes at 10⁶ images); the binary IVF index ≈ 30–80 µs there (16–64 lists searched).
 HAMMING_APPROXIMATE_FROM = 200_000
-# Lists searched per probe by the approximate binary index. Measured on the codes of 60 000 real 32 px crops
-# (2 063 matches within 6 bits among 480 000 probes): 8 lists of 244 found 0.86 of the matches, 16 0.95, 32 0.987,
-# 64 0.999; with 940 000 random codes added (999 lists): 16 0.87, 32 0.946, 64 0.986.
-HAMMING_IVF_NPROBE = 64
+# Lists searched per probe by the approximate binary index: tried in turn on the quality sample, and the first that
+# finds TARGET_RECALL of its exact matches searches every probe (the last one where none does). How many are needed
+# depends on the codes: on the codes of 60 000 real 32 px crops (2 063 matches within 6 bits among 480 000 probes)
+# 8 lists of 244 found 0.86 of the matches, 16 0.95, 32 0.987, 64 0.999; with 940 000 random codes added (999
+# lists): 16 0.87, 32 0.946, 64 0.986; the pHash codes of the 100 500 crops of bench_scale with 899 500 random ones
+# (1 000 lists, 20 000 dihedral probes, 2 665 matches): 16 0.9925 at 30 µs a probe, 64 0.9985 at 80 µs; the
+# resampled vectors' synthetic thumbnails at 10⁶: 64 0.937. A fixed 64 spent 2.7× the search where 16 was enough.
+HAMMING_IVF_NPROBES = (16, 32, 64, 128)
 HAMMING_QUALITY_SAMPLE = 10_000  # probes whose result is compared with exact search, every run (matches are rare)
 
 
@@ -720,7 +725,6 @@ def _binary_ivf(codes: np.ndarray):
     sample = np.random.default_rng(0).choice(len(codes), min(len(codes), 64 * lists), replace=False)
     index.train(np.ascontiguousarray(codes[np.sort(sample)]))
     index.add(codes)
-    index.nprobe = HAMMING_IVF_NPROBE
     return index, lists
 
 
@@ -731,10 +735,11 @@ def hamming_nearest(codes: np.ndarray, probes: np.ndarray, max_distance: int, k:
 
     Complete below HAMMING_APPROXIMATE_FROM codes (the range search of `hamming_pairs`: flat, or multi-index
     hashing above HAMMING_EXACT_LIMIT), in chunks on every core. From it on, a FAISS IndexBinaryIVF searched for
-    each probe's k nearest in HAMMING_IVF_NPROBE of its √n lists; a code within the radius but in an unsearched
-    list is missed, so with `quality` (a list) the result on HAMMING_QUALITY_SAMPLE seeded probes is compared
-    with exact search (after `reduce`, so the recall is that of what the caller keeps; only probes with a match
-    count, `probes_with_matches` says how many) and a SearchQuality is appended."""
+    each probe's k nearest in some of its √n lists; a code within the radius but in an unsearched list is missed.
+    So HAMMING_QUALITY_SAMPLE seeded probes are searched exactly first (after `reduce`: the recall is that of what
+    the caller keeps; only probes with a match count), the fewest lists of HAMMING_IVF_NPROBES that find
+    TARGET_RECALL of their matches search every probe, and with `quality` (a list) a SearchQuality with that recall
+    and the steps tried is appended. Fewer probes than the sample: the exact search of all is the answer."""
     from auditor.parallel import run_blocks
 
     codes = np.ascontiguousarray(codes, dtype=np.uint8)
@@ -761,36 +766,63 @@ def hamming_nearest(codes: np.ndarray, probes: np.ndarray, max_distance: int, k:
                       "exact: multi-index hashing (FAISS IndexBinaryMultiHash, complete within the radius)")
             quality.append(SearchQuality("hamming_nearest", method, len(codes), max_distance))
         return exact()
+    chosen = np.sort(np.random.default_rng(0).choice(len(probes), min(len(probes), HAMMING_QUALITY_SAMPLE),
+                                                     replace=False))
+    truth = exact(chosen)
+    if len(chosen) == len(probes):  # the sample is every probe: its exact search is the answer
+        if quality is not None:
+            quality.append(SearchQuality("hamming_nearest", "exact (FAISS IndexBinaryFlat: every probe, fewer than "
+                                         "the quality sample)", len(codes), max_distance))
+        return truth
     index, lists = _binary_ivf(codes)
     size = HAMMING_CHUNK
+
+    def searched(rows_of: np.ndarray) -> np.ndarray:
+        distances, labels = index.search(probes[rows_of], min(k, len(codes)))
+        rows = np.repeat(rows_of, labels.shape[1])
+        chunk = np.stack([rows, labels.ravel().astype(np.int64), distances.ravel().astype(np.int64)], axis=1)
+        chunk = chunk[(chunk[:, 1] >= 0) & (chunk[:, 2] <= max_distance)]
+        return keep(chunk[np.lexsort((chunk[:, 1], chunk[:, 0]))])
+
+    # The fewest lists that find TARGET_RECALL of the sample's exact matches (a probe's result does not depend on
+    # the others searched with it, so the sample's recall at the chosen setting is the whole search's on it).
+    steps = []
+    for nprobe in HAMMING_IVF_NPROBES:
+        index.nprobe = nprobe
+        recall, interval, with_matches = _probe_recall(truth, searched(chosen))
+        steps.append({"nprobe": nprobe, "recall": None if recall is None else round(recall, 4)})
+        if recall is None or recall >= TARGET_RECALL:
+            break
     found: dict[int, np.ndarray] = {}
 
     def search(start: int) -> None:
-        distances, labels = index.search(probes[start:start + size], min(k, len(codes)))
-        rows = np.repeat(np.arange(start, start + len(labels)), labels.shape[1])
-        chunk = np.stack([rows, labels.ravel().astype(np.int64), distances.ravel().astype(np.int64)], axis=1)
-        chunk = chunk[(chunk[:, 1] >= 0) & (chunk[:, 2] <= max_distance)]
-        found[start] = keep(chunk[np.lexsort((chunk[:, 1], chunk[:, 0]))])
+        found[start] = searched(np.arange(start, min(start + size, len(probes))))
 
     starts = range(0, len(probes), size)
     run_blocks(search, starts)
     result = np.concatenate([found[start] for start in starts])
     if quality is not None:
         record = SearchQuality("hamming_nearest", f"approximate: FAISS IndexBinaryIVF ({lists} lists, "
-                               f"{HAMMING_IVF_NPROBE} searched per probe), the {k} nearest within the radius",
+                               f"{index.nprobe} searched per probe), the {k} nearest within the radius",
                                len(codes), max_distance, exact=False)
-        chosen = np.sort(np.random.default_rng(0).choice(len(probes), min(len(probes), HAMMING_QUALITY_SAMPLE),
-                                                         replace=False))
-        truth = exact(chosen)
-        got = result[np.isin(result[:, 0], chosen)]
-        per_probe = []
-        for probe in np.unique(truth[:, 0]):
-            wanted = set(truth[truth[:, 0] == probe, 1].tolist())
-            per_probe.append(len(wanted & set(got[got[:, 0] == probe, 1].tolist())) / len(wanted))
-        if per_probe:
-            record.recall, record.recall_interval = _interval(np.array(per_probe))
+        if recall is not None:
+            record.recall, record.recall_interval = recall, interval
         record.queries_measured = len(chosen)
-        record.parameters = {"lists": lists, "nprobe": HAMMING_IVF_NPROBE, "k": k, "seed": 0,
-                             "probes_with_matches": len(per_probe)}
+        record.parameters = {"lists": lists, "nprobe": index.nprobe, "k": k, "seed": 0,
+                             "probes_with_matches": with_matches, "nprobe_steps": steps}
         quality.append(record)
     return result
+
+
+def _probe_recall(truth: np.ndarray, got: np.ndarray) -> tuple[float | None, list[float] | None, int]:
+    """Mean share of each probe's exact matches (`truth` rows: probe, code, …) that `got` holds, its interval, and
+    how many probes have a match (None, None, 0 where none has)."""
+    if not len(truth):
+        return None, None, 0
+    span = int(max(truth[:, 1].max(), got[:, 1].max() if len(got) else 0)) + 1
+    key = lambda rows: rows[:, 0].astype(np.int64) * span + rows[:, 1]
+    hit = np.isin(key(truth), key(got))
+    probes, at = np.unique(truth[:, 0], return_inverse=True)
+    per_probe = np.bincount(at, weights=hit) / np.bincount(at)
+    recall, interval = _interval(per_probe)
+    return recall, interval, len(probes)

@@ -486,8 +486,9 @@ def test_hamming_nearest_above_the_limit_is_approximate_and_says_how_close(monke
     codes = np.concatenate([_clustered_64bit(rng, 3000, centres=200), rng.integers(0, 256, (3000, 8), dtype=np.uint8)])
     probes = np.concatenate([codes[::3], _clustered_64bit(rng, 500, centres=200)])
     monkeypatch.setattr(neighbour_search, "HAMMING_APPROXIMATE_FROM", 1000)
-    monkeypatch.setattr(neighbour_search, "HAMMING_IVF_NPROBE", 4)  # of 77 lists: misses some
-    monkeypatch.setattr(neighbour_search, "HAMMING_QUALITY_SAMPLE", len(probes))  # measure every probe
+    monkeypatch.setattr(neighbour_search, "HAMMING_IVF_NPROBES", (1, 2, 4))  # of 77 lists: recall 0.977–0.995
+    monkeypatch.setattr(neighbour_search, "TARGET_RECALL", 0.999)
+    monkeypatch.setattr(neighbour_search, "HAMMING_QUALITY_SAMPLE", len(probes) - 1)  # measure all but one probe
     quality: list = []
     found = hamming_nearest(codes, probes, 6, k=8, quality=quality)
     distance = _hamming_distances(codes, probes)
@@ -496,11 +497,38 @@ def test_hamming_nearest_above_the_limit_is_approximate_and_says_how_close(monke
     assert not record.exact and record.method.startswith("approximate: FAISS IndexBinaryIVF")
     assert as_set(found) <= as_set(_brute_nearest(codes, probes, 6, 100, distance))  # within the radius
     # its reported recall is the recall against exact search, probe by probe
+    sampled = np.sort(np.random.default_rng(0).choice(len(probes), len(probes) - 1, replace=False))
     per_probe = [len(as_set(found[found[:, 0] == p]) & as_set(truth[truth[:, 0] == p])) / (truth[:, 0] == p).sum()
-                 for p in np.unique(truth[:, 0])]
+                 for p in np.unique(truth[:, 0]) if p in sampled]
     assert record.recall == pytest.approx(np.mean(per_probe), abs=1e-9)
     assert 0.5 <= record.recall < 1.0
     assert record.parameters["probes_with_matches"] == len(per_probe)
+    # every setting tried fell short of the target, so the last searched; recall grows with the lists searched
+    steps = record.parameters["nprobe_steps"]
+    assert [s["nprobe"] for s in steps] == [1, 2, 4] and record.parameters["nprobe"] == 4
+    assert steps[0]["recall"] <= steps[1]["recall"] <= steps[2]["recall"] == pytest.approx(record.recall, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_hamming_nearest_searches_the_fewest_lists_that_reach_the_target(monkeypatch):
+    from auditor.similarity.neighbours import hamming_nearest
+
+    rng = np.random.default_rng(9)
+    codes = np.concatenate([_clustered_64bit(rng, 3000, centres=200), rng.integers(0, 256, (3000, 8), dtype=np.uint8)])
+    probes = np.concatenate([codes[::3], _clustered_64bit(rng, 500, centres=200)])
+    monkeypatch.setattr(neighbour_search, "HAMMING_APPROXIMATE_FROM", 1000)
+    monkeypatch.setattr(neighbour_search, "HAMMING_IVF_NPROBES", (1, 77, 80))  # 1 list: 0.977; all 77: complete
+    monkeypatch.setattr(neighbour_search, "TARGET_RECALL", 0.999)
+    monkeypatch.setattr(neighbour_search, "HAMMING_QUALITY_SAMPLE", 1000)
+    quality: list = []
+    found = hamming_nearest(codes, probes, 6, k=64, quality=quality)  # k above any probe's matches: no ties cut
+    steps = quality[0].parameters["nprobe_steps"]
+    assert [s["nprobe"] for s in steps] == [1, 77] and quality[0].recall == 1.0  # stopped once it was reached
+    np.testing.assert_array_equal(found, _brute_nearest(codes, probes, 6, 64))
+    few = codes[:100]  # fewer probes than the sample: searched exactly
+    quality = []
+    assert np.array_equal(hamming_nearest(codes, few, 6, k=8, quality=quality), _brute_nearest(codes, few, 6, 8))
+    assert quality[0].exact
 
 
 def test_one_exact_graph_serves_every_self_query_of_the_same_vectors(monkeypatch):
