@@ -71,6 +71,8 @@ class Thumbnails:
         ordered = dict.fromkeys(sha for sha in order if sha is not None and sha in scans)
         ordered.update(dict.fromkeys(scans))
         carrying = [sha for sha in ordered if scans[sha].grey32 and sha not in into]
+        if not carrying and len(into):
+            return into  # nothing to add (a re-planned split's audit reuses its audit's table): no copy
         array = allocate(len(into) + len(carrying), folder)
         array[: len(into)] = into.array
         kept = list(into.shas)

@@ -53,6 +53,9 @@ def test_a_given_table_is_kept_and_the_scans_text_added_to_it(thumbs):
     encoded = Encoded(record_sha=["a", "b"], read_problems={}, embeddings={}, thumbnails=given,
                       scans={"a": _scan("a", None), "b": _scan("b", thumbs[1])})
     assert encoded.thumbnails.shas == ["a", "b"] and np.array_equal(encoded.thumbnails.array, thumbs[:2])
+    again = Encoded(record_sha=["b", "a"], read_problems={}, embeddings={}, thumbnails=encoded.thumbnails,
+                    scans=encoded.scans)  # every scan's text already taken: the given table itself, not a copy
+    assert again.thumbnails is encoded.thumbnails
 
 
 def test_an_encode_keeps_the_text_in_the_cache_so_the_next_run_has_the_thumbnails(tmp_path):
