@@ -23,6 +23,16 @@ def _full(x: np.ndarray, k: int = 11):
     return neighbour_search._exact_search(to_float32(x), to_float32(x), k)
 
 
+def _loaded_counting_searches(store: GraphStore, x: np.ndarray, monkeypatch):
+    """The store's graph of 11 neighbours for x, and how many queries each exact search it ran had."""
+    searched = []
+    original = neighbour_search._exact_search
+    monkeypatch.setattr(neighbour_search, "_exact_search", lambda a, q, k: searched.append(len(q)) or original(a, q, k))
+    graph = store.load(x, 11)
+    monkeypatch.setattr(neighbour_search, "_exact_search", original)
+    return graph, searched
+
+
 def test_a_kept_graph_is_read_back_and_a_grown_dataset_extends_it(tmp_path, monkeypatch):
     x = _vectors(200)
     shas = [f"{i:064x}" for i in range(200)]
@@ -35,11 +45,7 @@ def test_a_kept_graph_is_read_back_and_a_grown_dataset_extends_it(tmp_path, monk
 
     order = [*range(5), *range(190, 200), *range(5, 190)]  # new contents first, as a merge audit lists them
     grown = GraphStore(tmp_path, "model-a", [shas[i] for i in order])
-    searched = []
-    original = neighbour_search._exact_search
-    monkeypatch.setattr(neighbour_search, "_exact_search", lambda a, q, k: searched.append(len(q)) or original(a, q, k))
-    sims, ids = grown.load(x[order], 11)
-    monkeypatch.setattr(neighbour_search, "_exact_search", original)
+    (sims, ids), searched = _loaded_counting_searches(grown, x[order], monkeypatch)
     assert searched == [10, 190]  # the new rows against all, the kept rows against the new ones
     assert np.array_equal(ids, _full(x[order])[1]) and grown.extended_rows == 10
     assert len(list(grown.folder.glob("graph-*.npz"))) == 2  # the grown graph is kept too
@@ -65,11 +71,7 @@ def test_images_that_left_the_dataset_are_searched_around(tmp_path, monkeypatch)
     GraphStore(tmp_path, "m", shas[:190]).save(x[:190], *_full(x[:190]))
     left = list(range(5, 200))  # 5 kept images removed, 10 new ones
     store = GraphStore(tmp_path, "m", [shas[i] for i in left])
-    searched = []
-    original = neighbour_search._exact_search
-    monkeypatch.setattr(neighbour_search, "_exact_search", lambda a, q, k: searched.append(len(q)) or original(a, q, k))
-    sims, ids = store.load(x[left], 11)
-    monkeypatch.setattr(neighbour_search, "_exact_search", original)
+    (sims, ids), searched = _loaded_counting_searches(store, x[left], monkeypatch)
     again = searched[0] - 10  # kept rows searched again: those that had a removed image among their 11 nearest
     kept = _full(x[:190])[1][5:]
     assert again == int(np.isin(kept, np.arange(5)).any(axis=1).sum()) and 0 < again < 90
