@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -94,11 +95,10 @@ class AuditContext:
     def calibration(self) -> Calibration:
         """Copies of a sample of this dataset's own images, made like real leaks, scanned and embedded."""
         config = self.config
-        paths: dict[str, Path] = {sha: self.records[pos[0]].abspath for sha, pos in self.positions_by_sha.items()}
         backbone = self.backbone if self.has_embeddings else None
         return calibrate(
             shas=self.calibration_shas,
-            paths=paths,
+            paths=FirstPaths(self),  # read for the sampled images only: no Path made for each of 10⁶ others
             scans=self.encoded.scans,
             thumbnails=self.encoded.thumbnails,
             embeddings=self.encoded.embeddings if backbone else None,
@@ -328,6 +328,22 @@ class AuditContext:
             return
         self.graph_store = GraphStore(self.cache.directory, self.backbone.cache_key, self.embedded_shas)
         neighbours.attach_graph_source(matrix, self.graph_store)
+
+
+class FirstPaths(Mapping):
+    """Content → the file of its first usable record, made when asked for."""
+
+    def __init__(self, ctx: AuditContext):
+        self._ctx = ctx
+
+    def __getitem__(self, sha: str) -> Path | str:
+        return self._ctx.records[self._ctx.positions_by_sha[sha][0]].abspath
+
+    def __iter__(self):
+        return iter(self._ctx.positions_by_sha)
+
+    def __len__(self) -> int:
+        return len(self._ctx.positions_by_sha)
 
 
 @dataclass

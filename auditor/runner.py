@@ -89,7 +89,8 @@ def _set_input_size(backbone: Backbone, index: DatasetIndex, config: AuditConfig
         backbone.input_size = config.embedding_input_size
         index.notes.append(f"Embedding input: {backbone.input_size} px, as set (embedding_input_size).")
         return
-    size, why = choose_input_size(header_sides([r.abspath for r in index.records], config.seed or 0),
+    # Each record's location text, not a Path per record (10⁶ of them): only a sample is read.
+    size, why = choose_input_size(header_sides([r.location for r in index.records], config.seed or 0),
                                   backbone.input_size, _images_deciding_size(index))
     backbone.input_size = size
     index.notes.append(f"Embedding input: {why}.")

@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -92,7 +92,7 @@ def scanned_copies(job: CopyJob, limits: ScanLimits,
 
 def calibrate(
     shas: list[str],
-    paths: dict[str, Path],
+    paths: Mapping[str, Path],
     scans: dict[str, ImageScan],
     thumbnails: Thumbnails,
     embeddings: dict[str, np.ndarray] | None,

@@ -28,7 +28,7 @@ FULL_SIZE_UP_TO = 20_000  # images; datasets this small are embedded at the back
 SAMPLE = 64  # image headers read to judge the typical size
 
 
-def header_sides(paths: list[Path], seed: int = 0, max_bytes: int = 64 * 2**20) -> list[int]:
+def header_sides(paths: list[Path | str], seed: int = 0, max_bytes: int = 64 * 2**20) -> list[int]:
     """Longer sides of a seeded sample of the files, from their headers only (no decoding). Files are read
     like every other read (regular files only, never blocking: a FIFO here must not hang the audit)."""
     import io

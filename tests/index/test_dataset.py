@@ -549,3 +549,20 @@ def test_a_manifest_naming_only_files_outside_its_root_says_how_to_allow_them(tm
         load_dataset(kept_apart, AuditConfig(manifest=manifest))
     assert "lead outside it" in str(caught.value) and "--allow-outside-root" in caught.value.tip
     assert load_dataset(kept_apart, AuditConfig(manifest=manifest, allow_outside_root=True)).records
+
+
+def test_a_record_keeps_its_location_as_text_and_gives_a_path_or_the_url():
+    """A Path object and its parts cost ≈ 300 bytes a record (0.3 GB at 10⁶ images): the record holds text."""
+    import dataclasses
+    import pickle
+
+    local = ImageRecord("train/cat/a.jpg", Path("/data/train/cat/a.jpg"), "train", "cat")
+    assert local.location == "/data/train/cat/a.jpg" and not any(
+        isinstance(getattr(local, name), Path) for name in ImageRecord.__slots__)
+    assert local.abspath == Path("/data/train/cat/a.jpg") and isinstance(local.abspath, Path)
+    remote = ImageRecord("a.jpg", "s3://bucket/a.jpg", "train", "cat")
+    assert remote.abspath == "s3://bucket/a.jpg" and isinstance(remote.abspath, str)  # a URL is never a Path
+    assert local == ImageRecord("train/cat/a.jpg", "/data/train/cat/a.jpg", "train", "cat")
+    assert pickle.loads(pickle.dumps(local)) == local and hash(local) == hash(pickle.loads(pickle.dumps(local)))
+    moved = dataclasses.replace(local, path="incoming/train/cat/a.jpg")
+    assert moved.abspath == local.abspath and moved.path == "incoming/train/cat/a.jpg"
