@@ -682,3 +682,22 @@ def test_a_graph_source_is_asked_before_a_search_and_told_after_one(monkeypatch)
     monkeypatch.setattr(neighbour_search, "_exact_search", lambda *a: pytest.fail("searched again"))
     again = knn(x.copy(), 6)  # the same values in another array
     assert np.array_equal(again[1], ids) and told == [120]
+
+
+def test_the_hash_searchs_recall_up_to_ties_counts_another_code_at_the_same_distances():
+    """Exact search keeps the lower codes among those tied at the cut, the index whichever it met first: the same
+    distances, other codes. Strict recall counts that as a miss; up to ties it is found — a code at another
+    distance, or a missing one, still is not."""
+    from auditor.similarity.neighbours import _probe_recall
+
+    truth = np.array([[0, 10, 2], [0, 11, 3], [0, 12, 3], [1, 20, 1], [1, 21, 4]])
+    got = np.array([[0, 10, 2], [0, 11, 3], [0, 99, 3],  # probe 0: code 12 replaced by 99 at the same distance
+                    [1, 20, 1], [1, 98, 5]])  # probe 1: code 21 replaced by one farther off
+    strict, _, probes = _probe_recall(truth, got)
+    tied, _, _ = _probe_recall(truth, got, up_to_ties=True)
+    assert probes == 2
+    assert strict == pytest.approx((2 / 3 + 1 / 2) / 2) and tied == pytest.approx((1 + 1 / 2) / 2)
+    twice = np.array([[0, 10, 2], [0, 98, 3], [0, 99, 3]])  # two substitutes for two tied codes, one for none
+    assert _probe_recall(truth[:3], twice, up_to_ties=True)[0] == pytest.approx(1.0)
+    assert _probe_recall(truth[:3], twice[:2], up_to_ties=True)[0] == pytest.approx(2 / 3)
+    assert _probe_recall(truth, got[:0], up_to_ties=True)[0] == 0.0
