@@ -156,3 +156,20 @@ def test_on_small_images_above_the_exact_pixel_limit_the_pixel_search_recall_is_
     assert pixels["recall"] >= 0.95 and frames["recall"] >= 0.95
     assert (f"pixel-alike candidates by approximate search (recall@3 {pixels['recall']:.3f}, under rotations "
             f"recall@1 {frames['recall']:.3f} against exact search on 120 sampled images)") in result.summary
+
+
+def test_above_the_approximate_hash_limit_the_hash_search_recall_and_its_tuning_are_reported(monkeypatch):
+    from auditor.similarity import neighbours
+
+    items = _items(120)
+    for i in range(1, 120, 3):  # every third image has the pixels (so the hash codes) of the one before
+        items[i]["hashes_of"] = items[i - 1]["path"]
+    monkeypatch.setattr(neighbours, "HAMMING_APPROXIMATE_FROM", 60)
+    monkeypatch.setattr(neighbours, "HAMMING_QUALITY_SAMPLE", 500)  # fewer than the 960 probes: the index searches
+    result = NEAR_CHECK.run(synthetic_context(items))
+    hashes = result.metrics["hash_search"]
+    assert hashes["kind"] == "hamming_nearest" and hashes["exact"] is False and hashes["queries_measured"] == 500
+    steps = hashes["parameters"]["nprobe_steps"]
+    assert steps and steps[-1]["nprobe"] == hashes["parameters"]["nprobe"]
+    assert hashes["recall"] is not None and hashes["parameters"]["probes_with_matches"] > 0
+    assert f"hash candidates by approximate search (recall {hashes['recall']:.3f}" in result.summary
