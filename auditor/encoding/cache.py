@@ -126,15 +126,17 @@ class Cache:
 
     # Pixel evidence (similarity/pixel_memo.py): opaque values under content-derived keys ------------------
     def get_pixel_evidence(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        # In key order: each query then reads a run of neighbouring B-tree pages (300 000 keys of the 10⁶-image
+        # bench's 15 M: 5.7 → 3.9 µs a key; a join with a temporary table of the keys took 7.1).
         found: dict[bytes, bytes] = {}
-        for chunk in _chunks(keys, 900):
+        for chunk in _chunks(sorted(keys), 900):
             marks = ",".join("?" * len(chunk))
             found.update(self._db.execute(f"SELECT key, value FROM pixel_evidence WHERE key IN ({marks})", chunk))
         return found
 
     def put_pixel_evidence(self, items: list[tuple[bytes, bytes]]) -> None:
         with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO pixel_evidence VALUES (?, ?)", items)
+            self._db.executemany("INSERT OR REPLACE INTO pixel_evidence VALUES (?, ?)", sorted(items))
 
     def pixel_memo(self):
         from auditor.similarity.pixel_memo import PixelMemo
