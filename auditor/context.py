@@ -326,7 +326,10 @@ class AuditContext:
 
         if self.cache.directory is None or self.backbone is None or not 2 <= len(matrix) <= neighbours.EXACT_LIMIT:
             return
-        self.graph_store = GraphStore(self.cache.directory, self.backbone.cache_key, self.embedded_shas)
+        try:
+            self.graph_store = GraphStore(self.cache.directory, self.backbone.cache_key, self.embedded_shas)
+        except OSError:  # a cache folder that cannot take the graph's folder: searched as before, not kept
+            return
         neighbours.attach_graph_source(matrix, self.graph_store)
 
 

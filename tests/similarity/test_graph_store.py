@@ -107,3 +107,37 @@ def test_a_cache_that_cannot_be_written_only_loses_the_saving(tmp_path):
     finally:
         store.folder.chmod(0o700)
     assert store.load(x, 11) is None
+
+
+def _context_with_cache(directory, seed: int = 0):
+    from types import SimpleNamespace
+
+    from auditor.encoding.cache import Cache
+    from tests.checks.synthetic_audit import synthetic_context
+
+    rng = np.random.default_rng(seed)
+    ctx = synthetic_context([{"path": f"train/a/{i}.jpg", "label": "a", "vector": rng.normal(size=16)}
+                             for i in range(40)])
+    ctx.cache = Cache(directory)
+    ctx.backbone = SimpleNamespace(cache_key="test-model", dim=16)
+    return ctx
+
+
+def test_an_audit_keeps_its_graph_and_the_next_audit_reads_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(neighbour_search, "_exact_graphs", {})
+    first = _context_with_cache(tmp_path)
+    graph = neighbour_search.knn(first.unit_matrix, 11)
+    assert first.graph_store is not None and list(first.graph_store.folder.glob("graph-*.npz"))
+    monkeypatch.setattr(neighbour_search, "_exact_graphs", {})  # the next audit, in another process
+    second = _context_with_cache(tmp_path)
+    monkeypatch.setattr(neighbour_search, "_exact_search", lambda *a: pytest.fail("searched again"))
+    assert np.array_equal(neighbour_search.knn(second.unit_matrix, 11)[1], graph[1])
+    assert second.graph_store.loaded_from is not None
+
+
+def test_a_cache_folder_that_cannot_take_the_graphs_leaves_the_search_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.setattr(neighbour_search, "_exact_graphs", {})
+    (tmp_path / "knn-graphs").write_text("a file where the folder would go")
+    ctx = _context_with_cache(tmp_path, seed=1)
+    sims, ids = neighbour_search.knn(ctx.unit_matrix, 5)
+    assert ctx.graph_store is None and ids.shape == (40, 5)
