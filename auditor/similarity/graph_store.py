@@ -11,9 +11,9 @@ computes is kept beside the embedding store, keyed by the backbone and by its ro
 
 (`np.load(allow_pickle=False)`; written atomically.) An audit at least half of whose rows a kept graph knows
 extends it (`neighbours.extend_exact_graph`): only the new rows are searched, and the kept rows one of whose
-nearest neighbours has left the dataset. Before a kept graph is used, a sample of its similarities is recomputed from this audit's vectors; a
-graph they do not match (other vectors under the same contents) is not used. The `KEPT` most recently used graphs
-of a model are kept, the rest deleted.
+nearest neighbours has left the dataset. Before a kept graph is used, a sample of its similarities is recomputed
+from this audit's vectors; a graph they do not match (other vectors under the same contents) is not used. The
+`KEPT` most recently used graphs of a model are kept, the rest deleted.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class GraphStore:
 
         self.folder, _ = keyed_folder(Path(directory), "knn-graphs", GRAPH_VERSION, model)
         self.shas = shas
-        self.loaded_from: str | None = None  # the kept graph the last load used, and how
-        self.extended_rows = 0
+        self.loaded_from: str | None = None  # the kept graph the last load used
+        self.extended_rows = 0  # rows it searched (new, or kept rows that lost a neighbour)
 
     # Reading -----------------------------------------------------------------------------------------------
     def load(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -62,14 +62,18 @@ class GraphStore:
             # nearest among what is left would need a search): the others are searched like new rows.
             gone = (ids[:, :k] >= 0) & (neighbours < 0)
             known = (rows >= 0) & ~gone.any(axis=1)
-            if known.sum() < max(MIN_KNOWN_SHARE * len(self.shas), 1) or (best is not None and known.sum() <= len(best[0])):
+            too_few = known.sum() < max(MIN_KNOWN_SHARE * len(self.shas), 1)
+            if too_few or (best is not None and known.sum() <= len(best[0])):
                 continue
             if _agrees(x, rows[known], sims[known], neighbours[known]):
                 best = (rows[known], sims[known], neighbours[known], path)
         if best is None:
             return None
         rows, sims, neighbours, path = best
-        os.utime(path)  # used: kept longest
+        try:
+            os.utime(path)  # used: kept longest
+        except OSError:  # another audit pruned it meanwhile: what was read stands
+            pass
         self.loaded_from = path.name
         if len(rows) == len(self.shas) and np.array_equal(rows, np.arange(len(rows))):
             return sims[:, :k].astype(np.float32), neighbours.astype(np.int64)
