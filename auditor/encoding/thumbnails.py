@@ -13,11 +13,10 @@ where it cannot be, the table stays in memory."""
 
 from __future__ import annotations
 
-from typing import Iterable
-
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
