@@ -701,3 +701,17 @@ def test_the_hash_searchs_recall_up_to_ties_counts_another_code_at_the_same_dist
     assert _probe_recall(truth[:3], twice, up_to_ties=True)[0] == pytest.approx(1.0)
     assert _probe_recall(truth[:3], twice[:2], up_to_ties=True)[0] == pytest.approx(2 / 3)
     assert _probe_recall(truth, got[:0], up_to_ties=True)[0] == 0.0
+
+
+def test_paired_cosines_gather_a_recurring_row_once_with_the_same_values():
+    """Pairs ordered by their first image repeat its row: gathered once per block, the cosines are bit for bit those
+    of gathering every pair's rows, over several blocks and with rows that do not repeat."""
+    from auditor.encoding.embedding_store import to_float32
+
+    rng = np.random.default_rng(21)
+    x = normalise(rng.normal(size=(500, 24))).astype(np.float16)
+    first = np.sort(rng.integers(0, 40, 3000))  # ≈ 75 pairs a row: gathered once
+    second = rng.integers(0, 500, 3000)  # mostly distinct: gathered per pair
+    expected = np.einsum("ij,ij->i", to_float32(x[first]), to_float32(x[second]))
+    got = neighbour_search.paired_cosines(x, first, x, second, block=256)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
