@@ -110,3 +110,51 @@ def test_a_table_whose_file_cannot_be_made_stays_in_memory(tmp_path, monkeypatch
 
     monkeypatch.setattr(module.os, "posix_fallocate", full_disk)
     assert not isinstance(module.allocate(3, tmp_path), np.memmap)
+
+
+@pytest.mark.slow
+def test_an_audit_whose_thumbnails_are_a_file_reports_what_one_in_memory_reports(tmp_path, monkeypatch):
+    """The product path end to end (real photos, the real backbone, the CLI) with the memory-mapped table forced on
+    a small dataset: with a cache and with --no-cache, every check's JSON is the in-memory audit's."""
+    import shutil
+
+    from auditor.encoding import thumbnails as module
+    from tests.e2e.cli_helpers import run_cli
+
+    photos = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "hymenoptera_data"
+    if not photos.is_dir():
+        pytest.skip(f"real photos not found at {photos}")
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        for label in ("ants", "bees"):
+            (data / split / label).mkdir(parents=True)
+            for photo in sorted((photos / split / label).glob("*.jpg"))[:6]:
+                shutil.copyfile(photo, data / split / label / photo.name)
+    shutil.copyfile(photos / "train" / "ants" / sorted(p.name for p in (photos / "train" / "ants").glob("*.jpg"))[0],
+                    data / "val" / "ants" / "leaked.jpg")
+    common = ("--offline", "--backbone", "efficientnet-lite0", "--calibration-images", "5", "-q", "--format", "json",
+              "--exit-zero")
+
+    def untimed(value):
+        if isinstance(value, dict):
+            return {k: untimed(v) for k, v in value.items() if k != "seconds"}
+        return [untimed(v) for v in value] if isinstance(value, list) else value
+
+    def checks(*extra: str, out: str) -> list[dict]:
+        result = run_cli("audit", data, *common, *extra, out=tmp_path / out)
+        assert result.exit_code == 0, result.stderr
+        return untimed(result.report["checks"])
+
+    # A cache each (a shared one would serve the second audit's checks from the first's results), both cold; and
+    # without a cache, whose embeddings come from another runtime (no LiteRT copy is kept): its own reference.
+    in_memory = checks("--cache-dir", str(tmp_path / "cache-memory"), out="memory")
+    in_memory_no_cache = checks("--no-cache", out="memory-no-cache")
+    leakage = next(c for c in in_memory if c["id"] == "leakage")
+    assert any("leaked.jpg" in path for f in leakage["findings"] for path in f["paths"])  # the decision saw it
+    monkeypatch.setattr(module, "IN_MEMORY_ROWS", 4)
+    maps = []
+    allocate = module.allocate
+    monkeypatch.setattr(module, "allocate", lambda rows, folder=None: maps.append(allocate(rows, folder)) or maps[-1])
+    assert checks("--cache-dir", str(tmp_path / "cache-mapped"), out="mapped") == in_memory
+    assert checks("--no-cache", out="mapped-no-cache") == in_memory_no_cache
+    assert len(maps) >= 2 and all(isinstance(table, np.memmap) for table in maps)
