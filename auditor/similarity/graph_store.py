@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,7 @@ class GraphStore:
     def save(self, x: np.ndarray, sims: np.ndarray, ids: np.ndarray) -> None:
         """Keep this matrix's graph (a cache that cannot be written is not an error: the graph is only saved work)."""
         from auditor.atomic import atomic_write_bytes
+        from auditor.errors import AuditorError
 
         names = np.array(self.shas, dtype="S64")
         digest = hashlib.sha256(names.tobytes() + str(sims.shape).encode()).hexdigest()[:32]
@@ -101,7 +103,7 @@ class GraphStore:
             atomic_write_bytes(self.folder / f"graph-{digest}.npz", buffer.getvalue())
             for stale in self._graphs()[KEPT:]:
                 stale.unlink(missing_ok=True)
-        except OSError:
+        except (OSError, AuditorError):  # atomic_write_bytes names an OS error as an AuditorError
             pass
 
 
@@ -110,7 +112,7 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as kept:
             shas, sims, ids = kept["shas"], kept["sims"], kept["ids"]
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a truncated or foreign file
         return None
     n = len(shas)
     if (shas.ndim != 1 or sims.ndim != 2 or sims.shape != ids.shape or len(sims) != n or sims.dtype != np.float32

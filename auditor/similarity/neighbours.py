@@ -483,7 +483,11 @@ def attach_graph_source(x: np.ndarray, source) -> None:
 
 
 def has_exact_graph(x: np.ndarray, k: int) -> bool:
-    """Whether an exact self-query k-NN of these vectors with at least k neighbours is already at hand."""
+    """Whether an exact self-query k-NN of these vectors with at least k neighbours is already at hand. No graph of
+    their shape: no (a writable array, e.g. one class's rows, would be hashed at every ask)."""
+    with _lock:
+        if not any(kept[0] == x.shape for kept in _exact_graphs):
+            return False
     key = _fingerprint(x)
     with _lock:
         graph = _exact_graphs.get(key)
@@ -834,15 +838,17 @@ def _probe_recall(truth: np.ndarray, got: np.ndarray, up_to_ties: bool = False
     interval, and how many probes have a match (None, None, 0 where none has). `up_to_ties`: a match counts as found
     where `got` holds, for the same probe, another code at the same distances (in place of one exact search kept
     among codes tied at the cut)."""
+    from auditor.similarity.evidence import pair_key
+
     if not len(truth):
         return None, None, 0
     columns = [1] if not up_to_ties else list(range(2, truth.shape[1]))
     spans = [int(max(truth[:, c].max(), got[:, c].max() if len(got) else 0)) + 1 for c in columns]
 
-    def key(rows: np.ndarray) -> np.ndarray:
-        out = rows[:, 0].astype(np.int64)
+    def key(rows: np.ndarray) -> np.ndarray:  # (probe, the columns compared) as one int64, mixed radix
+        out = rows[:, 0]
         for column, span in zip(columns, spans):
-            out = out * span + rows[:, column]
+            out = pair_key(out, rows[:, column], span)
         return out
 
     wanted, have = key(truth), key(got)

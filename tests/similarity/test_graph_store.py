@@ -84,6 +84,7 @@ def test_damaged_graphs_are_ignored_and_only_the_newest_are_kept(tmp_path, monke
     shas = [f"{i:064x}" for i in range(60)]
     store = GraphStore(tmp_path, "m", shas)
     (store.folder / "graph-broken.npz").write_bytes(b"not a zip")
+    (store.folder / "graph-truncated.npz").write_bytes(b"PK\x03\x04" + b"x" * 100)  # a zip cut short
     assert store.load(x, 11) is None
     for n in (50, 55, 60):
         GraphStore(tmp_path, "m", shas[:n]).save(x[:n], *_full(x[:n]))
@@ -96,16 +97,12 @@ def test_damaged_graphs_are_ignored_and_only_the_newest_are_kept(tmp_path, monke
     assert bad.load(x, 11) is None
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
-                    reason="root writes into read-only folders")
 def test_a_cache_that_cannot_be_written_only_loses_the_saving(tmp_path):
     x = _vectors(30)
     store = GraphStore(tmp_path, "m", [f"{i:064x}" for i in range(30)])
-    store.folder.chmod(0o500)
-    try:
-        store.save(x, *_full(x))  # no error
-    finally:
-        store.folder.chmod(0o700)
+    (tmp_path / "a-file").write_text("not a folder")
+    store.folder = tmp_path / "a-file" / "graphs"  # no file can be written there, whoever runs the test
+    store.save(x, *_full(x))  # no error
     assert store.load(x, 11) is None
 
 

@@ -715,3 +715,13 @@ def test_paired_cosines_gather_a_recurring_row_once_with_the_same_values():
     expected = np.einsum("ij,ij->i", to_float32(x[first]), to_float32(x[second]))
     got = neighbour_search.paired_cosines(x, first, x, second, block=256)
     assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
+def test_asking_for_a_graph_of_a_shape_none_has_hashes_nothing(monkeypatch):
+    """outliers asks about each class's rows (a writable copy, hashed at every ask): no kept graph of that shape, no
+    hashing."""
+    monkeypatch.setattr(neighbour_search, "_exact_graphs", {})
+    x = normalise(np.random.default_rng(14).normal(size=(60, 8)))
+    knn(x, 11)
+    monkeypatch.setattr(neighbour_search, "_fingerprint", lambda a: pytest.fail("hashed"))
+    assert not neighbour_search.has_exact_graph(x[:30].copy(), 11)
