@@ -14,7 +14,7 @@ def atomic_write_bytes(destination: Path, data: bytes) -> None:
     destination = Path(destination)
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _create_temporary(destination)
+        fd, tmp = create_temporary(destination)
     except OSError as exc:
         raise AuditorError(f"cannot write {str(destination)!r}: {exc.strerror or exc}",
                            "Check that the folder is writable and has space.") from None
@@ -32,7 +32,7 @@ def atomic_write_bytes(destination: Path, data: bytes) -> None:
         raise
 
 
-def _create_temporary(destination: Path) -> tuple[int, str]:
+def create_temporary(destination: Path) -> tuple[int, str]:
     """A new file beside `destination`, created with mode 0666 so the kernel applies the process umask:
     reports get the usual permissions (mkstemp would give 0600), and the umask is never changed (reading
     it means setting it, which races with other threads creating files)."""

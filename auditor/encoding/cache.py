@@ -28,8 +28,10 @@ CREATE TABLE IF NOT EXISTS check_results (key TEXT NOT NULL, check_id TEXT NOT N
                                           PRIMARY KEY (key, check_id));
 CREATE TABLE IF NOT EXISTS embeddings (sha256 TEXT NOT NULL, model TEXT NOT NULL, dim INTEGER NOT NULL,
                                        vector BLOB NOT NULL, PRIMARY KEY (sha256, model));
-CREATE TABLE IF NOT EXISTS pixel_evidence (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 """
+# Pixel evidence was a table of this file until it became keyed rows beside it (similarity/pixel_memo.py): an older
+# cache's table is dropped once, when this version first opens it (15 M rows, ≈ 1 GB, at 10⁶ images).
+RETIRED = "DROP TABLE IF EXISTS pixel_evidence;"
 
 
 class Cache:
@@ -39,6 +41,7 @@ class Cache:
         self.directory = None if directory is None else Path(directory)
         self.path = None if directory is None else Path(directory) / "cache.sqlite3"
         self._stores: dict[str, object] = {}
+        self._pixel_rows: tuple | None = None  # the pixel evidence's two stores (pixel_memo), made at first use
         try:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,8 +54,14 @@ class Cache:
                 f"cannot open the cache at {self.path}: {exc}",
                 "Pass --cache-dir DIR with a writable folder, or --no-cache.",
             ) from None
+        try:
+            self._db.executescript(RETIRED)
+        except sqlite3.Error:  # a cache opened read-only, or busy: the old table is only unused space
+            pass
 
     def close(self) -> None:
+        for rows in self._pixel_rows or ():
+            rows.flush()
         for store in self._stores.values():
             store.close()
         self._stores.clear()
@@ -124,24 +133,31 @@ class Cache:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO check_results VALUES (?, ?, ?)", (key, check_id, json.dumps(data)))
 
-    # Pixel evidence (similarity/pixel_memo.py): opaque values under content-derived keys ------------------
-    def get_pixel_evidence(self, keys: list[bytes]) -> dict[bytes, bytes]:
-        # In key order: each query then reads a run of neighbouring B-tree pages (300 000 keys of the 10⁶-image
-        # bench's 15 M: 5.7 → 3.9 µs a key; a join with a temporary table of the keys took 7.1).
-        found: dict[bytes, bytes] = {}
-        for chunk in _chunks(sorted(keys), 900):
-            marks = ",".join("?" * len(chunk))
-            found.update(self._db.execute(f"SELECT key, value FROM pixel_evidence WHERE key IN ({marks})", chunk))
-        return found
-
-    def put_pixel_evidence(self, items: list[tuple[bytes, bytes]]) -> None:
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO pixel_evidence VALUES (?, ?)", sorted(items))
-
+    # Pixel evidence (similarity/pixel_memo.py) --------------------------------------------------------
     def pixel_memo(self):
-        from auditor.similarity.pixel_memo import PixelMemo
+        """Pixel evidence remembered across audits: two stores of keyed rows (encoding/keyed_rows.py) beside this
+        file, `pixel-evidence/<version and kind>/`; in memory, shared by this cache's memos, without a folder."""
+        from auditor.similarity.pixel_memo import CODE_WORDS, PIXEL_EVIDENCE_VERSION, STORE_VERSION, PixelMemo
 
-        return PixelMemo(self.get_pixel_evidence, self.put_pixel_evidence)
+        if self._pixel_rows is None:
+            from auditor.encoding.keyed_rows import KeyedRows
+
+            version = f"{STORE_VERSION}|{PIXEL_EVIDENCE_VERSION.decode()}"
+            self._pixel_rows = tuple(KeyedRows(self._rows_folder(version, kind), width)
+                                     for kind, width in (("pairs", 1), ("codes", CODE_WORDS)))
+        return PixelMemo(*self._pixel_rows)
+
+    def _rows_folder(self, version: str, kind: str) -> Path | None:
+        """The keyed folder of one kind of pixel evidence, or None (kept in memory) without a cache directory or
+        where it cannot be made (a read-only cache still serves the rest; the evidence is only saved work)."""
+        if self.directory is None:
+            return None
+        from auditor.encoding.keyed_folder import keyed_folder
+
+        try:
+            return keyed_folder(self.directory, "pixel-evidence", version, kind)[0]
+        except (OSError, AuditorError):
+            return None
 
     def count_embeddings(self, model: str) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model = ?", (model,)).fetchone()[0])

@@ -710,11 +710,9 @@ def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndar
 
     rows_a, rows_b = row_indices(rows_a), row_indices(rows_b)
     if memo is not None:
-        from auditor.similarity.pixel_memo import digest_table
-
         # Each thumbnail hashed once, its digest looked up by row per chunk of pairs (a digest per pair held
         # 32 bytes a pair for the whole loop: ≈ 0.5 GB at 10⁶ images' candidate pairs).
-        digest_a, digest_b = digest_table(thumbs_a, rows_a), digest_table(thumbs_b, rows_b)
+        digest_a, digest_b = memo.digest_table(thumbs_a, rows_a), memo.digest_table(thumbs_b, rows_b)
 
     def compare(part, a, b, extra, every):
         if memo is None:
@@ -733,6 +731,8 @@ def pair_correlation(thumbs_a: np.ndarray, rows_a: np.ndarray, thumbs_b: np.ndar
         part = by_first[start:start + PAIR_CHUNK]
         correlation[part], variant[part] = compare(part, thumbs_a[rows_a[part]], thumbs_b[rows_b[part]],
                                                    np.ascontiguousarray(extra_variant[part]), np.ascontiguousarray(every[part]))
+    if memo is not None:
+        memo.flush()
     return correlation, variant
 
 

@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 from auditor.encoding.cache import Cache
+from auditor.encoding.keyed_rows import KeyedRows
 from auditor.similarity import evidence as ev
 from auditor.similarity.engine import decide
-from auditor.similarity.pixel_memo import PixelMemo, digest_table, digests
+from auditor.similarity.pixel_memo import CODE_WORDS, PixelMemo, digests, pair_keys
 
 
 def thumbnails(n: int, seed: int = 0) -> np.ndarray:
@@ -19,9 +20,14 @@ def thumbnails(n: int, seed: int = 0) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(s).resize((32, 32), Image.Resampling.BICUBIC)) for s in small])
 
 
-def dict_memo() -> tuple[PixelMemo, dict]:
-    store: dict[bytes, bytes] = {}
-    return PixelMemo(lambda keys: {k: store[k] for k in keys if k in store}, lambda items: store.update(items)), store
+def rows_held(rows: KeyedRows) -> int:
+    return sum(len(segment) for segment in rows._segments() + rows._fresh)
+
+
+def dict_memo() -> tuple[PixelMemo, KeyedRows]:
+    """A memo whose stores are in memory (as with --no-cache), and its pairs' store."""
+    pairs = KeyedRows(None, 1)
+    return PixelMemo(pairs, KeyedRows(None, CODE_WORDS)), pairs
 
 
 def test_correlations_equal_the_direct_computation_and_are_computed_once():
@@ -32,7 +38,7 @@ def test_correlations_equal_the_direct_computation_and_are_computed_once():
     direct = ev._best_correlation(a, b, extra, every)
     memo, store = dict_memo()
     first = memo.correlations(a, b, extra, every, ev._best_correlation)
-    assert memo.computed == 6 and len(store) == 6
+    assert memo.computed == 6 and rows_held(store) == 6
     second = memo.correlations(a, b, extra, every, ev._best_correlation)
     assert memo.computed == 6 and memo.reused == 6
     for got in (first, second):
@@ -47,18 +53,30 @@ def test_the_key_names_the_whole_question():
     memo.correlations(thumbs[:1], thumbs[1:2], np.array([3]), np.array([False]), ev._best_correlation)
     memo.correlations(thumbs[:1], thumbs[1:2], np.array([-1]), np.array([True]), ev._best_correlation)
     memo.correlations(thumbs[1:2], thumbs[:1], np.array([-1]), np.array([False]), ev._best_correlation)
-    assert len(store) == 4 and memo.reused == 0
+    assert rows_held(store) == 4 and memo.reused == 0
 
 
 def test_a_damaged_entry_is_recomputed():
     thumbs = thumbnails(4)
     memo, store = dict_memo()
     memo.correlations(thumbs[:2], thumbs[2:], np.array([-1, -1]), np.array([False, False]), ev._best_correlation)
-    key = next(iter(store))
-    store[key] = b"\x00"
+    store._fresh[0].values[0, 0] = np.uint64(9) << np.uint64(32)  # a variant that does not exist
     got = memo.correlations(thumbs[:2], thumbs[2:], np.array([-1, -1]), np.array([False, False]), ev._best_correlation)
     assert memo.computed == 3
     np.testing.assert_array_equal(got[0], ev._best_correlation(thumbs[:2], thumbs[2:], np.array([-1, -1]), False)[0])
+
+
+def test_pair_keys_name_each_part_of_the_question():
+    d = digests(thumbnails(3))
+    base = pair_keys(d[[0]], d[[1]], np.array([-1]), np.array([False]))
+    others = [pair_keys(d[[1]], d[[0]], np.array([-1]), np.array([False])),  # the order of the pair
+              pair_keys(d[[0]], d[[2]], np.array([-1]), np.array([False])),
+              pair_keys(d[[0]], d[[1]], np.array([0]), np.array([False])),
+              pair_keys(d[[0]], d[[1]], np.array([-1]), np.array([True]))]
+    for key in others:
+        assert key[0][0] != base[0][0] and key[1][0] != base[1][0]
+    again = pair_keys(d[[0]], d[[1]], np.array([-1]), np.array([False]))
+    assert again[0][0] == base[0][0] and again[1][0] == base[1][0]
 
 
 def test_dihedral_codes_equal_the_direct_computation():
@@ -109,7 +127,7 @@ def test_a_key_is_the_thumbnails_content_not_their_position():
     # The same pairs asked through other positions, with the caller's digests: found, nothing computed.
     got = memo.correlations(doubled[[9, 8]], doubled[[7, 6]], np.array([-1, -1]), np.array([False, False]),
                             ev._best_correlation, d[[9, 8]], d[[7, 6]])
-    assert memo.computed == 2 and memo.reused == 2 and len(store) == 2
+    assert memo.computed == 2 and memo.reused == 2 and rows_held(store) == 2
     np.testing.assert_array_equal(got[0], ev._best_correlation(thumbs[:2], thumbs[2:4], np.array([-1, -1]), False)[0])
 
 
@@ -127,10 +145,52 @@ def test_pair_correlation_with_a_memo_equals_the_direct_computation():
     assert memo.computed == 8 and memo.reused == 8
 
 
-def test_digest_table_holds_each_named_thumbnails_digest_by_row():
+def test_digest_table_holds_each_named_thumbnails_digest_by_row_hashing_each_once(monkeypatch):
+    from auditor.similarity import pixel_memo
+
     thumbs = thumbnails(9, seed=2)
+    memo, _store = dict_memo()
+    hashed = []
+    real = pixel_memo.digests
+    monkeypatch.setattr(pixel_memo, "digests", lambda t, rows: hashed.extend(rows.tolist()) or real(t, rows))
     rows = np.array([4, 1, 4, 7, 1])
-    table = digest_table(thumbs, rows)
+    table = memo.digest_table(thumbs, rows)
     assert table.shape == (9, 16)
-    np.testing.assert_array_equal(table[rows], digests(thumbs, rows))
+    np.testing.assert_array_equal(table[rows], real(thumbs, rows))
     assert not table[[0, 2, 3, 5, 6, 8]].any()  # rows nobody named are not hashed
+    memo.digest_table(thumbs, np.array([1, 2, 7]))
+    assert sorted(hashed) == [1, 2, 4, 7]  # 1 and 7 were known
+    memo.digest_table(thumbs.copy(), np.array([1]))  # another table: its own digests
+    assert sorted(hashed) == [1, 1, 2, 4, 7]
+
+
+def test_the_cache_keeps_pixel_evidence_in_files_that_a_later_cache_reads(tmp_path):
+    thumbs = thumbnails(6, seed=5)
+    cache = Cache(tmp_path)
+    memo = cache.pixel_memo()
+    direct = memo.correlations(thumbs[:3], thumbs[3:], np.array([-1, 2, -1]), np.array([False, False, True]),
+                               ev._best_correlation)
+    memo.dihedral_codes(thumbs, ev.dihedral_codes)
+    memo.flush()
+    assert len(list((tmp_path / "pixel-evidence").glob("*/seg-*.npy"))) == 2
+    later = Cache(tmp_path).pixel_memo()
+    got = later.correlations(thumbs[:3], thumbs[3:], np.array([-1, 2, -1]), np.array([False, False, True]),
+                             ev._best_correlation)
+    codes = later.dihedral_codes(thumbs, ev.dihedral_codes)
+    assert later.computed == 0 and later.reused == 9
+    np.testing.assert_array_equal(got[0], direct[0])
+    np.testing.assert_array_equal(got[1], direct[1])
+    np.testing.assert_array_equal(codes[0], ev.dihedral_codes(thumbs)[0])
+
+
+def test_an_older_caches_pixel_evidence_table_is_dropped(tmp_path):
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "cache.sqlite3")
+    db.execute("CREATE TABLE pixel_evidence (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
+    db.execute("INSERT INTO pixel_evidence VALUES (x'00', x'01')")
+    db.commit()
+    db.close()
+    Cache(tmp_path).close()
+    tables = sqlite3.connect(tmp_path / "cache.sqlite3").execute("SELECT name FROM sqlite_master").fetchall()
+    assert ("pixel_evidence",) not in tables and ("scans",) in tables
