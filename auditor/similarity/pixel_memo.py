@@ -6,9 +6,11 @@ Both are pure functions of 32×32 grey thumbnails, and they are most of what the
 dataset that grew, sees almost the same candidate pairs and calibration copies as the audit before it, so
 only the new pairs are computed. Keys are built from a hash of each thumbnail's bytes (not file names), so a
 key can only ever name the same computation; `PIXEL_EVIDENCE_VERSION` goes into every thumbnail's hash and must
-change whenever pixels.py's correlation or hashes change. Each distinct thumbnail is hashed once per call and a
-pair's key is its two thumbnails' digests and the question asked, laid side by side (hashing both thumbnails
-again for every pair cost ≈ 12 µs a pair: ≈ 10 CPU-s of the 60 000-crop decision's 855 000 candidate pairs).
+change whenever pixels.py's correlation or hashes change. Each distinct thumbnail is hashed once per memo, and a
+pair's 128-bit key is mixed from its two thumbnails' digests and the question asked with numpy word operations
+(`pair_keys`; hashing both thumbnails again for every pair cost ≈ 12 µs a pair: ≈ 10 CPU-s of the 60 000-crop
+decision's 855 000 candidate pairs). The rows live in encoding/keyed_rows.py's segment files (the cache's
+`pixel-evidence/`), found without Python work per key.
 """
 
 from __future__ import annotations
