@@ -487,8 +487,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             # Each chunk of matches, as found: not the query itself, dHash agreeing, the closest HASH_CANDIDATES.
             q, j = rows[:, 0] % nq, rows[:, 1]
             rows = rows[j != self_nodes[q]]
-            d_dist = np.unpackbits(np.bitwise_xor(probe_dhash[rows[:, 0]], data.dhash[rows[:, 1]]),
-                                   axis=1).sum(axis=1).astype(np.int64)
+            d_dist = px.hamming(probe_dhash[rows[:, 0]], data.dhash[rows[:, 1]])
             close = d_dist <= max_dhash
             rows = np.column_stack([rows[close], d_dist[close]])  # (probe, code, pHash, dHash distance)
             # Kept until every chunk is found (tens of millions of matches at 10⁶ copy-heavy images): in 4 bytes

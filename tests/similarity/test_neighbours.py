@@ -531,6 +531,48 @@ def test_hamming_nearest_searches_the_fewest_lists_that_reach_the_target(monkeyp
     assert quality[0].exact
 
 
+@pytest.mark.slow  # ≈ 1 s
+def test_probes_that_share_a_code_are_searched_once_with_the_same_result(monkeypatch):
+    from auditor.similarity.neighbours import hamming_nearest
+
+    rng = np.random.default_rng(10)
+    codes = np.concatenate([_clustered_64bit(rng, 3000, centres=200), rng.integers(0, 256, (3000, 8), dtype=np.uint8)])
+    probes = codes[rng.integers(0, 2000, 3000)]  # 3 000 probes of at most 2 000 codes
+    monkeypatch.setattr(neighbour_search, "HAMMING_APPROXIMATE_FROM", 1000)
+    monkeypatch.setattr(neighbour_search, "HAMMING_QUALITY_SAMPLE", 500)
+    monkeypatch.setattr(neighbour_search, "HAMMING_CHUNK", 256)  # a code's probes split between chunks too
+    asked: list[int] = []
+    real_index = neighbour_search._binary_ivf
+
+    class Counted:  # the index, counting the probes each search is given
+        def __init__(self, index):
+            object.__setattr__(self, "index", index)
+
+        def __getattr__(self, name):
+            return getattr(self.index, name)
+
+        def __setattr__(self, name, value):
+            setattr(self.index, name, value)
+
+        def search(self, x, k):
+            asked.append(len(x))
+            return self.index.search(x, k)
+
+    def counted_index(c):
+        index, lists = real_index(c)
+        return Counted(index), lists
+
+    monkeypatch.setattr(neighbour_search, "_binary_ivf", counted_index)
+    grouped = hamming_nearest(codes, probes, 6, k=8)
+    grouped_asked = sum(asked[-12:])  # the 12 chunks of 256 (the sample's searches come first)
+    monkeypatch.setattr(neighbour_search, "REPEATED_CODES_SHARE", 1.1)  # never grouped
+    asked.clear()
+    plain = hamming_nearest(codes, probes, 6, k=8)
+    np.testing.assert_array_equal(grouped, plain)  # the same rows, in (probe, code) order
+    assert len(plain) > 1000 and sum(asked[-12:]) == 3000
+    assert grouped_asked <= len(np.unique(probes, axis=0)) + 12  # each code once (once per chunk it spans)
+
+
 def test_one_exact_graph_serves_every_self_query_of_the_same_vectors(monkeypatch):
     """The duplicate candidates search a float32 copy of the shared float16 matrix, the outliers and the label
     agreement the matrix itself, with 6 to 11 neighbours: one all-pairs search, known by the vectors' values."""

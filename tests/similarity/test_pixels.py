@@ -227,3 +227,14 @@ def test_crop_descriptors_are_the_block_descriptors_of_the_image_and_of_its_crop
             means = big.reshape(8, side // 8, 8, side // 8).mean(axis=(1, 3))
             expected = (means - means.mean()).ravel()
             np.testing.assert_allclose(rows[i, c], expected / np.linalg.norm(expected), atol=2e-5)
+
+
+def test_hamming_counts_differing_bits_row_by_row_for_words_and_other_widths():
+    rng = np.random.default_rng(11)
+    for width in (8, 4):  # 8 bytes: whole words counted at once; other widths: bits unpacked
+        a = rng.integers(0, 256, (300, width), dtype=np.uint8)
+        b = rng.integers(0, 256, (300, width), dtype=np.uint8)
+        expected = [sum(bin(x ^ y).count("1") for x, y in zip(ra, rb)) for ra, rb in zip(a.tolist(), b.tolist())]
+        got = px.hamming(a, b)
+        assert got.dtype == np.int64 and got.tolist() == expected
+    assert px.hamming(a[:1], a[:1]).tolist() == [0]
