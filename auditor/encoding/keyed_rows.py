@@ -210,8 +210,11 @@ def _ranges(segments: list[Segment], total: int):
 
 
 def _sorted_unique(table: np.ndarray) -> np.ndarray:
-    """The table's columns ordered by key, a key held twice kept once."""
-    table = table[:, np.lexsort((table[1], table[0]))]
+    """The table's columns ordered by the keys' first halves, a key held twice kept once. A stable sort on the
+    first half alone: the tables merged are sorted runs, which it merges in linear time (4 M rows of two runs:
+    0.035 s, against 1.27 s for a two-key lexsort). Two keys sharing a first half (chance 2⁻⁶⁴ a pair) may then
+    lie apart, so such a key could be kept twice: harmless, a lookup takes the first."""
+    table = table[:, np.argsort(table[0], kind="stable")]
     repeated = np.zeros(table.shape[1], dtype=bool)
     repeated[1:] = (table[0, 1:] == table[0, :-1]) & (table[1, 1:] == table[1, :-1])
     return table[:, ~repeated] if repeated.any() else table
