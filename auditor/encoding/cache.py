@@ -54,8 +54,9 @@ class Cache:
                 f"cannot open the cache at {self.path}: {exc}",
                 "Pass --cache-dir DIR with a writable folder, or --no-cache.",
             ) from None
-        try:
-            self._db.executescript(RETIRED)
+        try:  # looked up first: a DROP, even of nothing, waits for other audits' writes to this file
+            if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'pixel_evidence'").fetchone():
+                self._db.executescript(RETIRED)
         except sqlite3.Error:  # a cache opened read-only, or busy: the old table is only unused space
             pass
 

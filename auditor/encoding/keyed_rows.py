@@ -160,6 +160,7 @@ class KeyedRows:
             return None
         try:
             out = np.lib.format.open_memmap(temporary, mode="w+", dtype="<u8", shape=(2 + self.width, total))
+            _reserve(temporary)  # a write into a mapped page the disk has no room for would kill the process
             written = 0
             for part in _ranges(segments, total):
                 out[:, written:written + part.shape[1]] = part
@@ -177,6 +178,16 @@ class KeyedRows:
         if segment is None:  # not readable as written (a disk that lost it): not left to be skipped forever
             _remove(destination)
         return segment
+
+
+def _reserve(path: str) -> None:
+    """Reserve the disk blocks of a file made sparse (ENOSPC here is an OSError, not SIGBUS at the first write)."""
+    if hasattr(os, "posix_fallocate"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
 
 
 def _is_sorted(keys: np.ndarray) -> bool:

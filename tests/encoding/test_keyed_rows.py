@@ -152,3 +152,20 @@ def test_a_merge_over_many_key_ranges_keeps_every_row(tmp_path, monkeypatch):
     found, got = KeyedRows(tmp_path, 1).get(key1, key2)
     assert found.all()
     np.testing.assert_array_equal(got, values)
+
+
+def test_a_full_disk_keeps_the_rows_in_memory_and_leaves_no_file(tmp_path, monkeypatch):
+    import errno
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space, raising=False)
+    store = KeyedRows(tmp_path, 1)
+    key1, key2, values = random_rows(30, 1, seed=8)
+    store.add(key1, key2, values)
+    store.flush()
+    assert not list(tmp_path.iterdir())  # neither a segment nor its temporary file
+    found, got = store.get(key1, key2)
+    assert found.all()
+    np.testing.assert_array_equal(got, values)
