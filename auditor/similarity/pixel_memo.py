@@ -124,9 +124,10 @@ class PixelMemo:
 def pair_keys(digest_a: np.ndarray, digest_b: np.ndarray, extra: np.ndarray, every: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
     """The 128-bit key of each pair's question: its two thumbnails' digests and the variants asked, in two words.
-    Each word mixes one half of each digest with the question through bijections, so pairs that differ in one
-    part never share a word, and pairs that differ in several share both with chance 2⁻¹²⁸ (the digests are
-    BLAKE2b); the order of the two thumbnails matters (a's variants are aligned with b)."""
+    Each word mixes one half of each digest with the question through bijections, so two pairs that differ in one
+    part never share a key (the word made from the half that differs differs), and pairs that differ in several
+    share it with chance 2⁻¹²⁸ (the digests are BLAKE2b); the order of the two thumbnails matters (a's variants
+    are aligned with b)."""
     a, b = np.ascontiguousarray(digest_a).view(np.uint64), np.ascontiguousarray(digest_b).view(np.uint64)
     question = (np.asarray(extra, np.int64) + 1).astype(np.uint64) * np.uint64(2) + np.asarray(every, np.uint64)
     key1 = _mix(a[:, 0] + _mix(b[:, 0] + _mix(question + SALT_1)))
