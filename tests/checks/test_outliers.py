@@ -104,10 +104,10 @@ def approximate_search(monkeypatch):
     full_searches: list[int] = []
     original = neighbours.ApproximateIndex.search
 
-    def counting(self, q, k, among=None):
+    def counting(self, q, k, among=None, order=None):
         if len(q) == len(self.x):
             full_searches.append(k)
-        return original(self, q, k, among)
+        return original(self, q, k, among, order)
 
     monkeypatch.setattr(neighbours.ApproximateIndex, "search", counting)
     return full_searches

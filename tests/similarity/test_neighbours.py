@@ -240,6 +240,20 @@ def test_approximate_knn_returns_exact_cosines_and_most_true_neighbours(approxim
     assert quality.to_dict()["parameters"]["index"] == "HNSW" and quality.to_dict()["parameters"]["ef_search"] >= 1
 
 
+def test_the_self_graph_searched_in_visit_order_is_the_graph_searched_in_row_order(approximate, monkeypatch):
+    """The shared k-NN graph's queries are searched in the order of their first reduced coordinate (so the stored
+    rows a block re-ranks lie in a narrow band): every row's neighbours and cosines the same as searched in row
+    order, block by block."""
+    monkeypatch.setattr(neighbour_search, "BLOCK", 256)  # several blocks, each a different set in each order
+    x = clustered_unit(np.random.default_rng(8), 3000).astype(np.float16)
+    sims, labels = knn(x, 6)
+    index = neighbour_search._index_for(x)
+    assert not np.array_equal(index.visit_order, np.arange(3000))
+    assert np.array_equal(np.sort(index.visit_order), np.arange(3000))
+    plain_sims, plain_labels = index.search(x, neighbour_search.SELF_K)
+    assert np.array_equal(labels, plain_labels[:, :6]) and np.array_equal(sims, plain_sims[:, :6])
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_re_ranking_returns_the_exact_top_k_among_the_graph_candidates(approximate, dtype):
     """The search's answer is, for each query, the k best of the HNSW graph's candidates by exact cosine on the
@@ -757,6 +771,43 @@ def test_paired_cosines_gather_a_recurring_row_once_with_the_same_values():
     expected = np.einsum("ij,ij->i", to_float32(x[first]), to_float32(x[second]))
     got = neighbour_search.paired_cosines(x, first, x, second, block=256)
     assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
+def test_local_order_groups_pairs_by_tile_sweeping_back_and_forth_and_keeps_each_tiles_order():
+    """Pairs read tile by tile: a permutation; tiles of x in turn, tiles of y forward then backward (the last range
+    read comes first again); within a tile the given order (the pairs' first images stay sorted)."""
+    rng = np.random.default_rng(3)
+    first = np.sort(rng.integers(0, 400, 5000))
+    second = rng.integers(0, 400, 5000)
+    order = neighbour_search.local_order(first, second, 10, 10, tile_bytes=1000, min_pairs=1)  # 100 rows a tile
+    assert np.array_equal(np.sort(order), np.arange(5000))
+    tx, ty = first[order] // 100, second[order] // 100
+    assert np.all(np.diff(tx) >= 0)
+    for t in range(4):
+        sweep = ty[tx == t]
+        assert np.all(np.diff(sweep) >= 0) if t % 2 == 0 else np.all(np.diff(sweep) <= 0)
+        for u in np.unique(sweep):
+            within = order[(tx == t) & (ty == u)]
+            assert np.all(np.diff(within) > 0)  # the given order kept
+    assert neighbour_search.local_order(first, second, 10, 10, tile_bytes=1000, min_pairs=5001) is None  # few pairs
+    assert neighbour_search.local_order(first, second, 10, 10, tile_bytes=10**6, min_pairs=1) is None  # one tile
+
+
+def test_paired_cosines_read_tile_by_tile_are_the_same_bits(monkeypatch):
+    """Many pairs over a large matrix are computed in tile order (local_order) and put back in the given order: the
+    same cosines, bit for bit, as in the given order — and the tiled path did run."""
+    rng = np.random.default_rng(22)
+    x = normalise(rng.normal(size=(3000, 32))).astype(np.float16)
+    first = np.sort(rng.integers(0, 3000, 20000))
+    second = rng.integers(0, 3000, 20000)
+    plain = neighbour_search.paired_cosines(x, first, x, second, block=512)
+    ordered = []
+    real = neighbour_search.local_order
+    monkeypatch.setattr(neighbour_search, "local_order",
+                        lambda *a, **k: ordered.append(real(*a, tile_bytes=64 * 200, min_pairs=1)) or ordered[-1])
+    tiled = neighbour_search.paired_cosines(x, first, x, second, block=512)
+    assert ordered and ordered[0] is not None and not np.array_equal(ordered[0], np.arange(20000))
+    assert np.array_equal(tiled.view(np.uint32), plain.view(np.uint32))
 
 
 def test_asking_for_a_graph_of_a_shape_none_has_hashes_nothing(monkeypatch):
