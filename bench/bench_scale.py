@@ -16,6 +16,10 @@ Hamming stage searches random codes with 1 % planted near copies). Every check t
 and the peak RSS of each stage (the peak is reset before each one through /proc/self/clear_refs) and of
 anonymous memory (sampled; memory-mapped store pages are page cache the kernel can drop).
 --quick: 10⁵ vectors. The machine is shared: compare with the CPU seconds and the ratios, not only walls.
+
+--memory-limit 4G (either mode; root): the run inside a memory cgroup of that size, page cache included
+(bench/memory_limit.py), after the files under --work (and --dataset) are evicted from the page cache; the
+group's peak usage, how often it hit the limit and its major page faults are printed at the end.
 """
 
 from __future__ import annotations
@@ -389,13 +393,37 @@ def main() -> None:
     parser.add_argument("--memory-trace", type=float, default=0.0, metavar="SECONDS",
                         help="every SECONDS, print anonymous RSS and where the main thread is in auditor's code "
                              "(to tell which step holds memory)")
+    parser.add_argument("--memory-limit", default=None, metavar="SIZE",
+                        help="run inside a memory cgroup of this size (e.g. 4G; page cache included; needs root): "
+                             "the files under --work (and --dataset) are evicted from the page cache first")
     args = parser.parse_args()
     from machine import describe  # the bench folder is on sys.path when a bench runs as a script
 
     print(describe(), flush=True)
+    if args.memory_limit:
+        enter_memory_limit(args)
     if args.memory_trace:
         start_memory_trace(args.memory_trace)
     (run_images if args.what == "images" else run_vectors)(args)
+
+
+def enter_memory_limit(args) -> None:
+    """Evict what the run will read, move into a cgroup with the limit, and print its figures when the run ends."""
+    import atexit
+
+    from memory_limit import MemoryLimit, evict, parse_size
+
+    limit = MemoryLimit(parse_size(args.memory_limit))
+    folders = [Path(args.work)] + ([Path(args.dataset)] if getattr(args, "dataset", None) else [])
+    evicted = sum(evict(folder) for folder in folders if folder.is_dir())
+    limit.enter()
+    print(json.dumps({"memory_limit": limit.report(), "evicted_gb": round(evicted / 2**30, 2)}), flush=True)
+
+    def at_exit() -> None:
+        print(json.dumps({"memory_limit_at_exit": limit.report()}), flush=True)
+        limit.leave()
+
+    atexit.register(at_exit)
 
 
 def start_memory_trace(every: float) -> None:
