@@ -46,7 +46,9 @@ class PixelMemo:
                      digest_b: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """`compute(a, b, extra_variant, every_variant) -> (correlation float32, variant int64)`, remembered
         per pair (a[i], b[i], extra_variant[i], every_variant[i]). `digest_a` / `digest_b`: the thumbnails'
-        `digests`, when the caller has them (each distinct thumbnail hashed once); else hashed here."""
+        `digests`, when the caller has them (each distinct thumbnail hashed once); else hashed here. With the
+        digests given, a and b may be anything with a length that gives thumbnails when indexed by an array of
+        positions: only the pairs not found are read."""
         n = len(a)
         every = np.broadcast_to(np.asarray(every_variant, dtype=bool), (n,))
         extra = np.asarray(extra_variant, dtype=np.int64)

@@ -195,13 +195,38 @@ def test_relative_correlation_is_the_correlation_at_a_typical_background_and_les
     assert low[0] == pytest.approx(0.8)  # a low background never lowers the bar below the correlation itself
 
 
-def test_unordered_keeps_each_pair_once_oriented_with_its_stronger_direction():
+def test_least_per_key_is_the_two_key_sort_where_no_key_occurs_more_than_twice():
+    """The stable one-key route gives what lexsort((weakness, key)) and the first of each key give: ties to the lower
+    position, NaN last (also when both are NaN), −0.0 tied with 0.0; a key three times: None (the caller sorts)."""
+    rng = np.random.default_rng(5)
+    distinct = rng.choice(10**6, size=3000, replace=False)
+    key = np.concatenate([distinct, rng.choice(distinct, size=2000, replace=False)])  # 2 000 keys twice
+    rng.shuffle(key)
+    weakness = np.round(rng.random(len(key)), 1).astype(np.float32)  # many ties
+    weakness[rng.random(len(key)) < 0.1] = np.nan
+    weakness[rng.random(len(key)) < 0.05] = -0.0
+    weakness[rng.random(len(key)) < 0.05] = 0.0
+    order = np.lexsort((weakness, key))
+    first = np.r_[True, key[order][1:] != key[order][:-1]]
+    assert np.array_equal(ev._least_per_key(key, weakness), order[first])
+    assert ev._least_per_key(np.array([4, 1, 4, 4]), np.zeros(4, np.float32)) is None
+
+
+@pytest.mark.parametrize("each_pair_at_most_twice", [False, True])
+def test_unordered_keeps_each_pair_once_oriented_with_its_stronger_direction(each_pair_at_most_twice):
     """Against the plain reference (sort by (a, b, −strength), keep the first of each pair): the same pairs, in the
-    same order, every column taken from the stronger direction; ties keep the earlier row."""
+    same order, every column taken from the stronger direction; ties keep the earlier row. Pairs seen more than
+    twice take the two-key sort, the others the one-key route (`_least_per_key`)."""
     rng = np.random.default_rng(3)
     n = 400
     query, target = rng.integers(0, 40, n), rng.integers(0, 40, n)
     target[target == query] += 1
+    if each_pair_at_most_twice:  # 300 distinct pairs, 100 of them seen the other way too
+        flat = rng.choice(2000 * 1999, size=300, replace=False)
+        query, target = flat // 1999, flat % 1999
+        target[target >= query] += 1
+        again = rng.choice(300, size=100, replace=False)
+        query, target = np.r_[query, target[again]], np.r_[target, query[again]]
     pairs = ev.Pairs(query=query, target=target, rank=rng.integers(-1, 5, n).astype(np.int16),
                      cosine=rng.random(n).astype(np.float32),
                      scaled=np.round(rng.random(n), 1).astype(np.float32),  # rounded: tied strengths
@@ -209,6 +234,8 @@ def test_unordered_keeps_each_pair_once_oriented_with_its_stronger_direction():
                      hash_match=rng.random(n) < 0.3, phash_distance=rng.integers(0, 9, n).astype(np.int16),
                      dhash_distance=rng.integers(0, 9, n).astype(np.int16))
     a, b = np.minimum(query, target), np.maximum(query, target)
+    one_key_route = ev._least_per_key(ev.pair_key(a, b, 2000), -(pairs.correlation + pairs.scaled)) is not None
+    assert one_key_route == each_pair_at_most_twice
     order = np.lexsort((-(pairs.correlation + pairs.scaled), b, a))
     keys = np.stack([a[order], b[order]], axis=1)
     first = np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)]
