@@ -19,7 +19,7 @@ anonymous memory (sampled; memory-mapped store pages are page cache the kernel c
 
 --memory-limit 4G (either mode; root): the run inside a memory cgroup of that size, page cache included
 (bench/memory_limit.py), after the files under --work (and --dataset) are evicted from the page cache; the
-group's peak usage, how often it hit the limit and its major page faults are printed at the end.
+group's peak usage, failcnt and major page faults are printed at the end.
 """
 
 from __future__ import annotations

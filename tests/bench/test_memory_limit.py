@@ -45,9 +45,10 @@ def test_a_version_1_group_gets_the_limit_the_process_and_reports_its_counters(t
     assert (group / "memory.memsw.limit_in_bytes").read_text() == str(2**30)  # no swap beyond the limit
     assert (group / "cgroup.procs").read_text() == str(os.getpid())
     (group / "memory.max_usage_in_bytes").write_text(str(2**29))
-    (group / "memory.failcnt").write_text("7")
+    (group / "memory.failcnt").write_text("0")  # with the swap limit set, hits are counted there
+    (group / "memory.memsw.failcnt").write_text("7")
     (group / "memory.stat").write_text("cache 10\ntotal_pgmajfault 42\n")
-    assert limit.report() == {"cgroup": str(group), "limit_gb": 1.0, "peak_usage_gb": 0.5, "times_at_limit": 7,
+    assert limit.report() == {"cgroup": str(group), "limit_gb": 1.0, "peak_usage_gb": 0.5, "failcnt": 7,
                               "major_page_faults": 42, "oom_kills": None}
 
 
