@@ -239,13 +239,15 @@ def local_order(rows_x: np.ndarray, rows_y: np.ndarray, row_bytes_x: int, row_by
         per_tile = max(1, tile_bytes // max(1, row_bytes))
         spans.append((int(rows.max()) // per_tile + 1 if n else 1, per_tile))
     (tiles_x, per_x), (tiles_y, per_y) = spans
-    if tiles_x * tiles_y <= 1 or tiles_x * tiles_y > 2**16:
+    if tiles_x * tiles_y <= 1:
         return None
     tile_x = (rows_x // per_x).astype(np.int64)
     tile_y = (rows_y // per_y).astype(np.int64)
     tile_y = np.where(tile_x % 2 == 1, tiles_y - 1 - tile_y, tile_y)  # back and forth
-    key = (tile_x * tiles_y + tile_y).astype(np.uint16)
-    return np.argsort(key, kind="stable")  # a radix sort on 16-bit keys: linear, the given order kept within a tile
+    key = tile_x * tiles_y + tile_y
+    if tiles_x * tiles_y <= 2**16:
+        key = key.astype(np.uint16)  # numpy's stable sort of 16-bit keys is a radix sort: linear
+    return np.argsort(key, kind="stable")  # the given order kept within a tile
 
 
 def stored_rows_index(x: np.ndarray):

@@ -791,6 +791,9 @@ def test_local_order_groups_pairs_by_tile_sweeping_back_and_forth_and_keeps_each
             assert np.all(np.diff(within) > 0)  # the given order kept
     assert neighbour_search.local_order(first, second, 10, 10, tile_bytes=1000, min_pairs=5001) is None  # few pairs
     assert neighbour_search.local_order(first, second, 10, 10, tile_bytes=10**6, min_pairs=1) is None  # one tile
+    many = neighbour_search.local_order(first * 100, second * 100, 10, 10, tile_bytes=100, min_pairs=1)  # ≈ 4 000² tiles: past 16-bit keys
+    tx, ty = (first * 100)[many] // 10, (second * 100)[many] // 10
+    assert np.all(np.diff(tx) >= 0) and np.array_equal(np.sort(many), np.arange(5000))
 
 
 def test_paired_cosines_read_tile_by_tile_are_the_same_bits(monkeypatch):
