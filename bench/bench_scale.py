@@ -413,7 +413,12 @@ def enter_memory_limit(args) -> None:
 
     from memory_limit import MemoryLimit, evict, parse_size
 
-    limit = MemoryLimit(parse_size(args.memory_limit))
+    try:
+        size = parse_size(args.memory_limit)
+    except ValueError:
+        raise SystemExit(f"--memory-limit {args.memory_limit!r}: not a size. Tip: bytes, or a number with K, M, G "
+                         "or T (4G, 3.5G, 512M).") from None
+    limit = MemoryLimit(size)
     folders = [Path(args.work)] + ([Path(args.dataset)] if getattr(args, "dataset", None) else [])
     evicted = sum(evict(folder) for folder in folders if folder.is_dir())
     limit.enter()

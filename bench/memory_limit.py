@@ -84,15 +84,19 @@ class MemoryLimit:
             pass
 
     def report(self) -> dict:
-        """The limit, the group's peak usage (page cache included), the kernel's failcnt, major faults."""
+        """The limit, the group's peak usage (page cache included), the kernel's count of limit hits (v1 failcnt,
+        v2 memory.events "max"), major faults, and (v2) OOM kills."""
         def read(name: str) -> str | None:
             path = self.group / name
             return path.read_text().strip() if path.exists() else None
 
-        stat = dict(line.split() for line in (read("memory.stat") or "").splitlines() if len(line.split()) == 2)
+        def fields(name: str) -> dict[str, str]:  # "key value" lines
+            return dict(line.split() for line in (read(name) or "").splitlines() if len(line.split()) == 2)
+
+        stat, oom = fields("memory.stat"), None
         if self.version == 2:
-            events = dict(line.split() for line in (read("memory.events") or "").splitlines())
-            peak, hits = read("memory.peak"), events.get("max")
+            events = fields("memory.events")
+            peak, hits, oom = read("memory.peak"), events.get("max"), events.get("oom_kill", 0)
             faults = stat.get("pgmajfault")
         else:
             peak = read("memory.max_usage_in_bytes")
@@ -103,7 +107,6 @@ class MemoryLimit:
             faults = stat.get("total_pgmajfault", stat.get("pgmajfault"))
         return {"cgroup": str(self.group), "limit_gb": round(self.limit / 2**30, 3),
                 "peak_usage_gb": None if peak is None else round(int(peak) / 2**30, 3),
-                "failcnt": None if hits is None else int(hits),  # the kernel's count; it may stay 0 at the limit
+                "failcnt": None if hits is None else int(hits),
                 "major_page_faults": None if faults is None else int(faults),
-                "oom_kills": None if self.version == 1 else int(dict(
-                    line.split() for line in (read("memory.events") or "").splitlines()).get("oom_kill", 0))}
+                "oom_kills": None if oom is None else int(oom)}

@@ -29,7 +29,8 @@ def test_eviction_counts_the_files_and_leaves_them_as_they_were(tmp_path):
     (tmp_path / "y.sqlite3").write_bytes(b"2" * 300)
     (tmp_path / "link").symlink_to(tmp_path / "y.sqlite3")  # counted once, through its file
     assert memory_limit.evict(tmp_path) == 5300
-    assert (tmp_path / "a" / "x.npy").read_bytes() == b"1" * 5000 and (tmp_path / "y.sqlite3").read_bytes() == b"2" * 300
+    assert (tmp_path / "a" / "x.npy").read_bytes() == b"1" * 5000
+    assert (tmp_path / "y.sqlite3").read_bytes() == b"2" * 300
 
 
 def test_a_version_1_group_gets_the_limit_the_process_and_reports_its_counters(tmp_path, monkeypatch):
@@ -50,6 +51,28 @@ def test_a_version_1_group_gets_the_limit_the_process_and_reports_its_counters(t
     (group / "memory.stat").write_text("cache 10\ntotal_pgmajfault 42\n")
     assert limit.report() == {"cgroup": str(group), "limit_gb": 1.0, "peak_usage_gb": 0.5, "failcnt": 7,
                               "major_page_faults": 42, "oom_kills": None}
+
+
+def test_a_version_2_group_gets_memory_max_and_reports_its_events(tmp_path, monkeypatch):
+    (tmp_path / "cgroup.controllers").write_text("memory")
+    monkeypatch.setattr(memory_limit, "ROOT", tmp_path)
+    limit = memory_limit.MemoryLimit(2**31, name="g")
+    group = tmp_path / "g"
+    group.mkdir()
+    (group / "memory.swap.max").write_text("max")
+    limit.enter()
+    assert (group / "memory.max").read_text() == str(2**31) and (group / "memory.swap.max").read_text() == "0"
+    (group / "memory.peak").write_text(str(2**30))
+    (group / "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n")
+    (group / "memory.stat").write_text("anon 5\npgmajfault 9\n")
+    assert limit.report() == {"cgroup": str(group), "limit_gb": 2.0, "peak_usage_gb": 1.0, "failcnt": 12,
+                              "major_page_faults": 9, "oom_kills": 1}
+
+
+def test_a_size_that_is_not_one_stops_the_bench_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "bench_scale.py"), "vectors", "--work", str(tmp_path),
+                           "--memory-limit", "four gigabytes"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "not a size" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_without_a_memory_cgroup_it_says_so_in_one_line(tmp_path, monkeypatch):
