@@ -10,9 +10,11 @@ One seam for scale. Callers see the same functions at any size; what runs undern
   measured in every run on a seeded sample of queries (`SearchQuality`), and reported by the checks that
   use it; below `TARGET_RECALL` the refine factor is raised until it is reached (`ApproximateIndex.tune`). The graph is built in parallel, so which neighbours are found can differ slightly between runs.
 * Hamming range search (`hamming_pairs`): exact flat search up to `HAMMING_EXACT_LIMIT` codes; above,
-  multi-index hashing (FAISS IndexBinaryMultiHash) with `radius + 1` tables: two codes within `radius`
-  bits agree exactly on at least one of the `radius + 1` bit strings (pigeonhole), so the result is
-  complete by construction — and still measured against exact search on a sample, every run.
+  multi-index hashing planned by cost (`_multi_hash_plan`): two codes within `radius` bits differ in at most
+  ⌊radius / tables⌋ bits of one of the tables' bit strings (pigeonhole), so probing every key that close finds
+  them all — complete by construction, and still measured against exact search on a sample, every run. Its
+  tables are direct-address arrays searched with numpy (`multi_index.DirectMultiIndex`; FAISS's
+  IndexBinaryMultiHash, ≈ 6× slower on 64-bit codes, for other widths).
 * the duplicate candidates' hash search (`hamming_nearest`): each probe's k nearest codes within the radius;
   complete (the range search above) below `HAMMING_APPROXIMATE_FROM` codes, from it on a FAISS IndexBinaryIVF
   (√n lists; the fewest of `HAMMING_IVF_NPROBES` searched that reach `TARGET_RECALL` on a seeded sample
@@ -667,22 +669,28 @@ def _multi_hash_plan(n: int, bits: int, max_distance: int) -> tuple[int, int, in
 
 def _hamming_index(codes: np.ndarray, max_distance: int):
     """(index, description): flat (exact) up to HAMMING_EXACT_LIMIT codes, else multi-index hashing planned
-    by `_multi_hash_plan` (complete for this radius by the pigeonhole principle)."""
+    by `_multi_hash_plan` (complete for this radius by the pigeonhole principle): on direct-address tables
+    (`multi_index.DirectMultiIndex`) for 64-bit codes, FAISS's IndexBinaryMultiHash for other widths."""
     import faiss
+
+    from auditor.similarity.multi_index import MAX_TABLE_BITS, DirectMultiIndex
 
     bits = codes.shape[1] * 8
     plan = _multi_hash_plan(len(codes), bits, max_distance)
+    codes = np.ascontiguousarray(codes)
     if len(codes) <= HAMMING_EXACT_LIMIT or plan is None:
         index = faiss.IndexBinaryFlat(bits)
-        method = "exact (FAISS IndexBinaryFlat)"
-    else:
-        tables, table_bits, flips = plan
-        index = faiss.IndexBinaryMultiHash(bits, tables, table_bits)
-        index.nflip = flips
-        method = (f"multi-index hashing: {tables} tables of {table_bits} bits, keys within {flips} bits probed "
-                  f"(complete within {max_distance} bits)")
-    index.add(np.ascontiguousarray(codes))
-    return index, method
+        index.add(codes)
+        return index, "exact (FAISS IndexBinaryFlat)"
+    tables, table_bits, flips = plan
+    method = (f"multi-index hashing: {tables} tables of {table_bits} bits, keys within {flips} bits probed "
+              f"(complete within {max_distance} bits)")
+    if bits == 64 and table_bits <= MAX_TABLE_BITS:
+        return DirectMultiIndex(codes, tables, table_bits, flips), method
+    index = faiss.IndexBinaryMultiHash(bits, tables, table_bits)
+    index.nflip = flips
+    index.add(codes)
+    return index, method + ", FAISS IndexBinaryMultiHash"
 
 
 HAMMING_CHUNK = 65_536  # probe rows per range search: their matches are held at once, then reduced
@@ -836,7 +844,7 @@ def hamming_nearest(codes: np.ndarray, probes: np.ndarray, max_distance: int, k:
     if len(codes) < HAMMING_APPROXIMATE_FROM:
         if quality is not None:
             method = ("exact (FAISS IndexBinaryFlat)" if len(codes) <= HAMMING_EXACT_LIMIT else
-                      "exact: multi-index hashing (FAISS IndexBinaryMultiHash, complete within the radius)")
+                      "exact: multi-index hashing (complete within the radius)")
             quality.append(SearchQuality("hamming_nearest", method, len(codes), max_distance))
         return exact()
     chosen = np.sort(np.random.default_rng(0).choice(len(probes), min(len(probes), HAMMING_QUALITY_SAMPLE),
