@@ -4,12 +4,13 @@ The pigeonhole principle behind it is FAISS's `IndexBinaryMultiHash`: cut each c
 `table_bits` bits; two codes within `radius` bits differ in at most ⌊radius / tables⌋ bits of some string, so
 looking up every key within `flips` bits of each of the probe's strings, and checking the candidates' full
 distances, finds every code within the radius. What differs is the lookup. FAISS keeps each table in a hash map
-of vectors and de-duplicates candidates in a set, ≈ 250 ns a key: 17 µs a probe at 10⁵ random codes (4 tables
-of 16 bits, 68 keys a probe), more than three times the flat search's cost per code there. Here each table is the
+of vectors and de-duplicates candidates in a set, ≈ 250 ns a key: 17–23 µs a probe at 10⁵ random codes (4 tables
+of 16 bits, 68 keys and ≈ 100 candidates a probe). Here each table is the
 codes' row numbers sorted by their string, with the start of every possible string's run (a table of 2^bits + 1
 offsets, ≤ 2²² of them), and a block of probes is answered with array operations: its keys' runs expanded into
 (probe, code) candidates, their distances counted (`np.bitwise_count`), the ones within the radius kept and
-de-duplicated. On the same codes and probes: 3.9 µs a probe, the same pairs (`bench/` figures in the README).
+de-duplicated. On the same codes and probes: 3.7–3.9 µs a probe, the same pairs (the README's Scale on one
+machine has the figures).
 """
 
 from __future__ import annotations

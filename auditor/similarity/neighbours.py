@@ -39,9 +39,9 @@ import numpy as np
 EXACT_LIMIT = 20_000  # vectors; above this, approximate k-NN (exact all-pairs costs n² · d)
 # Codes; above this, multi-index hashing. Its result is the same set (complete by pigeonhole), returned in the flat
 # search's order, and it costs less from a few thousand codes on; the flat search grows as n². The dihedral pHash
-# codes of real 32 px crops (8 probes an image, each probe's 16 nearest within 6 bits, best of 3, wall): 1 000 codes
-# 6 ms either way, 3 000 39 → 15 ms, 10 000 238 → 116 ms, 20 000 0.95 → 0.28 s, 60 000 4.9 s for FAISS's multi-index
-# search → 1.0 s on the direct tables (`multi_index`); with FAISS's, the limit was 20 000.
+# codes of real 32 px crops (8 probes an image, each probe's 16 nearest within 6 bits, best of 3, wall): 1 000
+# codes 6 ms either way, 3 000 39 → 15 ms, 10 000 238 → 116 ms, 20 000 0.95 → 0.28 s, 60 000 4.9 s for FAISS's
+# multi-index search → 1.0 s on the direct tables (`multi_index`); with FAISS's, the limit was 20 000.
 HAMMING_EXACT_LIMIT = 2_000
 REDUCED_DIMS = 64  # PCA dimensions the HNSW graph is built and searched in; exact re-ranking restores the cosines
 HNSW_M = 16  # graph degree (links per vector per layer; 32 measured no better per CPU-second)
@@ -766,9 +766,13 @@ def hamming_pairs(codes: np.ndarray, max_distance: int, queries: np.ndarray | No
 
 # The duplicate candidates' hash search: each probe's nearest codes within the radius --------------------------
 
-# Codes from which the duplicate candidates' hash search is approximate. Complete search (flat, then multi-index
-# hashing) costs ≈ 21 µs per probe at 60 000 real 32 px crops' codes and ≈ 165 µs at 10⁶ codes (8 probes per
-# image: 22 CPU-minutes at 10⁶ images); the binary IVF index ≈ 30–80 µs there (16–64 lists searched).
+# Codes from which the duplicate candidates' hash search is approximate. Complete search on the direct multi-index
+# tables, against the binary IVF (8 lists searched, as chosen on its sample), on the dihedral pHash codes of real
+# 32 px crops, wall on 2 cores: 200 000 codes 5.6 against 8.0 s, 400 000 17.9 against 19.0, 10⁶ 150 against 63 (the
+# IVF finding 0.93–0.96 of the complete search's rows); on skewed codes (the 10⁶ resampled vectors' synthetic
+# thumbnails) 279 against 42 s. With FAISS's multi-index search, ≈ 165 µs a probe at 10⁶ codes. Kept where it was
+# under FAISS's: up to ≈ 400 000 real codes complete search would cost no more, but on skewed codes far more, and
+# no estimate of its cost from the codes chooses between them yet.
 HAMMING_APPROXIMATE_FROM = 200_000
 # Lists searched per probe by the approximate binary index: tried in turn on the quality sample, and the first that
 # finds TARGET_RECALL of its exact matches searches every probe (the last one where none does). How many are needed
