@@ -835,8 +835,11 @@ def hamming_nearest(codes: np.ndarray, probes: np.ndarray, max_distance: int, k:
     if not len(codes) or not len(probes):
         return np.zeros((0, 3), dtype=np.int64)
 
+    exact_method: list[str] = []
+
     def exact(chosen: np.ndarray | None = None) -> np.ndarray:
-        index, _method = _hamming_index(codes, max_distance)
+        index, method = _hamming_index(codes, max_distance)
+        exact_method.append(method)
         if chosen is None:
             return _range(index, probes, max_distance, reduce=lambda rows: keep(nearest_per_probe(rows, k)))
         # The sample, searched completely: on the 10⁶ resampled vectors' codes 1.0 s (0.5 of it building the
@@ -856,8 +859,8 @@ def hamming_nearest(codes: np.ndarray, probes: np.ndarray, max_distance: int, k:
     truth = exact(chosen)
     if len(chosen) == len(probes):  # the sample is every probe: its exact search is the answer
         if quality is not None:
-            quality.append(SearchQuality("hamming_nearest", "exact (FAISS IndexBinaryFlat: every probe, fewer than "
-                                         "the quality sample)", len(codes), max_distance))
+            quality.append(SearchQuality("hamming_nearest", f"exact, {exact_method[-1]}: every probe, fewer than "
+                                         "the quality sample", len(codes), max_distance))
         return truth
     index, lists = _binary_ivf(codes)
     size = HAMMING_CHUNK
