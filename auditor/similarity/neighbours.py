@@ -18,8 +18,8 @@ One seam for scale. Callers see the same functions at any size; what runs undern
 * the duplicate candidates' hash search (`hamming_nearest`): each probe's k nearest codes within the radius;
   complete (the range search above) below `HAMMING_APPROXIMATE_FROM` codes, from it on a FAISS IndexBinaryIVF
   (√n lists; the fewest of `HAMMING_IVF_NPROBES` searched that reach `TARGET_RECALL` on a seeded sample
-  searched exactly first), 2–6× cheaper than multi-index hashing at 10⁶ codes and approximate: its recall on
-  that sample is reported.
+  searched exactly first), at 10⁶ codes 2.4× cheaper than the complete search on real 32 px crops' codes (6.7× on
+  skewed ones) and approximate: its recall on that sample is reported (a mean over probes with a match).
 
 Vectors may be float16 (the embedding store's memory-mapped rows) or float32; they are converted block by
 block, never whole. The index built for a matrix is kept (keyed by the array object), so several checks
