@@ -31,7 +31,7 @@ class DirectMultiIndex:
         if codes.ndim != 2 or codes.shape[1] != 8 or not 1 <= table_bits <= MAX_TABLE_BITS or tables * table_bits > 64:
             raise ValueError("DirectMultiIndex holds 64-bit codes in tables of at most 22 bits")
         self.words = np.ascontiguousarray(codes, dtype=np.uint8).view(np.uint64).reshape(-1)
-        self.tables, self.table_bits, self.flips = tables, table_bits, flips
+        self.tables, self.table_bits = tables, table_bits
         index_type = np.int32 if len(self.words) < 2**31 else np.int64
         self._rows, self._starts = [], []
         for table in range(tables):
@@ -42,9 +42,6 @@ class DirectMultiIndex:
         # Every key within `flips` bits of a string: the string XOR each of these masks.
         self._masks = np.array([sum(1 << bit for bit in chosen) for count in range(flips + 1)
                                 for chosen in combinations(range(table_bits), count)], dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.words)
 
     def _strings(self, words: np.ndarray, table: int) -> np.ndarray:
         shifted = words >> np.uint64(table * self.table_bits)

@@ -542,7 +542,7 @@ def test_hamming_nearest_searches_the_fewest_lists_that_reach_the_target(monkeyp
     few = codes[:100]  # fewer probes than the sample: searched exactly
     quality = []
     assert np.array_equal(hamming_nearest(codes, few, 6, k=8, quality=quality), _brute_nearest(codes, few, 6, 8))
-    assert quality[0].exact and quality[0].method.startswith("exact, multi-index hashing")  # what searched them
+    assert quality[0].exact and quality[0].method.startswith("exact: multi-index hashing: ")  # what searched them
 
 
 @pytest.mark.slow  # ≈ 1 s
