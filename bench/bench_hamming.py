@@ -1,5 +1,6 @@
 """The duplicate decision's hash search on real codes: each image's 8 dihedral pHash codes as probes, each probe's
-16 nearest codes within 6 bits (`neighbours.hamming_nearest`, as the decision searches), timed per search method.
+32 nearest codes within 6 bits (`neighbours.hamming_nearest` with `evidence.HASH_SEARCHED`, as the decision searches),
+timed per search method.
 
     python bench/bench_hamming.py [--images 60000] [--sizes 3000,20000,60000] [--work DIR]
 
@@ -7,9 +8,10 @@ The codes: crops of the shared photos at 32 px (`scale_data.generate_images(...,
 their 32 × 32 grey thumbnails as the scan makes them, hashed under the 8 rotations and mirrorings (cached under WORK).
 For each size (the first N images): the flat search (FAISS IndexBinaryFlat, the reference of the row, measured in
 the same run), multi-index hashing with FAISS's IndexBinaryMultiHash and with the direct tables
-(`similarity/multi_index.py`), the same plan; from 200 000 codes the direct tables (the reference there) and the
-binary IVF the decision runs there, with the share of the complete search's rows it finds. Every complete method
-must return the same rows (checked). The machine is shared: ratios to the reference of the same row, and CPU seconds
+(`similarity/multi_index.py`), the same plan; from 200 000 codes the complete search on the direct tables (the
+reference there) and the approximate search the decision runs there (the tables planned for one bit less, where its
+sample says they find enough), with the share of the complete search's rows it finds. Every complete method must
+return the same rows (checked). The machine is shared: ratios to the reference of the same row, and CPU seconds
 beside the walls.
 """
 
@@ -74,29 +76,32 @@ def run_size(phash: np.ndarray, n: int) -> None:
         methods = {"flat (reference)": (10**12, 10**12, saved[2]), "FAISS multi-index": (0, 10**12, 0),
                    "direct multi-index": (0, 10**12, saved[2])}
     else:  # flat search would be 10¹¹ comparisons and more, FAISS's multi-index ≈ 150 µs a probe
-        methods = {"direct multi-index (reference)": (0, 10**12, saved[2]),
-                   "binary IVF (the decision's from 200 000)": (0, 0, saved[2])}
-    results, reference = {}, None
+        methods = {"direct multi-index, complete (reference)": (0, 10**12, saved[2]),
+                   "approximate (the decision's from 200 000)": (0, 0, saved[2])}
+    from auditor.similarity.evidence import HASH_SEARCHED
+
+    results, reference, quality = {}, None, []
     try:
         for name, (exact_limit, approximate_from, table_bits) in methods.items():
             neighbours.HAMMING_EXACT_LIMIT, neighbours.HAMMING_APPROXIMATE_FROM = exact_limit, approximate_from
             multi_index.MAX_TABLE_BITS = table_bits
-            rows, wall, cpu = timed(lambda: neighbours.hamming_nearest(codes, probes, 6, 16))
+            rows, wall, cpu = timed(lambda: neighbours.hamming_nearest(codes, probes, 6, HASH_SEARCHED, quality=quality))
             reference = reference or wall
             results[name] = rows
             print(f"| {n} | {name} | {wall:.2f} | {cpu:.2f} | {wall / reference:.2f} | {len(rows)} |", flush=True)
     finally:
         neighbours.HAMMING_EXACT_LIMIT, neighbours.HAMMING_APPROXIMATE_FROM, multi_index.MAX_TABLE_BITS = saved
-    complete = [rows for name, rows in results.items() if "IVF" not in name]
+    complete = [rows for name, rows in results.items() if "approximate" not in name]
     if any(not np.array_equal(complete[0], rows) for rows in complete[1:]):
         raise SystemExit(f"{n} codes: the complete searches returned different rows")
     def pair_keys(rows: np.ndarray) -> np.ndarray:
         return rows[:, 0].astype(np.int64) * n + rows[:, 1]
 
     for name, rows in results.items():
-        if "IVF" in name:
+        if "approximate" in name:
             found = np.isin(pair_keys(complete[0]), pair_keys(rows)).mean()
-            print(f"|  | … its share of the complete search's rows | {found:.3f} |")
+            print(f"|  | … its share of the complete search's rows | {found:.3f} | | | |")
+            print(f"|  | … {quality[-1].method}; its sample: {quality[-1].parameters} | | | | |", flush=True)
 
 
 def main() -> None:

@@ -126,9 +126,11 @@ def compute_near(ctx: AuditContext) -> Evidence:
         tied = hashes["parameters"].get("recall_up_to_ties")
         ties = (f", {tied:.3f} counting another code at the same distance where several tie at the cut"
                 if tied is not None and tied - hashes["recall"] >= 0.0005 else "")
+        found = hashes["parameters"].get("matches_found")
+        of_all = f"; {found:.3f} of all their matches" if found is not None else ""
         summary += (f"; hash candidates by approximate search (recall {hashes['recall']:.3f}{ties} against exact "
-                    f"search on {hashes['parameters']['probes_with_matches']} sampled images and rotations with a "
-                    "match)")
+                    f"search, the mean over {hashes['parameters']['probes_with_matches']} sampled images and "
+                    f"rotations with a match{of_all})")
     pixels = ctx.duplicate_decision.pixel_search
     if pixels is not None and pixels.get("recall") is not None:
         frames = pixels.get("whole_frames") or {}

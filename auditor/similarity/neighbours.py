@@ -16,10 +16,11 @@ One seam for scale. Callers see the same functions at any size; what runs undern
   tables are direct-address arrays searched with numpy (`multi_index.DirectMultiIndex`; FAISS's
   IndexBinaryMultiHash, ≈ 6× slower on 64-bit codes, for other widths).
 * the duplicate candidates' hash search (`hamming_nearest`): each probe's k nearest codes within the radius;
-  complete (the range search above) below `HAMMING_APPROXIMATE_FROM` codes, from it on a FAISS IndexBinaryIVF
-  (√n lists; the fewest of `HAMMING_IVF_NPROBES` searched that reach `TARGET_RECALL` on a seeded sample
-  searched exactly first), at 10⁶ codes 2.4× cheaper than the complete search on real 32 px crops' codes (6.7× on
-  skewed ones) and approximate: its recall on that sample is reported (a mean over probes with a match).
+  complete (the tables above, each block of probes ranked in one sort) below `HAMMING_APPROXIMATE_FROM` codes; from
+  it on, the multi-index tables planned for one bit less than the radius (complete within radius − 1 bits) where a
+  seeded sample searched completely first says they find `TARGET_RECALL` of its matches, else the complete search:
+  at 10⁶ real 32 px crops' codes 8× cheaper than complete, 0.979 of its rows. The recall on that sample (a mean over
+  probes with a match) and the share of all its matches found are reported.
 
 Vectors may be float16 (the embedding store's memory-mapped rows) or float32; they are converted block by
 block, never whole. The index built for a matrix is kept (keyed by the array object), so several checks
@@ -766,24 +767,15 @@ def hamming_pairs(codes: np.ndarray, max_distance: int, queries: np.ndarray | No
 
 # The duplicate candidates' hash search: each probe's nearest codes within the radius --------------------------
 
-# Codes from which the duplicate candidates' hash search is approximate. Complete search on the direct multi-index
-# tables, against the binary IVF (8 lists searched, as chosen on its sample), on the dihedral pHash codes of real
-# 32 px crops, wall on 2 cores: 200 000 codes 5.6 against 8.0 s, 400 000 17.9 against 19.0, 10⁶ 150 against 63 (the
-# IVF finding 0.93–0.96 of the complete search's rows); on skewed codes (the 10⁶ resampled vectors' synthetic
-# thumbnails) 279 against 42 s. With FAISS's multi-index search, ≈ 165 µs a probe at 10⁶ codes. Kept where it was
-# under FAISS's: up to ≈ 400 000 real codes complete search would cost no more, but on skewed codes far more, and
-# no estimate of its cost from the codes chooses between them yet.
+# Codes from which the duplicate candidates' hash search may be approximate: multi-index tables planned for one bit
+# less than the radius (complete within radius − 1 bits; at the radius they miss the codes that differ in more than
+# the probed flips in every table), used where a seeded sample searched completely says they find TARGET_RECALL of
+# the matches, else the complete search. Each probe's 32 nearest within 6 bits, both cores: the dihedral pHash codes
+# of 10⁶ real 32 px crops 16.8 s wall against 135 s complete, 0.979 of the complete search's rows (every one within
+# 4 bits, 0.90 of those at 6; FAISS's binary IVF, used before this version, took 63 s for 0.934 of them); the 10⁶
+# resampled vectors' copy-heavy codes 36 s (the binary IVF 42 s). Below it the complete search costs little more
+# (200 000 real codes: 5.6 s against 1.9).
 HAMMING_APPROXIMATE_FROM = 200_000
-# Lists searched per probe by the approximate binary index: tried in turn on the quality sample, and the first that
-# finds TARGET_RECALL of its exact matches searches every probe (the last one where none does). How many are needed
-# depends on the codes: on the codes of 60 000 real 32 px crops (2 063 matches within 6 bits among 480 000 probes)
-# 8 lists of 244 found 0.86 of the matches, 16 0.95, 32 0.987, 64 0.999; with 940 000 random codes added (999
-# lists): 16 0.87, 32 0.946, 64 0.986; the pHash codes of the 100 500 crops of bench_scale with 899 500 random ones
-# (1 000 lists, 20 000 dihedral probes, 2 665 matches): 16 0.9925 at 30 µs a probe, 64 0.9985 at 80 µs; the
-# resampled vectors' synthetic thumbnails at 10⁶: 64 0.937. A fixed 64 spent 2.7× the search where 16 was enough;
-# 8 is tried first (half the lists of 16): enough on the 100 500 crops' codes with random ones (0.991), not on the
-# resampled vectors' (0.944 of what the caller keeps, up to ties: 16 searched there).
-HAMMING_IVF_NPROBES = (8, 16, 32, 64, 128)
 # Probes that share their code are searched once from this share of repeats on: the 8 rotations and mirrorings of
 # the 10⁶ resampled vectors' thumbnails are 8 000 000 probes of 5 140 906 distinct codes (copies hash alike).
 REPEATED_CODES_SHARE = 0.1
@@ -803,16 +795,57 @@ def nearest_per_probe(rows: np.ndarray, k: int, distance: np.ndarray | None = No
     return rows[np.sort(by_distance[rank < k])]
 
 
-def _binary_ivf(codes: np.ndarray):
-    """FAISS IndexBinaryIVF over the codes: about √n lists, trained on a seeded sample of 64 codes per list."""
-    import faiss
+def _index_nearest(index, probes: np.ndarray, max_distance: int, k: int) -> np.ndarray:
+    """(probe, code, distance) rows of each probe's k nearest codes within the radius, in (probe, code) order,
+    probes numbered from 0: the direct tables rank them in one sort, FAISS's indexes by a range search."""
+    from auditor.similarity.multi_index import DirectMultiIndex
 
-    lists = max(16, int(np.sqrt(len(codes))))
-    index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(codes.shape[1] * 8), codes.shape[1] * 8, lists)
-    sample = np.random.default_rng(0).choice(len(codes), min(len(codes), 64 * lists), replace=False)
-    index.train(np.ascontiguousarray(codes[np.sort(sample)]))
-    index.add(codes)
-    return index, lists
+    if isinstance(index, DirectMultiIndex):
+        return index.nearest(probes, max_distance, k)
+    return _range(index, probes, max_distance, reduce=lambda rows: nearest_per_probe(rows, k), threads=1)
+
+
+def _nearest_everywhere(index, codes: int, probes: np.ndarray, max_distance: int, k: int, keep) -> np.ndarray:
+    """`_index_nearest` of every probe (`codes`: how many the index holds), in chunks of HAMMING_CHUNK probes on
+    every core, `keep` applied to each chunk's rows (probe numbers global) as they are found. Where many probes
+    share a code (`_grouped_by_code`) the chunks are cut from the probes in code order and each distinct code is
+    searched once: a probe's result depends on its code only."""
+    from auditor.parallel import run_blocks
+
+    words = probes.view(np.uint64).reshape(-1) if probes.shape[1] == 8 else None
+    by_code = _grouped_by_code(words)
+    size = HAMMING_CHUNK
+    found: dict[int, np.ndarray] = {}
+
+    def search(start: int) -> None:
+        if by_code is None:
+            rows = _index_nearest(index, probes[start:start + size], max_distance, k)
+            rows[:, 0] += start
+        else:
+            rows_of = by_code[start:start + size]
+            first = np.ones(len(rows_of), dtype=bool)
+            first[1:] = words[rows_of[1:]] != words[rows_of[:-1]]
+            distinct = _index_nearest(index, probes[rows_of[first]], max_distance, k)
+            rows = _given_to_probes(distinct, np.cumsum(first) - 1, rows_of)
+        found[start] = keep(rows)
+
+    starts = range(0, len(probes), size)
+    run_blocks(search, starts)
+    result = np.concatenate([found[start] for start in starts])
+    if by_code is not None:  # back in (probe, code) order
+        result = result[np.argsort(result[:, 0].astype(np.int64) * codes + result[:, 1], kind="stable")]
+    return result
+
+
+def _given_to_probes(rows: np.ndarray, code_of_probe: np.ndarray, probe_numbers: np.ndarray) -> np.ndarray:
+    """Rows found for distinct codes (first column: the code's number, ascending) given to the probes that have
+    them: probe i, numbered probe_numbers[i], has code number code_of_probe[i]. Ordered as the probes are listed."""
+    lims = np.searchsorted(rows[:, 0], np.arange(len(probe_numbers) + 1))
+    counts = lims[code_of_probe + 1] - lims[code_of_probe]
+    run_begins = np.cumsum(counts) - counts
+    out = rows[np.repeat(lims[code_of_probe] - run_begins, counts) + np.arange(int(counts.sum()))]
+    out[:, 0] = np.repeat(probe_numbers, counts)
+    return out
 
 
 def hamming_nearest(codes: np.ndarray, probes: np.ndarray, max_distance: int, k: int, reduce=None,
@@ -820,109 +853,71 @@ def hamming_nearest(codes: np.ndarray, probes: np.ndarray, max_distance: int, k:
     """(probe, code, distance) rows, ordered by probe then code: each probe's k nearest codes within
     `max_distance` bits (ties: the lower code), `reduce` applied to each chunk of them as found.
 
-    Complete below HAMMING_APPROXIMATE_FROM codes (the range search of `hamming_pairs`: flat, or multi-index
-    hashing above HAMMING_EXACT_LIMIT), in chunks on every core. From it on, a FAISS IndexBinaryIVF searched for
-    each probe's k nearest in some of its √n lists; a code within the radius but in an unsearched list is missed.
-    So HAMMING_QUALITY_SAMPLE seeded probes are searched exactly first (after `reduce`: the recall is that of what
-    the caller keeps; only probes with a match count), the fewest lists of HAMMING_IVF_NPROBES that find
-    TARGET_RECALL of their matches search every probe, and with `quality` (a list) a SearchQuality with that recall
-    and the steps tried is appended. Fewer probes than the sample: the exact search of all is the answer."""
-    from auditor.parallel import run_blocks
-
+    Complete below HAMMING_APPROXIMATE_FROM codes (flat up to HAMMING_EXACT_LIMIT, multi-index hashing above), in
+    chunks on every core. From it on, HAMMING_QUALITY_SAMPLE seeded probes are searched completely first, then by
+    multi-index tables planned for one bit less than the radius (several times cheaper; complete within
+    max_distance − 1 bits); where those find TARGET_RECALL of the sample's matches they search every probe, else
+    the complete search does. Measured after `reduce` (what the caller keeps); only probes with a match count. With
+    `quality` (a list) a SearchQuality is appended: the method that ran and, when approximate, its recall (the mean
+    over probes) and the share of all the sample's matches found (lower where probes with many matches lose more).
+    Fewer probes than the sample: the complete search of all is the answer."""
     codes = np.ascontiguousarray(codes, dtype=np.uint8)
     probes = np.ascontiguousarray(probes, dtype=np.uint8)
     keep = (lambda rows: rows) if reduce is None else reduce
     if not len(codes) or not len(probes):
         return np.zeros((0, 3), dtype=np.int64)
-
-    # The complete search: the answer below HAMMING_APPROXIMATE_FROM codes, the truth of the sample above (on the 10⁶
-    # resampled vectors' codes the sample took 1.0 s, 0.5 of it building the tables, where a flat search of its
-    # 10 000 probes took 5.2 s on both cores: the same rows).
+    k = min(k, len(codes))
     exact_index, exact_method = _hamming_index(codes, max_distance)
     exact_method = exact_method if exact_method.startswith("exact") else f"exact: {exact_method}"
 
-    def exact(chosen: np.ndarray | None = None) -> np.ndarray:
-        if chosen is None:
-            return _range(exact_index, probes, max_distance, reduce=lambda rows: keep(nearest_per_probe(rows, k)))
-        rows = _range(exact_index, probes[chosen], max_distance, threads=1)
-        rows[:, 0] = chosen[rows[:, 0]]  # global probe numbers, still in order: `chosen` is sorted
-        return keep(nearest_per_probe(rows, k))
+    def record(method: str, **measured) -> None:
+        if quality is not None:
+            quality.append(SearchQuality("hamming_nearest", method, len(codes), max_distance, **measured))
 
     if len(codes) < HAMMING_APPROXIMATE_FROM:
-        if quality is not None:
-            quality.append(SearchQuality("hamming_nearest", exact_method, len(codes), max_distance))
-        return exact()
+        record(exact_method)
+        return _nearest_everywhere(exact_index, len(codes), probes, max_distance, k, keep)
     chosen = np.sort(np.random.default_rng(0).choice(len(probes), min(len(probes), HAMMING_QUALITY_SAMPLE),
                                                      replace=False))
-    truth = exact(chosen)
-    if len(chosen) == len(probes):  # the sample is every probe: its exact search is the answer
-        if quality is not None:
-            quality.append(SearchQuality("hamming_nearest", f"{exact_method}; every probe (fewer than the quality "
-                                         "sample)", len(codes), max_distance))
+
+    def sample_rows(index) -> np.ndarray:
+        rows = _index_nearest(index, probes[chosen], max_distance, k)
+        rows[:, 0] = chosen[rows[:, 0]]  # global probe numbers, still in order: `chosen` is sorted
+        return keep(rows)
+
+    truth = sample_rows(exact_index)
+    if len(chosen) == len(probes):  # the sample is every probe: its complete search is the answer
+        record(f"{exact_method}; every probe (fewer than the quality sample)")
         return truth
-    index, lists = _binary_ivf(codes)
-    size = HAMMING_CHUNK
-    probe_words = probes.view(np.uint64).reshape(-1) if probes.shape[1] == 8 else None
+    bits = codes.shape[1] * 8
+    plan = _multi_hash_plan(len(codes), bits, max_distance - 1) if max_distance else None
+    cheaper = (plan is not None and len(codes) > HAMMING_EXACT_LIMIT
+               and plan != _multi_hash_plan(len(codes), bits, max_distance))
+    if not cheaper:  # the tables for one bit less would be the same (or a flat search): nothing to gain
+        record(exact_method)
+        return _nearest_everywhere(exact_index, len(codes), probes, max_distance, k, keep)
+    reduced, reduced_method = _hamming_index(codes, max_distance - 1)
+    got = sample_rows(reduced)
+    recall, interval, with_matches = _probe_recall(truth, got)
+    tied, _tied_interval, _ = _probe_recall(truth, got, up_to_ties=True)
+    measured = {"probes_with_matches": with_matches, "recall_up_to_ties": None if tied is None else round(tied, 4),
+                "matches_found": None if not len(truth) else round(_matches_found(truth, got), 4)}
+    if tied is not None and tied < TARGET_RECALL:  # not enough on these codes: the complete search, and why
+        record(f"{exact_method}; the tables for {max_distance - 1} bits found {tied:.3f} of the sampled matches, "
+               f"below {TARGET_RECALL}")
+        return _nearest_everywhere(exact_index, len(codes), probes, max_distance, k, keep)
+    record(f"approximate: {reduced_method}, searched within {max_distance} bits: the {k} nearest", exact=False,
+           recall=recall, recall_interval=interval, queries_measured=len(chosen),
+           parameters={"tables": plan[0], "table_bits": plan[1], "flips": plan[2], "k": k, "seed": 0, **measured})
+    return _nearest_everywhere(reduced, len(codes), probes, max_distance, k, keep)
 
-    def searched(rows_of: np.ndarray, grouped: bool = False) -> np.ndarray:
-        """The kept matches of these probes. `grouped`: rows_of is ordered by code, and each distinct code is
-        searched once, its result given to every probe that has it (a probe's result depends on its code only)."""
-        if grouped:
-            words = probe_words[rows_of]
-            first = np.ones(len(rows_of), dtype=bool)
-            first[1:] = words[1:] != words[:-1]
-            distances, labels = index.search(probes[rows_of[first]], min(k, len(codes)))
-            group = np.cumsum(first) - 1
-            distances, labels = distances[group], labels[group]
-        else:
-            distances, labels = index.search(probes[rows_of], min(k, len(codes)))
-        rows = np.repeat(rows_of, labels.shape[1])
-        chunk = np.stack([rows, labels.ravel().astype(np.int64), distances.ravel().astype(np.int64)], axis=1)
-        chunk = chunk[(chunk[:, 1] >= 0) & (chunk[:, 2] <= max_distance)]
-        return keep(chunk[np.lexsort((chunk[:, 1], chunk[:, 0]))])
 
-    # The fewest lists that find TARGET_RECALL of the sample's exact matches up to ties (a probe's result does not
-    # depend on the others searched with it, so the sample's recall at the chosen setting is the whole search's on
-    # it). Up to ties: where more codes lie at the cut distance than a probe keeps, exact search keeps the lower
-    # codes and the index whichever it meets first — the same distances, other codes, and no more lists change
-    # that (on 10⁶ copy-heavy resampled vectors the strict recall was 0.933 / 0.936 / 0.937 / 0.937 at 16 / 32 /
-    # 64 / 128 lists: searching 128 cost 2× the time of 64 for nothing).
-    steps = []
-    for nprobe in HAMMING_IVF_NPROBES:
-        index.nprobe = nprobe
-        got = searched(chosen)
-        recall, interval, with_matches = _probe_recall(truth, got)
-        tied, _tied_interval, _ = _probe_recall(truth, got, up_to_ties=True)
-        steps.append({"nprobe": nprobe, "recall": None if recall is None else round(recall, 4),
-                      "recall_up_to_ties": None if tied is None else round(tied, 4)})
-        if tied is None or tied >= TARGET_RECALL:
-            break
-    found: dict[int, np.ndarray] = {}
-    by_code = _grouped_by_code(probe_words)
+def _matches_found(truth: np.ndarray, got: np.ndarray) -> float:
+    """The share of all (probe, code) rows of `truth` that `got` holds."""
+    from auditor.similarity.evidence import pair_key
 
-    def search(start: int) -> None:
-        if by_code is None:
-            found[start] = searched(np.arange(start, min(start + size, len(probes))))
-        else:
-            found[start] = searched(by_code[start:start + size], grouped=True)
-
-    starts = range(0, len(probes), size)
-    run_blocks(search, starts)
-    result = np.concatenate([found[start] for start in starts])
-    if by_code is not None:  # back in (probe, code) order, as the probes were searched in their own order
-        result = result[np.argsort(result[:, 0].astype(np.int64) * len(codes) + result[:, 1], kind="stable")]
-    if quality is not None:
-        record = SearchQuality("hamming_nearest", f"approximate: FAISS IndexBinaryIVF ({lists} lists, "
-                               f"{index.nprobe} searched per probe), the {k} nearest within the radius",
-                               len(codes), max_distance, exact=False)
-        if recall is not None:
-            record.recall, record.recall_interval = recall, interval
-        record.queries_measured = len(chosen)
-        record.parameters = {"lists": lists, "nprobe": index.nprobe, "k": k, "seed": 0,
-                             "probes_with_matches": with_matches, "recall_up_to_ties": steps[-1]["recall_up_to_ties"],
-                             "nprobe_steps": steps}
-        quality.append(record)
-    return result
+    span = int(max(truth[:, 1].max(), got[:, 1].max() if len(got) else 0)) + 1
+    return float(np.isin(pair_key(truth[:, 0], truth[:, 1], span), pair_key(got[:, 0], got[:, 1], span)).mean())
 
 
 def _grouped_by_code(words: np.ndarray | None) -> np.ndarray | None:

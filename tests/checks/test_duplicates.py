@@ -165,11 +165,14 @@ def test_above_the_approximate_hash_limit_the_hash_search_recall_and_its_tuning_
     for i in range(1, 120, 3):  # every third image has the pixels (so the hash codes) of the one before
         items[i]["hashes_of"] = items[i - 1]["path"]
     monkeypatch.setattr(neighbours, "HAMMING_APPROXIMATE_FROM", 60)
+    monkeypatch.setattr(neighbours, "HAMMING_EXACT_LIMIT", 50)  # multi-index tables, not a flat search
     monkeypatch.setattr(neighbours, "HAMMING_QUALITY_SAMPLE", 500)  # fewer than the 960 probes: the index searches
     result = NEAR_CHECK.run(synthetic_context(items))
     hashes = result.metrics["hash_search"]
     assert hashes["kind"] == "hamming_nearest" and hashes["exact"] is False and hashes["queries_measured"] == 500
-    steps = hashes["parameters"]["nprobe_steps"]
-    assert steps and steps[-1]["nprobe"] == hashes["parameters"]["nprobe"]
-    assert hashes["recall"] is not None and hashes["parameters"]["probes_with_matches"] > 0
+    parameters = hashes["parameters"]
+    assert hashes["method"].startswith("approximate: multi-index hashing") and parameters["flips"] >= 0
+    assert hashes["recall"] is not None and parameters["probes_with_matches"] > 0
+    assert 0 < parameters["matches_found"] <= 1 and parameters["recall_up_to_ties"] >= neighbours.TARGET_RECALL
     assert f"hash candidates by approximate search (recall {hashes['recall']:.3f}" in result.summary
+    assert f"{parameters['matches_found']:.3f} of all their matches)" in result.summary

@@ -94,3 +94,39 @@ def test_hamming_index_uses_direct_tables_for_64_bit_codes_and_faiss_for_others(
     flat = faiss.IndexBinaryFlat(128)
     flat.add(wide)
     np.testing.assert_array_equal(_rows(*index.range_search(probes, 7)), _rows(*flat.range_search(probes, 7)))
+
+
+@pytest.mark.parametrize("plan", [(3, 21, 2), (4, 16, 1), (6, 10, 0)])
+@pytest.mark.parametrize("k", [1, 5, 10_000])
+def test_nearest_gives_each_probes_k_nearest_as_the_range_search_then_the_cut_does(plan, k):
+    """Ties at the cut go to the lower code; a code found in several tables counts once; the rows come in (probe,
+    code) order."""
+    rng = np.random.default_rng(4)
+    codes = np.concatenate([np.repeat(codes_one(rng), 40, axis=0), _clustered_codes(rng, 3_000)])
+    probes = np.concatenate([codes[:2], _near(rng, codes, 400), rng.integers(0, 256, (100, 8), dtype=np.uint8)])
+    index = DirectMultiIndex(codes, *plan)
+    radius = plan[0] * (plan[2] + 1) - 1
+    for r in sorted({2, radius, radius + 1}):  # radius + 1: beyond what the plan is complete for, still a subset
+        got = index.nearest(probes, r, k)
+        found_within = _rows(*index.range_search(probes, r + 1))
+        np.testing.assert_array_equal(got, neighbours.nearest_per_probe(found_within, k))
+        if r <= radius:
+            np.testing.assert_array_equal(found_within, _flat_rows(codes, probes, r + 1))
+    first = got[got[:, 0] == 0]  # a probe with 40 identical codes: the k lowest of them where k cuts
+    assert len(first) >= 40 if k > 40 else list(first[:, 1]) == list(range(k))
+
+
+def codes_one(rng):
+    return rng.integers(0, 256, (1, 8), dtype=np.uint8)
+
+
+def test_nearest_with_small_blocks_and_budgets_gives_the_same_rows(monkeypatch):
+    rng = np.random.default_rng(5)
+    codes = np.concatenate([np.repeat(codes_one(rng), 300, axis=0), _clustered_codes(rng, 2_000)])
+    probes = np.concatenate([codes[:3], _near(rng, codes, 300)])
+    whole = DirectMultiIndex(codes, 4, 16, 1).nearest(probes, 6, 20)
+    monkeypatch.setattr(multi_index, "PROBES_PER_BLOCK", 7)
+    monkeypatch.setattr(multi_index, "CANDIDATES_PER_BLOCK", 50)
+    np.testing.assert_array_equal(DirectMultiIndex(codes, 4, 16, 1).nearest(probes, 6, 20), whole)
+    np.testing.assert_array_equal(whole, neighbours.nearest_per_probe(_flat_rows(codes, probes, 7), 20))
+    assert DirectMultiIndex(codes, 4, 16, 1).nearest(probes[:0], 6, 20).shape == (0, 3)

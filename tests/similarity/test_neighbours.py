@@ -492,52 +492,55 @@ def test_hamming_nearest_is_exact_below_the_limit(monkeypatch, exact_limit):
     assert ("multi-index" in quality[0].method) == (exact_limit == 100)
 
 
-@pytest.mark.slow  # 1.4-3 s: `make test` runs it, the edit-test loop does not
+def _approximate_case(seed):
+    rng = np.random.default_rng(seed)
+    codes = np.concatenate([_clustered_64bit(rng, 3000, centres=200), rng.integers(0, 256, (3000, 8), dtype=np.uint8)])
+    probes = np.concatenate([codes[::3], _clustered_64bit(rng, 500, centres=200)])
+    return codes, probes
+
+
+@pytest.mark.slow  # ≈ 2 s: `make test` runs it, the edit-test loop does not
 def test_hamming_nearest_above_the_limit_is_approximate_and_says_how_close(monkeypatch):
     from auditor.similarity.neighbours import hamming_nearest
 
-    rng = np.random.default_rng(8)
-    codes = np.concatenate([_clustered_64bit(rng, 3000, centres=200), rng.integers(0, 256, (3000, 8), dtype=np.uint8)])
-    probes = np.concatenate([codes[::3], _clustered_64bit(rng, 500, centres=200)])
+    codes, probes = _approximate_case(8)
     monkeypatch.setattr(neighbour_search, "HAMMING_APPROXIMATE_FROM", 1000)
-    monkeypatch.setattr(neighbour_search, "HAMMING_IVF_NPROBES", (1, 2, 4))  # of 77 lists: recall 0.977–0.995
-    monkeypatch.setattr(neighbour_search, "TARGET_RECALL", 0.999)
+    monkeypatch.setattr(neighbour_search, "TARGET_RECALL", 0.5)
     monkeypatch.setattr(neighbour_search, "HAMMING_QUALITY_SAMPLE", len(probes) - 1)  # measure all but one probe
     quality: list = []
     found = hamming_nearest(codes, probes, 6, k=8, quality=quality)
     distance = _hamming_distances(codes, probes)
     truth = _brute_nearest(codes, probes, 6, 8, distance)
     record = quality[0]
-    assert not record.exact and record.method.startswith("approximate: FAISS IndexBinaryIVF")
+    # the tables planned for 5 bits (6 of 10 bits, exact keys), searched within 6
+    assert not record.exact and record.method.startswith("approximate: multi-index hashing: 6 tables of 10 bits")
+    assert (record.parameters["tables"], record.parameters["table_bits"], record.parameters["flips"]) == (6, 10, 0)
     assert as_set(found) <= as_set(_brute_nearest(codes, probes, 6, 100, distance))  # within the radius
-    # its reported recall is the recall against exact search, probe by probe
+    assert as_set(truth[truth[:, 2] <= 5]) <= as_set(found)  # complete within one bit less
+    # its reported recall is the recall against exact search, probe by probe; the share of matches found beside it
     sampled = np.sort(np.random.default_rng(0).choice(len(probes), len(probes) - 1, replace=False))
     per_probe = [len(as_set(found[found[:, 0] == p]) & as_set(truth[truth[:, 0] == p])) / (truth[:, 0] == p).sum()
                  for p in np.unique(truth[:, 0]) if p in sampled]
     assert record.recall == pytest.approx(np.mean(per_probe), abs=1e-9)
     assert 0.5 <= record.recall < 1.0
+    in_sample = truth[np.isin(truth[:, 0], sampled)]
+    assert record.parameters["matches_found"] == pytest.approx(
+        len(as_set(in_sample) & as_set(found)) / len(in_sample), abs=1e-4)
     assert record.parameters["probes_with_matches"] == len(per_probe)
-    # every setting tried fell short of the target, so the last searched; recall grows with the lists searched
-    steps = record.parameters["nprobe_steps"]
-    assert [s["nprobe"] for s in steps] == [1, 2, 4] and record.parameters["nprobe"] == 4
-    assert steps[0]["recall"] <= steps[1]["recall"] <= steps[2]["recall"] == pytest.approx(record.recall, abs=1e-4)
 
 
 @pytest.mark.slow
-def test_hamming_nearest_searches_the_fewest_lists_that_reach_the_target(monkeypatch):
+def test_hamming_nearest_searches_completely_where_the_cheaper_tables_miss_too_much(monkeypatch):
     from auditor.similarity.neighbours import hamming_nearest
 
-    rng = np.random.default_rng(9)
-    codes = np.concatenate([_clustered_64bit(rng, 3000, centres=200), rng.integers(0, 256, (3000, 8), dtype=np.uint8)])
-    probes = np.concatenate([codes[::3], _clustered_64bit(rng, 500, centres=200)])
+    codes, probes = _approximate_case(9)
     monkeypatch.setattr(neighbour_search, "HAMMING_APPROXIMATE_FROM", 1000)
-    monkeypatch.setattr(neighbour_search, "HAMMING_IVF_NPROBES", (1, 77, 80))  # 1 list: 0.977; all 77: complete
     monkeypatch.setattr(neighbour_search, "TARGET_RECALL", 0.999)
     monkeypatch.setattr(neighbour_search, "HAMMING_QUALITY_SAMPLE", 1000)
     quality: list = []
-    found = hamming_nearest(codes, probes, 6, k=64, quality=quality)  # k above any probe's matches: no ties cut
-    steps = quality[0].parameters["nprobe_steps"]
-    assert [s["nprobe"] for s in steps] == [1, 77] and quality[0].recall == 1.0  # stopped once it was reached
+    found = hamming_nearest(codes, probes, 6, k=64, quality=quality)
+    assert quality[0].exact and quality[0].method.startswith("exact: multi-index hashing: 4 tables of 16 bits")
+    assert "the tables for 5 bits found 0.9" in quality[0].method and "below 0.999" in quality[0].method
     np.testing.assert_array_equal(found, _brute_nearest(codes, probes, 6, 64))
     few = codes[:100]  # fewer probes than the sample: searched exactly
     quality = []
@@ -546,45 +549,37 @@ def test_hamming_nearest_searches_the_fewest_lists_that_reach_the_target(monkeyp
 
 
 @pytest.mark.slow  # ≈ 1 s
-def test_probes_that_share_a_code_are_searched_once_with_the_same_result(monkeypatch):
+@pytest.mark.parametrize("approximate_from", [1000, 10**9])
+def test_probes_that_share_a_code_are_searched_once_with_the_same_result(monkeypatch, approximate_from):
     from auditor.similarity.neighbours import hamming_nearest
 
     rng = np.random.default_rng(10)
     codes = np.concatenate([_clustered_64bit(rng, 3000, centres=200), rng.integers(0, 256, (3000, 8), dtype=np.uint8)])
     probes = codes[rng.integers(0, 2000, 3000)]  # 3 000 probes of at most 2 000 codes
-    monkeypatch.setattr(neighbour_search, "HAMMING_APPROXIMATE_FROM", 1000)
+    monkeypatch.setattr(neighbour_search, "HAMMING_APPROXIMATE_FROM", approximate_from)
+    monkeypatch.setattr(neighbour_search, "TARGET_RECALL", 0.5)
     monkeypatch.setattr(neighbour_search, "HAMMING_QUALITY_SAMPLE", 500)
     monkeypatch.setattr(neighbour_search, "HAMMING_CHUNK", 256)  # a code's probes split between chunks too
     asked: list[int] = []
-    real_index = neighbour_search._binary_ivf
+    real_search = neighbour_search._index_nearest
 
-    class Counted:  # the index, counting the probes each search is given
-        def __init__(self, index):
-            object.__setattr__(self, "index", index)
+    def counted(index, probe_codes, max_distance, k):
+        asked.append(len(probe_codes))
+        return real_search(index, probe_codes, max_distance, k)
 
-        def __getattr__(self, name):
-            return getattr(self.index, name)
-
-        def __setattr__(self, name, value):
-            setattr(self.index, name, value)
-
-        def search(self, x, k):
-            asked.append(len(x))
-            return self.index.search(x, k)
-
-    def counted_index(c):
-        index, lists = real_index(c)
-        return Counted(index), lists
-
-    monkeypatch.setattr(neighbour_search, "_binary_ivf", counted_index)
-    grouped = hamming_nearest(codes, probes, 6, k=8)
+    monkeypatch.setattr(neighbour_search, "_index_nearest", counted)
+    kept = lambda rows: rows[rows[:, 2] > 0]  # a caller's reduction, applied with the probes' own numbers
+    grouped = hamming_nearest(codes, probes, 6, k=8, reduce=kept)
     grouped_asked = sum(asked[-12:])  # the 12 chunks of 256 (the sample's searches come first)
     monkeypatch.setattr(neighbour_search, "REPEATED_CODES_SHARE", 1.1)  # never grouped
     asked.clear()
-    plain = hamming_nearest(codes, probes, 6, k=8)
+    plain = hamming_nearest(codes, probes, 6, k=8, reduce=kept)
     np.testing.assert_array_equal(grouped, plain)  # the same rows, in (probe, code) order
     assert len(plain) > 1000 and sum(asked[-12:]) == 3000
     assert grouped_asked <= len(np.unique(probes, axis=0)) + 12  # each code once (once per chunk it spans)
+    if approximate_from > len(codes):  # complete: the brute-force answer
+        truth = _brute_nearest(codes, probes, 6, 8)
+        np.testing.assert_array_equal(grouped, truth[truth[:, 2] > 0])
 
 
 def test_one_exact_graph_serves_every_self_query_of_the_same_vectors(monkeypatch):
