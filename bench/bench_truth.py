@@ -147,15 +147,17 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
                              manifests / f"digits_32_leak{int(rate * 100):02d}{tag}.csv", base, planted, held_out))
     if tiles:
         rows += tile_rows(shared, work, leak_rates, plant_seed)
-    # The 25-image set.
-    pool = pools / "tiny25"
-    entries, leaked, pairs = td.tiny_set(shared, pool, seed=0)
-    row = td.Row(name="tiny 25 images", variant="tiny25", manifest=manifests / "tiny25.csv")
-    td.write_manifest(row.manifest, entries)
-    row.leaked, row.planted, row.images, row.pairs = leaked, len(leaked), len(entries), pairs
-    row.held_out = sum(1 for e in entries if e[2] != "train")
-    td.save_truth(row)
-    rows.append(row)
+    # The 25-image sets: of ants and bees, and of cats and dogs (the plant seed chooses the photos).
+    for name, variant, source in (("tiny 25 images", "tiny25", "hymenoptera_data"),
+                                  ("tiny 25 cats/dogs", "tiny25_cd", "cats_and_dogs_filtered")):
+        pool = pools / f"{variant}{tag}"
+        entries, leaked, pairs = td.tiny_set(shared, pool, seed=plant_seed, source=source)
+        row = td.Row(name=name, variant=f"{variant}{tag}", manifest=manifests / f"{variant}{tag}.csv")
+        td.write_manifest(row.manifest, entries)
+        row.leaked, row.planted, row.images, row.pairs = leaked, len(leaked), len(entries), pairs
+        row.held_out = sum(1 for e in entries if e[2] != "train")
+        td.save_truth(row)
+        rows.append(row)
     return rows
 
 

@@ -189,10 +189,11 @@ def write_manifest(path: Path, rows: list[tuple[str, str, str]]) -> None:
         writer.writerows(rows)
 
 
-def tiny_set(shared: Path, pool: Path, seed: int) -> tuple[list[tuple[str, str, str]], set[str], list[tuple[str, str]]]:
-    """25 images: 10 photos in train; in val, 12 copies of them (flip, resize, rotations, grey, PNG,
-    WebP, same-shot) and 3 unrelated photos."""
-    photos = [p for p in list_photos(shared / "hymenoptera_data") if p[2].suffix.lower() == ".jpg"]
+def tiny_set(shared: Path, pool: Path, seed: int, source: str = "hymenoptera_data"
+             ) -> tuple[list[tuple[str, str, str]], set[str], list[tuple[str, str]]]:
+    """25 images: 10 photos of `source` in train; in val, 12 copies of them (flip, resize, rotations, grey, PNG,
+    WebP, same-shot) and 3 unrelated photos; `seed` chooses the photos and the same-shot re-processing."""
+    photos = [p for p in list_photos(shared / source) if p[2].suffix.lower() == ".jpg"]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(photos))
     originals, unrelated = [photos[i] for i in order[:10]], [photos[i] for i in order[10:13]]

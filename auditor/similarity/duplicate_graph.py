@@ -199,6 +199,7 @@ def build_graph(shas: list[str], scans: dict[str, ImageScan], decision: Any) -> 
         return (same_pixels[a] == same_pixels[b]) | decision.judge(a, b)
 
     stats: list[SplitStats] = []
-    graph.near_groups = clique_groups(len(shas), np.stack([graph.a, graph.b], axis=1), judge, stats=stats)
+    graph.near_groups = clique_groups(len(shas), np.stack([graph.a, graph.b], axis=1), judge, stats=stats,
+                                      strength=decision.strength(graph.source))
     graph.split = stats[0]
     return graph

@@ -44,7 +44,18 @@ class DuplicateDecision:
         accepted = self.accepted
         edges = (np.stack([self.pairs.query[accepted], self.pairs.target[accepted]], axis=1) if accepted.any()
                  else np.zeros((0, 2), np.int64))
-        return clique_groups(len(self.data.thumbs), edges, self.judge)
+        return clique_groups(len(self.data.thumbs), edges, self.judge, strength=self.strength(np.flatnonzero(accepted)))
+
+    def strength(self, pairs: np.ndarray) -> np.ndarray:
+        """How strong each of these candidate pairs' evidence is (-1: none of them, e.g. identical pixels alone:
+        the strongest of all): its pixel correlation plus its scaled cosine, as `evidence.unordered` ranks a pair's
+        two directions. Where an image cannot be grouped with all its duplicates, it stays with the strongest."""
+        pairs = np.asarray(pairs, dtype=np.int64)
+        known = pairs >= 0
+        out = np.full(len(pairs), np.inf)
+        out[known] = (self.pairs.correlation[pairs[known]].astype(np.float64)
+                      + self.pairs.scaled[pairs[known]].astype(np.float64))
+        return out
 
     @property
     def rule(self) -> Rule:

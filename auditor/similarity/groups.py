@@ -3,7 +3,7 @@
 Connected components of "is a duplicate of" edges chain: A≈B, B≈C, …, puts 77 different silver cars in one
 group when each resembles the next. Here a group is a set of images that are *all* duplicates of each other:
 inside each connected component, every pair is judged by the same rule (pairs that were not candidates are
-measured on demand), and the component is split greedily into cliques of that relation.
+measured on demand), and the component is split into cliques of that relation, strongest evidence first.
 
 Measuring every two members costs size² per component. On photos the components are small (fewer than 0.5
 pairs to measure per image on every truth row of bench/bench_truth.py); where a dataset is mostly copies of a
@@ -64,19 +64,19 @@ def connected(n: int, edges: np.ndarray) -> list[list[int]]:
 
 def clique_groups(n: int, edges: np.ndarray,
                   judge: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-                  budget: int | None = None, stats: list[SplitStats] | None = None) -> list[list[int]]:
+                  budget: int | None = None, stats: list[SplitStats] | None = None,
+                  strength: np.ndarray | None = None) -> list[list[int]]:
     """Groups (node lists, size ≥ 2) in which every two members are duplicates.
 
-    edges: (E, 2) accepted pairs. judge(a, b) → bool array: whether node pairs that are not edges are
-    duplicates after all (measured on demand, all components' pairs in one call); None: only the given edges
-    count. budget: at most this many pairs judged (default `judged_pairs_budget(n)`); components are taken
-    smallest first while their pairs fit. stats: a list the `SplitStats` is appended to.
-    Each component is split on its own edges, held as arrays: a set of pair tuples per component, then a set of
-    neighbours per node, cost of the order of 150 bytes per edge (by arithmetic: a tuple, two ints, set slots),
-    and a call to judge per component cost its fixed overhead thousands of times (15 000 images: 36 of 72 CPU-seconds of the whole decision)."""
-    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
-    edges = np.unique(np.sort(edges, axis=1), axis=0) if len(edges) else edges
-    edges = edges[edges[:, 0] != edges[:, 1]]
+    edges: (E, 2) accepted pairs; strength: how strong each one's evidence is (default: all alike), which decides
+    which duplicates a node is grouped with where it cannot join all of them. judge(a, b) → bool array: whether
+    node pairs that are not edges are duplicates after all (measured on demand, all components' pairs in one call;
+    they link members like edges, weakest of all); None: only the given edges count. budget: at most this many
+    pairs judged (default `judged_pairs_budget(n)`); components are taken smallest first while their pairs fit.
+    stats: a list the `SplitStats` is appended to. Each component is split on its own links (`_strongest_first`),
+    held as arrays: a call to judge per component cost its fixed overhead thousands of times (15 000 images: 36 of
+    72 CPU-seconds of the whole decision)."""
+    edges, strength = _one_link_per_pair(edges, strength)
     components = connected(n, edges)
     budget = judged_pairs_budget(n) if budget is None else budget
     component_of = np.full(n, -1, dtype=np.int64)
@@ -94,17 +94,30 @@ def clique_groups(n: int, edges: np.ndarray,
                                 budget=budget, unjudged_components=len(unjudged),
                                 unjudged_images=sum(len(components[k]) for k in unjudged)))
     linked = np.concatenate([edges, judged])
+    link_strength = np.concatenate([strength, np.full(len(judged), -np.inf)])
     order = np.argsort(component_of[linked[:, 0]], kind="stable")  # each component's links, one run each
-    linked = linked[order]
+    linked, link_strength = linked[order], link_strength[order]
     run_starts = np.searchsorted(component_of[linked[:, 0]], np.arange(len(components) + 1))
     groups: list[list[int]] = []
     for number, component in enumerate(components):
         if len(component) == 2:
             groups.append(component)
         else:
-            groups.extend(_greedy_cliques(np.asarray(component, dtype=np.int64),
-                                          linked[run_starts[number]:run_starts[number + 1]]))
+            run = slice(run_starts[number], run_starts[number + 1])
+            groups.extend(_strongest_first(np.asarray(component, dtype=np.int64), linked[run], link_strength[run]))
     return sorted(groups, key=lambda g: (-len(g), g[0]))
+
+
+def _one_link_per_pair(edges: np.ndarray, strength: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Edges as (a < b) pairs, each once (with its strongest evidence), without a node's link to itself; sorted."""
+    edges = np.sort(np.asarray(edges, dtype=np.int64).reshape(-1, 2), axis=1)
+    strength = np.zeros(len(edges)) if strength is None else np.asarray(strength, dtype=np.float64)
+    keep = edges[:, 0] != edges[:, 1]
+    edges, strength = edges[keep], strength[keep]
+    order = np.lexsort((-strength, edges[:, 1], edges[:, 0]))
+    edges, strength = edges[order], strength[order]
+    first = np.r_[True, np.any(edges[1:] != edges[:-1], axis=1)] if len(edges) else np.zeros(0, dtype=bool)
+    return edges[first], strength[first]
 
 
 def _unmeasured_pairs(components: list[list[int]], numbers: list[int], edges: np.ndarray,
@@ -139,37 +152,39 @@ def _components_within_budget(components: list[list[int]], edge_counts: np.ndarr
     return chosen
 
 
-def _greedy_cliques(nodes: np.ndarray, pairs: np.ndarray) -> list[list[int]]:
-    """Best-connected nodes first; each joins the first clique it is linked to entirely, else starts one.
+def _strongest_first(nodes: np.ndarray, pairs: np.ndarray, strength: np.ndarray) -> list[list[int]]:
+    """Cliques of a component's links, merged strongest link first: each link joins its two ends' cliques where
+    every member of one is linked to every member of the other (complete linkage), else is left out.
 
-    nodes: the component's nodes, ascending; pairs: its links (a < b, each once). A clique the node is linked to
-    entirely holds one of its neighbours, so only those cliques are tried, in the order they were opened (the
-    first one wins, as when every clique was tried, which is quadratic in the component: one of 10⁵ nodes split
-    into 10⁴ cliques could take 10⁹ tries). Neighbours are arrays (CSR), and a node's neighbours are marked in
-    one boolean array while its cliques are tried."""
+    nodes: the component's nodes, ascending; pairs: its links (a < b, each once), strength: one per link (ties: in
+    (a, b) order). Why by strength: a copy of a training photo that also resembles another held-out copy only
+    weakly (an embedding-only pair just over the rule, between a rotated copy of one photo and a re-processed copy
+    of another) must stay with its own photo; grouping best-connected nodes first put the two copies together and
+    left both photos alone, so neither copy counted as a leak (the 25-image set of bench_truth.py built from other
+    photos: 2 of 12 leaks lost). Links between cliques are counted as cliques merge (the smaller one's counts
+    folded into the larger's), so a merge is checked in one look-up."""
     size = len(nodes)
-    ends = np.searchsorted(nodes, pairs.reshape(-1, 2).T.ravel())  # local numbers: a's then b's
-    half = len(ends) // 2
-    others = np.concatenate([ends[half:], ends[:half]])
-    order = np.argsort(ends, kind="stable")
-    neighbours = others[order]
-    bounds = np.zeros(size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(ends, minlength=size), out=bounds[1:])
-    degree = np.diff(bounds)
-    clique_of = np.full(size, -1, dtype=np.int64)
-    cliques: list[list[int]] = []
-    marked = np.zeros(size, dtype=bool)
-    for node in np.lexsort((nodes, -degree)).tolist():  # by (-degree, node)
-        mine = neighbours[bounds[node]:bounds[node + 1]]
-        tried = clique_of[mine]
-        marked[mine] = True
-        for number in np.unique(tried[tried >= 0]).tolist():
-            if marked[cliques[number]].all():
-                cliques[number].append(node)
-                clique_of[node] = number
-                break
-        else:
-            clique_of[node] = len(cliques)
-            cliques.append([node])
-        marked[mine] = False
-    return [sorted(nodes[c].tolist()) for c in cliques if len(c) > 1]
+    local = np.searchsorted(nodes, pairs.reshape(-1, 2))
+    owner = list(range(size))
+    members: list[list[int] | None] = [[node] for node in range(size)]
+    links: list[dict[int, int] | None] = [{} for _ in range(size)]
+    for a, b in local.tolist():
+        links[a][b] = links[a].get(b, 0) + 1
+        links[b][a] = links[b].get(a, 0) + 1
+    for a, b in local[np.lexsort((local[:, 1], local[:, 0], -strength))].tolist():
+        big, small = owner[a], owner[b]
+        if big == small or links[big].get(small, 0) != len(members[big]) * len(members[small]):
+            continue
+        if len(members[big]) < len(members[small]):
+            big, small = small, big
+        for other, count in links[small].items():
+            if other != big:
+                links[big][other] = links[big].get(other, 0) + count
+                links[other][big] = links[other].get(big, 0) + count
+                del links[other][small]
+        del links[big][small]
+        for node in members[small]:
+            owner[node] = big
+        members[big].extend(members[small])
+        members[small], links[small] = None, None
+    return [sorted(nodes[m].tolist()) for m in members if m is not None and len(m) > 1]

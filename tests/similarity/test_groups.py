@@ -58,33 +58,6 @@ def pairs_of(linked: set) -> np.ndarray:
     return np.array(sorted(linked), dtype=np.int64).reshape(-1, 2)
 
 
-def _greedy_reference(nodes, linked):
-    """The greedy split as first written: degrees by asking every two nodes."""
-    is_linked = lambda a, b: (min(a, b), max(a, b)) in linked
-    degree = {a: sum(is_linked(a, b) for b in nodes if b != a) for a in nodes}
-    cliques = []
-    for node in sorted(nodes, key=lambda a: (-degree[a], a)):
-        for clique in cliques:
-            if all(is_linked(node, other) for other in clique):
-                clique.append(node)
-                break
-        else:
-            cliques.append([node])
-    return [sorted(c) for c in cliques if len(c) > 1]
-
-
-def test_greedy_cliques_start_from_the_best_connected_nodes_as_first_written():
-    from auditor.similarity.groups import _greedy_cliques
-
-    rng = np.random.default_rng(0)
-    for _ in range(30):
-        nodes = sorted(rng.choice(100, size=int(rng.integers(3, 25)), replace=False).tolist())
-        linked = {(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1:] if rng.random() < 0.5}
-        assert _greedy_cliques(np.array(nodes), pairs_of(linked)) == _greedy_reference(nodes, linked)
-    # a hub linked to everyone opens the first clique, which takes its best-connected partners
-    assert _greedy_cliques(np.array([1, 2, 3, 4]), pairs_of({(1, 4), (2, 4), (3, 4), (1, 2)})) == [[1, 2, 4]]
-
-
 def _chains(count: int, length: int, start: int = 0) -> list[tuple[int, int]]:
     return [(start + length * k + i, start + length * k + i + 1) for k in range(count) for i in range(length - 1)]
 
@@ -120,34 +93,77 @@ def test_the_default_budget_grows_with_the_dataset():
     assert judged_pairs_budget(10**6) == JUDGED_PAIRS_PER_IMAGE * 10**6 > MIN_JUDGED_PAIRS
 
 
-def test_greedy_split_of_a_large_component_matches_the_first_written_one():
-    from auditor.similarity.groups import _greedy_cliques
-
-    # Many small cliques joined by a few bridges: the neighbour-indexed search tries only cliques holding a
-    # neighbour, and must pick the same first clique as trying every clique in order.
-    rng = np.random.default_rng(1)
-    nodes = list(range(300))
-    linked = set()
-    for start in range(0, 300, 5):
-        block = list(range(start, start + 5))
-        linked |= {(a, b) for i, a in enumerate(block) for b in block[i + 1:] if rng.random() < 0.8}
-    linked |= {tuple(sorted(rng.choice(300, 2, replace=False).tolist())) for _ in range(200)}
-    assert _greedy_cliques(np.array(nodes), pairs_of(linked)) == _greedy_reference(nodes, linked)
+def _is_clique(group, linked) -> bool:
+    return all((a, b) in linked for i, a in enumerate(group) for b in group[i + 1:])
 
 
-def test_groups_of_random_graphs_are_the_greedy_split_of_each_judged_component():
-    # A readable reference: every component's missing pairs judged, links in a set, the first-written greedy split.
+def test_a_copy_stays_with_its_own_photo_where_a_weak_link_joins_two_copies():
+    # photo 0 ≈ copy 1 (strong), photo 3 ≈ copy 2 (strong), copy 1 ≈ copy 2 (just over the rule): best-connected
+    # nodes first grouped the two copies and left both photos alone
+    edges = np.array([[0, 1], [1, 2], [2, 3]])
+    groups = clique_groups(4, edges, judge=lambda a, b: np.zeros(len(a), dtype=bool), strength=np.array([1.8, 0.9, 1.7]))
+    assert groups == [[0, 1], [2, 3]]
+    # the weak link first: then it wins, as the evidence says
+    assert clique_groups(4, edges, strength=np.array([0.5, 0.9, 0.4])) == [[1, 2]]
+
+
+def test_the_strongest_links_decide_where_a_hub_goes():
+    pairs = pairs_of({(1, 2), (1, 4), (2, 4), (3, 4)})  # 1, 2, 4 all linked; 3 linked to 4 only
+    assert clique_groups(5, pairs) == [[1, 2, 4]]  # alike: in (a, b) order
+    assert clique_groups(5, pairs, strength=np.array([0.9, 0.2, 0.3, 0.1])) == [[1, 2, 4]]
+    assert clique_groups(5, pairs, strength=np.array([0.1, 0.2, 0.3, 0.9])) == [[1, 2], [3, 4]]  # 3 ≈ 4 strongest
+
+
+def test_a_pair_given_twice_keeps_its_strongest_evidence():
+    edges = np.array([[1, 0], [0, 1], [1, 2], [2, 3]])
+    assert clique_groups(4, edges, strength=np.array([0.1, 2.0, 1.0, 0.5])) == [[0, 1], [2, 3]]
+
+
+def test_strongest_first_groups_are_disjoint_cliques_of_the_links_on_random_graphs():
     rng = np.random.default_rng(5)
-    for _ in range(20):
+    for _ in range(30):
         n = int(rng.integers(5, 80))
         edges = rng.integers(0, n, (int(rng.integers(1, 3 * n)), 2))
         truth = rng.integers(0, 4, n)  # pairs of nodes with the same "picture" are duplicates on demand
         judge = lambda a, b: truth[a] == truth[b]
+        strength = rng.random(len(edges))
+        groups = clique_groups(n, edges, judge, strength=strength)
         linked = {(min(a, b), max(a, b)) for a, b in edges.tolist() if a != b}
-        expected = []
         for component in connected(n, np.array(sorted(linked)).reshape(-1, 2)):
-            own = {(a, b) for a, b in linked if a in component}
-            own |= {(a, b) for i, a in enumerate(component) for b in component[i + 1:] if judge(a, b)}
-            expected.extend([component] if len(component) == 2 else _greedy_reference(component, own))
-        expected.sort(key=lambda g: (-len(g), g[0]))
-        assert clique_groups(n, edges, judge) == expected
+            if len(component) > 2:
+                linked |= {(a, b) for i, a in enumerate(component) for b in component[i + 1:] if judge(a, b)}
+        members = [node for group in groups for node in group]
+        assert len(members) == len(set(members))  # disjoint
+        assert all(len(g) >= 2 and g == sorted(g) and _is_clique(g, linked) for g in groups)
+        strongest = np.argmax(np.where(edges[:, 0] != edges[:, 1], strength, -1))
+        a, b = sorted(edges[strongest].tolist())
+        assert any(a in g and b in g for g in groups)  # the strongest link's ends are always together
+
+
+def test_pictures_linked_strongly_within_and_weakly_across_come_out_whole():
+    # 40 images of 8 pictures; every pair within a picture a candidate or judged on demand, strong; look-alike
+    # links across pictures weak: each picture is one group, whatever the look-alikes
+    rng = np.random.default_rng(6)
+    picture = rng.permutation(np.repeat(np.arange(8), 5))
+    same = [(a, b) for a in range(40) for b in range(a + 1, 40) if picture[a] == picture[b]]
+    within = [pair for pair in same if rng.random() < 0.6]
+    across = [(a, b) for a in range(40) for b in range(a + 1, 40) if picture[a] != picture[b] and rng.random() < 0.05]
+    edges = np.array(within + across)
+    strength = np.r_[rng.uniform(1.0, 2.0, len(within)), rng.uniform(0.0, 0.9, len(across))]
+    groups = clique_groups(40, edges, judge=lambda a, b: picture[a] == picture[b], strength=strength)
+    assert sorted(groups) == sorted(sorted(np.flatnonzero(picture == k).tolist()) for k in range(8))
+
+
+def test_a_large_component_is_split_in_linear_time():
+    import time
+
+    # 20 000 nodes in cliques of 5, chained by 20 000 weak bridges (one component, split on its own links)
+    blocks = [(start + i, start + j) for start in range(0, 20_000, 5) for i in range(5) for j in range(i + 1, 5)]
+    rng = np.random.default_rng(7)
+    bridges = [tuple(sorted(rng.choice(20_000, 2, replace=False).tolist())) for _ in range(20_000)]
+    edges = np.array(blocks + bridges)
+    strength = np.r_[np.ones(len(blocks)), np.zeros(len(bridges))]
+    started = time.process_time()
+    groups = clique_groups(20_000, edges, strength=strength)
+    assert sum(len(g) == 5 for g in groups) >= 3_990
+    assert time.process_time() - started < 5  # ≈ 0.3 s; quadratic work would take minutes
