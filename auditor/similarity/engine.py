@@ -47,9 +47,9 @@ class DuplicateDecision:
         return clique_groups(len(self.data.thumbs), edges, self.judge, strength=self.strength(np.flatnonzero(accepted)))
 
     def strength(self, pairs: np.ndarray) -> np.ndarray:
-        """How strong each of these candidate pairs' evidence is (-1: none of them, e.g. identical pixels alone:
-        the strongest of all): its pixel correlation plus its scaled cosine, as `evidence.unordered` ranks a pair's
-        two directions. Where an image cannot be grouped with all its duplicates, it stays with the strongest."""
+        """How strong the evidence of these candidate pairs (their numbers) is: pixel correlation plus scaled cosine,
+        as `evidence.unordered` ranks a pair's two directions; infinite where no pair carries it (-1: identical
+        pixels alone). Where an image cannot be grouped with all its duplicates, it stays with the strongest."""
         pairs = np.asarray(pairs, dtype=np.int64)
         known = pairs >= 0
         out = np.full(len(pairs), np.inf)
