@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 
@@ -102,3 +104,21 @@ def test_a_leak_row_counts_its_planted_leaks_as_its_only_truth(tmp_path):
     assert row.leaked == {"planted/a/leak_0000.jpg"} and row.pairs == [("planted/a/leak_0000.jpg", "orig/train/a/1.jpg")]
     assert (tmp_path / "rows" / "x.csv").read_text().count("\n") == 4  # header and three images
     assert json.loads((tmp_path / "rows" / "x.truth.json").read_text())["leaked"] == ["planted/a/leak_0000.jpg"]
+
+
+SHARED = REPO.parent / "shared" / "datasets"
+
+
+@pytest.mark.skipif(not (SHARED / "cats_and_dogs_filtered").is_dir(), reason="needs ../shared/datasets")
+def test_the_25_image_set_is_built_from_the_source_and_seed_asked_for(tmp_path):
+    from truth_data import tiny_set
+
+    rows, leaked, pairs = tiny_set(SHARED, tmp_path / "cd", seed=3, source="cats_and_dogs_filtered")
+    assert len(rows) == 25 and sum(split == "train" for _path, _label, split in rows) == 10
+    assert {label for _path, label, _split in rows} <= {"cats", "dogs"}
+    assert len(leaked) == 12 and all((tmp_path / "cd" / path).is_file() for path, _label, _split in rows)
+    train = {path for path, _label, split in rows if split == "train"}
+    assert {copy for copy, _source in pairs} == leaked and {source for _copy, source in pairs} <= train
+    other, _, _ = tiny_set(SHARED, tmp_path / "cd4", seed=4, source="cats_and_dogs_filtered")
+    first = lambda built, pool: {(pool / path).read_bytes() for path, _label, split in built if split == "train"}
+    assert first(rows, tmp_path / "cd") != first(other, tmp_path / "cd4")  # another seed, other photos
