@@ -94,12 +94,9 @@ def run_size(phash: np.ndarray, n: int) -> None:
     complete = [rows for name, rows in results.items() if "approximate" not in name]
     if any(not np.array_equal(complete[0], rows) for rows in complete[1:]):
         raise SystemExit(f"{n} codes: the complete searches returned different rows")
-    def pair_keys(rows: np.ndarray) -> np.ndarray:
-        return rows[:, 0].astype(np.int64) * n + rows[:, 1]
-
     for name, rows in results.items():
         if "approximate" in name:
-            found = np.isin(pair_keys(complete[0]), pair_keys(rows)).mean()
+            found = neighbours._found_rows(complete[0], rows).mean()
             print(f"|  | … its share of the complete search's rows | {found:.3f} | | | |")
             print(f"|  | … {quality[-1].method}; its sample: {quality[-1].parameters} | | | | |", flush=True)
 

@@ -19,7 +19,7 @@ One seam for scale. Callers see the same functions at any size; what runs undern
   complete (the tables above, each block of probes ranked in one sort) below `HAMMING_APPROXIMATE_FROM` codes; from
   it on, the multi-index tables planned for one bit less than the radius (complete within radius − 1 bits) where a
   seeded sample searched completely first says they find `TARGET_RECALL` of its matches, else the complete search:
-  at 10⁶ real 32 px crops' codes 8× cheaper than complete, 0.979 of its rows. The recall on that sample (a mean over
+  at 10⁶ real 32 px crops' codes 7–8× cheaper than complete (two runs), 0.979 of its rows. The recall on that sample (a mean over
   probes with a match) and the share of all its matches found are reported.
 
 Vectors may be float16 (the embedding store's memory-mapped rows) or float32; they are converted block by
@@ -805,8 +805,8 @@ def _index_nearest(index, probes: np.ndarray, max_distance: int, k: int) -> np.n
     return _range(index, probes, max_distance, reduce=lambda rows: nearest_per_probe(rows, k), threads=1)
 
 
-def _nearest_everywhere(index, codes: int, probes: np.ndarray, max_distance: int, k: int, keep) -> np.ndarray:
-    """`_index_nearest` of every probe (`codes`: how many the index holds), in chunks of HAMMING_CHUNK probes on
+def _nearest_everywhere(index, n_codes: int, probes: np.ndarray, max_distance: int, k: int, keep) -> np.ndarray:
+    """`_index_nearest` of every probe (`n_codes`: how many the index holds), in chunks of HAMMING_CHUNK probes on
     every core, `keep` applied to each chunk's rows (probe numbers global) as they are found. Where many probes
     share a code (`_grouped_by_code`) the chunks are cut from the probes in code order and each distinct code is
     searched once: a probe's result depends on its code only."""
@@ -833,7 +833,7 @@ def _nearest_everywhere(index, codes: int, probes: np.ndarray, max_distance: int
     run_blocks(search, starts)
     result = np.concatenate([found[start] for start in starts])
     if by_code is not None:  # back in (probe, code) order
-        result = result[np.argsort(result[:, 0].astype(np.int64) * codes + result[:, 1], kind="stable")]
+        result = result[np.argsort(result[:, 0].astype(np.int64) * n_codes + result[:, 1], kind="stable")]
     return result
 
 
@@ -901,7 +901,7 @@ def hamming_nearest(codes: np.ndarray, probes: np.ndarray, max_distance: int, k:
     recall, interval, with_matches = _probe_recall(truth, got)
     tied, _tied_interval, _ = _probe_recall(truth, got, up_to_ties=True)
     measured = {"probes_with_matches": with_matches, "recall_up_to_ties": None if tied is None else round(tied, 4),
-                "matches_found": None if not len(truth) else round(_matches_found(truth, got), 4)}
+                "matches_found": None if not len(truth) else round(float(_found_rows(truth, got).mean()), 4)}
     if tied is not None and tied < TARGET_RECALL:  # not enough on these codes: the complete search, and why
         record(f"{exact_method}; the tables for {max_distance - 1} bits found {tied:.3f} of the sampled matches, "
                f"below {TARGET_RECALL}")
@@ -910,14 +910,6 @@ def hamming_nearest(codes: np.ndarray, probes: np.ndarray, max_distance: int, k:
            recall=recall, recall_interval=interval, queries_measured=len(chosen),
            parameters={"tables": plan[0], "table_bits": plan[1], "flips": plan[2], "k": k, "seed": 0, **measured})
     return _nearest_everywhere(reduced, len(codes), probes, max_distance, k, keep)
-
-
-def _matches_found(truth: np.ndarray, got: np.ndarray) -> float:
-    """The share of all (probe, code) rows of `truth` that `got` holds."""
-    from auditor.similarity.evidence import pair_key
-
-    span = int(max(truth[:, 1].max(), got[:, 1].max() if len(got) else 0)) + 1
-    return float(np.isin(pair_key(truth[:, 0], truth[:, 1], span), pair_key(got[:, 0], got[:, 1], span)).mean())
 
 
 def _grouped_by_code(words: np.ndarray | None) -> np.ndarray | None:
@@ -935,13 +927,21 @@ def _grouped_by_code(words: np.ndarray | None) -> np.ndarray | None:
 def _probe_recall(truth: np.ndarray, got: np.ndarray, up_to_ties: bool = False
                   ) -> tuple[float | None, list[float] | None, int]:
     """Mean share of each probe's exact matches (`truth` rows: probe, code, distances…) that `got` holds, its
-    interval, and how many probes have a match (None, None, 0 where none has). `up_to_ties`: a match counts as found
-    where `got` holds, for the same probe, another code at the same distances (in place of one exact search kept
-    among codes tied at the cut)."""
-    from auditor.similarity.evidence import pair_key
-
+    interval, and how many probes have a match (None, None, 0 where none has); which matches count: `_found_rows`."""
     if not len(truth):
         return None, None, 0
+    probes, at = np.unique(truth[:, 0], return_inverse=True)
+    per_probe = np.bincount(at, weights=_found_rows(truth, got, up_to_ties)) / np.bincount(at)
+    recall, interval = _interval(per_probe)
+    return recall, interval, len(probes)
+
+
+def _found_rows(truth: np.ndarray, got: np.ndarray, up_to_ties: bool = False) -> np.ndarray:
+    """Whether `got` holds each row of `truth` (bool per row). `up_to_ties`: a match counts as found where `got`
+    holds, for the same probe, another code at the same distances (in place of one exact search kept among codes
+    tied at the cut)."""
+    from auditor.similarity.evidence import pair_key
+
     columns = [1] if not up_to_ties else list(range(2, truth.shape[1]))
     spans = [int(max(truth[:, c].max(), got[:, c].max() if len(got) else 0)) + 1 for c in columns]
 
@@ -952,17 +952,14 @@ def _probe_recall(truth: np.ndarray, got: np.ndarray, up_to_ties: bool = False
         return out
 
     wanted, have = key(truth), key(got)
-    if up_to_ties:  # the j-th row of a (probe, distances) key is found where `got` holds at least j of that key
-        order = np.argsort(wanted, kind="stable")
-        ordered = wanted[order]
-        occurrence = np.arange(len(ordered)) - np.searchsorted(ordered, ordered, side="left")
-        have = np.sort(have)
-        available = np.searchsorted(have, ordered, side="right") - np.searchsorted(have, ordered, side="left")
-        hit = np.empty(len(wanted))
-        hit[order] = occurrence < available
-    else:
-        hit = np.isin(wanted, have)
-    probes, at = np.unique(truth[:, 0], return_inverse=True)
-    per_probe = np.bincount(at, weights=hit) / np.bincount(at)
-    recall, interval = _interval(per_probe)
-    return recall, interval, len(probes)
+    if not up_to_ties:
+        return np.isin(wanted, have)
+    # the j-th row of a (probe, distances) key is found where `got` holds at least j of that key
+    order = np.argsort(wanted, kind="stable")
+    ordered = wanted[order]
+    occurrence = np.arange(len(ordered)) - np.searchsorted(ordered, ordered, side="left")
+    have = np.sort(have)
+    available = np.searchsorted(have, ordered, side="right") - np.searchsorted(have, ordered, side="left")
+    hit = np.empty(len(wanted), dtype=bool)
+    hit[order] = occurrence < available
+    return hit

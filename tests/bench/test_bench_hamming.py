@@ -44,3 +44,21 @@ def test_a_method_that_answers_differently_stops_the_bench(monkeypatch):
     monkeypatch.setattr(multi_index.DirectMultiIndex, "_nearest", drops_one)
     with pytest.raises(SystemExit, match="different rows"):
         bench_hamming.run_size(_dihedral_like(np.random.default_rng(1), 2_500), 2_500)
+
+
+def test_from_the_approximate_size_it_times_the_complete_search_against_the_decisions_and_says_how_much_it_finds(
+        capsys, monkeypatch):
+    import bench_hamming
+
+    from auditor.similarity import neighbours
+
+    monkeypatch.setattr(neighbours, "HAMMING_APPROXIMATE_FROM", 1_000)
+    monkeypatch.setattr(neighbours, "HAMMING_QUALITY_SAMPLE", 2_000)
+    monkeypatch.setattr(neighbours, "TARGET_RECALL", 0.5)  # the tables for one bit less search every probe
+    bench_hamming.run_size(_dihedral_like(np.random.default_rng(2), 2_500), 2_500)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    rows = {line.split(" | ")[1]: int(line.split(" | ")[-1].rstrip(" |")) for line in lines if "2500" in line}
+    complete, approximate = rows["direct multi-index, complete (reference)"], rows["approximate (the decision's from 200 000)"]
+    assert 0 < approximate <= complete
+    share = next(float(line.split(" | ")[2]) for line in lines if "its share of the complete" in line)
+    assert 0.5 < share <= 1.0 and any("approximate: multi-index hashing" in line for line in lines)
