@@ -315,7 +315,7 @@ def test_a_dataset_without_duplicates_gets_a_quiet_rule_not_a_loose_one():
 
 
 @pytest.mark.parametrize("seed", [0, 3])
-def test_among_rules_with_near_equal_f1_the_one_finding_most_copies_is_chosen(seed):
+def test_among_rules_with_near_equal_f1_the_one_finding_most_copies_net_of_false_matches_is_chosen(seed):
     from auditor.similarity.decision import F1_TIE, _f1
 
     dataset, n, copies = world(seed=seed)
@@ -329,12 +329,49 @@ def test_among_rules_with_near_equal_f1_the_one_finding_most_copies_is_chosen(se
     table = [(rule, calibrator.estimate(rule, choice.pi, intervals=False)) for rule in choice.rules]
     _top_rule, top = max(table, key=lambda item: (round(_f1(item[1]), 4), item[1].recall))
     assert _f1(choice.near) >= _f1(top) - F1_TIE
-    plateau = {round(est.recall, 6) for _rule, est in table if _f1(est) >= _f1(top) - F1_TIE}
-    assert len(plateau) > 1  # a flat top: rules of different recall within the tie
-    # The plateau's sensitive end, not its strict one (before any both-tiers clause, which only adds).
-    chosen = dataclasses.replace(choice.rule, joint_scaled=None, joint_correlation=None)
-    assert round(calibrator.estimate(chosen, choice.pi, intervals=False).recall, 6) == max(plateau)
-    assert round(choice.near.recall, 6) >= max(plateau)
+    tied = [est for _rule, est in table if _f1(est) >= _f1(top) - F1_TIE]
+    assert len({round(est.recall, 6) for est in tied}) > 1  # a flat top: rules of different recall within the tie
+    # The plateau's best net of false matches (before any both-tiers clause, which only adds); here, where the copies
+    # show no false match, that is its sensitive end, not its strict one.
+    chosen = calibrator.estimate(dataclasses.replace(choice.rule, joint_scaled=None, joint_correlation=None),
+                                 choice.pi, intervals=False)
+    net = max(round(est.recall - est.false_match_rate, 4) for est in tied)
+    assert round(chosen.recall - chosen.false_match_rate, 4) == net
+    assert chosen.recall == max(est.recall for est in tied)
+    assert round(choice.near.recall, 6) >= round(chosen.recall, 6)
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_a_rule_finding_one_copy_more_for_many_false_matches_is_not_preferred(seed, monkeypatch):
+    """A 60-image set, two thirds of it duplicates (like a small set of photos and their copies): loosening the
+    embedding tier from 0.5 to 0.45 finds one more of the 125 copies while eight copies start matching another
+    image. The estimated F1 hardly notices (nearly every flagged
+    image is a duplicate either way), so within F1_TIE the rule is chosen by the copies found net of those matched
+    falsely, not by the copies found: the most sensitive rule flagged unrelated photos of the 25-image sets."""
+    from auditor.similarity.decision import F1_TIE, _f1
+
+    dataset, n, copies = world(seed=seed, n=60, dup_pairs=20, copies=125, useless_pixels=True, copy_scaled=(0.6, 0.95))
+    duplicate = (dataset.target == dataset.query + 1) & (dataset.query % 2 == 0) & (dataset.query < 40)
+    dataset.scaled[~duplicate] = np.minimum(dataset.scaled[~duplicate], 0.3)
+    cp = copies.pairs
+    own = np.flatnonzero(cp.target == copies.source[cp.query])
+    other = np.setdiff1d(np.arange(len(cp.scaled)), own)
+    cp.scaled[other] = np.minimum(cp.scaled[other], 0.3)
+    cp.scaled[own[0]] = 0.45  # found only at 0.45 …
+    cp.scaled[own[1:4]] = 0.5
+    falsely = np.arange(4, 12)  # … where these copies match another image
+    copies = CopySample(copies.source, copies.kind, make_pairs(
+        np.r_[cp.query, falsely], np.r_[cp.target, (copies.source[falsely] + 2) % n],
+        np.r_[cp.scaled, np.full(len(falsely), 0.45)], np.r_[cp.correlation, np.full(len(falsely), 0.3)]))
+    monkeypatch.setattr(decision, "scaled_grid", lambda _calibrator: np.array([0.3, 0.45, 0.5, 0.6, 0.7]))
+    calibrator = Calibrator(dataset, n, copies)
+    choice = choose_rule(calibrator, has_embeddings=True)
+    loose = calibrator.estimate(Rule(0.45, None), choice.pi, intervals=False)
+    assert loose.recall > choice.near.recall and _f1(loose) >= choice.f1 - F1_TIE  # tied, and finds more copies
+    assert loose.false_match_rate > 10 * choice.near.false_match_rate
+    assert choice.rule.min_scaled == 0.5 and choice.rule.min_correlation is None
+    flagged = set(dataset.query[choice.rule.passes(dataset)]) | set(dataset.target[choice.rule.passes(dataset)])
+    assert flagged == set(range(40))  # every duplicate, nothing else
 
 
 def calibrator_with_lookalikes(count: int) -> tuple[Calibrator, int]:
