@@ -43,6 +43,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
+import numpy as np  # noqa: E402
 import truth_data as td  # noqa: E402
 
 CHECKS = "exact_duplicates,near_duplicates,leakage,label_conflicts,label_issues"
@@ -86,10 +87,10 @@ def planted_count(rate: float, held_out: int) -> int:
 
 
 def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, ...] = (0.02, 0.10),
-               plant_seed: int = 0, tiles: bool = False) -> list[td.Row]:
+               plant_seed: int = 0, tiles: bool = False, small: bool = False) -> list[td.Row]:
     """`plant_seed`: which train photos get a planted leak and how each is re-processed (0: the published table's
     rows; another seed plants other leaks beside them, in rows named with `_p<seed>`). `tiles`: also the large
-    rows (50 000 tiles of 32 px, `tile_rows`)."""
+    rows (50 000 tiles of 32 px, `tile_rows`). `small`: also datasets of 40–200 photos (`small_rows`)."""
     rows: list[td.Row] = []
     tag = "" if plant_seed == 0 else f"_p{plant_seed}"
     pools = work / "pool"
@@ -147,6 +148,8 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
                              manifests / f"digits_32_leak{int(rate * 100):02d}{tag}.csv", base, planted, held_out))
     if tiles:
         rows += tile_rows(shared, work, leak_rates, plant_seed)
+    if small:
+        rows += small_rows(shared, work, plant_seed)
     # The 25-image sets: of ants and bees, and of cats and dogs (the plant seed chooses the photos).
     for name, variant, source in (("tiny 25 images", "tiny25", "hymenoptera_data"),
                                   ("tiny 25 cats/dogs", "tiny25_cd", "cats_and_dogs_filtered")):
@@ -175,6 +178,51 @@ def tile_rows(shared: Path, work: Path, leak_rates: tuple[float, ...], plant_see
         planted = td.plant_tile_leaks(pool, tiles, planted_count(rate, held_out), 32, seed=plant_seed)
         rows.append(leak_row(f"tiles_32 leaks {rate:.0%}", "tiles_32",
                              work / "rows" / f"tiles_32_leak{int(rate * 100):02d}{tag}.csv", base, planted, held_out))
+    return rows
+
+
+SMALL_SIZES = (40, 100, 200)
+SMALL_LEAK_RATE = 0.10  # of the held-out third
+
+
+SMALL_SPECS = (("cats_and_dogs_filtered", "cd", None), ("cats_and_dogs_filtered", "cd", 64),
+               ("cats_and_dogs_filtered", "cd", 32), ("hymenoptera_data", "hy", None))
+
+
+def small_rows(shared: Path, work: Path, plant_seed: int, sizes: tuple[int, ...] = SMALL_SIZES,
+               specs: tuple[tuple[str, str, int | None], ...] = SMALL_SPECS) -> list[td.Row]:
+    """Small datasets cut from the photo rows' pools: `size` photos (two thirds train, one third held out), among
+    them the train sources of same-shot leaks planted in SMALL_LEAK_RATE of the held-out images (at least one), the
+    leaks being files the 30 % row plants too. Between the 25-image sets and the rows of 3 000: here the calibration
+    copies are made of nearly every image, real duplicates included. Photos with a known genuine duplicate are left
+    out. The plant seed chooses the photos and the leaks."""
+    rows: list[td.Row] = []
+    tag = "" if plant_seed == 0 else f"_p{plant_seed}"
+    for index, (dataset, short, side) in enumerate(specs):
+        variant = f"{short}_{side or 'native'}"
+        pool = work / "pool" / variant
+        photos = td.build_pool(shared / dataset, pool, side, skip={"imageNotFound.gif"})
+        # The 30 % row's leaks, planted from the whole pool as that row plants them (the files are shared).
+        planted_all = td.plant_leaks(pool, photos, planted_count(0.3, sum(1 for p in photos if p[1] != "train")),
+                                     side, seed=plant_seed)
+        genuine = genuine_leaks(dataset) | {p for pair in genuine_within_split(dataset) for p in pair}
+        photos = [p for p in photos if p[3].relative_to(shared / dataset).as_posix() not in genuine]
+        kept = {p[0] for p in photos}
+        planted_all = [leak for leak in planted_all if leak[3] in kept]
+        for size in sizes:
+            rng = np.random.default_rng([plant_seed, size, index])
+            n_held = size // 3
+            count = planted_count(SMALL_LEAK_RATE, n_held)
+            planted = [planted_all[i] for i in rng.permutation(len(planted_all))[:count]]
+            sources = {src for *_rest, src in planted}
+            train = [p for p in photos if p[1] == "train" and p[0] not in sources]
+            held = [p for p in photos if p[1] != "train"]
+            chosen = ([train[i] for i in rng.permutation(len(train))[:size - n_held - len(sources)]]
+                      + [p for p in photos if p[0] in sources]
+                      + [held[i] for i in rng.permutation(len(held))[:n_held - count]])
+            base = [(rel, label, split) for rel, split, label, _native in chosen]
+            rows.append(leak_row(f"small {variant} {size} leaks {SMALL_LEAK_RATE:.0%}", variant,
+                                 work / "rows" / f"small_{variant}_{size}{tag}.csv", base, planted, n_held - count))
     return rows
 
 
@@ -253,6 +301,9 @@ def main() -> None:
     parser.add_argument("--leak-rates", default="0.02,0.10",
                         help="planted leaks as shares of the held-out images (published test sets reach 0.3; 0: a row with none planted)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
+    parser.add_argument("--small", action="store_true",
+                        help="also datasets of 40, 100 and 200 photos cut from the photo rows, 10 %% of their held-out "
+                             "third planted leaks (seconds a row)")
     parser.add_argument("--tiles", action="store_true",
                         help="also the large rows: 50 000 disjoint 32 px tiles of the shared photos (1–2 minutes a "
                              "row on 2 cores, ≈ 5 the first, which makes the tiles and embeds them)")
@@ -267,7 +318,7 @@ def main() -> None:
         raise SystemExit(f"no shared datasets at {args.shared}; pass --shared")
     cache_dir = args.cache_dir or args.work / "cache"
     rows = build_rows(args.shared, args.work, args.quick, tuple(float(r) for r in args.leak_rates.split(",")),
-                      args.plant_seed, args.tiles)
+                      args.plant_seed, args.tiles, args.small)
     if args.rows:
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
         rows = [r for r in rows if any(w in r.name for w in wanted)]

@@ -23,8 +23,9 @@ The thresholds maximise the estimated F1 over a grid that includes switching a t
 cannot separate copies from other images on this dataset is switched off *and reported as such*, never
 silently clamped. Estimated F1s closer than `F1_TIE` are not told apart by a few hundred copies, and the
 F1 curve is often flat across neighbouring thresholds: among the rules that close to the best, the one
-finding most copies is taken (on 32 px photos the best-F1 rule was the stricter end of such a plateau and
-missed 7 of 100 real leaks that the equally scored rule next to it found, with precision still above 0.9).
+finding most copies net of the copies it matches falsely is taken (on 32 px photos the best-F1 rule was the
+stricter end of such a plateau and missed 7 of 100 real leaks that the equally scored rule next to it found, with
+precision still above 0.9; net, since a 25-image set's loosest rule found one copy more for many false matches).
 N is estimated with a Jeffreys prior ((hits + ½)/(m + 1)), so a threshold is never
 chosen for a false-match rate of exactly zero that a sample of m copies cannot show; intervals are 95 %
 Jeffreys intervals of R and N carried through, on the copies' effective number (`clustered_jeffreys`: the

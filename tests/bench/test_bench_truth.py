@@ -122,3 +122,23 @@ def test_the_25_image_set_is_built_from_the_source_and_seed_asked_for(tmp_path):
     other, _, _ = tiny_set(SHARED, tmp_path / "cd4", seed=4, source="cats_and_dogs_filtered")
     first = lambda built, pool: {(pool / path).read_bytes() for path, _label, split in built if split == "train"}
     assert first(rows, tmp_path / "cd") != first(other, tmp_path / "cd4")  # another seed, other photos
+
+
+@pytest.mark.skipif(not (SHARED / "hymenoptera_data").is_dir(), reason="needs ../shared/datasets")
+def test_a_small_row_holds_its_leaks_sources_and_the_size_asked_for(tmp_path):
+    from bench_truth import small_rows
+
+    rows = small_rows(SHARED, tmp_path, plant_seed=0, sizes=(40, 100), specs=(("hymenoptera_data", "hy", None),))
+    assert [row.name for row in rows] == ["small hy_native 40 leaks 10%", "small hy_native 100 leaks 10%"]
+    for row, size in zip(rows, (40, 100)):
+        entries = [tuple(line.split(",")) for line in row.manifest.read_text().split()[1:]]
+        split = {path: s for path, _label, s in entries}
+        assert len(entries) == size and len(split) == size  # distinct images, leaks counted in the size
+        assert sum(1 for s in split.values() if s != "train") == row.held_out == size // 3
+        assert row.planted == max(1, round(0.1 * (size // 3))) == len(row.leaked) == len(row.pairs)
+        for leak, source in row.pairs:  # every leak held out, with its train source in the dataset
+            assert split[leak] != "train" and split[source] == "train"
+            assert (tmp_path / "pool" / "hy_native" / leak).is_file()
+    # The leaks are the 30 % row's files: planted from the whole pool, whatever the subset.
+    again = small_rows(SHARED, tmp_path / "other", plant_seed=0, sizes=(40,), specs=(("hymenoptera_data", "hy", None),))
+    assert again[0].pairs == rows[0].pairs
