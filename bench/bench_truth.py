@@ -86,6 +86,11 @@ def planted_count(rate: float, held_out: int) -> int:
     return 0 if rate <= 0 else max(1, int(round(rate * held_out)))
 
 
+# The photo rows: (shared dataset, short name, side or None for native size).
+PHOTO_SPECS = (("cats_and_dogs_filtered", "cd", None), ("cats_and_dogs_filtered", "cd", 64),
+               ("cats_and_dogs_filtered", "cd", 32), ("hymenoptera_data", "hy", None))
+
+
 def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, ...] = (0.02, 0.10),
                plant_seed: int = 0, tiles: bool = False, small: bool = False) -> list[td.Row]:
     """`plant_seed`: which train photos get a planted leak and how each is re-processed (0: the published table's
@@ -95,9 +100,7 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
     tag = "" if plant_seed == 0 else f"_p{plant_seed}"
     pools = work / "pool"
     manifests = work / "rows"
-    specs = [("cats_and_dogs_filtered", "cd", None), ("cats_and_dogs_filtered", "cd", 64),
-             ("cats_and_dogs_filtered", "cd", 32), ("hymenoptera_data", "hy", None)]
-    for dataset, short, side in specs:
+    for dataset, short, side in PHOTO_SPECS:
         variant = f"{short}_{side or 'native'}"
         pool = pools / variant
         photos = td.build_pool(shared / dataset, pool, side, skip={"imageNotFound.gif"})
@@ -185,12 +188,8 @@ SMALL_SIZES = (40, 100, 200)
 SMALL_LEAK_RATE = 0.10  # of the held-out third
 
 
-SMALL_SPECS = (("cats_and_dogs_filtered", "cd", None), ("cats_and_dogs_filtered", "cd", 64),
-               ("cats_and_dogs_filtered", "cd", 32), ("hymenoptera_data", "hy", None))
-
-
 def small_rows(shared: Path, work: Path, plant_seed: int, sizes: tuple[int, ...] = SMALL_SIZES,
-               specs: tuple[tuple[str, str, int | None], ...] = SMALL_SPECS) -> list[td.Row]:
+               specs: tuple[tuple[str, str, int | None], ...] = PHOTO_SPECS) -> list[td.Row]:
     """Small datasets cut from the photo rows' pools: `size` photos (two thirds train, one third held out), among
     them the train sources of same-shot leaks planted in SMALL_LEAK_RATE of the held-out images (at least one), the
     leaks being files the 30 % row plants too. Between the 25-image sets and the rows of 3 000: here the calibration
