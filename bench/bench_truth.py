@@ -1,7 +1,7 @@
 """Is what the audit says about leaks and label noise true? Planted truth on real photos, end to end.
 
     python bench/bench_truth.py [--quick] [--work /tmp/auditor_truth] [--cache-dir DIR] [--rows a,b,…]
-        [--leak-rates 0,0.02,0.10,0.3] [--plant-seed N] [--tiles] [--json out.json]
+        [--leak-rates 0,0.02,0.10,0.3] [--plant-seed N] [--tiles] [--small] [--json out.json]
 
 Builds the truth datasets (see bench/truth_data.py) from ../shared/datasets, runs the audit through the
 CLI on each (`auditor audit --checks exact_duplicates,near_duplicates,leakage,label_conflicts,label_issues`,
@@ -27,6 +27,8 @@ to 64 px and 32 px (JPEG q75), sklearn's digits upscaled to 32 px (another domai
 same-shot leaks at 2 % and 10 % of the held-out images; a 25-image set (10 photos, 12 copies, 3 others);
 label flips at 2/5/10 % on native cats/dogs. `--tiles` adds the large rows (not by default: minutes each): 50 399
 disjoint 32 px tiles of the same photos, 16 a photo, each photo's tiles in its split, with the same leak rates.
+`--small` adds datasets of 40, 100 and 200 photos cut from the photo rows, with leaks in 10 % of their held-out
+third (`--small --rows small` runs those alone).
 """
 
 from __future__ import annotations
