@@ -304,7 +304,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
     parser.add_argument("--small", action="store_true",
                         help="also datasets of 40, 100 and 200 photos cut from the photo rows, 10 %% of their held-out "
-                             "third planted leaks (seconds a row)")
+                             "third planted leaks (7–30 s a row with embeddings cached)")
     parser.add_argument("--tiles", action="store_true",
                         help="also the large rows: 50 000 disjoint 32 px tiles of the shared photos (1–2 minutes a "
                              "row on 2 cores, ≈ 5 the first, which makes the tiles and embeds them)")
