@@ -48,8 +48,7 @@ from auditor.similarity.evidence import Pairs, pair_key
 CORRELATION_GRID = np.round(np.arange(0.80, 0.996, 0.005), 3)
 DEFAULT_SCALED, DEFAULT_CORRELATION = 0.6, 0.95  # only without calibration copies (calibration_images = 0)
 MIN_REFERENCE_RECALL = 0.5  # π is read only at rules that find at least this share of the copies
-REFERENCE_QUANTILE = 0.25  # … at the rule whose π is this quantile of those rules' (see duplicate_share) …
-REFERENCE_RECALL_QUANTILE = 0.5  # … among those finding at least this quantile of their copies' recalls (_copies_share)
+REFERENCE_QUANTILE = 0.25  # … at the rule whose π is this quantile of those rules' (see duplicate_share)
 EXCUSE_CORRELATION = 0.95  # a copy's match with an image aligning this well with its source is no false match,
 # where the alignment is as is or mirrored and the embeddings do not call the two different (`near_identical`)
 EXCUSE_MIN_SCALED = 0.0  # … at least as close as each one's BACKGROUND_RANK-th neighbour
@@ -480,7 +479,7 @@ class Calibrator:
         clean = self.clean_rules(rules)
         if not clean:
             return (0.0, 0.0, 0.0), None, None
-        from_copies, rule = self._copies_share(_finding_most_copies(clean))
+        from_copies, rule = self._copies_share(clean)
         two_tier = self.two_tier_share([c[3] for c in clean])
         if two_tier is None:
             # The cleanest rules can all be too strict for a two-tier reading where a few copies' sources have a
@@ -732,21 +731,6 @@ def _near_clean(counted: list[tuple[int, Any]]) -> list[Any]:
     fewest = min(count for count, _item in counted)
     bound = float(gammaincinv(fewest + 1, NEAR_CLEAN_LEVEL))  # the upper end of a Poisson mean's interval
     return [item for count, item in counted if count <= bound]
-
-
-def _finding_most_copies(clean: list[tuple[float, float, int, Rule]]) -> list[tuple[float, float, int, Rule]]:
-    """Of the clean rules' readings (π, copies' recall, flagged, rule), those whose recall reaches the
-    REFERENCE_RECALL_QUANTILE of theirs: where π is read from the copies.
-
-    The stricter a rule, the more easily it finds the copies against the dataset's real duplicates (same-shot
-    re-processings), so π = (F − N)/(R·(1 − N)) comes out low there. On the dumped decisions of bench_truth.py's photo
-    rows (seeds 0–2, datasets of 3 000 images and of 40–200), the readings at clean rules finding 50–60 % of the
-    copies were 0.60–0.82 of the true share (median), at 90–100 % 0.99–1.04; on 200 photos of 32 px the low quantile
-    over every clean rule read 0.050–0.053 where 0.068–0.070 is true, and the rule chosen missed 2–3 of 7 leaks.
-    Not for the near-clean rules' reading: those may be noisier than the cleanest, and their most sensitive half
-    holds look-alikes the copies do not show (digits: leak precision estimated 1.00 where 0.67 was found)."""
-    floor = float(np.quantile([c[1] for c in clean], REFERENCE_RECALL_QUANTILE))
-    return [c for c in clean if c[1] >= floor]
 
 
 def _share(flagged_share: float, false_rate: float, recall: float) -> float:
