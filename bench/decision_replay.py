@@ -3,6 +3,7 @@
     python bench/decision_replay.py dump DATASET_DIR --out inputs.pkl [--manifest M.csv] [--seed S]
                                          [--cache-dir DIR] [--truth row.truth.json]
     python bench/decision_replay.py replay inputs.pkl [inputs.pkl …]
+    python bench/decision_replay.py share inputs.pkl [inputs.pkl …]
 
 `similarity.engine.decide` is a pure function of arrays (unit embeddings, grey thumbnails, which images are in
 train and which held out, the calibration copies' embeddings and thumbnails). An audit builds them once, from its
@@ -11,6 +12,13 @@ in seconds each, without an audit each (bench_truth.py's rows: 1–5 s a row). `
 (`auditor.api.audit`, EfficientNet-Lite0 offline, only the duplicate checks) and pickles the inputs with each
 node's path and, given a bench_truth truth file, the planted pairs. `replay` re-runs the decision with the code as
 it is now and prints the rule, the leak estimate and, where the truth is known, the leak recall and precision.
+
+`share` measures how the copies read π, the share of images with a duplicate, against the dumps' planted truth:
+at each clean rule of the decision (finding half the copies or more with the fewest falsely matching), the reading
+(F − N)/(R·(1 − N)) divided by the true share (images in a planted pair over all images), pooled over the dumps by
+the share of copies the rule finds. The stricter the rule, the more easily it finds the copies against real
+same-shot leaks, so the lower the reading: README, "π read at the clean rules finding most copies". The rules are
+those of the decision's final choice (the copies' matches with its first choice's duplicates excused).
 
 The leak flags here are the held-out images with an *accepted pair* to a train image; the audit's `leakage` check
 reads the duplicate graph, which also splits chained components into cliques, so these flags are a superset of the
@@ -96,6 +104,46 @@ def replay(payload: dict) -> Replayed:
                     estimated_precision=None if leak is None else leak.precision)
 
 
+RECALL_BANDS = (0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 1.0001)
+
+
+@dataclass
+class ShareReadings:
+    true_share: float  # images in a planted pair, over all images
+    read: tuple[float, float, float] | None  # the π the decision used (estimate, low, high)
+    read_from: str | None
+    readings: list[tuple[float, float]]  # (copies found, π read) at each clean rule
+
+
+def share_readings(payload: dict) -> ShareReadings:
+    """The decision re-run on the dumped inputs, and the copies' reading of π at each of its clean rules."""
+    from auditor.similarity.engine import decide
+
+    decision = decide(**payload["inputs"], memo=None)
+    choice = decision.choice
+    position = {path: node for node, path in enumerate(payload["paths"])}
+    in_pair = {position[path] for pair in payload.get("pairs", []) for path in pair if path in position}
+    readings = []
+    if choice.calibrator is not None and choice.rules:
+        readings = [(recall, value) for value, recall, _flagged, _rule in choice.calibrator.clean_rules(choice.rules)]
+    return ShareReadings(true_share=len(in_pair) / len(payload["paths"]), read=choice.pi, read_from=choice.pi_source,
+                         readings=readings)
+
+
+def ratio_bands(measured: list[ShareReadings], bands=RECALL_BANDS) -> list[tuple[float, float, int, float, float]]:
+    """Pooled over the dumps with a planted pair: per band of copies found [low, high), the readings' count and the
+    median and 10th percentile of reading / true share."""
+    import numpy as np
+
+    pooled = [(recall, value / m.true_share) for m in measured if m.true_share > 0 for recall, value in m.readings]
+    rows = []
+    for low, high in zip(bands[:-1], bands[1:]):
+        ratios = [ratio for recall, ratio in pooled if low <= recall < high]
+        if ratios:
+            rows.append((low, min(high, 1.0), len(ratios), float(np.median(ratios)), float(np.quantile(ratios, 0.1))))
+    return rows
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None or value != value else f"{value:.2f}"
 
@@ -112,7 +160,25 @@ def main() -> None:
     taking.add_argument("--truth", type=Path, default=None, help="a bench_truth.py row's .truth.json")
     again = commands.add_parser("replay", help="re-run the decision on dumped inputs")
     again.add_argument("dumps", type=Path, nargs="+")
+    share = commands.add_parser("share", help="the copies' reading of π at each clean rule against the planted truth")
+    share.add_argument("dumps", type=Path, nargs="+")
     args = parser.parse_args()
+    if args.command == "share":
+        measured = []
+        print("| dump | true share | π read [interval] | from | clean rules |")
+        print("|---|---|---|---|---|")
+        for path in args.dumps:
+            with path.open("rb") as handle:
+                result = share_readings(pickle.load(handle))
+            measured.append(result)
+            read = "–" if result.read is None else f"{result.read[0]:.3f} [{result.read[1]:.3f}, {result.read[2]:.3f}]"
+            print(f"| {path.name} | {result.true_share:.3f} | {read} | {result.read_from or '–'} | "
+                  f"{len(result.readings)} |")
+        print("\n| copies found by the clean rule | readings | reading / true share: median | 10th percentile |")
+        print("|---|---|---|---|")
+        for low, high, count, median, tenth in ratio_bands(measured):
+            print(f"| {low:.2f}–{high:.2f} | {count} | {median:.2f} | {tenth:.2f} |")
+        return
     if args.command == "dump":
         payload = dump(args.dataset_dir, args.out, args.manifest, args.seed, args.cache_dir, args.truth)
         print(f"{args.out}: {len(payload['paths'])} images, {len(payload['audit_leaks'])} leaks flagged by the audit")
