@@ -144,6 +144,23 @@ def ratio_bands(measured: list[ShareReadings], bands=RECALL_BANDS) -> list[tuple
     return rows
 
 
+def print_share_tables(dumps: list[Path]) -> None:
+    """Each dump's true and read share, then the readings pooled by the copies found (markdown tables)."""
+    measured = []
+    print("| dump | true share | π read [interval] | from | clean rules |")
+    print("|---|---|---|---|---|")
+    for path in dumps:
+        with path.open("rb") as handle:
+            result = share_readings(pickle.load(handle))
+        measured.append(result)
+        read = "–" if result.read is None else f"{result.read[0]:.3f} [{result.read[1]:.3f}, {result.read[2]:.3f}]"
+        print(f"| {path.name} | {result.true_share:.3f} | {read} | {result.read_from or '–'} | {len(result.readings)} |")
+    print("\n| copies found by the clean rule | readings | reading / true share: median | 10th percentile |")
+    print("|---|---|---|---|")
+    for low, high, count, median, tenth in ratio_bands(measured):
+        print(f"| {low:.2f}–{high:.2f} | {count} | {median:.2f} | {tenth:.2f} |")
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None or value != value else f"{value:.2f}"
 
@@ -164,20 +181,7 @@ def main() -> None:
     share.add_argument("dumps", type=Path, nargs="+")
     args = parser.parse_args()
     if args.command == "share":
-        measured = []
-        print("| dump | true share | π read [interval] | from | clean rules |")
-        print("|---|---|---|---|---|")
-        for path in args.dumps:
-            with path.open("rb") as handle:
-                result = share_readings(pickle.load(handle))
-            measured.append(result)
-            read = "–" if result.read is None else f"{result.read[0]:.3f} [{result.read[1]:.3f}, {result.read[2]:.3f}]"
-            print(f"| {path.name} | {result.true_share:.3f} | {read} | {result.read_from or '–'} | "
-                  f"{len(result.readings)} |")
-        print("\n| copies found by the clean rule | readings | reading / true share: median | 10th percentile |")
-        print("|---|---|---|---|")
-        for low, high, count, median, tenth in ratio_bands(measured):
-            print(f"| {low:.2f}–{high:.2f} | {count} | {median:.2f} | {tenth:.2f} |")
+        print_share_tables(args.dumps)
         return
     if args.command == "dump":
         payload = dump(args.dataset_dir, args.out, args.manifest, args.seed, args.cache_dir, args.truth)
