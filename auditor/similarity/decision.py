@@ -147,8 +147,9 @@ def near_identical(pairs: Pairs, rows: np.ndarray) -> np.ndarray:
     low-detail image — one edge between two flat tones — aligns at 0.95–0.99 with hundreds of unrelated ones once
     rotated or mirrored, so the copies of such a source had their false matches excused, the rule looked precise and
     was loose (replayed, 2 % planted leaks: 759 images flagged for 206 of 342 leaks, estimated precision 0.73; with
-    this test 442 for 208, estimated 0.57, measured 0.47); those rotated look-alikes aligned at 0.976–0.988 with
-    scaled cosines of −1.2 to 0.0. Why rotated pairs at all: in a 25-image set of photos and their copies every photo
+    this test 442 for 208, estimated 0.57, measured 0.47); those rotated look-alikes aligned at 0.976–0.988 (raw
+    correlations, before the pixel tier was relative) with scaled cosines of −1.2 to 0.0, and with the rotated
+    test below the tile rows (0, 2, 10 %) replay to the same rule, flags and estimates. Why rotated pairs at all: in a 25-image set of photos and their copies every photo
     is copied for calibration, and the calibration copies of a photo whose rotated copy is in the set match that
     copy (aligned rotated at 1.000, hashes matching); counted as false matches, they made the pixel tier look noisy,
     the rule left it out and missed the rotated copies (cats/dogs at seeds 28 and 34: 3 of 24 copies, as in the
