@@ -113,7 +113,8 @@ def compute_near(ctx: AuditContext) -> Evidence:
         summary += (f"; {plural(chained['pairs'], 'accepted pair')} ({plural(chained['images'], 'image')}) in no group: "
                     "they chain images that are not all duplicates of each other (look-alikes that pass the rule, "
                     "or duplicates it misses); many of them mean look-alikes are common here, which the calibration "
-                    "copies do not show, and the precision estimate may be too high")
+                    "copies do not show" + (", and the precision estimate may be too high"
+                                            if groups and quality["precision"] is not None else ""))
     if chained["split"] and chained["split"]["components_split_on_measured_pairs_only"]:
         summary += (f"; {plural(chained['split']['components_split_on_measured_pairs_only'], 'chained component')} "
                     f"({plural(chained['split']['images_in_them'], 'image')}) split on the pairs already measured "

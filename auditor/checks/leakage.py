@@ -95,7 +95,9 @@ def compute(ctx: AuditContext) -> Evidence:
                         + precision_text(quality) + ")")
         if chained:
             summary += (f"; {chained} of the leaked images also match images outside their group (look-alikes: "
-                        "near_duplicates' chained pairs), so the precision estimate may be too high")
+                        "near_duplicates' chained pairs)"
+                        + (", so the precision estimate may be too high"
+                           if quality is not None and quality["precision"] is not None else ""))
     else:
         summary = f"{plural(len(groups), 'duplicate group')} span two or more splits"
     return Evidence(

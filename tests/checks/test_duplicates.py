@@ -123,7 +123,7 @@ def test_without_chains_nothing_is_said_about_them():
     assert result.metrics["chained"]["pairs"] == 0 and "in no group" not in result.summary
 
 
-def test_a_leaked_image_in_a_chain_of_look_alikes_is_named_beside_the_leak_estimate():
+def test_a_leaked_image_in_a_chain_of_look_alikes_is_named_beside_the_leak_estimate(monkeypatch):
     from auditor.checks.leakage import CHECK as LEAKAGE
 
     items = chain_items()
@@ -134,10 +134,24 @@ def test_a_leaked_image_in_a_chain_of_look_alikes_is_named_beside_the_leak_estim
     assert result.metrics["per_split"]["val"]["leaked"] == 1
     assert result.metrics["chained_leaked_images"] == 1
     assert "1 of the leaked images also match images outside their group" in result.summary
+    # No precision is estimated here (fixed thresholds, no copies), so none is said to be too high …
+    assert result.metrics["detection_quality"]["precision"] is None and "may be too high" not in result.summary
     clean = LEAKAGE.run(synthetic_context([{**i, "split": "val", "path": "val/a/B.jpg"} if i["path"].endswith("/B.jpg")
                                            else i for i in chain_items(with_c=False)], min_cosine=0.95,
                                           min_correlation=0.9999))
     assert clean.metrics["chained_leaked_images"] == 0 and "outside their group" not in clean.summary
+    # … where one is, the chained leaks say it may be too high.
+    from auditor.checks import leakage
+
+    estimated = leakage.detection_quality
+
+    def with_precision(ctx, estimate):
+        return {**estimated(ctx, estimate), "precision": 0.9, "precision_interval": [0.8, 1.0]}
+
+    monkeypatch.setattr(leakage, "detection_quality", with_precision)
+    result = LEAKAGE.run(synthetic_context(items, min_cosine=0.95, min_correlation=0.9999))
+    assert "precision 90% [80%, 100%]" in result.summary
+    assert "chained pairs), so the precision estimate may be too high" in result.summary
 
 
 def test_on_small_images_above_the_exact_pixel_limit_the_pixel_search_recall_is_reported(monkeypatch):

@@ -921,3 +921,24 @@ def test_pair_index_finds_what_a_dict_of_the_pairs_finds(seed):
     assert decision.pair_index(query, target, a, b).tolist() == want
     assert decision.pair_index(query[:0], target[:0], a, b).tolist() == [-1] * len(a)
     assert decision.pair_index(query, target, a[:0], b[:0]).tolist() == []
+
+
+def test_where_the_share_read_implies_more_duplicates_than_a_rule_flags_precision_is_not_claimed():
+    # world(): 80 of 400 images have a duplicate, and a rule finding most copies flags about them. A share read
+    # elsewhere at 0.5 (look-alikes the copies do not match inflating it: 25 000 Fashion-MNIST images without a
+    # leak read 0.565) makes π·R exceed the rule's flag rate even at the low ends: precision would be clipped to
+    # "100 % [100 %, 100 %]", so it is not claimed, and the note says why.
+    dataset, n, copies = world()
+    calibrator = Calibrator(dataset, n, copies)
+    rule = Rule(0.52, 0.87)
+    flagged = calibrator.estimate(rule).flagged / n
+    est = calibrator.estimate(rule, (0.5, 0.45, 0.55), pi_source=decision.SHARE_FROM_COPIES)
+    assert est.recall_interval[0] * 0.45 > flagged  # the model's contradiction, at its low ends
+    assert est.precision is None and est.precision_interval is None
+    assert est.precision_note == decision.PRECISION_CONTRADICTED == est.as_dict()["precision_note"]
+    # A share whose low end leaves room for false flags: precision is estimated (clipped at 1 where the point is
+    # above), as before.
+    fair = calibrator.estimate(rule, (0.5, 0.1, 0.55), pi_source=decision.SHARE_FROM_COPIES)
+    assert fair.precision == 1.0 and fair.precision_note is None
+    # The grid's estimates (no intervals) are not judged: the rule choice is unchanged by the note.
+    assert calibrator.estimate(rule, (0.5, 0.45, 0.55), intervals=False).precision is not None
