@@ -8,6 +8,7 @@ above a single global threshold on self-confidence.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -441,3 +442,32 @@ def test_label_agreement_outliers_and_duplicate_candidates_share_one_all_pairs_s
     for check in ("exact_duplicates", "label_issues", "split_shift", "outliers"):
         assert CHECKS[check].run(ctx).status != Status.ERROR
     assert full_searches == [11]
+
+
+def test_where_wrong_labels_concentrated_between_classes_would_be_more_the_interval_reaches_that_reading(monkeypatch):
+    # The same flips, the estimate supported; the concentrated reading made to allow 3 points more at its top
+    # (its low end within the estimate's interval: no contradiction). The interval's top, the summary and every
+    # split's share and accuracy ceiling reach it; the estimate, the strong evidence and the support do not move.
+    items, _flipped = _items()
+    plain = li.CHECK.run(synthetic_context(items, seed=0)).metrics
+    real = la.fit_concentrated_noise
+
+    def allowing_more(probs, labels, seed, temperature, **kwargs):
+        reading = real(probs, labels, seed, temperature, **kwargs)
+        low, high = plain["noise_rate_profile_interval"]
+        return dataclasses.replace(reading, rate=plain["noise_rate"], interval=(low, high + 0.03))
+
+    monkeypatch.setattr(la, "fit_concentrated_noise", allowing_more)
+    result = li.CHECK.run(synthetic_context(items, seed=0))
+    metrics = result.metrics
+    assert metrics["supported"] is True and metrics["noise_rate"] == plain["noise_rate"]
+    assert metrics["strong_evidence"] == plain["strong_evidence"]
+    assert plain["noise_rate_interval_top_from"] == "profile" and metrics["noise_rate_interval_top_from"] == "concentrated"
+    top = plain["noise_rate_profile_interval"][1] + 0.03
+    assert metrics["noise_rate_interval"] == [plain["noise_rate_interval"][0], pytest.approx(top, abs=1e-5)]
+    assert "its top read as if wrong labels went to similar classes" in result.summary
+    for split, before in plain["per_split"].items():
+        after = metrics["per_split"][split]
+        assert after["accuracy_ceiling"] == before["accuracy_ceiling"]  # the estimate's, unchanged
+        assert after["accuracy_ceiling_interval"][0] < before["accuracy_ceiling_interval"][0]  # a lower floor
+        assert after["accuracy_ceiling_interval"][1] == before["accuracy_ceiling_interval"][1]
