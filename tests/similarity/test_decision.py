@@ -480,6 +480,13 @@ def test_recall_on_the_datasets_own_duplicates_widens_the_interval_where_copies_
     assert reported["recall_interval_copies"] == [round(v, 3) for v in plain.recall_interval]
     assert reported["recall_on_dataset"] == round(dataset_recall[0], 3)
     assert reported["recall_on_dataset_images"] == dataset_recall[3] > 0  # the images the reference rule flags
+    # The two recalls disagree on more than MIN_DATASET_RECALL_IMAGES images: the copies do not describe this
+    # dataset, and the precision they would give (π·R/F) is not claimed; on fewer images it is.
+    assert dataset_recall[3] >= decision.MIN_DATASET_RECALL_IMAGES and plain.precision is not None
+    assert est.precision is None and est.precision_interval is None
+    assert reported["precision_note"] == decision.PRECISION_RECALLS_DISAGREE
+    few = plain.with_dataset_recall((*dataset_recall[:3], decision.MIN_DATASET_RECALL_IMAGES - 1))
+    assert few.precision == plain.precision and few.precision_note is None
 
 
 def test_where_copies_are_like_the_duplicates_both_recalls_agree():
@@ -490,6 +497,7 @@ def test_where_copies_are_like_the_duplicates_both_recalls_agree():
     assert near.dataset_recall[0] == pytest.approx(near.recall, abs=0.05)
     assert near.recall_interval[0] <= near.recall <= near.recall_interval[1]
     assert near.recall_interval[1] - near.recall_interval[0] < 0.2
+    assert near.precision is not None and near.precision_note is None  # nothing withheld where they agree
 
 
 def easy_copies_world(seed=0):
