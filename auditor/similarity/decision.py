@@ -87,8 +87,8 @@ PRECISION_RECALLS_DISAGREE = ("not estimated: this rule flags far fewer of the i
                               "of images with a duplicate read there, or this dataset's duplicates are harder to "
                               "find than the copies; either way the copies cannot give the precision")
 # The images a more sensitive rule flags, at the least, for the dataset's own recall reading to overrule the copies'
-# precision (Estimate.with_dataset_recall): on 25 000 Fashion-MNIST images 1 083–1 583, on the bench's datasets of
-# 200 photos at 32 px 6–7, where the reading disagreed with the copies by chance and the precision was right.
+# precision (Estimate.with_dataset_recall): on 25 000 Fashion-MNIST images 1 083–1 583; on the bench's datasets of
+# 200 photos at 32 px 6–7, too few to tell a disagreement from chance.
 MIN_DATASET_RECALL_IMAGES = 30
 SHARE_FROM_TIERS = "the two tiers (capture-recapture)"
 SHARE_FROM_COPIES = "the calibration copies"
@@ -204,17 +204,21 @@ class Estimate:
 
     def with_dataset_recall(self, dataset_recall: tuple[float, float, float, int] | None) -> "Estimate":
         """The same estimate, its recall interval spanning both measurements (the copies' and the dataset's own).
-        Where the dataset's reading, on at least MIN_DATASET_RECALL_IMAGES images, lies wholly below the copies'
-        interval, the precision is not given: π·R/F with the copies' R and a π read at a rule whose flags this rule
-        mostly does not find rests on copies that do not describe this dataset, whichever the cause (25 000
-        Fashion-MNIST images with leaks in 10 % of the held-out ones: 1.00 [0.83, 1.00] printed, 0.35 true; README,
-        "Fashion-MNIST")."""
+        Where the dataset's reading, on at least MIN_DATASET_RECALL_IMAGES images, lies wholly below
+        RECAPTURE_CONSISTENCY times the copies' interval (the bound below which the two-tier reading of π takes one
+        tier's flags for look-alikes), the precision is not given: π·R/F with the copies' R and a π read at a rule
+        whose flags this rule mostly does not find rests on copies that do not describe this dataset, whichever the
+        cause (25 000 Fashion-MNIST images with leaks in 10 % of the held-out ones: 1.00 [0.83, 1.00] printed, 0.35
+        true; README, "Fashion-MNIST")."""
         if dataset_recall is None:
             return self
         widened = (min(self.recall_interval[0], dataset_recall[1]), max(self.recall_interval[1], dataset_recall[2]))
-        disagree = dataset_recall[2] < self.recall_interval[0] and dataset_recall[3] >= MIN_DATASET_RECALL_IMAGES
+        disagree = (dataset_recall[2] < RECAPTURE_CONSISTENCY * self.recall_interval[0]
+                    and dataset_recall[3] >= MIN_DATASET_RECALL_IMAGES)
+        # Either cause makes π·R/F too high, never too low: an estimate of 0 (no flag a duplicate, as far as the copies
+        # can tell; the tile row without leaks, whose 14 flags are look-alikes) stands.
         withheld = ({"precision": None, "precision_interval": None, "precision_note": PRECISION_RECALLS_DISAGREE}
-                    if disagree and self.precision is not None else {})
+                    if disagree and self.precision else {})
         return dataclasses.replace(self, recall_interval=widened, dataset_recall=dataset_recall,
                                    copies_recall_interval=self.recall_interval, **withheld)
 
@@ -481,11 +485,11 @@ class Calibrator:
             # copies cannot say how many flags are duplicates; "precision 0 % [0 %, 0 %]" was printed there.
             note = PRECISION_UNSUPPORTED if pi_source is not None else PRECISION_NO_REFERENCE
         elif flagged and measured and intervals and pi[1] * low_r > share_flagged:
-            # Precision = π·R/F cannot exceed 1; here even π's and R's low ends give more duplicates found than images
-            # flagged, so the model contradicts itself, and clipping printed "precision 100 % [100 %, 100 %]":
+            # Precision = π·R/F cannot exceed 1; here even π's and R's low ends give more duplicates found than
+            # images flagged, so the model contradicts itself, and clipping printed "precision 100 % [100 %, 100 %]":
             # 25 000 Fashion-MNIST images without a planted leak, 435 held-out images flagged, all look-alikes (π read
             # 0.565 at the one clean rule, which flagged 37 % of the images). On the bench's photo, digits, tile,
-            # small and 25-image rows that low end stayed ≤ 0.77 (README, "Fashion-MNIST").
+            # small and 25-image rows that low end stayed ≤ 0.80 (README, "Fashion-MNIST").
             note = PRECISION_CONTRADICTED
         elif flagged:
             precision = float(np.clip(pi[0] * recall / share_flagged, 0.0, 1.0))

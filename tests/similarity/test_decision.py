@@ -487,6 +487,9 @@ def test_recall_on_the_datasets_own_duplicates_widens_the_interval_where_copies_
     assert reported["precision_note"] == decision.PRECISION_RECALLS_DISAGREE
     few = plain.with_dataset_recall((*dataset_recall[:3], decision.MIN_DATASET_RECALL_IMAGES - 1))
     assert few.precision == plain.precision and few.precision_note is None
+    # Both causes make π·R/F too high, never too low: an estimate of 0 stands.
+    nil = dataclasses.replace(plain, precision=0.0, precision_interval=(0.0, 0.4)).with_dataset_recall(dataset_recall)
+    assert nil.precision == 0.0 and nil.precision_interval == (0.0, 0.4) and nil.precision_note is None
 
 
 def test_where_copies_are_like_the_duplicates_both_recalls_agree():
