@@ -240,6 +240,15 @@ class LabelAnalysis:
     stats: dict = field(default_factory=dict)
 
     @property
+    def interval_top_from(self) -> str:
+        """Where the reported interval's top comes from: the profile likelihood's; the concentrated reading's
+        (supported, but wrong labels concentrated between similar classes would be more); or, not supported, the
+        widening to the probe's confusion."""
+        if self.noise is None or self.noise_interval[1] <= self.noise.interval[1]:
+            return "profile"
+        return "concentrated" if self.supported else "not supported"
+
+    @property
     def label_quality(self) -> np.ndarray:
         return self_confidence(self.probs, self.unit_labels)
 

@@ -82,10 +82,7 @@ def compute(ctx: AuditContext) -> Evidence:
         "reason": analysis.reason,
         "noise_rate": round(noise.rate, 5),
         "noise_rate_interval": [round(low, 5), round(high, 5)],
-        # where the interval's top is the concentrated reading's (supported, but wrong labels concentrated between
-        # similar classes would be more) or spans the probe's confusion (not supported); else the profile's
-        "noise_rate_interval_top_from": ("profile" if high <= noise.interval[1] else
-                                         "concentrated" if analysis.supported else "not supported"),
+        "noise_rate_interval_top_from": analysis.interval_top_from,
         "noise_rate_profile_interval": [round(noise.interval[0], 5), round(noise.interval[1], 5)],
         "noise_rate_level": noise.level,
         # the check of the estimate's assumption: the rate read as if wrong labels concentrated between classes
@@ -141,7 +138,8 @@ def _summary_parts(ctx: AuditContext, analysis, by_split: dict, flagged: int, ju
                    confirmed: int) -> list[str]:
     noise, (low, high) = analysis.noise, analysis.noise_interval
     if analysis.supported:
-        widened = ", its top read as if wrong labels went to similar classes" if high > noise.interval[1] else ""
+        widened = (", its top read as if wrong labels went to similar classes"
+                   if analysis.interval_top_from == "concentrated" else "")
         parts = [f"label noise {_pct(noise.rate)} % (95 % interval {_pct(low)}–{_pct(high)} %{widened})",
                  f"{plural(flagged, 'image')} of {judged} probably {'carries' if flagged == 1 else 'carry'} the wrong "
                  "label" + (f", {confirmed} with strong evidence (the likeliest wrong labels by probe and neighbours, "

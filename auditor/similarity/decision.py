@@ -161,12 +161,12 @@ def near_identical(pairs: Pairs, rows: np.ndarray) -> np.ndarray:
     was loose (replayed, 2 % planted leaks: 759 images flagged for 206 of 342 leaks, estimated precision 0.73; with
     this test 442 for 208, estimated 0.57, measured 0.47); those rotated look-alikes aligned at 0.976–0.988 (raw
     correlations, before the pixel tier was relative) with scaled cosines of −1.2 to 0.0, and with the rotated
-    test below the tile rows (0, 2, 10 %) replay to the same rule, flags and estimates. Why rotated pairs at all: in a 25-image set of photos and their copies every photo
-    is copied for calibration, and the calibration copies of a photo whose rotated copy is in the set match that
-    copy (aligned rotated at 1.000, hashes matching); counted as false matches, they made the pixel tier look noisy,
-    the rule left it out and missed the rotated copies (cats/dogs at seeds 28 and 34: 3 of 24 copies, as in the
-    issue's "both rotated copies missed"). Without embeddings every scaled cosine is 0, so the test is the
-    alignment's (and the hashes') alone."""
+    test below the tile rows (0, 2, 10 %) replay to the same rule, flags and estimates. Why rotated pairs at all:
+    in a 25-image set of photos and their copies every photo is copied for calibration, and the calibration copies
+    of a photo whose rotated copy is in the set match that copy (aligned rotated at 1.000, hashes matching); counted
+    as false matches, they made the pixel tier look noisy, the rule left it out and missed the rotated copies
+    (cats/dogs at seeds 28 and 34: 3 of 24 copies, as in the issue's "both rotated copies missed"). Without
+    embeddings every scaled cosine is 0, so the test is the alignment's (and the hashes') alone."""
     as_is = np.isin(pairs.variant[rows], AS_IS_VARIANTS)
     aligned = np.where(as_is, pairs.pixel_score[rows] >= EXCUSE_CORRELATION,
                        (pairs.pixel_score[rows] >= EXCUSE_ROTATED_CORRELATION) & pairs.hash_match[rows])
@@ -215,8 +215,8 @@ class Estimate:
         widened = (min(self.recall_interval[0], dataset_recall[1]), max(self.recall_interval[1], dataset_recall[2]))
         disagree = (dataset_recall[2] < RECAPTURE_CONSISTENCY * self.recall_interval[0]
                     and dataset_recall[3] >= MIN_DATASET_RECALL_IMAGES)
-        # Either cause makes π·R/F too high, never too low: an estimate of 0 (no flag a duplicate, as far as the copies
-        # can tell; the tile row without leaks, whose 14 flags are look-alikes) stands.
+        # Either cause makes π·R/F too high, never too low: an estimate of 0 (no flag a duplicate, as far as the
+        # copies can tell; the tile row without planted leaks, 14 flags) stands.
         withheld = ({"precision": None, "precision_interval": None, "precision_note": PRECISION_RECALLS_DISAGREE}
                     if disagree and self.precision else {})
         return dataclasses.replace(self, recall_interval=widened, dataset_recall=dataset_recall,
@@ -487,8 +487,8 @@ class Calibrator:
         elif flagged and measured and intervals and pi[1] * low_r > share_flagged:
             # Precision = π·R/F cannot exceed 1; here even π's and R's low ends give more duplicates found than
             # images flagged, so the model contradicts itself, and clipping printed "precision 100 % [100 %, 100 %]":
-            # 25 000 Fashion-MNIST images without a planted leak, 435 held-out images flagged, all look-alikes (π read
-            # 0.565 at the one clean rule, which flagged 37 % of the images). On the bench's photo, digits, tile,
+            # 25 000 Fashion-MNIST images without a planted leak, 435 held-out images flagged, none a planted leak (π
+            # read 0.565 at the one clean rule, which flagged 37 % of the images). On the bench's photo, digits, tile,
             # small and 25-image rows that low end stayed ≤ 0.80 (README, "Fashion-MNIST").
             note = PRECISION_CONTRADICTED
         elif flagged:

@@ -221,6 +221,7 @@ def test_a_weak_probe_gives_an_interval_from_zero_no_ceiling_and_no_strong_evide
     assert metrics["supported"] is False and "cannot be told apart" in metrics["reason"]
     assert metrics["noise_rate_interval"][0] == 0.0
     assert metrics["noise_rate_interval"][1] >= len(flipped) / len(items)
+    assert metrics["noise_rate_interval_top_from"] == "not supported"  # widened to the probe's confusion
     assert all(m["accuracy_ceiling"] is None and m["accuracy_ceiling_interval"] is None
                for m in metrics["per_split"].values())
     assert result.status == Status.PASS and metrics["strong_evidence"] == 0
