@@ -47,7 +47,10 @@ from auditor.similarity.evidence import Pairs, pair_key
 
 CORRELATION_GRID = np.round(np.arange(0.80, 0.996, 0.005), 3)
 DEFAULT_SCALED, DEFAULT_CORRELATION = 0.6, 0.95  # only without calibration copies (calibration_images = 0)
-MIN_REFERENCE_RECALL = 0.5  # π is read only at rules that find at least this share of the copies
+MIN_REFERENCE_RECALL = 0.5  # π is read only at rules that find at least this share of the copies …
+# … unless the copies show significantly more false matches there than at rules finding fewer of them: then the floor
+# is lowered in these steps to the highest at which they do not (`reference_floor`).
+REFERENCE_FLOORS = (0.5, 0.45, 0.4, 0.35, 0.3, 0.25)
 REFERENCE_QUANTILE = 0.25  # … at the rule whose π is this quantile of those rules' (see duplicate_share)
 EXCUSE_CORRELATION = 0.95  # a copy's match with an image aligning this well with its source is no false match,
 # where the alignment is as is or mirrored and the embeddings do not call the two different (`near_identical`)
@@ -200,6 +203,9 @@ class Estimate:
     effective_copies: float | None = None
     duplicate_share_interval: tuple[float, float] | None = None  # π's 95 % interval
     duplicate_share_source: str | None = None  # what π was read from: SHARE_FROM_TIERS or SHARE_FROM_COPIES
+    # The least share of the copies the rules π was read at find (MIN_REFERENCE_RECALL, lower where look-alikes crowd
+    # the rules finding that many: `reference_floor`).
+    duplicate_share_recall_floor: float | None = None
     precision_note: str | None = None  # why precision is None although images are flagged (PRECISION_…)
 
     def with_dataset_recall(self, dataset_recall: tuple[float, float, float, int] | None) -> "Estimate":
@@ -243,6 +249,7 @@ class Estimate:
             "estimated_duplicate_share_interval": None if self.duplicate_share_interval is None
             else [round(v, 4) for v in self.duplicate_share_interval],
             "duplicate_share_read_from": self.duplicate_share_source,
+            "duplicate_share_recall_floor": self.duplicate_share_recall_floor,
             "precision_note": self.precision_note,
         }
 
@@ -260,6 +267,7 @@ class Choice:
     reference_rule: Rule | None = None  # where the share of images with a duplicate was measured
     pi: tuple[float, float, float] | None = None  # that share (estimate, low, high)
     pi_source: str | None = None  # what it was read from (SHARE_FROM_TIERS, SHARE_FROM_COPIES)
+    pi_recall_floor: float | None = None  # at rules finding at least this share of the copies (reference_floor)
     rules: list[Rule] = field(default_factory=list, repr=False)  # the grid searched
     # The calibrator the rule was chosen with (copies' matches with the first choice's duplicates excused): its
     # estimates are the ones to report for this rule (or a variant of it).
@@ -395,6 +403,7 @@ class Calibrator:
             self.excused[known] |= np.asarray(known_duplicates, dtype=bool)[null_src_pair[known]]
         self._clean_key: tuple[Rule, ...] | None = None
         self._clean: list[tuple[float, float, int, Rule]] = []
+        self.recall_floor = MIN_REFERENCE_RECALL  # where π was read (see reference_floor), set by clean_rules
         self._near_clean: list[tuple[float, float, int, Rule]] = []  # as clean_rules', for the near-clean rules
         self._found: dict[Rule, float] = {}  # the copies' recall (it does not depend on what is excused)
 
@@ -452,14 +461,15 @@ class Calibrator:
                 "flagged_nodes": flagged_nodes}
 
     def estimate(self, rule: Rule, pi: tuple[float, float, float] | None = None, intervals: bool = True,
-                 pi_source: str | None = None) -> Estimate:
+                 pi_source: str | None = None, pi_floor: float | None = None) -> Estimate:
         """Recall, precision and intervals of `rule`.
 
         `pi`: (estimate, low, high) of the share of population images that have a duplicate, measured at the
         reference rule (see `duplicate_share`). Precision is then π·R/F: the flags duplicates explain over all
         flags, so every flag beyond what the duplicates explain counts as false, whatever its cause; the
         copies' own false-match rate is not needed (copies are cleaner than the dataset's images and would
-        understate it). Without `pi`: π from this rule's own flag rate (only sound for a strict rule)."""
+        understate it). Without `pi`: π from this rule's own flag rate (only sound for a strict rule). `pi_source`,
+        `pi_floor`: what π was read from, and at rules finding at least what share of the copies (reported)."""
         result = self.evaluate(rule)
         m, population = self.m, len(self.population)
         recall = int(result["pos_pass"].sum()) / m if m else float("nan")
@@ -500,6 +510,7 @@ class Calibrator:
                         precision=precision, precision_interval=precision_interval, false_match_rate=false_rate,
                         flagged=flagged, population=population, duplicate_share=pi[0], effective_copies=effective,
                         duplicate_share_interval=(pi[1], pi[2]), duplicate_share_source=pi_source,
+                        duplicate_share_recall_floor=pi_floor if pi_source is not None else None,
                         precision_note=note)
 
     def duplicate_share(self, rules: list[Rule]) -> tuple[tuple[float, float, float], Rule | None, str | None]:
@@ -682,11 +693,13 @@ class Calibrator:
         for rule in rules:
             result = self.evaluate(rule)
             recall = float(result["pos_pass"].mean()) if self.m else 0.0
-            if recall < MIN_REFERENCE_RECALL or not population:
+            if recall < REFERENCE_FLOORS[-1] or not population:
                 continue
             value = _share(result["flagged"] / population, self._false_rate(result), recall)
             sources = len(np.unique(self.copies.source[result["null_hits"]]))
             candidates.append((value, int(result["null_hits"].sum()), sources, recall, result["flagged"], rule))
+        self.recall_floor = reference_floor([(c[3], c[2]) for c in candidates])
+        candidates = [c for c in candidates if c[3] >= self.recall_floor]
         fewest = min((c[1] for c in candidates), default=0)
         self._clean_key, self._clean = key, [(c[0], c[3], c[4], c[5]) for c in candidates if c[1] == fewest]
         self._near_clean = _near_clean([(c[2], (c[0], c[3], c[4], c[5])) for c in candidates])
@@ -760,6 +773,40 @@ def chapman(first: int, second: int, both: int, level: float = 0.95) -> tuple[fl
     z = float(ndtri(0.5 + level / 2))
     seen = first + second - both
     return estimate, max(seen, estimate - z * variance ** 0.5), estimate + z * variance ** 0.5
+
+
+def reference_floor(readings: list[tuple[float, int]]) -> float:
+    """The least share of the copies a rule must find for π to be read at it, from (copies' recall, sources with a
+    falsely matching copy) at each rule: MIN_REFERENCE_RECALL, or lower (REFERENCE_FLOORS) where the rules finding
+    that many copies all show significantly more sources with false matches than the rules finding fewer — more
+    than the Poisson upper bound (NEAR_CLEAN_LEVEL) of the fewest at the lowest floor; then the highest floor at
+    which they do not.
+
+    Why: π = (F − N) / (R·(1 − N)) subtracts the copies' false-match rate N, but a dataset's own images can have
+    look-alikes more often than copies (re-processed copies leave their neighbourhood), and the excess inflates π
+    by itself over R. Where even the cleanest rules finding half the copies show many false matches, the dataset is
+    dense with look-alikes at that strictness: 25 000 Fashion-MNIST images without a planted leak, 43 of 100 sources
+    with false matches at every such rule, π read 0.57 where it is near 0 (hundreds of look-alikes flagged); at
+    rules finding 35–40 % of the copies, 2 sources and π 0.05. Where the copies are clean at half (every photo row
+    of the bench) nothing changes; where they show a few false matches (digits: 1–3 sources) a stricter floor would
+    read π where the copies, found more easily than real duplicates, understate it (0 where 0.11 is true)."""
+    if not readings:
+        return MIN_REFERENCE_RECALL
+    fewest = {floor: min((sources for recall, sources in readings if recall >= floor), default=None)
+              for floor in REFERENCE_FLOORS}
+    lowest = fewest[REFERENCE_FLOORS[-1]]
+    bound = _poisson_upper(lowest)
+    for floor in REFERENCE_FLOORS:
+        if fewest[floor] is not None and fewest[floor] <= bound:
+            return floor
+    return REFERENCE_FLOORS[-1]
+
+
+def _poisson_upper(count: int) -> float:
+    """The upper end (NEAR_CLEAN_LEVEL) of a Poisson mean's interval, given one count."""
+    from scipy.special import gammaincinv
+
+    return float(gammaincinv(count + 1, NEAR_CLEAN_LEVEL))
 
 
 def _near_clean(counted: list[tuple[int, Any]]) -> list[Any]:
@@ -836,13 +883,14 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
     # π, the share of images with a duplicate, is measured once (where flags are least inflated by false
     # matches); at looser rules F grows with false matches, which then count against precision.
     pi, reference, source = calibrator.duplicate_share(rules)
+    pi_floor = calibrator.recall_floor
     if floor is not None and floor.pi is not None and floor.pi[0] > pi[0]:
         # Excusing more of the copies' matches lowers the false-match rate at every rule, so no rule's own reading
         # of π can fall; a lower π after it comes from reading among other rules (more of the strict ones are clean
         # now, and the copies overstate recall there). Hymenoptera with 15 planted leaks at --seed 2: the first
         # choice read 0.047 (true 0.073) and found 15 of 15; the second read 0.036 among 40 clean rules instead of 1
         # and chose a rule finding 4.
-        pi, reference, source = floor.pi, floor.reference_rule, floor.pi_source
+        pi, reference, source, pi_floor = floor.pi, floor.reference_rule, floor.pi_source, floor.pi_recall_floor
     table = []
     for rule in rules:
         est = calibrator.estimate(rule, pi, intervals=False)
@@ -869,9 +917,10 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
     elif fixed_cosine is None and fixed_correlation is None:
         rule, est, f1 = _with_joint_clause(calibrator, pi, (rule, est, f1), top)
         rule, est, f1 = _with_look_alike_check(calibrator, pi, (rule, est, f1), top)
-    near = calibrator.estimate(rule, pi, pi_source=source).with_dataset_recall(calibrator.dataset_recall(rule, rules))
-    choice = Choice(rule=rule, near=near, f1=f1, reason=reason, copies=calibrator.m,
-                    reference_rule=reference, pi=pi, pi_source=source, rules=rules, calibrator=calibrator)
+    near = calibrator.estimate(rule, pi, pi_source=source, pi_floor=pi_floor).with_dataset_recall(
+        calibrator.dataset_recall(rule, rules))
+    choice = Choice(rule=rule, near=near, f1=f1, reason=reason, copies=calibrator.m, reference_rule=reference, pi=pi,
+                    pi_source=source, pi_recall_floor=pi_floor, rules=rules, calibrator=calibrator)
     choice.per_kind_recall = calibrator.per_kind_recall(rule)
     choice.per_kind_interval = calibrator.per_kind_interval(rule)
     choice.tiers = _tiers(calibrator, rule, has_embeddings)

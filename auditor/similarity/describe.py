@@ -77,7 +77,9 @@ def detection_quality(ctx, estimate) -> dict[str, Any]:
                   "tiers (how many of one tier's flags the other finds again, where at least 30 images are flagged "
                   "by both and each tier confirms the other's flags about as often as it finds the copies; at the "
                   "rules the copies show fewest false matches at, else at those within that count's noise) or else "
-                  "from the copies (duplicate_share_read_from)",
+                  "from the copies (duplicate_share_read_from); either at rules finding at least half the copies, "
+                  "or a smaller share of them where the copies show significantly fewer false matches there "
+                  "(duplicate_share_recall_floor): look-alikes crowd the looser rules and would inflate the share",
         "caveat": "the recall interval spans two measurements: the calibration copies' 95 % interval "
                   "(recall_interval_copies) and the recall on the dataset's own duplicates (recall_on_dataset: of the "
                   "images the most sensitive rule without false matches on the copies flags, the share this rule "

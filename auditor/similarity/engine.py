@@ -198,7 +198,8 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     hash_tier = hash_reliability(pairs, accepted)
     if hash_tier["reliable"]:
         rule = dataclasses.replace(choice.rule, hash_alone=True)
-        near = calibrator.estimate(rule, choice.pi, pi_source=choice.pi_source).with_dataset_recall(
+        near = calibrator.estimate(rule, choice.pi, pi_source=choice.pi_source,
+                                   pi_floor=choice.pi_recall_floor).with_dataset_recall(
             calibrator.dataset_recall(rule, choice.rules))
         choice = dataclasses.replace(choice, rule=rule, near=near,
                                      per_kind_recall=calibrator.per_kind_recall(rule),
@@ -236,4 +237,5 @@ def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.nd
                             copy_target_ok=copy_ok, known_duplicates=known_duplicates)
     grid = [dataclasses.replace(r, hash_alone=rule.hash_alone) for r in rules] + [rule]
     pi, _reference, source = calibrator.duplicate_share(grid)
-    return calibrator.estimate(rule, pi, pi_source=source).with_dataset_recall(calibrator.dataset_recall(rule, grid))
+    return calibrator.estimate(rule, pi, pi_source=source, pi_floor=calibrator.recall_floor).with_dataset_recall(
+        calibrator.dataset_recall(rule, grid))

@@ -953,3 +953,65 @@ def test_where_the_share_read_implies_more_duplicates_than_a_rule_flags_precisio
     assert fair.precision == 1.0 and fair.precision_note is None
     # The grid's estimates (no intervals) are not judged: the rule choice is unchanged by the note.
     assert calibrator.estimate(rule, (0.5, 0.45, 0.55), intervals=False).precision is not None
+
+
+def test_the_reference_floor_is_lowered_only_where_the_copies_are_significantly_cleaner_below_it():
+    # (copies' recall at a rule, sources with a falsely matching copy there). The Poisson 97.5 % upper bound of 0
+    # is 3.7: 2 sources at 0.4 are within it, 12 at 0.45 are not.
+    assert decision.reference_floor([(0.6, 40), (0.45, 12), (0.4, 2), (0.3, 0)]) == 0.4
+    assert decision.reference_floor([(0.9, 0), (0.4, 0)]) == decision.MIN_REFERENCE_RECALL  # photos: clean at half
+    assert decision.reference_floor([(0.6, 3), (0.3, 0)]) == decision.MIN_REFERENCE_RECALL  # a few: within the noise
+    assert decision.reference_floor([(0.6, 9), (0.3, 5)]) == decision.MIN_REFERENCE_RECALL  # 9 ≤ bound of 5 (11.7)
+    assert decision.reference_floor([(0.6, 30), (0.27, 30)]) == decision.MIN_REFERENCE_RECALL  # nothing cleaner
+    assert decision.reference_floor([]) == decision.MIN_REFERENCE_RECALL
+
+
+def lookalike_dense_world(seed=0):
+    """1 000 images, 20 duplicate pairs (π 0.04) and 300 look-alike pairs among the other images, all told apart by
+    the embedding alone: duplicates and the copies with their sources at scaled cosine 0.3–0.95 (a copy's recall
+    is 0.5 at 0.625), look-alikes at 0.40–0.66 — for the dataset's images and for 40 of the 100 sources' copies
+    (each copy its own), so the copies show false matches at every rule finding half of them, fewer than the
+    dataset's images have (as on 25 000 Fashion-MNIST images)."""
+    rng = np.random.default_rng(seed)
+    n = 1000
+    q, t, s = [], [], []
+    for i in range(20):
+        q.append(2 * i); t.append(2 * i + 1); s.append(rng.uniform(0.3, 0.95))
+    for _ in range(300):
+        a, b = rng.choice(np.arange(40, n), 2, replace=False)
+        q.append(min(a, b)); t.append(max(a, b)); s.append(rng.uniform(0.40, 0.66))
+    for i in range(n):
+        for j in rng.choice(n, 3, replace=False):
+            if j != i:
+                q.append(min(i, j)); t.append(max(i, j)); s.append(rng.uniform(-0.1, 0.35))
+    dataset = make_pairs(q, t, s, np.full(len(q), 0.3))
+    sources = rng.choice(np.arange(40, n), 100, replace=False)
+    cq, ct, cs, source = [], [], [], []
+    for k in range(500):
+        src = sources[k // 5]
+        source.append(src)
+        cq.append(k); ct.append(src); cs.append(rng.uniform(0.3, 0.95))
+        if k // 5 < 40:
+            cq.append(k); ct.append(int(rng.choice(np.arange(40, n)))); cs.append(rng.uniform(0.40, 0.66))
+
+    copies = CopySample(source=np.asarray(source), kind=["same_shot"] * 500,
+                        pairs=make_pairs(cq, ct, cs, np.full(len(cq), 0.3)))
+    return dataset, n, copies
+
+
+def test_where_look_alikes_crowd_every_rule_finding_half_the_copies_the_share_is_read_where_they_do_not(monkeypatch):
+    dataset, n, copies = lookalike_dense_world()
+    rules = [Rule(round(float(v), 3), None) for v in np.arange(0.30, 0.96, 0.01)]
+    calibrator = Calibrator(dataset, n, copies)
+    pi, _rule, _source = calibrator.duplicate_share(rules)
+    assert calibrator.recall_floor < decision.MIN_REFERENCE_RECALL
+    assert pi[0] == pytest.approx(0.04, abs=0.015) and pi[1] <= 0.04 <= pi[2]
+    # The report says where π was read; where the copies are clean at half, at half.
+    near = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True).near.as_dict()
+    assert near["duplicate_share_recall_floor"] == calibrator.recall_floor
+    clean = choose_rule(Calibrator(*world()), has_embeddings=True).near.as_dict()
+    assert clean["duplicate_share_recall_floor"] == decision.MIN_REFERENCE_RECALL
+    # Read only at rules finding half the copies, the look-alikes the copies understate inflate π.
+    monkeypatch.setattr(decision, "REFERENCE_FLOORS", (decision.MIN_REFERENCE_RECALL,))
+    inflated, _rule, _source = Calibrator(dataset, n, copies).duplicate_share(rules)
+    assert inflated[0] > 0.07
