@@ -403,7 +403,7 @@ class Calibrator:
             self.excused[known] |= np.asarray(known_duplicates, dtype=bool)[null_src_pair[known]]
         self._clean_key: tuple[Rule, ...] | None = None
         self._clean: list[tuple[float, float, int, Rule]] = []
-        self.recall_floor = MIN_REFERENCE_RECALL  # where π was read (see reference_floor), set by clean_rules
+        self._floor = MIN_REFERENCE_RECALL  # as clean_rules', the recall floor of its rules (reference_floor)
         self._near_clean: list[tuple[float, float, int, Rule]] = []  # as clean_rules', for the near-clean rules
         self._found: dict[Rule, float] = {}  # the copies' recall (it does not depend on what is excused)
 
@@ -699,12 +699,17 @@ class Calibrator:
             value = _share(result["flagged"] / population, self._false_rate(result), recall)
             sources = len(np.unique(self.copies.source[result["null_hits"]]))
             candidates.append((value, int(result["null_hits"].sum()), sources, recall, result["flagged"], rule))
-        self.recall_floor = reference_floor([(c[3], c[2]) for c in candidates])
-        candidates = [c for c in candidates if c[3] >= self.recall_floor]
+        self._floor = reference_floor([(c[3], c[2]) for c in candidates])
+        candidates = [c for c in candidates if c[3] >= self._floor]
         fewest = min((c[1] for c in candidates), default=0)
         self._clean_key, self._clean = key, [(c[0], c[3], c[4], c[5]) for c in candidates if c[1] == fewest]
         self._near_clean = _near_clean([(c[2], (c[0], c[3], c[4], c[5])) for c in candidates])
         return self._clean
+
+    def recall_floor(self, rules: list[Rule]) -> float:
+        """The least share of the copies the clean rules among `rules` find (`reference_floor`)."""
+        self.clean_rules(rules)  # remembered with them
+        return self._floor
 
     def near_clean_readings(self, rules: list[Rule]) -> list[tuple[float, float, int, Rule]]:
         """As `clean_rules`, for the rules that find at least MIN_REFERENCE_RECALL of the copies and that the copies
@@ -815,12 +820,9 @@ def _poisson_upper(count: int) -> float:
 def _near_clean(counted: list[tuple[int, Any]]) -> list[Any]:
     """Of (count of sources with a false match, item) pairs, the items whose count is within the Poisson upper bound
     of the fewest."""
-    from scipy.special import gammaincinv
-
     if not counted:
         return []
-    fewest = min(count for count, _item in counted)
-    bound = float(gammaincinv(fewest + 1, NEAR_CLEAN_LEVEL))  # the upper end of a Poisson mean's interval
+    bound = _poisson_upper(min(count for count, _item in counted))
     return [item for count, item in counted if count <= bound]
 
 
@@ -886,7 +888,7 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
     # π, the share of images with a duplicate, is measured once (where flags are least inflated by false
     # matches); at looser rules F grows with false matches, which then count against precision.
     pi, reference, source = calibrator.duplicate_share(rules)
-    pi_floor = calibrator.recall_floor
+    pi_floor = calibrator.recall_floor(rules)
     if floor is not None and floor.pi is not None and floor.pi[0] > pi[0]:
         # Excusing more of the copies' matches lowers the false-match rate at every rule, so no rule's own reading
         # of π can fall; a lower π after it comes from reading among other rules (more of the strict ones are clean

@@ -237,5 +237,5 @@ def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.nd
                             copy_target_ok=copy_ok, known_duplicates=known_duplicates)
     grid = [dataclasses.replace(r, hash_alone=rule.hash_alone) for r in rules] + [rule]
     pi, _reference, source = calibrator.duplicate_share(grid)
-    return calibrator.estimate(rule, pi, pi_source=source, pi_floor=calibrator.recall_floor).with_dataset_recall(
+    return calibrator.estimate(rule, pi, pi_source=source, pi_floor=calibrator.recall_floor(grid)).with_dataset_recall(
         calibrator.dataset_recall(rule, grid))
