@@ -21,7 +21,10 @@ whose mean embedding is nearest its own, seeded) it rewrites the index — no fi
 copied or moved — and prints per row: the planted share of wrong labels; the check's estimate with its 95 %
 interval and whether it is supported; how far off it is (×, estimate over planted); precision and recall of
 the strong-evidence findings (warnings) and of every probably-mislabelled image; the probe's out-of-fold
-accuracy; what confident learning's count would have said (the previous estimate); seconds for the analysis.
+accuracy; what confident learning's count would have said (the previous estimate); seconds for the analysis; and
+for each held-out split its planted share of wrong labels against the check's estimate for that split and its
+interval (what the split's accuracy ceiling and the gap attribution stand on), "holds" or "MISSES".
+`--flip-split val` flips only that split's images (a validation set labelled less carefully than training).
 `--cap N` fits each fold's probe on at most N images (the product's cap is 20 000; N = 1000 shows what cutting
 deep costs); `--scale 100000` also times the probe on that many vectors resampled from the photos' embeddings,
 with every training image and with the cap (CPU seconds, and the estimate and strong evidence against the flips).
@@ -124,14 +127,16 @@ def dataset_index(name: str, shared: Path, work: Path, config: AuditConfig) -> D
     return DatasetIndex(root=work, layout="splits", records=records)
 
 
-def flipped(index: DatasetIndex, rate: float, seed: int,
-            partner: dict[str, str] | None = None) -> tuple[DatasetIndex, set[int]]:
+def flipped(index: DatasetIndex, rate: float, seed: int, partner: dict[str, str] | None = None,
+            within: str | None = None) -> tuple[DatasetIndex, set[int]]:
     """The index with `rate` of its images given another class: uniformly among the others, or with `partner`
-    always the image's class's partner (noise concentrated on confusable pairs, as human labelling errors are)."""
+    always the image's class's partner (noise concentrated on confusable pairs, as human labelling errors are).
+    `within`: only that split's images, `rate` of them (a validation set labelled less carefully than training)."""
     rng = np.random.default_rng(seed)
     classes = index.classes
-    count = int(round(rate * len(index.records)))
-    chosen = rng.choice(len(index.records), size=count, replace=False)
+    pool = np.array([p for p, r in enumerate(index.records) if within is None or r.split == within], dtype=np.int64)
+    count = int(round(rate * len(pool)))
+    chosen = rng.choice(pool, size=count, replace=False)
     records = list(index.records)
     for position in chosen:
         label = records[position].label
@@ -166,6 +171,22 @@ def precision_recall(flagged: set[int], truth: set[int]) -> tuple[float, float, 
     return precision, recall, len(flagged)
 
 
+def split_truth(ctx: AuditContext, truth: set[int]) -> dict[str, tuple[float, float, float, float]]:
+    """Per held-out split: (planted share of wrong labels, the check's estimated share, its interval's ends) —
+    what the check's per-split estimate and accuracy ceiling stand on (`labels.label_noise_by_split`)."""
+    by_split = la.label_noise_by_split(ctx)
+    out = {}
+    for split in ctx.index.held_out_splits:
+        positions = [p for p, r in enumerate(ctx.records) if r.split == split]
+        estimate = by_split.get(split)
+        if not positions or estimate is None or estimate["estimated_percent"] is None:
+            continue
+        low, high = estimate["estimated_percent_interval"]
+        out[split] = (len(truth.intersection(positions)) / len(positions), estimate["estimated_percent"] / 100,
+                      low / 100, high / 100)
+    return out
+
+
 def evaluate(ctx: AuditContext, truth: set[int]) -> dict:
     started = time.perf_counter()
     analysis = la.analyse(ctx)
@@ -193,6 +214,7 @@ def evaluate(ctx: AuditContext, truth: set[int]) -> dict:
                                                     & analysis.neighbours_disagree), truth),
         "fit": analysis.stats["probe_fit_images"],
         "seconds": seconds,
+        "splits": split_truth(ctx, truth),
     }
 
 
@@ -274,7 +296,14 @@ def row_text(label: str, r: dict) -> str:
             f"[{100 * r['low']:>5.2f}, {100 * r['high']:>5.2f}] {('yes' if r['supported'] else 'no'):>4} "
             f"{times_off(r['estimate'], r['planted']):>5} {sp:>5.2f} {sr:>5.2f} {sn:>5.0f} {fp:>5.2f} {fr:>5.2f} "
             f"{100 * r['probe']:>5.1f} {100 * r['probe_true']:>5.1f} {100 * r['confident_learning']:>6.2f} {r['seconds']:>5.1f} "
-            f"{r['expected_precision']:>5.2f} {r['previous_rule'][0]:>5.2f} {r['previous_rule'][1]:>5.2f} {r['fit']:>6.0f}")
+            f"{r['expected_precision']:>5.2f} {r['previous_rule'][0]:>5.2f} {r['previous_rule'][1]:>5.2f} {r['fit']:>6.0f}"
+            + "".join(f"  {split} {split_text(*values)}" for split, values in r.get("splits", {}).items()))
+
+
+def split_text(planted: float, estimate: float, low: float, high: float) -> str:
+    """One held-out split's planted and estimated share of wrong labels, % (and whether the interval holds it)."""
+    holds = "holds" if low - 5e-5 <= planted <= high + 5e-5 else "MISSES"
+    return f"{100 * planted:.2f} → {100 * estimate:.2f} [{100 * low:.2f}, {100 * high:.2f}] {holds}"
 
 
 def main() -> None:
@@ -290,6 +319,8 @@ def main() -> None:
     parser.add_argument("--flip-kind", choices=("uniform", "pair"), default="uniform",
                         help="uniform: to any other class; pair: always to the class whose mean embedding is "
                              "nearest (cats → dogs), the concentrated noise of human labelling")
+    parser.add_argument("--flip-split", default=None,
+                        help="flip labels only in this split (e.g. val), the rate a share of its images")
     parser.add_argument("--cap", type=int, default=None,
                         help="fit each fold's probe on at most this many images (default: the product's cap)")
     parser.add_argument("--scale", type=int, default=0,
@@ -331,7 +362,8 @@ def main() -> None:
         for rate in rates:
             results = []
             for seed in seeds:
-                noisy, truth = flipped(index, rate, seed, partner) if rate > 0 else (index, set())
+                noisy, truth = (flipped(index, rate, seed, partner, within=args.flip_split) if rate > 0
+                                else (index, set()))
                 ctx = AuditContext(index=noisy, config=config.replace(seed=seed), encoded=encoded, backbone=backbone,
                                    cache=cache)
                 results.append(evaluate(ctx, truth))
@@ -342,7 +374,7 @@ def main() -> None:
             if len(results) > 1:
                 mean = {k: (np.nanmean([r[k] for r in results]) if not isinstance(results[0][k], tuple)
                             else tuple(np.nanmean([r[k][i] for r in results]) for i in range(3)))
-                        for k in results[0] if k != "supported"}
+                        for k in results[0] if k not in ("supported", "splits")}
                 mean["supported"] = all(r["supported"] for r in results)
                 print(row_text("mean", mean))
         seconds = float(np.median(all_seconds))

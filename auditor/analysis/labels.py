@@ -709,10 +709,12 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
 
 def label_noise_by_split(ctx) -> dict[str, dict]:
     """Per split: images judged; how many are probably mislabelled (and with strong evidence); the estimated
-    share of wrong labels with its interval (the sum of each image's probability of a wrong label, at the
-    rate's estimate and at the ends of its interval); and, only when the estimate is supported, the accuracy
-    ceiling that puts on the split. Gap attribution reads the held-out splits."""
+    share of wrong labels, the split's own rate (`split_rates`), with an interval spanning its own and the sum
+    of each image's probability of a wrong label at the ends of the dataset's interval; and, only when the
+    estimate is supported, the accuracy ceiling that puts on the split. Gap attribution reads the held-out
+    splits."""
     analysis = analyse(ctx)
+    own_rates = split_rates(ctx, analysis)
     wrong_low, wrong_high = analysis.wrong_probability_range
     issues, strong_units = analysis.issues, analysis.strong
     totals: dict[str, np.ndarray] = {}  # images, flagged, strong, expected, expected low, expected high
@@ -733,6 +735,11 @@ def label_noise_by_split(ctx) -> dict[str, dict]:
         images = int(images)
         share = expected / images if images else None
         interval = [round(100 * expected_low / images, 2), round(100 * expected_high / images, 2)] if images else None
+        own = own_rates.get(split)
+        if own is not None and interval is not None:
+            share = own.rate
+            interval = [round(float(min(interval[0], 100 * own.interval[0])), 2),
+                        round(float(max(interval[1], 100 * own.interval[1])), 2)]
         result[split] = {
             "images": images,
             "probably_wrong": int(flagged),
@@ -748,6 +755,28 @@ def label_noise_by_split(ctx) -> dict[str, dict]:
                           for label, cell in sorted(per_class.get(split, {}).items())},
         }
     return result
+
+
+def split_rates(ctx, analysis: LabelAnalysis) -> dict[str, label_noise.NoiseEstimate]:
+    """Each split's own share of wrong labels: the noise model fitted on the split's images alone, the probe's
+    calibration held at the dataset's (`label_noise.estimate_rate_at_temperature`); an image in several splits
+    counts in each. On at most NOISE_FIT_MAX_SAMPLES images a split (a seeded subsample), as the dataset's rate.
+    Empty where the analysis has no noise estimate."""
+    if analysis.noise is None or not len(analysis.unit_labels):
+        return {}
+    members: dict[str, list[int]] = {}
+    for u, positions in enumerate(analysis.unit_positions):
+        for split in {ctx.records[p].split for p in positions}:
+            members.setdefault(split, []).append(u)
+    rng = np.random.default_rng(0)
+    out = {}
+    for split, units in members.items():
+        units = np.asarray(units)
+        if len(units) > NOISE_FIT_MAX_SAMPLES:
+            units = np.sort(rng.choice(units, NOISE_FIT_MAX_SAMPLES, replace=False))
+        out[split] = label_noise.estimate_rate_at_temperature(
+            analysis.probs[units], analysis.unit_labels[units], analysis.noise.temperature, analysis.noise.n_classes)
+    return out
 
 
 def held_out_label_noise(ctx) -> dict[str, dict]:

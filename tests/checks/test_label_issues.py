@@ -470,5 +470,34 @@ def test_where_wrong_labels_concentrated_between_classes_would_be_more_the_inter
     for split, before in plain["per_split"].items():
         after = metrics["per_split"][split]
         assert after["accuracy_ceiling"] == before["accuracy_ceiling"]  # the estimate's, unchanged
-        assert after["accuracy_ceiling_interval"][0] < before["accuracy_ceiling_interval"][0]  # a lower floor
+        # a floor no higher (each split's interval also spans its own rate's, which may reach lower already)
+        assert after["accuracy_ceiling_interval"][0] <= before["accuracy_ceiling_interval"][0]
         assert after["accuracy_ceiling_interval"][1] == before["accuracy_ceiling_interval"][1]
+
+
+def test_each_split_is_read_at_its_own_rate_so_a_carelessly_labelled_val_set_shows():
+    # 13 % of val flipped, none of train. Read as the sum of its images' P(wrong) under the dataset's rate (3 %),
+    # val came out low (11.7 %); its own rate (the probe's calibration held) holds the planted share, train's is 0.
+    vectors, true = gaussian_classes(240, 3, seed=2, spread=0.35)
+    names = ["cat", "dog", "fox"]
+    items, flipped = [], {"val": 0, "train": 0}
+    for i, (vector, t) in enumerate(zip(vectors, true)):
+        split = "val" if i % 4 == 0 else "train"
+        label = names[t]
+        if split == "val" and i % 100 < 12:
+            label = names[(t + 1 + i % 2) % 3]
+            flipped[split] += 1
+        items.append({"path": f"{split}/{label}/{i}.jpg", "label": label, "split": split, "vector": vector})
+    ctx = synthetic_context(items, seed=0)
+    per_split = li.CHECK.run(ctx).metrics["per_split"]
+    val, train = per_split["val"], per_split["train"]
+    planted = 100 * flipped["val"] / val["images"]
+    low, high = val["estimated_percent_interval"]
+    assert low <= planted <= high and val["estimated_percent"] == pytest.approx(planted, rel=0.3)
+    assert train["estimated_percent"] < 1.5 and train["estimated_percent_interval"][0] == 0.0
+    # The sum of P(wrong) under the dataset's rate alone would have read val at well under its share.
+    analysis = la.analyse(ctx)
+    in_val = [u for u, positions in enumerate(analysis.unit_positions) if ctx.records[positions[0]].split == "val"]
+    assert 100 * analysis.wrong_probability[in_val].mean() < val["estimated_percent"] - 1.0
+    own = la.split_rates(ctx, analysis)["val"]
+    assert own.interval[0] <= flipped["val"] / val["images"] <= own.interval[1]
