@@ -23,7 +23,7 @@ interval and whether it is supported; how far off it is (×, estimate over plant
 the strong-evidence findings (warnings) and of every probably-mislabelled image; the probe's out-of-fold
 accuracy; what confident learning's count would have said (the previous estimate); seconds for the analysis; and
 for each held-out split its planted share of wrong labels against the check's estimate for that split and its
-interval (what the split's accuracy ceiling and the gap attribution stand on), "holds" or "MISSES".
+interval (what the check prints for the split with its accuracy ceiling), "holds" or "MISSES".
 `--flip-split val` flips only that split's images (a validation set labelled less carefully than training).
 `--cap N` fits each fold's probe on at most N images (the product's cap is 20 000; N = 1000 shows what cutting
 deep costs); `--scale 100000` also times the probe on that many vectors resampled from the photos' embeddings,

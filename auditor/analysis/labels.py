@@ -711,8 +711,8 @@ def label_noise_by_split(ctx) -> dict[str, dict]:
     """Per split: images judged; how many are probably mislabelled (and with strong evidence); the estimated
     share of wrong labels, the split's own rate (`split_rates`), with an interval spanning its own and the sum
     of each image's probability of a wrong label at the ends of the dataset's interval; and, only when the
-    estimate is supported, the accuracy ceiling that puts on the split. Gap attribution reads the held-out
-    splits."""
+    estimate is supported, the accuracy ceiling that puts on the split (the check's summary prints the held-out
+    splits')."""
     analysis = analyse(ctx)
     own_rates = split_rates(ctx, analysis)
     wrong_low, wrong_high = analysis.wrong_probability_range
