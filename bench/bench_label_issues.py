@@ -22,8 +22,8 @@ copied or moved — and prints per row: the planted share of wrong labels; the c
 interval and whether it is supported; how far off it is (×, estimate over planted); precision and recall of
 the strong-evidence findings (warnings) and of every probably-mislabelled image; the probe's out-of-fold
 accuracy; what confident learning's count would have said (the previous estimate); seconds for the analysis; and
-for each held-out split its planted share of wrong labels against the check's estimate for that split and its
-interval (what the check prints for the split with its accuracy ceiling), "holds" or "MISSES".
+for each split (held-out ones first) its planted share of wrong labels against the check's estimate for that split
+and its interval (what the check prints for the split with its accuracy ceiling), "holds" or "MISSES".
 `--flip-split val` flips only that split's images (a validation set labelled less carefully than training).
 `--cap N` fits each fold's probe on at most N images (the product's cap is 20 000; N = 1000 shows what cutting
 deep costs); `--scale 100000` also times the probe on that many vectors resampled from the photos' embeddings,
@@ -172,11 +172,12 @@ def precision_recall(flagged: set[int], truth: set[int]) -> tuple[float, float, 
 
 
 def split_truth(ctx: AuditContext, truth: set[int]) -> dict[str, tuple[float, float, float, float]]:
-    """Per held-out split: (planted share of wrong labels, the check's estimated share, its interval's ends) —
-    what the check's per-split estimate and accuracy ceiling stand on (`labels.label_noise_by_split`)."""
+    """Per split, held-out ones first: (planted share of wrong labels, the check's estimated share, its interval's
+    ends) — what the check's per-split estimate and accuracy ceiling stand on (`labels.label_noise_by_split`)."""
     by_split = la.label_noise_by_split(ctx)
     out = {}
-    for split in ctx.index.held_out_splits:
+    held_out = list(ctx.index.held_out_splits)
+    for split in held_out + [s for s in ctx.index.splits if s not in held_out]:
         positions = [p for p, r in enumerate(ctx.records) if r.split == split]
         estimate = by_split.get(split)
         if not positions or estimate is None or estimate["estimated_percent"] is None:
