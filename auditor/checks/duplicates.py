@@ -7,7 +7,8 @@ from auditor.checks.common import group_id, members, percent, plural, quoted_pat
 from auditor.config import Policy
 from auditor.context import AuditContext
 from auditor.report import Finding, Severity, Status
-from auditor.similarity.describe import decision_text, detection_quality, precision_text, recall_text
+from auditor.similarity.describe import (crowding_text, decision_text, detection_quality, precision_text,
+                                         recall_text)
 from auditor.similarity.duplicate_graph import ALL_KINDS, EXACT_KINDS
 
 NOT_NEAR = {"pixels", "bytes"}  # kinds of evidence that make a pair an exact copy, not a near-duplicate
@@ -99,7 +100,7 @@ def compute_near(ctx: AuditContext) -> Evidence:
     quality = detection_quality(ctx, choice.near)
     threshold_text = decision_text(ctx)
     quality_text = (f"; estimated recall {recall_text(quality)}"
-                    + (precision_text(quality) if groups else ""))
+                    + (precision_text(quality) if groups else "") + crowding_text(quality))
     unreliable = [f"{name} tier not used ({tier['note']})" for name, tier in choice.tiers.items()
                   if not tier.get("used") and tier.get("note") not in (None, "no embeddings", "no hash matches")]
     summary = (

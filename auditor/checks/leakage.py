@@ -9,7 +9,8 @@ from __future__ import annotations
 from auditor.checks.common import group_id, members, percent, plural, quoted_paths
 from auditor.config import REFERENCE_SPLIT
 from auditor.context import AuditContext
-from auditor.similarity.describe import decision_text, detection_quality, precision_text, recall_text
+from auditor.similarity.describe import (crowding_text, decision_text, detection_quality, precision_text,
+                                         recall_text)
 from auditor.checks.base import Check, Evidence, Verdict, skipped
 from auditor.config import Policy
 from auditor.report import Finding, Severity, Status
@@ -92,7 +93,7 @@ def compute(ctx: AuditContext) -> Evidence:
         if quality is not None:
             summary += (f" (near duplicates at {decision_text(ctx)}: estimated recall "
                         f"{recall_text(quality)}"
-                        + precision_text(quality) + ")")
+                        + precision_text(quality) + crowding_text(quality) + ")")
         if chained:
             summary += (f"; {chained} of the leaked images also match images outside their group (look-alikes: "
                         "near_duplicates' chained pairs)"

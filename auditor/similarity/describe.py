@@ -53,6 +53,16 @@ def recall_text(quality: dict[str, Any]) -> str:
             + (f"{images} " if images else "") + "images a more sensitive rule flags")
 
 
+def crowding_text(quality: dict[str, Any]) -> str:
+    """Where look-alikes crowded every rule finding half the copies (π read at a lowered floor, see
+    decision.reference_floor), a clause saying so: it is why the rule is strict and its recall low; else ""."""
+    floor = quality.get("duplicate_share_recall_floor")
+    if floor is None or floor >= 0.5:
+        return ""
+    return (f"; look-alikes crowd this dataset: rules finding half the copies also match other images often, so the "
+            f"share of images with a duplicate was read at rules finding {floor:.0%} of them and the rule is strict")
+
+
 def precision_text(quality: dict[str, Any]) -> str:
     """", precision 93 % [71 %, 100 %]" for a summary; why it is missing where images are flagged; else ""."""
     if quality["precision"] is not None:

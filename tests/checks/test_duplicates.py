@@ -190,3 +190,22 @@ def test_above_the_approximate_hash_limit_the_hash_search_recall_and_its_tuning_
     assert 0 < parameters["matches_found"] <= 1 and parameters["recall_up_to_ties"] >= neighbours.TARGET_RECALL
     assert f"hash candidates by approximate search (recall {hashes['recall']:.3f}" in result.summary
     assert f"{parameters['matches_found']:.3f} of all their matches)" in result.summary
+
+
+def test_both_summaries_say_where_look_alikes_crowded_the_reading_to_stricter_rules(monkeypatch):
+    from auditor.checks import duplicates, leakage
+    from auditor.checks.leakage import CHECK as LEAKAGE
+
+    items = chain_items()
+    items[1] = {**items[1], "path": "val/a/B.jpg", "split": "val"}
+    plain = LEAKAGE.run(synthetic_context(items, min_cosine=0.95, min_correlation=0.9999))
+    assert "look-alikes crowd" not in plain.summary
+    for module in (leakage, duplicates):
+        estimated = module.detection_quality
+        monkeypatch.setattr(module, "detection_quality",
+                            lambda ctx, estimate, estimated=estimated: {**estimated(ctx, estimate),
+                                                                        "duplicate_share_recall_floor": 0.35})
+    crowded = LEAKAGE.run(synthetic_context(items, min_cosine=0.95, min_correlation=0.9999))
+    assert "look-alikes crowd this dataset" in crowded.summary and "finding 35% of them" in crowded.summary
+    near = NEAR_CHECK.run(synthetic_context(items, min_cosine=0.95, min_correlation=0.9999))
+    assert near.metrics["groups"] >= 1 and "look-alikes crowd this dataset" in near.summary

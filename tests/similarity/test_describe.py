@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from auditor.similarity import decision
 from auditor.similarity.decision import Rule
-from auditor.similarity.describe import decision_text, precision_text, recall_text
+from auditor.similarity.describe import crowding_text, decision_text, precision_text, recall_text
 
 
 def context(rule: Rule, relative: bool = False) -> SimpleNamespace:
@@ -51,3 +51,11 @@ def test_recall_names_both_measurements_only_where_they_disagree():
                    "recall_on_dataset": None, "recall_on_dataset_interval": None}
     assert recall_text(copies_only) == "90% [88%, 92%]"
     assert recall_text({"recall": None, "recall_interval": None}) == "n/a"
+
+
+def test_the_summary_says_where_look_alikes_crowded_the_share_to_stricter_rules():
+    assert crowding_text({"duplicate_share_recall_floor": 0.5}) == ""
+    assert crowding_text({"duplicate_share_recall_floor": None}) == ""
+    assert crowding_text({}) == ""
+    text = crowding_text({"duplicate_share_recall_floor": 0.35})
+    assert text.startswith("; look-alikes crowd this dataset") and "finding 35% of them" in text
