@@ -302,7 +302,7 @@ def row_text(label: str, r: dict) -> str:
 
 
 def split_text(planted: float, estimate: float, low: float, high: float) -> str:
-    """One held-out split's planted and estimated share of wrong labels, % (and whether the interval holds it)."""
+    """One split's planted and estimated share of wrong labels, % (and whether the interval holds it)."""
     holds = "holds" if low - 5e-5 <= planted <= high + 5e-5 else "MISSES"
     return f"{100 * planted:.2f} → {100 * estimate:.2f} [{100 * low:.2f}, {100 * high:.2f}] {holds}"
 

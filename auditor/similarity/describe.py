@@ -56,8 +56,10 @@ def recall_text(quality: dict[str, Any]) -> str:
 def crowding_text(quality: dict[str, Any]) -> str:
     """Where look-alikes crowded every rule finding half the copies (π read at a lowered floor, see
     decision.reference_floor), a clause saying so: it is why the rule is strict and its recall low; else ""."""
+    from auditor.similarity.decision import MIN_REFERENCE_RECALL
+
     floor = quality.get("duplicate_share_recall_floor")
-    if floor is None or floor >= 0.5:
+    if floor is None or floor >= MIN_REFERENCE_RECALL:
         return ""
     return (f"; look-alikes crowd this dataset: rules finding half the copies also match other images often, so the "
             f"share of images with a duplicate was read at rules finding {floor:.0%} of them and the rule is strict")

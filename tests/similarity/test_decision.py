@@ -991,9 +991,9 @@ def lookalike_dense_world(seed=0):
         src = sources[k // 5]
         source.append(src)
         cq.append(k); ct.append(src); cs.append(rng.uniform(0.3, 0.95))
-        if k // 5 < 40:
-            cq.append(k); ct.append(int(rng.choice(np.arange(40, n)))); cs.append(rng.uniform(0.40, 0.66))
-
+        if k // 5 < 40:  # a look-alike of the copy: any image but its source
+            other = int(rng.choice(np.setdiff1d(np.arange(40, n), [src])))
+            cq.append(k); ct.append(other); cs.append(rng.uniform(0.40, 0.66))
     copies = CopySample(source=np.asarray(source), kind=["same_shot"] * 500,
                         pairs=make_pairs(cq, ct, cs, np.full(len(cq), 0.3)))
     return dataset, n, copies
