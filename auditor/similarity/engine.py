@@ -190,10 +190,12 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     if copy_grey is not None:
         copy_pairs.colour_differs = data.colour_differs(copy_pairs.query, copy_pairs.target, copy_grey)
     copies = CopySample(source=np.asarray(copy_source, dtype=np.int64), kind=list(copy_kind), pairs=copy_pairs)
-    choice = choose_rule(Calibrator(pairs, n, copies), unit is not None, fixed_cosine, fixed_correlation)
+    has_splits = reference is not None and held_out is not None and reference.any() and held_out.any()
+    choice = choose_rule(Calibrator(pairs, n, copies), unit is not None, fixed_cosine, fixed_correlation,
+                         splits=(reference, held_out) if has_splits else None)
+    # Its calibrator excuses the copies' matches with the first choice's duplicates (see choose_rule); so does the
+    # leak estimate's (Calibrator.for_leakage).
     calibrator = choice.calibrator
-    # The pairs the first choice called duplicates (see choose_rule), excused for the leak estimate's copies too.
-    known = calibrator.known_duplicates
     accepted = choice.rule.passes(pairs)
     hash_tier = hash_reliability(pairs, accepted)
     if hash_tier["reliable"]:
@@ -207,8 +209,8 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
         accepted = rule.passes(pairs)
     choice.tiers["hash"] = hash_tier
     leak = None
-    if reference is not None and held_out is not None and reference.any() and held_out.any():
-        leak = _leak_estimate(pairs, n, copies, reference, held_out, choice.rule, choice.rules, known)
+    if has_splits:
+        leak = _leak_estimate(calibrator.for_leakage(reference, held_out), choice.rule, choice.rules)
     return DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak,
                              hash_search=hash_search[0].to_dict() if hash_search else None,
                              pixel_search=_pixel_search_record(pixel_search))
@@ -227,14 +229,9 @@ def _pixel_search_record(records: list) -> dict[str, Any] | None:
     return out
 
 
-def _leak_estimate(pairs: ev.Pairs, n: int, copies: CopySample, reference: np.ndarray, held_out: np.ndarray,
-                   rule: Rule, rules: list[Rule], known_duplicates: np.ndarray | None = None) -> Estimate:
-    """Recall and precision of "this held-out image has a duplicate in the reference split".
-    `known_duplicates`: dataset pairs whose copies' matches are no false matches (Calibrator.excusing)."""
-    crosses = (held_out[pairs.query] & reference[pairs.target]) | (held_out[pairs.target] & reference[pairs.query])
-    copy_ok = reference[copies.pairs.target] if len(copies.pairs) else np.zeros(0, dtype=bool)
-    calibrator = Calibrator(pairs, n, copies, population=np.flatnonzero(held_out & ~reference), partner_ok=crosses,
-                            copy_target_ok=copy_ok, known_duplicates=known_duplicates)
+def _leak_estimate(calibrator: Calibrator, rule: Rule, rules: list[Rule]) -> Estimate:
+    """Recall and precision of "this held-out image has a duplicate in the reference split" at `rule`
+    (`calibrator`: the decision's, `Calibrator.for_leakage`)."""
     grid = [dataclasses.replace(r, hash_alone=rule.hash_alone) for r in rules] + [rule]
     pi, _reference, source = calibrator.duplicate_share(grid)
     return calibrator.estimate(rule, pi, pi_source=source, pi_floor=calibrator.recall_floor(grid)).with_dataset_recall(

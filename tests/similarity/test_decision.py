@@ -1015,3 +1015,81 @@ def test_where_look_alikes_crowd_every_rule_finding_half_the_copies_the_share_is
     monkeypatch.setattr(decision, "REFERENCE_FLOORS", (decision.MIN_REFERENCE_RECALL,))
     inflated, _rule, _source = Calibrator(dataset, n, copies).duplicate_share(rules)
     assert inflated[0] > 0.07
+
+
+def crossing_splits(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """world()'s duplicate pairs (2i, 2i + 1) across the splits: even nodes the reference, odd ones held out."""
+    reference = np.arange(n) % 2 == 0
+    return reference, ~reference
+
+
+def test_the_leak_calibrator_counts_held_out_images_with_a_reference_partner():
+    dataset, n, copies = world()
+    reference, held_out = crossing_splits(n)
+    calibrator = Calibrator(dataset, n, copies)
+    rule = choose_rule(calibrator, has_embeddings=True).rule
+    leak = calibrator.for_leakage(reference, held_out)
+    assert set(leak.population.tolist()) == set(range(1, n, 2))
+    est = leak.estimate(rule)
+    assert est.flagged == 40  # the odd member of each duplicate pair, nothing else
+    # A node in both splits is no held-out image: it cannot leak into itself.
+    both = reference | (np.arange(n) == 1)
+    assert 1 not in set(calibrator.for_leakage(both, held_out).population.tolist())
+
+
+def test_the_leak_scores_are_the_leak_decisions_own_f1s_and_their_mean_with_the_whole_datasets():
+    dataset, n, copies = world()
+    calibrator = Calibrator(dataset, n, copies)
+    rules = [Rule(s, None) for s in (0.3, 0.45, 0.55, 0.7)] + [Rule(None, c) for c in (0.8, 0.87, 0.95)]
+    assert decision.leak_scores(calibrator, rules, None) is None
+    reference, held_out = crossing_splits(n)
+    scores = decision.leak_scores(calibrator, rules, (reference, held_out))
+    leak = calibrator.for_leakage(reference, held_out)
+    leak_pi = leak.duplicate_share(rules)[0]
+    pi = calibrator.duplicate_share(rules)[0]
+    for rule in rules:
+        est = calibrator.estimate(rule, pi, intervals=False)
+        leak_f1 = decision._f1(leak.estimate(rule, leak_pi, intervals=False))
+        assert scores.of(rule) == pytest.approx(leak_f1)
+        assert scores.joint(rule, est) == pytest.approx(np.sqrt(decision._f1(est) * leak_f1))
+
+
+def test_without_leaks_among_the_held_out_images_there_are_no_leak_scores():
+    dataset, n, copies = world()
+    calibrator = Calibrator(dataset, n, copies)
+    rules = [Rule(s, None) for s in (0.3, 0.45, 0.55, 0.7)]
+    # Every duplicate pair (nodes < 80) inside the reference split: the held-out images have no reference duplicate.
+    reference = np.arange(n) < 240
+    assert decision.leak_scores(calibrator, rules, (reference, ~reference)) is None
+    # No image only held out (all in both splits): nothing can leak.
+    everything = np.ones(n, dtype=bool)
+    assert decision.leak_scores(calibrator, rules, (everything, everything)) is None
+
+
+def test_the_rule_is_chosen_on_leaks_too_only_where_the_whole_datasets_choice_is_clearly_worse_on_them(monkeypatch):
+    dataset, n, copies = world(seed=2)
+    splits = crossing_splits(n)
+    plain = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    # Here the duplicates are the leaks: the whole dataset's choice is as good on them as any rule.
+    same = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True, splits=splits)
+    assert same.rule == plain.rule and same.reason == plain.reason
+    # Make the leak decision favour one embedding-only rule: every other rule's leak F1 falls far below it.
+    scores = decision.leak_scores(plain.calibrator, plain.rules, splits)
+    favoured = max((r for r in plain.rules if r.min_correlation is None), key=scores.of)
+    assert plain.rule.min_correlation is not None  # so the whole dataset's choice is not the favoured rule
+    real_of = decision.LeakScores.of
+
+    def leak_f1_favouring_one_rule(self, rule):
+        return real_of(self, rule) / (1 if rule == favoured else 4)
+
+    monkeypatch.setattr(decision.LeakScores, "of", leak_f1_favouring_one_rule)
+    both = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True, splits=splits)
+    assert "of the duplicates and of the leaks together" in both.reason
+    assert both.rule.min_correlation is None and both.rule.min_scaled == favoured.min_scaled
+
+
+def test_with_few_copies_the_leak_score_needs_a_wider_gap():
+    assert decision.leak_margin(10) == pytest.approx(1 / np.sqrt(10))  # one copy of ten moves a share by 0.1
+    assert decision.leak_margin(500) == pytest.approx(1 / np.sqrt(500))
+    assert decision.leak_margin(100_000) == decision.LEAK_F1_MARGIN  # never finer than the F1 tie allows
+    assert decision.leak_margin(0) == float("inf")

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from auditor.encoding.imaging import ScanLimits, scan_bytes
+from auditor.similarity import engine
 from auditor.similarity.engine import decide
 from auditor.similarity.pixels import decode_grey32
 from auditor.similarity.positives import copy_kinds, make_copy
@@ -33,7 +34,7 @@ def jpeg(image: Image.Image) -> bytes:
 
 
 @pytest.mark.slow
-def test_decide_finds_the_planted_copy_and_estimates_its_quality():
+def test_decide_finds_the_planted_copy_and_estimates_its_quality(monkeypatch):
     originals = [picture(s) for s in range(40)]
     thumbs = [grey32(jpeg(im)) for im in originals]
     # Node 40: a same-shot copy of node 3, held out; every other image is in train.
@@ -48,8 +49,14 @@ def test_decide_finds_the_planted_copy_and_estimates_its_quality():
             copy_thumbs.append(grey32(make_copy(originals[i], kind, np.random.default_rng([i, k]))))
             source.append(i)
             kinds.append(kind)
+    asked = []
+    real_choose_rule = engine.choose_rule
+    monkeypatch.setattr(engine, "choose_rule", lambda *args, **kw: asked.append(kw.get("splits")) or
+                        real_choose_rule(*args, **kw))
     decision = decide(None, thumbs, reference, held_out, None, np.stack(copy_thumbs), np.array(source), kinds,
                       max_phash=6, max_dhash=10)
+    # The rule is chosen knowing which images are held out (it is scored on leaks too where it misses them).
+    assert len(asked) == 1 and asked[0][0] is reference and asked[0][1] is held_out
     assert decision.rule.min_correlation is not None  # no embeddings: the pixel tier decides
     assert [3, 40] in decision.groups
     assert all(len(g) == 2 for g in decision.groups)
