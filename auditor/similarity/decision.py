@@ -266,7 +266,7 @@ class Estimate:
 class Choice:
     rule: Rule
     near: Estimate
-    f1: float
+    f1: float  # the score it was chosen by: its estimated F1, or that and the leak F1's geometric mean (leak_scores)
     reason: str
     tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
     per_kind_recall: dict[str, float] = field(default_factory=dict)
