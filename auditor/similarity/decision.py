@@ -1022,7 +1022,7 @@ def _with_joint_clause(calibrator: Calibrator, pi: tuple[float, float, float], c
                        top: float, score: Callable[[Rule, Estimate], float]) -> tuple[Rule, Estimate, float]:
     """The chosen rule "scaled ≥ a or correlation ≥ b", or it with a both-tiers clause "or (scaled ≥ a − s and
     correlation ≥ b − c)", whichever the same criterion prefers (`_preference` within F1_TIE of the best
-    estimated F1, `top` being the best of the one-tier rules).
+    `score` — the estimated F1, or its geometric mean with the leak F1 — `top` being the best of the one-tier rules).
 
     The tiers look at different things (what the image shows, how its pixels align), so an image that is not a
     duplicate rarely comes close on both at once, while a same-shot leak that each tier alone just misses often
@@ -1070,7 +1070,7 @@ def _with_look_alike_check(calibrator: Calibrator, pi: tuple[float, float, float
 def _preferred(table: list[tuple[Rule, Estimate, float]], top: float,
                added) -> tuple[Rule, Estimate, float]:
     """Of a chosen rule and its variants with an optional part (`table`, the chosen rule first), the one `_preference`
-    ranks first among those within F1_TIE of the best estimated F1 (`top`: the best of the plain rules, or better);
+    ranks first among those within F1_TIE of the best score (`top`: the best of the plain rules, or better);
     on a full tie the rule without the part (`added(rule)` says which have it)."""
     best = max(top, max(f1 for _rule, _est, f1 in table))
     return max((item for item in table if item[2] >= best - F1_TIE),
