@@ -22,7 +22,7 @@ the hash tier proved reliable. The thresholds are chosen on the dataset itself:
 The thresholds maximise the estimated F1 over a grid that includes switching a tier off, so a tier that
 cannot separate copies from other images on this dataset is switched off *and reported as such*, never
 silently clamped; where images are held out from a reference split and the rule so chosen is clearly worse on
-their leaks than the grid's best (`LEAK_F1_MARGIN`), it is chosen again by the geometric mean of that F1 and the
+their leaks than the grid's best (`leak_margin`), it is chosen again by the geometric mean of that F1 and the
 leak decision's own (`leak_scores`). Estimated F1s closer than `F1_TIE` are not told apart by a few hundred copies,
 and the F1 curve is often flat across neighbouring thresholds: among the rules that close to the best, the one
 finding most copies net of the copies it matches falsely is taken (on 32 px photos the best-F1 rule was the
@@ -891,6 +891,7 @@ class LeakScores:
     calibrator: Calibrator
     pi: tuple[float, float, float]
     f1: dict[Rule, float]
+    best: float = 0.0  # the best leak F1 of the grid
 
     def of(self, rule: Rule) -> float:
         if rule not in self.f1:  # a variant of a chosen rule (both-tiers clause, look-alike check)
@@ -913,9 +914,8 @@ def leak_scores(calibrator: Calibrator, rules: list[Rule], splits: tuple[np.ndar
         return None
     leak = calibrator.for_leakage(reference, held_out)
     scores = LeakScores(leak, leak.duplicate_share(rules)[0], {})
-    if max((scores.of(rule) for rule in rules), default=0.0) < NO_DUPLICATES_F1:
-        return None
-    return scores
+    scores.best = max((scores.of(rule) for rule in rules), default=0.0)
+    return scores if scores.best >= NO_DUPLICATES_F1 else None
 
 
 def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: float | None,
@@ -959,7 +959,7 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
     free = fixed_cosine is None and fixed_correlation is None
     rule, est, f1, reason = _select(calibrator, rules, pi, _plain_score, "estimated F1", free)
     leaks = leak_scores(calibrator, rules, splits)
-    if leaks is not None and leaks.of(rule) < max(leaks.of(r) for r in rules) - leak_margin(calibrator.m):
+    if leaks is not None and leaks.of(rule) < leaks.best - leak_margin(calibrator.m):
         # One rule serves both questions (groups and leaks read one duplicate graph), but they can differ: the
         # whole dataset's share of images with a duplicate can be read high where look-alikes crowd it while the
         # held-out images' leak share is read low. Where the rule chosen on the whole dataset is clearly worse on the
