@@ -25,6 +25,8 @@ accuracy; what confident learning's count would have said (the previous estimate
 for each split (held-out ones first) its planted share of wrong labels against the check's estimate for that split
 and its interval (what the check prints for the split with its accuracy ceiling), "holds" or "MISSES".
 `--flip-split val` flips only that split's images (a validation set labelled less carefully than training).
+`--test-share 0.15` moves that share of all images from train into a third split, `test` (seeded, stratified by
+class), so the per-split estimates of a dataset with a test split are measured too (`--flip-split test` flips there).
 `--cap N` fits each fold's probe on at most N images (the product's cap is 20 000; N = 1000 shows what cutting
 deep costs); `--scale 100000` also times the probe on that many vectors resampled from the photos' embeddings,
 with every training image and with the cap (CPU seconds, and the estimate and strong evidence against the flips).
@@ -125,6 +127,24 @@ def dataset_index(name: str, shared: Path, work: Path, config: AuditConfig) -> D
             split = "val" if r.split in ("validation", "val") else r.split
             records.append(ImageRecord(f"{source}/{r.path}", r.abspath, split=split, label=r.label))
     return DatasetIndex(root=work, layout="splits", records=records)
+
+
+def with_test_split(index: DatasetIndex, share: float, seed: int = 0) -> DatasetIndex:
+    """The index with `share` of all its images moved from train into a third split, `test` (seeded, stratified by
+    class; the same images at every flip seed): a dataset with train, val and test, whose test split's share of wrong
+    labels the check estimates as it does val's."""
+    rng = np.random.default_rng([seed, 7])
+    records = list(index.records)
+    total = int(round(share * len(records)))
+    train = np.array([p for p, r in enumerate(records) if r.split == "train"], dtype=np.int64)
+    labels = np.array([records[p].label for p in train])
+    moved: list[int] = []
+    for label in sorted(set(labels.tolist())):
+        members = train[labels == label]
+        moved.extend(rng.choice(members, size=int(round(total * len(members) / len(train))), replace=False).tolist())
+    for position in moved:
+        records[position] = dataclasses.replace(records[position], split="test")
+    return DatasetIndex(root=index.root, layout=index.layout, records=records)
 
 
 def flipped(index: DatasetIndex, rate: float, seed: int, partner: dict[str, str] | None = None,
@@ -322,6 +342,8 @@ def main() -> None:
                              "nearest (cats → dogs), the concentrated noise of human labelling")
     parser.add_argument("--flip-split", default=None,
                         help="flip labels only in this split (e.g. val), the rate a share of its images")
+    parser.add_argument("--test-share", type=float, default=0.0,
+                        help="move this share of all images from train into a third split, test (e.g. 0.15)")
     parser.add_argument("--cap", type=int, default=None,
                         help="fit each fold's probe on at most this many images (default: the product's cap)")
     parser.add_argument("--scale", type=int, default=0,
@@ -343,6 +365,8 @@ def main() -> None:
               f"{'strE':>5} {'oldP':>5} {'oldR':>5} {'fit':>6}")
     for name in [d for d in args.datasets.split(",") if d]:
         index = dataset_index(name, args.shared, args.work, config)
+        if args.test_share:
+            index = with_test_split(index, args.test_share)
         # Embedded as the audit embeds it: small images at the smaller input the audit chooses for them (a
         # backbone per dataset: the model is built for one input size).
         backbone = resolve_backbone(config.backbone, config.weights, config.offline, config.precision)

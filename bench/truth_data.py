@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
 
@@ -189,10 +189,39 @@ def write_manifest(path: Path, rows: list[tuple[str, str, str]]) -> None:
         writer.writerows(rows)
 
 
-def tiny_set(shared: Path, pool: Path, seed: int, source: str = "hymenoptera_data"
+# Copies of kinds the calibration copies do not make (auditor.similarity.positives: same-shot re-processing, 90°
+# rotations, grey, resizes, mirrored re-encodes): what a user's merged sources may hold besides, for the
+# `other_copies` sets. The recall the audit estimates is recall on copies like its own; these say how far it holds.
+OTHER_COPIES = (
+    ("vflip", lambda im: (ImageOps.flip(im), "jpg")),
+    ("up2x", lambda im: (im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC), "jpg")),
+    ("gif", lambda im: (im.convert("P", palette=Image.Palette.ADAPTIVE, colors=256), "gif")),
+    ("bmp", lambda im: (im, "bmp")),
+    ("tiff", lambda im: (im, "tif")),
+    ("rot10", lambda im: (im.rotate(10, resample=Image.Resampling.BILINEAR), "jpg")),
+    ("rot5_expand", lambda im: (im.rotate(-5, resample=Image.Resampling.BILINEAR, expand=True), "jpg")),
+    ("jpeg_q20", lambda im: (im, "jpg20")),
+    ("crop30", lambda im: (im.crop((im.width * 15 // 100, im.height * 15 // 100, im.width * 85 // 100,
+                                    im.height * 85 // 100)), "jpg")),
+    ("blur", lambda im: (im.filter(ImageFilter.GaussianBlur(2)), "jpg")),
+    ("sepia_png", lambda im: (ImageOps.colorize(ImageOps.grayscale(im), "#402000", "#ffe0b0"), "png")),
+    ("contrast_half", lambda im: (ImageEnhance.Contrast(im).enhance(0.5), "jpg")),
+    ("thumb64", lambda im: (im.resize((64, max(1, 64 * im.height // im.width))), "png")),
+    ("rot90_grey", lambda im: (ImageOps.grayscale(im.rotate(90, expand=True)), "jpg")),
+    ("webp_q30_mirror", lambda im: (ImageOps.mirror(im), "webp30")),
+)
+_SAVE = {"jpg": ("JPEG", {"quality": 85}), "jpg20": ("JPEG", {"quality": 20}), "png": ("PNG", {}),
+         "webp": ("WEBP", {"quality": 85}), "webp30": ("WEBP", {"quality": 30}), "gif": ("GIF", {}),
+         "bmp": ("BMP", {}), "tif": ("TIFF", {})}
+
+
+def tiny_set(shared: Path, pool: Path, seed: int, source: str = "hymenoptera_data", other_copies: bool = False
              ) -> tuple[list[tuple[str, str, str]], set[str], list[tuple[str, str]]]:
     """25 images: 10 photos of `source` in train; in val, 12 copies of them (flip, resize, rotations, grey, PNG,
-    WebP, same-shot) and 3 unrelated photos; `seed` chooses the photos and the same-shot re-processing."""
+    WebP, same-shot) and 3 unrelated photos; `seed` chooses the photos and the same-shot re-processing.
+    `other_copies`: 28 images, the 12 copies replaced by 15 of kinds the calibration does not make (OTHER_COPIES:
+    vertical flip, upscale, GIF, BMP, TIFF, 5–10° rotations, JPEG q20, a 30 % crop, blur, sepia, low contrast, a
+    64 px thumbnail, grey and turned, WebP q30 mirrored)."""
     photos = [p for p in list_photos(shared / source) if p[2].suffix.lower() == ".jpg"]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(photos))
@@ -216,12 +245,13 @@ def tiny_set(shared: Path, pool: Path, seed: int, source: str = "hymenoptera_dat
         ("same_shot_b", lambda im: (same_shot(im, np.random.default_rng([seed, 2]), "plain"), "jpg")),
         ("crop_bright", lambda im: (ImageEnhance.Brightness(im.crop((im.width // 10, im.height // 10, im.width, im.height))).enhance(1.25), "jpg")),
     ]
-    for i, (name, make) in enumerate(copies):
+    for i, (name, make) in enumerate(OTHER_COPIES if other_copies else copies):
         _split, label, path = originals[i % 10]
         image, fmt = make(Image.open(path).convert("RGB"))
-        rel = f"val/{label}/copy_{i:02d}_{name}.{fmt}"
+        rel = f"val/{label}/copy_{i:02d}_{name}.{fmt.rstrip('0123456789')}"
         buffer = io.BytesIO()
-        image.save(buffer, {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt], **({"quality": 85} if fmt != "png" else {}))
+        kind, options = _SAVE[fmt]
+        image.save(buffer, kind, **options)
         _write(pool / rel, buffer.getvalue())
         rows.append((rel, label, "val"))
         leaked.add(rel)

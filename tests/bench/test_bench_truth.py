@@ -125,6 +125,23 @@ def test_the_25_image_set_is_built_from_the_source_and_seed_asked_for(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED / "hymenoptera_data").is_dir(), reason="needs ../shared/datasets")
+def test_the_other_copies_set_holds_fifteen_copies_of_other_kinds_that_open(tmp_path):
+    from PIL import Image
+    from truth_data import OTHER_COPIES, tiny_set
+
+    rows, leaked, pairs = tiny_set(SHARED, tmp_path / "h", seed=0, other_copies=True)
+    assert len(rows) == 28 and len(leaked) == len(OTHER_COPIES) == 15
+    kinds = {Path(copy).stem.split("_", 2)[2] for copy in leaked}
+    assert kinds == {name for name, _make in OTHER_COPIES}
+    formats = {Image.open(tmp_path / "h" / copy).format for copy in leaked}
+    assert formats == {"JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"}
+    train = {path for path, _label, split in rows if split == "train"}
+    assert {copy for copy, _source in pairs} == leaked and {source for _copy, source in pairs} <= train
+    standard, standard_leaked, _ = tiny_set(SHARED, tmp_path / "s", seed=0)
+    assert len(standard) == 25 and not {Path(p).name for p in standard_leaked} & {Path(p).name for p in leaked}
+
+
+@pytest.mark.skipif(not (SHARED / "hymenoptera_data").is_dir(), reason="needs ../shared/datasets")
 def test_a_small_row_holds_its_leaks_sources_and_the_size_asked_for(tmp_path):
     from bench_truth import small_rows
 
