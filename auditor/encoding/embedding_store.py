@@ -49,6 +49,19 @@ CREATE TABLE IF NOT EXISTS embedding_rows (model TEXT NOT NULL, sha256 TEXT NOT 
 CREATE INDEX IF NOT EXISTS embedding_rows_by_chunk ON embedding_rows (model, chunk);
 """
 GATHER_IN_MEMORY_BYTES = 256 * 2**20  # larger gathers from many chunks are compacted into one chunk instead
+MAX_OPEN_MAPS = 256  # chunk files kept memory-mapped at once: each map holds a file descriptor (Python's mmap keeps a
+# duplicate), and an encode writes one chunk a batch — 31 250 chunks at 10⁶ images, more than a process may open
+# (20 000 on this machine, 1 024 on many): the first audit of 10⁶ images failed there, reading them all to compact
+
+
+def remember_map(maps: dict, key, array: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """Keep `array` in `maps`, forgetting the least recently used ones beyond `limit` (MAX_OPEN_MAPS). A forgotten
+    map stays valid for whoever still holds it (views of it keep it alive); its file descriptor goes with it."""
+    maps.pop(key, None)
+    maps[key] = array
+    while len(maps) > (limit or MAX_OPEN_MAPS):
+        maps.pop(next(iter(maps)))
+    return array
 COMPACT_BLOCK_ROWS = 65_536
 _STALE_S = 24 * 3600
 _QUERY_CHUNK = 900  # SQLite's variable limit is 999 on old builds
@@ -227,8 +240,7 @@ class EmbeddingStore:
             array_ = np.load(self.folder / self._chunk_names[number], mmap_mode="r", allow_pickle=False)
             if array_.dtype != np.float16 or array_.ndim != 2:
                 raise ValueError(f"embedding chunk {self._chunk_names[number]} has dtype {array_.dtype}")
-            self._maps[number] = array_
-        return array_
+        return remember_map(self._maps, number, array_)
 
     def vector(self, sha: str) -> np.ndarray:
         """The raw vector (unit × norm) as float32."""

@@ -27,6 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
+from auditor.encoding.embedding_store import remember_map
 from auditor.encoding.keyed_folder import keyed_folder
 from auditor.atomic import atomic_write_bytes, atomic_write_text
 
@@ -91,8 +92,7 @@ class FeatureMapStore:
             array = np.load(self.folder / chunk, mmap_mode="r", allow_pickle=False)
             if array.dtype != np.float16 or array.ndim != 4:
                 raise ValueError(f"feature-map chunk {chunk} has dtype {array.dtype} and {array.ndim} dimensions")
-            self._arrays[chunk] = array
-        return array
+        return remember_map(self._arrays, chunk, array)  # a bounded number of open maps (embedding_store)
 
     def get(self, sha: str) -> np.ndarray:
         """One map (a read-only view into the memory map)."""

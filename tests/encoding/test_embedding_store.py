@@ -78,6 +78,49 @@ def test_many_rows_from_many_chunks_are_compacted_once_in_the_order_asked(tmp_pa
     np.testing.assert_allclose(again.norms(order), store.norms(order))
 
 
+def test_more_chunks_than_a_process_may_open_are_read_and_compacted(tmp_path):
+    """A store written a batch at a time holds more chunk files than the descriptors a process may open (31 250 at 10⁶
+    images): reading all its rows kept every chunk mapped, one descriptor each, and failed with EMFILE. Run in a child
+    process whose descriptor limit is 100, with 400 chunks and at most 50 kept mapped."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import resource
+        import numpy as np
+        from auditor.encoding import embedding_store as es
+        from auditor.encoding.cache import Cache
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+        es.GATHER_IN_MEMORY_BYTES = 0  # the compaction path, as at 10⁶ images
+        es.MAX_OPEN_MAPS = 50  # the cap in the same relation to this limit as 256 to 20 000 or 1 024
+        store = Cache({str(tmp_path)!r}).embedding_store("m")
+        names = [f"s{{i:05d}}" for i in range(800)]
+        vectors = np.random.default_rng(0).normal(size=(800, 8)).astype(np.float32)
+        for start in range(0, 800, 2):
+            store.put(names[start:start + 2], vectors[start:start + 2])
+        gathered = np.stack([np.array(store.unit_rows([name])[0]) for name in names[::-1]])  # copies: a view keeps its map open
+        assert len(store._maps) <= es.MAX_OPEN_MAPS
+        rows = store.unit_rows(names[::-1])
+        assert np.array_equal(rows, gathered) and len(store._maps) <= es.MAX_OPEN_MAPS
+        print("ok", len(list(store.folder.glob("chunk-*.npy"))))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ok", "1"]  # compacted into one chunk
+
+
+def test_the_open_maps_are_the_ones_used_last():
+    maps: dict = {}
+    for key in "abcd":
+        es.remember_map(maps, key, np.zeros(1), limit=3)
+    assert list(maps) == ["b", "c", "d"]
+    es.remember_map(maps, "b", maps["b"], limit=3)  # used again: the most recent
+    es.remember_map(maps, "e", np.zeros(1), limit=3)
+    assert list(maps) == ["d", "b", "e"]
+
+
 def test_a_chunk_without_its_commit_is_ignored_and_cleaned_up(tmp_path, monkeypatch):
     store = Cache(tmp_path).embedding_store("m")
     store.put(shas(3), vectors(3))
