@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -84,9 +84,13 @@ class Cache:
         return count_stored(self._db, model, shas)
 
     # Scans -----------------------------------------------------------------------------------
-    def get_scans(self, hashes: Iterable[str]) -> dict[str, ImageScan]:
+    def get_scans(self, hashes: Iterable[str], each_chunk: Callable[[list[ImageScan]], None] | None = None
+                  ) -> dict[str, ImageScan]:
+        """The cached scans of these contents. `each_chunk(scans)` is called on every chunk read, before the next
+        (an encode moves their thumbnails into its table there, so a million are never held as text at once)."""
         found: dict[str, ImageScan] = {}
         for chunk in _chunks(list(hashes), 900):
+            read: list[ImageScan] = []
             asked = {sha: sha for sha in chunk}  # key and scan share the caller's string (113 bytes a scan, 10⁶ scans)
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
@@ -96,6 +100,9 @@ class Cache:
                 scan = ImageScan.from_json(json.loads(data))
                 scan.sha256 = sha = asked.get(sha, sha)
                 found[sha] = scan
+                read.append(scan)
+            if each_chunk is not None:
+                each_chunk(read)
         return found
 
     def put_scans(self, scans: Iterable[ImageScan]) -> None:

@@ -9,7 +9,12 @@ A table of more than `IN_MEMORY_ROWS` thumbnails is a memory map of an unlinked 
 (or the system's temporary folder): its pages are the kernel's to write back and drop under memory pressure, so a
 million thumbnails no longer hold 1 GB of anonymous memory through the duplicate decision. The file's space is
 reserved before anything is written (a full disk would otherwise kill the process on a write to the map), and
-where it cannot be, the table stays in memory."""
+where it cannot be, the table stays in memory.
+
+An encode fills its table while the scans arrive (`Filling`): each scan's text is copied into its content's row
+and dropped at once, as the cache's scans are read and as new ones are decoded, so no stage holds every thumbnail as
+text (≈ 1.4 KB a scan with the object around it: 1.4 GB of anonymous memory at 10⁶ images, held through the whole
+encode before)."""
 
 from __future__ import annotations
 
@@ -98,3 +103,39 @@ class Thumbnails:
             return self.array[: len(shas)]
         rows = np.fromiter((self._row[sha] for sha in shas), dtype=np.int64, count=len(shas))
         return self.array[rows]
+
+
+class Filling:
+    """A table filled while the scans arrive: `take` copies each scan's thumbnail into the row of its content (rows
+    in the order of `shas`, the records' contents first seen first) and drops the scan's text; `table` is then the
+    Thumbnails of every content that had one, in that order."""
+
+    def __init__(self, shas: list[str], folder: Path | None = None):
+        self.shas = shas
+        self._row = {sha: row for row, sha in enumerate(shas)}
+        self.array = allocate(len(shas), folder)
+        self.filled = np.zeros(len(shas), dtype=bool)
+
+    def take(self, scans: Iterable[ImageScan]) -> None:
+        from auditor.similarity.pixels import decode_grey32
+
+        for scan in scans:
+            row = self._row.get(scan.sha256)
+            if row is None or not scan.grey32:
+                continue  # a content this table was not made for keeps its text (Thumbnails.taken_from moves it)
+            thumb = decode_grey32(scan.grey32)
+            scan.grey32 = None
+            if thumb is not None:  # a damaged cache row: no thumbnail, as before
+                self.array[row] = thumb
+                self.filled[row] = True
+
+    def table(self) -> Thumbnails:
+        """The filled rows, in order. Contents without a thumbnail (undecodable files) leave gaps, closed in place:
+        each kept row moves to a lower or equal row, a block at a time, read before it is written."""
+        keep = np.flatnonzero(self.filled)
+        if len(keep) == len(self.shas):
+            return Thumbnails(self.shas, self.array)
+        for start in range(0, len(keep), IN_MEMORY_ROWS):
+            stop = min(start + IN_MEMORY_ROWS, len(keep))
+            self.array[start:stop] = self.array[keep[start:stop]]
+        return Thumbnails([self.shas[row] for row in keep], self.array[: len(keep)])

@@ -12,7 +12,7 @@ from PIL import Image
 from auditor.encoding.cache import Cache
 from auditor.encoding.encode import Encoded, encode_dataset
 from auditor.encoding.imaging import ImageScan, ScanLimits
-from auditor.encoding.thumbnails import Thumbnails
+from auditor.encoding.thumbnails import Filling, Thumbnails
 from auditor.index.dataset import DatasetIndex, ImageRecord
 from auditor.similarity.pixels import encode_grey32
 
@@ -79,6 +79,47 @@ def test_an_encode_keeps_the_text_in_the_cache_so_the_next_run_has_the_thumbnail
         assert encoded.thumbnails.shas == encoded.record_sha
         runs.append(encoded.thumbnails.array)
     assert runs[0].shape == (3, 32, 32) and np.array_equal(runs[0], runs[1])
+
+
+def test_a_filling_table_takes_each_scans_text_as_it_comes_and_closes_its_gaps(tmp_path, monkeypatch, thumbs):
+    from auditor.encoding import thumbnails as module
+
+    monkeypatch.setattr(module, "IN_MEMORY_ROWS", 2)  # a memory-mapped table, gaps closed two rows at a time
+    filling = Filling(["a", "b", "c", "d", "e"], tmp_path)
+    first = [_scan("d", thumbs[3]), _scan("b", None)]  # out of order; b has no thumbnail (an undecodable file)
+    filling.take(first)
+    assert first[0].grey32 is None  # dropped as soon as it is copied
+    stranger = _scan("z", thumbs[0])
+    filling.take([_scan("a", thumbs[0]), stranger, _scan("c", thumbs[2])])
+    assert stranger.grey32 is not None  # not this table's content: its text stays for Thumbnails.taken_from
+    filling.take([ImageScan(sha256="e", file_size=1, grey32=encode_grey32(thumbs[1])[:40])])  # damaged: no row
+    table = filling.table()
+    assert table.shas == ["a", "c", "d"] and np.array_equal(table.array, thumbs[[0, 2, 3]])
+    assert isinstance(table.array, np.memmap) and table.of(["c"]).tolist() == thumbs[[2]].tolist()
+    whole = Filling(["x", "y"])
+    whole.take([_scan("y", thumbs[1]), _scan("x", thumbs[0])])
+    assert whole.table().array is whole.array and np.array_equal(whole.array, thumbs[:2])  # no gap: no copy
+
+
+def test_the_cache_hands_each_chunk_of_scans_over_before_reading_the_next(tmp_path, monkeypatch, thumbs):
+    from auditor.encoding import cache as module
+
+    monkeypatch.setattr(module, "_chunks", lambda items, size: [items[i:i + 2] for i in range(0, len(items), 2)])
+    cache = Cache(tmp_path / "cache")
+    try:
+        cache.put_scans([_scan(sha, thumb) for sha, thumb in zip("abcd", thumbs)])
+        seen: list[list[str]] = []
+
+        def each_chunk(scans):
+            seen.append([scan.sha256 for scan in scans])
+            for scan in scans:
+                scan.grey32 = None
+
+        scans = cache.get_scans(list("abcd"), each_chunk=each_chunk)
+    finally:
+        cache.close()
+    assert sorted(sha for chunk in seen for sha in chunk) == list("abcd") and len(seen) == 2
+    assert set(scans) == set("abcd") and all(scan.grey32 is None for scan in scans.values())
 
 
 def test_a_large_table_is_a_memory_mapped_file_that_leaves_nothing_behind(tmp_path, monkeypatch, thumbs):
