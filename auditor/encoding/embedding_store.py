@@ -52,6 +52,9 @@ GATHER_IN_MEMORY_BYTES = 256 * 2**20  # larger gathers from many chunks are comp
 MAX_OPEN_MAPS = 256  # chunk files kept memory-mapped at once: each map holds a file descriptor (Python's mmap keeps a
 # duplicate), and an encode writes one chunk a batch — 31 250 chunks at 10⁶ images, more than a process may open
 # (20 000 on this machine, 1 024 on many): the first audit of 10⁶ images failed there, reading them all to compact
+COMPACT_BLOCK_ROWS = 65_536
+_STALE_S = 24 * 3600
+_QUERY_CHUNK = 900  # SQLite's variable limit is 999 on old builds
 
 
 def remember_map(maps: dict, key, array: np.ndarray, limit: int | None = None) -> np.ndarray:
@@ -62,9 +65,6 @@ def remember_map(maps: dict, key, array: np.ndarray, limit: int | None = None) -
     while len(maps) > (limit or MAX_OPEN_MAPS):
         maps.pop(next(iter(maps)))
     return array
-COMPACT_BLOCK_ROWS = 65_536
-_STALE_S = 24 * 3600
-_QUERY_CHUNK = 900  # SQLite's variable limit is 999 on old builds
 
 
 def to_float32(x: np.ndarray) -> np.ndarray:
