@@ -69,25 +69,17 @@ class Thumbnails:
         text is dropped as soon as it is copied, so both forms are never held whole at once. Rows follow `order`
         (the records' contents, first seen first: the duplicate graph's nodes), then the other scans. A large
         table is a memory-mapped file in `folder` (`allocate`)."""
-        from auditor.similarity.pixels import decode_grey32
-
         into = into or cls.empty()
         ordered = dict.fromkeys(sha for sha in order if sha is not None and sha in scans)
         ordered.update(dict.fromkeys(scans))
         carrying = [sha for sha in ordered if scans[sha].grey32 and sha not in into]
         if not carrying and len(into):
             return into  # nothing to add (a re-planned split's audit reuses its audit's table): no copy
-        array = allocate(len(into) + len(carrying), folder)
-        array[: len(into)] = into.array
-        kept = list(into.shas)
-        for sha in carrying:
-            scan = scans[sha]
-            thumb = decode_grey32(scan.grey32)
-            scan.grey32 = None
-            if thumb is not None:  # a damaged cache row: no thumbnail, as before
-                array[len(kept)] = thumb
-                kept.append(sha)
-        return cls(kept, array[: len(kept)])
+        filling = Filling(list(into.shas) + carrying, folder)
+        filling.array[: len(into)] = into.array
+        filling.filled[: len(into)] = True
+        filling.take(scans[sha] for sha in carrying)
+        return filling.table()
 
     def __contains__(self, sha: object) -> bool:
         return sha in self._row
