@@ -177,12 +177,13 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
         unit.flags.writeable = False  # one copy for the whole decision (its search fingerprint is kept)
     data = ev.make_dataset(unit, thumbs, small_images=small_images, memo=memo, grey=grey)
     searches: list = []  # neighbours.SearchQuality of the approximate searches, by kind
+    # The copies first: the dataset's own search, the larger, then drops the pixel indexes before its comparisons.
+    copy_pairs = ev.search(data, copy_unit, copy_thumbs, max_phash, max_dhash)
     pairs = ev.unordered(ev.search(data, unit, data.thumbs, max_phash, max_dhash, self_nodes=np.arange(n),
-                                   quality=searches))
+                                   quality=searches, last_pixel_search=True))
     hash_search = [q for q in searches if q.kind.startswith("hamming")]
     pixel_search = [q for q in searches if q.kind == "pixel_knn"]
     pairs.colour_differs = data.colour_differs(pairs.query, pairs.target)
-    copy_pairs = ev.search(data, copy_unit, copy_thumbs, max_phash, max_dhash)
     if fixed_correlation is None:
         # The calibrated pixel tier judges the correlation relative to each image's background; a threshold the
         # user gives is one on the correlation itself (as --min-cosine is on the raw cosine).

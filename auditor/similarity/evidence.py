@@ -434,13 +434,16 @@ def relate_to_backgrounds(data: Dataset, pairs: Pairs, copy_pairs: Pairs, copies
 
 
 def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarray, max_phash: int, max_dhash: int,
-           self_nodes: np.ndarray | None = None, candidates: int = CANDIDATES, quality: list | None = None) -> Pairs:
+           self_nodes: np.ndarray | None = None, candidates: int = CANDIDATES, quality: list | None = None,
+           last_pixel_search: bool = False) -> Pairs:
     """Candidate pairs of each query with dataset images, with their evidence.
 
     `self_nodes[q]`: the dataset node that query q *is* (never its own candidate), or -1; None when the
     queries are not dataset images (calibration copies). `quality`: a list the SearchQuality of each approximate
     search is appended to: the pixel search's (above EXACT_PIXEL_SEARCH images), the hash search's (from
-    neighbours.HAMMING_APPROXIMATE_FROM images on)."""
+    neighbours.HAMMING_APPROXIMATE_FROM images on). `last_pixel_search`: no later search of `data` needs its
+    pixel indexes, so they are dropped once this one's pixel candidates are found (at 10⁶ images ≈ 0.5 GB not held
+    through the hash search and the comparisons)."""
     from auditor.similarity.neighbours import knn, paired_cosines
 
     nq = len(query_thumbs)
@@ -475,6 +478,11 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             q, j, position = _first_valid(labels, self_nodes, wanted)
             events.append(Sightings.of(q, j, variant=np.full(len(q), variant),
                                        likeness=sims[q, _column_of(labels, self_nodes, wanted)]))
+    # The searches' results live on in the sightings: the last variant's descriptors (256 MB at 10⁶ queries) and
+    # neighbour lists are not held through the hash search, the decision's peak.
+    sims = labels = turned = None
+    if last_pixel_search:
+        data.pixel_index = data.plain_pixel_index = None
     # Hash candidates under each of the 8 variants of the query: one search of the 8·nq variant codes (one index,
     # not eight), whose matches come variant by variant, query by query, as eight searches would give them.
     q_phash, q_dhash = _query_codes(data, query_thumbs)
@@ -500,9 +508,9 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         events.append(Sightings.of(matches[:, 0] % nq, matches[:, 1], variant=matches[:, 0] // nq,
                                    phash=matches[:, 2], dhash=matches[:, 3]))
         del matches, probe_dhash  # the sightings hold their own narrow copies through the merge and the comparisons
-    # Nothing searched is needed past here, only the sightings (at 10⁶ images: descriptors 256 MB, dihedral codes
-    # 128 MB, the embedding candidates' rows 120 MB).
-    sims = labels = turned = q_phash = q_dhash = q = j = rank = position = None
+    # Nothing searched is needed past here, only the sightings (at 10⁶ images: dihedral codes 128 MB, the embedding
+    # candidates' rows 120 MB).
+    q_phash = q_dhash = q = j = rank = position = None
     merged = merge_sightings(events, symmetric)
     if merged is None:
         return _empty_pairs()

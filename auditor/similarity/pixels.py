@@ -58,12 +58,19 @@ def _dct_matrix(n: int) -> np.ndarray:
 _DCT8 = _dct_matrix(SIDE)[:8]
 
 
+PHASH_BLOCK = 1_024  # thumbnails whose float64 DCT temporaries are held at once (8 MB: they stay in cache)
+
+
 def phash_codes(thumbs: np.ndarray) -> np.ndarray:
-    """pHash (as imagehash computes it on a 32×32 grey image) of each thumbnail: (N, 8) uint8 codes."""
-    x = thumbs.astype(np.float64)
-    low = (_DCT8 @ x @ _DCT8.T).reshape(len(x), 64)  # two matrix products: 4× faster than a 3-operand einsum
-    bits = low > np.median(low, axis=1, keepdims=True)
-    return np.packbits(bits, axis=1)
+    """pHash (as imagehash computes it on a 32×32 grey image) of each thumbnail: (N, 8) uint8 codes. A block of
+    PHASH_BLOCK thumbnails at a time: the float64 copy is 8 KB a thumbnail, and a caller's chunk of 32 768 on each
+    of two threads held 0.67 GB of temporaries at the duplicate decision's peak (memray, 2·10⁵ 32 px crops)."""
+    out = np.empty((len(thumbs), 8), dtype=np.uint8)
+    for start in range(0, len(thumbs), PHASH_BLOCK):
+        x = thumbs[start:start + PHASH_BLOCK].astype(np.float64)
+        low = (_DCT8 @ x @ _DCT8.T).reshape(len(x), 64)  # two matrix products: 4× faster than a 3-operand einsum
+        out[start:start + len(x)] = np.packbits(low > np.median(low, axis=1, keepdims=True), axis=1)
+    return out
 
 
 def dhash_codes(thumbs: np.ndarray) -> np.ndarray:

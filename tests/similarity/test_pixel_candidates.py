@@ -159,3 +159,19 @@ def test_above_the_exact_limit_an_ivf_index_finds_the_copy_and_measures_its_reca
     # A search that found nothing measures as such.
     nothing = ev.pixel_search_quality(data, own, np.full_like(found, -1), np.arange(len(thumbs)))
     assert nothing.recall == 0.0
+
+
+def test_the_last_pixel_search_drops_the_indexes_and_finds_what_a_search_keeping_them_finds(monkeypatch):
+    monkeypatch.setattr(ev, "EXACT_PIXEL_SEARCH", 30)
+    thumbs, copy, _source = cropped_copy_among_look_alikes()
+    kept = ev.make_dataset(None, thumbs, small_images=True)
+    first = ev.search(kept, None, thumbs, max_phash=6, max_dhash=10, self_nodes=np.arange(len(thumbs)))
+    assert kept.pixel_index is not None and kept.plain_pixel_index is not None  # kept for a later search
+    dropped = ev.make_dataset(None, thumbs, small_images=True)
+    last = ev.search(dropped, None, thumbs, max_phash=6, max_dhash=10, self_nodes=np.arange(len(thumbs)),
+                     last_pixel_search=True)
+    assert dropped.pixel_index is None and dropped.plain_pixel_index is None
+    for name in ("query", "target", "correlation", "variant", "phash_distance"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(last, name))
+    # A later search of the same dataset builds what it needs again (nothing is left half-dropped).
+    assert len(ev.search(dropped, None, copy[None], max_phash=6, max_dhash=10).query)

@@ -28,6 +28,14 @@ def test_phash_and_dhash_equal_imagehash_on_32px_grey():
     assert (px.dhash_codes(thumbs) == hex_to_codes([str(imagehash.dhash(i)) for i in images])).all()
 
 
+def test_phash_codes_in_blocks_equal_imagehash(monkeypatch):
+    monkeypatch.setattr(px, "PHASH_BLOCK", 4)  # 11 thumbnails: two full blocks and a short one
+    thumbs = np.stack([scene(s) for s in range(11)])
+    expected = hex_to_codes([str(imagehash.phash(Image.fromarray(t))) for t in thumbs])
+    assert (px.phash_codes(thumbs) == expected).all()
+    assert px.phash_codes(thumbs[:0]).shape == (0, 8)
+
+
 def test_grey32_round_trips():
     thumb = scene(3)
     assert (px.decode_grey32(px.encode_grey32(thumb)) == thumb).all()
