@@ -230,3 +230,22 @@ def test_an_approximate_pixel_search_reports_its_measured_recall_and_still_finds
         frames = record["whole_frames"]  # the index searched under rotations, one row an image
         assert frames["k"] == 1 and frames["parameters"]["rows_per_image"] == 1
         assert frames["recall"] >= 0.95  # 8-bit rows: a near tie can swap (0.99 measured)
+
+
+def test_above_the_exact_limit_each_pixel_index_is_built_once_and_not_kept_past_the_decision(monkeypatch):
+    import auditor.similarity.evidence as ev
+
+    monkeypatch.setattr(ev, "EXACT_PIXEL_SEARCH", 20)
+    built = []
+    real_ivf = ev._pixel_ivf
+    monkeypatch.setattr(ev, "_pixel_ivf", lambda thumbs, crops: built.append(crops) or real_ivf(thumbs, crops))
+    originals = [picture(s) for s in range(30)]
+    thumbs = np.stack([grey32(jpeg(im)) for im in originals])
+    copies = [(i, kind, grey32(make_copy(originals[i], kind, np.random.default_rng([i, k]))))
+              for i in range(0, 30, 6) for k, kind in enumerate(copy_kinds(originals[i].size, 5, offset=i))]
+    decision = decide(None, thumbs, None, None, None, np.stack([c[2] for c in copies]),
+                      np.array([c[0] for c in copies]), [c[1] for c in copies], max_phash=6, max_dhash=10)
+    # The copies are searched first, with both indexes; the dataset's own search then uses and drops them.
+    assert sorted(built) == [False, True]
+    assert decision.data.pixel_index is None and decision.data.plain_pixel_index is None
+    assert decision.pixel_search is not None and decision.pixel_search["queries_measured"] == len(thumbs)
