@@ -213,7 +213,8 @@ def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int, crops: bool = T
         data.plain_pixel_index = _pixel_ivf(data.thumbs, crops=False)
     # An image has at most `per_image` rows, so its k·per_image nearest rows hold at least k distinct images.
     sims, rows = (data.pixel_index if crops else data.plain_pixel_index).search(queries, k * per_image)
-    return nearest_distinct(sims, np.where(rows >= 0, rows // per_image, -1), k)
+    # Rows to images in place (−1, a missing row, stays −1 under floor division): no second (queries, k·6) int64 array.
+    return nearest_distinct(sims, np.floor_divide(rows, per_image, out=rows), k)
 
 
 PIXEL_QUALITY_SAMPLE = 1_000  # queries whose approximate pixel neighbours are checked against exact search
@@ -482,9 +483,11 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             q, j, position = _first_valid(labels, self_nodes, wanted)
             events.append(Sightings.of(q, j, variant=np.full(len(q), variant),
                                        likeness=sims[q, _column_of(labels, self_nodes, wanted)]))
-    # The searches' results live on in the sightings: the last variant's descriptors (256 MB at 10⁶ queries) and
-    # neighbour lists are not held through the hash search, the decision's peak.
-    sims = labels = turned = None
+            # What a variant found lives on in its sightings: its descriptors (256 MB at 10⁶ queries) and neighbour
+            # lists (290 MB with crops) are dropped before the next variant's are made, nor held through the hash
+            # search (at 10⁶ the decision's peak, 4.76 GiB, was sampled as a variant's descriptors were made, the
+            # previous variant's still held).
+            sims = labels = turned = None
     if last_pixel_search:
         data.pixel_index = data.plain_pixel_index = None
     # Hash candidates under each of the 8 variants of the query: one search of the 8·nq variant codes (one index,
@@ -514,7 +517,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         del matches, probe_dhash  # the sightings hold their own narrow copies through the merge and the comparisons
     # Nothing searched is needed past here, only the sightings (at 10⁶ images: dihedral codes 128 MB, the embedding
     # candidates' rows 120 MB).
-    q_phash = q_dhash = q = j = rank = position = None
+    q_phash = q_dhash = q = j = rank = position = sims = labels = None
     merged = merge_sightings(events, symmetric)
     if merged is None:
         return _empty_pairs()
