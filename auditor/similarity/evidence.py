@@ -139,7 +139,7 @@ class Pairs:
 # Thumbnails per call of a per-thumbnail function, one call per thread at a time. The block descriptors with crops
 # hold ≈ 10 KB of float32 temporaries a thumbnail: at 32 768 the two threads' calls held 0.5 GB, the duplicate
 # decision's peak on 2·10⁵ 32 px crops once pHash's own temporaries were bounded (memray); at 4 096, 80 MB. The
-# results do not depend on it (rows are independent; checked bit for bit on 70 000 thumbnails).
+# results do not depend on it (rows are independent; checked bit for bit on 70 000 random thumbnails).
 CODE_CHUNK = 4_096
 
 

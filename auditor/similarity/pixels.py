@@ -58,7 +58,7 @@ def _dct_matrix(n: int) -> np.ndarray:
 _DCT8 = _dct_matrix(SIDE)[:8]
 
 
-PHASH_BLOCK = 1_024  # thumbnails whose float64 DCT temporaries are held at once (8 MB: they stay in cache)
+PHASH_BLOCK = 1_024  # thumbnails whose float64 DCT temporaries are held at once (8 MB)
 
 
 def phash_codes(thumbs: np.ndarray) -> np.ndarray:
