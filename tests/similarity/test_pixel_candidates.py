@@ -135,6 +135,21 @@ def test_nearest_distinct_keeps_each_owner_s_first_and_best_row():
     np.testing.assert_allclose(out_sims, [[0.9, 0.7, 0.5], [0.9, -np.inf, -np.inf]])
 
 
+def test_nearest_distinct_matches_a_row_by_row_reading_when_rows_hold_more_owners_than_k():
+    rng = np.random.default_rng(3)
+    owners = rng.integers(-1, 9, size=(200, 24))
+    sims = -np.sort(-rng.random((200, 24)).astype(np.float32), axis=1)
+    out_sims, out_owners = ev.nearest_distinct(sims, owners, 5)
+    for row in range(len(owners)):
+        seen = {}
+        for sim, owner in zip(sims[row], owners[row]):
+            if owner >= 0 and owner not in seen and len(seen) < 5:
+                seen[owner] = sim
+        expected = list(seen) + [-1] * (5 - len(seen))
+        np.testing.assert_array_equal(out_owners[row], expected)
+        np.testing.assert_allclose(out_sims[row], list(seen.values()) + [-np.inf] * (5 - len(seen)))
+
+
 def test_above_the_exact_limit_an_ivf_index_finds_the_copy_and_measures_its_recall(monkeypatch):
     monkeypatch.setattr(ev, "EXACT_PIXEL_SEARCH", 30)
     thumbs, copy, source = cropped_copy_among_look_alikes()
@@ -148,7 +163,7 @@ def test_above_the_exact_limit_an_ivf_index_finds_the_copy_and_measures_its_reca
     # Every cell searched: the approximate neighbours are the exact ones, as the quality record measures.
     data.pixel_index.nprobe = data.pixel_index.nlist
     own = px.block_descriptors(thumbs)
-    _sims, found = ev.pixel_neighbours(data, own, 4)
+    own_sims, found = ev.pixel_neighbours(data, own, 4)
     record = ev.pixel_search_quality(data, own, found, np.arange(len(thumbs)))
     assert record.kind == "pixel_knn" and not record.exact and record.queries_measured == len(thumbs)
     assert record.recall >= 0.95 and record.to_dict()["k"] == 3
@@ -159,6 +174,11 @@ def test_above_the_exact_limit_an_ivf_index_finds_the_copy_and_measures_its_reca
     # A search that found nothing measures as such.
     nothing = ev.pixel_search_quality(data, own, np.full_like(found, -1), np.arange(len(thumbs)))
     assert nothing.recall == 0.0
+    # Queries searched a block at a time find what one search of them all finds.
+    monkeypatch.setattr(ev, "PIXEL_SEARCH_BLOCK", 7)  # several blocks, the last one short
+    blocked_sims, blocked = ev.pixel_neighbours(data, own, 4)
+    np.testing.assert_array_equal(blocked, found)
+    np.testing.assert_array_equal(blocked_sims, own_sims)
 
 
 def test_the_last_pixel_search_drops_the_indexes_and_finds_what_a_search_keeping_them_finds(monkeypatch):
