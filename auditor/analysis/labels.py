@@ -379,6 +379,25 @@ def probe_features(vectors: np.ndarray, seed: int, max_fit: int | None = None) -
     return ProbeFeatures(vectors, pca)
 
 
+def fold_splits(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified K folds (seeded) as (train, test) sample indices; samples that share a group (a content filed
+    under two labels) stay in one fold. Where groups repeat, the groups themselves are stratified by their first
+    sample's label and each sample follows its group: sklearn's StratifiedGroupKFold balances groups one at a time
+    in Python, 0.15 ms a group (145 s of `label_issues`' 515 at 10⁶ images with a handful of repeated contents)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    unique_groups, first, group_of = np.unique(groups, return_index=True, return_inverse=True)
+    if len(unique_groups) == len(groups):
+        placeholder = np.zeros((len(labels), 1), dtype=np.int8)  # the splitter reads only the length of X
+        return list(splitter.split(placeholder, labels))
+    group_fold = np.empty(len(unique_groups), dtype=np.int64)
+    for fold, (_train, test) in enumerate(splitter.split(np.zeros((len(first), 1), dtype=np.int8), labels[first])):
+        group_fold[test] = fold
+    sample_fold = group_fold[group_of.ravel()]
+    return [(np.flatnonzero(sample_fold != fold), np.flatnonzero(sample_fold == fold)) for fold in range(folds)]
+
+
 def out_of_fold_probabilities(features: "np.ndarray | ProbeFeatures", labels: np.ndarray, groups: np.ndarray,
                               folds: int, seed: int, cs: tuple[float, ...] = PROBE_CS,
                               max_fit: int | None = None) -> tuple[np.ndarray, float, int]:
@@ -391,15 +410,9 @@ def out_of_fold_probabilities(features: "np.ndarray | ProbeFeatures", labels: np
     held-out sample, PROBE_BLOCK samples at a time (`features` may be a `ProbeFeatures`: each block's features
     are computed once, for every C of the grid)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
     from threadpoolctl import threadpool_limits
 
-    placeholder = np.zeros((len(labels), 1), dtype=np.int8)  # the splitters read only the length of X
-    if len(np.unique(groups)) == len(groups):
-        splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(placeholder, labels))
-    else:
-        splits = list(StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-                      .split(placeholder, labels, groups))
+    splits = fold_splits(labels, groups, folds, seed)
     n_classes = int(labels.max()) + 1
     probs = np.zeros((len(labels), n_classes))
     max_fit = PROBE_MAX_FIT_IMAGES if max_fit is None else max_fit

@@ -98,6 +98,29 @@ def test_the_fit_subsample_is_stratified_seeded_and_keeps_small_classes():
     assert np.array_equal(la.fit_subsample(labels[:500], 1000, seed=3), np.arange(500))
 
 
+def test_folds_keep_a_repeated_group_together_stratify_the_classes_and_cover_every_sample_once():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 3000)
+    groups = np.arange(3000)
+    groups[1::50] = groups[0::50][:len(groups[1::50])]  # 60 contents filed twice, some under another label
+    splits = la.fold_splits(labels, groups, 5, seed=0)
+    tested = np.concatenate([test for _train, test in splits])
+    assert np.array_equal(np.sort(tested), np.arange(3000))  # every sample held out exactly once
+    fold_of = np.empty(3000, dtype=int)
+    for fold, (train, test) in enumerate(splits):
+        fold_of[test] = fold
+        assert np.array_equal(np.sort(np.concatenate([train, test])), np.arange(3000))
+        shares = np.bincount(labels[test], minlength=3) / np.bincount(labels, minlength=3)
+        assert np.all(np.abs(shares - 0.2) < 0.02)  # each class split evenly
+    assert np.all(fold_of[0::50][:60] == fold_of[1::50])  # a repeated content never straddles two folds
+    assert [t.tolist() for _r, t in splits] == [t.tolist() for _r, t in la.fold_splits(labels, groups, 5, seed=0)]
+    # Unique groups: plain stratified folds of the samples, as before.
+    unique = la.fold_splits(labels, np.arange(3000), 5, seed=0)
+    from sklearn.model_selection import StratifiedKFold
+    expected = StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros((3000, 1)), labels)
+    assert [t.tolist() for _r, t in unique] == [t.tolist() for _r, t in expected]
+
+
 def test_a_capped_probe_predicts_every_sample_out_of_fold_and_fits_on_at_most_the_cap():
     rng = np.random.default_rng(0)
     n, dim, n_classes = 3000, 32, 3
