@@ -57,7 +57,7 @@ class Encoded:
 class Hashed:
     record_sha: list[str | None]
     read_problems: dict[int, Problem]
-    first_path: dict[str, Path]  # content → the first readable file holding it
+    first_path: dict[str, str]  # content → the first readable file holding it (its record's location text)
 
 
 def encode_dataset(
@@ -199,12 +199,14 @@ def hash_files(records: list[ImageRecord], max_file_bytes: int, workers: int, pr
     Local files are hashed here; files named by URL (s3://, gs://) by an engine that reads where their
     bytes are (the Ray engine's `hash_urls`)."""
     hashed = Hashed(record_sha=[None] * len(records), read_problems={}, first_path={})
-    remote = [position for position, record in enumerate(records) if is_url(record.abspath)]
+    # Locations as the records hold them (text), not `abspath`: a Path made per record and per read is ≈ 300 bytes
+    # each, and at 10⁶ images those short-lived objects fragment the heap the long-lived hashes share.
+    remote = [position for position, record in enumerate(records) if is_url(record.location)]
     remote_set = set(remote)
     local = [position for position in range(len(records)) if position not in remote_set]
 
     def hash_one(position: int) -> tuple[int, str | None, Problem | None]:
-        data, problem = read_file(records[position].abspath, max_file_bytes)
+        data, problem = read_file(records[position].location, max_file_bytes)
         return position, (sha256_hex(data) if data is not None else None), problem
 
     def settle(position: int, sha: str | None, problem: Problem | None) -> None:
@@ -212,14 +214,14 @@ def hash_files(records: list[ImageRecord], max_file_bytes: int, workers: int, pr
         if problem is not None:
             hashed.read_problems[position] = problem
         elif sha not in hashed.first_path:
-            hashed.first_path[sha] = records[position].abspath
+            hashed.first_path[sha] = records[position].location
 
     with interruptible_threads(workers) as pool, progress.stage("hashing files", len(records)) as task:
         for position, sha, problem in bounded_map(pool, hash_one, local, lookahead=4 * workers):
             settle(position, sha, problem)
             task.advance()
         if remote and hasattr(engine, "hash_urls"):
-            for i, sha, problem in engine.hash_urls([str(records[p].abspath) for p in remote], max_file_bytes):
+            for i, sha, problem in engine.hash_urls([records[p].location for p in remote], max_file_bytes):
                 settle(remote[i], sha, problem)
                 task.advance()
         elif remote:
@@ -229,7 +231,7 @@ def hash_files(records: list[ImageRecord], max_file_bytes: int, workers: int, pr
     return hashed
 
 
-def plan_jobs(first_path: dict[str, Path], scans: dict[str, ImageScan], embeddings: dict[str, np.ndarray],
+def plan_jobs(first_path: dict[str, str], scans: dict[str, ImageScan], embeddings: dict[str, np.ndarray],
               backbone: Backbone | None, feature_maps: Any) -> list[DecodeJob]:
     """One job per content the cache cannot fully answer: no scan yet, or (for a usable image) no
     embedding or no feature maps. An image already known to be unusable is never decoded again."""

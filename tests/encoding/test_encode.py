@@ -330,7 +330,7 @@ def test_content_that_changes_between_reads_is_a_finding(open_cache, dataset, mo
     def changing(path, max_bytes):
         data, problem = real(path, max_bytes)
         reads[path] = reads.get(path, 0) + 1
-        if path.name == "b.png" and data is not None and reads[path] > 1:
+        if Path(path).name == "b.png" and data is not None and reads[path] > 1:
             return data + b"more", None
         return data, problem
 
