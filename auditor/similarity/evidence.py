@@ -201,13 +201,30 @@ def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool
 PIXEL_SEARCH_BLOCK = 65_536  # queries searched in the pixel IVF index at a time
 
 
-def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int, crops: bool = True) -> tuple[np.ndarray, np.ndarray]:
+class TurnedDescriptors:
+    """The block descriptors of thumbnails under one dihedral variant, made for the rows asked for
+    (`descriptors[rows]`, rows a slice or indices), never all at once: at 10⁶ queries they are 256 MB, and the
+    pixel search, which reads them a block at a time, was the duplicate decision's peak while they were whole."""
+
+    def __init__(self, thumbs: np.ndarray, variant: int):
+        self.thumbs, self.variant = thumbs, variant
+
+    def __len__(self) -> int:
+        return len(self.thumbs)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return _chunked(px.block_descriptors, px.dihedral(self.thumbs[rows], self.variant), 64, np.float32)
+
+
+def pixel_neighbours(data: Dataset, queries: "np.ndarray | TurnedDescriptors", k: int,
+                     crops: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The k dataset images nearest to each query descriptor: (sims, labels), labels −1 past the images there are.
     With `crops` an image is as near as the best of its own and its crops' descriptors, without by its own only.
     Exact up to EXACT_PIXEL_SEARCH images, above that a FAISS IVF index (a copy's descriptor is close to its
-    source's, so they share a cell)."""
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    source's, so they share a cell), searched PIXEL_SEARCH_BLOCK queries at a time (`queries` may make its
+    descriptors a block at a time: `TurnedDescriptors`)."""
     if len(data.thumbs) <= EXACT_PIXEL_SEARCH:
+        queries = np.ascontiguousarray(queries[:len(queries)], dtype=np.float32)
         return _exact_pixel_search(data.descriptors if crops else data.descriptors[:, :64], queries, k)
     per_image = px.DESCRIPTORS_PER_IMAGE if crops else 1
     if crops and data.pixel_index is None:
@@ -221,7 +238,8 @@ def pixel_neighbours(data: Dataset, queries: np.ndarray, k: int, crops: bool = T
     # while they were reduced to distinct images.
     for start in range(0, len(queries), PIXEL_SEARCH_BLOCK):
         # An image has at most `per_image` rows, so its k·per_image nearest rows hold at least k distinct images.
-        sims, rows = index.search(queries[start:start + PIXEL_SEARCH_BLOCK], k * per_image)
+        block = np.ascontiguousarray(queries[start:start + PIXEL_SEARCH_BLOCK], dtype=np.float32)
+        sims, rows = index.search(block, k * per_image)
         # Rows to images in place (−1, a missing row, stays −1 under floor division).
         part = slice(start, start + len(sims))
         out_sims[part], out_labels[part] = nearest_distinct(sims, np.floor_divide(rows, per_image, out=rows), k)
@@ -242,13 +260,14 @@ def pixel_search_quality(data: Dataset, queries: np.ndarray, found: np.ndarray, 
     k = found.shape[1]
     chosen = np.sort(np.random.default_rng(0).choice(len(queries), min(len(queries), PIXEL_QUALITY_SAMPLE),
                                                      replace=False))
+    sample = np.ascontiguousarray(queries[chosen], dtype=np.float32)
     best_sims = np.full((len(chosen), 0), -np.inf, dtype=np.float32)
     best_rows = np.zeros((len(chosen), 0), dtype=np.int64)
     per_image = px.DESCRIPTORS_PER_IMAGE if crops else 1
     function = px.crop_descriptors if crops else px.block_descriptors
     for start in range(0, len(data.thumbs), PIXEL_INDEX_CHUNK):
         part = _chunked(function, data.thumbs[start:start + PIXEL_INDEX_CHUNK], 64 * per_image, np.float32)
-        sims, rows = _exact_pixel_search(part, queries[chosen], k)
+        sims, rows = _exact_pixel_search(part, sample, k)
         best_sims = np.concatenate([best_sims, sims], axis=1)
         best_rows = np.concatenate([best_rows, np.where(rows >= 0, rows + start, -1)], axis=1)
         top = np.argsort(-best_sims, axis=1, kind="stable")[:, :k]
@@ -483,7 +502,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         # Pixel-alike candidates: the query's descriptor under each variant against the dataset's as is.
         for variant in range(8):
             wanted = PIXEL_CANDIDATES if variant in (0, 4) else ROTATED_CANDIDATES
-            turned = _chunked(px.block_descriptors, px.dihedral(query_thumbs, variant), 64, np.float32)
+            turned = TurnedDescriptors(query_thumbs, variant)  # made a block at a time as they are searched
             # Crops as is and mirrored only. Under rotations too (a first version), on 32 px cats/dogs at plant seeds 1
             # and 2 they added 2–8 false leak flags a row: rotated look-alikes aligned at 0.86–0.92, which the pixel
             # tier's look-alike check does not judge (replayed: 32 px 10 % seed 1 106 flags for 98 leaks; as is and
@@ -497,10 +516,9 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             q, j, position = _first_valid(labels, self_nodes, wanted)
             events.append(Sightings.of(q, j, variant=np.full(len(q), variant),
                                        likeness=sims[q, _column_of(labels, self_nodes, wanted)]))
-            # What a variant found lives on in its sightings: its descriptors (256 MB at 10⁶ queries) and neighbour
-            # lists (290 MB with crops) are dropped before the next variant's are made, nor held through the hash
-            # search (at 10⁶ the decision's peak, 4.76 GiB, was sampled as a variant's descriptors were made, the
-            # previous variant's still held).
+            # What a variant found lives on in its sightings: its neighbour lists are dropped before the next
+            # variant's are made, nor held through the hash search (at 10⁶ the decision's peak, 4.76 GiB, was
+            # sampled as a variant's descriptors were made, the previous variant's still held).
             sims = labels = turned = None
     if last_pixel_search:
         data.pixel_index = data.plain_pixel_index = None

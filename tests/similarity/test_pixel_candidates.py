@@ -179,6 +179,20 @@ def test_above_the_exact_limit_an_ivf_index_finds_the_copy_and_measures_its_reca
     blocked_sims, blocked = ev.pixel_neighbours(data, own, 4)
     np.testing.assert_array_equal(blocked, found)
     np.testing.assert_array_equal(blocked_sims, own_sims)
+    # … and so does a search whose query descriptors are made a block at a time, under a dihedral variant.
+    for variant in (0, 5):
+        whole = px.block_descriptors(np.ascontiguousarray(px.dihedral(thumbs, variant)))
+        lazy = ev.TurnedDescriptors(thumbs, variant)
+        assert len(lazy) == len(thumbs)
+        np.testing.assert_array_equal(lazy[3:11], whole[3:11])
+        np.testing.assert_array_equal(lazy[np.array([0, 7, 2])], whole[[0, 7, 2]])
+        for crops in (True, False):
+            expected = ev.pixel_neighbours(data, whole, 4, crops=crops)
+            for got, want in zip(ev.pixel_neighbours(data, lazy, 4, crops=crops), expected):
+                np.testing.assert_array_equal(got, want)
+        found_lazy = ev.pixel_neighbours(data, lazy, 4)[1]
+        assert ev.pixel_search_quality(data, lazy, found_lazy, np.arange(len(thumbs))).recall == \
+            ev.pixel_search_quality(data, whole, found_lazy, np.arange(len(thumbs))).recall
 
 
 def test_the_last_pixel_search_drops_the_indexes_and_finds_what_a_search_keeping_them_finds(monkeypatch):
