@@ -224,7 +224,7 @@ def pixel_neighbours(data: Dataset, queries: "np.ndarray | TurnedDescriptors", k
     source's, so they share a cell), searched PIXEL_SEARCH_BLOCK queries at a time (`queries` may make its
     descriptors a block at a time: `TurnedDescriptors`)."""
     if len(data.thumbs) <= EXACT_PIXEL_SEARCH:
-        queries = np.ascontiguousarray(queries[:len(queries)], dtype=np.float32)
+        queries = np.ascontiguousarray(queries[:len(queries)], dtype=np.float32)  # all at once (made here if lazy)
         return _exact_pixel_search(data.descriptors if crops else data.descriptors[:, :64], queries, k)
     per_image = px.DESCRIPTORS_PER_IMAGE if crops else 1
     if crops and data.pixel_index is None:
@@ -249,12 +249,12 @@ def pixel_neighbours(data: Dataset, queries: "np.ndarray | TurnedDescriptors", k
 PIXEL_QUALITY_SAMPLE = 1_000  # queries whose approximate pixel neighbours are checked against exact search
 
 
-def pixel_search_quality(data: Dataset, queries: np.ndarray, found: np.ndarray, self_nodes: np.ndarray,
-                         crops: bool = True):
+def pixel_search_quality(data: Dataset, queries: "np.ndarray | TurnedDescriptors", found: np.ndarray,
+                         self_nodes: np.ndarray, crops: bool = True):
     """How many of the exact pixel neighbours the approximate search found (`found`: its labels for every query,
-    `queries` their descriptors, `crops`: which index, as in `pixel_neighbours`), on PIXEL_QUALITY_SAMPLE seeded
-    queries: a neighbours.SearchQuality. The exact neighbours come from the thumbnails' descriptors made again a
-    chunk at a time (the index keeps 8-bit rows)."""
+    `queries` their descriptors, of which only the sample's are read; `crops`: which index, as in
+    `pixel_neighbours`), on PIXEL_QUALITY_SAMPLE seeded queries: a neighbours.SearchQuality. The exact neighbours
+    come from the thumbnails' descriptors made again a chunk at a time (the index keeps 8-bit rows)."""
     from auditor.similarity.neighbours import SearchQuality, _interval
 
     k = found.shape[1]
