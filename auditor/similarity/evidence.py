@@ -360,14 +360,12 @@ def nearest_distinct(sims: np.ndarray, owners: np.ndarray, k: int) -> tuple[np.n
     for start in range(0, len(owners), 65_536):  # rows × width² comparisons: 0.6 GB at 10⁶ queries in one go
         part = owners[start:start + 65_536]
         keep[start:start + 65_536] &= ~((part[:, :, None] == part[:, None, :]) & earlier[None]).any(axis=2)
-    # int16 counts (a row has ≤ width columns): two int64 cumsums over (10⁶, 24) held 0.4 GB at once
-    rank = np.cumsum(keep, axis=1, dtype=np.int16 if width < 32_767 else np.int64)
+    rank = np.cumsum(keep, axis=1)  # 1-based among the kept columns; dropping those past k leaves the rest's
     keep &= rank <= k
     out_sims = np.full((len(owners), k), -np.inf, dtype=np.float32)
     out_owners = np.full((len(owners), k), -1, dtype=np.int64)
     rows, columns = np.nonzero(keep)
     slot = rank[rows, columns] - 1
-    del rank
     out_sims[rows, slot], out_owners[rows, slot] = sims[rows, columns], owners[rows, columns]
     return out_sims, out_owners
 
@@ -517,8 +515,8 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             events.append(Sightings.of(q, j, variant=np.full(len(q), variant),
                                        likeness=sims[q, _column_of(labels, self_nodes, wanted)]))
             # What a variant found lives on in its sightings: its neighbour lists are dropped before the next
-            # variant's are made, nor held through the hash search (at 10⁶ the decision's peak, 4.76 GiB, was
-            # sampled as a variant's descriptors were made, the previous variant's still held).
+            # variant's are made and are not held through the hash search (at 10⁶ the decision's peak, 4.76 GiB,
+            # was sampled as a variant's arrays were made while the previous variant's were still held).
             sims = labels = turned = None
     if last_pixel_search:
         data.pixel_index = data.plain_pixel_index = None
