@@ -118,7 +118,8 @@ class AuditContext:
         from auditor.memory import release_free_memory
         from auditor.similarity.engine import decide
 
-        decision = decide(**self._decision_inputs(), memo=self.cache.pixel_memo())
+        # Only the accepted pairs are kept: the rejected candidates would stay alive through every later check.
+        decision = decide(**self._decision_inputs(), memo=self.cache.pixel_memo()).accepted_only()
         release_free_memory()  # what its search and merge freed: gigabytes of heap chunks at 10⁶ images
         return decision
 

@@ -61,6 +61,17 @@ class DuplicateDecision:
     def rule(self) -> Rule:
         return self.choice.rule
 
+    def accepted_only(self) -> "DuplicateDecision":
+        """This decision with only the candidate pairs it accepts, and without the search's embedding neighbour
+        lists: what an audit keeps once the decision is made. Nothing later reads the rejected candidates (the
+        graph, its cliques through `judge` and `strength`, the report's evidence and the checks read the accepted
+        pairs, the rule and the estimates), and kept whole they lived through every later check: 2.8 M pairs,
+        89 MiB at 2·10⁵ 32 px crops (≈ 0.45 GiB at 10⁶), where the whole 10⁶ audit peaked in `outliers`, its last
+        check. Everything read from the result is what the whole decision gives (test_engine.py)."""
+        keep = np.flatnonzero(self.accepted)
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, neighbours=None),
+                                   pairs=self.pairs.subset(keep), accepted=np.ones(len(keep), dtype=bool))
+
     @functools.cached_property
     def _embedding_passes(self) -> np.ndarray:
         """Which pairs the embedding tier accepts, judged once for all pairs (not one pair at a time per edge)."""

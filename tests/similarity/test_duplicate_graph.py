@@ -281,3 +281,25 @@ def test_pairs_evidence_read_together_is_each_pairs_own(family, embeddings, min_
     together = decision.edges_evidence(every)
     assert together == [per_pair_evidence(decision, k) for k in every]
     assert [decision.edges_evidence([k])[0] for k in reversed(every)] == together[::-1]
+
+
+@pytest.mark.parametrize("min_cosine", [None, 0.88])
+def test_the_decision_an_audit_keeps_gives_the_whole_decisions_graph_groups_and_evidence(family, embeddings,
+                                                                                         min_cosine):
+    """An audit keeps only the accepted pairs (`accepted_only`): the rejected candidates lived through every later
+    check. At 0.88 the embeddings chain b≈c≈d with b≉d, so splitting the chain judges a pair that was no candidate
+    and weighs the accepted pairs' strength: on the kept decision too."""
+    names = ["a_png", "b", "c", "d", "a_small"] if min_cosine else NAMES  # every one embedded, or no embeddings
+    graph, _ = graph_of(family, names, embeddings if min_cosine else None, min_cosine=min_cosine)
+    whole = graph.evidence_of.__self__
+    kept = whole.accepted_only()
+    assert (~whole.accepted).any()  # there were rejected candidates to drop
+    assert len(kept.pairs) == int(whole.accepted.sum()) and kept.accepted.all() and kept.data.neighbours is None
+    again = build_graph(graph.shas, {s.sha256: s for s in family.values()}, kept)
+    for field in ("a", "b", "kinds"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(graph, field))
+    assert again.near_groups == graph.near_groups and kept.groups == whole.groups
+    assert list(again.pairs()) == list(graph.pairs())
+    assert kept.rule == whole.rule and kept.leak is whole.leak and kept.choice is whole.choice
+    if min_cosine:
+        assert graph.split.components >= 1 and graph.split.judged_pairs >= 1  # a chain split by judging b, d
