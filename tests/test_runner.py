@@ -77,3 +77,23 @@ def test_the_report_names_no_runtime_where_nothing_was_embedded():
     assert described_backbone(backbone, {"embeddings_computed": 0, "feature_maps_computed": 0})["runtime"] is None
     assert described_backbone(backbone, {})["runtime"] is None
     assert described_backbone(None, {}) == {"name": None, "note": "no embeddings computed"}
+
+
+def test_large_blocks_are_mapped_on_their_own_from_the_scale_where_memory_is_the_limit(monkeypatch, tmp_path):
+    from PIL import Image
+
+    from auditor import memory, runner
+    from auditor.config import AuditConfig
+
+    calls = []
+    monkeypatch.setattr(memory, "map_large_blocks", lambda: calls.append(True) or True)
+    assert not runner._bound_memory_at_scale(memory.MAP_LARGE_BLOCKS_FROM - 1) and calls == []
+    assert runner._bound_memory_at_scale(memory.MAP_LARGE_BLOCKS_FROM) and calls == [True]
+    # An audit asks with its own number of images: two images here, set only where the limit is two.
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    for name in ("a", "b"):
+        Image.new("RGB", (40, 40), name == "a" and "red" or "blue").save(tmp_path / "data" / "cat" / f"{name}.png")
+    for limit, expected in ((3, 1), (2, 2)):
+        monkeypatch.setattr(memory, "MAP_LARGE_BLOCKS_FROM", limit)
+        runner.prepare(tmp_path / "data", AuditConfig(cache_dir=tmp_path / "cache"), embed=False)
+        assert len(calls) == expected
