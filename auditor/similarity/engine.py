@@ -62,16 +62,16 @@ class DuplicateDecision:
         return self.choice.rule
 
     def accepted_only(self) -> "DuplicateDecision":
-        """This decision with only the candidate pairs it accepts, and without the search's embedding neighbour
-        lists: what an audit keeps once the decision is made. Nothing later reads the rejected candidates (the
-        graph, its cliques through `judge` and `strength`, the report's evidence and the checks read the accepted
-        pairs, the rule and the estimates); kept whole, 2.8 M pairs (89 MiB at 2·10⁵ 32 px crops) lived through
-        every later check. At 10⁶ the anonymous memory after the decision fell 2.86 → 2.69 GiB (sampled); the whole
-        audit's peak, in `outliers`, did not move (3.83 → 3.81 GiB: memory freed but kept by the C heap, see
-        memory.map_large_blocks). Everything read from the result is what the whole decision gives (tested)."""
+        """This decision with only the candidate pairs it accepts, without the search's embedding neighbour lists
+        and without the calibrator its rule was chosen with (which holds every candidate pair too): what an audit
+        keeps once the decision is made. Nothing later reads the rejected candidates or the calibrator (the graph,
+        its cliques through `judge` and `strength`, the report's evidence and the checks read the accepted pairs,
+        the rule and the estimates); kept, 2.8 M pairs (89 MiB at 2·10⁵ 32 px crops) lived through every later
+        check. Everything read from the result is what the whole decision gives (tested)."""
         keep = np.flatnonzero(self.accepted)
         return dataclasses.replace(self, data=dataclasses.replace(self.data, neighbours=None),
-                                   pairs=self.pairs.subset(keep), accepted=np.ones(len(keep), dtype=bool))
+                                   pairs=self.pairs.subset(keep), accepted=np.ones(len(keep), dtype=bool),
+                                   choice=dataclasses.replace(self.choice, calibrator=None))
 
     @functools.cached_property
     def _embedding_passes(self) -> np.ndarray:

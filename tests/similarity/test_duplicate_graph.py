@@ -300,6 +300,9 @@ def test_the_decision_an_audit_keeps_gives_the_whole_decisions_graph_groups_and_
         np.testing.assert_array_equal(getattr(again, field), getattr(graph, field))
     assert again.near_groups == graph.near_groups and kept.groups == whole.groups
     assert list(again.pairs()) == list(graph.pairs())
-    assert kept.rule == whole.rule and kept.leak is whole.leak and kept.choice is whole.choice
+    assert kept.rule == whole.rule and kept.leak is whole.leak and kept.hash_tier is whole.hash_tier
+    # The choice as reported, without the calibrator that holds every candidate pair.
+    assert kept.choice.calibrator is None and whole.choice.calibrator is not None
+    assert dataclasses.replace(kept.choice, calibrator=whole.choice.calibrator) == whole.choice
     if min_cosine:
         assert graph.split.components >= 1 and graph.split.judged_pairs >= 1  # a chain split by judging b, d
