@@ -91,8 +91,8 @@ def test_large_blocks_are_mapped_on_their_own_from_the_scale_where_memory_is_the
     assert runner._bound_memory_at_scale(memory.MAP_LARGE_BLOCKS_FROM) and calls == [True]
     # An audit asks with its own number of images: two images here, set only where the limit is two.
     (tmp_path / "data" / "cat").mkdir(parents=True)
-    for name in ("a", "b"):
-        Image.new("RGB", (40, 40), name == "a" and "red" or "blue").save(tmp_path / "data" / "cat" / f"{name}.png")
+    for name, colour in (("a", "red"), ("b", "blue")):
+        Image.new("RGB", (40, 40), colour).save(tmp_path / "data" / "cat" / f"{name}.png")
     for limit, expected in ((3, 1), (2, 2)):
         monkeypatch.setattr(memory, "MAP_LARGE_BLOCKS_FROM", limit)
         runner.prepare(tmp_path / "data", AuditConfig(cache_dir=tmp_path / "cache"), embed=False)
