@@ -336,6 +336,45 @@ def test_a_dataset_without_duplicates_gets_a_quiet_rule_not_a_loose_one():
     assert choice.near.recall >= 0.8
 
 
+def noise_world(seed=0, n=300, copies=200):
+    """Every image a look-alike of every other on both tiers (random noise to an ImageNet backbone): candidate
+    pairs, copies with their source and copies with three other images all at scaled 0.4–0.99, correlation
+    0.2–1.0, so at any threshold a copy matches another image more often than its source (none of those is a
+    candidate partner of the source, which would excuse the match)."""
+    rng = np.random.default_rng(seed)
+    q = np.repeat(np.arange(n), 3)
+    t = (q + rng.integers(10, n - 10, len(q))) % n  # no image paired with the copies' other images below
+    dataset = make_pairs(np.minimum(q, t), np.maximum(q, t), rng.uniform(0.4, 0.99, len(q)),
+                         rng.uniform(0.2, 1.0, len(q)))
+    source = rng.choice(n, copies)
+    cq = np.repeat(np.arange(copies), 4)
+    ct = np.stack([source, (source + 1) % n, (source + 2) % n, (source + 3) % n], axis=1).ravel()
+    pairs = make_pairs(cq, ct, rng.uniform(0.4, 0.99, len(cq)), rng.uniform(0.2, 1.0, len(cq)))
+    return dataset, n, CopySample(source=source, kind=["same_shot"] * copies, pairs=pairs)
+
+
+def test_a_rule_tells_copies_apart_only_where_it_finds_more_with_their_source_than_with_other_images():
+    dataset, n, copies = world()
+    calibrator = Calibrator(dataset, n, copies)
+    assert calibrator.tells_apart(Rule(0.52, None))  # finds most copies, none with another image
+    assert not calibrator.tells_apart(Rule(-1.0, None))  # every copy found, and every copy matches another image
+    assert not Calibrator(*noise_world()).tells_apart(Rule(0.7, None))
+
+
+def test_where_no_rule_tells_copies_from_look_alikes_nothing_is_flagged_and_the_reason_says_why():
+    dataset, n, copies = noise_world()
+    choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True)
+    assert choice.near.flagged == 0 and not choice.rule.passes(dataset).any()
+    assert choice.reason == decision.NO_RULE_TELLS_APART
+    assert choice.near.precision is None
+
+
+def test_a_users_threshold_is_kept_where_it_does_not_tell_copies_apart():
+    dataset, n, copies = noise_world()
+    choice = choose_rule(Calibrator(dataset, n, copies), has_embeddings=True, fixed_cosine=0.7)
+    assert choice.rule.min_cosine == 0.7 and choice.near.flagged > 0
+
+
 @pytest.mark.parametrize("seed", [0, 3])
 def test_among_rules_with_near_equal_f1_the_one_finding_most_copies_net_of_false_matches_is_chosen(seed):
     from auditor.similarity.decision import F1_TIE, _f1
