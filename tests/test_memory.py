@@ -55,3 +55,28 @@ def test_a_large_block_freed_leaves_the_process_only_where_large_blocks_are_mapp
     out = subprocess.run([sys.executable, "-c", FRAGMENTED, mode], capture_output=True, text=True, check=True)
     returned_kb = int(out.stdout.split()[-1])
     assert (returned_kb > 7 * 1024) == given_back, returned_kb
+
+
+def _advice_flags(path) -> set[str]:
+    """The VmFlags of this process's mapping of `path` (/proc/self/smaps): `rr` is MADV_RANDOM."""
+    with open("/proc/self/smaps") as smaps:
+        lines = smaps.read().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.endswith(str(path)))
+    flags = next(line for line in lines[at + 1:] if line.startswith("VmFlags:"))
+    return set(flags.split()[1:])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_random_access_turns_off_read_around_for_the_arrays_memory_map_and_restores_it(tmp_path):
+    from auditor.memory import memory_maps_of, random_access
+
+    path = tmp_path / "rows.npy"
+    np.save(path, np.arange(4096 * 64, dtype=np.float16).reshape(4096, 64))
+    rows = np.load(path, mmap_mode="r")[100:200]  # a slice, as the checks read the store
+    assert len(memory_maps_of(rows)) == 1 and memory_maps_of(np.zeros(4)) == []
+    assert "rr" not in _advice_flags(path)
+    with random_access(rows) as same:
+        assert same is rows and "rr" in _advice_flags(path)
+    assert "rr" not in _advice_flags(path)
+    with random_access(np.zeros(4)):  # not memory-mapped: nothing to advise
+        pass

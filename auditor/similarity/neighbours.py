@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from auditor.memory import random_access
+
 EXACT_LIMIT = 20_000  # vectors; above this, approximate k-NN (exact all-pairs costs n² · d)
 # Codes; above this, multi-index hashing. Its result is the same set (complete by pigeonhole), returned in the flat
 # search's order, and it costs less from a few thousand codes on; the flat search grows as n². The dihedral pHash
@@ -359,12 +361,13 @@ class ApproximateIndex:
         refined = self.refined
         sims = np.empty((len(q), k), dtype=np.float32)
         labels = np.empty((len(q), k), dtype=np.int64)
-        for start, stop in _blocks(len(q)):
-            if order is None:
-                sims[start:stop], labels[start:stop] = refined.search(_f32(q[start:stop]), k, params=params)
-            else:
-                rows = np.sort(order[start:stop])  # this block's queries, read in ascending rows
-                sims[rows], labels[rows] = refined.search(_f32(q[rows]), k, params=params)
+        with random_access(self.x):  # the re-ranking reads candidates' rows at random (memory.random_access)
+            for start, stop in _blocks(len(q)):
+                if order is None:
+                    sims[start:stop], labels[start:stop] = refined.search(_f32(q[start:stop]), k, params=params)
+                else:
+                    rows = np.sort(order[start:stop])  # this block's queries, read in ascending rows
+                    sims[rows], labels[rows] = refined.search(_f32(q[rows]), k, params=params)
         sims[labels < 0] = -1.0
         return sims, labels
 
