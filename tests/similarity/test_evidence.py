@@ -114,23 +114,14 @@ def test_pair_correlation_is_the_per_pair_correlation_in_the_callers_order(monke
         assert abs(correlation[i] - c[0]) <= 1e-6 and variant[i] == v[0]
 
 
-def test_pair_correlation_reads_memory_mapped_thumbnails_without_read_around(tmp_path, monkeypatch):
+def test_pair_correlation_reads_memory_mapped_thumbnails_without_read_around(tmp_path, advised_arrays):
     """The pairs' second thumbnails are read at random from the memory-mapped thumbnail file: the comparison runs
     inside memory.random_access on both thumbnail arrays, and gives the same numbers as on thumbnails in memory."""
-    import contextlib
-
     rng = np.random.default_rng(0)
     thumbs = rng.integers(0, 256, (12, 32, 32), dtype=np.uint8)
     np.save(tmp_path / "thumbs.npy", thumbs)
     mapped = np.load(tmp_path / "thumbs.npy", mmap_mode="r")
-    advised = []
-
-    @contextlib.contextmanager
-    def spy(array):
-        advised.append(array)
-        yield array
-
-    monkeypatch.setattr(ev, "random_access", spy)
+    advised = advised_arrays(ev)
     rows_a, rows_b = rng.integers(0, 12, 30), rng.integers(0, 12, 30)
     correlation, variant = ev.pair_correlation(mapped, rows_a, mapped, rows_b, np.full(30, -1))
     assert [a is mapped for a in advised] == [True, True]

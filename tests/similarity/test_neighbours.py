@@ -818,11 +818,9 @@ def test_asking_for_a_graph_of_a_shape_none_has_hashes_nothing(monkeypatch):
     assert not neighbour_search.has_exact_graph(x[:30].copy(), 11)
 
 
-def test_the_approximate_search_reads_the_stored_rows_without_read_around(tmp_path, monkeypatch):
+def test_the_approximate_search_reads_the_stored_rows_without_read_around(tmp_path, advised_arrays):
     """The re-ranking reads candidates' rows of the memory-mapped store at random: the search runs inside
     memory.random_access on the stored matrix (inside a memory limit, read-around pushed out the rows still needed)."""
-    import contextlib
-
     from auditor.similarity import neighbours
 
     rng = np.random.default_rng(0)
@@ -830,14 +828,7 @@ def test_the_approximate_search_reads_the_stored_rows_without_read_around(tmp_pa
     x /= np.linalg.norm(x.astype(np.float32), axis=1, keepdims=True).astype(np.float16)
     np.save(tmp_path / "unit.npy", x)
     stored = np.load(tmp_path / "unit.npy", mmap_mode="r")
-    advised = []
-
-    @contextlib.contextmanager
-    def spy(array):
-        advised.append(array)
-        yield array
-
-    monkeypatch.setattr(neighbours, "random_access", spy)
+    advised = advised_arrays(neighbours)
     index = neighbours.ApproximateIndex(stored)
     sims, labels = index.search(stored[:50], 5)
     assert len(advised) == 1 and advised[0] is stored
