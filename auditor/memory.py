@@ -5,6 +5,9 @@ MB, Python objects) in the process, counted in its resident memory though nothin
 heap is free. The duplicate decision at 10⁶ images frees gigabytes of such chunks (hash-match chunks, per-chunk
 pair arrays, memo keys) between long-lived objects, so the checks after it started from ≈ 0.3 GB more than they
 hold. `malloc_trim` hands the free pages back (madvise), wherever they lie in the heap.
+
+And reading memory-mapped files at random without the kernel's read-around (`random_access`): inside a memory limit
+that counts the page cache (a container's), the pages read around each row push out the rows still needed.
 """
 
 from __future__ import annotations

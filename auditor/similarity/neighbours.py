@@ -62,9 +62,11 @@ RECALL_QUERIES = 200  # seeded sample of queries whose exact neighbours measure 
 PCA_SAMPLE = 5_000  # rows the PCA is fitted on (covariance + eigendecomposition: seconds at any n)
 BLOCK = 16_384  # rows converted / searched at once
 EXACT_BLOCK_SIMILARITIES = 4_194_304  # query × row similarities an exact search holds per block and core (16 MB)
-# Paired rows read tile by tile (`local_order`): each tile's rows within a range of this many bytes of each matrix,
-# from this many pairs on (below, the rows read are few anyway; the order costs ≈ 10 ms a million pairs).
+# Paired rows read tile by tile (`local_order`): each tile's rows within a range of TILE_BYTES of the first matrix and
+# SWEEP_TILE_BYTES of the second, from this many pairs on (below, the rows read are few anyway; the order costs
+# ≈ 10 ms a million pairs).
 TILE_BYTES = 256 * 2**20
+SWEEP_TILE_BYTES = 32 * 2**20
 LOCAL_ORDER_MIN_PAIRS = 65_536
 
 
@@ -227,22 +229,28 @@ def _row_bytes(matrix: np.ndarray) -> int:
 
 
 def local_order(rows_x: np.ndarray, rows_y: np.ndarray, row_bytes_x: int, row_bytes_y: int,
-                tile_bytes: int = TILE_BYTES, min_pairs: int = LOCAL_ORDER_MIN_PAIRS) -> np.ndarray | None:
+                tile_bytes: int = TILE_BYTES, min_pairs: int = LOCAL_ORDER_MIN_PAIRS,
+                sweep_tile_bytes: int | None = SWEEP_TILE_BYTES) -> np.ndarray | None:
     """An order of the pairs (rows_x[i], rows_y[i]) in which the rows read at once lie within one range of
-    `tile_bytes` of each matrix: pairs grouped by tile (range of x, range of y), ranges of x in turn, the ranges
-    of y swept back and forth (the range last read is read first again), each tile's pairs in their given order.
-    None where it would not help: few pairs, or every range read is one tile already.
+    `tile_bytes` of x and one of `sweep_tile_bytes` of y (None: `tile_bytes` too): pairs grouped by tile (range of
+    x, range of y), ranges of x in turn, the ranges of y swept back and forth (the range last read is read first
+    again), each tile's pairs in their given order. None where it would not help: few pairs, or every range read
+    is one tile already.
 
     Why: the candidate pairs' second images lie all over the embedding store. Where the store's pages do not all
     stay in memory (a 4 GB memory limit at 10⁶ images: 2.6 GB of store beside 2.7 GB of the decision's own
     arrays), reading them in the pairs' order re-read the store from disk for almost every pair (≈ 1.2 GB/s of
     reads for minutes, where the cosines take ≈ 30 s with the store in memory); tile by tile, each range is read
-    about once per range of x."""
+    about once per range of x. y's tiles are smaller because a tile needs x's range and y's in memory at once: in a
+    4 GiB memory cgroup (page cache counted) beside 3.4 GiB of the decision's arrays, two ranges of 256 MB did not
+    stay (14 M random pairs over the 10⁶-row store: 695 s, 763 GB read; y's tiles 32 MB: 170 s, 76 GB; with memory
+    to spare 66 → 78 s, more rows gathered per block)."""
     n = len(rows_x)
     if n < min_pairs:
         return None
     spans = []
-    for rows, row_bytes in ((rows_x, row_bytes_x), (rows_y, row_bytes_y)):
+    sweep = tile_bytes if sweep_tile_bytes is None else sweep_tile_bytes
+    for rows, row_bytes, tile_bytes in ((rows_x, row_bytes_x, tile_bytes), (rows_y, row_bytes_y, sweep)):
         per_tile = max(1, tile_bytes // max(1, row_bytes))
         spans.append((int(rows.max()) // per_tile + 1 if n else 1, per_tile))
     (tiles_x, per_x), (tiles_y, per_y) = spans

@@ -768,16 +768,20 @@ def test_paired_cosines_gather_a_recurring_row_once_with_the_same_values():
     assert got.dtype == np.float32 and np.array_equal(got, expected)
 
 
-def test_local_order_groups_pairs_by_tile_sweeping_back_and_forth_and_keeps_each_tiles_order():
+@pytest.mark.parametrize("sweep_tile_bytes, rows_y", [(None, 100), (250, 25)])
+def test_local_order_groups_pairs_by_tile_sweeping_back_and_forth_and_keeps_each_tiles_order(sweep_tile_bytes, rows_y):
     """Pairs read tile by tile: a permutation; tiles of x in turn, tiles of y forward then backward (the last range
-    read comes first again); within a tile the given order (the pairs' first images stay sorted)."""
+    read comes first again); within a tile the given order (the pairs' first images stay sorted). The swept tiles
+    of y may be smaller than x's (what a tile holds at once: x's range and y's)."""
     rng = np.random.default_rng(3)
     first = np.sort(rng.integers(0, 400, 5000))
     second = rng.integers(0, 400, 5000)
-    order = neighbour_search.local_order(first, second, 10, 10, tile_bytes=1000, min_pairs=1)  # 100 rows a tile
+    order = neighbour_search.local_order(first, second, 10, 10, tile_bytes=1000, min_pairs=1,
+                                         sweep_tile_bytes=sweep_tile_bytes)  # x: 100 rows a tile
     assert np.array_equal(np.sort(order), np.arange(5000))
-    tx, ty = first[order] // 100, second[order] // 100
+    tx, ty = first[order] // 100, second[order] // rows_y
     assert np.all(np.diff(tx) >= 0)
+    assert len(np.unique(ty)) == 400 // rows_y
     for t in range(4):
         sweep = ty[tx == t]
         assert np.all(np.diff(sweep) >= 0) if t % 2 == 0 else np.all(np.diff(sweep) <= 0)
@@ -785,8 +789,10 @@ def test_local_order_groups_pairs_by_tile_sweeping_back_and_forth_and_keeps_each
             within = order[(tx == t) & (ty == u)]
             assert np.all(np.diff(within) > 0)  # the given order kept
     assert neighbour_search.local_order(first, second, 10, 10, tile_bytes=1000, min_pairs=5001) is None  # few pairs
-    assert neighbour_search.local_order(first, second, 10, 10, tile_bytes=10**6, min_pairs=1) is None  # one tile
-    many = neighbour_search.local_order(first * 100, second * 100, 10, 10, tile_bytes=100, min_pairs=1)  # ≈ 4 000² tiles: past 16-bit keys
+    assert neighbour_search.local_order(first, second, 10, 10, tile_bytes=10**6, min_pairs=1,
+                                        sweep_tile_bytes=10**6) is None  # one tile
+    many = neighbour_search.local_order(first * 100, second * 100, 10, 10, tile_bytes=100, min_pairs=1,
+                                        sweep_tile_bytes=sweep_tile_bytes)  # ≈ 4 000² tiles or more: past 16-bit keys
     tx, ty = (first * 100)[many] // 10, (second * 100)[many] // 10
     assert np.all(np.diff(tx) >= 0) and np.array_equal(np.sort(many), np.arange(5000))
 
@@ -802,7 +808,8 @@ def test_paired_cosines_read_tile_by_tile_are_the_same_bits(monkeypatch):
     ordered = []
     real = neighbour_search.local_order
     monkeypatch.setattr(neighbour_search, "local_order",
-                        lambda *a, **k: ordered.append(real(*a, tile_bytes=64 * 200, min_pairs=1)) or ordered[-1])
+                        lambda *a, **k: ordered.append(real(*a, tile_bytes=64 * 200, min_pairs=1,
+                                                            sweep_tile_bytes=64 * 50)) or ordered[-1])
     tiled = neighbour_search.paired_cosines(x, first, x, second, block=512)
     assert ordered and ordered[0] is not None and not np.array_equal(ordered[0], np.arange(20000))
     assert np.array_equal(tiled.view(np.uint32), plain.view(np.uint32))
