@@ -250,8 +250,8 @@ def local_order(rows_x: np.ndarray, rows_y: np.ndarray, row_bytes_x: int, row_by
         return None
     spans = []
     sweep = tile_bytes if sweep_tile_bytes is None else sweep_tile_bytes
-    for rows, row_bytes, tile_bytes in ((rows_x, row_bytes_x, tile_bytes), (rows_y, row_bytes_y, sweep)):
-        per_tile = max(1, tile_bytes // max(1, row_bytes))
+    for rows, row_bytes, span in ((rows_x, row_bytes_x, tile_bytes), (rows_y, row_bytes_y, sweep)):
+        per_tile = max(1, span // max(1, row_bytes))
         spans.append((int(rows.max()) // per_tile + 1 if n else 1, per_tile))
     (tiles_x, per_x), (tiles_y, per_y) = spans
     if tiles_x * tiles_y <= 1:
