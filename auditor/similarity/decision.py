@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from auditor.similarity.evidence import Pairs, pair_key
+from auditor.similarity.evidence import AS_IS_VARIANTS, Pairs, pair_key
 
 CORRELATION_GRID = np.round(np.arange(0.80, 0.996, 0.005), 3)
 DEFAULT_SCALED, DEFAULT_CORRELATION = 0.6, 0.95  # only without calibration copies (calibration_images = 0)
@@ -76,7 +76,6 @@ JOINT_CORRELATION_STEPS = (0.01, 0.02, 0.03, 0.05)  # … and this far below the
 # the step from −0.2 to −0.1 turned away 47 false pairs for 10 real leaks (−0.3 to −0.2: 87 for 4); the copies, less
 # spread than real same-shot leaks at 32 px, do not show that cost.
 LOOK_ALIKE_SCALED_STEPS = (-0.5, -0.4, -0.3, -0.2)
-AS_IS_VARIANTS = (0, 4)  # dihedral variants without a rotation: as is, mirrored (evidence.Pairs.variant)
 MIN_RECAPTURED = 30  # images both tiers flag, at the least, for a two-tier reading of π (see two_tier_share)
 # A tier's recall on the dataset's duplicates implied by the recapture (the share of the other tier's flags it finds
 # again), at the least, as a share of its recall on the copies; below, the other tier flags look-alikes (see
@@ -183,7 +182,11 @@ def near_identical(pairs: Pairs, rows: np.ndarray) -> np.ndarray:
     as_is = np.isin(pairs.variant[rows], AS_IS_VARIANTS)
     aligned = np.where(as_is, pairs.pixel_score[rows] >= EXCUSE_CORRELATION,
                        (pairs.pixel_score[rows] >= EXCUSE_ROTATED_CORRELATION) & pairs.hash_match[rows])
-    return aligned & (pairs.scaled[rows] >= EXCUSE_MIN_SCALED)
+    # The same picture by its raw evidence (evidence.same_picture) needs no floor on the scaled cosine: where a
+    # picture is stored many times its scaled cosines collapse to ≈ 0 (its BACKGROUND_RANK-th neighbour is one of its
+    # copies), about half of them below it.
+    same = np.zeros(len(rows), dtype=bool) if pairs.same_picture is None else pairs.same_picture[rows]
+    return aligned & ((pairs.scaled[rows] >= EXCUSE_MIN_SCALED) | same)
 
 
 @dataclass
@@ -389,11 +392,19 @@ class Calibrator:
         m = len(copies.source)
         self.m = m
         is_source = cp.target == copies.source[cp.query] if len(cp) else np.zeros(0, dtype=bool)
-        self.pos_rows = cp.subset(is_source)
-        null = cp.subset(~is_source & copy_ok)
+        # For each copy pair (copy q of source s, image j): the dataset pair (s, j), if it is a candidate.
+        source_pair = pair_index(dataset_pairs.query, dataset_pairs.target, copies.source[cp.query], cp.target)
+        # A copy found with a near-identical partner of its source is found as with the source: where a picture is
+        # stored many times its copies' candidates are often all its other copies and not the source itself (20
+        # clips × 30 frames: 556 of 1 500 calibration copies had their source among their candidates), and every
+        # rule then looked as if it found few copies.
+        found_as_source = is_source.copy()
+        others = np.flatnonzero(~is_source & (source_pair >= 0))
+        found_as_source[others] = near_identical(dataset_pairs, source_pair[others])
+        self.pos_rows = cp.subset(found_as_source)
+        null = cp.subset(~found_as_source & copy_ok)
         self.null = null
-        # For each null pair (copy q of source s, other image j): the dataset pair (s, j), if it is a candidate.
-        null_src_pair = pair_index(dataset_pairs.query, dataset_pairs.target, copies.source[null.query], null.target)
+        null_src_pair = source_pair[~found_as_source & copy_ok]
         # Not a false match: the other image is itself a duplicate of the copy's source — their thumbnails align
         # almost perfectly as they are (`near_identical`), or they are close on both tiers at once (same-shot
         # duplicates of photos align at 0.88–0.94, below the first test; of 362 000 copy matches with other images on the bench rows, 3 had a

@@ -197,6 +197,46 @@ def test_pixel_background_is_the_third_best_alignment_with_pictures_the_embeddin
     assert np.isnan(background[[1, 2, 3, 4]]).all()  # no candidates
 
 
+def test_a_picture_stored_many_times_does_not_have_its_copies_as_pixel_background():
+    """Frames of one clip: every partner is a near-identical copy whose scaled cosine collapsed to ≈ 0 (the 10th
+    embedding neighbour is a copy too). Aligned as is with matching hashes and an embedding as close as a re-encode's
+    they are the same picture, left out of the background; a rotated alignment, one whose hashes differ, or a
+    look-alike whose embedding is further away stays background."""
+    from auditor.similarity.decision import EXCUSE_CORRELATION
+
+    assert ev.SAME_PICTURE_CORRELATION == EXCUSE_CORRELATION
+    nodes = np.zeros(7, dtype=np.int64)
+    correlation = np.array([0.99, 0.985, 0.98, 0.97, 0.975, 0.96, 0.6], dtype=np.float32)
+    pairs = ev.Pairs(query=nodes, target=np.arange(1, 8), rank=np.zeros(7, dtype=np.int64),
+                     cosine=np.array([0.98, 0.97, 0.99, 0.98, 0.98, 0.90, 0.98], dtype=np.float32),
+                     scaled=np.array([-0.1, 0.05, -0.3, 0.0, 0.1, -0.2, -0.2], dtype=np.float32),
+                     correlation=correlation, variant=np.array([0, 4, 0, 1, 0, 0, 0]),
+                     hash_match=np.array([True, True, True, True, False, True, True]),
+                     phash_distance=np.zeros(7, dtype=np.int64), dhash_distance=np.zeros(7, dtype=np.int64))
+    same = ev.same_picture(pairs, min_cosine=0.95)
+    assert same.tolist() == [True, True, True, False, False, False, False]
+    assert not ev.same_picture(pairs, min_cosine=None).any()  # no re-encoded copy measured: none
+    scaled = ev.background_scaled(pairs, same)
+    assert scaled[:3].tolist() == [1.0, 1.0, 1.0] and np.allclose(scaled[3:], pairs.scaled[3:])
+    background = ev.pixel_backgrounds(8, (pairs.query, pairs.correlation, scaled))
+    assert background[0] == pytest.approx(0.96, abs=1e-4)  # 0.975, 0.97, then 0.96
+    before = ev.pixel_backgrounds(8, (pairs.query, pairs.correlation, pairs.scaled))
+    assert before[0] == pytest.approx(0.98, abs=1e-4)  # the copies were their own background
+
+
+def test_the_same_pictures_cosine_is_a_mirrored_re_encodes_to_its_source():
+    copy_pairs = ev.Pairs(query=np.array([0, 0, 1, 2, 3]), target=np.array([10, 11, 12, 13, 14]),
+                          rank=np.zeros(5, dtype=np.int64), cosine=np.array([0.9, 0.5, 0.94, 0.7, 0.96], dtype=np.float32),
+                          scaled=np.zeros(5, dtype=np.float32), correlation=np.zeros(5, dtype=np.float32),
+                          variant=np.zeros(5, dtype=np.int64), hash_match=np.zeros(5, dtype=bool),
+                          phash_distance=np.zeros(5, dtype=np.int64), dhash_distance=np.zeros(5, dtype=np.int64))
+    source = np.array([10, 12, 13, 14])
+    kinds = ["mirror_reencode", "mirror_reencode", "same_shot", "mirror_reencode"]
+    # copy 0 with its source 0.9 (its 0.5 is another image), copy 1 0.94, copy 3 0.96; copy 2 is another kind
+    assert ev.reencode_cosine(copy_pairs, source, kinds) == pytest.approx(0.94)
+    assert ev.reencode_cosine(copy_pairs, source, ["same_shot"] * 4) is None
+
+
 def test_relative_correlation_is_the_correlation_at_a_typical_background_and_less_where_everything_aligns():
     c = np.array([0.95, 0.95, 0.99, 0.95], dtype=np.float32)
     typical = ev.TYPICAL_PIXEL_BACKGROUND
