@@ -205,6 +205,26 @@ def test_a_copy_matching_a_near_identical_partner_of_its_source_is_found_as_with
     assert judged["pos_pass"].tolist() == [True, False] and judged["null_hits"].tolist() == [False, True]
 
 
+def test_a_copy_whose_source_is_a_candidate_is_judged_on_its_source_only():
+    """Only a copy crowded out of its source's company is found through a near-identical partner: where the source is
+    a candidate, a rule that misses it does not find the copy through the partner."""
+    dataset = make_pairs([0], [1], scaled=[-0.2], corr=[0.99], hash_match=[True])
+    dataset.same_picture = np.array([True])
+    copy_pairs = make_pairs([0, 0], [0, 1], scaled=[0.0, 0.0], corr=[0.80, 0.90])  # copy 0 of 0: its source, a partner
+    calibrator = Calibrator(dataset, 2, CopySample(np.array([0]), ["resize"], copy_pairs))
+    assert calibrator.pos_rows.target.tolist() == [0] and calibrator.excused.tolist() == [True]
+    assert not calibrator.evaluate(Rule(min_scaled=None, min_correlation=0.85))["pos_pass"].any()
+
+
+def test_precision_never_counts_more_false_flags_than_images_without_a_duplicate():
+    """Precision is π·R/F, but a flag is false only on one of the 1 − π images without a duplicate: where every
+    image has one and every image is flagged, the precision is 1 whatever the copies' recall."""
+    assert decision._precision(1.0, 0.56, 1.0) == 1.0
+    assert decision._precision(0.9, 0.5, 1.0) == pytest.approx(0.9)  # at least 1 − 0.1 / 1
+    assert decision._precision(0.1, 0.9, 0.1) == pytest.approx(0.9)  # F < 1 − π: π·R/F as before
+    assert decision._precision(0.3, 0.2, 0.12) == pytest.approx(0.5)
+
+
 def test_matches_with_a_duplicate_the_decision_finds_are_excused_whatever_the_rule_judged():
     # The duplicates align poorly (0.70–0.84): only the first choice's acceptance can excuse their matches.
     dataset, n, copies, extra = world_with_copies_finding_their_sources_duplicates(seed=4, dup_corr=(0.7, 0.84))
