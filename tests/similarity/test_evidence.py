@@ -303,3 +303,11 @@ def test_unordered_keeps_each_pair_once_oriented_with_its_stronger_direction(eac
         want = getattr(expected, name)
         assert (getattr(got, name) is None) if want is None else np.array_equal(getattr(got, name), want), name
     assert pairs.query is None  # consumed
+
+
+def test_the_same_picture_test_reads_a_copy_kind_every_calibration_mix_makes():
+    """The same-picture cosine comes from one kind of calibration copy; a mix without it would switch the test off
+    silently (no pair would be the same picture)."""
+    from auditor.similarity import positives
+
+    assert ev.SAME_PICTURE_KIND in positives.MIX_LARGE and ev.SAME_PICTURE_KIND in positives.MIX_SMALL
