@@ -294,9 +294,9 @@ def clip_rows(shared: Path, work: Path, clips: int = 20, frames: int = 30) -> li
     sources = {clip.split("/")[1] + ".jpg" for _rel, _split, _label, clip in frames_of}  # not also a photo
     photos = td.build_pool(shared / "cats_and_dogs_filtered", pool / "photos", None, skip=sources)
     photo_entries = [(f"photos/{rel}", label, split) for rel, split, label, _native in photos]
-    for name, entries in ((f"clips {clips}×{frames}", clip_entries),
-                          (f"clips {clips}×{frames} + cd_native", clip_entries + photo_entries)):
-        row = td.Row(name=name, variant="clips", manifest=work / "rows" / f"clips{'_cd' if len(entries) > len(clip_entries) else ''}.csv")
+    for name, stem, entries in ((f"clips {clips}×{frames}", "clips", clip_entries),
+                                (f"clips {clips}×{frames} + cd_native", "clips_cd", clip_entries + photo_entries)):
+        row = td.Row(name=name, variant="clips", manifest=work / "rows" / f"{stem}.csv")
         td.write_manifest(row.manifest, entries)
         row.leaked = {rel for rel, _label, split in clip_entries if split != "train"}
         row.pairs, row.within_split = pairs, set(within)

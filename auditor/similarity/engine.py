@@ -199,7 +199,7 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     if fixed_correlation is None:
         # The calibrated pixel tier judges the correlation relative to each image's background; a threshold the
         # user gives is one on the correlation itself (as --min-cosine is on the raw cosine).
-        ev.relate_to_backgrounds(data, pairs, copy_pairs, len(copy_thumbs), copy_source, copy_kind)
+        ev.relate_to_backgrounds(data, pairs, copy_pairs, copy_source, copy_kind)
     if copy_grey is not None:
         copy_pairs.colour_differs = data.colour_differs(copy_pairs.query, copy_pairs.target, copy_grey)
     copies = CopySample(source=np.asarray(copy_source, dtype=np.int64), kind=list(copy_kind), pairs=copy_pairs)

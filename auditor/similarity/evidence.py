@@ -463,12 +463,12 @@ SAME_PICTURE_CORRELATION = 0.95  # aligned as is at least this well (the raw cor
 SAME_PICTURE_KIND = "mirror_reencode"  # … an embedding as close as this kind of calibration copy's to its source
 
 
-def reencode_cosine(copy_pairs: Pairs, copy_source: np.ndarray | None, copy_kind: list[str] | None) -> float | None:
+def reencode_cosine(copy_pairs: Pairs, copy_source: np.ndarray, copy_kind: list[str]) -> float | None:
     """The median cosine of the calibration copies of kind SAME_PICTURE_KIND (mirrored and re-encoded, nothing else)
     to their own source: how close this backbone puts two encodings of one picture on this dataset (0.92 on 3 000
     Fashion-MNIST images at 224 px, 0.88 on 25 000 at 96 px, 0.93 on 32 px tiles, 0.96 on digits and on photo
     frames). None without such a copy pair."""
-    if copy_source is None or copy_kind is None or not len(copy_pairs):
+    if not len(copy_pairs):
         return None
     kind = np.asarray(copy_kind)[copy_pairs.query]
     own = (np.asarray(copy_pairs.target) == np.asarray(copy_source)[copy_pairs.query]) & (kind == SAME_PICTURE_KIND)
@@ -493,11 +493,12 @@ def same_picture(pairs: Pairs, min_cosine: float | None) -> np.ndarray:
     return same
 
 
-def relate_to_backgrounds(data: Dataset, pairs: Pairs, copy_pairs: Pairs, copies: int,
-                          copy_source: np.ndarray | None = None, copy_kind: list[str] | None = None) -> None:
-    """Set each image's pixel background on `data` (from the dataset's candidate pairs, both ends) and the relative
-    correlation of every pair in `pairs` and `copy_pairs` (a copy's background from its own candidates; `copies`:
-    how many there are). Only with embeddings: without them nothing tells a picture's copies from its look-alikes
+def relate_to_backgrounds(data: Dataset, pairs: Pairs, copy_pairs: Pairs, copy_source: np.ndarray,
+                          copy_kind: list[str]) -> None:
+    """Set each image's pixel background on `data` (from the dataset's candidate pairs, both ends), which pairs are
+    the same picture (`same_picture`, on `pairs`) and the relative correlation of every pair in `pairs` and
+    `copy_pairs` (a copy's background from its own candidates; `copy_source`, `copy_kind`: each copy's source node
+    and kind). Only with embeddings: without them nothing tells a picture's copies from its look-alikes
     in its background, and the correlation itself is judged, as before."""
     if data.unit is None:
         return
@@ -507,8 +508,9 @@ def relate_to_backgrounds(data: Dataset, pairs: Pairs, copy_pairs: Pairs, copies
                                    (pairs.target, pairs.correlation, pairs.scaled, same))
     data.pixel_background = background
     pairs.relative_correlation = dataset_relative_correlation(data, pairs)
-    copy_background = pixel_backgrounds(copies, (copy_pairs.query, copy_pairs.correlation, copy_pairs.scaled,
-                                                 same_picture(copy_pairs, min_cosine)))
+    copy_same = same_picture(copy_pairs, min_cosine)
+    copy_background = pixel_backgrounds(len(copy_source),
+                                        (copy_pairs.query, copy_pairs.correlation, copy_pairs.scaled, copy_same))
     copy_pairs.relative_correlation = relative_correlation(copy_pairs.correlation, copy_background[copy_pairs.query],
                                                            background[copy_pairs.target])
 
