@@ -202,7 +202,13 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
         ev.relate_to_backgrounds(data, pairs, copy_pairs, copy_source, copy_kind)
     if copy_grey is not None:
         copy_pairs.colour_differs = data.colour_differs(copy_pairs.query, copy_pairs.target, copy_grey)
-    copies = CopySample(source=np.asarray(copy_source, dtype=np.int64), kind=list(copy_kind), pairs=copy_pairs)
+    copy_source = np.asarray(copy_source, dtype=np.int64)
+    # How near-identical each copy is to its source (as is or mirrored): the recall is weighted to the flagged
+    # images' mix of such bands (decision.NEARNESS_EDGES). Two variants of one pair per copy, remembered by the memo.
+    source_correlation = ev.pair_correlation(copy_thumbs, np.arange(len(copy_source)), data.thumbs, copy_source,
+                                             -1, memo=memo)[0] if len(copy_source) else None
+    copies = CopySample(source=copy_source, kind=list(copy_kind), pairs=copy_pairs,
+                        source_correlation=source_correlation)
     has_splits = reference is not None and held_out is not None and reference.any() and held_out.any()
     choice = choose_rule(Calibrator(pairs, n, copies), unit is not None, fixed_cosine, fixed_correlation,
                          splits=(reference, held_out) if has_splits else None)
@@ -214,8 +220,8 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     if hash_tier["reliable"]:
         rule = dataclasses.replace(choice.rule, hash_alone=True)
         near = calibrator.estimate(rule, choice.pi, pi_source=choice.pi_source,
-                                   pi_floor=choice.pi_recall_floor).with_dataset_recall(
-            calibrator.dataset_recall(rule, choice.rules))
+                                   pi_floor=choice.pi_recall_floor).for_flagged_mix(
+            calibrator.recall_for_flagged_mix(rule)).with_dataset_recall(calibrator.dataset_recall(rule, choice.rules))
         choice = dataclasses.replace(choice, rule=rule, near=near,
                                      per_kind_recall=calibrator.per_kind_recall(rule),
                                      per_kind_interval=calibrator.per_kind_interval(rule))
@@ -247,5 +253,5 @@ def _leak_estimate(calibrator: Calibrator, rule: Rule, rules: list[Rule]) -> Est
     (`calibrator`: the decision's, `Calibrator.for_leakage`)."""
     grid = [dataclasses.replace(r, hash_alone=rule.hash_alone) for r in rules] + [rule]
     pi, _reference, source = calibrator.duplicate_share(grid)
-    return calibrator.estimate(rule, pi, pi_source=source, pi_floor=calibrator.recall_floor(grid)).with_dataset_recall(
-        calibrator.dataset_recall(rule, grid))
+    return calibrator.estimate(rule, pi, pi_source=source, pi_floor=calibrator.recall_floor(grid)).for_flagged_mix(
+        calibrator.recall_for_flagged_mix(rule)).with_dataset_recall(calibrator.dataset_recall(rule, grid))
