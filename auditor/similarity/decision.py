@@ -280,7 +280,10 @@ class Estimate:
         if dataset_recall is None:
             return self
         widened = (min(self.recall_interval[0], dataset_recall[1]), max(self.recall_interval[1], dataset_recall[2]))
-        disagree = (dataset_recall[2] < RECAPTURE_CONSISTENCY * self.recall_interval[0]
+        # Judged against the copies' plain reading, the recall π·R/F is computed with (the weighted interval's low
+        # end can lie far lower, from a band of few copies, and would hide the disagreement).
+        plain_low = self.recall_interval[0] if self.copies_mix_recall is None else self.copies_mix_recall[1]
+        disagree = (dataset_recall[2] < RECAPTURE_CONSISTENCY * plain_low
                     and dataset_recall[3] >= MIN_DATASET_RECALL_IMAGES)
         # Either cause makes π·R/F too high, never too low: an estimate of 0 (no flag a duplicate, as far as the
         # copies can tell; the tile row without planted leaks, 14 flags) stands.

@@ -92,7 +92,10 @@ def detection_quality(ctx, estimate) -> dict[str, Any]:
                   "from the copies (duplicate_share_read_from); either at rules finding at least half the copies, "
                   "or a smaller share of them where the copies show significantly fewer false matches there "
                   "(duplicate_share_recall_floor): look-alikes crowd the looser rules and would inflate the share",
-        "caveat": "the recall interval spans two measurements: the calibration copies' 95 % interval "
+        "caveat": "recall is the copies' recall weighted to the images flagged: read in bands of how near-identical "
+                  "a copy is to its source and weighted by the bands of the flagged images' best pairs "
+                  "(recall_by_nearness; the copies' plain mix is recall_copies_mix), which assumes a band's duplicates "
+                  "are found as often as its copies; the recall interval spans both copy readings' 95 % intervals "
                   "(recall_interval_copies) and the recall on the dataset's own duplicates (recall_on_dataset: of the "
                   "images the most sensitive rule without false matches on the copies flags, the share this rule "
                   "flags too, where that rule flags at least as many images as this one); where the two differ, the "

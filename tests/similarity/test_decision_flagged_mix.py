@@ -79,3 +79,16 @@ def test_no_weighting_where_the_pixel_tier_judges_the_raw_correlation_itself():
 def test_nothing_flagged_leaves_the_plain_recall():
     calibrator, _truth = world("near")
     assert calibrator.recall_for_flagged_mix(Rule(min_scaled=None, min_correlation=0.99)) is None
+
+
+def test_the_plain_reading_still_decides_whether_the_dataset_contradicts_the_copies():
+    # A weighted interval reaching far down (a band of few copies) must not hide that the dataset's own reading lies
+    # far below the copies' plain one: precision π·R/F is computed with the plain R, and is withheld there.
+    from auditor.similarity.decision import PRECISION_RECALLS_DISAGREE, Estimate
+
+    estimate = Estimate(recall=0.9, recall_interval=(0.3, 0.97), precision=0.95, precision_interval=(0.9, 1.0),
+                        false_match_rate=0.01, flagged=100, population=1000, duplicate_share=0.1,
+                        copies_mix_recall=(0.9, 0.85, 0.95))
+    judged = estimate.with_dataset_recall((0.2, 0.1, 0.3, 50))
+    assert judged.precision is None and judged.precision_note == PRECISION_RECALLS_DISAGREE
+    assert judged.recall_interval == (0.1, 0.97)
