@@ -22,13 +22,14 @@ def pairs(query, target, correlation, relative) -> Pairs:
 
 
 def world(dataset_duplicates: str, relative: bool = True):
-    """200 images; 40 duplicate pairs (2i, 2i + 1), `near` ones (raw correlation 0.995, all found) or `hard` ones
-    (raw 0.85, every second found); 200 copies, half near-identical to their source (all found), half hard (every
-    second found): the copies' plain recall is 0.75."""
+    """200 images; 40 duplicate pairs (2i, 2i + 1), `near` ones (raw correlation 0.995, all found), `hard` ones
+    (raw 0.85, every second found) or half of each (`like_copies`); 200 copies, half near-identical to their source
+    (all found), half hard (every second found): the copies' plain recall is 0.75."""
     n, duplicates = 200, 40
-    raw = 0.995 if dataset_duplicates == "near" else 0.85
-    found = [True] * duplicates if dataset_duplicates == "near" else [i % 2 == 0 for i in range(duplicates)]
-    dataset = pairs([2 * i for i in range(duplicates)], [2 * i + 1 for i in range(duplicates)], [raw] * duplicates,
+    near_pairs = {"near": duplicates, "hard": 0, "like_copies": duplicates // 2}[dataset_duplicates]
+    raw = [0.995] * near_pairs + [0.85] * (duplicates - near_pairs)
+    found = [True] * near_pairs + [i % 2 == 0 for i in range(duplicates - near_pairs)]
+    dataset = pairs([2 * i for i in range(duplicates)], [2 * i + 1 for i in range(duplicates)], raw,
                     [0.9 if f else 0.5 for f in found] if relative else None)
     copies = 200
     source = np.arange(copies) % n
@@ -46,6 +47,7 @@ def test_the_weighted_recall_reads_the_dataset_duplicates_where_the_plain_one_re
     plain = calibrator.estimate(RULE)
     assert plain.recall == pytest.approx(0.75)
     mixed = calibrator.recall_for_flagged_mix(RULE)
+    assert mixed.weighted and mixed.mix_p_value < 1e-6
     assert mixed.estimate == pytest.approx(truth, abs=0.02)
     assert mixed.low <= truth <= mixed.high
     flagged = {band["min_correlation"]: band["flagged"] for band in mixed.bands}
@@ -64,7 +66,21 @@ def test_the_reported_estimate_keeps_the_plain_reading_and_spans_both_intervals(
     report = weighted.as_dict()
     assert report["recall_copies_mix"] == pytest.approx(0.75)
     assert report["recall_copies_mix_interval"] == [round(v, 3) for v in plain.recall_interval]
-    assert sum(band["copies"] for band in report["recall_by_nearness"]) == 200
+    assert report["recall_by_nearness"]["weighted"]
+    assert sum(band["copies"] for band in report["recall_by_nearness"]["bands"]) == 200
+
+
+def test_where_the_flagged_mix_is_the_copies_own_the_plain_recall_stands():
+    # Duplicates mixed like the copies the rule finds (two near-identical flagged for each hard one): weighting would
+    # only move the estimate by noise. The bands are reported, the recall is the plain one (here also the truth).
+    calibrator, truth = world("like_copies")
+    plain = calibrator.estimate(RULE)
+    mixed = calibrator.recall_for_flagged_mix(RULE)
+    assert not mixed.weighted and mixed.mix_p_value > 0.5
+    reported = plain.for_flagged_mix(mixed)
+    assert reported.recall == plain.recall == pytest.approx(truth)
+    assert reported.recall_interval == plain.recall_interval
+    assert reported.as_dict()["recall_by_nearness"]["weighted"] is False
 
 
 def test_no_weighting_where_the_pixel_tier_judges_the_raw_correlation_itself():
