@@ -215,13 +215,14 @@ class CopySample:
 # weighted by the band's share of the images a rule flags (`Calibrator.recall_for_flagged_mix`): the copies are a
 # fixed mix (6 in 10 same-shot re-processings, rotations, grey, …), and a dataset whose duplicates are easier than
 # the mix (video frames, the same photo re-saved) read far low — 20 clips × 30 frames: recall 0.56 estimated, 1.00
-# measured; weighted, 0.96. Measured on 20 dumped truth rows (README, "The recall weighted to the images flagged"):
-# mean error 0.059 → 0.038, largest 0.44 → 0.09; bands (0.95,) left the clips 0.35 low, (0.95, 0.98) 0.12 low.
+# measured; weighted, 0.96 (README, "The recall weighted to the images flagged": 87 truth rows end to end). Bands
+# tried on dumped rows: (0.95,) left the clips 0.35 low, (0.95, 0.98) 0.12 low.
 NEARNESS_EDGES = (0.90, 0.95, 0.98, 0.99)
 # The weighting replaces the plain recall only where the flagged images' bands differ from those of the copies the
 # rule finds (Pearson's χ², p below this): where they do not, it moves the estimate by noise — on digits and MNIST
-# rows, whose bands did not differ (p 0.2–0.6), it read 0.09–0.14 higher than the plain one and further from what was
-# measured; the clips differ at p ≈ 1e-49, the photo rows at 10–30 % leaks at p < 0.001 (weighted within 0.01 of plain).
+# rows, whose bands did not differ (p 0.2–0.6), it read up to 0.14 higher than the plain one and mostly further from
+# what was measured; the clips differ at p ≈ 1e-49, the photo rows at 10–30 % leaks at p < 0.001 (weighted within 0.01
+# of plain).
 NEARNESS_MIX_P = 0.001
 
 
