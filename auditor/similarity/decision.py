@@ -214,7 +214,7 @@ class CopySample:
 # values (below the first, or aligned only rotated: the hardest band). The copies' recall is read in each band and
 # weighted by the band's share of the images a rule flags (`Calibrator.recall_for_flagged_mix`): the copies are a
 # fixed mix (6 in 10 same-shot re-processings, rotations, grey, …), and a dataset whose duplicates are easier than
-# the mix (video frames, the same photo re-saved) read far low — 20 clips × 30 frames: recall 0.56 estimated, 1.00
+# the mix (video frames, the same photo re-saved) read far low — 20 clips × 30 frames: recall 0.56 estimated, 0.99
 # measured; weighted, 0.96 (README, "The recall weighted to the images flagged": 87 truth rows end to end). Bands
 # tried on dumped rows: (0.95,) left the clips 0.35 low, (0.95, 0.98) 0.12 low.
 NEARNESS_EDGES = (0.90, 0.95, 0.98, 0.99)
@@ -267,10 +267,10 @@ class Estimate:
     # the rules finding that many: `reference_floor`).
     duplicate_share_recall_floor: float | None = None
     precision_note: str | None = None  # why precision is None although images are flagged (PRECISION_…)
-    # Where the recall is weighted to the flagged images' mix (`for_flagged_mix`): the copies' plain recall and its
-    # interval, and the bands it was weighted by (FlaggedMixRecall.bands); else None.
+    # Where the flagged images' nearness mix was measured (`for_flagged_mix`, whether or not it replaced the recall):
+    # the copies' plain recall and its interval, and FlaggedMixRecall.as_dict(); else None.
     copies_mix_recall: tuple[float, float, float] | None = None
-    nearness: dict[str, Any] | None = None  # FlaggedMixRecall.as_dict(), weighted or not
+    nearness: dict[str, Any] | None = None
 
     def for_flagged_mix(self, mixed: "FlaggedMixRecall | None") -> "Estimate":
         """The same estimate, its recall the copies' weighted to the nearness mix of the images flagged where that mix
@@ -914,8 +914,9 @@ class Calibrator:
             rows = in_band if in_band.any() else np.ones(self.m, dtype=bool)  # no copy this near: the plain recall
             hits = int(passed[rows].sum())
             found.append(hits / int(rows.sum()) if hits else 0.5 / (int(rows.sum()) + 1))  # never 0: Jeffreys' mean
-            low.append(clustered_jeffreys(passed[rows], sources[rows])[0])
-            high.append(clustered_jeffreys(passed[rows], sources[rows])[1])
+            band_low, band_high, _n = clustered_jeffreys(passed[rows], sources[rows])
+            low.append(band_low)
+            high.append(band_high)
             copies.append(int(in_band.sum()))
             flagged_count.append(int((flagged_band == band).sum()))
         found, low, high = np.array(found), np.array(low), np.array(high)
@@ -946,8 +947,8 @@ class Calibrator:
 
 def _mix_p_value(flagged: np.ndarray, found_copies: np.ndarray) -> float:
     """Pearson's χ² p-value of the flagged images' counts per band against the mix of the copies found (the mix a
-    dataset whose duplicates were made like the copies would show). A band flagged where no copy was found is a
-    difference the copies cannot explain (p 0)."""
+    dataset whose duplicates were made like the copies would show). Images flagged in a band that holds no copy are
+    a difference the copies cannot explain (p 0)."""
     from scipy.special import chdtrc  # not scipy.stats (see jeffreys)
 
     expected = found_copies / found_copies.sum() * flagged.sum()

@@ -46,11 +46,21 @@ def recall_text(quality: dict[str, Any]) -> str:
     by construction; on one whose real duplicates are processed unlike the copies it is what warns of it."""
     copies, dataset = quality.get("recall_interval_copies"), quality.get("recall_on_dataset_interval")
     if quality["recall"] is None or copies is None or dataset is None or dataset[1] >= copies[0]:
-        return interval_text(quality["recall"], quality["recall_interval"])
+        return interval_text(quality["recall"], quality["recall_interval"]) + _weighting_text(quality)
     images = quality.get("recall_on_dataset_images")
-    return (f"{interval_text(quality['recall'], copies)} on copies of its images, but "
+    return (f"{interval_text(quality['recall'], copies)} on copies of its images{_weighting_text(quality)}, but "
             f"{interval_text(quality['recall_on_dataset'], dataset)} of the "
             + (f"{images} " if images else "") + "images a more sensitive rule flags")
+
+
+def _weighting_text(quality: dict[str, Any]) -> str:
+    """Where the recall was weighted to the flagged images' nearness (decision.FlaggedMixRecall), a clause saying so
+    and giving the copies' plain reading, which the interval spans; else ""."""
+    nearness = quality.get("recall_by_nearness") or {}
+    if not nearness.get("weighted") or quality.get("recall_copies_mix") is None:
+        return ""
+    return (f" (weighted to how near-identical the flagged images are to their partners; the copies' own mix: "
+            f"{quality['recall_copies_mix']:.0%})")
 
 
 def crowding_text(quality: dict[str, Any]) -> str:
@@ -92,10 +102,11 @@ def detection_quality(ctx, estimate) -> dict[str, Any]:
                   "from the copies (duplicate_share_read_from); either at rules finding at least half the copies, "
                   "or a smaller share of them where the copies show significantly fewer false matches there "
                   "(duplicate_share_recall_floor): look-alikes crowd the looser rules and would inflate the share",
-        "caveat": "recall is the copies' recall weighted to the images flagged: read in bands of how near-identical "
-                  "a copy is to its source and weighted by the bands of the flagged images' best pairs "
-                  "(recall_by_nearness; the copies' plain mix is recall_copies_mix), which assumes a band's duplicates "
-                  "are found as often as its copies; the recall interval spans both copy readings' 95 % intervals "
+        "caveat": "where the images flagged are more (or less) near-identical to their partners than the copies "
+                  "found (recall_by_nearness.weighted), recall is the copies' recall read in bands of how "
+                  "near-identical a copy is to its source, weighted by the flagged images' bands (the copies' plain "
+                  "mix is recall_copies_mix), which assumes a band's duplicates are found as often as its copies, and "
+                  "the recall interval spans both copy readings' 95 % intervals "
                   "(recall_interval_copies) and the recall on the dataset's own duplicates (recall_on_dataset: of the "
                   "images the most sensitive rule without false matches on the copies flags, the share this rule "
                   "flags too, where that rule flags at least as many images as this one); where the two differ, the "

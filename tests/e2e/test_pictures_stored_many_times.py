@@ -63,6 +63,7 @@ def test_the_recall_estimate_speaks_for_these_frames_not_for_the_copies_mix(audi
     assert quality["recall"] >= 0.85
     assert quality["recall_copies_mix"] < quality["recall"]
     assert quality["recall_interval"][0] <= quality["recall_copies_mix"]
+    assert "weighted to how near-identical the flagged images are" in check(audited.report, "leakage")["summary"]
     nearness = quality["recall_by_nearness"]
     assert nearness["weighted"] and nearness["mix_p_value"] < 0.001
     assert sum(band["flagged"] for band in nearness["bands"]) == 2 * CLIPS_PER_CLASS * (FRAMES // 4)

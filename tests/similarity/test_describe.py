@@ -53,6 +53,16 @@ def test_recall_names_both_measurements_only_where_they_disagree():
     assert recall_text({"recall": None, "recall_interval": None}) == "n/a"
 
 
+def test_a_recall_weighted_to_the_flagged_images_says_so_and_gives_the_copies_plain_reading():
+    weighted = {"recall": 0.96, "recall_interval": [0.53, 0.97], "recall_interval_copies": [0.53, 0.97],
+                "recall_on_dataset": None, "recall_on_dataset_interval": None, "recall_copies_mix": 0.561,
+                "recall_by_nearness": {"weighted": True}}
+    assert recall_text(weighted) == ("96% [53%, 97%] (weighted to how near-identical the flagged images are to their "
+                                     "partners; the copies' own mix: 56%)")
+    plain = {**weighted, "recall": 0.561, "recall_by_nearness": {"weighted": False}}
+    assert recall_text(plain) == "56% [53%, 97%]"
+
+
 def test_the_summary_says_where_look_alikes_crowded_the_share_to_stricter_rules():
     assert crowding_text({"duplicate_share_recall_floor": 0.5}) == ""
     assert crowding_text({"duplicate_share_recall_floor": None}) == ""
