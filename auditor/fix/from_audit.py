@@ -2,8 +2,9 @@
 duplicate decision (which images are copies) stays the audit's own:
 
 - every record is an Item (path, label, today's split); unusable files are excluded as `broken`;
-- duplicate groups come from `ctx.duplicate_groups` (exact and near, at the audit's thresholds);
-  groups that share a member are merged, so the re-split keeps together whatever the audit links;
+- duplicate groups come from `ctx.duplicate_groups` (exact and near, at the audit's thresholds) and the accepted
+  pairs left out of them (`linked_groups`); groups that share a member are merged, so the re-split keeps together
+  whatever the audit links;
 - `--group-by source` uses each record's source; `--group-by COLUMN` a column of the manifest;
 - `--drop-suspect-labels` excludes the images `label_issues` flags with strong evidence;
 - files the walk found but could not index as an image of a class are excluded as `not_indexed`.
@@ -27,7 +28,7 @@ def items_from_audit(ctx, group_by: str | None = None, drop_suspect_labels: bool
     `extra_groups`: more groups of record positions to keep together (fix.verify adds what a re-audit links)."""
     records = ctx.records
     notes: list[str] = []
-    group_of = _duplicate_group_ids(ctx.duplicate_groups + list(extra_groups or []), len(records))
+    group_of = _duplicate_group_ids(linked_groups(ctx) + list(extra_groups or []), len(records))
     together = _group_keys(ctx, group_by, notes) if group_by else [()] * len(records)
     suspects = _suspect_labels(ctx, notes) if drop_suspect_labels else {}
     items: list[Item] = []
@@ -46,6 +47,20 @@ def items_from_audit(ctx, group_by: str | None = None, drop_suspect_labels: bool
             known.add(issue.path)
             items.append(Item(path=issue.path, label="", excluded=Exclusion(NOT_INDEXED, issue.message)))
     return items, notes
+
+
+def linked_groups(ctx) -> list[list[int]]:
+    """The audit's duplicate groups and, as groups of two images' records, the accepted pairs left out of them.
+
+    A group holds images that are all duplicates of each other, so a pair the rule accepts can fall between two
+    groups (A≈B≈C with A≉C; frames of one clip whose every pair the rule does not accept). A split that kept only the
+    groups together put such pairs on both sides: 20 clips × 30 near-identical frames, 3 clips left across train and
+    val by a split reported leak-free. Kept together, a chain of look-alikes stays in one split, which costs a
+    split little (the largest such component on the truth rows of bench_truth.py holds 6 images)."""
+    graph = ctx.duplicate_graph
+    positions = [ctx.positions_by_sha[sha] for sha in graph.shas]
+    chained = [positions[a] + positions[b] for a, b in graph.chained_edges().tolist()]
+    return ctx.duplicate_groups + chained
 
 
 def _duplicate_group_ids(groups: list[list[int]], count: int) -> dict[int, str]:

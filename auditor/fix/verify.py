@@ -6,8 +6,8 @@ differ from the one the split was planned with, and a lower one links images the
 (measured: cats_and_dogs with planted leaks, `--keep-existing --dedupe`: 0.98 at planning, 0.95 on re-audit, one
 leak found). So `verified_plan` builds the context such an audit would build — the kept images laid out as
 `--materialize` lays them out, walked in the same order, sharing the encodings and the cache — asks it for its
-duplicate groups, adds the groups that span splits or labels to the plan's, and plans again, until an audit of
-the result finds nothing (at most `rounds` times). The same settings as the re-audit are assumed (a re-audit
+duplicate groups and the accepted pairs between them (`from_audit.linked_groups`), adds those that span splits or
+labels to the plan's, and plans again, until an audit of the result finds nothing (at most `rounds` times). The same settings as the re-audit are assumed (a re-audit
 with other thresholds can still decide otherwise; the output states the thresholds).
 """
 
@@ -50,7 +50,7 @@ def split_context(ctx, plan):
 def verified_plan(ctx, request: SplitRequest, group_by: str | None = None, drop_suspect_labels: bool = False,
                   rounds: int = MAX_ROUNDS):
     """(plan, notes, verification): the plan an audit of the written split agrees with, when one is found."""
-    from auditor.fix.from_audit import items_from_audit
+    from auditor.fix.from_audit import items_from_audit, linked_groups
     from auditor.fix.plan import plan_split
     from auditor.similarity.describe import decision_text
 
@@ -65,7 +65,7 @@ def verified_plan(ctx, request: SplitRequest, group_by: str | None = None, drop_
                                  "reason": "thresholds fixed (--min-cosine and --min-correlation given)"}
         audit_ctx, origin = split_context(ctx, plan)
         found = []
-        for group in audit_ctx.duplicate_groups:
+        for group in linked_groups(audit_ctx):
             members = [origin[p] for p in group]
             if len({plan.placements[m].split for m in members}) > 1 or len({items[m].label for m in members}) > 1:
                 found.append(members)
