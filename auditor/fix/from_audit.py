@@ -54,9 +54,10 @@ def linked_groups(ctx) -> list[list[int]]:
 
     A group holds images that are all duplicates of each other, so a pair the rule accepts can fall between two
     groups (A≈B≈C with A≉C; frames of one clip whose every pair the rule does not accept). A split that kept only the
-    groups together put such pairs on both sides: 20 clips × 30 near-identical frames, 3 clips left across train and
-    val by a split reported leak-free. Kept together, a chain of look-alikes stays in one split, which costs a
-    split little (the largest such component on the truth rows of bench_truth.py holds 6 images)."""
+    groups together put such pairs on both sides of a split reported leak-free: of 20 clips × 30 near-identical
+    frames, 3 with today's splits kept, 9 with --fractions train=0.8,val=0.2. Kept together, a chain of look-alikes
+    stays in one split, which costs a split little (the largest such unit on the truth rows of bench_truth.py holds
+    6 images)."""
     graph = ctx.duplicate_graph
     positions = [ctx.positions_by_sha[sha] for sha in graph.shas]
     chained = [positions[a] + positions[b] for a, b in graph.chained_edges().tolist()]

@@ -7,8 +7,9 @@ differ from the one the split was planned with, and a lower one links images the
 leak found). So `verified_plan` builds the context such an audit would build — the kept images laid out as
 `--materialize` lays them out, walked in the same order, sharing the encodings and the cache — asks it for its
 duplicate groups and the accepted pairs between them (`from_audit.linked_groups`), adds those that span splits or
-labels to the plan's, and plans again, until an audit of the result finds nothing (at most `rounds` times). The same settings as the re-audit are assumed (a re-audit
-with other thresholds can still decide otherwise; the output states the thresholds).
+labels to the plan's, and plans again, until an audit of the result finds nothing (at most `rounds` times). The
+same settings as the re-audit are assumed (a re-audit with other thresholds can still decide otherwise; the output
+states the thresholds).
 """
 
 from __future__ import annotations

@@ -71,6 +71,24 @@ def test_groups_that_share_a_member_are_merged():
     assert _duplicate_group_ids([[3]], 4) == {}
 
 
+def test_an_accepted_pair_left_out_of_the_groups_keeps_its_images_together(monkeypatch):
+    # A chain A≈B≈C with A≉C: the groups hold {A, B}, and the pair (B, C) is accepted but in no group. The split must
+    # keep C with A and B (frames of one clip split into several groups were placed on both sides of a split).
+    items = dataset()
+    train_a = [i for i in items if i["label"] == "a" and i["split"] == "train"]
+    items.append({**train_a[0], "path": "val/a/near.jpg", "split": "val"})
+    ctx = audited(items, near={"val/a/near.jpg": train_a[0]["path"]})
+    graph = ctx.duplicate_graph
+    node_of_path = {r.path: graph.shas.index(ctx.sha(i)) for i, r in enumerate(ctx.records)}
+    chained = np.array([[node_of_path["val/a/near.jpg"], node_of_path[train_a[1]["path"]]]])
+    monkeypatch.setattr(type(graph), "chained_edges", lambda self, both_tiers=False: chained)
+    by_path = {i.path: i for i in items_from_audit(ctx)[0]}
+    group = by_path["val/a/near.jpg"].duplicate_group
+    assert group is not None
+    assert by_path[train_a[0]["path"]].duplicate_group == by_path[train_a[1]["path"]].duplicate_group == group
+    assert sum(i.duplicate_group == group for i in by_path.values()) == 3
+
+
 def test_group_by_source_and_by_a_manifest_column(tmp_path):
     items = dataset(20)
     ctx = audited(items)
