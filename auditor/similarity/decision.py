@@ -237,7 +237,10 @@ class FlaggedMixRecall:
     high: float
     bands: list[dict[str, Any]]
     mix_p_value: float
-    weighted: bool
+
+    @property
+    def weighted(self) -> bool:
+        return self.mix_p_value < NEARNESS_MIX_P
 
     def as_dict(self) -> dict[str, Any]:
         return {"weighted": self.weighted, "mix_p_value": float(f"{self.mix_p_value:.3g}"),
@@ -929,7 +932,7 @@ class Calibrator:
                  for band in range(len(edges) + 1)]
         p_value = _mix_p_value(np.array(flagged_count), np.array(copies) * found)
         return FlaggedMixRecall(estimate=min(1.0, estimate), low=at_low, high=min(1.0, at_high), bands=bands,
-                                mix_p_value=p_value, weighted=p_value < NEARNESS_MIX_P)
+                                mix_p_value=p_value)
 
     def per_kind_recall(self, rule: Rule) -> dict[str, float]:
         passed = self.evaluate(rule)["pos_pass"]

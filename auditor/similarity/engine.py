@@ -203,12 +203,10 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     if copy_grey is not None:
         copy_pairs.colour_differs = data.colour_differs(copy_pairs.query, copy_pairs.target, copy_grey)
     copy_source = np.asarray(copy_source, dtype=np.int64)
-    # How near-identical each copy is to its source (as is or mirrored): the recall is weighted to the flagged
-    # images' mix of such bands (decision.NEARNESS_EDGES). Two variants of one pair per copy, remembered by the memo.
-    source_correlation = ev.pair_correlation(copy_thumbs, np.arange(len(copy_source)), data.thumbs, copy_source,
-                                             -1, memo=memo)[0] if len(copy_source) else None
+    # How near-identical each copy is to its source: the recall is weighted to the flagged images' mix of such bands.
     copies = CopySample(source=copy_source, kind=list(copy_kind), pairs=copy_pairs,
-                        source_correlation=source_correlation)
+                        source_correlation=ev.copy_source_correlation(data, copy_thumbs, copy_source, copy_pairs)
+                        if len(copy_source) else None)
     has_splits = reference is not None and held_out is not None and reference.any() and held_out.any()
     choice = choose_rule(Calibrator(pairs, n, copies), unit is not None, fixed_cosine, fixed_correlation,
                          splits=(reference, held_out) if has_splits else None)

@@ -311,3 +311,41 @@ def test_the_same_picture_test_reads_a_copy_kind_every_calibration_mix_makes():
     from auditor.similarity import positives
 
     assert ev.SAME_PICTURE_KIND in positives.MIX_LARGE and ev.SAME_PICTURE_KIND in positives.MIX_SMALL
+
+
+def test_a_copys_nearness_to_its_source_is_read_from_the_search_where_it_measured_it_as_is(monkeypatch):
+    # The search correlates every candidate pair as is and mirrored; where that won for a copy and its source, the
+    # number is reused, and only the other copies are measured again (the same numbers either way).
+    from PIL import Image
+
+    def scene(seed):
+        coarse = np.random.default_rng(seed).integers(0, 256, (5, 7), dtype=np.uint8)
+        return np.asarray(Image.fromarray(coarse).resize((32, 32), Image.Resampling.BICUBIC))
+
+    thumbs = np.stack([scene(s) for s in range(8)])
+    data = ev.make_dataset(None, thumbs)
+    copy_thumbs = np.stack([np.clip(thumbs[0].astype(int) + 4, 0, 255).astype(np.uint8), thumbs[1][:, ::-1],
+                            np.rot90(thumbs[2]).copy(), thumbs[3]])
+    source = np.array([0, 1, 2, 3])
+    measured, variant = ev.pair_correlation(copy_thumbs, np.arange(4), thumbs, source, np.array([-1, -1, 1, -1]))
+    # The search found copies 0–2 with their source (copy 2 aligned best rotated), copy 3 only with image 5.
+    pairs = ev.Pairs(query=np.array([0, 1, 2, 3]), target=np.array([0, 1, 2, 5]), rank=np.zeros(4, np.int16),
+                     cosine=np.zeros(4, np.float32), scaled=np.zeros(4, np.float32),
+                     correlation=np.r_[measured[:3], 0.1].astype(np.float32), variant=np.r_[variant[:3], 0],
+                     hash_match=np.zeros(4, bool), phash_distance=np.zeros(4, np.int16),
+                     dhash_distance=np.zeros(4, np.int16))
+    assert list(variant[:3]) == [0, 4, 1]
+    asked = []
+    real = ev.pair_correlation
+
+    def counted(a, rows_a, b, rows_b, *args, **kwargs):
+        asked.append(list(rows_a))
+        return real(a, rows_a, b, rows_b, *args, **kwargs)
+
+    monkeypatch.setattr(ev, "pair_correlation", counted)
+    got = ev.copy_source_correlation(data, copy_thumbs, source, pairs)
+    monkeypatch.undo()
+    assert asked == [[2, 3]]  # the rotated copy and the copy whose source was no candidate
+    want = ev.pair_correlation(copy_thumbs, np.arange(4), thumbs, source, -1)[0]
+    assert np.allclose(got, want, atol=1e-6)
+    assert got[0] > 0.99 and got[1] > 0.99 and got[2] < 0.9
