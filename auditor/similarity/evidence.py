@@ -85,6 +85,7 @@ class Dataset:
     # EXACT_PIXEL_SEARCH images; above, only `pixel_index` holds them
     descriptors: np.ndarray | None = None
     neighbours: tuple[np.ndarray, np.ndarray] | None = None  # self k-NN by embedding (sims, labels), reused
+    crowds: "Crowds | None" = None  # the images in a crowd of copies and their fellow members (`crowd_backgrounds`)
     # above EXACT_PIXEL_SEARCH: FAISS indexes over the descriptor rows with crops and without, each built once
     pixel_index: object | None = None
     plain_pixel_index: object | None = None
@@ -186,19 +187,20 @@ def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool
     thumbs = np.ascontiguousarray(thumbs, dtype=np.uint8)
     phash, dhash = _chunked(px.phash_codes, thumbs, 8, np.uint8), _chunked(px.dhash_codes, thumbs, 8, np.uint8)
     background = np.zeros(len(thumbs), dtype=np.float32)
-    neighbours = None
+    neighbours = crowds = None
     if unit is not None and len(unit) >= 2:
         # One self-search serves the background and, later, the dataset's own candidates.
         neighbours = knn(unit, min(len(unit), max(CANDIDATES, BACKGROUND_RANK) + 1))
-        background = _backgrounds(*neighbours, np.arange(len(unit)))
+        background, crowds = crowd_backgrounds(unit, unit, _backgrounds(*neighbours, np.arange(len(unit))),
+                                               np.arange(len(unit)))
     pixel_candidates = small_images or unit is None
     # Block descriptors only where pixel likeness is searched (256 MB and seconds at 10⁶ images otherwise).
     # Above EXACT_PIXEL_SEARCH images they go straight into an index (`pixel_neighbours`), in chunks.
     descriptors = (_chunked(px.crop_descriptors, thumbs, 64 * px.DESCRIPTORS_PER_IMAGE, np.float32)
                    if pixel_candidates and len(thumbs) <= EXACT_PIXEL_SEARCH else None)
     return Dataset(unit=unit, thumbs=thumbs, phash=phash, dhash=dhash, background=background,
-                   descriptors=descriptors, neighbours=neighbours, pixel_candidates=pixel_candidates, memo=memo,
-                   grey=None if grey is None else np.asarray(grey, dtype=bool))
+                   descriptors=descriptors, neighbours=neighbours, crowds=crowds, pixel_candidates=pixel_candidates,
+                   memo=memo, grey=None if grey is None else np.asarray(grey, dtype=bool))
 
 
 PIXEL_SEARCH_BLOCK = 65_536  # queries searched in the pixel IVF index at a time
@@ -386,6 +388,104 @@ def _backgrounds(sims: np.ndarray, labels: np.ndarray, exclude: np.ndarray) -> n
     return np.where(count > 0, picked, 0.0).astype(np.float32)
 
 
+# A crowd of one picture's copies: frames of a clip, burst shots, one photo re-uploaded by every source — more copies than
+# BACKGROUND_RANK, so an image's BACKGROUND_RANK-th neighbour is one of its own copies and every scaled cosine among them
+# collapses to ≈ 0. Such a crowd shows as a gap in the image's sorted neighbour cosines: its members, then a fall to
+# every other image. Measured on the bench's dumped rows (bench/decision_replay.py; the largest relative fall
+# (s_j − s_j+1) / (1 − s_j+1) at positions j ≥ BACKGROUND_RANK among the 64 nearest): clips of 20–30 frames (6–24 px of
+# motion, 32 px to ≈ 500 px) 0.56–0.97 at the clip's size; every other row — photos native / 64 / 32 px, digits,
+# Fashion-MNIST and MNIST (3 000 and 25 000), 50 000 tiles of 32 px, sets of 25–28 — at most 0.22 (99th percentiles
+# 0.04–0.22): a crowd of look-alikes thins out, a crowd of copies ends.
+CROWD_DEPTH = 64  # neighbours examined for such a gap (a larger crowd stays unseen, its scaled cosines collapsed)
+CROWD_GAP = 0.4  # the relative fall that ends a crowd
+# Only images whose BACKGROUND_RANK-th neighbour is at least this close are examined (a k-NN query of CROWD_DEPTH
+# neighbours each): every clip frame of those rows has ≥ 0.85 (0.869 the least, at 32 px); photos 0.0 % of the images,
+# Fashion-MNIST 28–32 %, MNIST 95 %, digits 99.7 %.
+CROWD_MIN_COSINE = 0.85
+# Above neighbours.EXACT_LIMIT images, a seeded sample of this many of them is examined first, the rest only where the
+# sample holds a crowd: the deeper search costs up to a second k-NN graph (95 % of MNIST-like images qualify) and
+# nearly every large dataset has none. A crowd holding 0.1 % of the examined images is missed 1 time in 150.
+CROWD_SAMPLE = 5_000
+
+
+@dataclass
+class Crowds:
+    """The crowds of copies among a search's queries (`crowd_backgrounds`)."""
+
+    examined: int  # queries whose CROWD_DEPTH neighbours were searched
+    eligible: int  # queries whose BACKGROUND_RANK-th neighbour is CROWD_MIN_COSINE close or closer
+    members: "Sightings | None"  # each query in a crowd and its fellow members, as embedding sightings; None: none
+    sampled: bool = False  # a seeded sample of the eligible queries was examined first (CROWD_SAMPLE)
+
+    @property
+    def in_crowds(self) -> int:
+        return 0 if self.members is None else int(len(np.unique(self.members.query)))
+
+    def as_dict(self) -> dict:
+        largest = 0 if self.members is None else int(np.bincount(self.members.query).max()) + 1
+        return {"images_in_crowds": self.in_crowds, "largest_crowd": largest, "examined": self.examined,
+                "eligible": self.eligible, "depth": CROWD_DEPTH, "min_gap": CROWD_GAP, "sampled_first": self.sampled}
+
+
+def crowd_backgrounds(unit: np.ndarray, query_unit: np.ndarray, background: np.ndarray,
+                      self_nodes: np.ndarray) -> tuple[np.ndarray, Crowds]:
+    """`background` (per query, its BACKGROUND_RANK-th neighbour's cosine among `unit`) with the queries that sit in a
+    crowd of one picture's copies (CROWD_GAP) given the background beyond it: the cosine of the BACKGROUND_RANK-th
+    neighbour after the crowd (the last of CROWD_DEPTH where fewer follow); and the crowds (`Crowds`).
+    `self_nodes[q]`: the row of `unit` query q is, or -1."""
+    from auditor.similarity.neighbours import EXACT_LIMIT
+
+    background = np.array(background, dtype=np.float32)
+    eligible = np.flatnonzero(background >= CROWD_MIN_COSINE)
+    if not len(eligible) or len(unit) <= BACKGROUND_RANK + 1:
+        return background, Crowds(0, len(eligible), None)
+    self_nodes = np.asarray(self_nodes, dtype=np.int64)
+    rows, sampled = eligible, len(unit) > EXACT_LIMIT and len(eligible) > CROWD_SAMPLE
+    if sampled:
+        sample = np.sort(np.random.default_rng(0).choice(eligible, CROWD_SAMPLE, replace=False))
+        if not _crowd_gaps(unit, query_unit, sample, self_nodes)[0].any():
+            return background, Crowds(len(sample), len(eligible), None, sampled=True)
+    crowd, members, beyond, neighbours = _crowd_gaps(unit, query_unit, rows, self_nodes)
+    if not crowd.any():
+        return background, Crowds(len(rows), len(eligible), None, sampled=sampled)
+    background[rows[crowd]] = beyond[crowd]
+    # Every member a candidate of the query, by its rank among the query's neighbours: a crowd of 30 frames holds 29
+    # duplicates of each frame, of which CANDIDATES would be measured otherwise — and a calibration copy's match with
+    # one of them is judged by the evidence of that member and the copy's source, which must then be a pair.
+    member = crowd[:, None] & (np.arange(neighbours.shape[1])[None, :] < members[:, None])
+    at_row, rank = np.nonzero(member)
+    found = Sightings.of(rows[at_row], neighbours[at_row, rank], rank=rank)
+    return background, Crowds(len(rows), len(eligible), found, sampled=sampled)
+
+
+def _crowd_gaps(unit: np.ndarray, query_unit: np.ndarray, rows: np.ndarray, self_nodes: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For queries `rows`: whether each sits in a crowd (bool), how many others are in it, the cosine of the
+    BACKGROUND_RANK-th neighbour after it, and the queries' other neighbours nearest first (rows × ≤ CROWD_DEPTH,
+    −1 padding)."""
+    from auditor.similarity.neighbours import knn
+
+    sims, labels = knn(unit, min(len(unit), CROWD_DEPTH + 1), queries=query_unit[rows])
+    others = (labels >= 0) & (labels != self_nodes[rows][:, None])
+    order = np.argsort(~others, axis=1, kind="stable")  # the others first, in their order
+    s = np.take_along_axis(sims, order, axis=1).astype(np.float64)
+    neighbours = np.where(np.take_along_axis(others, order, axis=1), np.take_along_axis(labels, order, axis=1), -1)
+    count = others.sum(axis=1)
+    s[np.arange(s.shape[1])[None, :] >= count[:, None]] = -np.inf
+    after = s[:, BACKGROUND_RANK:]  # s_j+1 for 1-based j ≥ BACKGROUND_RANK
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fall = (s[:, BACKGROUND_RANK - 1:-1] - after) / np.maximum(1.0 - after, 1e-6)
+    fall[~np.isfinite(fall)] = 0.0
+    if not fall.shape[1]:
+        none = np.zeros(len(rows), dtype=bool)
+        return none, np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows)), neighbours
+    at = np.argmax(fall, axis=1)
+    crowd = fall[np.arange(len(rows)), at] >= CROWD_GAP
+    members = BACKGROUND_RANK + at  # others in the crowd: the fall follows the crowd's last member
+    beyond = s[np.arange(len(rows)), np.maximum(np.minimum(members + BACKGROUND_RANK, count) - 1, 0)]
+    return crowd, members, beyond, neighbours
+
+
 def scaled_cosine(cosine: np.ndarray, background_a: np.ndarray, background_b: np.ndarray) -> np.ndarray:
     b = np.clip((background_a + background_b) / 2.0, -1.0, 0.999)
     return (cosine - b) / (1.0 - b)
@@ -556,9 +656,16 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         reuse = (symmetric and data.neighbours is not None and data.neighbours[0].shape[1] >= k
                  and nq == len(data.unit) and np.array_equal(self_nodes, np.arange(nq)))
         sims, labels = data.neighbours if reuse else knn(data.unit, k, queries=query_unit)
-        q_background = _backgrounds(sims, labels, self_nodes)
+        if reuse:
+            q_background, crowds = data.background, data.crowds
+        else:
+            q_background, crowds = crowd_backgrounds(data.unit, query_unit, _backgrounds(sims, labels, self_nodes),
+                                                     self_nodes)
         q, j, rank = _first_valid(labels, self_nodes, candidates)
         events.append(Sightings.of(q, j, rank=rank))
+        if crowds is not None and crowds.members is not None:  # a new record: merging consumes its events, and the dataset's crowds are kept
+            found = crowds.members
+            events.append(Sightings.of(found.query, found.target, rank=found.rank))
     if data.pixel_candidates and len(data.thumbs) and nq:
         # Pixel-alike candidates: the query's descriptor under each variant against the dataset's as is.
         for variant in range(8):
