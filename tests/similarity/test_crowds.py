@@ -32,9 +32,8 @@ def clips_and_look_alikes(seed: int = 0, clips: int = 3, frames: int = 20, look_
 
 
 def backgrounds(x: np.ndarray) -> tuple[np.ndarray, ev.Crowds]:
-    sims, labels = nb.knn(x, ev.BACKGROUND_RANK + 1)
-    nodes = np.arange(len(x))
-    return ev.crowd_backgrounds(x, x, ev._backgrounds(sims, labels, nodes), nodes)
+    graph = nb.knn(x, ev.BACKGROUND_RANK + 1)
+    return ev.crowd_backgrounds(x, x, graph, np.arange(len(x)), graph[1])
 
 
 def test_a_crowd_of_copies_is_judged_against_the_images_beyond_it():
@@ -72,9 +71,9 @@ def test_copies_of_a_frame_are_judged_as_the_frames_are(monkeypatch):
     x = clips_and_look_alikes()
     rng = np.random.default_rng(5)
     copies = unit(x[:3] + rng.normal(scale=0.01, size=x[:3].shape))
-    sims, labels = nb.knn(x, ev.BACKGROUND_RANK + 1, queries=copies)
+    found = nb.knn(x, ev.BACKGROUND_RANK + 1, queries=copies)
     none = np.full(3, -1, dtype=np.int64)
-    background, crowds = ev.crowd_backgrounds(x, copies, ev._backgrounds(sims, labels, none), none)
+    background, crowds = ev.crowd_backgrounds(x, copies, found, none, nb.knn(x, ev.BACKGROUND_RANK + 1)[1])
     assert (background < 0.5).all()
     assert crowds.in_crowds == 3 and (np.bincount(crowds.members.query) == 20).all()  # the whole clip, source included
 
@@ -97,8 +96,27 @@ def test_above_the_exact_limit_a_sample_is_examined_first(monkeypatch):
 @pytest.mark.parametrize("n", [5, 11])
 def test_too_few_images_for_a_crowd(n):
     x = clips_and_look_alikes()[:n]
-    sims, labels = nb.knn(x, min(n, ev.BACKGROUND_RANK + 1))
-    plain = ev._backgrounds(sims, labels, np.arange(n))
-    background, crowds = ev.crowd_backgrounds(x, x, plain, np.arange(n))
+    graph = nb.knn(x, min(n, ev.BACKGROUND_RANK + 1))
+    plain = ev._backgrounds(*graph, np.arange(n))
+    background, crowds = ev.crowd_backgrounds(x, x, graph, np.arange(n), graph[1])
     np.testing.assert_array_equal(background, plain)
     assert crowds.members is None
+
+
+def test_above_the_budget_a_crowd_found_through_one_member_is_every_members(monkeypatch):
+    x = clips_and_look_alikes()
+    exact_background, exact = backgrounds(x)
+    monkeypatch.setattr(nb, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(ev, "CROWD_SAMPLE", 20)
+    monkeypatch.setattr(ev, "CROWD_BUDGET", 40)
+    background, crowds = backgrounds(x)
+    assert crowds.examined == 40 < crowds.eligible and crowds.as_dict()["sampled_first"]
+    assert crowds.in_crowds == 60  # the 3 clips, though at most 40 of the eligible images were searched
+    members = crowds.members
+    clip = np.arange(len(x)) // 20
+    assert (clip[members.query] == clip[members.target]).all() and (members.query != members.target).all()
+    assert (np.bincount(members.query, minlength=60)[:60] == 19).all()
+    # Each unsearched frame has its finder's background beyond the crowd: the same images beyond, within noise.
+    np.testing.assert_allclose(background[:60], exact_background[:60], atol=0.1)
+    plain = ev._backgrounds(*nb.knn(x, ev.BACKGROUND_RANK + 1), np.arange(len(x)))  # approximate here, as above
+    np.testing.assert_array_equal(background[60:], plain[60:])
