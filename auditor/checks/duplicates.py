@@ -140,6 +140,11 @@ def compute_near(ctx: AuditContext) -> Evidence:
                    if frames.get("recall") is not None else "")
         summary += (f"; pixel-alike candidates by approximate search (recall@{pixels['k']} {pixels['recall']:.3f}"
                     f"{rotated} against exact search on {pixels['queries_measured']} sampled images)")
+    crowds = ctx.duplicate_decision.crowds
+    if crowds and crowds["images_in_crowds"]:
+        summary += (f"; {plural(crowds['images_in_crowds'], 'image')} in crowds of near-identical images (frames of a "
+                    f"clip, burst shots, one photo stored many times; the largest {crowds['largest_crowd']}): judged "
+                    "against the images beyond their crowd")
     rule = choice.rule
     return Evidence(
         summary=summary,
@@ -168,6 +173,7 @@ def compute_near(ctx: AuditContext) -> Evidence:
             "search": search,
             "hash_search": ctx.duplicate_decision.hash_search,
             "pixel_search": pixels,
+            "crowds": crowds,
             "chained": chained,
         },
         findings=findings,

@@ -35,6 +35,7 @@ class DuplicateDecision:
     leak: Estimate | None
     hash_search: dict[str, Any] | None = None  # how the hash candidates were searched (neighbours.SearchQuality)
     pixel_search: dict[str, Any] | None = None  # how the pixel-alike candidates were searched (approximate only)
+    crowds: dict[str, Any] | None = None  # crowds of one picture's copies among the images (evidence.Crowds), if searched
 
     @functools.cached_property
     def groups(self) -> list[list[int]]:
@@ -69,7 +70,7 @@ class DuplicateDecision:
         the rule and the estimates); kept, 2.8 M pairs (89 MiB at 2·10⁵ 32 px crops) lived through every later
         check. Everything read from the result is what the whole decision gives (tested)."""
         keep = np.flatnonzero(self.accepted)
-        return dataclasses.replace(self, data=dataclasses.replace(self.data, neighbours=None),
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, neighbours=None, crowds=None),
                                    pairs=self.pairs.subset(keep), accepted=np.ones(len(keep), dtype=bool),
                                    choice=dataclasses.replace(self.choice, calibrator=None))
 
@@ -230,7 +231,8 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
         leak = _leak_estimate(calibrator.for_leakage(reference, held_out), choice.rule, choice.rules)
     return DuplicateDecision(data=data, pairs=pairs, accepted=accepted, choice=choice, hash_tier=hash_tier, leak=leak,
                              hash_search=hash_search[0].to_dict() if hash_search else None,
-                             pixel_search=_pixel_search_record(pixel_search))
+                             pixel_search=_pixel_search_record(pixel_search),
+                             crowds=data.crowds.as_dict() if data.crowds is not None else None)
 
 
 def _pixel_search_record(records: list) -> dict[str, Any] | None:

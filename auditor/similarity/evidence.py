@@ -85,6 +85,7 @@ class Dataset:
     # EXACT_PIXEL_SEARCH images; above, only `pixel_index` holds them
     descriptors: np.ndarray | None = None
     neighbours: tuple[np.ndarray, np.ndarray] | None = None  # self k-NN by embedding (sims, labels), reused
+    crowds: "Crowds | None" = None  # the images in a crowd of copies and their fellow members (`crowd_backgrounds`)
     # above EXACT_PIXEL_SEARCH: FAISS indexes over the descriptor rows with crops and without, each built once
     pixel_index: object | None = None
     plain_pixel_index: object | None = None
@@ -186,19 +187,19 @@ def make_dataset(unit: np.ndarray | None, thumbs: np.ndarray, small_images: bool
     thumbs = np.ascontiguousarray(thumbs, dtype=np.uint8)
     phash, dhash = _chunked(px.phash_codes, thumbs, 8, np.uint8), _chunked(px.dhash_codes, thumbs, 8, np.uint8)
     background = np.zeros(len(thumbs), dtype=np.float32)
-    neighbours = None
+    neighbours = crowds = None
     if unit is not None and len(unit) >= 2:
         # One self-search serves the background and, later, the dataset's own candidates.
         neighbours = knn(unit, min(len(unit), max(CANDIDATES, BACKGROUND_RANK) + 1))
-        background = _backgrounds(*neighbours, np.arange(len(unit)))
+        background, crowds = crowd_backgrounds(unit, unit, neighbours, np.arange(len(unit)), neighbours[1])
     pixel_candidates = small_images or unit is None
     # Block descriptors only where pixel likeness is searched (256 MB and seconds at 10⁶ images otherwise).
     # Above EXACT_PIXEL_SEARCH images they go straight into an index (`pixel_neighbours`), in chunks.
     descriptors = (_chunked(px.crop_descriptors, thumbs, 64 * px.DESCRIPTORS_PER_IMAGE, np.float32)
                    if pixel_candidates and len(thumbs) <= EXACT_PIXEL_SEARCH else None)
     return Dataset(unit=unit, thumbs=thumbs, phash=phash, dhash=dhash, background=background,
-                   descriptors=descriptors, neighbours=neighbours, pixel_candidates=pixel_candidates, memo=memo,
-                   grey=None if grey is None else np.asarray(grey, dtype=bool))
+                   descriptors=descriptors, neighbours=neighbours, crowds=crowds, pixel_candidates=pixel_candidates,
+                   memo=memo, grey=None if grey is None else np.asarray(grey, dtype=bool))
 
 
 PIXEL_SEARCH_BLOCK = 65_536  # queries searched in the pixel IVF index at a time
@@ -386,6 +387,201 @@ def _backgrounds(sims: np.ndarray, labels: np.ndarray, exclude: np.ndarray) -> n
     return np.where(count > 0, picked, 0.0).astype(np.float32)
 
 
+# A crowd of one picture's copies: frames of a clip, burst shots, one photo re-uploaded by every source — more copies than
+# BACKGROUND_RANK, so an image's BACKGROUND_RANK-th neighbour is one of its own copies and every scaled cosine among them
+# collapses to ≈ 0. Such a crowd shows as a gap in the image's sorted neighbour cosines: its members, then a fall to
+# every other image. Measured on the bench's dumped rows (bench/decision_replay.py; the largest relative fall
+# (s_j − s_j+1) / (1 − s_j+1) at positions j ≥ BACKGROUND_RANK among the 64 nearest): clips of 20–30 frames (6–24 px of
+# motion, 32 px to ≈ 500 px) 0.56–0.97 at the clip's size; every other row — photos native / 64 / 32 px, digits,
+# Fashion-MNIST and MNIST (3 000 and 25 000), 50 000 tiles of 32 px, sets of 25–28 — at most 0.22 (99th percentiles
+# 0.04–0.22): a crowd of look-alikes thins out, a crowd of copies ends.
+CROWD_DEPTH = 64  # neighbours examined for such a gap (a larger crowd stays unseen, its scaled cosines collapsed)
+CROWD_GAP = 0.4  # the relative fall that ends a crowd
+# Only images whose BACKGROUND_RANK-th neighbour is at least this close are examined (a k-NN query of CROWD_DEPTH
+# neighbours each): every clip frame of those rows has ≥ 0.85 (0.869 the least, at 32 px); photos 0.0 % of the images,
+# Fashion-MNIST 28–32 %, MNIST 95 %, digits 99.7 %.
+CROWD_MIN_COSINE = 0.85
+# Above neighbours.EXACT_LIMIT images the deeper search is bounded: a seeded sample of CROWD_SAMPLE eligible images
+# first, and only where it holds a crowd a seeded share of them up to CROWD_BUDGET; a crowd found gives every member
+# its crowd, searched or not, so a crowd of m ≥ 11 images is missed only where none of its members is searched:
+# (1 − searched share)^m, 1 in 11 at m = 11 and 1 in 800 at m = 30 where a fifth is searched. On 10⁶ vectors resampled
+# from real embeddings (bench_scale.py vectors) every one of 977 789 eligible images searched took 173 s beside the
+# k-NN graph's 56 s.
+CROWD_SAMPLE = 5_000
+CROWD_BUDGET = 200_000
+CROWD_BLOCK = 65_536  # queries searched at a time (their rows copied: 168 MB of float16 at 1 280 dimensions)
+
+
+@dataclass
+class Crowds:
+    """The crowds of copies among a search's queries (`crowd_backgrounds`)."""
+
+    examined: int  # queries whose CROWD_DEPTH neighbours were searched
+    eligible: int  # queries close to their BACKGROUND_RANK-th neighbour (CROWD_MIN_COSINE) in a closed neighbourhood
+    members: "Sightings | None"  # each query in a crowd and its fellow members, as embedding sightings; None: none
+    sampled: bool = False  # a seeded sample of the eligible queries was examined first (CROWD_SAMPLE)
+
+    @property
+    def in_crowds(self) -> int:
+        return 0 if self.members is None else int(len(np.unique(self.members.query)))
+
+    def as_dict(self) -> dict:
+        largest = 0 if self.members is None else int(np.bincount(self.members.query).max()) + 1
+        return {"images_in_crowds": self.in_crowds, "largest_crowd": largest, "examined": self.examined,
+                "eligible": self.eligible, "depth": CROWD_DEPTH, "min_gap": CROWD_GAP, "sampled_first": self.sampled}
+
+
+def crowd_backgrounds(unit: np.ndarray, query_unit: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray],
+                      self_nodes: np.ndarray, graph: np.ndarray) -> tuple[np.ndarray, Crowds]:
+    """Each query's background (`_backgrounds`: its BACKGROUND_RANK-th neighbour's cosine among `unit`, from its
+    `neighbours` (sims, labels)), where the query sits in a crowd of one picture's copies (CROWD_GAP) the cosine of the
+    BACKGROUND_RANK-th neighbour after the crowd instead (the last of CROWD_DEPTH where fewer follow); and the crowds
+    (`Crowds`). `self_nodes[q]`: the row of `unit` query q is, or -1; `graph`: the labels of `unit`'s own k-NN graph
+    (row i: i's nearest rows, itself among them or not)."""
+    from auditor.similarity.neighbours import EXACT_LIMIT
+
+    self_nodes = np.asarray(self_nodes, dtype=np.int64)
+    background = _backgrounds(*neighbours, self_nodes)
+    close = np.flatnonzero(background >= CROWD_MIN_COSINE)
+    if not len(close) or len(unit) <= BACKGROUND_RANK + 1:
+        return background, Crowds(0, len(close), None)
+    # A crowd's members have one another as nearest neighbours: the neighbours of a query's neighbours stay within
+    # its crowd. Where they reach further than CROWD_DEPTH images, the query is in none (a look-alike's spread on).
+    eligible = close[_closed(neighbours[1][close], self_nodes[close], graph)]
+    if not len(eligible):
+        return background, Crowds(0, 0, None)
+    rows, sampled = eligible, len(unit) > EXACT_LIMIT and len(eligible) > CROWD_SAMPLE
+    if sampled:
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(eligible, CROWD_SAMPLE, replace=False))
+        if not _crowd_gaps(unit, query_unit, sample, self_nodes)[0].any():
+            return background, Crowds(len(sample), len(eligible), None, sampled=True)
+        if len(eligible) > CROWD_BUDGET:
+            rows = np.sort(rng.choice(eligible, CROWD_BUDGET, replace=False))
+    crowd, members, beyond, nearest = _crowd_gaps(unit, query_unit, rows, self_nodes)
+    if not crowd.any():
+        return background, Crowds(len(rows), len(eligible), None, sampled=sampled)
+    found_rows, members, beyond, nearest = rows[crowd], members[crowd], beyond[crowd], nearest[crowd]
+    background[found_rows] = beyond
+    # Every member a candidate of the query, by its rank among the query's neighbours: a crowd of 30 frames holds 29
+    # duplicates of each frame, of which CANDIDATES would be measured otherwise — and a calibration copy's match with
+    # one of them is judged by the evidence of that member and the copy's source, which must then be a pair.
+    member = np.arange(nearest.shape[1])[None, :] < members[:, None]
+    at_row, rank = np.nonzero(member)
+    found = [Sightings.of(found_rows[at_row], nearest[at_row, rank], rank=rank)]
+    if len(rows) < len(eligible):
+        found += _through_members(found_rows, nearest, members, beyond, rows, self_nodes, neighbours[1], background)
+    query = np.concatenate([f.query for f in found])
+    target = np.concatenate([f.target for f in found])
+    return background, Crowds(len(rows), len(eligible), Sightings.of(query, target, rank=np.concatenate(
+        [f.rank for f in found])), sampled=sampled)
+
+
+def _through_members(found_rows: np.ndarray, nearest: np.ndarray, members: np.ndarray, beyond: np.ndarray,
+                     searched: np.ndarray, self_nodes: np.ndarray, labels: np.ndarray,
+                     background: np.ndarray) -> list["Sightings"]:
+    """The crowds found among the searched queries given to their members that were not searched (only where the
+    queries are the searched matrix's own rows): each such member takes its crowd — its finder and the finder's other
+    members — from the first query that found it, and that query's background beyond the crowd (`background` is
+    updated), where its own BACKGROUND_RANK nearest (`labels`) all lie in that crowd. Without that check, on 10⁶
+    vectors resampled from real embeddings (fuzzy clouds, not copies) 21 886 images took a crowd where searching every
+    image found 13 490: members at a cloud's edge took their finder's. Their ranks are the finder's ranks after
+    CANDIDATES (never taken for a member's own nearest)."""
+    if (self_nodes < 0).any():
+        return []
+    node_to_query = np.full(int(max(self_nodes.max(), nearest.max())) + 1, -1, dtype=np.int64)
+    node_to_query[self_nodes] = np.arange(len(self_nodes))
+    was_searched = np.zeros(len(self_nodes), dtype=bool)
+    was_searched[searched] = True
+    finder, position = np.nonzero(np.arange(nearest.shape[1])[None, :] < members[:, None])
+    query = node_to_query[nearest[finder, position]]
+    keep = (query >= 0) & ~was_searched[np.maximum(query, 0)]
+    query, finder = query[keep], finder[keep]
+    query, first = np.unique(query, return_index=True)  # each unsearched member once, from its first finder
+    finder = finder[first]
+    # The member's fellows: the finder itself, then the finder's other members (−1 past them).
+    fellows = np.concatenate([self_nodes[found_rows][finder][:, None], nearest[finder]], axis=1)
+    slot = np.arange(fellows.shape[1])[None, :]
+    fellows[slot >= (members[finder] + 1)[:, None]] = -1
+    inside = np.zeros(len(query), dtype=bool)
+    for start in range(0, len(query), CLOSED_BLOCK):
+        part = slice(start, start + CLOSED_BLOCK)
+        own = np.asarray(labels[query[part], :BACKGROUND_RANK + 1], dtype=np.int64)
+        own = np.where(own == self_nodes[query[part]][:, None], -1, own)
+        known = (own[:, :, None] == fellows[part][:, None, :]).any(axis=2) | (own < 0)
+        inside[part] = known.all(axis=1)
+    query, finder, fellows = query[inside], finder[inside], fellows[inside]
+    if not len(query):
+        return []
+    background[query] = beyond[finder]
+    take = (fellows >= 0) & (fellows != self_nodes[query][:, None])
+    at, col = np.nonzero(take)
+    return [Sightings.of(query[at], fellows[at, col], rank=CANDIDATES + col)]
+
+
+CLOSED_BLOCK = 4_096  # queries whose neighbourhoods are gathered at a time (≈ 1 500 labels each, 48 MB a block)
+CLOSED_HOPS = 3  # neighbours, their neighbours, and theirs
+
+
+def _closed(labels: np.ndarray, self_nodes: np.ndarray, graph: np.ndarray) -> np.ndarray:
+    """Per query: whether what its neighbours (`labels`, the first BACKGROUND_RANK + 1 columns) reach in CLOSED_HOPS
+    steps of `graph` is at most CROWD_DEPTH distinct images besides itself. A crowd's members have one another as
+    nearest neighbours, so this stays within the crowd; a look-alike's spreads on. Measured on the dumped truth rows
+    (images whose 10th neighbour is ≥ CROWD_MIN_COSINE): every clip frame reaches ≤ 29 images (its clip), while
+    MNIST, digits and Fashion-MNIST reach a median of 162–229 (19 of 2 916, 51 of 1 827 and 8 of 7 850 images ≤ 64);
+    two steps were not enough (a median of 53–62, 60–80 % of those images ≤ 64)."""
+    out = np.zeros(len(labels), dtype=bool)
+    width = BACKGROUND_RANK + 1
+    graph = graph[:, :width]
+    for start in range(0, len(labels), CLOSED_BLOCK):
+        frontier = np.asarray(labels[start:start + CLOSED_BLOCK, :width], dtype=np.int64)
+        reached = [frontier]
+        for _hop in range(CLOSED_HOPS - 1):
+            further = np.asarray(graph[np.maximum(frontier, 0)], dtype=np.int64)
+            further[frontier < 0] = -1
+            frontier = further.reshape(len(further), -1)
+            reached.append(frontier)
+        found = np.concatenate(reached, axis=1)
+        found[(found < 0) | (found == self_nodes[start:start + len(found), None])] = -1
+        found.sort(axis=1)
+        distinct = (found[:, 0] >= 0) + ((np.diff(found, axis=1) != 0) & (found[:, 1:] >= 0)).sum(axis=1)
+        out[start:start + len(found)] = distinct <= CROWD_DEPTH
+    return out
+
+
+def _crowd_gaps(unit: np.ndarray, query_unit: np.ndarray, rows: np.ndarray, self_nodes: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For queries `rows`: whether each sits in a crowd (bool), how many others are in it, the cosine of the
+    BACKGROUND_RANK-th neighbour after it, and the queries' other neighbours nearest first (rows × ≤ CROWD_DEPTH,
+    −1 padding)."""
+    from auditor.similarity.neighbours import knn
+
+    k = min(len(unit), CROWD_DEPTH + 1)
+    sims = np.empty((len(rows), k), dtype=np.float32)
+    labels = np.empty((len(rows), k), dtype=np.int64)
+    for start in range(0, len(rows), CROWD_BLOCK):  # a block's query rows copied at a time, not all (GBs at 10⁶)
+        part = slice(start, start + CROWD_BLOCK)
+        sims[part], labels[part] = knn(unit, k, queries=query_unit[rows[part]])
+    others = (labels >= 0) & (labels != self_nodes[rows][:, None])
+    order = np.argsort(~others, axis=1, kind="stable")  # the others first, in their order
+    s = np.take_along_axis(sims, order, axis=1).astype(np.float64)
+    neighbours = np.where(np.take_along_axis(others, order, axis=1), np.take_along_axis(labels, order, axis=1), -1)
+    count = others.sum(axis=1)
+    s[np.arange(s.shape[1])[None, :] >= count[:, None]] = -np.inf
+    after = s[:, BACKGROUND_RANK:]  # s_j+1 for 1-based j ≥ BACKGROUND_RANK
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fall = (s[:, BACKGROUND_RANK - 1:-1] - after) / np.maximum(1.0 - after, 1e-6)
+    fall[~np.isfinite(fall)] = 0.0
+    if not fall.shape[1]:
+        none = np.zeros(len(rows), dtype=bool)
+        return none, np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows)), neighbours
+    at = np.argmax(fall, axis=1)
+    crowd = fall[np.arange(len(rows)), at] >= CROWD_GAP
+    members = BACKGROUND_RANK + at  # others in the crowd: the fall follows the crowd's last member
+    beyond = s[np.arange(len(rows)), np.maximum(np.minimum(members + BACKGROUND_RANK, count) - 1, 0)]
+    return crowd, members, beyond, neighbours
+
+
 def scaled_cosine(cosine: np.ndarray, background_a: np.ndarray, background_b: np.ndarray) -> np.ndarray:
     b = np.clip((background_a + background_b) / 2.0, -1.0, 0.999)
     return (cosine - b) / (1.0 - b)
@@ -556,9 +752,16 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         reuse = (symmetric and data.neighbours is not None and data.neighbours[0].shape[1] >= k
                  and nq == len(data.unit) and np.array_equal(self_nodes, np.arange(nq)))
         sims, labels = data.neighbours if reuse else knn(data.unit, k, queries=query_unit)
-        q_background = _backgrounds(sims, labels, self_nodes)
+        if reuse:
+            q_background, crowds = data.background, data.crowds
+        else:
+            graph = data.neighbours[1] if data.neighbours is not None else knn(data.unit, k)[1]
+            q_background, crowds = crowd_backgrounds(data.unit, query_unit, (sims, labels), self_nodes, graph)
         q, j, rank = _first_valid(labels, self_nodes, candidates)
         events.append(Sightings.of(q, j, rank=rank))
+        if crowds is not None and crowds.members is not None:  # a new record: merging consumes its events, and the dataset's crowds are kept
+            found = crowds.members
+            events.append(Sightings.of(found.query, found.target, rank=found.rank))
     if data.pixel_candidates and len(data.thumbs) and nq:
         # Pixel-alike candidates: the query's descriptor under each variant against the dataset's as is.
         for variant in range(8):

@@ -1178,3 +1178,31 @@ def test_with_few_copies_the_leak_score_needs_a_wider_gap():
     assert decision.leak_margin(500) == pytest.approx(1 / np.sqrt(500))
     assert decision.leak_margin(100_000) == decision.LEAK_F1_MARGIN  # never finer than the F1 tie allows
     assert decision.leak_margin(0) == float("inf")
+
+
+def test_a_clean_rule_flagging_every_image_reads_the_datasets_recall_as_whole():
+    """Every image has a duplicate that sits far closer than the copies sit to their sources (frames of clips), and
+    the copies match look-alikes up to scaled cosine 0.85, so the only clean rules are strict and find few copies.
+    Such a rule flags every image — all duplicates, as it is clean — so it finds every image with a duplicate,
+    whatever share of the copies it finds: the dataset's own reading of the recall is not the copies' (0.3 once
+    read here, and the precision withheld as if the two disagreed)."""
+    rng = np.random.default_rng(3)
+    n = 200
+    q, t, s = list(range(0, n, 2)), list(range(1, n, 2)), list(rng.uniform(0.95, 0.99, n // 2))
+    dataset = make_pairs(q, t, s, rng.uniform(0.2, 0.5, len(q)))
+    copies = 400
+    source = rng.choice(n, copies)
+    cq, ct, cs = [], [], []
+    for k, src in enumerate(source):
+        cq.append(k); ct.append(src); cs.append(rng.uniform(0.5, 0.95))
+        other = (src + 2 + 2 * rng.integers(0, n // 2 - 1)) % n  # not its source's duplicate
+        cq.append(k); ct.append(other); cs.append(rng.uniform(0.3, 0.85))
+    calibrator = Calibrator(dataset, n, CopySample(source=source, kind=["same_shot"] * copies,
+                                                   pairs=make_pairs(cq, ct, cs, rng.uniform(0.2, 0.5, len(cq)))))
+    rules = [Rule(round(float(v), 2), None) for v in np.arange(0.5, 0.95, 0.01)]
+    clean = calibrator.clean_rules(rules)
+    reference = max(clean, key=lambda c: (c[1], -c[2]))
+    assert reference[1] < 0.5 and reference[2] == n  # finds under half the copies, flags every image
+    judged = Rule(0.9, None)
+    estimate, low, high, images = calibrator.dataset_recall(judged, rules)
+    assert images == n and estimate == 1.0 and low > 0.95 and high == 1.0

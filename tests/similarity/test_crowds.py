@@ -1,0 +1,122 @@
+"""Crowds of one picture's copies (frames of a clip, burst shots): found by the gap after them in an image's sorted
+neighbour cosines (`evidence.crowd_backgrounds`), judged against the images beyond them, every member a candidate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from auditor.similarity import evidence as ev
+from auditor.similarity import neighbours as nb
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def clips_and_look_alikes(seed: int = 0, clips: int = 3, frames: int = 20, look_alikes: int = 300) -> np.ndarray:
+    """`clips` crowds of `frames` near-identical vectors (cosines ≈ 0.95 among them, ≈ 0.3 to anything else), then a
+    crowd of look-alikes that thins out: vectors around one centre at spread noise levels (cosines from ≈ 0.98 down
+    to ≈ 0.6, no gap), then unrelated vectors."""
+    rng = np.random.default_rng(seed)
+    d = 64
+    rows = []
+    for _ in range(clips):
+        centre = rng.normal(size=d)
+        rows += [centre + rng.normal(scale=0.16, size=d) for _ in range(frames)]
+    centre = rng.normal(size=d)
+    for noise in np.linspace(0.1, 1.2, look_alikes):
+        rows.append(centre + rng.normal(scale=noise, size=d))
+    rows += list(rng.normal(size=(200, d)))
+    return unit(np.array(rows))
+
+
+def backgrounds(x: np.ndarray) -> tuple[np.ndarray, ev.Crowds]:
+    graph = nb.knn(x, ev.BACKGROUND_RANK + 1)
+    return ev.crowd_backgrounds(x, x, graph, np.arange(len(x)), graph[1])
+
+
+def test_a_crowd_of_copies_is_judged_against_the_images_beyond_it():
+    x = clips_and_look_alikes()
+    plain = ev._backgrounds(*nb.knn(x, ev.BACKGROUND_RANK + 1), np.arange(len(x)))
+    background, crowds = backgrounds(x)
+    frames = np.arange(60)
+    assert (plain[frames] > 0.9).all()  # the 10th neighbour of a frame is a frame: every scaled cosine collapses
+    assert (background[frames] < 0.5).all()  # now the 10th image beyond its clip
+    assert crowds.in_crowds == 60 and crowds.as_dict()["largest_crowd"] == 20
+    others = np.arange(60, len(x))
+    np.testing.assert_array_equal(background[others], plain[others])  # a thinning crowd of look-alikes: unchanged
+    assert crowds.eligible > 60  # look-alikes were examined too (10th neighbour ≥ CROWD_MIN_COSINE), none taken
+
+
+def test_every_fellow_member_is_a_candidate_and_no_outsider_is():
+    x = clips_and_look_alikes()
+    _background, crowds = backgrounds(x)
+    members = crowds.members
+    clip = np.arange(len(x)) // 20
+    assert (clip[members.query] == clip[members.target]).all()
+    assert (members.query != members.target).all()
+    per_frame = np.bincount(members.query, minlength=60)[:60]
+    assert (per_frame == 19).all()
+    assert (members.rank[members.query == 0] == np.arange(19)).all()  # ranked as the neighbours are
+
+
+def test_a_crowd_the_depth_cannot_see_past_stays_as_it_was():
+    x = clips_and_look_alikes(clips=1, frames=ev.CROWD_DEPTH + 6)
+    _background, crowds = backgrounds(x)
+    assert crowds.members is None or not np.isin(np.arange(ev.CROWD_DEPTH + 6), crowds.members.query).any()
+
+
+def test_copies_of_a_frame_are_judged_as_the_frames_are(monkeypatch):
+    x = clips_and_look_alikes()
+    rng = np.random.default_rng(5)
+    copies = unit(x[:3] + rng.normal(scale=0.01, size=x[:3].shape))
+    found = nb.knn(x, ev.BACKGROUND_RANK + 1, queries=copies)
+    none = np.full(3, -1, dtype=np.int64)
+    background, crowds = ev.crowd_backgrounds(x, copies, found, none, nb.knn(x, ev.BACKGROUND_RANK + 1)[1])
+    assert (background < 0.5).all()
+    assert crowds.in_crowds == 3 and (np.bincount(crowds.members.query) == 20).all()  # the whole clip, source included
+
+
+def test_above_the_exact_limit_a_sample_is_examined_first(monkeypatch):
+    x = clips_and_look_alikes(clips=0)  # look-alikes only: nothing to find
+    monkeypatch.setattr(nb, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(ev, "CROWD_SAMPLE", 40)
+    examined: list[int] = []
+    real = ev._crowd_gaps
+    monkeypatch.setattr(ev, "_crowd_gaps", lambda u, q, rows, s: examined.append(len(rows)) or real(u, q, rows, s))
+    _background, crowds = backgrounds(x)
+    assert examined == [40] and crowds.examined == 40 and crowds.eligible > 40 and crowds.as_dict()["sampled_first"]
+    assert crowds.members is None
+    examined.clear()
+    _background, crowds = backgrounds(clips_and_look_alikes())  # the sample holds frames: every eligible image then
+    assert examined[0] == 40 and examined[1] == crowds.eligible == crowds.examined and crowds.in_crowds == 60
+
+
+@pytest.mark.parametrize("n", [5, 11])
+def test_too_few_images_for_a_crowd(n):
+    x = clips_and_look_alikes()[:n]
+    graph = nb.knn(x, min(n, ev.BACKGROUND_RANK + 1))
+    plain = ev._backgrounds(*graph, np.arange(n))
+    background, crowds = ev.crowd_backgrounds(x, x, graph, np.arange(n), graph[1])
+    np.testing.assert_array_equal(background, plain)
+    assert crowds.members is None
+
+
+def test_above_the_budget_a_crowd_found_through_one_member_is_every_members(monkeypatch):
+    x = clips_and_look_alikes()
+    exact_background, exact = backgrounds(x)
+    monkeypatch.setattr(nb, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(ev, "CROWD_SAMPLE", 20)
+    monkeypatch.setattr(ev, "CROWD_BUDGET", 40)
+    background, crowds = backgrounds(x)
+    assert crowds.examined == 40 < crowds.eligible and crowds.as_dict()["sampled_first"]
+    assert crowds.in_crowds == 60  # the 3 clips, though at most 40 of the eligible images were searched
+    members = crowds.members
+    clip = np.arange(len(x)) // 20
+    assert (clip[members.query] == clip[members.target]).all() and (members.query != members.target).all()
+    assert (np.bincount(members.query, minlength=60)[:60] == 19).all()
+    # Each unsearched frame has its finder's background beyond the crowd: the same images beyond, within noise.
+    np.testing.assert_allclose(background[:60], exact_background[:60], atol=0.1)
+    plain = ev._backgrounds(*nb.knn(x, ev.BACKGROUND_RANK + 1), np.arange(len(x)))  # approximate here, as above
+    np.testing.assert_array_equal(background[60:], plain[60:])
