@@ -281,11 +281,12 @@ MOTION_CLIPS = (("clips 20×30, 12 px motion", "clips_m12", 12, None), ("clips 2
                 ("clips 20×30 at 32 px", "clips_32", td.CLIP_SHIFT, 32))
 
 
-def clip_rows(shared: Path, work: Path, clips: int = 20, frames: int = 30) -> list[td.Row]:
+def clip_rows(shared: Path, work: Path, clips: int = 20, frames: int = 30,
+              motion: tuple[tuple[str, str, int, int | None], ...] = MOTION_CLIPS) -> list[td.Row]:
     """Pictures stored many times: `clips` clips of `frames` near-identical frames each (`truth_data.clips_pool`),
-    every fourth frame held out, alone and added to the native cats/dogs photos; then alone with more motion and at
-    32 px (MOTION_CLIPS). Every held-out frame is a leak (its clip has frames in train) and every two frames of a clip
-    in one split are a true within-split pair."""
+    every fourth frame held out, alone and added to the native cats/dogs photos; then alone with each of `motion`'s
+    (name, variant, shift, side). Every held-out frame is a leak (its clip has frames in train) and every two frames of
+    a clip in one split are a true within-split pair."""
     pool = work / "pool" / "clips"
     frames_of = td.clips_pool(shared, pool, clips, frames)
     sources = {clip.split("/")[1] + ".jpg" for _rel, _split, _label, clip in frames_of}  # not also a photo
@@ -293,7 +294,7 @@ def clip_rows(shared: Path, work: Path, clips: int = 20, frames: int = 30) -> li
     photo_entries = [(f"photos/{rel}", label, split) for rel, split, label, _native in photos]
     rows = [_clip_row(f"clips {clips}×{frames}", "clips", "clips", work, frames_of),
             _clip_row(f"clips {clips}×{frames} + cd_native", "clips", "clips_cd", work, frames_of, photo_entries)]
-    for name, variant, shift, side in MOTION_CLIPS:
+    for name, variant, shift, side in motion:
         moving = td.clips_pool(shared, work / "pool" / variant, clips, frames, shift=shift, side=side)
         rows.append(_clip_row(name, variant, variant, work, moving))
     return rows

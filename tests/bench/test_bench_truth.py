@@ -260,7 +260,8 @@ def test_clip_rows_hold_every_held_out_frame_as_a_leak_and_its_clip_mates_as_tru
             folder.mkdir(parents=True)
             for i in range(count):
                 Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(folder / f"{prefix}.{i}.jpg")
-    alone, with_photos = clip_rows(shared, tmp_path / "work", clips=4, frames=8)
+    alone, with_photos, moving, small = clip_rows(shared, tmp_path / "work", clips=4, frames=8,
+                                                  motion=(("moving", "clips_m", 4, None), ("small", "clips_s", 2, 16)))
     assert alone.images == 4 * 8 and alone.held_out == 4 * 2 == len(alone.leaked)
     assert all(p.startswith("val/") for p in alone.leaked)
     for leak, partner in alone.pairs:
@@ -269,3 +270,8 @@ def test_clip_rows_hold_every_held_out_frame_as_a_leak_and_its_clip_mates_as_tru
     assert with_photos.leaked == alone.leaked and with_photos.images == 4 * 8 + 2 * (503 + 2) - 4
     pool = tmp_path / "work" / "pool" / "clips"
     assert all(Image.open(pool / p).size == (24, 18) for p in list(alone.leaked)[:3])  # 30 × 24 cropped by 6 px
+    # More motion, and squared down: the same clips and truth, frames cropped by their own shift or made side × side.
+    for row, size in ((moving, (26, 20)), (small, (16, 16))):
+        assert row.images == 4 * 8 and row.leaked == alone.leaked and len(row.within_split) == 4 * (15 + 1)
+        frames = tmp_path / "work" / "pool" / row.variant
+        assert all(Image.open(frames / p).size == size for p in list(row.leaked)[:3])
