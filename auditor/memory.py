@@ -47,7 +47,7 @@ def map_large_blocks(threshold: int = LARGE_BLOCK_BYTES) -> bool:
     to the size of each mapped block freed, up to 32 MB, so in a long audit the arrays of a few MB that every step
     makes and drops (search blocks, pair chunks, probe features) come from the heap, and their space stays there,
     resident, between long-lived objects. A fixed threshold stops that. Whole audits of 32 px crops, every check
-    (README, "Scale on one machine"): 2·10⁵ peaked at 1.04 GiB of anonymous memory instead of 1.29 (≈ 11 % more
+    (docs/scale.md, "Scale on one machine"): 2·10⁵ peaked at 1.04 GiB of anonymous memory instead of 1.29 (≈ 11 % more
     CPU, run two at a time); 10⁶ at 3.72 GiB instead of 3.81 (the decision's stage 2.9–3.0 instead of 3.3; 8 % more
     CPU, system time 143 → 254 s: faulting fresh pages)."""
     try:

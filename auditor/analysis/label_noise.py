@@ -250,7 +250,7 @@ def expected_accuracy(probs: np.ndarray, labels: np.ndarray, estimate: NoiseEsti
 # confusion of those classes (native photos, 10 % of labels moved to the nearest class: 0.0 % [0, 0.34]). The
 # same model with a destination per class, P(label = j | true i ≠ j) = η·D[i, j] (D by EM), reads those flips, but
 # it also reads part of the probe's pair-specific confusion as noise (clean 32 px photos: up to 2.2 % [0.4, 3.1]),
-# so it is not the estimate: it checks the estimate's assumption (labels.support; README, "Wrong labels
+# so it is not the estimate: it checks the estimate's assumption (labels.support; docs/labels.md, "Wrong labels
 # concentrated between similar classes").
 # Grids for this reading (it runs EM at every grid point): 9 temperatures 13 % apart around the estimate's own (a
 # coarse grid over all of them left the probe miscalibrated, and its miscalibration read as noise: clean 32 px

@@ -53,7 +53,7 @@ NEIGHBOURS_DISAGREE = 0.5  # "neighbours disagree" (finding evidence): most of t
 # (their likelihood ratio, `neighbour_likelihood_ratio`, estimated from the data). Why not a threshold: how sure the
 # model is of one image depends on the probe's calibration (P(wrong) ≥ 0.5 found 0.42 of 2 % flips at 32 px with
 # precision 0.86, 0.86 of them on digits at 0.91), while the count is what the model estimates best (within ×1.5 on
-# every bench column). Measured (bench/bench_label_issues.py, 2 seeds): see README "Label issues ... measured".
+# every bench column). Measured (bench/bench_label_issues.py, 2 seeds): see docs/labels.md, "Label issues ... measured".
 
 SUPPORT_MAX_ABSOLUTE_WIDTH = 0.02
 
@@ -683,7 +683,7 @@ def compute_label_analysis(ctx) -> LabelAnalysis:
         # split's share and accuracy ceiling. Human errors concentrated between two classes are partly learnt by
         # the probe as its own confusion, so the spread-out model reads them low: flips of 2 % to the nearest class
         # on native photos were read 0.96–1.20 % [0.44, 1.72], "supported"; 25 000 Fashion-MNIST images, whose own
-        # errors nobody counted, 0.0 % [0, 0.03] with a ceiling of 100.0 % (README, "Label issues").
+        # errors nobody counted, 0.0 % [0, 0.03] with a ceiling of 100.0 % (docs/labels.md, "Label issues").
         reported = (low, float(concentrated.interval[1]))
         wrong_range = (wrong_range[0], label_noise.mislabel_probability(
             probs, unit_labels, label_noise.at_rate(probs, unit_labels, noise, reported[1])))

@@ -67,7 +67,7 @@ NO_DUPLICATES_F1 = 0.05  # below this best estimated F1 the dataset shows no dup
 QUIET_MIN_RECALL = 0.8  # then: the quietest rule that still finds this share of the copies
 F1_TIE = 0.01  # estimated F1s closer than this count as equal: the rule finding more copies is taken
 # Where the rule chosen on the whole dataset has an estimated leak F1 more than this below the grid's best, the rule
-# is chosen again on both (`leak_scores`): twice what a few hundred copies can tell apart (README, "One rule scored
+# is chosen again on both (`leak_scores`): twice what a few hundred copies can tell apart (docs/duplicates.md, "One rule scored
 # on leaks too") — or, with fewer copies, twice the largest standard error of a share read on them (`leak_margin`).
 LEAK_F1_MARGIN = 2 * F1_TIE
 JOINT_SCALED_STEPS = (0.05, 0.1, 0.15, 0.2, 0.3)  # a both-tiers clause: this far below the scaled threshold …
@@ -80,7 +80,7 @@ MIN_RECAPTURED = 30  # images both tiers flag, at the least, for a two-tier read
 # A tier's recall on the dataset's duplicates implied by the recapture (the share of the other tier's flags it finds
 # again), at the least, as a share of its recall on the copies; below, the other tier flags look-alikes (see
 # _recapture). 0.8: chosen on leaks planted at a fourth seed (replayed: the target on 25 of 36 decisions against 23
-# at 0.6) after 0.6 let one tier's look-alikes inflate π 1.5–2.3× at 2 % prevalence on the third; see the README.
+# at 0.6) after 0.6 let one tier's look-alikes inflate π 1.5–2.3× at 2 % prevalence on the third; see docs/duplicates.md.
 RECAPTURE_CONSISTENCY = 0.8
 NEAR_CLEAN_LEVEL = 0.975  # near-clean rules: false-matching sources within this Poisson upper bound of the fewest
 # Why precision is not estimated although images are flagged (Estimate.precision_note).
@@ -215,7 +215,7 @@ class CopySample:
 # weighted by the band's share of the images a rule flags (`Calibrator.recall_for_flagged_mix`): the copies are a
 # fixed mix (6 in 10 same-shot re-processings, rotations, grey, …), and a dataset whose duplicates are easier than
 # the mix (video frames, the same photo re-saved) read far low — 20 clips × 30 frames: recall 0.56 estimated, 0.99
-# measured; weighted, 0.96 (README, "The recall weighted to the images flagged": 87 truth rows end to end). Bands
+# measured; weighted, 0.96 (docs/duplicates.md, "The recall weighted to the images flagged": 87 truth rows end to end). Bands
 # tried on dumped rows: (0.95,) left the clips 0.35 low, (0.95, 0.98) 0.12 low.
 NEARNESS_EDGES = (0.90, 0.95, 0.98, 0.99)
 # The weighting replaces the plain recall only where the flagged images' bands differ from those of the copies the
@@ -297,7 +297,7 @@ class Estimate:
         tier's flags for look-alikes), the precision is not given: π·R/F with the copies' R and a π read at a rule
         whose flags this rule mostly does not find rests on copies that do not describe this dataset, whichever the
         cause (25 000 Fashion-MNIST images with leaks in 10 % of the held-out ones: 1.00 [0.83, 1.00] printed, 0.35
-        true; README, "Fashion-MNIST")."""
+        true; docs/duplicates.md, "Fashion-MNIST")."""
         if dataset_recall is None:
             return self
         widened = (min(self.recall_interval[0], dataset_recall[1]), max(self.recall_interval[1], dataset_recall[2]))
@@ -513,7 +513,7 @@ class Calibrator:
         a false match, both counted on the copies alone). A rule that does not tells nothing by its flags: on 110
         images of random noise (every one a look-alike of every other to an ImageNet backbone) every rule finding
         44 % of the copies or more matched 99.9 % of them with other images, π was read at 1.0 [0, 1] and a rule at
-        scaled cosine ≥ −1.29 flagged 104 images as duplicates and every held-out image as leaked (README)."""
+        scaled cosine ≥ −1.29 flagged 104 images as duplicates and every held-out image as leaked (docs/duplicates.md)."""
         if not self.m:
             return True
         found = np.zeros(self.m, dtype=bool)
@@ -624,7 +624,7 @@ class Calibrator:
             # images flagged, so the model contradicts itself, and clipping printed "precision 100 % [100 %, 100 %]":
             # 25 000 Fashion-MNIST images without a planted leak, 435 held-out images flagged, none a planted leak (π
             # read 0.565 at the one clean rule, which flagged 37 % of the images). On the bench's photo, digits, tile,
-            # small and 25-image rows that low end stayed ≤ 0.80 (README, "Fashion-MNIST").
+            # small and 25-image rows that low end stayed ≤ 0.80 (docs/duplicates.md, "Fashion-MNIST").
             note = PRECISION_CONTRADICTED
         elif flagged:
             precision = _precision(pi[0], recall, share_flagged)
@@ -1158,7 +1158,7 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
         # One rule serves both questions (groups and leaks read one duplicate graph), but they can differ: the
         # whole dataset's share of images with a duplicate can be read high where look-alikes crowd it while the
         # held-out images' leak share is read low. Where the rule chosen on the whole dataset is clearly worse on the
-        # leaks than the grid's best, both count (README, "One rule scored on leaks too").
+        # leaks than the grid's best, both count (docs/duplicates.md, "One rule scored on leaks too").
         rule, est, f1, reason = _select(calibrator, rules, pi, leaks.joint,
                                         "geometric mean of the estimated F1s of the duplicates and of the leaks "
                                         "together", free)

@@ -131,7 +131,7 @@ class DuplicateGraph:
         """Accepted near-duplicate pairs left out of the groups: chains A≈B≈C with A≉C, which a group (every two
         members duplicates) cannot hold whole. Each is a pair the rule accepts between images that do not share a
         group: a look-alike that passes the rule, or a duplicate whose other duplicates the rule misses; on planted
-        truth (bench/bench_truth.py) they were look-alikes (see the README). With `both_tiers`, only those that
+        truth (bench/bench_truth.py) they were look-alikes (see docs/duplicates.md). With `both_tiers`, only those that
         what the images show (the embedding tier) and how their pixels align or hash accept alike: look-alikes pass
         one tier, rarely both. (m, 2) array of (a, b), sorted."""
         if self.near_groups is None:

@@ -387,26 +387,27 @@ def _backgrounds(sims: np.ndarray, labels: np.ndarray, exclude: np.ndarray) -> n
     return np.where(count > 0, picked, 0.0).astype(np.float32)
 
 
-# A crowd of one picture's copies: frames of a clip, burst shots, one photo re-uploaded by every source — more copies than
-# BACKGROUND_RANK, so an image's BACKGROUND_RANK-th neighbour is one of its own copies and every scaled cosine among them
-# collapses to ≈ 0. Such a crowd shows as a gap in the image's sorted neighbour cosines: its members, then a fall to
-# every other image. Measured on the bench's dumped rows (bench/decision_replay.py; the largest relative fall
-# (s_j − s_j+1) / (1 − s_j+1) at positions j ≥ BACKGROUND_RANK among the 64 nearest): clips of 20–30 frames (6–24 px of
-# motion, 32 px to ≈ 500 px) 0.56–0.97 at the clip's size; every other row — photos native / 64 / 32 px, digits,
-# Fashion-MNIST and MNIST (3 000 and 25 000), 50 000 tiles of 32 px, sets of 25–28 — at most 0.22 (99th percentiles
-# 0.04–0.22): a crowd of look-alikes thins out, a crowd of copies ends.
+# A crowd of one picture's copies: frames of a clip, burst shots, one photo re-uploaded by every source — more copies
+# than BACKGROUND_RANK, so an image's BACKGROUND_RANK-th neighbour is one of its own copies and every scaled cosine
+# among them collapses to ≈ 0. Such a crowd shows as a gap in the image's sorted neighbour cosines: its members, then a
+# fall to every other image. Measured on the bench's dumped rows (bench/decision_replay.py; the largest relative fall
+# (s_j − s_j+1) / (1 − s_j+1) at positions j ≥ BACKGROUND_RANK among the 64 nearest): clips of 20–30 frames (6–24 px
+# of motion, 32 px to ≈ 500 px) a median of 0.53–0.91, at the clip's size; every other row — photos native / 64 /
+# 32 px, digits, Fashion-MNIST and MNIST (3 000 and 25 000), 50 000 tiles of 32 px, sets of 25–28 — at most 0.22
+# (99th percentiles 0.04–0.22): a crowd of look-alikes thins out, a crowd of copies ends (docs/duplicates.md, "Crowds
+# of one picture's copies").
 CROWD_DEPTH = 64  # neighbours examined for such a gap (a larger crowd stays unseen, its scaled cosines collapsed)
 CROWD_GAP = 0.4  # the relative fall that ends a crowd
 # Only images whose BACKGROUND_RANK-th neighbour is at least this close are examined (a k-NN query of CROWD_DEPTH
-# neighbours each): every clip frame of those rows has ≥ 0.85 (0.869 the least, at 32 px); photos 0.0 % of the images,
-# Fashion-MNIST 28–32 %, MNIST 95 %, digits 99.7 %.
+# neighbours each): every frame of the native clip rows has ≥ 0.90 (at 32 px from 0.80: 430 of 600 frames are found
+# in crowds there); photos 0.0 % of the images, Fashion-MNIST 28–32 %, MNIST 95 %, digits 99.7 %.
 CROWD_MIN_COSINE = 0.85
 # Above neighbours.EXACT_LIMIT images the deeper search is bounded: a seeded sample of CROWD_SAMPLE eligible images
 # first, and only where it holds a crowd a seeded share of them up to CROWD_BUDGET; a crowd found gives every member
 # its crowd, searched or not, so a crowd of m ≥ 11 images is missed only where none of its members is searched:
-# (1 − searched share)^m, 1 in 11 at m = 11 and 1 in 800 at m = 30 where a fifth is searched. On 10⁶ vectors resampled
-# from real embeddings (bench_scale.py vectors) every one of 977 789 eligible images searched took 173 s beside the
-# k-NN graph's 56 s.
+# (1 − searched share)^m, 1 in 11 at m = 11 and 1 in 800 at m = 30 where a fifth is searched. On 10⁶ vectors
+# resampled from real embeddings (bench_scale.py vectors) every one of 977 789 eligible images searched took 173 s
+# beside the k-NN graph's 56 s; bounded, 57 s.
 CROWD_SAMPLE = 5_000
 CROWD_BUDGET = 200_000
 CROWD_BLOCK = 65_536  # queries searched at a time (their rows copied: 168 MB of float16 at 1 280 dimensions)
@@ -677,7 +678,7 @@ def same_picture(pairs: Pairs, min_cosine: float | None) -> np.ndarray:
     `min_cosine` (`reencode_cosine`; None: no pair is). Why raw: a picture stored many times (frames of one clip,
     burst shots, one photo re-uploaded) has its own copies as its BACKGROUND_RANK-th neighbours, so its scaled
     cosines collapse to ≈ 0, and its copies were its pixel background too, so its relative correlations collapsed
-    with them (README, "A picture stored many times"). Why all three: on 28 px Fashion-MNIST, look-alike products
+    with them (docs/duplicates.md, "A picture stored many times"). Why all three: on 28 px Fashion-MNIST, look-alike products
     on black align as is at ≥ 0.95 with matching hashes (105 of 38 170 candidate pairs), but at cosines (median 0.87)
     below two encodings of one picture (0.92)."""
     if min_cosine is None:
@@ -772,7 +773,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             # tier's look-alike check does not judge (replayed: 32 px 10 % seed 1 106 flags for 98 leaks; as is and
             # mirrored only, 98 for 95, as before crops). On 50 000 tiles they were the better choice (no planted
             # leak: 3 false flags against 13), the one measure where rotations gained. Using what they find only to
-            # raise backgrounds was measured too and cost the photo rows' precision (README, "Rotated look-alikes").
+            # raise backgrounds was measured too and cost the photo rows' precision (docs/duplicates.md, "Rotated look-alikes").
             sims, labels = pixel_neighbours(data, turned, wanted + 1, crops=variant in (0, 4))
             if variant in (0, 1) and quality is not None and len(data.thumbs) > EXACT_PIXEL_SEARCH:
                 # Each index measured once: with crops as is, by whole frames under the first rotation.

@@ -9,7 +9,7 @@ of 16 bits, 68 keys and ≈ 100 candidates a probe). Here each table is the
 codes' row numbers sorted by their string, with the start of every possible string's run (a table of 2^bits + 1
 offsets, ≤ 2²² of them), and a block of probes is answered with array operations: its keys' runs expanded into
 (probe, code) candidates, their distances counted (`np.bitwise_count`), the ones within the radius kept and
-de-duplicated. On the same codes and probes: 3.7–3.9 µs a probe, the same pairs (the README's Scale on one
+de-duplicated. On the same codes and probes: 3.7–3.9 µs a probe, the same pairs (docs/scale.md, Scale on one
 machine has the figures). `nearest` answers each probe's k nearest within the radius in one sort of the block's
 candidates; planned for fewer bits than it is asked to search, it is approximate, missing only codes that differ
 from the probe in more than the probed flips in every table (`neighbours.hamming_nearest` measures how much).

@@ -310,7 +310,7 @@ class ApproximateIndex:
         self.variance_kept = float(eigenvalues[top].sum() / max(eigenvalues.sum(), 1e-12))
         self.projection = np.ascontiguousarray(eigenvectors[:, top], dtype=np.float32)  # (d, dims)
         # HNSW, not an inverted file: measured on 10⁶ vectors resampled from real embeddings (bench_scale.py),
-        # IVF-Flat (√(8n) lists) needed nprobe 16 and 75 CPU-s to reach recall@10 0.94; see the README.
+        # IVF-Flat (√(8n) lists) needed nprobe 16 and 75 CPU-s to reach recall@10 0.94; see docs/scale.md.
         self.index = faiss.IndexHNSWFlat(self.dims, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         self.index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         self.index.hnsw.efSearch = HNSW_EF_SEARCH
