@@ -445,7 +445,7 @@ def crowd_backgrounds(unit: np.ndarray, query_unit: np.ndarray, neighbours: tupl
     background = _backgrounds(*neighbours, self_nodes)
     close = np.flatnonzero(background >= CROWD_MIN_COSINE)
     if not len(close) or len(unit) <= BACKGROUND_RANK + 1:
-        return background, Crowds(0, len(close), None)
+        return background, Crowds(0, 0, None)
     # A crowd's members have one another as nearest neighbours: the neighbours of a query's neighbours stay within
     # its crowd. Where they reach further than CROWD_DEPTH images, the query is in none (a look-alike's spread on).
     eligible = close[_closed(neighbours[1][close], self_nodes[close], graph)]
@@ -484,10 +484,10 @@ def _through_members(found_rows: np.ndarray, nearest: np.ndarray, members: np.nd
     """The crowds found among the searched queries given to their members that were not searched (only where the
     queries are the searched matrix's own rows): each such member takes its crowd — its finder and the finder's other
     members — from the first query that found it, and that query's background beyond the crowd (`background` is
-    updated), where its own BACKGROUND_RANK nearest (`labels`) all lie in that crowd. Without that check, on 10⁶
-    vectors resampled from real embeddings (fuzzy clouds, not copies) 21 886 images took a crowd where searching every
-    image found 13 490: members at a cloud's edge took their finder's. Their ranks are the finder's ranks after
-    CANDIDATES (never taken for a member's own nearest)."""
+    updated), where its own BACKGROUND_RANK nearest (`labels`) all lie in that crowd. On 10⁶ vectors resampled from
+    real embeddings (fuzzy clouds, not copies) 21 886 images took a crowd without that check and 18 539 with it, where
+    searching every image found 13 490: members whose own fall is smaller take their finder's. Their ranks are the
+    finder's ranks after CANDIDATES (never taken for a member's own nearest)."""
     if (self_nodes < 0).any():
         return []
     node_to_query = np.full(int(max(self_nodes.max(), nearest.max())) + 1, -1, dtype=np.int64)
@@ -530,7 +530,7 @@ def _closed(labels: np.ndarray, self_nodes: np.ndarray, graph: np.ndarray) -> np
     nearest neighbours, so this stays within the crowd; a look-alike's spreads on. Measured on the dumped truth rows
     (images whose 10th neighbour is ≥ CROWD_MIN_COSINE): every clip frame reaches ≤ 29 images (its clip), while
     MNIST, digits and Fashion-MNIST reach a median of 162–229 (19 of 2 916, 51 of 1 827 and 8 of 7 850 images ≤ 64);
-    two steps were not enough (a median of 53–62, 60–80 % of those images ≤ 64)."""
+    two steps were not enough (a median of 53–62, 58–80 % of those images ≤ 64)."""
     out = np.zeros(len(labels), dtype=bool)
     width = BACKGROUND_RANK + 1
     graph = graph[:, :width]
@@ -554,16 +554,26 @@ def _crowd_gaps(unit: np.ndarray, query_unit: np.ndarray, rows: np.ndarray, self
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For queries `rows`: whether each sits in a crowd (bool), how many others are in it, the cosine of the
     BACKGROUND_RANK-th neighbour after it, and the queries' other neighbours nearest first (rows × ≤ CROWD_DEPTH,
-    −1 padding)."""
+    −1 padding). Searched and measured CROWD_BLOCK queries at a time: their rows are copied to be searched, and the
+    float64 temporaries of 2·10⁵ queries at once would hold ≈ 0.5 GB."""
     from auditor.similarity.neighbours import knn
 
     k = min(len(unit), CROWD_DEPTH + 1)
-    sims = np.empty((len(rows), k), dtype=np.float32)
-    labels = np.empty((len(rows), k), dtype=np.int64)
-    for start in range(0, len(rows), CROWD_BLOCK):  # a block's query rows copied at a time, not all (GBs at 10⁶)
+    crowd = np.zeros(len(rows), dtype=bool)
+    members = np.zeros(len(rows), dtype=np.int64)
+    beyond = np.zeros(len(rows), dtype=np.float64)
+    nearest = np.full((len(rows), k), -1, dtype=np.int64 if len(unit) >= 2**31 else np.int32)
+    for start in range(0, len(rows), CROWD_BLOCK):
         part = slice(start, start + CROWD_BLOCK)
-        sims[part], labels[part] = knn(unit, k, queries=query_unit[rows[part]])
-    others = (labels >= 0) & (labels != self_nodes[rows][:, None])
+        sims, labels = knn(unit, k, queries=query_unit[rows[part]])
+        crowd[part], members[part], beyond[part], nearest[part] = _gaps(sims, labels, self_nodes[rows[part]])
+    return crowd, members, beyond, nearest
+
+
+def _gaps(sims: np.ndarray, labels: np.ndarray, self_nodes: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_crowd_gaps` for one block of queries, from their neighbours (sims, labels) and their own rows."""
+    others = (labels >= 0) & (labels != self_nodes[:, None])
     order = np.argsort(~others, axis=1, kind="stable")  # the others first, in their order
     s = np.take_along_axis(sims, order, axis=1).astype(np.float64)
     neighbours = np.where(np.take_along_axis(others, order, axis=1), np.take_along_axis(labels, order, axis=1), -1)
@@ -574,12 +584,11 @@ def _crowd_gaps(unit: np.ndarray, query_unit: np.ndarray, rows: np.ndarray, self
         fall = (s[:, BACKGROUND_RANK - 1:-1] - after) / np.maximum(1.0 - after, 1e-6)
     fall[~np.isfinite(fall)] = 0.0
     if not fall.shape[1]:
-        none = np.zeros(len(rows), dtype=bool)
-        return none, np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows)), neighbours
+        return np.zeros(len(s), dtype=bool), np.zeros(len(s), dtype=np.int64), np.zeros(len(s)), neighbours
     at = np.argmax(fall, axis=1)
-    crowd = fall[np.arange(len(rows)), at] >= CROWD_GAP
+    crowd = fall[np.arange(len(s)), at] >= CROWD_GAP
     members = BACKGROUND_RANK + at  # others in the crowd: the fall follows the crowd's last member
-    beyond = s[np.arange(len(rows)), np.maximum(np.minimum(members + BACKGROUND_RANK, count) - 1, 0)]
+    beyond = s[np.arange(len(s)), np.maximum(np.minimum(members + BACKGROUND_RANK, count) - 1, 0)]
     return crowd, members, beyond, neighbours
 
 
@@ -678,8 +687,8 @@ def same_picture(pairs: Pairs, min_cosine: float | None) -> np.ndarray:
     `min_cosine` (`reencode_cosine`; None: no pair is). Why raw: a picture stored many times (frames of one clip,
     burst shots, one photo re-uploaded) has its own copies as its BACKGROUND_RANK-th neighbours, so its scaled
     cosines collapse to ≈ 0, and its copies were its pixel background too, so its relative correlations collapsed
-    with them (docs/duplicates.md, "A picture stored many times"). Why all three: on 28 px Fashion-MNIST, look-alike products
-    on black align as is at ≥ 0.95 with matching hashes (105 of 38 170 candidate pairs), but at cosines (median 0.87)
+    with them (docs/duplicates.md, "A picture stored many times"). Why all three: on 28 px Fashion-MNIST, look-alike
+    products on black align as is at ≥ 0.95 with matching hashes (105 of 38 170 candidate pairs), but at cosines (median 0.87)
     below two encodings of one picture (0.92)."""
     if min_cosine is None:
         return np.zeros(len(pairs), dtype=bool)
@@ -760,8 +769,8 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             q_background, crowds = crowd_backgrounds(data.unit, query_unit, (sims, labels), self_nodes, graph)
         q, j, rank = _first_valid(labels, self_nodes, candidates)
         events.append(Sightings.of(q, j, rank=rank))
-        if crowds is not None and crowds.members is not None:  # a new record: merging consumes its events, and the dataset's crowds are kept
-            found = crowds.members
+        if crowds is not None and crowds.members is not None:
+            found = crowds.members  # as a new record: merging consumes its events, and the dataset's crowds are kept
             events.append(Sightings.of(found.query, found.target, rank=found.rank))
     if data.pixel_candidates and len(data.thumbs) and nq:
         # Pixel-alike candidates: the query's descriptor under each variant against the dataset's as is.
@@ -773,7 +782,8 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             # tier's look-alike check does not judge (replayed: 32 px 10 % seed 1 106 flags for 98 leaks; as is and
             # mirrored only, 98 for 95, as before crops). On 50 000 tiles they were the better choice (no planted
             # leak: 3 false flags against 13), the one measure where rotations gained. Using what they find only to
-            # raise backgrounds was measured too and cost the photo rows' precision (docs/duplicates.md, "Rotated look-alikes").
+            # raise backgrounds was measured too and cost the photo rows' precision (docs/duplicates.md, "Rotated
+            # look-alikes").
             sims, labels = pixel_neighbours(data, turned, wanted + 1, crops=variant in (0, 4))
             if variant in (0, 1) and quality is not None and len(data.thumbs) > EXACT_PIXEL_SEARCH:
                 # Each index measured once: with crops as is, by whole frames under the first rotation.
