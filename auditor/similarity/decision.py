@@ -637,6 +637,15 @@ class Calibrator:
                         duplicate_share_recall_floor=pi_floor if pi_source is not None else None,
                         precision_note=note)
 
+    def reported_estimate(self, rule: Rule, pi: tuple[float, float, float] | None, pi_source: str | None,
+                          pi_floor: float | None, rules: list[Rule]) -> Estimate:
+        """The estimate a report gives for `rule` (π read as `duplicate_share` read it, among `rules`): its recall
+        weighted to the flagged images' nearness mix where that differs (`for_flagged_mix`), its recall interval
+        widened by the dataset's own reading and its precision withheld where the two disagree
+        (`with_dataset_recall`)."""
+        return self.estimate(rule, pi, pi_source=pi_source, pi_floor=pi_floor).for_flagged_mix(
+            self.recall_for_flagged_mix(rule)).with_dataset_recall(self.dataset_recall(rule, rules))
+
     def duplicate_share(self, rules: list[Rule]) -> tuple[tuple[float, float, float], Rule | None, str | None]:
         """π, the share of population images with a duplicate, the rule it was read at and what it was read from
         (SHARE_FROM_TIERS, SHARE_FROM_COPIES; None where no rule was clean).
@@ -1162,8 +1171,7 @@ def _choose_rule(calibrator: Calibrator, has_embeddings: bool, fixed_cosine: flo
         rule, est, f1, reason = _select(calibrator, rules, pi, leaks.joint,
                                         "geometric mean of the estimated F1s of the duplicates and of the leaks "
                                         "together", free)
-    near = calibrator.estimate(rule, pi, pi_source=source, pi_floor=pi_floor).for_flagged_mix(
-        calibrator.recall_for_flagged_mix(rule)).with_dataset_recall(calibrator.dataset_recall(rule, rules))
+    near = calibrator.reported_estimate(rule, pi, source, pi_floor, rules)
     choice = Choice(rule=rule, near=near, f1=f1, reason=reason, copies=calibrator.m, reference_rule=reference, pi=pi,
                     pi_source=source, pi_recall_floor=pi_floor, rules=rules, calibrator=calibrator)
     choice.per_kind_recall = calibrator.per_kind_recall(rule)

@@ -218,9 +218,7 @@ def decide(unit: np.ndarray | None, thumbs: np.ndarray, reference: np.ndarray | 
     hash_tier = hash_reliability(pairs, accepted)
     if hash_tier["reliable"]:
         rule = dataclasses.replace(choice.rule, hash_alone=True)
-        near = calibrator.estimate(rule, choice.pi, pi_source=choice.pi_source,
-                                   pi_floor=choice.pi_recall_floor).for_flagged_mix(
-            calibrator.recall_for_flagged_mix(rule)).with_dataset_recall(calibrator.dataset_recall(rule, choice.rules))
+        near = calibrator.reported_estimate(rule, choice.pi, choice.pi_source, choice.pi_recall_floor, choice.rules)
         choice = dataclasses.replace(choice, rule=rule, near=near,
                                      per_kind_recall=calibrator.per_kind_recall(rule),
                                      per_kind_interval=calibrator.per_kind_interval(rule))
@@ -253,5 +251,4 @@ def _leak_estimate(calibrator: Calibrator, rule: Rule, rules: list[Rule]) -> Est
     (`calibrator`: the decision's, `Calibrator.for_leakage`)."""
     grid = [dataclasses.replace(r, hash_alone=rule.hash_alone) for r in rules] + [rule]
     pi, _reference, source = calibrator.duplicate_share(grid)
-    return calibrator.estimate(rule, pi, pi_source=source, pi_floor=calibrator.recall_floor(grid)).for_flagged_mix(
-        calibrator.recall_for_flagged_mix(rule)).with_dataset_recall(calibrator.dataset_recall(rule, grid))
+    return calibrator.reported_estimate(rule, pi, source, calibrator.recall_floor(grid), grid)

@@ -765,7 +765,8 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         if reuse:
             q_background, crowds = data.background, data.crowds
         else:
-            graph = data.neighbours[1] if data.neighbours is not None else knn(data.unit, k)[1]
+            # Without the dataset's own graph (fewer than 2 images) there is no crowd, and nothing reads the graph.
+            graph = data.neighbours[1] if data.neighbours is not None else labels
             q_background, crowds = crowd_backgrounds(data.unit, query_unit, (sims, labels), self_nodes, graph)
         q, j, rank = _first_valid(labels, self_nodes, candidates)
         events.append(Sightings.of(q, j, rank=rank))
