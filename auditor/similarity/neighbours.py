@@ -341,9 +341,10 @@ class ApproximateIndex:
         y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(y, dtype=np.float32)
 
-    def search(self, q: np.ndarray, k: int, among: np.ndarray | None = None,
-               order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, q: np.ndarray, k: int, among: np.ndarray | None = None, order: np.ndarray | None = None,
+               refine_factor: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """k neighbours of each query with exact cosines, best first; -1 / -1.0 where fewer were found.
+        `refine_factor`: candidates re-ranked per neighbour asked for, where not the factor tuned to this matrix.
         `among`: row indices the neighbours must come from (the graph is searched the wider the fewer they are).
         `order`: the order the queries are searched in (a permutation of their rows; each query's answer does not
         depend on it, only which pages of the stored rows are read together).
@@ -355,7 +356,7 @@ class ApproximateIndex:
         import faiss
 
         allowed = len(self.x) if among is None else len(among)
-        fetch = min(allowed, max(k * self.refine_factor, k + 8))
+        fetch = min(allowed, max(k * (refine_factor or self.refine_factor), k + 8))
         hnsw_params = faiss.SearchParametersHNSW()
         hnsw_params.efSearch = max(HNSW_EF_SEARCH, fetch)
         if among is not None:
@@ -596,12 +597,14 @@ def search_quality(unit_vectors: np.ndarray, k: int | None = None) -> SearchQual
     return _index_for(unit_vectors).quality  # measured (and tuned for) when the index was built
 
 
-def knn(unit_vectors: np.ndarray, k: int, queries: np.ndarray | None = None, among: np.ndarray | None = None):
+def knn(unit_vectors: np.ndarray, k: int, queries: np.ndarray | None = None, among: np.ndarray | None = None,
+        refine_factor: int | None = None):
     """k nearest neighbours by cosine: (similarities, indices), each (Q, k). `unit_vectors`: L2-normalised,
     float32 or float16 (a memory map is fine). Exact up to EXACT_LIMIT vectors, else approximate (see the
     module docstring) with exact similarities; the index is built once per array object and reused.
     `among`: sorted row indices the neighbours must come from (e.g. the training images); indices returned
-    are rows of `unit_vectors` all the same."""
+    are rows of `unit_vectors` all the same. `refine_factor`: for other queries searched approximately, candidates
+    re-ranked per neighbour asked for instead of the factor tuned to the matrix (`ApproximateIndex.search`)."""
     x = unit_vectors
     n = len(x)
     self_query = queries is None or queries is x
@@ -618,7 +621,7 @@ def knn(unit_vectors: np.ndarray, k: int, queries: np.ndarray | None = None, amo
         return _exact_self_graph(x, k) if self_query else _exact_search(x, q, k)
     index = _index_for(x)
     if not self_query:
-        return index.search(q, k)
+        return index.search(q, k, refine_factor=refine_factor)
     if index.self_graph is None or index.self_graph[1].shape[1] < k:
         # Self-queries: one k-NN graph for every caller (outliers, label neighbours, duplicate candidates),
         # searched with the index tuned to this matrix (`_index_for`).

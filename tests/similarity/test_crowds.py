@@ -129,3 +129,64 @@ def test_above_the_budget_a_crowd_found_through_one_member_is_every_members(monk
     np.testing.assert_allclose(background[:60], exact_background[:60], atol=0.1)
     plain = ev._backgrounds(*nb.knn(x, ev.BACKGROUND_RANK + 1), np.arange(len(x)))  # approximate here, as above
     np.testing.assert_array_equal(background[60:], plain[60:])
+
+
+def test_above_the_exact_limit_crowds_are_screened_then_searched_again_thoroughly(monkeypatch):
+    """The approximate deeper search is screened cheaply; only the queries it calls crowds are searched again at the
+    largest refine factor, and that search decides: a fall the screen made up (a missed neighbour) is no crowd."""
+    x = clips_and_look_alikes()
+    monkeypatch.setattr(nb, "EXACT_LIMIT", 100)
+    look_alike = 60  # the first look-alike: its neighbours thin out, no gap
+    real = nb.knn
+    calls: list[tuple[int, int | None]] = []
+
+    def knn(unit_vectors, k, queries=None, among=None, refine_factor=None):
+        sims, labels = real(unit_vectors, k, queries=queries, among=among, refine_factor=refine_factor)
+        if queries is not None and k > ev.BACKGROUND_RANK + 1:
+            calls.append((len(queries), refine_factor))
+            if refine_factor == ev.CROWD_SCREEN_REFINE:
+                # The screen misses every neighbour of the look-alike past its 12th: a fall that is not there.
+                hit = np.flatnonzero(np.abs(queries @ x[look_alike] - 1.0) < 1e-5)
+                sims, labels = sims.copy(), labels.copy()
+                sims[hit, 13:] = 0.0
+        return sims, labels
+
+    monkeypatch.setattr(nb, "knn", knn)
+    background, crowds = backgrounds(x)
+    assert calls[0][1] == ev.CROWD_SCREEN_REFINE and calls[0][0] == crowds.examined
+    assert calls[1] == (61, nb.MAX_REFINE_FACTOR)  # the 60 frames and the look-alike the screen called a crowd
+    assert crowds.in_crowds == 60 and look_alike not in crowds.members.query
+    assert (background[:60] < 0.5).all()
+
+
+def reference_closed(labels: np.ndarray, self_nodes: np.ndarray, graph: np.ndarray) -> np.ndarray:
+    """What `_closed` says, one query at a time with sets: the images its neighbours reach in CLOSED_HOPS steps."""
+    width = ev.BACKGROUND_RANK + 1
+    out = []
+    for row, node in zip(labels, self_nodes):
+        frontier = {int(v) for v in row[:width] if v >= 0}
+        reached = set(frontier)
+        for _hop in range(ev.CLOSED_HOPS - 1):
+            frontier = {int(v) for f in frontier for v in graph[f, :width] if v >= 0}
+            reached |= frontier
+        out.append(len(reached - {int(node)}) <= ev.CROWD_DEPTH)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_closed_neighbourhood_test_matches_a_plain_reading(seed):
+    rng = np.random.default_rng(seed)
+    n = 3_000
+    graph = rng.integers(0, n, (n, 11))
+    for start in range(0, n // 2, 25):  # cliques of 25 (closed) and of 70 (closed, but more than CROWD_DEPTH)
+        size = 25 if start % 50 == 0 else 70
+        graph[start:start + 25] = rng.choice(np.arange(start, start + size), (25, 11))
+    graph[:, 0] = np.arange(n)  # a node is usually its own first neighbour
+    graph[rng.random(graph.shape) < 0.02] = -1  # and some rows are short
+    nodes = np.arange(n)
+    got = ev._closed(graph, nodes, graph)
+    np.testing.assert_array_equal(got, reference_closed(graph, nodes, graph))
+    assert 0 < got.sum() < n
+    copies = graph[rng.integers(0, n, 500)]  # queries that are no row of the graph (calibration copies)
+    np.testing.assert_array_equal(ev._closed(copies, np.full(500, -1), graph),
+                                  reference_closed(copies, np.full(500, -1), graph))

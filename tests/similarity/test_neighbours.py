@@ -840,3 +840,18 @@ def test_the_approximate_search_reads_the_stored_rows_without_read_around(tmp_pa
     sims, labels = index.search(stored[:50], 5)
     assert len(advised) == 1 and advised[0] is stored
     assert (labels[:, 0] == np.arange(50)).all()  # each query finds itself first
+
+
+def test_an_approximate_search_of_other_queries_takes_the_refine_factor_asked_for(monkeypatch):
+    """`knn(..., refine_factor=)` sets how many candidates are re-ranked exactly: asked for enough to re-rank every row,
+    the approximate search returns the exact neighbours, where the factor tuned to the matrix does not."""
+    monkeypatch.setattr(neighbour_search, "EXACT_LIMIT", 100)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 256)).astype(np.float32)  # no structure for PCA to keep: the HNSW candidates are poor
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[:40] + 0.01
+    truth = np.argsort(-(q @ x.T), axis=1)[:, :20]
+    _sims, tuned = knn(x, 20, queries=q)
+    _sims, thorough = knn(x, 20, queries=q, refine_factor=8)  # 160 candidates: every row
+    np.testing.assert_array_equal(thorough, truth)
+    assert not np.array_equal(tuned, truth)
