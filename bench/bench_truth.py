@@ -279,14 +279,19 @@ def small_rows(shared: Path, work: Path, plant_seed: int, sizes: tuple[int, ...]
 # Clips with more motion, and at 32 px (`--clips`): (row name, variant, frame shift in px, side or None for native).
 MOTION_CLIPS = (("clips 20×30, 12 px motion", "clips_m12", 12, None), ("clips 20×30, 24 px motion", "clips_m24", 24, None),
                 ("clips 20×30 at 32 px", "clips_32", td.CLIP_SHIFT, 32))
+# Clips longer than the crowd search's first depth (evidence.CROWD_DEPTH, 64): (row name, variant, clips, frames,
+# shift, side or None).
+LONG_CLIPS = (("clips 6×120, 12 px motion", "clips_long_m12", 6, 120, 12, None),)
 
 
 def clip_rows(shared: Path, work: Path, clips: int = 20, frames: int = 30,
-              motion: tuple[tuple[str, str, int, int | None], ...] = MOTION_CLIPS) -> list[td.Row]:
+              motion: tuple[tuple[str, str, int, int | None], ...] = MOTION_CLIPS,
+              long: tuple[tuple[str, str, int, int, int, int | None], ...] = LONG_CLIPS) -> list[td.Row]:
     """Pictures stored many times: `clips` clips of `frames` near-identical frames each (`truth_data.clips_pool`),
     every fourth frame held out, alone and added to the native cats/dogs photos; then alone with each of `motion`'s
-    (name, variant, shift, side). Every held-out frame is a leak (its clip has frames in train) and every two frames of
-    a clip in one split are a true within-split pair."""
+    (name, variant, shift, side), and each of `long`'s (name, variant, clips, frames, shift, side). Every held-out
+    frame is a leak (its clip has frames in train) and every two frames of a clip in one split are a true
+    within-split pair."""
     pool = work / "pool" / "clips"
     frames_of = td.clips_pool(shared, pool, clips, frames)
     sources = {clip.split("/")[1] + ".jpg" for _rel, _split, _label, clip in frames_of}  # not also a photo
@@ -297,6 +302,9 @@ def clip_rows(shared: Path, work: Path, clips: int = 20, frames: int = 30,
     for name, variant, shift, side in motion:
         moving = td.clips_pool(shared, work / "pool" / variant, clips, frames, shift=shift, side=side)
         rows.append(_clip_row(name, variant, variant, work, moving))
+    for name, variant, count, length, shift, side in long:
+        rows.append(_clip_row(name, variant, variant, work,
+                              td.clips_pool(shared, work / "pool" / variant, count, length, shift=shift, side=side)))
     return rows
 
 

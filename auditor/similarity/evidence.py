@@ -396,7 +396,7 @@ def _backgrounds(sims: np.ndarray, labels: np.ndarray, exclude: np.ndarray) -> n
 # 32 px, digits, Fashion-MNIST and MNIST (3 000 and 25 000), 50 000 tiles of 32 px, sets of 25–28 — at most 0.22
 # (99th percentiles 0.04–0.22): a crowd of look-alikes thins out, a crowd of copies ends (docs/duplicates.md, "Crowds
 # of one picture's copies").
-CROWD_DEPTH = 64  # neighbours examined for such a gap (a larger crowd stays unseen, its scaled cosines collapsed)
+CROWD_DEPTH = 64  # neighbours examined for such a gap (deeper only where the neighbourhood closes later: below)
 CROWD_GAP = 0.4  # the relative fall that ends a crowd
 # Only images whose BACKGROUND_RANK-th neighbour is at least this close are examined (a k-NN query of CROWD_DEPTH
 # neighbours each): every frame of the native clip rows has ≥ 0.90 (at 32 px from 0.80: 430 of 600 frames are found
@@ -417,10 +417,11 @@ CROWD_BLOCK = 65_536  # queries searched at a time (their rows copied: 168 MB of
 class Crowds:
     """The crowds of copies among a search's queries (`crowd_backgrounds`)."""
 
-    examined: int  # queries whose CROWD_DEPTH neighbours were searched
+    examined: int  # queries whose CROWD_DEPTH (or more) neighbours were searched
     eligible: int  # queries close to their BACKGROUND_RANK-th neighbour (CROWD_MIN_COSINE) in a closed neighbourhood
     members: "Sightings | None"  # each query in a crowd and its fellow members, as embedding sightings; None: none
     sampled: bool = False  # a seeded sample of the eligible queries was examined first (CROWD_SAMPLE)
+    deepest: int = CROWD_DEPTH  # the most neighbours any query was searched for a gap (`_crowd_depths`)
 
     @property
     def in_crowds(self) -> int:
@@ -429,7 +430,8 @@ class Crowds:
     def as_dict(self) -> dict:
         largest = 0 if self.members is None else int(np.bincount(self.members.query).max()) + 1
         return {"images_in_crowds": self.in_crowds, "largest_crowd": largest, "examined": self.examined,
-                "eligible": self.eligible, "depth": CROWD_DEPTH, "min_gap": CROWD_GAP, "sampled_first": self.sampled}
+                "eligible": self.eligible, "depth": CROWD_DEPTH, "deepest": self.deepest, "min_gap": CROWD_GAP,
+                "sampled_first": self.sampled}
 
 
 def crowd_backgrounds(unit: np.ndarray, query_unit: np.ndarray, neighbours: tuple[np.ndarray, np.ndarray],
@@ -447,35 +449,44 @@ def crowd_backgrounds(unit: np.ndarray, query_unit: np.ndarray, neighbours: tupl
     if not len(close) or len(unit) <= BACKGROUND_RANK + 1:
         return background, Crowds(0, 0, None)
     # A crowd's members have one another as nearest neighbours: the neighbours of a query's neighbours stay within
-    # its crowd. Where they reach further than CROWD_DEPTH images, the query is in none (a look-alike's spread on).
-    eligible = close[_closed(neighbours[1][close], self_nodes[close], graph)]
+    # its crowd. Where they reach further than CROWD_DEPTH images, the query is in none (a look-alike's spread on);
+    # where they go on and close later, it is searched that deep (`_crowd_depths`).
+    depths = _crowd_depths(neighbours[1][close], self_nodes[close], graph)
+    eligible, depths = close[depths > 0], depths[depths > 0]
     if not len(eligible):
         return background, Crowds(0, 0, None)
-    rows, sampled = eligible, len(unit) > EXACT_LIMIT and len(eligible) > CROWD_SAMPLE
+    picked, sampled = np.arange(len(eligible)), len(unit) > EXACT_LIMIT and len(eligible) > CROWD_SAMPLE
     if sampled:
         rng = np.random.default_rng(0)
-        sample = np.sort(rng.choice(eligible, CROWD_SAMPLE, replace=False))
-        if not _crowd_gaps(unit, query_unit, sample, self_nodes)[0].any():
+        sample = np.sort(rng.choice(len(eligible), CROWD_SAMPLE, replace=False))
+        if not any(part[1].any() for part in _crowd_gaps_by_depth(unit, query_unit, eligible[sample], depths[sample],
+                                                                  self_nodes)):
             return background, Crowds(len(sample), len(eligible), None, sampled=True)
         if len(eligible) > CROWD_BUDGET:
-            rows = np.sort(rng.choice(eligible, CROWD_BUDGET, replace=False))
-    crowd, members, beyond, nearest = _crowd_gaps(unit, query_unit, rows, self_nodes)
-    if not crowd.any():
-        return background, Crowds(len(rows), len(eligible), None, sampled=sampled)
-    found_rows, members, beyond, nearest = rows[crowd], members[crowd], beyond[crowd], nearest[crowd]
-    background[found_rows] = beyond
-    # Every member a candidate of the query, by its rank among the query's neighbours: a crowd of 30 frames holds 29
-    # duplicates of each frame, of which CANDIDATES would be measured otherwise — and a calibration copy's match with
-    # one of them is judged by the evidence of that member and the copy's source, which must then be a pair.
-    member = np.arange(nearest.shape[1])[None, :] < members[:, None]
-    at_row, rank = np.nonzero(member)
-    found = [Sightings.of(found_rows[at_row], nearest[at_row, rank], rank=rank)]
-    if len(rows) < len(eligible):
-        found += _through_members(found_rows, nearest, members, beyond, rows, self_nodes, neighbours[1], background)
+            picked = np.sort(rng.choice(len(eligible), CROWD_BUDGET, replace=False))
+    rows = eligible[picked]
+    found: list[Sightings] = []
+    for part_rows, crowd, members, beyond, nearest in _crowd_gaps_by_depth(unit, query_unit, rows, depths[picked],
+                                                                            self_nodes):
+        if not crowd.any():
+            continue
+        found_rows, members, beyond, nearest = part_rows[crowd], members[crowd], beyond[crowd], nearest[crowd]
+        background[found_rows] = beyond
+        # Every member a candidate of the query, by its rank among the query's neighbours: a crowd of 30 frames holds
+        # 29 duplicates of each frame, of which CANDIDATES would be measured otherwise — and a calibration copy's match
+        # with one of them is judged by the evidence of that member and the copy's source, which must then be a pair.
+        member = np.arange(nearest.shape[1])[None, :] < members[:, None]
+        at_row, rank = np.nonzero(member)
+        found.append(Sightings.of(found_rows[at_row], nearest[at_row, rank], rank=rank))
+        if len(rows) < len(eligible):
+            found += _through_members(found_rows, nearest, members, beyond, rows, self_nodes, neighbours[1], background)
+    deepest = int(depths[picked].max())
+    if not found:
+        return background, Crowds(len(rows), len(eligible), None, sampled=sampled, deepest=deepest)
     query = np.concatenate([f.query for f in found])
     target = np.concatenate([f.target for f in found])
     return background, Crowds(len(rows), len(eligible), Sightings.of(query, target, rank=np.concatenate(
-        [f.rank for f in found])), sampled=sampled)
+        [f.rank for f in found])), sampled=sampled, deepest=deepest)
 
 
 def _through_members(found_rows: np.ndarray, nearest: np.ndarray, members: np.ndarray, beyond: np.ndarray,
@@ -522,6 +533,59 @@ def _through_members(found_rows: np.ndarray, nearest: np.ndarray, members: np.nd
 
 CLOSED_BLOCK = 4_096  # queries whose neighbourhoods are gathered at a time (≈ 1 500 labels each, 48 MB a block)
 CLOSED_HOPS = 3  # neighbours, their neighbours, and theirs
+# A crowd larger than CROWD_DEPTH (a clip of 120 frames): its members' nearest neighbours all lie within it and each
+# reaches every other through them, so it is a strongly connected component of the k-NN graph that no edge leaves (a
+# sink). A look-alike's neighbourhood runs on into the rest of the data: on every dumped truth row but one the only
+# sink component larger than CROWD_DEPTH holds nearly the whole dataset (386–48 634 images); 6 clips × 120 frames
+# with 12 px of motion are 6 sinks of 120 (459 of their 720 frames pass the closure test below). An image in such a
+# sink of m images, CROWD_DEPTH < m − 1 ≤ CROWD_LARGEST, is searched m − 1 deep (and BACKGROUND_RANK beyond). Stepping
+# on each query's neighbourhood until it closed found the same 459 and nothing else on these rows, but took 219 s at
+# 10⁶ resampled vectors, where the components take seconds.
+CROWD_LARGEST = 500
+
+
+def _crowd_depths(labels: np.ndarray, self_nodes: np.ndarray, graph: np.ndarray) -> np.ndarray:
+    """Per query: how many neighbours to search for a crowd's gap — 0 (none) where what its neighbours (`labels`,
+    the first BACKGROUND_RANK + 1 columns) reach in CLOSED_HOPS steps of `graph` is more than CROWD_DEPTH images
+    (`_closed`); else CROWD_DEPTH, or m where the query (a row of `graph`, or every neighbour of a query that is not
+    one) lies in a sink component of `graph` of more than CROWD_DEPTH images, m of them besides the query, m ≤
+    CROWD_LARGEST (`_sink_sizes`)."""
+    depths = np.where(_closed(labels, self_nodes, graph), CROWD_DEPTH, 0)
+    eligible = np.flatnonzero(depths)
+    if not len(eligible):
+        return depths
+    component, sink_size = _sink_sizes(graph[:, :BACKGROUND_RANK + 1])
+    nodes = self_nodes[eligible]
+    own = np.where(nodes >= 0, sink_size[component[np.maximum(nodes, 0)]] - 1, 0)
+    # A query that is no row of the graph (a calibration copy) is in the crowd its every neighbour is in.
+    near = np.asarray(labels[eligible, :BACKGROUND_RANK + 1], dtype=np.int64)
+    theirs = np.where(near >= 0, component[np.maximum(near, 0)], -1)
+    first = theirs.max(axis=1)
+    one = ((theirs == first[:, None]) | (theirs < 0)).all(axis=1) & (first >= 0)
+    copied = np.where(one & (nodes < 0), sink_size[np.maximum(first, 0)], 0)
+    size = np.maximum(own, copied)
+    deep = (size > CROWD_DEPTH) & (size <= CROWD_LARGEST)
+    depths[eligible[deep]] = size[deep]
+    return depths
+
+
+def _sink_sizes(graph: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The strongly connected components of the directed k-NN graph (row i: i's nearest rows, −1 for none): each
+    row's component, and each component's size where no edge leaves it (0 where one does)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n, width = graph.shape
+    source = np.repeat(np.arange(n, dtype=np.int64), width)
+    target = np.asarray(graph, dtype=np.int64).ravel()
+    valid = target >= 0
+    source, target = source[valid], target[valid]
+    edges = csr_matrix((np.ones(len(source), dtype=np.int8), (source, target)), shape=(n, n))
+    count, component = connected_components(edges, directed=True, connection="strong")
+    size = np.bincount(component, minlength=count)
+    leaves = component[source] != component[target]
+    size[np.unique(component[source[leaves]])] = 0
+    return component, size
 
 
 def _closed(labels: np.ndarray, self_nodes: np.ndarray, graph: np.ndarray) -> np.ndarray:
@@ -584,32 +648,50 @@ def _distinct_rows(found: np.ndarray, self_nodes: np.ndarray) -> np.ndarray:
 CROWD_SCREEN_REFINE = 1
 
 
-def _crowd_gaps(unit: np.ndarray, query_unit: np.ndarray, rows: np.ndarray, self_nodes: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _crowd_gaps_by_depth(unit: np.ndarray, query_unit: np.ndarray, rows: np.ndarray, depths: np.ndarray,
+                         self_nodes: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """`_crowd_gaps` of queries `rows`, each searched `depths[i]` deep: (rows, crowd, members, beyond, nearest) per
+    depth searched — CROWD_DEPTH, and above it powers of two, so that a few deep queries do not widen every row."""
+    deep = depths > CROWD_DEPTH
+    out = []
+    if (~deep).any():
+        out.append((rows[~deep], *_crowd_gaps(unit, query_unit, rows[~deep], self_nodes)))
+    if deep.any():
+        # The crowd, then BACKGROUND_RANK beyond it (its background), rounded up to a power of two.
+        bucket = 2 ** np.ceil(np.log2(depths[deep] + BACKGROUND_RANK)).astype(np.int64)
+        for size in np.unique(bucket):
+            part = rows[deep][bucket == size]
+            out.append((part, *_crowd_gaps(unit, query_unit, part, self_nodes, int(size))))
+    return out
+
+
+def _crowd_gaps(unit: np.ndarray, query_unit: np.ndarray, rows: np.ndarray, self_nodes: np.ndarray,
+                depth: int = CROWD_DEPTH) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For queries `rows`: whether each sits in a crowd (bool), how many others are in it, the cosine of the
-    BACKGROUND_RANK-th neighbour after it, and the queries' other neighbours nearest first (rows × ≤ CROWD_DEPTH,
+    BACKGROUND_RANK-th neighbour after it, and the queries' other neighbours nearest first (rows × ≤ `depth`,
     −1 padding). Where the search is approximate, screened cheaply and the crowds it finds searched again
     thoroughly (CROWD_SCREEN_REFINE)."""
     from auditor.similarity.neighbours import EXACT_LIMIT, MAX_REFINE_FACTOR
 
     if len(unit) <= EXACT_LIMIT:
-        return _searched_gaps(unit, query_unit, rows, self_nodes)
-    found = _searched_gaps(unit, query_unit, rows, self_nodes, CROWD_SCREEN_REFINE)
+        return _searched_gaps(unit, query_unit, rows, self_nodes, depth)
+    found = _searched_gaps(unit, query_unit, rows, self_nodes, depth, CROWD_SCREEN_REFINE)
     again = np.flatnonzero(found[0])
     if len(again):
-        for whole, part in zip(found, _searched_gaps(unit, query_unit, rows[again], self_nodes, MAX_REFINE_FACTOR)):
+        for whole, part in zip(found, _searched_gaps(unit, query_unit, rows[again], self_nodes, depth,
+                                                     MAX_REFINE_FACTOR)):
             whole[again] = part
     return found
 
 
-def _searched_gaps(unit: np.ndarray, query_unit: np.ndarray, rows: np.ndarray, self_nodes: np.ndarray,
+def _searched_gaps(unit: np.ndarray, query_unit: np.ndarray, rows: np.ndarray, self_nodes: np.ndarray, depth: int,
                    refine_factor: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """`_crowd_gaps` of one search (`refine_factor`: as `neighbours.knn`'s). Searched and measured CROWD_BLOCK
     queries at a time: their rows are copied to be searched, and the float64 temporaries of 2·10⁵ queries at once
     would hold ≈ 0.5 GB."""
     from auditor.similarity.neighbours import knn
 
-    k = min(len(unit), CROWD_DEPTH + 1)
+    k = min(len(unit), depth + 1)
     crowd = np.zeros(len(rows), dtype=bool)
     members = np.zeros(len(rows), dtype=np.int64)
     beyond = np.zeros(len(rows), dtype=np.float64)

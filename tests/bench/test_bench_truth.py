@@ -260,8 +260,9 @@ def test_clip_rows_hold_every_held_out_frame_as_a_leak_and_its_clip_mates_as_tru
             folder.mkdir(parents=True)
             for i in range(count):
                 Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(folder / f"{prefix}.{i}.jpg")
-    alone, with_photos, moving, small = clip_rows(shared, tmp_path / "work", clips=4, frames=8,
-                                                  motion=(("moving", "clips_m", 4, None), ("small", "clips_s", 2, 16)))
+    alone, with_photos, moving, small, long = clip_rows(
+        shared, tmp_path / "work", clips=4, frames=8, motion=(("moving", "clips_m", 4, None), ("small", "clips_s", 2, 16)),
+        long=(("long", "clips_l", 2, 12, 4, None),))
     assert alone.images == 4 * 8 and alone.held_out == 4 * 2 == len(alone.leaked)
     assert all(p.startswith("val/") for p in alone.leaked)
     for leak, partner in alone.pairs:
@@ -275,3 +276,6 @@ def test_clip_rows_hold_every_held_out_frame_as_a_leak_and_its_clip_mates_as_tru
         assert row.images == 4 * 8 and row.leaked == alone.leaked and len(row.within_split) == 4 * (15 + 1)
         frames = tmp_path / "work" / "pool" / row.variant
         assert all(Image.open(frames / p).size == size for p in list(row.leaked)[:3])
+    # Longer clips: their own count and length (2 clips of 12 frames, 3 held out each).
+    assert long.images == 2 * 12 and long.held_out == 2 * 3 == len(long.leaked)
+    assert len(long.within_split) == 2 * (36 + 3)  # 9 train frames a clip: 36 pairs; 3 val frames: 3

@@ -17,10 +17,10 @@ pytestmark = pytest.mark.slow
 CLIPS_PER_CLASS, FRAMES = 3, 12
 
 
-def make_frames(root, frames: int, shift: int = 6) -> None:
+def make_frames(root, frames: int, shift: int = 6, clips: int = CLIPS_PER_CLASS) -> None:
     rng = np.random.default_rng(0)
     for label in ("ants", "bees"):
-        for clip, photo in enumerate(sorted((SAMPLES / "train" / label).glob("*.jpg"))[:CLIPS_PER_CLASS]):
+        for clip, photo in enumerate(sorted((SAMPLES / "train" / label).glob("*.jpg"))[:clips]):
             base = Image.open(photo).convert("RGB")
             w, h = base.size
             for frame in range(frames):
@@ -116,3 +116,25 @@ def test_clips_with_more_motion_are_found_as_crowds(moving):
     for finding in near["findings"]:
         assert len({clip_of(member["path"]) for member in finding["evidence"]["members"]}) == 1
     assert leakage["metrics"]["detection_quality"]["recall"] >= 0.85
+
+
+@pytest.fixture(scope="module")
+def long_clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("long")
+    make_frames(root, 100, shift=12, clips=1)
+    return run_cli("duplicates", root, "--offline", "--backbone", "efficientnet-lite0",
+                   "--cache-dir", tmp_path_factory.mktemp("cache"), "-q", out=tmp_path_factory.mktemp("out"))
+
+
+def test_a_crowd_larger_than_the_first_depth_is_found_where_it_closes_on_itself(long_clips):
+    # 100 frames a clip: more than the 64 neighbours first searched for a crowd's end, so no fall showed there and the
+    # frames' scores stayed collapsed. The clip's frames have only one another as nearest neighbours (a component of
+    # the k-NN graph no edge leaves), so they are searched as deep as the clip.
+    near = check(long_clips.report, "near_duplicates")
+    crowds = near["metrics"]["crowds"]
+    assert crowds["deepest"] > crowds["depth"] and crowds["largest_crowd"] == 100
+    leakage = check(long_clips.report, "leakage")
+    assert leakage["metrics"]["per_split"]["val"]["leaked"] == 2 * 25
+    assert leakage["metrics"]["detection_quality"]["recall"] >= 0.85
+    for finding in near["findings"]:
+        assert len({clip_of(member["path"]) for member in finding["evidence"]["members"]}) == 1

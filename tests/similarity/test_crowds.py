@@ -62,15 +62,16 @@ def test_every_fellow_member_is_a_candidate_and_no_outsider_is():
 
 
 def test_a_crowd_the_depth_cannot_see_past_stays_as_it_was(monkeypatch):
-    # 70 frames: their neighbourhoods reach more than CROWD_DEPTH images, so none is even searched (a known limit:
-    # a photo stored a hundred times keeps its collapsed scores); and searched anyway, no fall shows within 64.
+    # 70 frames each as near every other (no structure among them): each one's neighbourhood reaches more than
+    # CROWD_DEPTH images in CLOSED_HOPS steps, so none is even searched (a known limit: a photo stored a hundred times
+    # alike keeps its collapsed scores); and searched anyway CROWD_DEPTH deep, no fall shows.
     frames = ev.CROWD_DEPTH + 6
     x = clips_and_look_alikes(clips=1, frames=frames)
     plain = ev._backgrounds(*nb.knn(x, ev.BACKGROUND_RANK + 1), np.arange(len(x)))
     background, crowds = backgrounds(x)
     assert crowds.members is None or not np.isin(np.arange(frames), crowds.members.query).any()
     np.testing.assert_array_equal(background[:frames], plain[:frames])
-    monkeypatch.setattr(ev, "_closed", lambda labels, nodes, graph: np.ones(len(labels), dtype=bool))
+    monkeypatch.setattr(ev, "_crowd_depths", lambda labels, nodes, graph: np.full(len(labels), ev.CROWD_DEPTH))
     background, crowds = backgrounds(x)
     assert crowds.examined >= frames
     assert crowds.members is None or not np.isin(np.arange(frames), crowds.members.query).any()
@@ -159,34 +160,107 @@ def test_above_the_exact_limit_crowds_are_screened_then_searched_again_thoroughl
     assert (background[:60] < 0.5).all()
 
 
-def reference_closed(labels: np.ndarray, self_nodes: np.ndarray, graph: np.ndarray) -> np.ndarray:
-    """What `_closed` says, one query at a time with sets: the images its neighbours reach in CLOSED_HOPS steps."""
+def reference_depths(labels: np.ndarray, self_nodes: np.ndarray, graph: np.ndarray) -> np.ndarray:
+    """What `_crowd_depths` says, one query at a time with sets: 0 where its neighbours reach more than CROWD_DEPTH
+    images in CLOSED_HOPS steps; else m where the images it reaches, however many steps, are m (besides itself),
+    CROWD_DEPTH < m ≤ CROWD_LARGEST, and every one of them reaches back to it (a query that is no row of the graph:
+    its neighbours reach one such set, each of them every other); else CROWD_DEPTH."""
     width = ev.BACKGROUND_RANK + 1
+
+    def out_of(node: int) -> set[int]:
+        return {int(v) for v in graph[node, :width] if v >= 0}
+
+    def reached_from(start: set[int], limit: int) -> set[int]:
+        reached, frontier = set(start), set(start)
+        while frontier and len(reached) <= limit:
+            frontier = {v for f in frontier for v in out_of(f)} - reached
+            reached |= frontier
+        return reached
+
+    def reaches_back(members: set[int]) -> bool:  # every member reaches every other: one component
+        first = next(iter(members))
+        back, frontier = {first}, {first}
+        while frontier:
+            frontier = {u for u in members if out_of(u) & frontier} - back
+            back |= frontier
+        return back == members and reached_from({first}, len(members) + 1) == members
+
     out = []
     for row, node in zip(labels, self_nodes):
-        frontier = {int(v) for v in row[:width] if v >= 0}
-        reached = set(frontier)
+        start = {int(v) for v in row[:width] if v >= 0}
+        three = set(start)
+        frontier = set(start)
         for _hop in range(ev.CLOSED_HOPS - 1):
-            frontier = {int(v) for f in frontier for v in graph[f, :width] if v >= 0}
-            reached |= frontier
-        out.append(len(reached - {int(node)}) <= ev.CROWD_DEPTH)
+            frontier = {v for f in frontier for v in out_of(f)}
+            three |= frontier
+        if len(three - {int(node)}) > ev.CROWD_DEPTH:
+            out.append(0)
+            continue
+        members = reached_from(start | ({int(node)} if node >= 0 else set()), ev.CROWD_LARGEST + 1)
+        closed = len(members) <= ev.CROWD_LARGEST + 1 and all(out_of(u) <= members for u in members)
+        m = len(members - {int(node)})
+        deep = closed and reaches_back(members) and ev.CROWD_DEPTH < m <= ev.CROWD_LARGEST
+        out.append(m if deep else ev.CROWD_DEPTH)
     return np.array(out)
 
 
+def ring_of_groups(rng: np.random.Generator, first: int, groups: int, size: int) -> np.ndarray:
+    """Graph rows of nodes first … first + groups·size: each node's 11 neighbours itself, 8 of its group and one of
+    each neighbouring group on a ring — a crowd whose neighbourhood closes only after several steps."""
+    rows = []
+    for g in range(groups):
+        members = first + g * size + np.arange(size)
+        for node in members:
+            mates = rng.choice(members[members != node], 8, replace=False)
+            sides = [first + ((g + d) % groups) * size + int(rng.integers(size)) for d in (-1, 1)]
+            rows.append([node, *mates, *sides])
+    return np.array(rows)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_the_closed_neighbourhood_test_matches_a_plain_reading(seed):
+def test_crowd_depths_match_a_plain_reading(seed):
     rng = np.random.default_rng(seed)
     n = 3_000
     graph = rng.integers(0, n, (n, 11))
     for start in range(0, n // 2, 25):  # cliques of 25 (closed) and of 70 (closed, but more than CROWD_DEPTH)
         size = 25 if start % 50 == 0 else 70
         graph[start:start + 25] = rng.choice(np.arange(start, start + size), (25, 11))
+    graph[1500:1620] = ring_of_groups(rng, 1500, 12, 10)  # 120 images that close after some steps
+    graph[1620:2220] = ring_of_groups(rng, 1620, 60, 10)  # 600: closes beyond CROWD_LARGEST
     graph[:, 0] = np.arange(n)  # a node is usually its own first neighbour
     graph[rng.random(graph.shape) < 0.02] = -1  # and some rows are short
     nodes = np.arange(n)
-    got = ev._closed(graph, nodes, graph)
-    np.testing.assert_array_equal(got, reference_closed(graph, nodes, graph))
-    assert 0 < got.sum() < n
+    got = ev._crowd_depths(graph, nodes, graph)
+    np.testing.assert_array_equal(got, reference_depths(graph, nodes, graph))
+    assert set(np.unique(got)) >= {0, ev.CROWD_DEPTH} and (got[1500:1620] > ev.CROWD_DEPTH).mean() > 0.9
+    assert (got[1620:2220] <= ev.CROWD_DEPTH).all()
     copies = graph[rng.integers(0, n, 500)]  # queries that are no row of the graph (calibration copies)
-    np.testing.assert_array_equal(ev._closed(copies, np.full(500, -1), graph),
-                                  reference_closed(copies, np.full(500, -1), graph))
+    np.testing.assert_array_equal(ev._crowd_depths(copies, np.full(500, -1), graph),
+                                  reference_depths(copies, np.full(500, -1), graph))
+
+
+def grid_clip(seed: int, side: int = 11, d: int = 64) -> np.ndarray:
+    """side² frames of one picture moved over a grid of offsets (a clip panning both ways): each frame nearest to
+    the frames beside it, so its neighbourhood grows step by step until it holds the whole clip."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=d)
+    centre /= np.linalg.norm(centre)
+    u, v = rng.normal(size=(2, d))
+    u, v = u / np.linalg.norm(u), v / np.linalg.norm(v)
+    return np.array([centre + 0.05 * (i * u + j * v) + rng.normal(scale=0.01, size=d)
+                     for i in range(side) for j in range(side)])
+
+
+def test_a_crowd_larger_than_the_depth_is_searched_as_deep_as_its_neighbourhood_closes():
+    x = unit(np.vstack([grid_clip(seed=5), clips_and_look_alikes(clips=0)]))
+    frames = np.arange(121)
+    plain = ev._backgrounds(*nb.knn(x, ev.BACKGROUND_RANK + 1), np.arange(len(x)))
+    background, crowds = backgrounds(x)
+    assert crowds.as_dict()["deepest"] > ev.CROWD_DEPTH
+    found = np.unique(crowds.members.query)
+    assert np.isin(found, frames).all() and len(found) >= 100  # frames whose neighbourhood closes within 3 steps
+    assert np.isin(crowds.members.target, frames).all()
+    assert (np.bincount(crowds.members.query)[found] == 120).all()  # every other frame of the clip
+    assert (plain[found] > 0.9).all() and (background[found] < 0.5).all()
+    others = np.arange(121, len(x))
+    np.testing.assert_array_equal(background[others], plain[others])
