@@ -407,7 +407,8 @@ CROWD_MIN_COSINE = 0.85
 # its crowd, searched or not, so a crowd of m ≥ 11 images is missed only where none of its members is searched:
 # (1 − searched share)^m, 1 in 11 at m = 11 and 1 in 800 at m = 30 where a fifth is searched. On 10⁶ vectors
 # resampled from real embeddings (bench_scale.py vectors) every one of 977 789 eligible images searched took 173 s
-# beside the k-NN graph's 56 s; bounded, 57 s.
+# beside the k-NN graph's 56 s; bounded, 57 s; with the screened search and the faster closure test below, the whole
+# decision 120 → 92 s (docs/duplicates.md, "Crowds larger than 64, and their search at scale").
 CROWD_SAMPLE = 5_000
 CROWD_BUDGET = 200_000
 CROWD_BLOCK = 65_536  # queries searched at a time (their rows copied: 168 MB of float16 at 1 280 dimensions)
