@@ -281,7 +281,9 @@ MOTION_CLIPS = (("clips 20×30, 12 px motion", "clips_m12", 12, None), ("clips 2
                 ("clips 20×30 at 32 px", "clips_32", td.CLIP_SHIFT, 32))
 # Clips longer than the crowd search's first depth (evidence.CROWD_DEPTH, 64): (row name, variant, clips, frames,
 # shift, side or None).
-LONG_CLIPS = (("clips 6×120, 12 px motion", "clips_long_m12", 6, 120, 12, None),)
+LONG_CLIPS = (("clips 6×120, 12 px motion", "clips_long_m12", 6, 120, 12, None),
+              ("clips 6×120, 24 px motion", "clips_long_m24", 6, 120, 24, None),
+              ("clips 6×120 at 32 px", "clips_long_32", 6, 120, td.CLIP_SHIFT, 32))
 
 
 def clip_rows(shared: Path, work: Path, clips: int = 20, frames: int = 30,

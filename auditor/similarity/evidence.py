@@ -479,8 +479,9 @@ def crowd_backgrounds(unit: np.ndarray, query_unit: np.ndarray, neighbours: tupl
         member = np.arange(nearest.shape[1])[None, :] < members[:, None]
         at_row, rank = np.nonzero(member)
         found.append(Sightings.of(found_rows[at_row], nearest[at_row, rank], rank=rank))
-        if len(rows) < len(eligible):
-            found += _through_members(found_rows, nearest, members, beyond, rows, self_nodes, neighbours[1], background)
+        # Members not searched — left out by the budget, or not eligible themselves (a long clip's frames whose
+        # three-step neighbourhood reaches past CROWD_DEPTH: 532 of 720 at 32 px) — take the crowd from a finder.
+        found += _through_members(found_rows, nearest, members, beyond, rows, self_nodes, neighbours[1], background)
     deepest = int(depths[picked].max())
     if not found:
         return background, Crowds(len(rows), len(eligible), None, sampled=sampled, deepest=deepest)

@@ -257,10 +257,12 @@ def test_a_crowd_larger_than_the_depth_is_searched_as_deep_as_its_neighbourhood_
     plain = ev._backgrounds(*nb.knn(x, ev.BACKGROUND_RANK + 1), np.arange(len(x)))
     background, crowds = backgrounds(x)
     assert crowds.as_dict()["deepest"] > ev.CROWD_DEPTH
+    graph = nb.knn(x, ev.BACKGROUND_RANK + 1)[1]
+    assert (ev._crowd_depths(graph[frames], frames, graph) == 0).sum() >= 10  # some reach past 64 in three steps …
     found = np.unique(crowds.members.query)
-    assert np.isin(found, frames).all() and len(found) >= 100  # frames whose neighbourhood closes within 3 steps
+    np.testing.assert_array_equal(found, frames)  # … and take the crowd from the frames that found it
     assert np.isin(crowds.members.target, frames).all()
-    assert (np.bincount(crowds.members.query)[found] == 120).all()  # every other frame of the clip
+    assert (np.bincount(crowds.members.query)[found] >= 119).all()  # every other frame of the clip (a finder's list)
     assert (plain[found] > 0.9).all() and (background[found] < 0.5).all()
     others = np.arange(121, len(x))
     np.testing.assert_array_equal(background[others], plain[others])
