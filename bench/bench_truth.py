@@ -279,7 +279,7 @@ def small_rows(shared: Path, work: Path, plant_seed: int, sizes: tuple[int, ...]
 # Clips with more motion, and at 32 px (`--clips`): (row name, variant, frame shift in px, side or None for native).
 MOTION_CLIPS = (("clips 20×30, 12 px motion", "clips_m12", 12, None), ("clips 20×30, 24 px motion", "clips_m24", 24, None),
                 ("clips 20×30 at 32 px", "clips_32", td.CLIP_SHIFT, 32))
-# Clips longer than the crowd search's first depth (evidence.CROWD_DEPTH, 64): (row name, variant, clips, frames,
+# Clips longer than the crowd search's first depth (crowds.CROWD_DEPTH, 64): (row name, variant, clips, frames,
 # shift, side or None).
 LONG_CLIPS = (("clips 6×120, 12 px motion", "clips_long_m12", 6, 120, 12, None),
               ("clips 6×120, 24 px motion", "clips_long_m24", 6, 120, 24, None),

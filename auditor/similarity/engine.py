@@ -35,7 +35,7 @@ class DuplicateDecision:
     leak: Estimate | None
     hash_search: dict[str, Any] | None = None  # how the hash candidates were searched (neighbours.SearchQuality)
     pixel_search: dict[str, Any] | None = None  # how the pixel-alike candidates were searched (approximate only)
-    crowds: dict[str, Any] | None = None  # crowds of one picture's copies among the images (evidence.Crowds), if searched
+    crowds: dict[str, Any] | None = None  # crowds of one picture's copies among the images (crowds.Crowds), if searched
 
     @functools.cached_property
     def groups(self) -> list[list[int]]:

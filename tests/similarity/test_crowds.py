@@ -1,11 +1,12 @@
 """Crowds of one picture's copies (frames of a clip, burst shots): found by the gap after them in an image's sorted
-neighbour cosines (`evidence.crowd_backgrounds`), judged against the images beyond them, every member a candidate."""
+neighbour cosines (`crowds.crowd_backgrounds`), judged against the images beyond them, every member a candidate."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from auditor.similarity import crowds as cr
 from auditor.similarity import evidence as ev
 from auditor.similarity import neighbours as nb
 
@@ -31,9 +32,9 @@ def clips_and_look_alikes(seed: int = 0, clips: int = 3, frames: int = 20, look_
     return unit(np.array(rows))
 
 
-def backgrounds(x: np.ndarray) -> tuple[np.ndarray, ev.Crowds]:
+def backgrounds(x: np.ndarray) -> tuple[np.ndarray, cr.Crowds]:
     graph = nb.knn(x, ev.BACKGROUND_RANK + 1)
-    return ev.crowd_backgrounds(x, x, graph, np.arange(len(x)), graph[1])
+    return cr.crowd_backgrounds(x, x, graph, np.arange(len(x)), graph[1])
 
 
 def test_a_crowd_of_copies_is_judged_against_the_images_beyond_it():
@@ -65,13 +66,13 @@ def test_a_crowd_the_depth_cannot_see_past_stays_as_it_was(monkeypatch):
     # 70 frames each as near every other (no structure among them): each one's neighbourhood reaches more than
     # CROWD_DEPTH images in CLOSED_HOPS steps, so none is even searched (a known limit: a photo stored a hundred times
     # alike keeps its collapsed scores); and searched anyway CROWD_DEPTH deep, no fall shows.
-    frames = ev.CROWD_DEPTH + 6
+    frames = cr.CROWD_DEPTH + 6
     x = clips_and_look_alikes(clips=1, frames=frames)
     plain = ev._backgrounds(*nb.knn(x, ev.BACKGROUND_RANK + 1), np.arange(len(x)))
     background, crowds = backgrounds(x)
     assert crowds.members is None or not np.isin(np.arange(frames), crowds.members.query).any()
     np.testing.assert_array_equal(background[:frames], plain[:frames])
-    monkeypatch.setattr(ev, "_crowd_depths", lambda labels, nodes, graph: np.full(len(labels), ev.CROWD_DEPTH))
+    monkeypatch.setattr(cr, "_crowd_depths", lambda labels, nodes, graph: np.full(len(labels), cr.CROWD_DEPTH))
     background, crowds = backgrounds(x)
     assert crowds.examined >= frames
     assert crowds.members is None or not np.isin(np.arange(frames), crowds.members.query).any()
@@ -83,7 +84,7 @@ def test_copies_of_a_frame_are_judged_as_the_frames_are(monkeypatch):
     copies = unit(x[:3] + rng.normal(scale=0.01, size=x[:3].shape))
     found = nb.knn(x, ev.BACKGROUND_RANK + 1, queries=copies)
     none = np.full(3, -1, dtype=np.int64)
-    background, crowds = ev.crowd_backgrounds(x, copies, found, none, nb.knn(x, ev.BACKGROUND_RANK + 1)[1])
+    background, crowds = cr.crowd_backgrounds(x, copies, found, none, nb.knn(x, ev.BACKGROUND_RANK + 1)[1])
     assert (background < 0.5).all()
     assert crowds.in_crowds == 3 and (np.bincount(crowds.members.query) == 20).all()  # the whole clip, source included
 
@@ -91,10 +92,10 @@ def test_copies_of_a_frame_are_judged_as_the_frames_are(monkeypatch):
 def test_above_the_exact_limit_a_sample_is_examined_first(monkeypatch):
     x = clips_and_look_alikes(clips=0)  # look-alikes only: nothing to find
     monkeypatch.setattr(nb, "EXACT_LIMIT", 100)
-    monkeypatch.setattr(ev, "CROWD_SAMPLE", 40)
+    monkeypatch.setattr(cr, "CROWD_SAMPLE", 40)
     examined: list[int] = []
-    real = ev._crowd_gaps
-    monkeypatch.setattr(ev, "_crowd_gaps", lambda u, q, rows, s: examined.append(len(rows)) or real(u, q, rows, s))
+    real = cr._crowd_gaps
+    monkeypatch.setattr(cr, "_crowd_gaps", lambda u, q, rows, s: examined.append(len(rows)) or real(u, q, rows, s))
     _background, crowds = backgrounds(x)
     assert examined == [40] and crowds.examined == 40 and crowds.eligible > 40 and crowds.as_dict()["sampled_first"]
     assert crowds.members is None
@@ -108,7 +109,7 @@ def test_too_few_images_for_a_crowd(n):
     x = clips_and_look_alikes()[:n]
     graph = nb.knn(x, min(n, ev.BACKGROUND_RANK + 1))
     plain = ev._backgrounds(*graph, np.arange(n))
-    background, crowds = ev.crowd_backgrounds(x, x, graph, np.arange(n), graph[1])
+    background, crowds = cr.crowd_backgrounds(x, x, graph, np.arange(n), graph[1])
     np.testing.assert_array_equal(background, plain)
     assert crowds.members is None
 
@@ -117,8 +118,8 @@ def test_above_the_budget_a_crowd_found_through_one_member_is_every_members(monk
     x = clips_and_look_alikes()
     exact_background, exact = backgrounds(x)
     monkeypatch.setattr(nb, "EXACT_LIMIT", 100)
-    monkeypatch.setattr(ev, "CROWD_SAMPLE", 20)
-    monkeypatch.setattr(ev, "CROWD_BUDGET", 40)
+    monkeypatch.setattr(cr, "CROWD_SAMPLE", 20)
+    monkeypatch.setattr(cr, "CROWD_BUDGET", 40)
     background, crowds = backgrounds(x)
     assert crowds.examined == 40 < crowds.eligible and crowds.as_dict()["sampled_first"]
     assert crowds.in_crowds == 60  # the 3 clips, though at most 40 of the eligible images were searched
@@ -145,7 +146,7 @@ def test_above_the_exact_limit_crowds_are_screened_then_searched_again_thoroughl
         sims, labels = real(unit_vectors, k, queries=queries, among=among, refine_factor=refine_factor)
         if queries is not None and k > ev.BACKGROUND_RANK + 1:
             calls.append((len(queries), refine_factor))
-            if refine_factor == ev.CROWD_SCREEN_REFINE:
+            if refine_factor == cr.CROWD_SCREEN_REFINE:
                 # The screen misses every neighbour of the look-alike past its 12th: a fall that is not there.
                 hit = np.flatnonzero(np.abs(queries @ x[look_alike] - 1.0) < 1e-5)
                 sims, labels = sims.copy(), labels.copy()
@@ -154,7 +155,7 @@ def test_above_the_exact_limit_crowds_are_screened_then_searched_again_thoroughl
 
     monkeypatch.setattr(nb, "knn", knn)
     background, crowds = backgrounds(x)
-    assert calls[0][1] == ev.CROWD_SCREEN_REFINE and calls[0][0] == crowds.examined
+    assert calls[0][1] == cr.CROWD_SCREEN_REFINE and calls[0][0] == crowds.examined
     assert calls[1] == (61, nb.MAX_REFINE_FACTOR)  # the 60 frames and the look-alike the screen called a crowd
     assert crowds.in_crowds == 60 and look_alike not in crowds.members.query
     assert (background[:60] < 0.5).all()
@@ -190,17 +191,17 @@ def reference_depths(labels: np.ndarray, self_nodes: np.ndarray, graph: np.ndarr
         start = {int(v) for v in row[:width] if v >= 0}
         three = set(start)
         frontier = set(start)
-        for _hop in range(ev.CLOSED_HOPS - 1):
+        for _hop in range(cr.CLOSED_HOPS - 1):
             frontier = {v for f in frontier for v in out_of(f)}
             three |= frontier
-        if len(three - {int(node)}) > ev.CROWD_DEPTH:
+        if len(three - {int(node)}) > cr.CROWD_DEPTH:
             out.append(0)
             continue
-        members = reached_from(start | ({int(node)} if node >= 0 else set()), ev.CROWD_LARGEST + 1)
-        closed = len(members) <= ev.CROWD_LARGEST + 1 and all(out_of(u) <= members for u in members)
+        members = reached_from(start | ({int(node)} if node >= 0 else set()), cr.CROWD_LARGEST + 1)
+        closed = len(members) <= cr.CROWD_LARGEST + 1 and all(out_of(u) <= members for u in members)
         m = len(members - {int(node)})
-        deep = closed and reaches_back(members) and ev.CROWD_DEPTH < m <= ev.CROWD_LARGEST
-        out.append(m if deep else ev.CROWD_DEPTH)
+        deep = closed and reaches_back(members) and cr.CROWD_DEPTH < m <= cr.CROWD_LARGEST
+        out.append(m if deep else cr.CROWD_DEPTH)
     return np.array(out)
 
 
@@ -230,12 +231,12 @@ def test_crowd_depths_match_a_plain_reading(seed):
     graph[:, 0] = np.arange(n)  # a node is usually its own first neighbour
     graph[rng.random(graph.shape) < 0.02] = -1  # and some rows are short
     nodes = np.arange(n)
-    got = ev._crowd_depths(graph, nodes, graph)
+    got = cr._crowd_depths(graph, nodes, graph)
     np.testing.assert_array_equal(got, reference_depths(graph, nodes, graph))
-    assert set(np.unique(got)) >= {0, ev.CROWD_DEPTH} and (got[1500:1620] > ev.CROWD_DEPTH).mean() > 0.9
-    assert (got[1620:2220] <= ev.CROWD_DEPTH).all()
+    assert set(np.unique(got)) >= {0, cr.CROWD_DEPTH} and (got[1500:1620] > cr.CROWD_DEPTH).mean() > 0.9
+    assert (got[1620:2220] <= cr.CROWD_DEPTH).all()
     copies = graph[rng.integers(0, n, 500)]  # queries that are no row of the graph (calibration copies)
-    np.testing.assert_array_equal(ev._crowd_depths(copies, np.full(500, -1), graph),
+    np.testing.assert_array_equal(cr._crowd_depths(copies, np.full(500, -1), graph),
                                   reference_depths(copies, np.full(500, -1), graph))
 
 
@@ -256,9 +257,9 @@ def test_a_crowd_larger_than_the_depth_is_searched_as_deep_as_its_neighbourhood_
     frames = np.arange(121)
     plain = ev._backgrounds(*nb.knn(x, ev.BACKGROUND_RANK + 1), np.arange(len(x)))
     background, crowds = backgrounds(x)
-    assert crowds.as_dict()["deepest"] > ev.CROWD_DEPTH
+    assert crowds.as_dict()["deepest"] > cr.CROWD_DEPTH
     graph = nb.knn(x, ev.BACKGROUND_RANK + 1)[1]
-    assert (ev._crowd_depths(graph[frames], frames, graph) == 0).sum() >= 10  # some reach past 64 in three steps …
+    assert (cr._crowd_depths(graph[frames], frames, graph) == 0).sum() >= 10  # some reach past 64 in three steps …
     found = np.unique(crowds.members.query)
     np.testing.assert_array_equal(found, frames)  # … and take the crowd from the frames that found it
     assert np.isin(crowds.members.target, frames).all()
