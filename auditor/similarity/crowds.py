@@ -15,7 +15,6 @@ import numpy as np
 
 from auditor.similarity.evidence import BACKGROUND_RANK, CANDIDATES, Sightings, _backgrounds
 
-
 # A crowd of one picture's copies: frames of a clip, burst shots, one photo re-uploaded by every source — more copies
 # than BACKGROUND_RANK, so an image's BACKGROUND_RANK-th neighbour is one of its own copies and every scaled cosine
 # among them collapses to ≈ 0. Such a crowd shows as a gap in the image's sorted neighbour cosines: its members, then a
@@ -25,7 +24,7 @@ from auditor.similarity.evidence import BACKGROUND_RANK, CANDIDATES, Sightings, 
 # 32 px, digits, Fashion-MNIST and MNIST (3 000 and 25 000), 50 000 tiles of 32 px, sets of 25–28 — at most 0.22
 # (99th percentiles 0.04–0.22): a crowd of look-alikes thins out, a crowd of copies ends (docs/duplicates.md, "Crowds
 # of one picture's copies").
-CROWD_DEPTH = 64  # neighbours examined for such a gap (deeper only where the neighbourhood closes later: below)
+CROWD_DEPTH = 64  # neighbours examined for such a gap (deeper in a larger sink component: `_crowd_depths`)
 CROWD_GAP = 0.4  # the relative fall that ends a crowd
 # Only images whose BACKGROUND_RANK-th neighbour is at least this close are examined (a k-NN query of CROWD_DEPTH
 # neighbours each): every frame of the native clip rows has ≥ 0.90 (at 32 px from 0.80: 430 of 600 frames are found
