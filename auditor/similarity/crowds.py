@@ -90,7 +90,8 @@ def crowd_backgrounds(unit: np.ndarray, query_unit: np.ndarray, neighbours: tupl
         sample = np.sort(rng.choice(len(eligible), CROWD_SAMPLE, replace=False))
         if not any(part[1].any() for part in _crowd_gaps_by_depth(unit, query_unit, eligible[sample], depths[sample],
                                                                   self_nodes)):
-            return background, Crowds(len(sample), len(eligible), None, sampled=True)
+            return background, Crowds(len(sample), len(eligible), None, sampled=True,
+                                      deepest=int(depths[sample].max()))
         if len(eligible) > CROWD_BUDGET:
             picked = np.sort(rng.choice(len(eligible), CROWD_BUDGET, replace=False))
     rows = eligible[picked]
