@@ -79,7 +79,7 @@ def crowd_backgrounds(unit: np.ndarray, query_unit: np.ndarray, neighbours: tupl
         return background, Crowds(0, 0, None)
     # A crowd's members have one another as nearest neighbours: the neighbours of a query's neighbours stay within
     # its crowd. Where they reach further than CROWD_DEPTH images, the query is in none (a look-alike's spread on);
-    # where they go on and close later, it is searched that deep (`_crowd_depths`).
+    # where its crowd is a larger sink component of the graph, it is searched as deep as that (`_crowd_depths`).
     depths = _crowd_depths(neighbours[1][close], self_nodes[close], graph)
     eligible, depths = close[depths > 0], depths[depths > 0]
     if not len(eligible):

@@ -565,12 +565,13 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         sims, labels = data.neighbours if reuse else knn(data.unit, k, queries=query_unit)
         if reuse:
             q_background, crowds = data.background, data.crowds
+        elif data.neighbours is None:  # no graph of the dataset's own (fewer than 2 images): no crowd either
+            q_background, crowds = _backgrounds(sims, labels, self_nodes), None
         else:
-            # Without the dataset's own graph (fewer than 2 images) there is no crowd, and nothing reads the graph.
             from auditor.similarity.crowds import crowd_backgrounds
 
-            graph = data.neighbours[1] if data.neighbours is not None else labels
-            q_background, crowds = crowd_backgrounds(data.unit, query_unit, (sims, labels), self_nodes, graph)
+            q_background, crowds = crowd_backgrounds(data.unit, query_unit, (sims, labels), self_nodes,
+                                                     data.neighbours[1])
         q, j, rank = _first_valid(labels, self_nodes, candidates)
         events.append(Sightings.of(q, j, rank=rank))
         if crowds is not None and crowds.members is not None:

@@ -267,3 +267,14 @@ def test_a_crowd_larger_than_the_depth_is_searched_as_deep_as_its_neighbourhood_
     assert (plain[found] > 0.9).all() and (background[found] < 0.5).all()
     others = np.arange(121, len(x))
     np.testing.assert_array_equal(background[others], plain[others])
+
+
+def test_copies_of_a_one_image_dataset_are_searched_without_a_crowd_search():
+    # One image has no k-NN graph of its own: its copies are judged against it plainly (no crowd, no graph read).
+    rng = np.random.default_rng(0)
+    x = unit(rng.normal(size=(1, 16)))
+    data = ev.make_dataset(x, rng.integers(0, 256, (1, 32, 32), dtype=np.uint8))
+    assert data.neighbours is None and data.crowds is None
+    pairs = ev.search(data, unit(x + rng.normal(scale=0.05, size=(3, 16))), rng.integers(0, 256, (3, 32, 32),
+                      dtype=np.uint8), 6, 6)
+    assert (pairs.target == 0).all() and len(pairs.query) == 3 and (pairs.cosine > 0.9).all()
