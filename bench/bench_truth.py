@@ -394,6 +394,16 @@ def fmt(value, interval=None, digits: int = 2) -> str:
     return text
 
 
+def select_rows(rows: list, spec: str) -> list:
+    """The rows `--rows` names: those whose name contains one of its comma-separated substrings, or the one row whose
+    exact name it is (some names hold a comma: "clips 6×120, 12 px motion"). Empty: every row."""
+    spec = spec.strip()
+    if not spec:
+        return rows
+    wanted = [spec] if any(r.name == spec for r in rows) else [w.strip() for w in spec.split(",") if w.strip()]
+    return [r for r in rows if any(w in r.name for w in wanted)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=REPO.parent.parent / "shared" / "datasets"
@@ -401,7 +411,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/auditor_truth"))
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: WORK/cache")
     parser.add_argument("--quick", action="store_true", help="one row of each kind")
-    parser.add_argument("--rows", default="", help="comma list of substrings: only rows whose name contains one")
+    parser.add_argument("--rows", default="", help="comma list of substrings: only rows whose name contains one (or one row's exact name, commas and all)")
     parser.add_argument("--leak-rates", default="0.02,0.10",
                         help="planted leaks as shares of the held-out images (published test sets reach 0.3; 0: a row with none planted)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
@@ -437,9 +447,7 @@ def main() -> None:
                       args.plant_seed, args.tiles, args.small,
                       *(tuple(int(n) for n in sizes.split(",") if n.strip()) for sizes in (args.fashion, args.mnist)),
                       other_copies=args.other_copies, clips=args.clips)
-    if args.rows:
-        wanted = [w.strip() for w in args.rows.split(",") if w.strip()]
-        rows = [r for r in rows if any(w in r.name for w in wanted)]
+    rows = select_rows(rows, args.rows)
     header = ["row", "images", "held-out", "true leaks", "flagged", "leak recall", "leak precision",
               "est. recall [interval]", "est. precision [interval]", "leaked share: est. [interval] (true)",
               "chained images (share)", "false within-split pairs", "decision", "noise est. % (planted)", "s"]

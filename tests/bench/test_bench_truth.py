@@ -280,3 +280,16 @@ def test_clip_rows_hold_every_held_out_frame_as_a_leak_and_its_clip_mates_as_tru
     # Longer clips: their own count and length (2 clips of 12 frames, 3 held out each).
     assert long.images == 2 * 12 and long.held_out == 2 * 3 == len(long.leaked)
     assert len(long.within_split) == 2 * (36 + 3)  # 9 train frames a clip: 36 pairs; 3 val frames: 3
+
+
+def test_rows_are_chosen_by_substrings_or_by_one_exact_name_that_holds_a_comma():
+    from types import SimpleNamespace
+
+    import bench_truth
+
+    rows = [SimpleNamespace(name=n) for n in ("clips 6×120, 12 px motion", "clips 6×120, 24 px motion", "tiles 2 %")]
+    names = lambda spec: [r.name for r in bench_truth.select_rows(rows, spec)]
+    assert names("") == [r.name for r in rows]
+    assert names("clips 6×120, 12 px motion") == ["clips 6×120, 12 px motion"]  # whole, not "clips 6×120" + "12 px"
+    assert names("24 px,tiles") == ["clips 6×120, 24 px motion", "tiles 2 %"]
+    assert names("nothing") == []
