@@ -550,7 +550,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     neighbours.HAMMING_APPROXIMATE_FROM images on). `last_pixel_search`: no later search of `data` needs its
     pixel indexes, so they are dropped once this one's pixel candidates are found (at 10⁶ images ≈ 0.5 GB not held
     through the hash search and the comparisons)."""
-    from auditor.similarity.neighbours import knn, paired_cosines
+    from auditor.similarity.neighbours import EXACT_LIMIT, knn, paired_cosines
 
     nq = len(query_thumbs)
     query_thumbs = np.ascontiguousarray(query_thumbs, dtype=np.uint8)
@@ -573,7 +573,11 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
             q_background, crowds = crowd_backgrounds(data.unit, query_unit, (sims, labels), self_nodes,
                                                      data.neighbours[1])
         q, j, rank = _first_valid(labels, self_nodes, candidates)
-        events.append(Sightings.of(q, j, rank=rank))
+        # Above the exact-search limit each neighbour's cosine was computed on the stored rows by the search's exact
+        # re-ranking: kept, not computed again per pair (3.5 M of the 13.3 M candidate pairs at 10⁶ images). Below
+        # it the pairs' cosines are all computed one way (`paired_cosines`), the bits every truth row was measured on.
+        kept = sims[q, _column_of(labels, self_nodes, candidates)] if len(data.unit) > EXACT_LIMIT else None
+        events.append(Sightings.of(q, j, rank=rank, cosine=kept))
         if crowds is not None and crowds.members is not None:
             found = crowds.members  # as a new record: merging consumes its events, and the dataset's crowds are kept
             events.append(Sightings.of(found.query, found.target, rank=found.rank))
@@ -633,11 +637,17 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     merged = merge_sightings(events, symmetric)
     if merged is None:
         return _empty_pairs()
-    query, target, rank, extra_variant, p_dist, d_dist, hash_match = merged
+    query, target, rank, extra_variant, p_dist, d_dist, hash_match, known_cosine = merged
     cosine = np.zeros(len(query), dtype=np.float32)
     scaled = np.zeros(len(query), dtype=np.float32)
     if data.unit is not None and query_unit is not None:
-        cosine = paired_cosines(query_unit, query, data.unit, target)
+        unknown = np.flatnonzero(np.isnan(known_cosine))
+        if len(unknown) == len(query):
+            cosine, known_cosine = paired_cosines(query_unit, query, data.unit, target), None
+        else:
+            cosine = known_cosine
+            cosine[unknown] = paired_cosines(query_unit, query[unknown], data.unit, target[unknown])
+        del unknown
         scaled = scaled_cosine(cosine, q_background[query], data.background[target]).astype(np.float32)
     # Without pixel candidates a rotated copy is found as the nearest embedding neighbour: try all 8 there.
     every_variant = np.zeros(len(query), dtype=bool) if data.pixel_candidates else rank == 0
@@ -667,8 +677,9 @@ NO_HASH = 99  # hash distances of a pair no hash search found
 
 @dataclass
 class Sightings:
-    """Candidate sightings (query, target) of one kind, in the order they were made: by embedding (`rank`), by
-    pixel likeness (`variant`, `likeness`) or by hash (`variant`, `phash`, `dhash`)."""
+    """Candidate sightings (query, target) of one kind, in the order they were made: by embedding (`rank`, and the
+    `cosine` its search computed where it is kept), by pixel likeness (`variant`, `likeness`) or by hash (`variant`,
+    `phash`, `dhash`)."""
 
     query: np.ndarray
     target: np.ndarray
@@ -678,9 +689,11 @@ class Sightings:
     phash: np.ndarray
     dhash: np.ndarray
     by_hash: bool
+    cosine: np.ndarray | None = None  # float32 per sighting, or None: not known (computed per pair afterwards)
 
     @classmethod
-    def of(cls, query, target, rank=None, variant=None, likeness=None, phash=None, dhash=None) -> "Sightings":
+    def of(cls, query, target, rank=None, variant=None, likeness=None, phash=None, dhash=None,
+           cosine=None) -> "Sightings":
         # Narrow types (21 bytes a sighting instead of 56): at 10⁶ copy-heavy images there are tens of millions
         # of sightings, held while they are merged. Likeness is a float32 similarity from FAISS, so float32 holds
         # it exactly; nodes fit int32 below 2³¹ images.
@@ -690,27 +703,30 @@ class Sightings:
                                               else np.asarray(value, dtype=dtype))
         return cls(np.asarray(query, dtype=node), np.asarray(target, dtype=node), fill(rank, -1, np.int32),
                    fill(variant, -1, np.int8), fill(likeness, -np.inf, np.float32), fill(phash, NO_HASH, np.int16),
-                   fill(dhash, NO_HASH, np.int16), phash is not None)
+                   fill(dhash, NO_HASH, np.int16), phash is not None,
+                   None if cosine is None else np.asarray(cosine, dtype=np.float32))
 
 
 def merge_sightings(events: list[Sightings], symmetric: bool):
     """One candidate pair per (query, target), or per unordered pair when `symmetric` (queries are the dataset
     itself), from all sightings at once (arrays: a dict filled per sighting cost ~1 µs each, 5·10⁶ and more at
     10⁶ images). Returns (query, target, rank, variant, phash, dhash, hash_match) in order of first sighting
-    (nodes in the sightings' integer type, rank and distances int16, variant int8),
-    or None when there is none. Per pair:
+    (nodes in the sightings' integer type, rank and distances int16, variant int8) and the pair's cosine (float32,
+    NaN where no sighting carried one), or None when there is none. Per pair:
       - its direction (query → target) is that of its first sighting;
       - rank: the lowest embedding rank of a sighting either way (-1: none);
       - variant: of the hash sighting (in the pair's direction) with the smallest pHash + dHash distance,
         else of the pixel sighting with the highest likeness whose variant is not 0 (a sighting the other way
-        round counts with the inverse variant), else -1; the first such sighting wins ties.
+        round counts with the inverse variant), else -1; the first such sighting wins ties;
+      - cosine: of a sighting that carries one (the embedding search's own: the same bits either way round).
     The events are consumed: each of their arrays is released once merged into one array of its kind (tens of
     millions of sightings at 10⁶ copy-heavy images: holding them twice cost ≈ 20 bytes a sighting), and each
     merged array once it has done its part."""
     events = [e for e in events if len(e.query)]
     if not events:
         return None
-    by_hash = np.repeat(np.array([e.by_hash for e in events]), [len(e.query) for e in events])
+    lengths = [len(e.query) for e in events]
+    by_hash = np.repeat(np.array([e.by_hash for e in events]), lengths)
 
     def merged(name: str) -> np.ndarray:
         parts = [getattr(e, name) for e in events]
@@ -732,6 +748,10 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
     pair_of = np.empty(len(query), dtype=index)
     pair_of[order] = np.cumsum(starts, dtype=index) - 1  # the pair of each sighting, in sorted order
     del order, starts
+    out_cosine = np.full(n_pairs, np.nan, dtype=np.float32)
+    for e, start, stop in zip(events, np.cumsum([0] + lengths[:-1]), np.cumsum(lengths)):
+        if e.cosine is not None:
+            out_cosine[pair_of[start:stop]], e.cosine = e.cosine, None
     p_query, p_target = query[first], target[first]
     forward = query == p_query[pair_of]  # the sighting is in its pair's direction
     del query, target
@@ -775,8 +795,8 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
     # the whole decision.
     inserted = np.argsort(first, kind="stable")  # pairs in order of first sighting
     del first
-    columns = [p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match]
-    del p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match
+    columns = [p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match, out_cosine]
+    del p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match, out_cosine
     out = []
     for i in range(len(columns)):  # one column at a time, each released once reordered
         column, columns[i] = columns[i][inserted], None

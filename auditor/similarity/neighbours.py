@@ -193,8 +193,12 @@ def row_indices(rows) -> np.ndarray:
     return rows if rows.dtype.kind in "iu" else rows.astype(np.int64)
 
 
+PAIRED_BLOCK = 1_024  # pairs a thread computes at once: 8 192 measured 15 % slower (8.3 against 7.1 s wall for 4 M pairs
+# over the 10⁶ store, the same bits): the block's gathered and decoded rows (5 MB here, 40 MB there) then stay in cache
+
+
 def paired_cosines(x: np.ndarray, rows_x: np.ndarray, y: np.ndarray, rows_y: np.ndarray,
-                   block: int = 8_192) -> np.ndarray:
+                   block: int = PAIRED_BLOCK) -> np.ndarray:
     """cos(x[rows_x[i]], y[rows_y[i]]) for each i, float32: x and y may be float16 unit matrices (memory-mapped);
     rows are gathered and converted a block at a time, never the whole matrix. A row that recurs in a block (the
     candidate pairs come ordered by their first image, ≈ 15 a row at 10⁶ images) is gathered and converted once:

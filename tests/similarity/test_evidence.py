@@ -349,3 +349,55 @@ def test_a_copys_nearness_to_its_source_is_read_from_the_search_where_it_measure
     want = ev.pair_correlation(copy_thumbs, np.arange(4), thumbs, source, -1)[0]
     assert np.allclose(got, want, atol=1e-6)
     assert got[0] > 0.99 and got[1] > 0.99 and got[2] < 0.9
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_merge_sightings_carries_the_cosine_a_sighting_brought_and_nan_where_none_did(symmetric):
+    # Embedding sightings carry their search's cosine (the same either way round), others none.
+    cos = lambda q, j: (np.minimum(q, j) * 100 + np.maximum(q, j)).astype(np.float32)
+    q, j = np.array([0, 1, 2, 5]), np.array([1, 0, 3, 6])
+    hq, hj = np.array([2, 4, 6]), np.array([3, 5, 5])
+    events = [ev.Sightings.of(q, j, rank=np.zeros(4), cosine=cos(q, j)),
+              ev.Sightings.of(hq, hj, variant=np.zeros(3), phash=np.zeros(3), dhash=np.zeros(3))]
+    query, target, *_, cosine = ev.merge_sightings(events, symmetric)
+    carried = {(0, 1), (1, 0), (2, 3), (5, 6)}
+    for a, b, c in zip(query.tolist(), target.tolist(), cosine.tolist()):
+        if (a, b) in carried or (symmetric and (b, a) in carried):
+            assert c == cos(np.array([a]), np.array([b]))[0]
+        else:
+            assert np.isnan(c)
+    assert events[0].cosine is None  # consumed like the other columns
+
+
+def _search_own_images(n: int = 300, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    unit = rng.normal(size=(n, 32)).astype(np.float32)
+    unit = (unit / np.linalg.norm(unit, axis=1, keepdims=True)).astype(np.float16)
+    unit.flags.writeable = False
+    thumbs = rng.integers(0, 256, (n, 32, 32), dtype=np.uint8)
+    data = ev.make_dataset(unit, thumbs)
+    # Hash thresholds that every pair passes: hash candidates the embedding search did not propose, too.
+    return unit, data, ev.search(data, unit, data.thumbs, max_phash=64, max_dhash=64, self_nodes=np.arange(n))
+
+
+def test_above_the_exact_limit_the_embedding_candidates_keep_the_cosine_their_search_computed(monkeypatch):
+    from auditor.similarity import neighbours
+
+    monkeypatch.setattr(neighbours, "EXACT_LIMIT", 100)  # 300 images: searched approximately, re-ranked exactly
+    unit, data, pairs = _search_own_images()
+    embedded = pairs.rank >= 0
+    assert embedded.any() and (~embedded).any()
+    sims, labels = data.neighbours
+    for a, b, c in zip(pairs.query[embedded], pairs.target[embedded], pairs.cosine[embedded]):
+        from_a, from_b = sims[a][labels[a] == b], sims[b][labels[b] == a]
+        assert c == (from_a[0] if len(from_a) else from_b[0])  # the search's own bits
+    computed = neighbours.paired_cosines(unit, pairs.query, unit, pairs.target)
+    np.testing.assert_array_equal(pairs.cosine[~embedded], computed[~embedded])
+    np.testing.assert_allclose(pairs.cosine, computed, atol=1e-6)  # the same cosines, to the last bits
+
+
+def test_below_the_exact_limit_every_candidate_cosine_is_computed_one_way():
+    from auditor.similarity import neighbours
+
+    unit, _, pairs = _search_own_images()
+    np.testing.assert_array_equal(pairs.cosine, neighbours.paired_cosines(unit, pairs.query, unit, pairs.target))
