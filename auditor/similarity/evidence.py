@@ -641,13 +641,13 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     cosine = np.zeros(len(query), dtype=np.float32)
     scaled = np.zeros(len(query), dtype=np.float32)
     if data.unit is not None and query_unit is not None:
-        unknown = np.flatnonzero(np.isnan(known_cosine))
-        if len(unknown) == len(query):
-            cosine, known_cosine = paired_cosines(query_unit, query, data.unit, target), None
+        if known_cosine is None:
+            cosine = paired_cosines(query_unit, query, data.unit, target)
         else:
-            cosine = known_cosine
+            cosine, known_cosine = known_cosine, None
+            unknown = np.isnan(cosine)  # a mask, not row numbers: 1 byte a pair (13·10⁶ pairs at 10⁶ images)
             cosine[unknown] = paired_cosines(query_unit, query[unknown], data.unit, target[unknown])
-        del unknown
+            del unknown
         scaled = scaled_cosine(cosine, q_background[query], data.background[target]).astype(np.float32)
     # Without pixel candidates a rotated copy is found as the nearest embedding neighbour: try all 8 there.
     every_variant = np.zeros(len(query), dtype=bool) if data.pixel_candidates else rank == 0
@@ -712,7 +712,7 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
     itself), from all sightings at once (arrays: a dict filled per sighting cost ~1 µs each, 5·10⁶ and more at
     10⁶ images). Returns (query, target, rank, variant, phash, dhash, hash_match) in order of first sighting
     (nodes in the sightings' integer type, rank and distances int16, variant int8) and the pair's cosine (float32,
-    NaN where no sighting carried one), or None when there is none. Per pair:
+    NaN where no sighting carried one; None where none did), or None when there is none. Per pair:
       - its direction (query → target) is that of its first sighting;
       - rank: the lowest embedding rank of a sighting either way (-1: none);
       - variant: of the hash sighting (in the pair's direction) with the smallest pHash + dHash distance,
@@ -748,9 +748,10 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
     pair_of = np.empty(len(query), dtype=index)
     pair_of[order] = np.cumsum(starts, dtype=index) - 1  # the pair of each sighting, in sorted order
     del order, starts
-    out_cosine = np.full(n_pairs, np.nan, dtype=np.float32)
+    out_cosine = None  # no sighting carries a cosine below the exact-search limit: every pair's is computed
     for e, start, stop in zip(events, np.cumsum([0] + lengths[:-1]), np.cumsum(lengths)):
         if e.cosine is not None:
+            out_cosine = np.full(n_pairs, np.nan, dtype=np.float32) if out_cosine is None else out_cosine
             out_cosine[pair_of[start:stop]], e.cosine = e.cosine, None
     p_query, p_target = query[first], target[first]
     forward = query == p_query[pair_of]  # the sighting is in its pair's direction
@@ -799,7 +800,7 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
     del p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match, out_cosine
     out = []
     for i in range(len(columns)):  # one column at a time, each released once reordered
-        column, columns[i] = columns[i][inserted], None
+        column, columns[i] = (None if columns[i] is None else columns[i][inserted]), None
         out.append(column)
     return tuple(out)
 

@@ -67,6 +67,7 @@ def test_merge_sightings_equals_the_dict_merge(symmetric, seed):
     got = ev.merge_sightings(events, symmetric)  # consumes the events
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+    assert got[-1] is None  # no sighting brought a cosine: none is made up
     assert all(e.query is None and e.likeness is None and e.dhash is None for e in events)
 
 
