@@ -850,24 +850,9 @@ def _nearest_everywhere(index, n_codes: int, probes: np.ndarray, max_distance: i
     starts = range(0, len(probes), size)
     run_blocks(search, starts)
     result = np.concatenate([found[start] for start in starts])
-    if by_code is not None:
-        result = _in_probe_order(result, len(probes), n_codes)
+    if by_code is not None:  # back in (probe, code) order
+        result = result[np.argsort(result[:, 0].astype(np.int64) * n_codes + result[:, 1], kind="stable")]
     return result
-
-
-def _in_probe_order(rows: np.ndarray, n_probes: int, n_codes: int) -> np.ndarray:
-    """Rows of the probes searched in code order, back in (probe, code) order. Each probe's rows are one run, codes
-    ascending, so each row's place is counted, not sorted for: its probe's offset plus its place in the run (a stable
-    sort of every row's probe · n_codes + code took ≈ 2 s of the main thread for the 8 · 10⁶ probes at 10⁶ images)."""
-    probe = rows[:, 0].astype(np.int64)
-    starts = np.flatnonzero(np.r_[True, probe[1:] != probe[:-1]]) if len(probe) else np.zeros(0, dtype=np.int64)
-    counts = np.bincount(probe, minlength=n_probes)
-    if len(starts) != np.count_nonzero(counts):  # a probe in two runs (not how they are searched): sorted instead
-        return rows[np.argsort(probe * n_codes + rows[:, 1], kind="stable")]
-    place = (np.cumsum(counts) - counts)[probe] + np.arange(len(probe)) - np.repeat(starts, np.diff(np.r_[starts, len(probe)]))
-    out = np.empty_like(rows)
-    out[place] = rows
-    return out
 
 
 def _given_to_probes(rows: np.ndarray, code_of_probe: np.ndarray, probe_numbers: np.ndarray) -> np.ndarray:

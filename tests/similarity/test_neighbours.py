@@ -855,21 +855,3 @@ def test_an_approximate_search_of_other_queries_takes_the_refine_factor_asked_fo
     _sims, thorough = knn(x, 20, queries=q, refine_factor=8)  # 160 candidates: every row
     np.testing.assert_array_equal(thorough, truth)
     assert not np.array_equal(tuned, truth)
-
-
-def test_rows_searched_in_code_order_go_back_to_probe_order_counted_or_sorted():
-    from auditor.similarity.neighbours import _in_probe_order
-
-    rng = np.random.default_rng(5)
-    runs = []
-    for probe in rng.permutation(50):  # each probe's rows one run, codes ascending, probes in any order
-        codes = np.sort(rng.choice(100, rng.integers(0, 5), replace=False))
-        runs.append(np.column_stack([np.full(len(codes), probe), codes, rng.integers(0, 7, len(codes))]))
-    rows = np.concatenate(runs).astype(np.int32)
-    sorted_rows = rows[np.argsort(rows[:, 0].astype(np.int64) * 100 + rows[:, 1], kind="stable")]
-    np.testing.assert_array_equal(_in_probe_order(rows, 50, 100), sorted_rows)
-    i = int(np.flatnonzero(rows[1:, 0] == rows[:-1, 0])[0])  # a probe with two rows or more
-    split = np.concatenate([np.delete(rows, i, axis=0), rows[i:i + 1]])  # its first row moved last: two runs
-    np.testing.assert_array_equal(_in_probe_order(split, 50, 100),
-                                  split[np.argsort(split[:, 0].astype(np.int64) * 100 + split[:, 1], kind="stable")])
-    assert _in_probe_order(rows[:0], 50, 100).shape == (0, 3)
