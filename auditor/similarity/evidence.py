@@ -36,6 +36,7 @@ false-match rates measured on them, comparable with the dataset's own.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -130,6 +131,8 @@ class Pairs:
     relative_correlation: np.ndarray | None = None
     # bool per pair: the same picture by pixels, hashes and embeddings at once (`same_picture`); None: not measured
     same_picture: np.ndarray | None = None
+    # bool per pair: one image is a member of the other's crowd of copies (crowds.crowd_backgrounds); None: no crowd
+    crowd_mate: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.query)
@@ -580,7 +583,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         events.append(Sightings.of(q, j, rank=rank, cosine=kept))
         if crowds is not None and crowds.members is not None:
             found = crowds.members  # as a new record: merging consumes its events, and the dataset's crowds are kept
-            events.append(Sightings.of(found.query, found.target, rank=found.rank))
+            events.append(dataclasses.replace(Sightings.of(found.query, found.target, rank=found.rank), crowd=True))
     if data.pixel_candidates and len(data.thumbs) and nq:
         # Pixel-alike candidates: the query's descriptor under each variant against the dataset's as is.
         for variant in range(8):
@@ -637,7 +640,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     merged = merge_sightings(events, symmetric)
     if merged is None:
         return _empty_pairs()
-    query, target, rank, extra_variant, p_dist, d_dist, hash_match, known_cosine = merged
+    query, target, rank, extra_variant, p_dist, d_dist, hash_match, known_cosine, crowd_mate = merged
     cosine = np.zeros(len(query), dtype=np.float32)
     scaled = np.zeros(len(query), dtype=np.float32)
     if data.unit is not None and query_unit is not None:
@@ -654,7 +657,8 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
     correlation, variant = pair_correlation(query_thumbs, query, data.thumbs, target, extra_variant, every_variant,
                                             memo=data.memo)
     return Pairs(query=query, target=target, rank=rank, cosine=cosine, scaled=scaled, correlation=correlation,
-                 variant=variant.astype(np.int8), hash_match=hash_match, phash_distance=p_dist, dhash_distance=d_dist)
+                 variant=variant.astype(np.int8), hash_match=hash_match, phash_distance=p_dist, dhash_distance=d_dist,
+                 crowd_mate=crowd_mate)
 
 
 def _first_valid(labels: np.ndarray, self_nodes: np.ndarray, wanted: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -690,6 +694,7 @@ class Sightings:
     dhash: np.ndarray
     by_hash: bool
     cosine: np.ndarray | None = None  # float32 per sighting, or None: not known (computed per pair afterwards)
+    crowd: bool = False  # sightings of the members of a query's crowd of copies (crowds.crowd_backgrounds)
 
     @classmethod
     def of(cls, query, target, rank=None, variant=None, likeness=None, phash=None, dhash=None,
@@ -711,8 +716,9 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
     """One candidate pair per (query, target), or per unordered pair when `symmetric` (queries are the dataset
     itself), from all sightings at once (arrays: a dict filled per sighting cost ~1 µs each, 5·10⁶ and more at
     10⁶ images). Returns (query, target, rank, variant, phash, dhash, hash_match) in order of first sighting
-    (nodes in the sightings' integer type, rank and distances int16, variant int8) and the pair's cosine (float32,
-    NaN where no sighting carried one; None where none did), or None when there is none. Per pair:
+    (nodes in the sightings' integer type, rank and distances int16, variant int8), the pair's cosine (float32,
+    NaN where no sighting carried one; None where none did) and whether a crowd's sighting saw it (bool; None where
+    no sighting was a crowd's), or None when there is none. Per pair:
       - its direction (query → target) is that of its first sighting;
       - rank: the lowest embedding rank of a sighting either way (-1: none);
       - variant: of the hash sighting (in the pair's direction) with the smallest pHash + dHash distance,
@@ -753,6 +759,11 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
         if e.cosine is not None:
             out_cosine = np.full(n_pairs, np.nan, dtype=np.float32) if out_cosine is None else out_cosine
             out_cosine[pair_of[start:stop]], e.cosine = e.cosine, None
+    crowd_mate = None
+    for e, start, stop in zip(events, np.cumsum([0] + lengths[:-1]), np.cumsum(lengths)):
+        if e.crowd:
+            crowd_mate = np.zeros(n_pairs, dtype=bool) if crowd_mate is None else crowd_mate
+            crowd_mate[pair_of[start:stop]] = True
     p_query, p_target = query[first], target[first]
     forward = query == p_query[pair_of]  # the sighting is in its pair's direction
     del query, target
@@ -796,8 +807,8 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
     # the whole decision.
     inserted = np.argsort(first, kind="stable")  # pairs in order of first sighting
     del first
-    columns = [p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match, out_cosine]
-    del p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match, out_cosine
+    columns = [p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match, out_cosine, crowd_mate]
+    del p_query, p_target, out_rank, out_variant, out_phash, out_dhash, hash_match, out_cosine, crowd_mate
     out = []
     for i in range(len(columns)):  # one column at a time, each released once reordered
         column, columns[i] = (None if columns[i] is None else columns[i][inserted]), None

@@ -1206,3 +1206,17 @@ def test_a_clean_rule_flagging_every_image_reads_the_datasets_recall_as_whole():
     judged = Rule(0.9, None)
     estimate, low, high, images = calibrator.dataset_recall(judged, rules)
     assert images == n and estimate == 1.0 and low > 0.95 and high == 1.0
+
+
+def test_a_crowd_mate_is_near_identical_however_the_two_align():
+    """Frames of a clip with motion align below the excuse's correlation, or collapse in scaled cosine, yet one in the
+    other's crowd of copies (crowds.crowd_backgrounds) is near-identical: a copy matching it is found, its match
+    excused (6 clips × 120 frames at 32 px: 1 086 of 1 500 copies lacked their source among their candidates)."""
+    pairs = make_pairs([0, 0, 0], [1, 2, 3], scaled=[-0.9, -0.9, 0.5], corr=[0.6, 0.6, 0.99])
+    assert decision.near_identical(pairs, np.arange(3)).tolist() == [False, False, True]  # no crowd known
+    pairs.crowd_mate = np.array([True, False, False])
+    assert decision.near_identical(pairs, np.arange(3)).tolist() == [True, False, True]
+    copy_pairs = make_pairs([0, 1], [1, 2], scaled=[0.0, 0.0], corr=[0.9, 0.9])  # copies of node 0 → 1 and → 2
+    calibrator = Calibrator(pairs, 4, CopySample(np.array([0, 0]), ["shift", "shift"], copy_pairs))
+    assert calibrator.pos_rows.query.tolist() == [0]  # found through the crowd mate; node 2 is not one
+    assert calibrator.null.query.tolist() == [1]

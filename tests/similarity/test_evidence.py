@@ -67,7 +67,7 @@ def test_merge_sightings_equals_the_dict_merge(symmetric, seed):
     got = ev.merge_sightings(events, symmetric)  # consumes the events
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
-    assert got[-1] is None  # no sighting brought a cosine: none is made up
+    assert got[7] is None and got[8] is None  # no sighting brought a cosine or was a crowd's: none is made up
     assert all(e.query is None and e.likeness is None and e.dhash is None for e in events)
 
 
@@ -360,7 +360,7 @@ def test_merge_sightings_carries_the_cosine_a_sighting_brought_and_nan_where_non
     hq, hj = np.array([2, 4, 6]), np.array([3, 5, 5])
     events = [ev.Sightings.of(q, j, rank=np.zeros(4), cosine=cos(q, j)),
               ev.Sightings.of(hq, hj, variant=np.zeros(3), phash=np.zeros(3), dhash=np.zeros(3))]
-    query, target, *_, cosine = ev.merge_sightings(events, symmetric)
+    query, target, *_, cosine, _crowd = ev.merge_sightings(events, symmetric)
     carried = {(0, 1), (1, 0), (2, 3), (5, 6)}
     for a, b, c in zip(query.tolist(), target.tolist(), cosine.tolist()):
         if (a, b) in carried or (symmetric and (b, a) in carried):
@@ -402,3 +402,13 @@ def test_below_the_exact_limit_every_candidate_cosine_is_computed_one_way():
 
     unit, _, pairs = _search_own_images()
     np.testing.assert_array_equal(pairs.cosine, neighbours.paired_cosines(unit, pairs.query, unit, pairs.target))
+
+
+def test_merge_sightings_marks_the_pairs_a_crowd_sighting_saw():
+    import dataclasses
+
+    crowd = dataclasses.replace(ev.Sightings.of(np.array([3, 3]), np.array([4, 5]), rank=np.array([0, 1])), crowd=True)
+    plain = ev.Sightings.of(np.array([4, 1]), np.array([3, 2]), rank=np.array([0, 0]))
+    query, target, *_, mate = ev.merge_sightings([plain, crowd], symmetric=True)
+    marked = {tuple(sorted(p)) for p, m in zip(zip(query.tolist(), target.tolist()), mate.tolist()) if m}
+    assert marked == {(3, 4), (3, 5)}  # (4, 3) seen plain first is still the crowd's pair; (1, 2) is not
