@@ -278,3 +278,21 @@ def test_copies_of_a_one_image_dataset_are_searched_without_a_crowd_search():
     pairs = ev.search(data, unit(x + rng.normal(scale=0.05, size=(3, 16))), rng.integers(0, 256, (3, 32, 32),
                       dtype=np.uint8), 6, 6)
     assert (pairs.target == 0).all() and len(pairs.query) == 3 and (pairs.cosine > 0.9).all()
+
+
+def test_a_graph_read_again_has_its_sink_components_computed_once(monkeypatch):
+    """The copies' search reads the dataset's k-NN graph again: its sink components are remembered for that graph
+    object, and a graph with other contents (another object) gets its own."""
+    calls = []
+    real = cr._sink_sizes
+    monkeypatch.setattr(cr, "_sink_sizes", lambda graph: calls.append(1) or real(graph))
+    x = unit(clips_and_look_alikes())
+    sims, labels = nb.knn(x, 12)
+    first = cr._sinks_of(labels)
+    again = cr._sinks_of(labels)
+    assert len(calls) == 1 and again is first
+    shuffled = labels.copy()
+    shuffled[:, 1:] = labels[:, 1:][:, ::-1]
+    cr._sinks_of(shuffled)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(first[1], real(labels[:, :cr.BACKGROUND_RANK + 1])[1])
