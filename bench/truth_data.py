@@ -470,19 +470,23 @@ def clips_pool(shared: Path, pool: Path, clips: int, frames: int, seed: int = 0,
     for label in ("cats", "dogs"):
         photos = sorted((shared / "cats_and_dogs_filtered" / "train" / label).glob("*.jpg"))[500:500 + clips // 2]
         for clip, photo in enumerate(photos):
-            base = Image.open(photo).convert("RGB")
-            w, h = base.size
-            for frame in range(frames):
-                dx, dy = (int(v) for v in rng.integers(0, shift + 1, 2))
-                image = base.crop((dx, dy, w - shift + dx, h - shift + dy))
-                image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.95, 1.05))
-                split = "val" if frame % 4 == 0 else "train"
+            for frame, split, image, quality in clip_frames(Image.open(photo).convert("RGB"), frames, shift, rng):
                 name = f"{split}/{label}/{photo.stem}_f{frame:02d}.jpg"
-                quality = int(rng.integers(75, 96))
                 if not (pool / name).exists():
                     _write(pool / name, jpeg(image, quality) if side is None else finish(image, side, quality))
                 out.append((name, split, label, f"{label}/{photo.stem}"))
     return out
+
+
+def clip_frames(base: Image.Image, frames: int, shift: int, rng: np.random.Generator):
+    """(frame, split, image, JPEG quality) of one "clip" of `base`: each frame cropped by `shift` px at a random
+    offset, brightness ±5 %, to be saved at quality 75–95; every fourth frame held out (`val`), the rest train."""
+    w, h = base.size
+    for frame in range(frames):
+        dx, dy = (int(v) for v in rng.integers(0, shift + 1, 2))
+        image = ImageEnhance.Brightness(base.crop((dx, dy, w - shift + dx, h - shift + dy))).enhance(
+            rng.uniform(0.95, 1.05))
+        yield frame, "val" if frame % 4 == 0 else "train", image, int(rng.integers(75, 96))
 
 
 def flip_labels(rows: list[tuple[str, str, str]], rate: float, seed: int) -> tuple[list[tuple[str, str, str]], set[str]]:

@@ -6,11 +6,16 @@ clips of 30 frames) and estimated its recall at 0 %."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
-from PIL import Image, ImageEnhance
+from PIL import Image
 
 from tests.e2e.cli_helpers import SAMPLES, check, run_cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 pytestmark = pytest.mark.slow
 
@@ -18,19 +23,16 @@ CLIPS_PER_CLASS, FRAMES = 3, 12
 
 
 def make_frames(root, frames: int, shift: int = 6, clips: int = CLIPS_PER_CLASS) -> None:
+    """Clips of the bundled samples, made as the truth bench makes its clip rows (`truth_data.clip_frames`)."""
+    from truth_data import clip_frames
+
     rng = np.random.default_rng(0)
     for label in ("ants", "bees"):
         for clip, photo in enumerate(sorted((SAMPLES / "train" / label).glob("*.jpg"))[:clips]):
-            base = Image.open(photo).convert("RGB")
-            w, h = base.size
-            for frame in range(frames):
-                dx, dy = (int(v) for v in rng.integers(0, shift + 1, 2))
-                image = ImageEnhance.Brightness(base.crop((dx, dy, w - shift + dx, h - shift + dy))).enhance(
-                    rng.uniform(0.95, 1.05))
-                split = "val" if frame % 4 == 0 else "train"
+            for frame, split, image, quality in clip_frames(Image.open(photo).convert("RGB"), frames, shift, rng):
                 folder = root / split / label
                 folder.mkdir(parents=True, exist_ok=True)
-                image.save(folder / f"clip{clip}_f{frame}.jpg", quality=int(rng.integers(75, 96)))
+                image.save(folder / f"clip{clip}_f{frame}.jpg", quality=quality)
 
 
 @pytest.fixture(scope="module")
