@@ -715,16 +715,17 @@ class Sightings:
 def merge_sightings(events: list[Sightings], symmetric: bool):
     """One candidate pair per (query, target), or per unordered pair when `symmetric` (queries are the dataset
     itself), from all sightings at once (arrays: a dict filled per sighting cost ~1 µs each, 5·10⁶ and more at
-    10⁶ images). Returns (query, target, rank, variant, phash, dhash, hash_match) in order of first sighting
-    (nodes in the sightings' integer type, rank and distances int16, variant int8), the pair's cosine (float32,
-    NaN where no sighting carried one; None where none did) and whether a crowd's sighting saw it (bool; None where
-    no sighting was a crowd's), or None when there is none. Per pair:
+    10⁶ images). Returns (query, target, rank, variant, phash, dhash, hash_match, cosine, crowd_mate) in order of
+    first sighting (nodes in the sightings' integer type, rank and distances int16, variant int8, cosine float32,
+    crowd_mate bool; cosine None where no sighting carried one, crowd_mate None where no sighting was a crowd's), or
+    None when there is none. Per pair:
       - its direction (query → target) is that of its first sighting;
       - rank: the lowest embedding rank of a sighting either way (-1: none);
       - variant: of the hash sighting (in the pair's direction) with the smallest pHash + dHash distance,
         else of the pixel sighting with the highest likeness whose variant is not 0 (a sighting the other way
         round counts with the inverse variant), else -1; the first such sighting wins ties;
-      - cosine: of a sighting that carries one (the embedding search's own: the same bits either way round).
+      - cosine: of a sighting that carries one (the embedding search's own: the same bits either way round), else NaN;
+      - crowd_mate: whether a crowd's sighting saw it, either way round.
     The events are consumed: each of their arrays is released once merged into one array of its kind (tens of
     millions of sightings at 10⁶ copy-heavy images: holding them twice cost ≈ 20 bytes a sighting), and each
     merged array once it has done its part."""
@@ -754,13 +755,12 @@ def merge_sightings(events: list[Sightings], symmetric: bool):
     pair_of = np.empty(len(query), dtype=index)
     pair_of[order] = np.cumsum(starts, dtype=index) - 1  # the pair of each sighting, in sorted order
     del order, starts
-    out_cosine = None  # no sighting carries a cosine below the exact-search limit: every pair's is computed
+    # Per-event columns, made only where an event has them (no cosine is kept below the exact-search limit).
+    out_cosine = crowd_mate = None
     for e, start, stop in zip(events, np.cumsum([0] + lengths[:-1]), np.cumsum(lengths)):
         if e.cosine is not None:
             out_cosine = np.full(n_pairs, np.nan, dtype=np.float32) if out_cosine is None else out_cosine
             out_cosine[pair_of[start:stop]], e.cosine = e.cosine, None
-    crowd_mate = None
-    for e, start, stop in zip(events, np.cumsum([0] + lengths[:-1]), np.cumsum(lengths)):
         if e.crowd:
             crowd_mate = np.zeros(n_pairs, dtype=bool) if crowd_mate is None else crowd_mate
             crowd_mate[pair_of[start:stop]] = True
