@@ -577,7 +577,7 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
                                                      data.neighbours[1])
         q, j, rank = _first_valid(labels, self_nodes, candidates)
         # Above the exact-search limit each neighbour's cosine was computed on the stored rows by the search's exact
-        # re-ranking: kept, not computed again per pair (3.5 M of the 13.3 M candidate pairs at 10⁶ images). Below
+        # re-ranking: kept, not computed again per pair (3.2 M of the 13.3 M candidate pairs at 10⁶ images). Below
         # it the pairs' cosines are all computed one way (`paired_cosines`), the bits every truth row was measured on.
         kept = sims[q, _column_of(labels, self_nodes, candidates)] if len(data.unit) > EXACT_LIMIT else None
         events.append(Sightings.of(q, j, rank=rank, cosine=kept))
