@@ -393,6 +393,9 @@ def main() -> None:
     parser.add_argument("--memory-trace", type=float, default=0.0, metavar="SECONDS",
                         help="every SECONDS, print anonymous RSS and where the main thread is in auditor's code "
                              "(to tell which step holds memory)")
+    parser.add_argument("--steps", action="store_true",
+                        help="(vectors) also time the duplicate decision's steps on the main thread (step_timers.py) and "
+                             "print them at the end")
     parser.add_argument("--memory-limit", default=None, metavar="SIZE",
                         help="run inside a memory cgroup of this size (e.g. 4G; page cache included; needs root): "
                              "the files under --work (and --dataset) are evicted from the page cache first")
@@ -404,7 +407,14 @@ def main() -> None:
         enter_memory_limit(args)
     if args.memory_trace:
         start_memory_trace(args.memory_trace)
+    timers = None
+    if args.steps:
+        from step_timers import decision_timers
+
+        timers = decision_timers()
     (run_images if args.what == "images" else run_vectors)(args)
+    if timers is not None:
+        print(timers.table(), flush=True)
 
 
 def enter_memory_limit(args) -> None:
