@@ -118,7 +118,7 @@ def crowd_backgrounds(unit: np.ndarray, query_unit: np.ndarray, neighbours: tupl
     query = np.concatenate([f.query for f in found])
     target = np.concatenate([f.target for f in found])
     return background, Crowds(len(rows), len(eligible), Sightings.of(query, target, rank=np.concatenate(
-        [f.rank for f in found])), sampled=sampled, deepest=deepest)
+        [f.rank for f in found]), crowd=True), sampled=sampled, deepest=deepest)
 
 
 def _through_members(found_rows: np.ndarray, nearest: np.ndarray, members: np.ndarray, beyond: np.ndarray,

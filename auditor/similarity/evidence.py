@@ -582,8 +582,8 @@ def search(data: Dataset, query_unit: np.ndarray | None, query_thumbs: np.ndarra
         kept = sims[q, _column_of(labels, self_nodes, candidates)] if len(data.unit) > EXACT_LIMIT else None
         events.append(Sightings.of(q, j, rank=rank, cosine=kept))
         if crowds is not None and crowds.members is not None:
-            found = crowds.members  # as a new record: merging consumes its events, and the dataset's crowds are kept
-            events.append(dataclasses.replace(Sightings.of(found.query, found.target, rank=found.rank), crowd=True))
+            events.append(dataclasses.replace(crowds.members))  # a copy: merging releases its event's columns, and
+            # the dataset's crowds are kept
     if data.pixel_candidates and len(data.thumbs) and nq:
         # Pixel-alike candidates: the query's descriptor under each variant against the dataset's as is.
         for variant in range(8):
@@ -698,7 +698,7 @@ class Sightings:
 
     @classmethod
     def of(cls, query, target, rank=None, variant=None, likeness=None, phash=None, dhash=None,
-           cosine=None) -> "Sightings":
+           cosine=None, crowd=False) -> "Sightings":
         # Narrow types (21 bytes a sighting instead of 56): at 10⁶ copy-heavy images there are tens of millions
         # of sightings, held while they are merged. Likeness is a float32 similarity from FAISS, so float32 holds
         # it exactly; nodes fit int32 below 2³¹ images.
@@ -709,7 +709,7 @@ class Sightings:
         return cls(np.asarray(query, dtype=node), np.asarray(target, dtype=node), fill(rank, -1, np.int32),
                    fill(variant, -1, np.int8), fill(likeness, -np.inf, np.float32), fill(phash, NO_HASH, np.int16),
                    fill(dhash, NO_HASH, np.int16), phash is not None,
-                   None if cosine is None else np.asarray(cosine, dtype=np.float32))
+                   None if cosine is None else np.asarray(cosine, dtype=np.float32), crowd)
 
 
 def merge_sightings(events: list[Sightings], symmetric: bool):

@@ -296,3 +296,14 @@ def test_a_graph_read_again_has_its_sink_components_computed_once(monkeypatch):
     cr._sinks_of(shuffled)
     assert len(calls) == 2
     np.testing.assert_array_equal(first[1], real(labels[:, :cr.BACKGROUND_RANK + 1])[1])
+
+
+def test_the_crowds_members_are_crowd_sightings_and_survive_the_search_that_merges_them():
+    x = unit(clips_and_look_alikes())
+    data = ev.make_dataset(x, np.random.default_rng(0).integers(0, 256, (len(x), 32, 32), dtype=np.uint8))
+    members = data.crowds.members
+    assert members is not None and members.crowd
+    before = members.query.copy()
+    pairs = ev.search(data, x, data.thumbs, max_phash=0, max_dhash=0, self_nodes=np.arange(len(x)))
+    np.testing.assert_array_equal(data.crowds.members.query, before)  # merged from a copy, not consumed
+    assert pairs.crowd_mate is not None and pairs.crowd_mate.any()

@@ -405,9 +405,7 @@ def test_below_the_exact_limit_every_candidate_cosine_is_computed_one_way():
 
 
 def test_merge_sightings_marks_the_pairs_a_crowd_sighting_saw():
-    import dataclasses
-
-    crowd = dataclasses.replace(ev.Sightings.of(np.array([3, 3]), np.array([4, 5]), rank=np.array([0, 1])), crowd=True)
+    crowd = ev.Sightings.of(np.array([3, 3]), np.array([4, 5]), rank=np.array([0, 1]), crowd=True)
     plain = ev.Sightings.of(np.array([4, 1]), np.array([3, 2]), rank=np.array([0, 0]))
     query, target, *_, mate = ev.merge_sightings([plain, crowd], symmetric=True)
     marked = {tuple(sorted(p)) for p, m in zip(zip(query.tolist(), target.tolist()), mate.tolist()) if m}
