@@ -57,6 +57,17 @@ REFINE_FACTOR = 2  # candidates fetched per neighbour asked for, re-ranked by ex
 # gained 0.01. On 10⁶ resampled real embeddings 2× measured 0.96 once; the bench's runs since measure 0.947 and use 4×.
 TARGET_RECALL = 0.95
 MAX_REFINE_FACTOR = 8
+# efSearch is doubled (up to MAX_EF_SEARCH, before the refine factor is raised) while the k-th neighbour's cosine —
+# each image's background, which the duplicate decision's scaled cosine (c − b) / (1 − b) divides by — is found lower
+# than exact search finds it by more than BACKGROUND_ERROR_TARGET of 1 − b on average over the sampled queries (the
+# `background_error`). Recall alone does not bound it: on 10⁶ vectors resampled from real embeddings (clouds of ≈ 300
+# near-copies of each photo, 1 − b ≈ 0.011) a few searches in ten miss their cloud, and at 4× (recall 0.980) the error
+# was 0.28; the decision's leaks there were 22 526 at 3× (0.966), 18 991 at 4×, 13 803 at 8× (0.105), 11 818 at 16×
+# (0.023). A wider walk finds the cloud for less than more re-ranking: 4× with efSearch 128 0.029 at 2.1× the search's
+# time of 4× and 32, 16× and 32 0.023 at 3.9× (docs/scale.md, forty-third session). At 10⁵ of the same vectors (error
+# 0.005 at 2×) leaks were 0.4 % above exact search's; Fashion-MNIST's 25 000 images 0.010 at 2×, 50 000 tiles 0.028.
+BACKGROUND_ERROR_TARGET = 0.05
+MAX_EF_SEARCH = 256
 SELF_K = 11  # a self-query above EXACT_LIMIT computes this many neighbours once, for every later caller
 RECALL_QUERIES = 200  # seeded sample of queries whose exact neighbours measure the approximate search
 PCA_SAMPLE = 5_000  # rows the PCA is fitted on (covariance + eigendecomposition: seconds at any n)
@@ -333,11 +344,12 @@ class ApproximateIndex:
         self.self_graph: tuple[np.ndarray, np.ndarray] | None = None
         self.quality: SearchQuality | None = None
         self.refine_factor = REFINE_FACTOR
-        self.tuning: list[dict] = []  # (refine factor, measured recall) of each step of `tune`
+        self.ef_search = HNSW_EF_SEARCH
+        self.tuning: list[dict] = []  # (refine factor, efSearch, measured recall and background error) of each step of `tune`
 
     @property
     def description(self) -> str:
-        return (f"approximate: PCA {self.x.shape[1]}→{self.dims}, HNSW (M {HNSW_M}, efSearch {HNSW_EF_SEARCH}), "
+        return (f"approximate: PCA {self.x.shape[1]}→{self.dims}, HNSW (M {HNSW_M}, efSearch {self.ef_search}), "
                 f"{self.refine_factor}× candidates re-ranked by exact cosine")
 
     def _reduce(self, block: np.ndarray) -> np.ndarray:
@@ -362,7 +374,7 @@ class ApproximateIndex:
         allowed = len(self.x) if among is None else len(among)
         fetch = min(allowed, max(k * (refine_factor or self.refine_factor), k + 8))
         hnsw_params = faiss.SearchParametersHNSW()
-        hnsw_params.efSearch = max(HNSW_EF_SEARCH, fetch)
+        hnsw_params.efSearch = max(self.ef_search, fetch)
         if among is not None:
             hnsw_params.sel = selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))  # noqa: F841
             hnsw_params.efSearch = int(min(len(self.x), hnsw_params.efSearch * max(1, math.ceil(len(self.x) / max(1, allowed)))))
@@ -408,16 +420,20 @@ class ApproximateIndex:
         return self._refined
 
     def tune(self, k: int, seed: int = 0) -> SearchQuality:
-        """Measure recall@k (as `measure`) and, while it is below TARGET_RECALL, double the refine factor (up to
-        MAX_REFINE_FACTOR) and measure again on the same queries; the last measurement is the index's quality.
+        """Measure recall@k and the background error (as `measure`) and, while the error is above its target or recall
+        below TARGET_RECALL, widen the search a step (`next_search_step`) and measure again on the same queries; the last
+        measurement is the index's quality.
         Done before the shared k-NN graph is searched, so every caller gets the tuned search."""
         truth = self._exact_sample(k, seed, RECALL_QUERIES)
         while True:
             quality = self.measure(k, seed, exact=truth)
-            self.tuning.append({"refine_factor": self.refine_factor, "recall": round(quality.recall, 4)})
-            if quality.recall >= TARGET_RECALL or self.refine_factor >= MAX_REFINE_FACTOR:
+            error = quality.parameters["background_error"]
+            self.tuning.append({"refine_factor": self.refine_factor, "ef_search": self.ef_search,
+                                "recall": round(quality.recall, 4), "background_error": error})
+            step = next_search_step(quality.recall, error, self.refine_factor, self.ef_search)
+            if step is None:
                 break
-            self.refine_factor = min(MAX_REFINE_FACTOR, 2 * self.refine_factor)
+            self.refine_factor, self.ef_search = step
             self._refined = None
         if len(self.tuning) > 1:
             quality.parameters["refine_factor_steps"] = list(self.tuning)
@@ -444,12 +460,36 @@ class ApproximateIndex:
                               for a, b in zip(true_labels, found_labels)])
         recall, interval = _interval(per_query)
         gap = float(np.mean(np.maximum(0.0, true_sims[:, -1] - found_sims[:, -1])))
+        error = background_error(true_sims[:, -1], found_sims[:, -1])
         self.quality = SearchQuality("cosine_knn", self.description, n, k, exact=False, queries_measured=len(rows),
                                      recall=recall, recall_interval=interval, kth_cosine_gap=gap,
                                      parameters={"reduced_dims": self.dims, "pca_variance_kept": round(self.variance_kept, 4),
-                                                 "index": "HNSW", "hnsw_m": HNSW_M, "ef_search": HNSW_EF_SEARCH,
-                                                 "refine_factor": self.refine_factor, "seed": seed})
+                                                 "index": "HNSW", "hnsw_m": HNSW_M, "ef_search": self.ef_search,
+                                                 "refine_factor": self.refine_factor, "seed": seed,
+                                                 "background_error": round(error, 4)})
         return self.quality
+
+
+def background_error(exact_kth: np.ndarray, found_kth: np.ndarray) -> float:
+    """Mean over queries of how much lower the search found the k-th neighbour's cosine than exact search,
+    relative to 1 − the exact one: the error it puts into a scaled cosine (c − b) / (1 − b) whose background b it is.
+    A query with fewer than k found (−1) counts as found at −1."""
+    exact_kth, found_kth = np.asarray(exact_kth, dtype=np.float64), np.asarray(found_kth, dtype=np.float64)
+    if not len(exact_kth):
+        return 0.0
+    shortfall = np.maximum(0.0, exact_kth - found_kth)
+    return float(np.mean(shortfall / np.maximum(1.0 - exact_kth, 1e-3)))
+
+
+def next_search_step(recall: float, error: float, refine_factor: int, ef_search: int) -> tuple[int, int] | None:
+    """`tune`'s next (refine factor, efSearch), or None where the search is good enough or at its limits: efSearch
+    doubled while the background error is above BACKGROUND_ERROR_TARGET (up to MAX_EF_SEARCH), else the refine factor
+    doubled while recall is below TARGET_RECALL (up to MAX_REFINE_FACTOR)."""
+    if error > BACKGROUND_ERROR_TARGET and ef_search < MAX_EF_SEARCH:
+        return refine_factor, min(MAX_EF_SEARCH, 2 * ef_search)
+    if recall < TARGET_RECALL and refine_factor < MAX_REFINE_FACTOR:
+        return min(MAX_REFINE_FACTOR, 2 * refine_factor), ef_search
+    return None
 
 
 def drop_self_rows(sims: np.ndarray, labels: np.ndarray, query_rows: np.ndarray, k: int):

@@ -391,6 +391,51 @@ def test_a_matrix_the_reduced_space_ranks_poorly_gets_more_candidates_re_ranked_
     assert graph_recall > untuned.recall + 0.05  # the shared graph itself is better, not only the measurement
 
 
+def test_the_background_error_is_the_kth_cosines_shortfall_relative_to_one_minus_the_exact_one():
+    """The error a search puts into a scaled cosine (c − b) / (1 − b): 0.01 short where 1 − b is 0.01 is an error of
+    1; found as high as exact (or higher) is none; a missing k-th (−1) counts as found at −1."""
+    assert neighbour_search.background_error(np.array([0.99, 0.9]), np.array([0.98, 0.9])) == pytest.approx(0.5)
+    assert neighbour_search.background_error(np.array([0.5]), np.array([0.6])) == 0.0
+    assert neighbour_search.background_error(np.array([0.5]), np.array([-1.0])) == pytest.approx(3.0)
+    assert neighbour_search.background_error(np.zeros(0), np.zeros(0)) == 0.0
+
+
+def test_the_search_widens_its_walk_for_the_backgrounds_and_re_ranks_more_for_recall():
+    """efSearch doubles first while the background error misses its target (up to MAX_EF_SEARCH), then the refine
+    factor while recall does (up to MAX_REFINE_FACTOR); both met, or both at their limits: no further step."""
+    step = neighbour_search.next_search_step
+    target, error_target = neighbour_search.TARGET_RECALL, neighbour_search.BACKGROUND_ERROR_TARGET
+    max_ef, max_rf = neighbour_search.MAX_EF_SEARCH, neighbour_search.MAX_REFINE_FACTOR
+    assert step(target, error_target, 2, 32) is None
+    assert step(target, error_target + 0.01, 4, 32) == (4, 64)
+    assert step(target - 0.01, error_target + 0.01, 2, 32) == (2, 64)  # the backgrounds first: the walk is cheap
+    assert step(target - 0.01, error_target + 0.01, 2, max_ef) == (4, max_ef)
+    assert step(target - 0.01, 0.0, 4, 32) == (8, 32)
+    assert step(target - 0.01, error_target + 0.01, max_rf, max_ef) is None
+
+
+def test_an_index_whose_backgrounds_miss_the_target_walks_wider_and_says_so(approximate, monkeypatch):
+    """Where the k-th neighbour's cosine stays further from exact search's than BACKGROUND_ERROR_TARGET allows (here
+    a target no search can meet), efSearch doubles up to MAX_EF_SEARCH, the search uses it and the description says
+    so, and each step's measured background error is reported; a target every search meets leaves the defaults."""
+    x = clustered_unit(np.random.default_rng(9), 2000)
+    monkeypatch.setattr(neighbour_search, "BACKGROUND_ERROR_TARGET", -1.0)
+    monkeypatch.setattr(neighbour_search, "TARGET_RECALL", 0.0)
+    quality = neighbour_search.search_quality(x, 10)
+    index = neighbour_search._index_for(x)
+    assert index.ef_search == neighbour_search.MAX_EF_SEARCH and index.refine_factor == neighbour_search.REFINE_FACTOR
+    steps = quality.parameters["refine_factor_steps"]
+    assert [s["ef_search"] for s in steps] == [32, 64, 128, 256]
+    assert all(s["background_error"] >= 0 for s in steps)
+    assert quality.parameters["background_error"] == steps[-1]["background_error"]
+    assert quality.parameters["ef_search"] == 256 and "efSearch 256" in quality.method
+    y = clustered_unit(np.random.default_rng(10), 2000)
+    monkeypatch.setattr(neighbour_search, "BACKGROUND_ERROR_TARGET", 10.0)
+    defaults = neighbour_search.search_quality(y, 10).parameters
+    assert (defaults["refine_factor"], defaults["ef_search"]) == (neighbour_search.REFINE_FACTOR,
+                                                                  neighbour_search.HNSW_EF_SEARCH)
+
+
 def test_an_index_that_already_reaches_the_target_keeps_the_default_refine_factor(approximate, monkeypatch):
     monkeypatch.setattr(neighbour_search, "REDUCED_DIMS", 48)  # nothing dropped: the default ranks well
     x = clustered_unit(np.random.default_rng(8), 2000)
