@@ -65,7 +65,7 @@ MAX_REFINE_FACTOR = 8
 # was 0.28; the decision's leaks there were 22 526 at 3× (0.966), 18 991 at 4×, 13 803 at 8× (0.105), 11 818 at 16×
 # (0.023). A wider walk finds the cloud for less than more re-ranking: 4× with efSearch 128 0.029 at 2.1× the search's
 # time of 4× and 32, 16× and 32 0.023 at 3.9× (docs/scale.md, forty-third session). At 10⁵ of the same vectors (error
-# 0.005 at 2×) leaks were 0.4 % above exact search's; Fashion-MNIST's 25 000 images 0.010 at 2×, 50 000 tiles 0.028.
+# 0.0005 at 2×) leaks were 0.4 % above exact search's; Fashion-MNIST's 25 000 images 0.010 at 2×, 50 000 tiles 0.028.
 BACKGROUND_ERROR_TARGET = 0.05
 MAX_EF_SEARCH = 256
 SELF_K = 11  # a self-query above EXACT_LIMIT computes this many neighbours once, for every later caller
