@@ -8,7 +8,10 @@ One seam for scale. Callers see the same functions at any size; what runs undern
   neighbours fetched, and their cosines recomputed exactly on the full vectors, so every similarity
   returned is exact and only the choice of neighbours is approximate. Its recall@k against exact search is
   measured in every run on a seeded sample of queries (`SearchQuality`), and reported by the checks that
-  use it; below `TARGET_RECALL` the refine factor is raised until it is reached (`ApproximateIndex.tune`). The graph is built in parallel, so which neighbours are found can differ slightly between runs.
+  use it, with the background error (how far below exact search the k-th neighbour's cosine is found, relative to
+  1 − it: what the duplicate decision's scaled cosine divides by). Above `BACKGROUND_ERROR_TARGET` the walk widens
+  (efSearch doubles), below `TARGET_RECALL` the refine factor is raised (`ApproximateIndex.tune`). The graph is built in
+  parallel, so which neighbours are found can differ slightly between runs.
 * Hamming range search (`hamming_pairs`): exact flat search up to `HAMMING_EXACT_LIMIT` codes; above,
   multi-index hashing planned by cost (`_multi_hash_plan`): two codes within `radius` bits differ in at most
   ⌊radius / tables⌋ bits of one of the tables' bit strings (pigeonhole), so probing every key that close finds
@@ -54,7 +57,8 @@ REFINE_FACTOR = 2  # candidates fetched per neighbour asked for, re-ranked by ex
 # The refine factor is raised (doubled, up to MAX_REFINE_FACTOR) on a matrix whose measured recall@10 stays below
 # TARGET_RECALL: where near-copies crowd (60 000 crops of 32 px photos) the 64-dimensional PCA ranks them poorly,
 # and recall@10 was 0.82 at 2×, 0.91 at 4×, 0.96 at 8× (self-graph 2.2 → 5.4 CPU-s), while efSearch 32 → 128
-# gained 0.01. On 10⁶ resampled real embeddings 2× measured 0.96 once; the bench's runs since measure 0.947 and use 4×.
+# gained 0.01. On 10⁶ resampled real embeddings 2× measures 0.947: 4× was used until the forty-third session, when the
+# background error (below) stopped the tuning at 2× with efSearch 128 (recall 0.970) instead.
 TARGET_RECALL = 0.95
 MAX_REFINE_FACTOR = 8
 # efSearch is doubled (up to MAX_EF_SEARCH, before the refine factor is raised) while the k-th neighbour's cosine —
