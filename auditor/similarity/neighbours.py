@@ -10,8 +10,10 @@ One seam for scale. Callers see the same functions at any size; what runs undern
   measured in every run on a seeded sample of queries (`SearchQuality`), and reported by the checks that
   use it, with the background error (how far below exact search the k-th neighbour's cosine is found, relative to
   1 − it: what the duplicate decision's scaled cosine divides by). Above `BACKGROUND_ERROR_TARGET` the walk widens
-  (efSearch doubles), below `TARGET_RECALL` the refine factor is raised (`ApproximateIndex.tune`). The graph is built in
-  parallel, so which neighbours are found can differ slightly between runs.
+  (efSearch doubles), below `TARGET_RECALL` the refine factor is raised (`ApproximateIndex.tune`). The shared
+  self-query graph walks narrow and searches again, with the widest walk, the rows whose search the graph itself shows
+  failed (`ApproximateIndex.search_self`); it is measured on the same sample, and that measurement is the one
+  reported. The graph is built in parallel, so which neighbours are found can differ slightly between runs.
 * Hamming range search (`hamming_pairs`): exact flat search up to `HAMMING_EXACT_LIMIT` codes; above,
   multi-index hashing planned by cost (`_multi_hash_plan`): two codes within `radius` bits differ in at most
   ⌊radius / tables⌋ bits of one of the tables' bit strings (pigeonhole), so probing every key that close finds
@@ -350,6 +352,7 @@ class ApproximateIndex:
         self.refine_factor = REFINE_FACTOR
         self.ef_search = HNSW_EF_SEARCH
         self.tuning: list[dict] = []  # (refine factor, efSearch, measured recall and background error) of each step of `tune`
+        self._truth = None  # (k, seed, exact sample) `tune` measured on, kept to measure the self graph on
 
     @property
     def description(self) -> str:
@@ -362,9 +365,10 @@ class ApproximateIndex:
         return np.ascontiguousarray(y, dtype=np.float32)
 
     def search(self, q: np.ndarray, k: int, among: np.ndarray | None = None, order: np.ndarray | None = None,
-               refine_factor: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               refine_factor: int | None = None, ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """k neighbours of each query with exact cosines, best first; -1 / -1.0 where fewer were found.
-        `refine_factor`: candidates re-ranked per neighbour asked for, where not the factor tuned to this matrix.
+        `refine_factor`, `ef_search`: candidates re-ranked per neighbour asked for and kept while walking the graph,
+        where not those tuned to this matrix.
         `among`: row indices the neighbours must come from (the graph is searched the wider the fewer they are).
         `order`: the order the queries are searched in (a permutation of their rows; each query's answer does not
         depend on it, only which pages of the stored rows are read together).
@@ -378,7 +382,7 @@ class ApproximateIndex:
         allowed = len(self.x) if among is None else len(among)
         fetch = min(allowed, max(k * (refine_factor or self.refine_factor), k + 8))
         hnsw_params = faiss.SearchParametersHNSW()
-        hnsw_params.efSearch = max(self.ef_search, fetch)
+        hnsw_params.efSearch = max(ef_search or self.ef_search, fetch)
         if among is not None:
             hnsw_params.sel = selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, dtype=np.int64))  # noqa: F841
             hnsw_params.efSearch = int(min(len(self.x), hnsw_params.efSearch * max(1, math.ceil(len(self.x) / max(1, allowed)))))
@@ -429,6 +433,7 @@ class ApproximateIndex:
         measurement is the index's quality.
         Done before the shared k-NN graph is searched, so every caller gets the tuned search."""
         truth = self._exact_sample(k, seed, RECALL_QUERIES)
+        self._truth = (k, seed, truth)  # the self graph is measured on the same queries (`search_self`)
         while True:
             quality = self.measure(k, seed, exact=truth)
             error = quality.parameters["background_error"]
@@ -456,15 +461,8 @@ class ApproximateIndex:
         n = len(self.x)
         rows, true_sims, true_labels = exact if exact is not None else self._exact_sample(
             k, seed, RECALL_QUERIES if queries is None else queries)
-        q = self.x[rows]
-        # The query finds itself (usually first): leave it out, as from the exact side.
-        found_sims, found_labels = drop_self_rows(*self.search(q, k + 1), rows, k)
-        true_sims, true_labels = drop_self_rows(true_sims, true_labels, rows, k)
-        per_query = np.array([len(set(a[a >= 0].tolist()) & set(b[b >= 0].tolist())) / max(1, int((a >= 0).sum()))
-                              for a, b in zip(true_labels, found_labels)])
-        recall, interval = _interval(per_query)
-        gap = float(np.mean(np.maximum(0.0, true_sims[:, -1] - found_sims[:, -1])))
-        error = background_error(true_sims[:, -1], found_sims[:, -1])
+        found_sims, found_labels = self.search(self.x[rows], k + 1)
+        recall, interval, gap, error = compared_with_exact(rows, true_sims, true_labels, found_sims, found_labels, k)
         self.quality = SearchQuality("cosine_knn", self.description, n, k, exact=False, queries_measured=len(rows),
                                      recall=recall, recall_interval=interval, kth_cosine_gap=gap,
                                      parameters={"reduced_dims": self.dims, "pca_variance_kept": round(self.variance_kept, 4),
@@ -472,6 +470,151 @@ class ApproximateIndex:
                                                  "refine_factor": self.refine_factor, "seed": seed,
                                                  "background_error": round(error, 4)})
         return self.quality
+
+    def search_self(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The self-query k-NN graph (each row's k nearest rows, itself usually first), searched in three steps and
+        measured on `tune`'s exact sample (`self.quality` then describes this graph):
+
+        1. every row searched with the narrow walk (efSearch `HNSW_EF_SEARCH`, the refine factor tuned for recall);
+        2. each row's list completed with the rows that list it closer than its own last neighbour (`take_reverse_edges`:
+           cosines are exact, so such a row is one its search missed);
+        3. where the tuning had to widen the walk (the narrow walk's background error above its target), the rows whose
+           search probably failed (`suspect_rows`) searched again with the widest walk (`MAX_EF_SEARCH`), their lists
+           merged.
+
+        Why: at 10⁶ resampled vectors (clouds of ≈ 300 near-copies a photo) the narrow walk missed the whole cloud
+        of about one query in fifty, which put that image's background (its 10th neighbour's cosine) far low and
+        every pair of its far high on the duplicate decision's scaled cosine; widening every query's walk until the
+        mean background error met its target (efSearch 128) doubled the search, while the failures announce
+        themselves in the graph. Measured there (docs/scale.md, forty-fourth session): 5.5 % of rows searched again,
+        the graph in 27.3 s with a background error of 0.015 on 1 000 sampled queries, against 40.9 s and 0.058 with
+        every query at efSearch 128 (19.6 s and 0.20 with every query at 32).
+        Where the graph so searched still misses the target (`BACKGROUND_ERROR_TARGET`) it is searched again with
+        every query at the tuned efSearch (`self.ef_search`) before steps 2 and 3."""
+        k = min(k, len(self.x))
+        narrow = min(self.ef_search, HNSW_EF_SEARCH)
+        # Rows are searched again only where the tuning had to widen the walk for the backgrounds: where the narrow
+        # walk already meets the target, searching the suspects again bought little (10⁶ real 32 px crops: background
+        # error 0.0052 → 0.0039 on 1 000 queries, the graph 49.9 → 62.3 s); the reverse edges cost no cosine.
+        re_search = self.ef_search > narrow
+        for ef in dict.fromkeys((narrow, self.ef_search)):  # the narrow walk first; the tuned one where it falls short
+            sims, labels = self.search(self.x, k, order=self.visit_order, ef_search=ef)
+            sims, labels, missed = take_reverse_edges(sims, labels)
+            suspects = (np.flatnonzero(suspect_rows(sims, labels, missed)) if re_search
+                        else np.zeros(0, dtype=np.int64))
+            if len(suspects):
+                wide_sims, wide_labels = self.search(self.x[suspects], k, ef_search=MAX_EF_SEARCH)
+                sims[suspects], labels[suspects] = merge_neighbour_lists(sims[suspects], labels[suspects], wide_sims,
+                                                                         wide_labels, k)
+            steps = {"ef_search": ef, "rows_completed_by_reverse_edges": int((missed > 0).sum()),
+                     "rows_re_searched": int(len(suspects)), "re_search_ef_search": MAX_EF_SEARCH}
+            quality = self._measure_graph(sims, labels, steps)
+            if quality is None or quality.parameters["background_error"] <= BACKGROUND_ERROR_TARGET:
+                break
+        return sims, labels
+
+    def _measure_graph(self, sims: np.ndarray, labels: np.ndarray, steps: dict) -> "SearchQuality | None":
+        """recall@k and background error of the self graph's rows in `tune`'s exact sample; `self.quality` becomes
+        this measurement (the per-query search's stays in its parameters as `tuned_search`). None before `tune`."""
+        truth = self._truth
+        if truth is None or self.quality is None or labels.shape[1] < truth[0] + 1:
+            return None
+        k, seed, (rows, true_sims, true_labels) = truth
+        recall, interval, gap, error = compared_with_exact(rows, true_sims, true_labels, sims[rows], labels[rows], k)
+        tuned = self.quality if "tuned_search" not in self.quality.parameters else None
+        parameters = dict(self.quality.parameters)
+        if tuned is not None:
+            parameters["tuned_search"] = {"recall": round(tuned.recall, 4), "background_error":
+                                          tuned.parameters["background_error"]}
+        parameters.update(background_error=round(error, 4), self_graph=steps)
+        method = f"{self.description}; the shared graph walked with efSearch {steps['ef_search']}, completed by its reverse edges"
+        if steps["rows_re_searched"]:
+            method += f", its {steps['rows_re_searched']} rows whose search failed searched again with efSearch {MAX_EF_SEARCH}"
+        self.quality = SearchQuality("cosine_knn", method, len(self.x), k, exact=False,
+                                     queries_measured=len(rows), recall=recall, recall_interval=interval,
+                                     kth_cosine_gap=gap, parameters=parameters)
+        return self.quality
+
+
+def compared_with_exact(rows: np.ndarray, true_sims: np.ndarray, true_labels: np.ndarray, found_sims: np.ndarray,
+                        found_labels: np.ndarray, k: int) -> tuple[float, list[float], float, float]:
+    """(recall@k, its interval, k-th cosine gap, background error) of found self-query neighbours of `rows` against
+    the exact ones; both sides have k + 1 columns and the query itself is left out of each (it finds itself, usually
+    first)."""
+    found_sims, found_labels = drop_self_rows(found_sims, found_labels, rows, k)
+    true_sims, true_labels = drop_self_rows(true_sims, true_labels, rows, k)
+    per_query = np.array([len(set(a[a >= 0].tolist()) & set(b[b >= 0].tolist())) / max(1, int((a >= 0).sum()))
+                          for a, b in zip(true_labels, found_labels)])
+    recall, interval = _interval(per_query)
+    gap = float(np.mean(np.maximum(0.0, true_sims[:, -1] - found_sims[:, -1])))
+    return recall, interval, gap, background_error(true_sims[:, -1], found_sims[:, -1])
+
+
+SUSPECT_SPREAD = 10.0  # a row whose 1 − (last neighbour's cosine) is this many times its closest-packed neighbour's
+REVERSE_EDGE_CHUNK = 1 << 20  # edges checked at once (each against its target's k-entry list)
+
+
+def take_reverse_edges(sims: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sims, labels, missed) of a self-query k-NN graph whose rows are completed with their reverse edges: where row
+    j lists row i with a cosine above i's own last neighbour's and i does not list j, the search for i missed j (the
+    cosines are exact), so j joins i's list. `missed`: how many such rows each row had. No cosine is computed."""
+    n, k = labels.shape
+    sims, labels = sims.copy(), labels.copy()
+    last = sims[:, -1]
+    froms, tos, values = [], [], []
+    for start in range(0, n * k, REVERSE_EDGE_CHUNK):
+        target = labels.reshape(-1)[start:start + REVERSE_EDGE_CHUNK]
+        value = sims.reshape(-1)[start:start + REVERSE_EDGE_CHUNK]
+        source = np.arange(start, start + len(target)) // k
+        closer = (target >= 0) & (value > last[np.maximum(target, 0)])
+        source, target, value = source[closer], target[closer], value[closer]
+        unlisted = ~(labels[target] == source[:, None]).any(axis=1)
+        froms.append(source[unlisted]), tos.append(target[unlisted]), values.append(value[unlisted])
+    source, target, value = np.concatenate(froms), np.concatenate(tos), np.concatenate(values)
+    missed = np.bincount(target, minlength=n)
+    if not len(target):
+        return sims, labels, missed
+    order = np.lexsort((-value, target))  # by row, nearest first
+    source, target, value = source[order], target[order], value[order]
+    first = np.r_[True, target[1:] != target[:-1]]
+    rank = np.arange(len(target)) - np.maximum.accumulate(np.where(first, np.arange(len(target)), 0))
+    keep = rank < k
+    rows, slot = np.unique(target[keep], return_inverse=True)
+    extra_sims = np.full((len(rows), k), -1.0, dtype=np.float32)
+    extra_labels = np.full((len(rows), k), -1, dtype=labels.dtype)
+    extra_sims[slot.reshape(-1), rank[keep]] = value[keep]
+    extra_labels[slot.reshape(-1), rank[keep]] = source[keep]
+    sims[rows], labels[rows] = merge_neighbour_lists(sims[rows], labels[rows], extra_sims, extra_labels, k)
+    return sims, labels, missed
+
+
+def suspect_rows(sims: np.ndarray, labels: np.ndarray, missed: np.ndarray) -> np.ndarray:
+    """Rows of a self-query k-NN graph whose search probably failed: it missed rows that list it (`missed`), or its
+    last neighbour lies SUSPECT_SPREAD times further from 1 than that of the most closely packed row it lists (its
+    neighbours sit in a crowd it was not found inside), or it found fewer than k."""
+    last = np.where(labels[:, -1] >= 0, sims[:, -1], -1.0)
+    packed = np.where(labels >= 0, last[np.maximum(labels, 0)], -1.0).max(axis=1)
+    return (missed > 0) | ((1.0 - last) > SUSPECT_SPREAD * (1.0 - packed)) | (labels[:, -1] < 0)
+
+
+def merge_neighbour_lists(sims_a: np.ndarray, labels_a: np.ndarray, sims_b: np.ndarray, labels_b: np.ndarray,
+                          k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k nearest of two neighbour lists (exact cosines; −1 labels are padding), each row once."""
+    sims = np.concatenate([sims_a, sims_b], axis=1)
+    labels = np.concatenate([labels_a, labels_b], axis=1)
+    sims = np.where(labels >= 0, sims, -np.inf)
+    order = np.argsort(-sims, axis=1, kind="stable")
+    sims, labels = np.take_along_axis(sims, order, axis=1), np.take_along_axis(labels, order, axis=1)
+    by_label = np.argsort(labels, axis=1, kind="stable")  # a repeated label: its nearer (earlier) copy first
+    sorted_labels = np.take_along_axis(labels, by_label, axis=1)
+    repeated = np.zeros(labels.shape, dtype=bool)
+    np.put_along_axis(repeated, by_label, np.c_[np.zeros((len(labels), 1), bool),
+                                                sorted_labels[:, 1:] == sorted_labels[:, :-1]], axis=1)
+    kept = ~repeated & (labels >= 0)
+    first = np.argsort(~kept, axis=1, kind="stable")[:, :k]
+    sims, labels = np.take_along_axis(sims, first, axis=1), np.take_along_axis(labels, first, axis=1)
+    missing = ~np.take_along_axis(kept, first, axis=1)
+    return np.where(missing, -1.0, sims).astype(np.float32), np.where(missing, -1, labels)
 
 
 def background_error(exact_kth: np.ndarray, found_kth: np.ndarray) -> float:
@@ -671,9 +814,9 @@ def knn(unit_vectors: np.ndarray, k: int, queries: np.ndarray | None = None, amo
     if not self_query:
         return index.search(q, k, refine_factor=refine_factor)
     if index.self_graph is None or index.self_graph[1].shape[1] < k:
-        # Self-queries: one k-NN graph for every caller (outliers, label neighbours, duplicate candidates),
-        # searched with the index tuned to this matrix (`_index_for`).
-        index.self_graph = index.search(x, max(k, SELF_K), order=index.visit_order)
+        # Self-queries: one k-NN graph for every caller (outliers, label neighbours, duplicate candidates), searched
+        # once with the index tuned to this matrix (`_index_for`), its failed rows searched again (`search_self`).
+        index.self_graph = index.search_self(max(k, SELF_K))
     sims, labels = index.self_graph
     return sims[:, :k], labels[:, :k]
 

@@ -104,10 +104,10 @@ def approximate_search(monkeypatch):
     full_searches: list[int] = []
     original = neighbours.ApproximateIndex.search
 
-    def counting(self, q, k, among=None, order=None):
+    def counting(self, q, k, among=None, order=None, **settings):
         if len(q) == len(self.x):
             full_searches.append(k)
-        return original(self, q, k, among, order)
+        return original(self, q, k, among, order, **settings)
 
     monkeypatch.setattr(neighbours.ApproximateIndex, "search", counting)
     return full_searches
