@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import math
 
 import numpy as np
 
@@ -316,6 +317,9 @@ def screened_correlation(a: np.ndarray, b: np.ndarray, screen: float = SCREEN) -
 # - one matrix product per run of evaluations that share their first image, on one BLAS thread per core.
 # The scores equal `aligned_correlation`'s to within float32 rounding (≤ 4e-5, tested); together 3.9× less CPU
 # than standardised windows and einsum (226 → 58 µs per full-size evaluation, 17.4 → 11.3 µs per coarse one).
+# Since the forty-fourth session the forward search multiplies the second image's row bands by the first's template
+# bands instead of making the second image's shifted windows (`_block_scores`): per evaluation, in CPU, on the candidate
+# pairs of 50 000 32 px tiles 28.6 → 21.4 µs, 25 000 Fashion-MNIST images 36.4 → 22.8, 3 000 native photos 19.0 → 15.3.
 COARSE_BLOCK = 1024  # evaluations whose coarse features are held at once (≈ 35 KB each)
 FINE_BLOCK = 256  # … full-size features (≈ 250 KB each)
 
@@ -386,11 +390,41 @@ def _matrix_templates(images: np.ndarray, zooms: tuple[float, ...], inner: int, 
     return np.stack(out, axis=1)
 
 
+def _template_bands(templates: np.ndarray, shifts: int) -> np.ndarray:
+    """(N, Z, inner²) templates → (N, Z·shifts, inner·width) band matrices, width = inner + shifts − 1: row
+    z·shifts + dx holds template z placed dx columns right within rows `width` wide, zeros elsewhere, so that the dot
+    product of an image's row band (`_row_bands`) with it is the template's correlation at horizontal shift dx."""
+    n, zooms, size = templates.shape
+    inner = math.isqrt(size)
+    width = inner + shifts - 1
+    placed = templates.reshape(n, zooms, inner, inner)
+    out = np.zeros((n, zooms, shifts, inner, width), dtype=np.float32)
+    for dx in range(shifts):
+        out[:, :, dx, :, dx:dx + inner] = placed
+    return out.reshape(n, zooms * shifts, inner * width)
+
+
+def _row_bands(images: np.ndarray, lo: int, inner: int, shifts: int) -> np.ndarray:
+    """(N, shifts, inner·width) read-only view: band dy is rows lo + dy … lo + dy + inner − 1 of the images' searched
+    region (columns lo … lo + width − 1), flattened — consecutive bands overlap in memory, so nothing is copied."""
+    from numpy.lib.stride_tricks import as_strided
+
+    width = inner + shifts - 1
+    region = np.ascontiguousarray(images[:, lo:lo + width, lo:lo + width])
+    return as_strided(region, shape=(len(region), shifts, inner * width), strides=region.strides, writeable=False)
+
+
 def _block_scores(a_turned: np.ndarray, a_of: np.ndarray, b_images: np.ndarray, b_of: np.ndarray,
                   fine: bool, zooms: tuple[float, ...] = (1.0, 1.1, 1.2)) -> np.ndarray:
     """`aligned_correlation(a_turned[a_of], b_images[b_of])` (fine: 32×32, else the coarse 16×16 search of
-    `screened_correlation`) of uint8 thumbnails: templates and a's windows once per distinct image, b's windows
-    once per evaluation (its b rarely repeats within a block)."""
+    `screened_correlation`) of uint8 thumbnails: templates, their bands and a's windows once per distinct image.
+
+    Forward (a's templates over b's shifted windows): b's windows are not made. Each of a's templates is laid, at
+    every horizontal shift, into a band matrix (`_template_bands`) once per distinct image, and b's row bands
+    (`_row_bands`: a view) times it give every (vertical, horizontal) shift at once: b gives 20 KB a comparison (its
+    row bands, gathered) where its 49 shifted windows were 113 KB, written and read again by a product with 3
+    columns. Same scores within float32 rounding (tested); measured on the candidate pairs of 50 000 32 px tiles:
+    1.4× less CPU on full-size comparisons, 2.1× on coarse ones (with `_sums_2x2` as strided adds)."""
     if fine:
         margin, max_shift, scale = 4, 3, 1
         ints_a, ints_b = np.asarray(a_turned), np.asarray(b_images)
@@ -399,24 +433,25 @@ def _block_scores(a_turned: np.ndarray, a_of: np.ndarray, b_images: np.ndarray, 
         ints_a, ints_b = _sums_2x2(a_turned), _sums_2x2(b_images)
     xa, xb = ints_a.astype(np.float32) / scale, ints_b.astype(np.float32) / scale
     inner = xa.shape[1] - 2 * margin
-    size, shifts = inner * inner, (2 * max_shift + 1) ** 2
+    size, shifts = inner * inner, 2 * max_shift + 1
     larger = tuple(z for z in zooms if z != 1.0)
     centred = lambda x: x - x.mean(axis=(1, 2), keepdims=True)
-    a_templates = _matrix_templates(xa, zooms, inner, margin)
-    a_windows = _raw_windows(centred(xa), inner, margin, max_shift)
-    b_windows = _raw_windows(centred(xb)[b_of], inner, margin, max_shift)  # one per evaluation: b rarely repeats
+    a_bands = _template_bands(_matrix_templates(xa, zooms, inner, margin), shifts)
+    b_rows = _row_bands(centred(xb), margin - max_shift, inner, shifts)
+    a_windows = _raw_windows(centred(xa), inner, margin, max_shift) if larger else None
     b_templates = _matrix_templates(xb, larger, inner, margin)[b_of] if larger else None
-    count = len(a_of)
-    forward = np.empty((count, shifts, len(zooms)), dtype=np.float32)  # a's templates over b's windows
-    backward = np.empty((count, len(larger), shifts), dtype=np.float32)  # b's zoomed templates over a's windows
+    count, length = len(a_of), b_rows.shape[2]
+    forward = np.empty((count, shifts, len(zooms), shifts), dtype=np.float32)  # (dy, zoom, dx) of each evaluation
+    backward = np.empty((count, len(larger), shifts * shifts), dtype=np.float32)  # b's zoomed templates over a's windows
     runs = np.flatnonzero(np.r_[True, a_of[1:] != a_of[:-1]]) if count else np.zeros(0, dtype=np.int64)
     for start, end, a in zip(runs.tolist(), np.r_[runs[1:], count].tolist(), a_of[runs].tolist()):
-        np.matmul(b_windows[start:end].reshape(-1, size), a_templates[a].T,
-                  out=forward[start:end].reshape(-1, len(zooms)))
+        np.matmul(b_rows[b_of[start:end]].reshape(-1, length), a_bands[a].T,
+                  out=forward[start:end].reshape(-1, len(zooms) * shifts))
         if larger:
-            np.matmul(b_templates[start:end].reshape(-1, size), a_windows[a].T, out=backward[start:end].reshape(-1, shifts))
-    forward *= _inverse_window_norms(ints_b, scale, inner, margin, max_shift)[b_of][:, :, None]
-    best = forward.max(axis=(1, 2))
+            np.matmul(b_templates[start:end].reshape(-1, size), a_windows[a].T,
+                      out=backward[start:end].reshape(-1, shifts * shifts))
+    forward *= _inverse_window_norms(ints_b, scale, inner, margin, max_shift).reshape(-1, shifts, 1, shifts)[b_of]
+    best = forward.max(axis=(1, 2, 3))
     if larger:
         backward *= _inverse_window_norms(ints_a, scale, inner, margin, max_shift)[a_of][:, None, :]
         best = np.maximum(best, backward.max(axis=(1, 2)))
@@ -424,10 +459,14 @@ def _block_scores(a_turned: np.ndarray, a_of: np.ndarray, b_images: np.ndarray, 
 
 
 def _sums_2x2(thumbs: np.ndarray) -> np.ndarray:
-    """(N, S, S) uint8 → (N, S/2, S/2) int32 sums of 2×2 blocks (4 × `halve`)."""
-    x = np.asarray(thumbs, dtype=np.int32)
-    n, s, _ = x.shape
-    return x.reshape(n, s // 2, 2, s // 2, 2).sum(axis=(2, 4))
+    """(N, S, S) uint8 → (N, S/2, S/2) int32 sums of 2×2 blocks (4 × `halve`), as four strided adds (a reshaped
+    sum over two axes took most of a coarse comparison's preparation: 14× slower on 1 000 thumbnails)."""
+    x = np.asarray(thumbs)
+    out = x[:, ::2, ::2].astype(np.int32)
+    out += x[:, 1::2, ::2]
+    out += x[:, ::2, 1::2]
+    out += x[:, 1::2, 1::2]
+    return out
 
 
 def _evaluate(a: np.ndarray, a_id: np.ndarray, variant: np.ndarray, b: np.ndarray, b_id: np.ndarray,

@@ -246,3 +246,29 @@ def test_hamming_counts_differing_bits_row_by_row_for_words_and_other_widths():
         got = px.hamming(a, b)
         assert got.dtype == np.int64 and got.tolist() == expected
     assert px.hamming(a[:1], a[:1]).tolist() == [0]
+
+
+def test_a_row_band_times_a_template_band_is_the_templates_correlation_at_every_shift():
+    """The forward search's product: image b's row band dy times template a's band column (zoom z, shift dx) is the
+    dot product of the template with b's window at (dy, dx) — what the windows gave, without making them."""
+    rng = np.random.default_rng(3)
+    inner, shifts, lo = 6, 3, 1
+    images = rng.normal(size=(2, 10, 10)).astype(np.float32)
+    templates = rng.normal(size=(1, 2, inner * inner)).astype(np.float32)
+    bands = px._template_bands(templates, shifts)
+    rows = px._row_bands(images, lo, inner, shifts)
+    assert bands.shape == (1, 2 * shifts, inner * (inner + shifts - 1)) and rows.shape == (2, shifts, bands.shape[2])
+    got = rows @ bands[0].T  # (image, dy, zoom · shifts + dx)
+    for image in range(2):
+        for dy in range(shifts):
+            for zoom in range(2):
+                for dx in range(shifts):
+                    window = images[image, lo + dy:lo + dy + inner, lo + dx:lo + dx + inner].ravel()
+                    assert got[image, dy, zoom * shifts + dx] == pytest.approx(window @ templates[0, zoom], abs=1e-4)
+
+
+def test_two_by_two_sums_are_four_times_the_halved_thumbnail():
+    thumbs = np.random.default_rng(4).integers(0, 256, (5, 32, 32)).astype(np.uint8)
+    sums = px._sums_2x2(thumbs)
+    assert sums.dtype == np.int32 and sums.shape == (5, 16, 16)
+    np.testing.assert_array_equal(sums, (4 * px.halve(thumbs)).round().astype(np.int32))
