@@ -497,6 +497,7 @@ class ApproximateIndex:
         # walk already meets the target, searching the suspects again bought little (10⁶ real 32 px crops: background
         # error 0.0052 → 0.0039 on 1 000 queries, the graph 49.9 → 62.3 s); the reverse edges cost no cosine.
         re_search = self.ef_search > narrow
+        tuned = self.quality  # the per-query search's own measurement, kept beside the graph's (`tuned_search`)
         for ef in dict.fromkeys((narrow, self.ef_search)):  # the narrow walk first; the tuned one where it falls short
             sims, labels = self.search(self.x, k, order=self.visit_order, ef_search=ef)
             sims, labels, missed = take_reverse_edges(sims, labels)
@@ -508,25 +509,25 @@ class ApproximateIndex:
                                                                          wide_labels, k)
             steps = {"ef_search": ef, "rows_completed_by_reverse_edges": int((missed > 0).sum()),
                      "rows_re_searched": int(len(suspects)), "re_search_ef_search": MAX_EF_SEARCH}
-            quality = self._measure_graph(sims, labels, steps)
+            quality = self._measure_graph(sims, labels, steps, tuned)
             if quality is None or quality.parameters["background_error"] <= BACKGROUND_ERROR_TARGET:
                 break
         return sims, labels
 
-    def _measure_graph(self, sims: np.ndarray, labels: np.ndarray, steps: dict) -> "SearchQuality | None":
+    def _measure_graph(self, sims: np.ndarray, labels: np.ndarray, steps: dict,
+                       tuned: "SearchQuality | None") -> "SearchQuality | None":
         """recall@k and background error of the self graph's rows in `tune`'s exact sample; `self.quality` becomes
-        this measurement (the per-query search's stays in its parameters as `tuned_search`). None before `tune`."""
+        this measurement, with `tuned` (the per-query search's) in its parameters as `tuned_search`. None before
+        `tune`."""
         truth = self._truth
-        if truth is None or self.quality is None or labels.shape[1] < truth[0] + 1:
+        if truth is None or tuned is None or labels.shape[1] < truth[0] + 1:
             return None
         k, seed, (rows, true_sims, true_labels) = truth
         recall, interval, gap, error = compared_with_exact(rows, true_sims, true_labels, sims[rows], labels[rows], k)
-        tuned = self.quality if "tuned_search" not in self.quality.parameters else None
-        parameters = dict(self.quality.parameters)
-        if tuned is not None:
-            parameters["tuned_search"] = {"recall": round(tuned.recall, 4), "background_error":
-                                          tuned.parameters["background_error"]}
-        parameters.update(background_error=round(error, 4), self_graph=steps)
+        parameters = dict(tuned.parameters)
+        parameters.update(tuned_search={"recall": round(tuned.recall, 4),
+                                        "background_error": tuned.parameters["background_error"]},
+                          background_error=round(error, 4), self_graph=steps)
         method = f"{self.description}; the shared graph walked with efSearch {steps['ef_search']}, completed by its reverse edges"
         if steps["rows_re_searched"]:
             method += f", its {steps['rows_re_searched']} rows whose search failed searched again with efSearch {MAX_EF_SEARCH}"
@@ -592,7 +593,7 @@ def suspect_rows(sims: np.ndarray, labels: np.ndarray, missed: np.ndarray) -> np
     """Rows of a self-query k-NN graph whose search probably failed: it missed rows that list it (`missed`), or its
     last neighbour lies SUSPECT_SPREAD times further from 1 than that of the most closely packed row it lists (its
     neighbours sit in a crowd it was not found inside), or it found fewer than k."""
-    last = np.where(labels[:, -1] >= 0, sims[:, -1], -1.0)
+    last = sims[:, -1]  # −1 where fewer than k were found (searches and merges pad with −1)
     packed = np.where(labels >= 0, last[np.maximum(labels, 0)], -1.0).max(axis=1)
     return (missed > 0) | ((1.0 - last) > SUSPECT_SPREAD * (1.0 - packed)) | (labels[:, -1] < 0)
 
