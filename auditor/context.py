@@ -35,6 +35,7 @@ class AuditContext:
     # Where per-image work after the encode phase runs (the calibration copies): the engine's decoding workers.
     pool: WorkerPool = field(default_factory=WorkerPool)
     _group_memo: dict = field(default_factory=dict, repr=False)
+    _evidence_memo: dict = field(default_factory=dict, repr=False)  # group (record positions) → its pairs' evidence
     check_seconds: dict = field(default_factory=dict, repr=False)  # check id → seconds it took
     reused_checks: list = field(default_factory=list, repr=False)  # check ids served from the result cache
     # How each neighbour search of this audit was done ("embeddings", "hashes", …): exact, or an approximate
@@ -239,19 +240,29 @@ class AuditContext:
         return sorted(groups, key=lambda g: (-len(g), self.records[g[0]].path))
 
     def group_evidence(self, positions: list[int]) -> list[dict]:
-        """Per-pair evidence inside a group, with paths, for the report."""
-        graph = self.duplicate_graph
-        shas = {self.encoded.record_sha[p] for p in positions}
-        nodes = sorted(self.node_of_sha[s] for s in shas)
-        pairs = []
-        for sha in sorted(shas):
-            same = self.positions_by_sha[sha]
-            for a, b in zip(same, same[1:]):
-                pairs.append({"a": self.records[a].path, "b": self.records[b].path, "kinds": ["bytes"]})
-        for a, b, evidence in graph.evidence_within(nodes):
-            pairs.append({"a": self.records[self.positions_by_sha[graph.shas[a]][0]].path,
-                          "b": self.records[self.positions_by_sha[graph.shas[b]][0]].path, **evidence})
-        return pairs
+        """Per-pair evidence inside a group, with paths, for the report (`groups_evidence` of one group)."""
+        return self.groups_evidence([positions])[0]
+
+    def groups_evidence(self, groups: list[list[int]]) -> list[list[dict]]:
+        """Per-pair evidence inside each group (record positions), with paths, for the report. Read once per group
+        and audit, those not read before all at once (`DuplicateGraph.evidence_within_groups`): the three duplicate
+        checks report many of the same groups. The pairs' dicts are shared by the findings that show them (the
+        report only reads them)."""
+        memo = self._evidence_memo
+        missing = list({tuple(group): None for group in groups if tuple(group) not in memo})
+        if missing:
+            graph = self.duplicate_graph
+            node_groups = [sorted({self.node_of_sha[self.encoded.record_sha[p]] for p in group}) for group in missing]
+            first_path = lambda node: self.records[self.positions_by_sha[graph.shas[node]][0]].path
+            for group, nodes, edges in zip(missing, node_groups, graph.evidence_within_groups(node_groups)):
+                pairs = []
+                for sha in sorted({self.encoded.record_sha[p] for p in group}):
+                    same = self.positions_by_sha[sha]
+                    for a, b in zip(same, same[1:]):
+                        pairs.append({"a": self.records[a].path, "b": self.records[b].path, "kinds": ["bytes"]})
+                pairs += [{"a": first_path(a), "b": first_path(b), **evidence} for a, b, evidence in edges]
+                memo[group] = pairs
+        return [list(memo[tuple(group)]) for group in groups]
 
     # Shared intermediate results: computed on first use, by whichever check asks first ------------------
 

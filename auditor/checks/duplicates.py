@@ -21,8 +21,8 @@ def _redundant(groups: list[list[int]]) -> int:
 def compute_exact(ctx: AuditContext) -> Evidence:
     groups = ctx.record_groups(EXACT_KINDS)
     findings = []
-    for group in groups:
-        kinds = {kind for pair in ctx.group_evidence(group) for kind in pair["kinds"]}
+    for group, pairs in zip(groups, ctx.groups_evidence(groups)):
+        kinds = {kind for pair in pairs for kind in pair["kinds"]}
         how = "identical bytes" if kinds == {"bytes"} else "identical pixels" if "bytes" not in kinds else "identical bytes or pixels"
         splits = sorted({ctx.records[p].split for p in group})
         findings.append(
@@ -33,7 +33,7 @@ def compute_exact(ctx: AuditContext) -> Evidence:
                 + (f", across {' and '.join(splits)}" if len(splits) > 1 else "")
                 + f"): {quoted_paths(ctx, group)}",
                 paths=[ctx.records[p].path for p in group],
-                evidence={"members": members(ctx, group), "pairs": ctx.group_evidence(group)},
+                evidence={"members": members(ctx, group), "pairs": pairs},
             )
         )
     usable = len(ctx.usable_positions)
@@ -63,8 +63,8 @@ def near_groups(ctx: AuditContext) -> list[tuple[list[int], list[dict]]]:
     """Groups joined by near-duplicate evidence (some pair inside is not merely an exact copy), each with its
     pairs' evidence (read once: it is most of this check's time at scale)."""
     groups = []
-    for group in ctx.record_groups(ALL_KINDS, include_byte_identical=False):
-        pairs = ctx.group_evidence(group)
+    candidates = ctx.record_groups(ALL_KINDS, include_byte_identical=False)
+    for group, pairs in zip(candidates, ctx.groups_evidence(candidates)):
         if any(not NOT_NEAR & set(pair["kinds"]) for pair in pairs):
             groups.append((group, pairs))
     return groups

@@ -17,7 +17,7 @@ def compute(ctx: AuditContext) -> Evidence:
     groups = conflicting_groups(ctx)
     findings = []
     within = across = 0
-    for group in groups:
+    for group, pairs in zip(groups, ctx.groups_evidence(groups)):
         labels = sorted({ctx.records[p].label for p in group})
         splits = sorted({ctx.records[p].split for p in group})
         scope = "within " + splits[0] if len(splits) == 1 else "across " + " and ".join(splits)
@@ -30,7 +30,7 @@ def compute(ctx: AuditContext) -> Evidence:
                 message=f"one image under labels {', '.join(labels)} ({scope}): {quoted_paths(ctx, group)}",
                 paths=[ctx.records[p].path for p in group],
                 evidence={"labels": labels, "scope": "within_split" if len(splits) == 1 else "across_splits",
-                          "members": members(ctx, group), "pairs": ctx.group_evidence(group)},
+                          "members": members(ctx, group), "pairs": pairs},
             )
         )
     summary = (

@@ -69,7 +69,7 @@ def compute(ctx: AuditContext) -> Evidence:
         if share >= worst_share:
             worst_split, worst_share = split, share
     findings = []
-    for group in groups:
+    for group, pairs in zip(groups, ctx.groups_evidence(groups)):
         split_names = sorted({ctx.records[p].split for p in group})
         labels = sorted({ctx.records[p].label for p in group})
         findings.append(
@@ -80,7 +80,7 @@ def compute(ctx: AuditContext) -> Evidence:
                 + (f" under labels {', '.join(labels)}" if len(labels) > 1 else "")
                 + f": {quoted_paths(ctx, group)}",
                 paths=[ctx.records[p].path for p in group],
-                evidence={"members": members(ctx, group), "pairs": ctx.group_evidence(group)},
+                evidence={"members": members(ctx, group), "pairs": pairs},
             )
         )
     has_train = bool(ctx.index.reference_split)

@@ -165,6 +165,33 @@ class DuplicateGraph:
         return [(int(self.a[edge]), int(self.b[edge]), evidence)
                 for edge, evidence in zip(found, self.evidence_of_edges(found))]
 
+    def evidence_within_groups(self, groups: list[list[int]]) -> list[list[tuple[int, int, dict[str, Any]]]]:
+        """`evidence_within` of each group, read for all of them at once: the edges inside groups that share no
+        node are found in one pass over the edge arrays and their evidence read in one call (at 10⁶ resampled
+        vectors, 9 697 groups asked for one at a time took ≈ 3.6 s of each duplicate check's 4); a group sharing
+        a node with an earlier one is read alone."""
+        found: list[list[tuple[int, int, dict[str, Any]]]] = [[] for _ in groups]
+        group_of = np.full(len(self.shas), -1, dtype=np.int64)
+        alone = []
+        for number, nodes in enumerate(groups):
+            members = np.unique(np.asarray(nodes, dtype=np.int64))
+            if len(members) < 2:
+                continue
+            if (group_of[members] >= 0).any():
+                alone.append(number)
+            else:
+                group_of[members] = number
+        if len(self.a) and (group_of >= 0).any():
+            owner_a, owner_b = group_of[self.a], group_of[self.b]
+            edges = np.flatnonzero((owner_a >= 0) & (owner_a == owner_b))
+            edges = edges[np.argsort(owner_a[edges], kind="stable")]  # by group, each group's in (a, b) order
+            for number, a, b, evidence in zip(owner_a[edges].tolist(), self.a[edges].tolist(),
+                                              self.b[edges].tolist(), self.evidence_of_edges(edges.tolist())):
+                found[number].append((a, b, evidence))
+        for number in alone:
+            found[number] = self.evidence_within(groups[number])
+        return found
+
     @cached_property
     def _run_starts(self) -> np.ndarray:
         """Where each node's run of edges (as the lower end, a) starts in the sorted edges; node n's run ends

@@ -172,3 +172,27 @@ def test_a_left_out_held_out_image_is_shown_with_its_closest_training_partner():
     ctx.__dict__["duplicate_graph"] = Graph()
     left_out = [[ctx.records[p].path for p in group] for group in ctx.left_out_leaks]
     assert left_out == [["train/cat/t2.jpg", "val/cat/v.jpg"]]
+
+
+def test_each_groups_evidence_is_read_once_for_all_three_checks_and_is_its_own():
+    items = CLEAN + [image("copy.jpg", "cat", content="train/cat/0.jpg"),
+                     image("leak.jpg", "cat", "val", content="train/cat/1.jpg"),
+                     image("near.jpg", "dog", "val", hashes_of="train/dog/2.jpg"),
+                     image("relabelled.jpg", "dog", content="train/cat/3.jpg"),
+                     image("near2.jpg", "cat", "val", hashes_of="train/dog/3.jpg")]
+    ctx = synthetic_context(items, with_embeddings=False)
+    graph = ctx.duplicate_graph
+    asked: list[list[list[int]]] = []
+    real = graph.evidence_within_groups
+    graph.evidence_within_groups = lambda groups: asked.append(groups) or real(groups)
+    results = {check_id: CHECKS[check_id].run(ctx) for check_id in ("near_duplicates", "leakage", "label_conflicts")}
+    assert len(results["leakage"].findings) == 3 and len(results["label_conflicts"].findings) == 2
+    # One read per check at most (near_duplicates' groups at once, then the identical-bytes groups only leakage and
+    # label_conflicts report), and no group read twice.
+    asked_groups = [tuple(group) for call in asked for group in call]
+    assert len(asked) == 3 and len(asked_groups) == len(set(asked_groups))
+    alone = synthetic_context(items, with_embeddings=False)  # every group read by itself, on a context of its own
+    for result in results.values():
+        for finding in result.findings:
+            group = sorted(p for p, r in enumerate(alone.records) if r.path in finding.paths)
+            assert finding.evidence["pairs"] == alone.group_evidence(group) and finding.evidence["pairs"]

@@ -193,6 +193,28 @@ def test_edges_are_sorted_and_each_nodes_evidence_is_read_from_its_own_edges():
     assert all(ev["k"] == first[(x, y)] for x, y, ev in within)  # the lowest source's evidence
 
 
+def test_groups_read_together_have_each_groups_own_edges_and_evidence():
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 60, 900), rng.integers(0, 60, 900)
+    calls = []
+
+    def evidence_of(ks):
+        calls.append(len(ks))
+        return [{"k": k} for k in ks]
+
+    graph = DuplicateGraph.from_pairs([str(i) for i in range(60)], a, b, np.full(900, KIND_BIT["embedding"]),
+                                      source=np.arange(900), evidence_of=evidence_of)
+    # Disjoint groups (unsorted, one repeated node), a group of one, an empty one, and two that share nodes
+    # with earlier groups (read alone).
+    groups = [[7, 3, 12, 3], [40, 41, 42, 43, 44], [9], [], [12, 50, 51], [20, 21, 22], [22, 7]]
+    expected = [graph.evidence_within(g) for g in groups]
+    calls.clear()
+    together = graph.evidence_within_groups(groups)
+    assert together == expected and sum(map(len, expected)) >= 8
+    assert calls[0] == sum(len(e) for g, e in zip(groups, expected) if g not in ([12, 50, 51], [22, 7]))
+    assert DuplicateGraph(["x", "y"]).evidence_within_groups([[0, 1]]) == [[]]  # a graph with no edges
+
+
 def test_components_of_exact_kinds_are_connected_components():
     graph = DuplicateGraph.from_pairs(list("ABCDEF"), [0, 1, 3, 4], [1, 2, 4, 5],
                                       [KIND_BIT["pixels"], KIND_BIT["pixels"], KIND_BIT["embedding"], KIND_BIT["pixels"]])
