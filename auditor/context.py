@@ -193,7 +193,7 @@ class AuditContext:
         positions_of = lambda node: self.positions_by_sha[graph.shas[int(node)]]
         in_train = lambda p: self.records[p].split == REFERENCE_SPLIT
         found: dict[tuple[int, ...], list[int]] = {}
-        chained = chained[np.argsort(-self._edge_cosines(graph.shas, chained), kind="stable")]  # best partner first
+        chained = chained[np.argsort(-self._edge_cosines(chained), kind="stable")]  # best partner first
         for a, b in chained.tolist():
             for held_node, train_node in ((a, b), (b, a)):
                 held = [p for p in positions_of(held_node) if not in_train(p)]
@@ -202,11 +202,12 @@ class AuditContext:
                     found.setdefault(tuple(held), sorted(held + train))
         return sorted(found.values())
 
-    def _edge_cosines(self, shas: list[str], pairs: np.ndarray) -> np.ndarray:
-        """Cosine of each (a, b) node pair's embeddings (both embedded), read from the shared unit matrix."""
+    def _edge_cosines(self, pairs: np.ndarray) -> np.ndarray:
+        """Cosine of each (a, b) pair of the duplicate graph's nodes (`unique_shas` rows, both embedded), read from the
+        shared unit matrix; their rows read from the record columns at once (a dict lookup per node: ≈ 0.4 s at 10⁶)."""
         from auditor.similarity.neighbours import paired_cosines
 
-        rows = np.array([[self.embedded_row[shas[int(n)]] for n in pair] for pair in pairs.tolist()], np.int64)
+        rows = self.columns.embedded_row[np.asarray(pairs, dtype=np.int64).reshape(-1, 2)]
         return paired_cosines(self.unit_matrix, rows[:, 0], self.unit_matrix, rows[:, 1])
 
     @property
@@ -253,14 +254,14 @@ class AuditContext:
         if missing:
             graph = self.duplicate_graph
             node_groups = [sorted({self.node_of_sha[self.encoded.record_sha[p]] for p in group}) for group in missing]
-            first_path = lambda node: self.records[self.positions_by_sha[graph.shas[node]][0]].path
             for group, nodes, edges in zip(missing, node_groups, graph.evidence_within_groups(node_groups)):
                 pairs = []
                 for sha in sorted({self.encoded.record_sha[p] for p in group}):
                     same = self.positions_by_sha[sha]
                     for a, b in zip(same, same[1:]):
                         pairs.append({"a": self.records[a].path, "b": self.records[b].path, "kinds": ["bytes"]})
-                pairs += [{"a": first_path(a), "b": first_path(b), **evidence} for a, b, evidence in edges]
+                path = {node: self.records[self.positions_by_sha[graph.shas[node]][0]].path for node in nodes}
+                pairs += [{"a": path[a], "b": path[b], **evidence} for a, b, evidence in edges]
                 memo[group] = pairs
         return [list(memo[tuple(group)]) for group in groups]
 

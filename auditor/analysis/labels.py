@@ -730,19 +730,26 @@ def label_noise_by_split(ctx) -> dict[str, dict]:
     analysis = analyse(ctx)
     own_rates = split_rates(ctx, analysis)
     wrong_low, wrong_high = analysis.wrong_probability_range
-    issues, strong_units = analysis.issues, analysis.strong
-    totals: dict[str, np.ndarray] = {}  # images, flagged, strong, expected, expected low, expected high
+    unit, split_code, label_code = judged_records(ctx, analysis)
+    columns = ctx.columns
+    # Summed by np.bincount, which adds each record's value to its bin in record order, as the loop it replaced did
+    # (a Python step per record took ≈ 2 s at 10⁶): the same sums, bit for bit.
+    per_unit = [np.ones(len(analysis.unit_positions)), analysis.issues, analysis.strong, analysis.wrong_probability,
+                wrong_low, wrong_high]
+    sums = np.stack([np.bincount(split_code, weights=np.asarray(values, dtype=np.float64)[unit],
+                                 minlength=len(columns.splits)) for values in per_unit], axis=1)
+    totals = {columns.splits[code]: sums[code] for code in np.unique(split_code).tolist()}
+    cell_of = split_code * len(columns.classes) + label_code
+    cells = len(columns.splits) * len(columns.classes)
+    images_in = np.bincount(cell_of, minlength=cells)
+    flagged_in = np.bincount(cell_of, weights=np.asarray(analysis.issues, dtype=np.float64)[unit], minlength=cells)
+    wrong_in = np.bincount(cell_of, weights=np.asarray(analysis.wrong_probability, dtype=np.float64)[unit],
+                           minlength=cells)
     per_class: dict[str, dict[str, dict]] = {}
-    for u, positions in enumerate(analysis.unit_positions):
-        row = np.array([1.0, issues[u], strong_units[u], analysis.wrong_probability[u], wrong_low[u], wrong_high[u]])
-        for p in positions:
-            split, label = ctx.records[p].split, ctx.records[p].label
-            totals[split] = totals.get(split, np.zeros(6)) + row
-            cell = per_class.setdefault(split, {}).setdefault(label, {"images": 0, "probably_wrong": 0,
-                                                                      "estimated_wrong": 0.0})
-            cell["images"] += 1
-            cell["probably_wrong"] += int(issues[u])
-            cell["estimated_wrong"] += float(analysis.wrong_probability[u])
+    for cell in np.flatnonzero(images_in).tolist():
+        split, label = columns.splits[cell // len(columns.classes)], columns.classes[cell % len(columns.classes)]
+        per_class.setdefault(split, {})[label] = {"images": int(images_in[cell]), "probably_wrong": int(flagged_in[cell]),
+                                                  "estimated_wrong": float(wrong_in[cell])}
     result = {}
     for split in ctx.index.splits:
         images, flagged, strong, expected, expected_low, expected_high = totals.get(split, np.zeros(6))
@@ -771,6 +778,18 @@ def label_noise_by_split(ctx) -> dict[str, dict]:
     return result
 
 
+def judged_records(ctx, analysis: LabelAnalysis) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unit, split code, label code) of every record the analysis judged (`unit_positions` flattened, units in
+    order): codes into the record columns' `splits` and `classes`."""
+    from itertools import chain
+
+    lengths = np.fromiter(map(len, analysis.unit_positions), dtype=np.int64, count=len(analysis.unit_positions))
+    positions = np.fromiter(chain.from_iterable(analysis.unit_positions), dtype=np.int64, count=int(lengths.sum()))
+    columns = ctx.columns
+    return (np.repeat(np.arange(len(lengths)), lengths), columns.split[positions].astype(np.int64),
+            columns.label[positions].astype(np.int64))
+
+
 def split_rates(ctx, analysis: LabelAnalysis) -> dict[str, label_noise.NoiseEstimate]:
     """Each split's own share of wrong labels: the noise model fitted on the split's images alone, the probe's
     calibration held at the dataset's (`label_noise.estimate_rate_at_temperature`); an image in several splits
@@ -778,10 +797,13 @@ def split_rates(ctx, analysis: LabelAnalysis) -> dict[str, label_noise.NoiseEsti
     Empty where the analysis has no noise estimate."""
     if analysis.noise is None or not len(analysis.unit_labels):
         return {}
-    members: dict[str, list[int]] = {}
-    for u, positions in enumerate(analysis.unit_positions):
-        for split in {ctx.records[p].split for p in positions}:
-            members.setdefault(split, []).append(u)
+    unit, split_code, _label_code = judged_records(ctx, analysis)
+    columns = ctx.columns
+    members: dict[str, np.ndarray] = {}  # each split's units, ascending; the splits as first met in unit order
+    pairs = np.unique(split_code * len(analysis.unit_positions) + unit)
+    for code in split_code[np.sort(np.unique(split_code, return_index=True)[1])].tolist():
+        in_split = pairs[pairs // len(analysis.unit_positions) == code]
+        members[columns.splits[code]] = in_split % len(analysis.unit_positions)
     rng = np.random.default_rng(0)
     out = {}
     for split, units in members.items():

@@ -102,11 +102,15 @@ class DuplicateGraph:
                     if with_source and self.evidence_of is not None else [])
         by_edge = dict(zip(with_source, measured))
         out = []
-        for number, edge in enumerate(edges):
-            bits = int(self.kinds[edge])
-            evidence: dict[str, Any] = {"kinds": [kind for kind in KIND_ORDER if bits & KIND_BIT[kind]]}
-            if number in by_edge:
-                found = by_edge[number]
+        for number, bits in enumerate(self.kinds[np.asarray(edges, dtype=np.int64)].tolist()):
+            kinds = [kind for kind in KIND_ORDER if bits & KIND_BIT[kind]]
+            found = by_edge.get(number)
+            if found is not None and next(iter(found), None) == "kinds":
+                found["kinds"] = kinds  # the edge's kinds in the pair's own dict, first as before (one dict less)
+                out.append(found)
+                continue
+            evidence: dict[str, Any] = {"kinds": kinds}
+            if found is not None:
                 found.pop("kinds", None)
                 evidence.update(found)
             out.append(evidence)

@@ -186,21 +186,36 @@ def _exact_search(x: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.
 def exact_search_streamed(x: np.ndarray, q: np.ndarray, k: int, among: np.ndarray | None = None,
                           block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k by cosine of a few queries (a recall sample) over x, or over its rows `among`, one block of
-    x at a time: memory is a block, never a float32 copy of x (5 GB at 10⁶ × 1280). Indices are rows of x."""
+    x at a time on every core: memory is a block per core, never a float32 copy of x (5 GB at 10⁶ × 1280).
+    Each block keeps its own top k, merged at the end (merging into a running top k copied every block's
+    similarities and a row number for each: 8.6 against 6.4 s for 600 queries over 700 000 of the 10⁶ resampled
+    vectors). Indices are rows of x."""
+    from auditor.parallel import run_blocks
+
     queries = _f32(q)
     rows = np.arange(len(x), dtype=np.int64) if among is None else np.asarray(among, dtype=np.int64)
-    best_sims = np.full((len(q), 0), -np.inf, dtype=np.float32)
-    best_rows = np.zeros((len(q), 0), dtype=np.int64)
-    for start, stop in _blocks(len(rows), block):
-        block_rows = rows[start:stop]
-        block = _f32(x[start:stop] if among is None else x[block_rows])
-        sims = np.concatenate([best_sims, queries @ block.T], axis=1)
-        ids = np.concatenate([best_rows, np.broadcast_to(block_rows, (len(q), len(block_rows)))], axis=1)
-        keep = min(k, sims.shape[1])
-        top = np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
-        best_sims, best_rows = np.take_along_axis(sims, top, axis=1), np.take_along_axis(ids, top, axis=1)
-    order = np.argsort(-best_sims, axis=1, kind="stable")
-    return np.take_along_axis(best_sims, order, axis=1), np.take_along_axis(best_rows, order, axis=1)
+    starts = list(range(0, len(rows), block))
+    tops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def search(start: int) -> None:
+        block_rows = rows[start:start + block]
+        sims = queries @ _f32(x[start:start + block] if among is None else x[block_rows]).T
+        if k < sims.shape[1]:
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            tops[start] = np.take_along_axis(sims, top, axis=1), block_rows[top]
+        else:
+            tops[start] = sims, np.broadcast_to(block_rows, sims.shape)
+
+    run_blocks(search, starts)
+    if not starts:
+        return np.zeros((len(q), 0), dtype=np.float32), np.zeros((len(q), 0), dtype=np.int64)
+    sims = np.concatenate([tops[start][0] for start in starts], axis=1)
+    ids = np.concatenate([tops[start][1] for start in starts], axis=1)
+    if k < sims.shape[1]:
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        sims, ids = np.take_along_axis(sims, top, axis=1), np.take_along_axis(ids, top, axis=1)
+    order = np.argsort(-sims, axis=1, kind="stable")
+    return np.take_along_axis(sims, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
 def row_indices(rows) -> np.ndarray:

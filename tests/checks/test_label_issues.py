@@ -501,3 +501,58 @@ def test_each_split_is_read_at_its_own_rate_so_a_carelessly_labelled_val_set_sho
     assert 100 * analysis.wrong_probability[in_val].mean() < val["estimated_percent"] - 1.0
     own = la.split_rates(ctx, analysis)["val"]
     assert own.interval[0] <= flipped["val"] / val["images"] <= own.interval[1]
+
+
+def _per_split_by_loop(ctx, analysis) -> tuple[dict, dict, dict]:
+    """What label_noise_by_split and split_rates summed with a Python step per record before (the reference)."""
+    wrong_low, wrong_high = analysis.wrong_probability_range
+    totals, per_class, members = {}, {}, {}
+    for u, positions in enumerate(analysis.unit_positions):
+        row = np.array([1.0, analysis.issues[u], analysis.strong[u], analysis.wrong_probability[u], wrong_low[u],
+                        wrong_high[u]])
+        for p in positions:
+            split, label = ctx.records[p].split, ctx.records[p].label
+            totals[split] = totals.get(split, np.zeros(6)) + row
+            cell = per_class.setdefault(split, {}).setdefault(label, [0, 0, 0.0])
+            cell[0] += 1
+            cell[1] += int(analysis.issues[u])
+            cell[2] += float(analysis.wrong_probability[u])
+        for split in {ctx.records[p].split for p in positions}:
+            members.setdefault(split, []).append(u)
+    return totals, per_class, members
+
+
+def test_per_split_sums_are_the_per_record_loops_bit_for_bit_with_copies_in_several_splits():
+    vectors, true = gaussian_classes(300, 3, seed=4, spread=0.4)
+    names = ["cat", "dog", "fox"]
+    items = []
+    for i, (vector, t) in enumerate(zip(vectors, true)):
+        split = ("val", "test", "train", "train")[i % 4]
+        label = names[(t + 1) % 3] if i % 9 == 0 else names[t]
+        items.append({"path": f"{split}/{label}/{i}.jpg", "label": label, "split": split, "vector": vector})
+        if i % 10 == 0:  # the same content again, in train, under the same label: one unit in two splits
+            items.append({"path": f"train/{label}/copy{i}.jpg", "label": label, "split": "train", "vector": vector,
+                          "content": f"{split}/{label}/{i}.jpg"})
+    ctx = synthetic_context(items, seed=0)
+    analysis = la.analyse(ctx)
+    assert any(len({ctx.records[p].split for p in positions}) > 1 for positions in analysis.unit_positions)
+    totals, per_class, members = _per_split_by_loop(ctx, analysis)
+    by_split = la.label_noise_by_split(ctx)
+    for split, (images, flagged, strong, expected, _low, _high) in totals.items():
+        result = by_split[split]
+        assert (result["images"], result["probably_wrong"], result["strong_evidence"]) == (images, flagged, strong)
+        assert {label: (c["images"], c["probably_wrong"], c["estimated_wrong"]) for label, c in result["per_class"].items()} \
+            == {label: (c[0], c[1], round(c[2], 1)) for label, c in sorted(per_class[split].items())}
+    rates = la.split_rates(ctx, analysis)
+    assert set(rates) == set(members) == {"train", "val", "test"}
+    for split, units in members.items():
+        expected = la.label_noise.estimate_rate_at_temperature(
+            analysis.probs[units], analysis.unit_labels[units], analysis.noise.temperature, analysis.noise.n_classes)
+        assert rates[split] == expected
+    # The vectorised sums, before rounding, are the loop's own floats.
+    unit, split_code, _ = la.judged_records(ctx, analysis)
+    for code, split in enumerate(ctx.columns.splits):
+        if split in totals:
+            summed = np.bincount(split_code, weights=analysis.wrong_probability[unit].astype(np.float64),
+                                 minlength=len(ctx.columns.splits))[code]
+            assert summed == totals[split][3]

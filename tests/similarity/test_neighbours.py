@@ -366,6 +366,15 @@ def test_streamed_exact_search_matches_brute_force_over_all_rows_or_some():
     true_sims, true_rows = brute_knn(x[among], q, 3)
     np.testing.assert_allclose(sims, true_sims, atol=1e-5)
     assert np.isin(rows, among).all() and (rows == among[true_rows]).mean() > 0.98
+    # Blocks narrower than k (each kept whole), fewer rows than k (all of them, best first), no rows at all.
+    sims, rows = neighbour_search.exact_search_streamed(x, q, 6, among=among[:9], block=4)
+    true_sims, true_rows = brute_knn(x[among[:9]], q, 6)
+    np.testing.assert_allclose(sims, true_sims, atol=1e-5)
+    sims, rows = neighbour_search.exact_search_streamed(x, q, 6, among=among[:4], block=3)
+    assert rows.shape == (40, 4) and (np.sort(rows, axis=1) == np.sort(among[:4])).all()
+    assert (np.diff(sims, axis=1) <= 0).all()
+    sims, rows = neighbour_search.exact_search_streamed(x, q, 6, among=among[:0])
+    assert sims.shape == rows.shape == (40, 0)
 
 
 @pytest.mark.slow  # 1.4-3 s: `make test` runs it, the edit-test loop does not
