@@ -56,7 +56,7 @@ def compute(ctx: AuditContext) -> Evidence:
         return skipped("one split only: nothing can leak (use --validation-split to reproduce a Keras split)")
     groups = leaking_groups(ctx)
     leaked = leaked_positions(ctx)
-    columns = ctx.columns  # counted from the record columns: a Python step per record per split took seconds at 10⁶
+    columns = ctx.columns  # counted from the record columns, not a Python step per record (≈ 0.2–0.3 s at 10⁶)
     per_split: dict[str, dict] = {}
     worst_split, worst_share = None, 0.0
     for split, positions in leaked.items():

@@ -320,8 +320,10 @@ def screened_correlation(a: np.ndarray, b: np.ndarray, screen: float = SCREEN) -
 # Since the forty-fourth session the forward search multiplies the second image's row bands by the first's template
 # bands instead of making the second image's shifted windows (`_block_scores`): per evaluation, in CPU, on the candidate
 # pairs of 50 000 32 px tiles 28.6 → 21.4 µs, 25 000 Fashion-MNIST images 36.4 → 22.8, 3 000 native photos 19.0 → 15.3.
-COARSE_BLOCK = 1024  # evaluations whose coarse features are held at once (≈ 35 KB each)
-FINE_BLOCK = 256  # … full-size features (≈ 250 KB each)
+# Memory per evaluation, by the arrays' sizes in `_block_scores`: at most ≈ 35 KB coarse and ≈ 210 KB full-size, where
+# each evaluation has a first image of its own (its template bands and windows); ≈ 5 and ≈ 25 KB where they share it.
+COARSE_BLOCK = 1024  # evaluations whose coarse features are held at once
+FINE_BLOCK = 256  # … full-size features
 
 
 def distinct_thumbnails(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
