@@ -16,6 +16,17 @@ def members(ctx: AuditContext, positions: list[int]) -> list[dict]:
     ]
 
 
+# The pairs a group's finding lists (all are counted, `pairs_total`): a crowd of one picture's copies is a group whose
+# members are all candidates of each other, 124 750 pairs at the 500 copies a crowd may reach, each a dict of evidence
+# — repeated in every check that reports the group.
+LISTED_PAIRS = 500
+
+
+def listed_pairs(pairs: list[dict]) -> dict:
+    """A group finding's `pairs` (the first LISTED_PAIRS, in the group's order) and `pairs_total`."""
+    return {"pairs": pairs[:LISTED_PAIRS], "pairs_total": len(pairs)}
+
+
 def group_id(ctx: AuditContext, check_id: str, kind: str, positions: list[int]) -> str:
     return stable_finding_id(check_id, kind, [ctx.encoded.record_sha[p] or ctx.records[p].path for p in positions])
 

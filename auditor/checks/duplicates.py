@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from auditor.checks.base import Check, Evidence, Verdict
-from auditor.checks.common import group_id, members, percent, plural, quoted_paths
+from auditor.checks.common import group_id, listed_pairs, members, percent, plural, quoted_paths
 from auditor.config import Policy
 from auditor.context import AuditContext
 from auditor.report import Finding, Severity, Status
@@ -33,7 +33,7 @@ def compute_exact(ctx: AuditContext) -> Evidence:
                 + (f", across {' and '.join(splits)}" if len(splits) > 1 else "")
                 + f"): {quoted_paths(ctx, group)}",
                 paths=[ctx.records[p].path for p in group],
-                evidence={"members": members(ctx, group), "pairs": pairs},
+                evidence={"members": members(ctx, group), **listed_pairs(pairs)},
             )
         )
     usable = len(ctx.usable_positions)
@@ -214,7 +214,7 @@ def _near_finding(ctx: AuditContext, group: list[int], pairs: list[dict]) -> tup
     splits = sorted({ctx.records[p].split for p in group})
     evidence = {
         "members": members(ctx, group),
-        "pairs": pairs[:500],
+        **listed_pairs(pairs),
         "max_cosine": round(max(cosines), 4) if cosines else None,
         "max_correlation": max(correlations) if correlations else None,
         "min_phash_distance": min(hashes) if hashes else None,

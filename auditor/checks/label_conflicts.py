@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from auditor.checks.common import group_id, members, plural, quoted_paths
+from auditor.checks.common import group_id, listed_pairs, members, plural, quoted_paths
 from auditor.context import AuditContext
 from auditor.checks.base import Check, Evidence, Verdict
 from auditor.config import Policy
@@ -30,7 +30,7 @@ def compute(ctx: AuditContext) -> Evidence:
                 message=f"one image under labels {', '.join(labels)} ({scope}): {quoted_paths(ctx, group)}",
                 paths=[ctx.records[p].path for p in group],
                 evidence={"labels": labels, "scope": "within_split" if len(splits) == 1 else "across_splits",
-                          "members": members(ctx, group), "pairs": pairs},
+                          "members": members(ctx, group), **listed_pairs(pairs)},
             )
         )
     summary = (

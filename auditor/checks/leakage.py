@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from auditor.checks.common import group_id, members, percent, plural, quoted_paths
+from auditor.checks.common import group_id, listed_pairs, members, percent, plural, quoted_paths
 from auditor.config import REFERENCE_SPLIT
 from auditor.context import AuditContext
 from auditor.similarity.describe import (crowding_text, decision_text, detection_quality, precision_text,
@@ -84,7 +84,7 @@ def compute(ctx: AuditContext) -> Evidence:
                 + (f" under labels {', '.join(labels)}" if len(labels) > 1 else "")
                 + f": {quoted_paths(ctx, group)}",
                 paths=[ctx.records[p].path for p in group],
-                evidence={"members": members(ctx, group), "pairs": pairs},
+                evidence={"members": members(ctx, group), **listed_pairs(pairs)},
             )
         )
     has_train = bool(ctx.index.reference_split)

@@ -95,6 +95,15 @@ def _check_view(check: CheckResult, images: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _pairs_hidden(evidence: dict[str, Any], shown: int) -> dict[str, int]:
+    """How many of a group's pairs the page leaves out, and how many of those report.json lists (it lists at most
+    checks.common.LISTED_PAIRS of a group's `pairs_total`)."""
+    listed = len(evidence["pairs"]) if isinstance(evidence.get("pairs"), list) else 0
+    total = evidence.get("pairs_total")
+    total = total if isinstance(total, int) and not isinstance(total, bool) and total >= listed else listed
+    return {"pairs_hidden": max(0, total - shown), "pairs_hidden_listed": max(0, listed - shown)}
+
+
 def _finding_view(finding: Finding, images: dict[str, str]) -> dict[str, Any]:
     evidence = finding.evidence or {}
     members = evidence.get("members")
@@ -119,7 +128,7 @@ def _finding_view(finding: Finding, images: dict[str, str]) -> dict[str, Any]:
         "members": shown,
         "members_hidden": max(0, len(members) - len(shown)),
         "pairs": pairs,
-        "pairs_hidden": max(0, len(evidence.get("pairs") or []) - len(pairs)) if isinstance(evidence.get("pairs"), list) else 0,
+        **_pairs_hidden(evidence, len(pairs)),
         "similarity": ", ".join(similarity),
     }
 

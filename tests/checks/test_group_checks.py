@@ -196,3 +196,19 @@ def test_each_groups_evidence_is_read_once_for_all_three_checks_and_is_its_own()
         for finding in result.findings:
             group = sorted(p for p, r in enumerate(alone.records) if r.path in finding.paths)
             assert finding.evidence["pairs"] == alone.group_evidence(group) and finding.evidence["pairs"]
+
+
+def test_a_group_lists_at_most_the_capped_pairs_and_counts_them_all(monkeypatch):
+    """A crowd of one picture's copies has a pair for every two members; each check lists the first LISTED_PAIRS and
+    says how many there are, instead of writing them all (124 750 at 500 copies) into every check's finding."""
+    import auditor.checks.common as common
+
+    items = CLEAN + [image(f"copy{i}.jpg", "cat", content="train/cat/0.jpg") for i in range(3)] + \
+        [image("leak.jpg", "dog", "val", content="train/cat/0.jpg")]
+    full = {check_id: run(check_id, items).findings for check_id in ("exact_duplicates", "leakage", "label_conflicts")}
+    monkeypatch.setattr(common, "LISTED_PAIRS", 2)
+    for check_id, findings in full.items():
+        [whole] = findings
+        [capped] = run(check_id, items).findings
+        assert whole.evidence["pairs_total"] == len(whole.evidence["pairs"]) == 4, check_id  # 5 identical files
+        assert capped.evidence["pairs"] == whole.evidence["pairs"][:2] and capped.evidence["pairs_total"] == 4

@@ -190,3 +190,17 @@ def test_the_header_counts_one_image_and_one_class_in_the_singular(sample):
     for text in (render_terminal(report, width=400), render_html(report)):
         assert "train 3 images / 2 classes" in text and "val 1 image / 1 class" in text
         assert "1 images" not in text and "1 classes" not in text
+
+
+def test_pairs_left_out_are_counted_from_the_groups_total_not_from_the_listed_pairs(sample):
+    report, _files = sample
+    pairs = [{"a": f"train/c/{i}.jpg", "b": f"train/c/{i + 1}.jpg", "kinds": ["embedding"]} for i in range(10)]
+    finding = Finding("near_duplicates:group:00ab", Severity.WARNING, "600 near-identical images", ["train/c/0.jpg"],
+                      evidence={"members": [{"path": "train/c/0.jpg", "split": "train", "label": "c"}],
+                                "pairs": pairs, "pairs_total": 179_700})
+    report.checks.append(CheckResult("near_duplicates_capped", Status.WARN, "one crowd", findings=[finding]))
+    html = render_html(report, Thumbnails(images={}, omitted=0), projection_for(_files), properties_for())
+    assert "… 179696 more pairs (6 of them listed in report.json)" in html
+    finding.evidence.pop("pairs_total")  # a report of an earlier version lists every pair
+    html = render_html(report, Thumbnails(images={}, omitted=0), projection_for(_files), properties_for())
+    assert "… 6 more pairs in report.json" in html
