@@ -16,7 +16,8 @@ detection usually does better with mid-network features that keep the layout. Tw
   train tile's similarity scaled by both tiles' 10th-neighbour similarity (the audit's scaled cosine, roughly).
 - `audit`: the audit itself (duplicate checks only, `auditor.api.audit`) on bench_truth rows, with the backbone
   replaced by one whose "embedding" is the feature (`b10`: the 2 × 2 grid of block 10's output, 448 numbers) —
-  its calibration copies embedded the same way —, or not replaced (`base`); printed per row: leak recall / precision
+  its calibration copies embedded the same way; `head+b10`: both, each of unit length, side by side, so that a
+  pair's cosine is the mean of the two —, or not replaced (`base`); printed per row: leak recall / precision
   at the audit's own decision, its estimates, per copy kind, and the rule chosen. Caches under WORK/cache_<variant>.
 
 Results and what was concluded: docs/duplicates.md, "Mid-network features for the embedding tier".
@@ -140,7 +141,13 @@ def replace_backbone(variant: str) -> None:
         import keras
 
         model = build(*args, **kwargs)
-        return keras.Model(model.input, grid_means(model.get_layer(LAYERS[variant]).output, keras.ops))
+        layer = variant.removeprefix("head+")
+        grid = grid_means(model.get_layer(LAYERS[layer]).output, keras.ops)
+        if not variant.startswith("head+"):
+            return keras.Model(model.input, grid)
+        # Both, each of unit length: the cosine of the pair is the mean of the head's and the grid's cosines.
+        unit = lambda x: x / keras.ops.sqrt(keras.ops.sum(x * x, axis=1, keepdims=True) + 1e-12)
+        return keras.Model(model.input, keras.ops.concatenate([unit(model.output), unit(grid)], axis=1))
 
     lite0.build_efficientnet_lite0 = replaced
 
@@ -194,7 +201,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/auditor_copy_layers"))
     parser.add_argument("--input-size", type=int, default=None,
                         help="rank: 96 unless given; audit: the audit's own choice unless given")
-    parser.add_argument("--variant", default="b10", choices=("base", *LAYERS))
+    parser.add_argument("--variant", default="b10", choices=("base", *LAYERS, *(f"head+{k}" for k in LAYERS)))
     parser.add_argument("--rows", default="tiles")
     parser.add_argument("--leak-rates", default="0.02")
     args = parser.parse_args()
